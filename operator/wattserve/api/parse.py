@@ -1,0 +1,308 @@
+"""Parse ModelDeployment and ServingPool objects (dicts) into frozen types.
+
+Every rule the CRD schema or its CEL rules enforce is enforced here too, with the same
+field paths, so `wattserve plan` rejects exactly what the API server rejects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import yaml
+
+from wattserve.api.errors import SpecError
+from wattserve.api.quantities import parse_parameter_count
+from wattserve.api.reader import Fields
+from wattserve.api.types import (
+    SLO,
+    Accelerator,
+    Architecture,
+    Backend,
+    Budget,
+    EngineChoice,
+    ExpectedLoad,
+    ModelDeployment,
+    ModelDeploymentSpec,
+    ModelSpec,
+    NodeShape,
+    Objective,
+    PlacementPrefs,
+    Power,
+    Quantization,
+    Scaling,
+    ServingPool,
+    ServingPoolSpec,
+    Task,
+    Toleration,
+    Tuning,
+)
+
+API_VERSION: Final = "wattserve.dev/v1alpha1"
+SOURCE_PATTERN: Final = r"^(hf|gguf|pvc|s3)://.+"
+NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_TOP: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+
+
+def _keys(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+def _object(obj: object, kind: str) -> tuple[Fields, str, str, int, str]:
+    top = Fields(obj, "", allowed=_TOP)
+    api_version = top.string("apiVersion", default=API_VERSION)
+    if api_version != API_VERSION:
+        raise SpecError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
+    got_kind = top.string("kind", default=kind)
+    if got_kind != kind:
+        raise SpecError("kind", f"must be {kind}, got {got_kind!r}")
+    meta = Fields(top.raw("metadata"), "metadata", allowed=frozenset(), strict=False)
+    name = meta.req_string("name", pattern=NAME_PATTERN)
+    namespace = meta.string("namespace", default="default") or "default"
+    generation = meta.int_default("generation", 0)
+    uid = meta.string("uid", default="") or ""
+    return top, name, namespace, generation, uid
+
+
+def parse_model_deployment(obj: object) -> ModelDeployment:
+    """Parse a ModelDeployment object; raises :class:`SpecError` naming the field."""
+    top, name, namespace, generation, uid = _object(obj, "ModelDeployment")
+    spec = top.child(
+        "spec",
+        _keys("model", "slo", "objective", "budget", "expectedLoad", "placement", "scaling",
+              "backend"),
+        required=True,
+    )
+    return ModelDeployment(
+        name=name,
+        namespace=namespace,
+        generation=generation,
+        uid=uid,
+        spec=ModelDeploymentSpec(
+            model=_model(spec),
+            slo=_slo(spec),
+            objective=spec.enum("objective", Objective, Objective.COST),
+            budget=_budget(spec),
+            expected_load=_load(spec),
+            placement=_placement(spec),
+            scaling=_scaling(spec),
+            backend=spec.enum("backend", Backend, Backend.DEPLOYMENT),
+        ),
+    )
+
+
+def _model(spec: Fields) -> ModelSpec:
+    model = spec.child(
+        "model",
+        _keys("name", "source", "parameters", "quantization", "contextLength", "task",
+              "architecture"),
+        required=True,
+    )
+    arch = model.child("architecture", _keys("layers", "hiddenSize", "attentionHeads", "kvHeads"))
+    architecture = Architecture(
+        layers=arch.integer("layers", minimum=1, maximum=1000),
+        hidden_size=arch.integer("hiddenSize", minimum=1),
+        attention_heads=arch.integer("attentionHeads", minimum=1),
+        kv_heads=arch.integer("kvHeads", minimum=1),
+    )
+    if (architecture.kv_heads is not None and architecture.attention_heads is not None
+            and architecture.kv_heads > architecture.attention_heads):
+        raise SpecError(arch.at("kvHeads"), "must be <= attentionHeads")
+    parameters = model.req_string("parameters")
+    return ModelSpec(
+        name=model.req_string("name"),
+        source=model.req_string("source", pattern=SOURCE_PATTERN),
+        parameters=parse_parameter_count(parameters, model.at("parameters")),
+        quantization=model.enum("quantization", Quantization, Quantization.BF16),
+        context_length=model.int_default("contextLength", 4096, minimum=128, maximum=10_000_000),
+        task=model.enum("task", Task, Task.CHAT),
+        architecture=architecture,
+    )
+
+
+def _slo(spec: Fields) -> SLO:
+    slo = spec.child("slo", _keys("latencyP95Ms", "timeToFirstTokenP95Ms"), required=True)
+    latency = slo.req_integer("latencyP95Ms", minimum=1)
+    ttft = slo.integer("timeToFirstTokenP95Ms", minimum=1)
+    if ttft is not None and ttft > latency:
+        raise SpecError(slo.at("timeToFirstTokenP95Ms"), "must be <= latencyP95Ms")
+    return SLO(latency_p95_ms=latency, ttft_p95_ms=ttft)
+
+
+def _budget(spec: Fields) -> Budget:
+    budget = spec.child("budget", _keys("maxJoulesPerToken", "maxUSDPerMillionTokens",
+                                        "maxUSDPerHour"))
+    return Budget(
+        max_joules_per_token=budget.decimal("maxJoulesPerToken", positive=True),
+        max_usd_per_million_tokens=budget.decimal("maxUSDPerMillionTokens", positive=True),
+        max_usd_per_hour=budget.decimal("maxUSDPerHour", positive=True),
+    )
+
+
+def _load(spec: Fields) -> ExpectedLoad:
+    load = spec.child("expectedLoad", _keys("requestsPerSecond", "promptTokens", "outputTokens"))
+    rps = load.decimal("requestsPerSecond")
+    return ExpectedLoad(
+        requests_per_second=1.0 if rps is None else rps,
+        prompt_tokens=load.int_default("promptTokens", 256, minimum=1),
+        output_tokens=load.int_default("outputTokens", 128, minimum=1),
+    )
+
+
+def _placement(spec: Fields) -> PlacementPrefs:
+    placement = spec.child("placement", _keys("pool", "engine", "allowGPU"))
+    return PlacementPrefs(
+        pool=placement.string("pool", pattern=NAME_PATTERN),
+        engine=placement.enum("engine", EngineChoice, EngineChoice.AUTO),
+        allow_gpu=placement.boolean("allowGPU", True),
+    )
+
+
+def _scaling(spec: Fields) -> Scaling:
+    scaling = spec.child("scaling", _keys("minReplicas", "maxReplicas", "targetUtilizationPercent",
+                                          "scaleUpDelaySeconds", "scaleDownDelaySeconds"))
+    result = Scaling(
+        min_replicas=scaling.int_default("minReplicas", 1, minimum=0, maximum=1000),
+        max_replicas=scaling.int_default("maxReplicas", 10, minimum=1, maximum=1000),
+        target_utilization_percent=scaling.int_default("targetUtilizationPercent", 70,
+                                                       minimum=1, maximum=100),
+        scale_up_delay_seconds=scaling.int_default("scaleUpDelaySeconds", 0, minimum=0,
+                                                   maximum=3600),
+        scale_down_delay_seconds=scaling.int_default("scaleDownDelaySeconds", 300, minimum=0,
+                                                     maximum=86400),
+    )
+    if result.min_replicas > result.max_replicas:
+        raise SpecError(scaling.at("minReplicas"),
+                        f"must be <= maxReplicas ({result.min_replicas} > {result.max_replicas})")
+    return result
+
+
+def parse_serving_pool(obj: object) -> ServingPool:
+    """Parse a ServingPool object; raises :class:`SpecError` naming the field."""
+    top, name, _, generation, _ = _object(obj, "ServingPool")
+    spec = top.child(
+        "spec",
+        _keys("nodeSelector", "tolerations", "accelerator", "node", "pricing", "power", "carbon",
+              "maxNodes", "tuning"),
+        required=True,
+    )
+    node = spec.child("node", _keys("cpu", "memoryGiB", "memoryBandwidthGBps"), required=True)
+    pricing = spec.child("pricing", _keys("usdPerNodeHour"), required=True)
+    power = spec.child("power", _keys("idleWatts", "maxWatts"), required=True)
+    carbon = spec.child("carbon", _keys("gramsCO2PerKWh"), required=True)
+    idle = power.req_integer("idleWatts", minimum=0)
+    peak = power.req_integer("maxWatts", minimum=1)
+    if idle > peak:
+        raise SpecError(power.at("idleWatts"), f"must be <= maxWatts ({idle} > {peak})")
+    return ServingPool(
+        name=name,
+        generation=generation,
+        spec=ServingPoolSpec(
+            node=NodeShape(
+                cpu=node.req_integer("cpu", minimum=1),
+                memory_gib=float(node.req_integer("memoryGiB", minimum=1)),
+                memory_bandwidth_gbps=float(node.req_integer("memoryBandwidthGBps", minimum=1)),
+            ),
+            usd_per_node_hour=pricing.req_decimal("usdPerNodeHour"),
+            power=Power(idle_watts=float(idle), max_watts=float(peak)),
+            grams_co2_per_kwh=float(carbon.req_integer("gramsCO2PerKWh", minimum=0)),
+            max_nodes=spec.int_default("maxNodes", 10, minimum=1, maximum=100_000),
+            node_selector=_node_selector(spec),
+            tolerations=_tolerations(spec),
+            accelerator=_accelerator(spec),
+            tuning=_tuning(spec),
+        ),
+    )
+
+
+def _node_selector(spec: Fields) -> tuple[tuple[str, str], ...]:
+    raw = spec.raw("nodeSelector")
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise SpecError(spec.at("nodeSelector"), "must be a mapping of label to value")
+    pairs = []
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise SpecError(spec.at(f"nodeSelector.{key}"), "must be a string")
+        pairs.append((str(key), value))
+    return tuple(sorted(pairs))
+
+
+def _tolerations(spec: Fields) -> tuple[Toleration, ...]:
+    raw = spec.raw("tolerations")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(spec.at("tolerations"), "must be a list")
+    out = []
+    for index, item in enumerate(raw):
+        tol = Fields(item, spec.at(f"tolerations[{index}]"),
+                     allowed=_keys("key", "operator", "value", "effect"))
+        operator = tol.string("operator", default="Equal") or "Equal"
+        if operator not in ("Equal", "Exists"):
+            raise SpecError(tol.at("operator"), f"must be Equal or Exists, got {operator!r}")
+        effect = tol.string("effect")
+        if effect is not None and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise SpecError(tol.at("effect"), f"must be NoSchedule, PreferNoSchedule or "
+                                              f"NoExecute, got {effect!r}")
+        out.append(Toleration(key=tol.string("key"), operator=operator,
+                              value=tol.string("value"), effect=effect))
+    return tuple(out)
+
+
+def _accelerator(spec: Fields) -> Accelerator | None:
+    if not spec.has("accelerator"):
+        return None
+    acc = spec.child("accelerator", _keys("type", "count", "memoryGiB", "memoryBandwidthGBps",
+                                          "peakTFLOPS", "resourceName"))
+    return Accelerator(
+        type=acc.req_string("type"),
+        count=acc.req_integer("count", minimum=1, maximum=64),
+        memory_gib=float(acc.req_integer("memoryGiB", minimum=1)),
+        memory_bandwidth_gbps=float(acc.req_integer("memoryBandwidthGBps", minimum=1)),
+        peak_tflops=acc.req_decimal("peakTFLOPS", positive=True),
+        resource_name=acc.string("resourceName", default="nvidia.com/gpu") or "nvidia.com/gpu",
+    )
+
+
+def _tuning(spec: Fields) -> Tuning:
+    tuning = spec.child("tuning", _keys("decodeEfficiency", "prefillEfficiency",
+                                        "cpuDecodeGFLOPSPerCore", "cpuPrefillGFLOPSPerCore",
+                                        "coldStartSeconds"))
+    for key in ("decodeEfficiency", "prefillEfficiency"):
+        value = tuning.decimal(key, positive=True)
+        if value is not None and value > 1:
+            raise SpecError(tuning.at(key), f"must be <= 1, got {value}")
+    cold = tuning.integer("coldStartSeconds", minimum=0)
+    return Tuning(
+        decode_efficiency=tuning.decimal("decodeEfficiency", positive=True),
+        prefill_efficiency=tuning.decimal("prefillEfficiency", positive=True),
+        cpu_decode_gflops_per_core=tuning.decimal("cpuDecodeGFLOPSPerCore", positive=True),
+        cpu_prefill_gflops_per_core=tuning.decimal("cpuPrefillGFLOPSPerCore", positive=True),
+        cold_start_seconds=None if cold is None else float(cold),
+    )
+
+
+def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]]:
+    """Load every non-empty YAML document; raises SpecError on YAML or shape errors."""
+    try:
+        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(path, f"not valid YAML{where}: {problem}") from None
+    if not docs:
+        raise SpecError(path, "is empty: expected at least one YAML document")
+    out: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs):
+        items = doc.get("items") if isinstance(doc, dict) else None
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(items, list):
+            out.extend(item for item in items if isinstance(item, dict))
+            continue
+        if not isinstance(doc, dict):
+            raise SpecError(path, f"document {index + 1} must be a mapping (a Kubernetes object)")
+        out.append(doc)
+    return out
+

@@ -1,0 +1,132 @@
+"""Inputs, state and output of the autoscaling policy (pure data, serializable)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from wattserve.autoscale.queueing import Capacity
+
+
+class Goal(StrEnum):
+    """Mirrors ``ModelDeployment.spec.objective``."""
+
+    COST = "cost"
+    ENERGY = "energy"
+    CARBON = "carbon"
+    BALANCED = "balanced"
+
+
+class Reason(StrEnum):
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    SLO_VIOLATION = "SLOViolation"
+    PREDICTED_LOAD = "PredictedLoad"
+    WITHIN_TOLERANCE = "WithinTolerance"
+    STABILIZING = "StabilizingScaleDown"
+    WAITING_FOR_COLD_START = "WaitingForColdStart"
+    MAX_REPLICAS = "SLOConflictsWithMaxReplicas"
+    USD_BUDGET = "SLOConflictsWithCostBudget"
+    ENERGY_BUDGET = "SLOConflictsWithEnergyBudget"
+    SCALE_TO_ZERO = "ScaleToZeroNeedsActivation"
+
+
+@dataclass(frozen=True)
+class ScalingInputs:
+    """Everything about the deployment the policy needs; built by an adapter from the
+    ModelDeployment spec and the placement engine's ``ReplicaPerformance``."""
+
+    slo_p95_ms: float
+    capacity: Capacity  # per replica, seeded by the placement prediction
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_utilization: float = 0.7  # 0..1, planned utilization for goal cost/balanced
+    scale_up_delay_s: float = 0.0  # HPA-like stabilization window for scaling up
+    scale_down_delay_s: float = 300.0  # ... and for scaling down
+    goal: Goal = Goal.COST
+    slo_ttft_p95_ms: float | None = None
+    max_joules_per_token: float | None = None
+    max_usd_per_hour: float | None = None
+    usd_per_hour_per_replica: float = 0.0
+    idle_watts_per_replica: float = 0.0
+    max_watts_per_replica: float = 0.0
+    cold_start_s: float = 60.0
+    # Seeded traffic shape, used until the metrics say otherwise.
+    expected_prompt_tokens: float = 256.0
+    expected_gen_tokens: float = 128.0
+    # Tuning knobs (documented in docs/autoscaling.md).
+    safety_margin: float = 0.15  # plan for p95 <= (1 - margin) x SLO
+    tolerance: float = 0.1  # hysteresis: scale down only below (1 - tol) x the up threshold
+    tail_factor: float = 2.0  # p95 / mean service time for the trace's length mix
+    ewma_alpha: float = 0.2
+    max_scale_up_step: int = 4  # per decision: max(2 x current, current + this)
+    # Live facts (None: derive from the state).
+    current_replicas: int | None = None
+    ready_replicas: int | None = None
+
+    def effective_max(self) -> int:
+        cap = self.max_replicas
+        if self.max_usd_per_hour is not None and self.usd_per_hour_per_replica > 0:
+            cap = min(cap, math.floor(self.max_usd_per_hour / self.usd_per_hour_per_replica
+                                          + 1e-9))
+        return max(cap, 1)
+
+    def effective_min(self) -> int:
+        return max(1, self.min_replicas)
+
+    def planned_utilization(self) -> float:
+        if self.goal in (Goal.ENERGY, Goal.CARBON) or self.max_joules_per_token is not None:
+            return max(self.target_utilization, 0.95)
+        return self.target_utilization
+
+    def watts(self, utilization: float) -> float:
+        u = min(max(utilization, 0.0), 1.0)
+        return self.idle_watts_per_replica + (
+            self.max_watts_per_replica - self.idle_watts_per_replica) * u
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What the policy remembers between ticks; round-trips through a plain dict."""
+
+    replicas: int
+    recommendations: tuple[tuple[float, int], ...] = ()  # (time, recommended replicas)
+    starts: tuple[tuple[float, int], ...] = ()  # (time, replicas added) for cold starts
+    speed: float = 1.0  # measured / seeded service speed (EWMA)
+    tail_correction: float = 1.0  # observed / predicted p95 (EWMA)
+    outage_since: float | None = None
+    last_rate: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["recommendations"] = [list(x) for x in self.recommendations]
+        d["starts"] = [list(x) for x in self.starts]
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ScalerState:
+        return ScalerState(
+            replicas=int(d["replicas"]),
+            recommendations=tuple((float(t), int(r)) for t, r in d.get("recommendations", [])),
+            starts=tuple((float(t), int(r)) for t, r in d.get("starts", [])),
+            speed=float(d.get("speed", 1.0)),
+            tail_correction=float(d.get("tail_correction", 1.0)),
+            outage_since=None if d.get("outage_since") is None else float(d["outage_since"]),
+            last_rate=None if d.get("last_rate") is None else float(d["last_rate"]),
+        )
+
+    def evolve(self, **changes: Any) -> ScalerState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired_replicas: int
+    reason: str  # CamelCase, for the Scaled condition
+    message: str  # one sentence with the numbers behind it
+    conflict: bool = False  # SLO and a limit/budget cannot both hold
+    predicted_p95_s: float | None = None
+    metrics_available: bool = True
+    outage_started: bool = False  # first tick of a metrics outage: emit one event
+    extra: dict[str, float] = field(default_factory=dict)

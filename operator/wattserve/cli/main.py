@@ -1,0 +1,58 @@
+"""`wattserve` command: dispatches sub-commands to the modules that own them.
+
+Each sub-command module exposes ``run(argv: list[str]) -> int`` and is imported lazily,
+so `wattserve plan` never imports kopf, and `wattserve serve` never imports the
+operator.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# sub-command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": ("wattserve.cli.plan_cmd", "place a ModelDeployment on the cheapest pool that meets its SLO"),
+    "simulate": ("wattserve.simulate.cli", "replay a request trace through an autoscaling policy"),
+    "operator": ("wattserve.controller.cli", "run the kopf operator against the current kubeconfig"),
+    "dev-cluster": ("wattserve.devcluster.cli", "local Kubernetes control plane with simulated pools"),
+    "serve": ("wattserve_serving.cli", "run the OpenAI-compatible serving app"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: wattserve <command> [options]", "", "commands:"]
+    for name, (_, help_text) in COMMANDS.items():
+        lines.append(f"  {name:<12} {help_text}")
+    lines.append("")
+    lines.append("Run 'wattserve <command> --help' for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if args[0] == "--version":
+        from wattserve import __version__
+
+        print(__version__)
+        return 0
+    name = args[0]
+    if name not in COMMANDS:
+        print(f"wattserve: unknown command {name!r}", file=sys.stderr)
+        print(_usage(), file=sys.stderr)
+        return 2
+    module_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"wattserve {name}: not available in this install ({exc})", file=sys.stderr)
+        return 2
+    result: int = module.run(args[1:])
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

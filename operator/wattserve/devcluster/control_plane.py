@@ -1,0 +1,291 @@
+"""Bring the local control plane up, report on it, and take it down.
+
+``up`` = etcd -> kube-apiserver (TLS, RBAC) -> controller-manager + scheduler + kwok ->
+simulated nodes -> wait for ``/readyz``, Ready nodes and the ``default`` ServiceAccount.
+Any failure stops what was started (no process is left behind) and says which log to read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wattserve.devcluster import commands, nodepools, processes
+from wattserve.devcluster.apiclient import ApiClient, ApiError
+from wattserve.devcluster.components import KUBERNETES_VERSION, binary_paths, missing_binaries
+from wattserve.devcluster.kubeconfig import write_kubeconfig
+from wattserve.devcluster.pki import CLIENTS, Pki, create_pki
+from wattserve.devcluster.state import ClusterState, ProcessRecord, default_state_dir, state_lock
+
+Printer = Callable[[str], None]
+START_TIMEOUT_S = 180.0
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be brought up/down; the message says why and where to look."""
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def _wait(
+    check: Callable[[], tuple[bool, str]],
+    timeout: float,
+    what: str,
+    st: ClusterState | None = None,
+    interval: float = 0.2,
+) -> None:
+    deadline = time.monotonic() + timeout
+    detail = ""
+    while time.monotonic() < deadline:
+        if st is not None:
+            for rec in st.processes:
+                if not processes.is_alive(rec.pid):
+                    raise ClusterError(f"{rec.name} exited while waiting for {what}; see {rec.log}")
+        ok, detail = check()
+        if ok:
+            return
+        time.sleep(interval)
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}: {detail[-300:]}")
+
+
+def admin_client(st: ClusterState, timeout_s: float = 5.0) -> ApiClient:
+    pki = Pki(st.pki_dir)
+    return ApiClient(st.api_port, pki.ca_cert, pki.cert("admin"), pki.key("admin"), timeout_s)
+
+
+@dataclass
+class _Starter:
+    st: ClusterState
+    die_with_parent: bool = False
+
+    def start(self, name: str, argv: list[str], port: int) -> ProcessRecord:
+        log = self.st.log(name)
+        pid = processes.spawn(argv, log, die_with_parent=self.die_with_parent)
+        rec = ProcessRecord(name=name, pid=pid, binary=argv[0], port=port, log=str(log))
+        self.st.processes.append(rec)
+        self.st.save()
+        return rec
+
+
+def _stop_all(st: ClusterState) -> list[str]:
+    """Stop recorded processes in reverse start order; return names that would not stop."""
+    stuck = []
+    for rec in reversed(st.processes):
+        if not processes.stop(rec.pid, rec.binary):
+            stuck.append(f"{rec.name} (pid {rec.pid})")
+    return stuck
+
+
+def is_running(st: ClusterState) -> bool:
+    if not st.processes or not all(processes.is_alive(r.pid, r.binary) for r in st.processes):
+        return False
+    return admin_client(st, timeout_s=2.0).ready()[0]
+
+
+def _tcp_ready(port: int) -> Callable[[], tuple[bool, str]]:
+    return lambda: (processes.port_open(port), f"port {port} not open")
+
+
+def _nodes_ready(client: ApiClient, expected: set[str]) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        try:
+            items = client.get_json("/api/v1/nodes").get("items", [])
+        except (ApiError, OSError) as exc:
+            return False, str(exc)
+        ready = {
+            n["metadata"]["name"]
+            for n in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        }
+        missing = sorted(expected - ready)
+        return not missing, f"nodes not Ready yet: {', '.join(missing[:5])}"
+
+    return check
+
+
+def _default_sa(client: ApiClient) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        status, text = client.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        return status == 200, text[:200]
+
+    return check
+
+
+def _write_kubeconfigs(st: ClusterState, pki: Pki) -> None:
+    server = f"https://127.0.0.1:{st.api_port}"
+    for stem, cn, _org in CLIENTS:
+        path = st.kubeconfig if stem == "admin" else st.component_kubeconfig(stem)
+        write_kubeconfig(path, server, pki.ca_cert, pki.cert(stem), pki.key(stem), cn)
+
+
+def _boot(
+    st: ClusterState, pools: list[nodepools.Pool], echo: Printer, die_with_parent: bool
+) -> None:
+    bins = binary_paths()
+    starter = _Starter(st, die_with_parent)
+    t0 = time.monotonic()
+
+    def note(msg: str) -> None:
+        echo(f"[up {time.monotonic() - t0:5.1f}s] {msg}")
+
+    pki = create_pki(st.pki_dir)
+    etcd_port, peer_port = processes.free_port(), processes.free_port()
+    st.api_port = processes.free_port()
+    _write_kubeconfigs(st, pki)
+    st.save()
+
+    starter.start("etcd", commands.etcd_cmd(bins["etcd"], st, etcd_port, peer_port), etcd_port)
+    _wait(_tcp_ready(etcd_port), 30, "etcd", st)
+    note(f"etcd listening on 127.0.0.1:{etcd_port}")
+
+    starter.start(
+        "kube-apiserver",
+        commands.apiserver_cmd(bins["kube-apiserver"], st, pki, st.api_port, etcd_port),
+        st.api_port,
+    )
+    client = admin_client(st)
+    _wait(client.ready, 120, "kube-apiserver /readyz", st, interval=0.3)
+    note(f"kube-apiserver {client.version()} ready on https://127.0.0.1:{st.api_port}")
+
+    for name, build_cmd in (
+        (
+            "kube-controller-manager",
+            lambda p: commands.controller_manager_cmd(bins["kube-controller-manager"], st, pki, p),
+        ),
+        ("kube-scheduler", lambda p: commands.scheduler_cmd(bins["kube-scheduler"], st, p)),
+        ("kwok", lambda p: commands.kwok_cmd(bins["kwok"], st, p)),
+    ):
+        port = processes.free_port()
+        starter.start(name, build_cmd(port), port)
+    note("kube-controller-manager, kube-scheduler, kwok started")
+
+    nodes = nodepools.nodes_manifest(pools)["items"]
+    for node in nodes:
+        client.create("/api/v1/nodes", node)
+    expected = {n["metadata"]["name"] for n in nodes}
+    _wait(_nodes_ready(client, expected), 60, f"{len(expected)} simulated nodes to be Ready", st)
+    note(f"{len(expected)} simulated nodes Ready ({', '.join(p.name for p in pools)})")
+    _wait(_default_sa(client), 60, "ServiceAccount default/default", st)
+    for rec in st.processes:
+        _wait(_tcp_ready(rec.port), 30, f"{rec.name} port {rec.port}", st)
+    note("default ServiceAccount exists; all components healthy")
+
+
+def up(
+    state_dir: Path | None = None,
+    pools_file: Path | None = None,
+    echo: Printer = _quiet,
+    die_with_parent: bool = False,
+) -> ClusterState:
+    """Start the cluster (or return the running one). Raises ClusterError on failure.
+
+    ``die_with_parent``: components die when the calling process exits (for test sessions).
+    """
+    root = state_dir or default_state_dir()
+    pools = nodepools.load_pools(pools_file)
+    missing = missing_binaries()
+    if missing:
+        raise ClusterError(
+            f"binaries not built: {', '.join(missing)}; run `wattserve dev-cluster build`"
+        )
+    with state_lock(root):
+        existing = ClusterState.load(root)
+        if existing is not None:
+            if is_running(existing):
+                echo(f"dev cluster already running (kubeconfig: {existing.kubeconfig})")
+                return existing
+            echo("found a stale dev cluster; cleaning it up first")
+            _teardown(existing)
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        st = ClusterState(
+            root=root,
+            kubernetes_version=KUBERNETES_VERSION,
+            started_at=time.time(),
+            pools_file=str(pools_file or nodepools.DEFAULT_POOLS_FILE),
+        )
+        st.logs_dir.mkdir()
+        try:
+            _boot(st, pools, echo, die_with_parent)
+        except BaseException as exc:
+            stuck = _stop_all(st)
+            (root / "state.json").unlink(missing_ok=True)
+            extra = f"; could not stop: {', '.join(stuck)}" if stuck else ""
+            if isinstance(exc, ClusterError | OSError | ApiError):
+                raise ClusterError(f"{exc} (logs in {st.logs_dir}){extra}") from exc
+            raise
+        return st
+
+
+def _teardown(st: ClusterState) -> None:
+    stuck = _stop_all(st)
+    if stuck:
+        raise ClusterError(f"could not stop {', '.join(stuck)}; state kept in {st.root}")
+    shutil.rmtree(st.root, ignore_errors=True)
+
+
+def down(state_dir: Path | None = None) -> bool:
+    """Stop every component by PID and remove the state dir; False if nothing was running."""
+    root = state_dir or default_state_dir()
+    with state_lock(root):
+        st = ClusterState.load(root)
+        if st is None:
+            shutil.rmtree(root, ignore_errors=True)
+            return False
+        _teardown(st)
+        return True
+
+
+def status(state_dir: Path | None = None) -> dict[str, Any]:
+    """Machine-readable status (what ``status -o json`` prints)."""
+    root = state_dir or default_state_dir()
+    st = ClusterState.load(root)
+    if st is None:
+        return {"state_dir": str(root), "running": False, "components": []}
+    comps = [
+        {
+            "name": r.name,
+            "pid": r.pid,
+            "alive": processes.is_alive(r.pid, r.binary),
+            "port": r.port,
+            "listening": processes.port_open(r.port),
+            "rss_mib": round(processes.rss_bytes(r.pid) / 2**20, 1),
+            "log": r.log,
+        }
+        for r in st.processes
+    ]
+    ready, detail = admin_client(st, timeout_s=2.0).ready() if st.api_port else (False, "")
+    nodes: list[dict[str, Any]] = []
+    if ready:
+        for n in admin_client(st).get_json("/api/v1/nodes").get("items", []):
+            conds = {c["type"]: c["status"] for c in n.get("status", {}).get("conditions", [])}
+            labels = n["metadata"].get("labels", {})
+            nodes.append(
+                {
+                    "name": n["metadata"]["name"],
+                    "pool": labels.get(nodepools.POOL_LABEL, ""),
+                    "ready": conds.get("Ready") == "True",
+                    "gpus": n.get("status", {})
+                    .get("allocatable", {})
+                    .get(nodepools.GPU_RESOURCE, "0"),
+                }
+            )
+    return {
+        "state_dir": str(root),
+        "running": ready and all(c["alive"] for c in comps),
+        "server": f"https://127.0.0.1:{st.api_port}",
+        "kubeconfig": str(st.kubeconfig),
+        "kubernetes_version": st.kubernetes_version,
+        "readyz": "ok" if ready else detail,
+        "components": comps,
+        "nodes": nodes,
+    }

@@ -1,0 +1,114 @@
+"""Replicas for the expected load, and what they cost in dollars, joules and CO2."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from wattserve.planning import constants as c
+from wattserve.planning.performance import OperatingPoint, ReplicaPerformance, operating_point
+
+J_PER_KWH = 3.6e6
+MIN_PLANNING_RPS = 0.001  # per-token figures at zero expected load are taken at this rate
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a replica must achieve at its operating point."""
+
+    latency_p95_s: float
+    ttft_p95_s: float | None
+    max_utilization: float  # targetUtilizationPercent / 100
+
+    def met_by(self, point: OperatingPoint) -> bool:
+        if not point.stable or point.utilization > self.max_utilization:
+            return False
+        if point.p95_latency_s > self.latency_p95_s:
+            return False
+        return self.ttft_p95_s is None or point.p95_ttft_s <= self.ttft_p95_s
+
+
+def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> float:
+    """The highest per-replica arrival rate that still meets the targets (0 if none)."""
+    tiny = 1e-6
+    if not targets.met_by(operating_point(perf, tiny, prompt, output)):
+        return 0.0
+    if perf.max_concurrency <= 1:
+        return _serial_capacity(perf, prompt, output, targets)
+    # Utilisation alone caps the rate at ρ = target (closed form); the SLO may cap it lower.
+    a = prompt / perf.prefill_tps
+    target = targets.max_utilization * 0.999999
+    agg = perf.aggregate_tps_max
+    high = target * agg / (output + target * agg * a) if output > 0 else target / a
+    if targets.met_by(operating_point(perf, high, prompt, output)):
+        return high
+    low = tiny
+    for _ in range(40):
+        mid = (low + high) / 2
+        if targets.met_by(operating_point(perf, mid, prompt, output)):
+            low = mid
+        else:
+            high = mid
+        if high - low <= 1e-3 * high:
+            break
+    return low
+
+
+def _serial_capacity(perf: ReplicaPerformance, prompt: int, output: int,
+                     targets: Targets) -> float:
+    """Closed form for one-at-a-time replicas (see performance._serial_point):
+    p95 = k·S + q·S·ρ/(1−ρ)·(1+scv)/2 ≤ L  ⇔  ρ ≤ x/(1+x), x = (L − k·S) / (q·S·(1+scv)/2)."""
+    prefill = prompt / perf.prefill_tps
+    service = prefill + output * perf.step_seconds(1)
+    wait_unit = c.QUEUE_WAIT_P95_OVER_MEAN * service * (1.0 + c.SERVICE_SCV) / 2.0
+    limits = [targets.max_utilization * 0.999999]
+    for bound, fixed in ((targets.latency_p95_s, service), (targets.ttft_p95_s, prefill)):
+        if bound is None:
+            continue
+        x = (bound - c.SERVICE_P95_OVER_MEAN * fixed) / wait_unit
+        limits.append(x / (1.0 + x) * 0.999999)
+    return max(0.0, min(limits)) / service
+
+
+@dataclass(frozen=True)
+class Economics:
+    replicas: int
+    point: OperatingPoint  # per replica
+    tokens_per_second: float  # served by the whole deployment
+    usd_per_hour: float
+    usd_per_million_tokens: float
+    watts: float
+    joules_per_token: float
+    grams_co2_per_million_tokens: float
+
+
+def replicas_needed(perf: ReplicaPerformance, rate: float, prompt: int, output: int,
+                    targets: Targets, capacity: float, floor: int, limit: int) -> int | None:
+    """Fewest replicas (≥ floor) meeting the targets at ``rate``; None above ``limit``."""
+    if capacity <= 0:
+        return None
+    start = max(floor, 1, math.ceil(rate / capacity - 1e-9))
+    for replicas in range(start, min(limit, start + 3) + 1):
+        if targets.met_by(operating_point(perf, rate / replicas, prompt, output)):
+            return replicas
+    return None
+
+
+def economics(perf: ReplicaPerformance, replicas: int, rate: float, prompt: int,
+              output: int) -> Economics:
+    rate = max(rate, MIN_PLANNING_RPS)
+    point = operating_point(perf, rate / replicas, prompt, output)
+    tokens = rate * (output if output > 0 else prompt)
+    usd = replicas * perf.usd_per_hour
+    watts = replicas * point.power_watts
+    joules = watts / tokens
+    return Economics(
+        replicas=replicas,
+        point=point,
+        tokens_per_second=tokens,
+        usd_per_hour=usd,
+        usd_per_million_tokens=usd / (tokens * 3600) * 1e6,
+        watts=watts,
+        joules_per_token=joules,
+        grams_co2_per_million_tokens=joules * 1e6 / J_PER_KWH * perf.grams_co2_per_kwh,
+    )

@@ -1,0 +1,276 @@
+"""The placement decision: evaluate every pool, pick the best feasible one, explain."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from wattserve.api.types import Budget, EngineChoice, ModelDeployment, Objective, ServingPool
+from wattserve.planning.economics import (
+    Economics,
+    Targets,
+    capacity_rps,
+    economics,
+    replicas_needed,
+)
+from wattserve.planning.performance import ReplicaPerformance, operating_point
+from wattserve.planning.shapes import Shape, engines_for, served_tokens, shapes_for
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One pool's best replica shape for a model, feasible or not, with the numbers."""
+
+    pool: str
+    engine: str
+    accelerator: str  # accelerator type, or "cpu"
+    tensor_parallel: int
+    threads: int
+    replicas_per_node: int
+    feasible: bool
+    reason: str  # why infeasible, why it lost, or why it was chosen
+    replicas: int = 0
+    nodes: int = 0
+    cpu_request: int = 0
+    memory_request_gib: int = 0
+    memory_gib: float = 0.0  # weights + overhead + one full-context KV cache
+    predicted_p95_ms: float = math.inf
+    predicted_ttft_p95_ms: float = math.inf
+    tokens_per_second_per_replica: float = 0.0
+    capacity_rps_per_replica: float = 0.0
+    usd_per_hour: float = math.inf
+    usd_per_million_tokens: float = math.inf
+    joules_per_token: float = math.inf
+    grams_co2_per_million_tokens: float = math.inf
+    performance: ReplicaPerformance | None = None
+
+    def score(self, objective: Objective) -> tuple[float, ...]:
+        """Sort key: the objective first, the others break ties."""
+        cost, energy, carbon = (self.usd_per_million_tokens, self.joules_per_token,
+                                self.grams_co2_per_million_tokens)
+        if objective is Objective.ENERGY:
+            return (energy, cost, carbon)
+        if objective is Objective.CARBON:
+            return (carbon, cost, energy)
+        return (cost, energy, carbon)
+
+
+@dataclass(frozen=True)
+class Plan:
+    model_deployment: str
+    objective: Objective
+    chosen: Candidate | None
+    candidates: tuple[Candidate, ...]
+    reason: str
+
+
+def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
+    """Place ``md`` on the pool that meets its SLO and budget at the lowest objective."""
+    spec = md.spec
+    pools_by_name = {pool.name: pool for pool in pools}
+    pin = spec.placement.pool
+    if pin is not None and pin not in pools_by_name:
+        known = ", ".join(sorted(pools_by_name)) or "none"
+        return Plan(md.name, spec.objective, None, (),
+                    f"pinned pool {pin!r} does not exist (pools: {known})")
+    if not pools:
+        return Plan(md.name, spec.objective, None, (), "no ServingPools exist")
+    candidates = [evaluate_pool(md, pool) for pool in sorted(pools, key=lambda p: p.name)]
+    feasible = [cand for cand in candidates if cand.feasible]
+    if pin is not None:
+        pinned = next(cand for cand in candidates if cand.pool == pin)
+        feasible = [pinned] if pinned.feasible else []
+        if not pinned.feasible:
+            return Plan(md.name, spec.objective, None, tuple(candidates),
+                        f"pinned pool {pin!r} is infeasible: {pinned.reason}")
+    if not feasible:
+        return Plan(md.name, spec.objective, None, tuple(candidates),
+                    "no pool can serve this model: " + "; ".join(
+                        f"{cand.pool}: {cand.reason}" for cand in candidates))
+    ranked = _rank(feasible, spec.objective)
+    best = ranked[0]
+    why = _why_chosen(best, ranked[1:], spec.objective, pinned=pin is not None)
+    final = []
+    for cand in candidates:
+        if cand is best:
+            final.append(replace(cand, reason=why))
+        elif cand.feasible:
+            final.append(replace(cand, reason=_why_lost(cand, best, spec.objective, pin)))
+        else:
+            final.append(cand)
+    chosen = next(cand for cand in final if cand.pool == best.pool)
+    return Plan(md.name, spec.objective, chosen, tuple(final), why)
+
+
+def _rank(feasible: list[Candidate], objective: Objective) -> list[Candidate]:
+    if objective is not Objective.BALANCED:
+        return sorted(feasible, key=lambda cand: (cand.score(objective), cand.pool))
+
+    def balanced(cand: Candidate) -> float:
+        # geometric mean of each figure relative to the best feasible one
+        ratios = []
+        for key in ("usd_per_million_tokens", "joules_per_token",
+                    "grams_co2_per_million_tokens"):
+            best = min(getattr(other, key) for other in feasible)
+            ratios.append(getattr(cand, key) / best if best > 0 else 1.0)
+        return math.prod(ratios) ** (1 / 3)
+
+    return sorted(feasible, key=lambda cand: (balanced(cand), cand.score(Objective.COST),
+                                              cand.pool))
+
+
+def _metric(objective: Objective, cand: Candidate) -> str:
+    if objective is Objective.ENERGY:
+        return f"{cand.joules_per_token:.3g} J/token"
+    if objective is Objective.CARBON:
+        return f"{cand.grams_co2_per_million_tokens:.3g} gCO2/1M tokens"
+    return f"${cand.usd_per_million_tokens:.3g}/1M tokens"
+
+
+def _why_chosen(best: Candidate, others: list[Candidate], objective: Objective,
+                pinned: bool) -> str:
+    size = (f"TP {best.tensor_parallel}" if best.tensor_parallel
+            else f"{best.threads} threads")
+    what = (f"{best.replicas} × {best.engine} on {best.pool} ({size})"
+            f" meets p95 {best.predicted_p95_ms:.0f} ms at {_metric(objective, best)}")
+    if pinned:
+        return f"pinned: {what}"
+    if not others:
+        return f"only feasible pool: {what}"
+    runner = others[0]
+    return (f"lowest {objective.value}: {what}; "
+            f"next best {runner.pool} at {_metric(objective, runner)}")
+
+
+def _why_lost(cand: Candidate, best: Candidate, objective: Objective, pin: str | None) -> str:
+    if pin is not None:
+        return f"feasible, but the ModelDeployment is pinned to {pin}"
+    return (f"feasible, but {_metric(objective, cand)} vs {_metric(objective, best)} "
+            f"on {best.pool}")
+
+
+def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
+    """The pool's best shape for ``md``, or an infeasible candidate with the reason."""
+    spec = md.spec
+    base: dict[str, Any] = {
+        "pool": pool.name, "engine": "-", "feasible": False, "reason": "",
+        "accelerator": pool.spec.accelerator.type if pool.spec.accelerator else "cpu",
+        "tensor_parallel": 0, "threads": 0, "replicas_per_node": 0,
+    }
+    if pool.spec.is_gpu and not spec.placement.allow_gpu:
+        return Candidate(**(base | {"reason": "GPU pools are not allowed "
+                                              "(placement.allowGPU: false)"}))
+    engines = engines_for(spec.model, pool)
+    wanted = spec.placement.engine
+    if wanted is not EngineChoice.AUTO:
+        engines = [engine for engine in engines if engine == wanted.value]
+    if not engines:
+        kind = "GPU" if pool.spec.is_gpu else "CPU"
+        engine_note = "" if wanted is EngineChoice.AUTO else f" with engine {wanted.value}"
+        return Candidate(**(base | {"reason": f"no engine serves {spec.model.quantization.value} "
+                                              f"weights on a {kind} pool{engine_note}"}))
+    prompt, output = served_tokens(spec.model.task, spec.expected_load.prompt_tokens,
+                                   spec.expected_load.output_tokens)
+    targets = Targets(
+        latency_p95_s=spec.slo.latency_p95_ms / 1000,
+        ttft_p95_s=None if spec.slo.ttft_p95_ms is None else spec.slo.ttft_p95_ms / 1000,
+        max_utilization=spec.scaling.target_utilization_percent / 100,
+    )
+    best: Candidate | None = None
+    closest: tuple[int, Candidate] | None = None  # the infeasible shape that got furthest
+    for engine in engines:
+        for shape in shapes_for(spec.model, pool, engine, prompt + output):
+            stage, cand = _evaluate_shape(md, shape, base, targets, prompt, output)
+            if not cand.feasible:
+                if closest is None or stage > closest[0]:
+                    closest = (stage, cand)
+                continue
+            if best is None or cand.score(spec.objective) < best.score(spec.objective):
+                best = cand
+            if cand.replicas <= max(1, spec.scaling.min_replicas):
+                break  # a bigger shape only costs more per replica and saves none
+    if best is not None:
+        return best
+    assert closest is not None
+    return closest[1]
+
+
+# How far an infeasible shape got: the furthest one explains the pool best.
+_FITS, _MEETS_SLO, _REPLICAS, _NODES, _BUDGET = range(5)
+
+
+def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], targets: Targets,
+                    prompt: int, output: int) -> tuple[int, Candidate]:
+    spec = md.spec
+    perf = shape.performance
+    fields: dict[str, Any] = base | {
+        "engine": shape.engine, "tensor_parallel": shape.tensor_parallel,
+        "threads": shape.threads, "replicas_per_node": shape.replicas_per_node,
+        "cpu_request": shape.cpu_request, "memory_request_gib": shape.memory_request_gib,
+        "memory_gib": shape.memory.needed_gib, "performance": perf,
+    }
+    if shape.problem is not None or perf is None:
+        return _FITS, _make(fields, reason=shape.problem or "does not fit")
+    capacity = capacity_rps(perf, prompt, output, targets)
+    if capacity <= 0:
+        return _MEETS_SLO, _make(fields, reason=_slo_miss(perf, prompt, output, targets))
+    fields["capacity_rps_per_replica"] = capacity
+    rate = spec.expected_load.requests_per_second
+    floor = max(1, spec.scaling.min_replicas)
+    replicas = replicas_needed(perf, rate, prompt, output, targets, capacity, floor,
+                               spec.scaling.max_replicas)
+    if replicas is None:
+        need = math.ceil(rate / capacity)
+        return _REPLICAS, _make(fields, reason=f"needs {need} replicas for {rate:g} req/s, "
+                                               f"above maxReplicas {spec.scaling.max_replicas}")
+    econ = economics(perf, replicas, rate, prompt, output)
+    nodes = math.ceil(replicas / max(1, shape.replicas_per_node))
+    per_replica_tps = (perf.aggregate_tps_max if perf.max_concurrency > 1
+                       else perf.decode_tps_single)
+    fields.update(
+        replicas=econ.replicas, nodes=nodes,
+        predicted_p95_ms=econ.point.p95_latency_s * 1000,
+        predicted_ttft_p95_ms=econ.point.p95_ttft_s * 1000,
+        tokens_per_second_per_replica=per_replica_tps if output > 0 else perf.prefill_tps,
+        usd_per_hour=econ.usd_per_hour,
+        usd_per_million_tokens=econ.usd_per_million_tokens,
+        joules_per_token=econ.joules_per_token,
+        grams_co2_per_million_tokens=econ.grams_co2_per_million_tokens,
+    )
+    if nodes > shape.pool.spec.max_nodes:
+        limit = shape.pool.spec.max_nodes
+        return _NODES, _make(fields, reason=f"needs {nodes} nodes, pool maxNodes is {limit}")
+    over = _over_budget(md.spec.budget, econ)
+    if over:
+        return _BUDGET, _make(fields, reason=over)
+    return _BUDGET + 1, _make(fields, feasible=True, reason="feasible")
+
+
+def _make(fields: dict[str, Any], **extra: Any) -> Candidate:
+    return Candidate(**(fields | extra))
+
+
+def _slo_miss(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> str:
+    idle = operating_point(perf, 1e-6, prompt, output)
+    if idle.p95_latency_s > targets.latency_p95_s:
+        return (f"misses the latency SLO even unloaded: p95 {idle.p95_latency_s * 1000:.0f} ms "
+                f"> {targets.latency_p95_s * 1000:.0f} ms")
+    if targets.ttft_p95_s is not None and idle.p95_ttft_s > targets.ttft_p95_s:
+        return (f"misses the TTFT SLO even unloaded: p95 {idle.p95_ttft_s * 1000:.0f} ms "
+                f"> {targets.ttft_p95_s * 1000:.0f} ms")
+    return "cannot meet the SLO at the target utilization"
+
+
+def _over_budget(budget: Budget, econ: Economics) -> str | None:
+    checks = (
+        (budget.max_joules_per_token, econ.joules_per_token, "J/token", "maxJoulesPerToken"),
+        (budget.max_usd_per_million_tokens, econ.usd_per_million_tokens, "$/1M tokens",
+         "maxUSDPerMillionTokens"),
+        (budget.max_usd_per_hour, econ.usd_per_hour, "$/hour", "maxUSDPerHour"),
+    )
+    for limit, value, unit, field in checks:
+        if limit is not None and value > limit:
+            return f"over budget: {value:.3g} {unit} > budget.{field} {limit:g}"
+    return None

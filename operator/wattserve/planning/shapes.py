@@ -1,0 +1,149 @@
+"""Replica shapes a pool can offer a model: llama.cpp threads on CPU, vLLM tensor
+parallelism on GPU, each with its memory fit, resources and roofline performance."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from wattserve.api.types import ModelSpec, ServingPool, Task
+from wattserve.planning import constants as c
+from wattserve.planning.memory import (
+    MemoryFit,
+    cpu_fit,
+    gpu_fit,
+    kv_bytes_per_token,
+    weight_bytes,
+)
+from wattserve.planning.performance import ReplicaPerformance
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One way to run a replica on a pool; ``problem`` is set when it cannot work."""
+
+    pool: ServingPool
+    engine: str
+    threads: int  # CPU threads (llama.cpp) or host CPUs requested (GPU)
+    tensor_parallel: int  # GPUs per replica; 0 on CPU pools
+    memory: MemoryFit
+    cpu_request: int
+    memory_request_gib: int
+    replicas_per_node: int
+    performance: ReplicaPerformance | None
+    problem: str | None = None
+
+
+def engines_for(model: ModelSpec, pool: ServingPool) -> list[str]:
+    """Engines that can serve this weight format on this kind of pool."""
+    if pool.spec.is_gpu:
+        return [c.ENGINE_VLLM] if model.quantization in c.VLLM_FORMATS else []
+    return [c.ENGINE_LLAMACPP] if model.quantization in c.LLAMACPP_FORMATS else []
+
+
+def shapes_for(model: ModelSpec, pool: ServingPool, engine: str,
+               typical_tokens: int) -> Iterator[Shape]:
+    if pool.spec.is_gpu:
+        yield from _gpu_shapes(model, pool, engine, typical_tokens)
+    else:
+        yield from _cpu_shapes(model, pool, engine)
+
+
+def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Shape]:
+    spec = pool.spec
+    usable = spec.node.cpu - c.CPU_NODE_RESERVED_CORES if spec.node.cpu > 1 else spec.node.cpu
+    options = [t for t in c.CPU_THREAD_OPTIONS if t <= usable]
+    if usable not in options and usable > (options[-1] if options else 0):
+        options.append(usable)
+    fit = cpu_fit(model, spec.node.memory_gib * 0.9)
+    memory_request = max(1, math.ceil(fit.needed_gib * 1.2))
+    tuning = spec.tuning
+    decode_gflops = tuning.cpu_decode_gflops_per_core or c.CPU_DECODE_GFLOPS_PER_CORE
+    prefill_gflops = tuning.cpu_prefill_gflops_per_core or c.CPU_PREFILL_GFLOPS_PER_CORE
+    efficiency = tuning.decode_efficiency or c.CPU_DECODE_EFFICIENCY
+    for threads in options:
+        per_node = min(usable // threads, int(spec.node.memory_gib * 0.9 // memory_request))
+        share = max(threads / spec.node.cpu, memory_request / spec.node.memory_gib)
+        bandwidth = min(spec.node.memory_bandwidth_gbps,
+                        threads * c.CPU_PER_CORE_BANDWIDTH_GBPS) * 1e9 * efficiency
+        perf = ReplicaPerformance(
+            engine=engine,
+            weight_bytes=weight_bytes(model),
+            kv_bytes_per_sequence=0.0,  # one short sequence: KV reads are small next to weights
+            flops_per_token=2.0 * model.parameters,
+            bandwidth_bytes_s=bandwidth,
+            compute_flops_s=threads * decode_gflops * 1e9,
+            prefill_tps=threads * prefill_gflops * 1e9 / (2.0 * model.parameters),
+            max_concurrency=c.CPU_MAX_CONCURRENCY,
+            step_overhead_s=0.0,
+            cold_start_s=tuning.cold_start_seconds or c.COLD_START_SECONDS[engine],
+            idle_watts=spec.power.idle_watts * share,
+            max_watts=spec.power.idle_watts * share
+            + (spec.power.max_watts - spec.power.idle_watts) * threads / spec.node.cpu,
+            usd_per_hour=spec.usd_per_node_hour * share,
+            grams_co2_per_kwh=spec.grams_co2_per_kwh,
+        )
+        problem = None
+        if not fit.fits:
+            problem = (f"needs {fit.needed_gib:.1f} GiB of RAM, a node offers "
+                       f"{fit.capacity_gib:.1f} GiB")
+        elif per_node < 1:
+            problem = f"a {threads}-thread replica does not fit on a node"
+        yield Shape(pool=pool, engine=engine, threads=threads, tensor_parallel=0, memory=fit,
+                    cpu_request=threads, memory_request_gib=memory_request,
+                    replicas_per_node=max(per_node, 0), performance=perf, problem=problem)
+
+
+def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
+                typical_tokens: int) -> Iterator[Shape]:
+    spec = pool.spec
+    acc = spec.accelerator
+    assert acc is not None
+    tuning = spec.tuning
+    decode_eff = tuning.decode_efficiency or c.GPU_DECODE_EFFICIENCY
+    prefill_eff = tuning.prefill_efficiency or c.GPU_PREFILL_EFFICIENCY
+    if model.quantization in c.GGUF_FORMATS:
+        decode_eff *= c.VLLM_GGUF_EFFICIENCY
+        prefill_eff *= c.VLLM_GGUF_EFFICIENCY
+    speedup = c.LOW_PRECISION_COMPUTE_SPEEDUP.get(model.quantization, 1.0)
+    for tp in c.TENSOR_PARALLEL_OPTIONS:
+        if tp > acc.count:
+            break
+        fit = gpu_fit(model, acc.memory_gib, tp, typical_tokens)
+        tp_eff = c.TENSOR_PARALLEL_EFFICIENCY[tp]
+        share = tp / acc.count
+        cpu_request = max(1, int(spec.node.cpu * share * 0.8))
+        memory_request = max(4, min(int(spec.node.memory_gib * share * 0.8),
+                                    math.ceil(fit.weights_gib * 1.2 + 4)))
+        peak = acc.peak_tflops * 1e12 * tp * speedup * tp_eff
+        perf = ReplicaPerformance(
+            engine=engine,
+            weight_bytes=weight_bytes(model),
+            kv_bytes_per_sequence=kv_bytes_per_token(model) * typical_tokens / 2,
+            flops_per_token=2.0 * model.parameters,
+            bandwidth_bytes_s=acc.memory_bandwidth_gbps * 1e9 * tp * decode_eff * tp_eff,
+            compute_flops_s=peak * decode_eff,
+            prefill_tps=peak * prefill_eff / (2.0 * model.parameters),
+            max_concurrency=max(1, fit.max_sequences),
+            step_overhead_s=c.GPU_STEP_OVERHEAD_S,
+            cold_start_s=tuning.cold_start_seconds or c.COLD_START_SECONDS[engine],
+            idle_watts=spec.power.idle_watts * share,
+            max_watts=spec.power.max_watts * share,
+            usd_per_hour=spec.usd_per_node_hour * share,
+            grams_co2_per_kwh=spec.grams_co2_per_kwh,
+        )
+        problem = None
+        if not fit.fits:
+            problem = (f"needs {fit.needed_gib:.1f} GiB on {tp} × {acc.type} "
+                       f"({fit.capacity_gib:.1f} GiB usable)")
+        yield Shape(pool=pool, engine=engine, threads=cpu_request, tensor_parallel=tp,
+                    memory=fit, cpu_request=cpu_request, memory_request_gib=memory_request,
+                    replicas_per_node=acc.count // tp, performance=perf, problem=problem)
+
+
+def served_tokens(task: Task, prompt_tokens: int, output_tokens: int) -> tuple[int, int]:
+    """(prompt, output) tokens a request costs; embeddings generate nothing."""
+    if task is Task.EMBEDDING:
+        return prompt_tokens, 0
+    return prompt_tokens, output_tokens

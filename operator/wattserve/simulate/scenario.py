@@ -1,0 +1,148 @@
+"""From a ModelDeployment, pools and a trace to ready-to-run policies.
+
+``scaling_inputs`` is the simulator's adapter from the API types and the placement
+engine's ``ReplicaPerformance`` to the policy's :class:`ScalingInputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wattserve.api import (
+    ModelDeployment,
+    ServingPool,
+    load_yaml_documents,
+    parse_model_deployment,
+    parse_serving_pool,
+)
+from wattserve.autoscale.model import Goal, ScalingInputs
+from wattserve.autoscale.queueing import Capacity
+from wattserve.simulate.performance import PerformanceModel
+from wattserve.simulate.trace import TraceRequest
+
+
+@dataclass(frozen=True)
+class Scenario:
+    md: ModelDeployment
+    perf: PerformanceModel
+    pool: str
+    trace: Sequence[TraceRequest]
+
+    @property
+    def slo_s(self) -> float:
+        return self.md.spec.slo.latency_p95_ms / 1000.0
+
+    @property
+    def ttft_slo_s(self) -> float | None:
+        ttft = self.md.spec.slo.ttft_p95_ms
+        return None if ttft is None else ttft / 1000.0
+
+    @property
+    def max_replicas(self) -> int:
+        return self.md.spec.scaling.max_replicas
+
+    @property
+    def min_replicas(self) -> int:
+        return max(1, self.md.spec.scaling.min_replicas)
+
+
+def load_model(path: str | Path) -> ModelDeployment:
+    docs = load_yaml_documents(Path(path).read_text())
+    mds = [d for d in docs if d.get("kind") == "ModelDeployment"]
+    if not mds:
+        raise ValueError(f"{path}: no ModelDeployment document")
+    return parse_model_deployment(mds[0])
+
+
+def load_pools(path: str | Path) -> list[ServingPool]:
+    docs = load_yaml_documents(Path(path).read_text())
+    return [parse_serving_pool(d) for d in docs if d.get("kind") == "ServingPool"]
+
+
+def place(md: ModelDeployment, pools: Sequence[ServingPool]) -> tuple[str, PerformanceModel]:
+    """The placement engine's choice and its replica performance."""
+    from wattserve.planning import plan
+
+    result = plan(md, pools)
+    chosen = result.chosen
+    if chosen is None or chosen.performance is None:
+        raise ValueError(f"no feasible placement for {md.name}: {result.reason}")
+    return chosen.pool, chosen.performance
+
+
+def capacity_of(perf: PerformanceModel) -> Capacity:
+    """Sample the placement engine's per-stream curve for the policy's seeded model."""
+    m = perf.max_concurrency
+    points = sorted({1, m, *(2**k for k in range(1, 12) if 2**k < m)})
+    return Capacity(m, perf.prefill_tps, tuple((n, perf.per_stream_tps(n)) for n in points))
+
+
+def scaling_inputs(md: ModelDeployment, perf: PerformanceModel) -> ScalingInputs:
+    s = md.spec
+    return ScalingInputs(
+        slo_p95_ms=float(s.slo.latency_p95_ms),
+        slo_ttft_p95_ms=None if s.slo.ttft_p95_ms is None else float(s.slo.ttft_p95_ms),
+        capacity=capacity_of(perf),
+        min_replicas=s.scaling.min_replicas,
+        max_replicas=s.scaling.max_replicas,
+        target_utilization=s.scaling.target_utilization_percent / 100.0,
+        scale_up_delay_s=float(s.scaling.scale_up_delay_seconds),
+        scale_down_delay_s=float(s.scaling.scale_down_delay_seconds),
+        goal=Goal(s.objective.value),
+        max_joules_per_token=s.budget.max_joules_per_token,
+        max_usd_per_hour=s.budget.max_usd_per_hour,
+        usd_per_hour_per_replica=perf.usd_per_hour,
+        idle_watts_per_replica=perf.idle_watts,
+        max_watts_per_replica=perf.max_watts,
+        cold_start_s=perf.cold_start_s,
+        expected_prompt_tokens=float(s.expected_load.prompt_tokens),
+        expected_gen_tokens=float(s.expected_load.output_tokens),
+    )
+
+
+def replicas_for_rate(perf: PerformanceModel, rate: float, prompt: float, gen: float,
+                      slo_s: float, max_replicas: int) -> int:
+    """The placement engine's answer: fewest replicas whose operating point meets the
+    SLO at ``rate`` (used for the common starting point and static provisioning)."""
+    from wattserve.planning import ReplicaPerformance, operating_point
+
+    for n in range(1, max_replicas + 1):
+        if isinstance(perf, ReplicaPerformance):
+            point = operating_point(perf, rate / n, round(prompt), round(gen))
+            if point.stable and point.p95_latency_s <= slo_s:
+                return n
+        else:
+            service = prompt / perf.prefill_tps + gen / perf.decode_tps_single
+            if rate / n * service < 0.7 * perf.max_concurrency:
+                return n
+    return max_replicas
+
+
+def initial_replicas(scn: Scenario, head_s: float = 300.0) -> int:
+    """Common starting point for every dynamic policy: what the placement engine would
+    deploy for the first five minutes' mean load."""
+    head = [r for r in scn.trace if r.arrival_s < head_s] or list(scn.trace[:1])
+    if not head:
+        return scn.min_replicas
+    rate = len(head) / head_s
+    prompt = sum(r.prompt_tokens for r in head) / len(head)
+    gen = sum(r.gen_tokens for r in head) / len(head)
+    n = replicas_for_rate(scn.perf, rate, prompt, gen, scn.slo_s, scn.max_replicas)
+    return max(scn.min_replicas, n)
+
+
+def peak_replicas(scn: Scenario, bucket_s: float = 60.0) -> int:
+    """Static provisioning for the peak one-minute rate."""
+    counts: dict[int, list[TraceRequest]] = {}
+    for r in scn.trace:
+        counts.setdefault(int(r.arrival_s // bucket_s), []).append(r)
+    if not counts:
+        return scn.min_replicas
+    busiest = max(counts.values(), key=len)
+    rate = len(busiest) / bucket_s
+    prompt = sum(r.prompt_tokens for r in scn.trace) / len(scn.trace)
+    gen = sum(r.gen_tokens for r in scn.trace) / len(scn.trace)
+    return max(scn.min_replicas, replicas_for_rate(scn.perf, rate, prompt, gen, scn.slo_s,
+                                                   scn.max_replicas))

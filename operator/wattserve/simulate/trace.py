@@ -1,0 +1,112 @@
+"""Request traces: the Azure LLM inference trace reader and a seeded bursty generator."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    arrival_s: float  # seconds from the start of the trace
+    prompt_tokens: int
+    gen_tokens: int
+
+
+def read_azure_csv(
+    path: str | Path, *, rate_scale: float = 1.0, length_scale: float = 1.0,
+    prompt_scale: float | None = None, limit_s: float | None = None,
+) -> list[TraceRequest]:
+    """Azure LLM inference trace (``TIMESTAMP, ContextTokens, GeneratedTokens``).
+
+    ``rate_scale`` > 1 compresses inter-arrival times (more requests/s, same shape);
+    ``length_scale`` multiplies both token counts (``prompt_scale`` overrides it for the
+    prompt); counts are rounded and kept >= 1.
+    """
+    if rate_scale <= 0 or length_scale <= 0:
+        raise ValueError("rate_scale and length_scale must be positive")
+    p_scale = length_scale if prompt_scale is None else prompt_scale
+    out: list[TraceRequest] = []
+    t0: datetime | None = None
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            ts = _parse_ts(row["TIMESTAMP"])
+            if t0 is None:
+                t0 = ts
+            t = (ts - t0).total_seconds() / rate_scale
+            if limit_s is not None and t > limit_s:
+                break
+            out.append(TraceRequest(
+                t,
+                max(1, round(int(row["ContextTokens"]) * p_scale)),
+                max(1, round(int(row["GeneratedTokens"]) * length_scale)),
+            ))
+    out.sort(key=lambda r: r.arrival_s)
+    return out
+
+
+def _parse_ts(text: str) -> datetime:
+    text = text.strip()
+    if "." in text:  # 7 fractional digits in the Azure file; datetime takes 6
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+
+
+def generate_bursty(
+    *, seed: int, hours: float, mean_rate: float, prompt_mean: float = 512.0,
+    gen_mean: float = 128.0, diurnal_amplitude: float = 0.6, burst_every_s: float = 900.0,
+    burst_factor: float = 3.0, burst_len_s: float = 120.0, max_tokens: int = 4096,
+) -> list[TraceRequest]:
+    """A seeded non-homogeneous Poisson trace: a diurnal cycle compressed into ``hours``
+    (one period), exponentially spaced bursts of ``burst_factor`` x the rate, and
+    log-normal (heavy-tailed) token lengths with the given means."""
+    rng = random.Random(seed)
+    horizon = hours * 3600.0
+    bursts: list[tuple[float, float]] = []
+    t = rng.expovariate(1.0 / burst_every_s)
+    while t < horizon:
+        bursts.append((t, t + rng.uniform(0.5, 1.5) * burst_len_s))
+        t += rng.expovariate(1.0 / burst_every_s)
+
+    def rate_at(x: float) -> float:
+        phase = 2 * math.pi * x / horizon
+        r = mean_rate * (1.0 - diurnal_amplitude * math.cos(phase))
+        if any(a <= x < b for a, b in bursts):
+            r *= burst_factor
+        return r
+
+    peak = mean_rate * (1.0 + diurnal_amplitude) * burst_factor
+    sigma = 1.0  # log-normal shape: p99/median ~= 10
+    out: list[TraceRequest] = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(peak)  # thinning (Lewis-Shedler)
+        if t >= horizon:
+            break
+        if rng.random() * peak <= rate_at(t):
+            out.append(TraceRequest(t, _lognormal(rng, prompt_mean, sigma, max_tokens),
+                                    _lognormal(rng, gen_mean, sigma, max_tokens)))
+    return out
+
+
+def _lognormal(rng: random.Random, mean: float, sigma: float, cap: int) -> int:
+    mu = math.log(mean) - sigma * sigma / 2.0
+    return max(1, min(cap, round(rng.lognormvariate(mu, sigma))))
+
+
+def rate_series(trace: Iterable[TraceRequest], bucket_s: float = 60.0) -> list[float]:
+    """Requests/s per bucket, for reports and plots."""
+    counts: dict[int, int] = {}
+    for r in trace:
+        k = int(r.arrival_s // bucket_s)
+        counts[k] = counts.get(k, 0) + 1
+    if not counts:
+        return []
+    return [counts.get(k, 0) / bucket_s for k in range(max(counts) + 1)]

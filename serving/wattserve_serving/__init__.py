@@ -1,0 +1,1 @@
+"""wattserve serving: the OpenAI-compatible data path (separate from the operator)."""

@@ -1,0 +1,59 @@
+"""The ASGI app for running without Ray (uvicorn), built around one `ServingAPI`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from wattserve import contract
+
+from wattserve_serving.config import ServeConfig
+from wattserve_serving.engines import Engine, make_engine
+from wattserve_serving.errors import APIError
+from wattserve_serving.openai_api import ServingAPI
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods, in the OpenAI error shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return APIError(status, f"{detail}: {request.method} {request.url.path}").response()
+
+
+def new_fastapi(**kwargs: object) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **kwargs)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)
+    return app
+
+
+def mount(app: FastAPI, api: ServingAPI) -> None:
+    """Plain Starlette routes (no FastAPI dependency injection on the hot path)."""
+    app.add_route("/v1/models", api.models, methods=["GET"])
+    app.add_route("/v1/chat/completions", api.chat_completions, methods=["POST"])
+    app.add_route("/v1/completions", api.completions, methods=["POST"])
+    app.add_route(contract.HEALTH_PATH, api.health, methods=["GET"])
+    app.add_route(contract.METRICS_PATH, api.metrics_endpoint, methods=["GET"])
+
+
+def create_app(
+    config: ServeConfig, engine: Engine | None = None, wait_for_model: bool = False
+) -> FastAPI:
+    """A FastAPI app whose lifespan loads the model (in the background by default)."""
+    api = ServingAPI(config, engine if engine is not None else make_engine(config))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await api.start(wait_for_model=wait_for_model)
+        try:
+            yield
+        finally:
+            await api.stop()
+
+    app = new_fastapi(lifespan=lifespan)
+    app.state.api = api
+    mount(app, api)
+    return app

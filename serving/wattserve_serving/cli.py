@@ -1,0 +1,134 @@
+"""`wattserve-serve` / `wattserve serve`: run the OpenAI-compatible app.
+
+Flags default from the operator's WATTSERVE_* env (see wattserve.contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import NoReturn
+
+from wattserve import contract
+
+from wattserve_serving.config import ENGINES, SERVERS, ServeConfig
+from wattserve_serving.model_files import resolve_model
+
+PROG = "wattserve-serve"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line naming the flag (argparse's messages start with "argument --flag").
+        print(f"{PROG}: error: {message.removeprefix('argument ')}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parser(defaults: ServeConfig) -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="OpenAI-compatible LLM serving (wattserve data path).")
+    p.add_argument("--model", default=defaults.model,
+                   help=f"GGUF path, hf id (vllm), or 'smollm2' [{contract.ENV_MODEL_PATH}]")
+    p.add_argument("--model-name", default=defaults.model_name,
+                   help=f"served model id [{contract.ENV_MODEL_NAME}; default: file stem]")
+    p.add_argument("--engine", default=defaults.engine, choices=ENGINES,
+                   help=f"[{contract.ENV_ENGINE}]")
+    p.add_argument("--server", default="uvicorn", choices=SERVERS)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=defaults.port, help=f"[{contract.ENV_PORT}]")
+    p.add_argument("--threads", type=int, default=defaults.threads,
+                   help=f"llama.cpp threads [cgroup cpu.max, {contract.ENV_THREADS}, cpu count]")
+    p.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                   help=f"requests allowed to wait; beyond: 429 [{contract.ENV_MAX_QUEUE}]")
+    p.add_argument("--context-length", type=int, default=defaults.context_length,
+                   help=f"[{contract.ENV_CONTEXT_LENGTH}]")
+    p.add_argument("--gpu-count", type=int, default=defaults.gpu_count,
+                   help=f"vLLM tensor parallel size [{contract.ENV_GPU_COUNT}]")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def parse(argv: list[str]) -> ServeConfig:
+    cfg = ServeConfig.from_env()
+    ns = parser(cfg).parse_args(argv)
+    cfg.model = resolve_model(ns.model)
+    cfg.model_name = ns.model_name
+    cfg.engine, cfg.server, cfg.host, cfg.port = ns.engine, ns.server, ns.host, ns.port
+    cfg.threads, cfg.max_queue = ns.threads, ns.max_queue
+    cfg.context_length, cfg.gpu_count = ns.context_length, ns.gpu_count
+    cfg.extra["log_level"] = ns.log_level
+    problem = cfg.validate()
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return cfg
+
+
+def run(argv: list[str]) -> int:
+    try:
+        cfg = parse(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    level = cfg.extra.get("log_level", "info")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if cfg.server == "ray":
+        return _run_ray(cfg)
+    return _run_uvicorn(cfg, level)
+
+
+def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
+    import uvicorn
+
+    from wattserve_serving.app import create_app
+
+    app = create_app(cfg, wait_for_model=False)
+    uvicorn.run(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level="warning" if level == "info" else level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _run_ray(cfg: ServeConfig) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray import serve
+
+    from wattserve_serving.ray_app import DEPLOYMENT_NAME, build_app
+
+    args = {
+        "model": cfg.model, "model_name": cfg.model_name, "engine": cfg.engine,
+        "threads": cfg.threads, "max_queue": cfg.max_queue,
+        "context_length": cfg.context_length, "gpu_count": cfg.gpu_count,
+    }
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        serve.run(build_app(args), name=DEPLOYMENT_NAME, route_prefix="/", blocking=False)
+        logging.getLogger(PROG).info("Ray Serve app ready on http://%s:%d", cfg.host, cfg.port)
+        stop.wait()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def main() -> None:
+    raise SystemExit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The engine protocol every backend implements, and the data it exchanges."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class EngineError(Exception):
+    """An engine failure that is not the client's fault (HTTP 500)."""
+
+
+class EngineNotReady(EngineError):
+    """The model is not loaded (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Engine-neutral sampling parameters, already validated by the API layer."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A chat rendered through the model's template."""
+
+    text: str
+    stop: tuple[str, ...] = ()
+    add_bos: bool = True
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """Prompt text plus the engine tokenizer's ids (the ids are what usage reports)."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of generated text and how many tokens produced it.
+
+    `finish_reason` is set on the last chunk only ("stop" or "length").
+    """
+
+    text: str
+    tokens: int
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the API layer needs from a backend.
+
+    `generate` must stop producing tokens promptly when the consuming async iterator is
+    closed (client disconnect), and must never block the event loop.
+    """
+
+    engine_name: str
+    context_length: int
+    max_concurrency: int
+
+    async def load(self) -> None: ...
+
+    def ready(self) -> bool: ...
+
+    async def render_chat(self, messages: list[dict[str, Any]]) -> ChatPrompt: ...
+
+    async def tokenize(self, text: str, add_bos: bool = True) -> list[int]: ...
+
+    def generate(self, prompt: PreparedPrompt, params: SamplingParams) -> AsyncIterator[Chunk]: ...
+
+    async def close(self) -> None: ...

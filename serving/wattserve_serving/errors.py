@@ -1,0 +1,64 @@
+"""OpenAI-style error bodies: {"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+INVALID_REQUEST = "invalid_request_error"
+
+
+class APIError(Exception):
+    """An error the API returns to the client as OpenAI-style JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = INVALID_REQUEST,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type_
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def from_validation_error(exc: ValidationError) -> APIError:
+    """422 naming the first offending field (dotted path, e.g. `messages.0.role`)."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err.get("loc", ()) if not _is_union_tag(p)]
+    param = ".".join(loc) if loc else None
+    kind = str(err.get("type", "invalid"))
+    msg = str(err.get("msg", "invalid value"))
+    if kind == "missing":
+        message = f"'{param}' is a required property"
+    else:
+        message = f"Invalid value for '{param}': {msg}"
+    return APIError(422, message, param=param, code=kind)
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic puts union member names ("str", "list[TextPart]") into error locations.
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)

@@ -1,0 +1,120 @@
+"""Ray Serve hosting: one deployment whose FastAPI ingress mounts the OpenAI API.
+
+KubeRay RayService `serveConfigV2`::
+
+    applications:
+      - name: wattserve
+        route_prefix: /
+        import_path: wattserve_serving.ray_app:app        # config from WATTSERVE_* env
+        # or: import_path: wattserve_serving.ray_app:build_app, with `args:` below
+        args: {model: /models/m.gguf, engine: llamacpp, max_queue: "16"}
+
+Single-node per pod (the Deployment backend) runs the same thing via
+`wattserve-serve --server ray`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from ray import serve
+from ray.serve import Application
+from starlette.responses import Response
+from wattserve import contract
+
+from wattserve_serving.app import new_fastapi
+from wattserve_serving.config import ServeConfig
+from wattserve_serving.engines import make_engine
+from wattserve_serving.model_files import resolve_model
+from wattserve_serving.openai_api import ServingAPI
+
+DEPLOYMENT_NAME = "wattserve"
+# Health and metrics scrapes must get through even with a full generation queue.
+CONTROL_REQUEST_HEADROOM = 8
+
+ingress = new_fastapi()
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, health_check_period_s=10, health_check_timeout_s=30)
+@serve.ingress(ingress)
+class WattserveDeployment:
+    """One replica: loads the model in its constructor, so Ray only routes when ready."""
+
+    async def __init__(self, config: dict[str, Any] | None = None) -> None:
+        cfg = config_from_args(config or {})
+        self.api = ServingAPI(cfg, make_engine(cfg))
+        await self.api.start(wait_for_model=True)
+        if not self.api.engine.ready():
+            raise RuntimeError(f"model load failed: {self.api.load_error}")
+
+    async def check_health(self) -> None:
+        if not self.api.engine.ready():
+            raise RuntimeError("model not loaded")
+
+    @ingress.get("/v1/models")
+    async def models(self, request: Request) -> Response:
+        return await self.api.models(request)
+
+    @ingress.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        return await self.api.chat_completions(request)
+
+    @ingress.post("/v1/completions")
+    async def completions(self, request: Request) -> Response:
+        return await self.api.completions(request)
+
+    @ingress.get(contract.HEALTH_PATH)
+    async def health(self, request: Request) -> Response:
+        return await self.api.health(request)
+
+    @ingress.get(contract.METRICS_PATH)
+    async def metrics(self, request: Request) -> Response:
+        return await self.api.metrics_endpoint(request)
+
+
+_ARG_FIELDS: dict[str, type] = {
+    "model": str,
+    "model_name": str,
+    "engine": str,
+    "threads": int,
+    "max_queue": int,
+    "context_length": int,
+    "gpu_count": int,
+    "pool": str,
+    "namespace": str,
+    "model_deployment": str,
+}
+
+
+def config_from_args(args: dict[str, Any]) -> ServeConfig:
+    """WATTSERVE_* env first, then `args` (serveConfigV2 `args:` or the CLI) on top."""
+    cfg = ServeConfig.from_env()
+    for key, value in args.items():
+        kind = _ARG_FIELDS.get(key)
+        if kind is None:
+            raise ValueError(f"unknown wattserve app arg {key!r}")
+        setattr(cfg, key, kind(value))
+    cfg.model = resolve_model(cfg.model)
+    return cfg
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Ray Serve application builder (also the CLI's `--server ray` path)."""
+    args = dict(args or {})
+    cfg = config_from_args(args)
+    slots = 1 if cfg.engine == "llamacpp" else 256
+    options: dict[str, Any] = {
+        "max_ongoing_requests": slots + cfg.max_queue + CONTROL_REQUEST_HEADROOM,
+        # llama.cpp threads are sized from the pod's CPU limit, not Ray's logical CPUs.
+        "ray_actor_options": {"num_cpus": 0, "num_gpus": _replica_gpus(cfg)},
+    }
+    return WattserveDeployment.options(**options).bind(args)
+
+
+def _replica_gpus(cfg: ServeConfig) -> float:
+    # vLLM with tensor parallelism > 1 places its own GPU workers (Ray placement group).
+    return 1.0 if cfg.engine == "vllm" and cfg.gpu_count == 1 else 0.0
+
+
+app = build_app()

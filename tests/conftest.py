@@ -1,0 +1,116 @@
+"""Shared pytest fixtures: a real Kubernetes cluster for integration tests.
+
+``kube_cluster`` (session scope, lazy — only tests that ask for it start anything):
+
+* ``WATTSERVE_TEST_CLUSTER=skip``: integration tests are skipped (explicit opt-out only);
+* ``KUBECONFIG`` set and the API server answers ``/readyz``: that cluster is reused (kind, ...);
+* otherwise the dev cluster (``wattserve dev-cluster``) is built if needed, started in a
+  private state directory for this session, and torn down at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kubeutil import Cluster, find_binary, unique_name, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _log(msg: str) -> None:
+    # Visible even with captured output: fixtures run outside test capture at session scope.
+    sys.stderr.write(f"[kube_cluster] {msg}\n")
+    sys.stderr.flush()
+
+
+def _external_cluster() -> Cluster | None:
+    from wattserve.devcluster.components import binary_paths
+
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        return None
+    bins = binary_paths()
+    kubectl = find_binary("kubectl", bins["kubectl"])
+    if kubectl is None:
+        return None
+    path = Path(kubeconfig.split(os.pathsep)[0]).expanduser()
+    cluster = Cluster(
+        kubeconfig=path,
+        kubectl_bin=kubectl,
+        bin_dir=kubectl.parent,
+        helm=find_binary("helm", bins["helm"]),
+        external=True,
+    )
+    if not path.is_file() or not cluster.reachable():
+        _log(f"KUBECONFIG={kubeconfig} is not reachable; starting the dev cluster instead")
+        return None
+    _log(f"reusing the cluster of KUBECONFIG={kubeconfig}")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A reachable Kubernetes cluster for the whole session (see module docstring)."""
+    if os.environ.get("WATTSERVE_TEST_CLUSTER", "").lower() == "skip":
+        pytest.skip("WATTSERVE_TEST_CLUSTER=skip: integration tests disabled")
+    external = _external_cluster()
+    if external is not None:
+        yield external
+        return
+
+    from wattserve.devcluster import build, control_plane
+    from wattserve.devcluster.components import binary_paths, missing_binaries
+
+    if missing_binaries():
+        _log("dev-cluster binaries missing; building them (first time only)")
+        build.build_all(echo=_log)
+    state_dir = tmp_path_factory.mktemp("devcluster")
+    st = control_plane.up(state_dir, echo=_log, die_with_parent=True)
+    bins = binary_paths()
+    try:
+        yield Cluster(
+            kubeconfig=st.kubeconfig,
+            kubectl_bin=bins["kubectl"],
+            bin_dir=bins["kubectl"].parent,
+            helm=bins["helm"],
+            extra={"state_dir": state_dir, "api_port": st.api_port},
+        )
+    finally:
+        control_plane.down(state_dir)
+        _log("dev cluster stopped")
+
+
+@pytest.fixture
+def namespace(kube_cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace, deleted (without waiting) after the test."""
+    name = unique_name("wst")
+    kube_cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            kube_cluster.kubectl(
+                "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode
+            == 0
+        ),
+        timeout=30,
+        what=f"ServiceAccount default in namespace {name}",
+    )
+    try:
+        yield name
+    finally:
+        kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use the cluster fixtures are integration tests, marked or not."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "kube_cluster" in fixtures and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)

@@ -1,0 +1,142 @@
+"""Bad input, overload and not-loaded handling, against a fake engine on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from serving_fakes import FakeEngine
+
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+OK_CHAT: dict[str, Any] = {"model": "fake", "messages": [{"role": "user", "content": "hi"}],
+                           "max_tokens": 3}
+
+
+def assert_error(resp: httpx.Response, status: int, param: str | None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert isinstance(err["message"], str) and err["message"]
+    assert err["param"] == param
+    if param is not None:
+        assert param.split(".")[0] in err["message"]
+    return err
+
+
+@pytest.fixture
+def server(fake_server_factory: Any) -> Any:
+    return fake_server_factory(FakeEngine(context_length=64))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "param"),
+    [
+        (CHAT, {"model": "fake"}, 422, "messages"),
+        (CHAT, {"messages": [{"role": "user", "content": "x"}]}, 422, "model"),
+        (CHAT, {**OK_CHAT, "messages": "hello"}, 422, "messages"),
+        (CHAT, {**OK_CHAT, "messages": []}, 422, "messages"),
+        (CHAT, {**OK_CHAT, "messages": [{"role": "wizard", "content": "x"}]}, 422,
+         "messages.0.role"),
+        (CHAT, {**OK_CHAT, "messages": [{"content": "x"}]}, 422, "messages.0.role"),
+        (CHAT, {**OK_CHAT, "max_tokens": "5"}, 422, "max_tokens"),
+        (CHAT, {**OK_CHAT, "max_tokens": 0}, 422, "max_tokens"),
+        (CHAT, {**OK_CHAT, "temperature": "hot"}, 422, "temperature"),
+        (CHAT, {**OK_CHAT, "temperature": 7}, 422, "temperature"),
+        (CHAT, {**OK_CHAT, "stream": "yes"}, 422, "stream"),
+        (CHAT, {**OK_CHAT, "n": 2}, 422, "n"),
+        (CHAT, {**OK_CHAT, "stop": 5}, 422, "stop"),
+        (CHAT, {**OK_CHAT, "max_tokens": 1000}, 400, "max_tokens"),
+        (CHAT, {**OK_CHAT, "max_completion_tokens": 1000}, 400, "max_completion_tokens"),
+        (CHAT, {**OK_CHAT, "messages": [{"role": "user", "content": "x " * 80}]}, 400,
+         "messages"),
+        (CHAT, {**OK_CHAT, "model": "gpt-9"}, 404, "model"),
+        (COMPLETIONS, {"model": "fake"}, 422, "prompt"),
+        (COMPLETIONS, {"model": "fake", "prompt": 12}, 422, "prompt"),
+        (COMPLETIONS, {"model": "fake", "prompt": ["a", "b"]}, 400, "prompt"),
+        (COMPLETIONS, {"model": "fake", "prompt": "y " * 70}, 400, "prompt"),
+        (COMPLETIONS, {"model": "fake", "prompt": "hi", "max_tokens": 64}, 400, "max_tokens"),
+        (COMPLETIONS, {"model": "nope", "prompt": "hi"}, 404, "model"),
+    ],
+)
+def test_bad_request_gets_openai_error(
+    server: Any, path: str, body: dict[str, Any], status: int, param: str
+) -> None:
+    resp = httpx.post(server.url + path, json=body, timeout=10)
+    err = assert_error(resp, status, param)
+    expected_type = "invalid_request_error"
+    assert err["type"] == expected_type
+    if status == 404:
+        assert err["code"] == "model_not_found"
+    if status == 400 and "context" in err["message"]:
+        assert err["code"] == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b"\xff\xfe", b'"str"', b"null"])
+def test_malformed_json_is_400(server: Any, raw: bytes) -> None:
+    for path in (CHAT, COMPLETIONS):
+        resp = httpx.post(server.url + path, content=raw,
+                          headers={"content-type": "application/json"}, timeout=10)
+        err = assert_error(resp, 400, None)
+        assert err["code"] == "invalid_json"
+
+
+def test_unknown_path_and_method(server: Any) -> None:
+    assert_error(httpx.get(server.url + "/v1/nope", timeout=10), 404, None)
+    assert_error(httpx.get(server.url + CHAT, timeout=10), 405, None)
+
+
+def test_server_survives_garbage_and_still_serves(server: Any) -> None:
+    junk: list[Any] = [{"model": None}, {"messages": [None]}, {"messages": [[]]},
+                       {"model": "fake", "messages": [{"role": "user", "content": [{"x": 1}]}]},
+                       {"model": "fake", "messages": [{"role": "user", "content": "a"}],
+                        "stream_options": "x"}, {"model": {"a": 1}, "prompt": "x"}]
+    for body in junk:
+        for path in (CHAT, COMPLETIONS):
+            resp = httpx.post(server.url + path, content=json.dumps(body), timeout=10)
+            assert 400 <= resp.status_code < 500, resp.text
+            assert "error" in resp.json()
+    ok = httpx.post(server.url + CHAT, json=OK_CHAT, timeout=10)
+    assert ok.status_code == 200
+    assert ok.json()["usage"]["completion_tokens"] == 3
+
+
+def test_overload_gets_429_with_retry_after(fake_server_factory: Any) -> None:
+    server = fake_server_factory(FakeEngine(delay_s=0.05), max_queue=1)
+    body = {**OK_CHAT, "max_tokens": 20}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return list(await asyncio.gather(
+                *(client.post(server.url + CHAT, json=body) for _ in range(5))
+            ))
+
+    responses = asyncio.run(burst())
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) == 2, codes  # one running + one queued
+    assert codes.count(429) == 3, codes
+    for r in responses:
+        if r.status_code == 429:
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "queue_full"
+    metrics = server.metrics()
+    assert metrics["wattserve_requests_queued"] == 0
+    assert metrics["wattserve_requests_in_flight"] == 0
+
+
+def test_not_loaded_gives_503(fake_server_factory: Any) -> None:
+    from serving_helpers import LoopbackServer, fake_config
+
+    server = LoopbackServer(fake_config(), engine=FakeEngine(load_s=3.0)).start(wait_ready=False)
+    try:
+        health = httpx.get(server.url + "/health", timeout=10)
+        assert health.status_code == 503
+        err = assert_error(httpx.post(server.url + CHAT, json=OK_CHAT, timeout=10), 503, None)
+        assert err["code"] == "model_not_loaded"
+    finally:
+        server.stop()
