@@ -12,10 +12,14 @@ import sys
 
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "plan": ("wattserve.cli.plan_cmd", "place a ModelDeployment on the cheapest pool that meets its SLO"),
-    "simulate": ("wattserve.simulate.cli", "replay a request trace through an autoscaling policy"),
-    "operator": ("wattserve.controller.cli", "run the kopf operator against the current kubeconfig"),
-    "dev-cluster": ("wattserve.devcluster.cli", "local Kubernetes control plane with simulated pools"),
+    "plan": ("wattserve.cli.plan_cmd",
+             "place a ModelDeployment on the cheapest pool that meets its SLO"),
+    "simulate": ("wattserve.simulate.cli",
+                 "replay a request trace through an autoscaling policy"),
+    "operator": ("wattserve.controller.cli",
+                 "run the kopf operator against the current kubeconfig"),
+    "dev-cluster": ("wattserve.devcluster.cli",
+                    "local Kubernetes control plane with simulated pools"),
     "serve": ("wattserve_serving.cli", "run the OpenAI-compatible serving app"),
 }
 

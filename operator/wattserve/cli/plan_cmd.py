@@ -1,0 +1,161 @@
+"""`wattserve plan -f model.yaml --pools pools.yaml [-o table|json|yaml]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from wattserve.api import (
+    ModelDeployment,
+    ServingPool,
+    SpecError,
+    load_yaml_documents,
+    parse_model_deployment,
+    parse_serving_pool,
+)
+from wattserve.cli.table import render_table
+from wattserve.planning import Candidate, Plan, plan
+from wattserve.planning.summary import decimal_string, placement_summary
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line with exit code 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"wattserve plan: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="wattserve plan",
+        description="Place ModelDeployments on the ServingPool that meets their latency SLO "
+                    "at the lowest cost, energy or carbon, and explain why.",
+    )
+    parser.add_argument("-f", "--filename", required=True, action="append",
+                        help="ModelDeployment YAML (repeatable; '-' for stdin)")
+    parser.add_argument("--pools", required=True, action="append",
+                        help="ServingPool YAML (repeatable)")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        models = _load(args.filename, "ModelDeployment", parse_model_deployment)
+        pools = _load(args.pools, "ServingPool", parse_serving_pool)
+    except _InputError as exc:
+        print(f"wattserve plan: {exc}", file=sys.stderr)
+        return 2
+    _check_unique(pools)
+    plans = [plan(md, pools) for md in models]
+    if args.output == "table":
+        print("\n\n".join(_table(md, result) for md, result in zip(models, plans, strict=True)))
+    else:
+        data = [{"modelDeployment": md.name, "namespace": md.namespace,
+                 "objective": result.objective.value, "placement": placement_summary(result)}
+                for md, result in zip(models, plans, strict=True)]
+        payload: Any = data[0] if len(data) == 1 else data
+        if args.output == "json":
+            print(json.dumps(payload, indent=2))
+        else:
+            print(yaml.safe_dump(payload, sort_keys=False, allow_unicode=True), end="")
+    return 0 if all(result.chosen is not None for result in plans) else 1
+
+
+class _InputError(Exception):
+    pass
+
+
+T = TypeVar("T")
+
+
+def _load(paths: list[str], kind: str, parse: Callable[[object], T]) -> list[T]:
+    """Parse every document of every file; errors name the file, document and field."""
+    out: list[T] = []
+    for path in paths:
+        docs = _docs(path, kind)
+        for index, doc in enumerate(docs):
+            try:
+                out.append(parse(doc))
+            except SpecError as exc:
+                where = f"{path}" if len(docs) == 1 else f"{path}: document {index + 1}"
+                raise _InputError(f"{where}: {exc}") from None
+    return out
+
+
+def _docs(path: str, kind: str) -> list[dict[str, Any]]:
+    """Documents of ``kind`` in the file; any other kind is an error naming its index."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise _InputError(f"{path}: not a UTF-8 text file") from None
+    try:
+        docs = load_yaml_documents(text, path)
+    except SpecError as exc:
+        raise _InputError(str(exc)) from None
+    out = []
+    for index, doc in enumerate(docs):
+        got = doc.get("kind", kind)
+        if got != kind:
+            raise _InputError(f"{path}: document {index + 1}: kind: expected {kind}, got {got!r}")
+        out.append(doc)
+    return out
+
+
+def _check_unique(pools: list[ServingPool]) -> None:
+    seen: set[str] = set()
+    for pool in pools:
+        if pool.name in seen:
+            print(f"wattserve plan: warning: ServingPool {pool.name!r} is defined twice; "
+                  "both are evaluated", file=sys.stderr)
+        seen.add(pool.name)
+
+
+def _shape(cand: Candidate) -> str:
+    if cand.engine == "-":
+        return "-"
+    if cand.tensor_parallel:
+        return f"TP{cand.tensor_parallel}"
+    return f"{cand.threads} thr"
+
+
+def _table(md: ModelDeployment, result: Plan) -> str:
+    spec = md.spec
+    header = (f"ModelDeployment {md.namespace}/{md.name}: {spec.model.name} "
+              f"({spec.model.parameters / 1e9:g}B {spec.model.quantization.value}), "
+              f"SLO p95 {spec.slo.latency_p95_ms} ms, "
+              f"{spec.expected_load.requests_per_second:g} req/s, objective {spec.objective.value}")
+    rows = []
+    for cand in result.candidates:
+        chosen = result.chosen is not None and cand.pool == result.chosen.pool
+        feasible = cand.replicas > 0
+        rows.append([
+            ("* " if chosen else "  ") + cand.pool,
+            cand.engine,
+            cand.accelerator,
+            _shape(cand),
+            "yes" if cand.feasible else "no",
+            str(cand.replicas) if feasible else "-",
+            decimal_string(cand.predicted_p95_ms, 3) if feasible else "-",
+            decimal_string(cand.tokens_per_second_per_replica, 3) if feasible else "-",
+            decimal_string(cand.usd_per_hour, 3) if feasible else "-",
+            decimal_string(cand.usd_per_million_tokens, 3) if feasible else "-",
+            decimal_string(cand.joules_per_token, 3) if feasible else "-",
+            decimal_string(cand.grams_co2_per_million_tokens, 3) if feasible else "-",
+            cand.reason,
+        ])
+    table = render_table(
+        ["POOL", "ENGINE", "ACCEL", "SHAPE", "FEASIBLE", "REPLICAS", "P95 MS", "TOK/S/REP",
+         "$/HOUR", "$/1M TOK", "J/TOKEN", "gCO2/1M", "REASON"], rows, max_width=70)
+    verdict = (f"chosen: {result.chosen.pool} — {result.reason}" if result.chosen
+               else f"not placed: {result.reason}")
+    return f"{header}\n{table}\n{verdict}"

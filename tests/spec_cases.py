@@ -1,0 +1,85 @@
+"""One table of ModelDeployment specs that both the CRD (API server) and the Python
+parser must judge the same way. Used by the unit agreement test (JSON-schema part of
+the CRD) and the integration agreement test (the real API server, CEL included)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+
+def base_md(name: str = "agree") -> dict[str, Any]:
+    return {
+        "apiVersion": "wattserve.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "m", "source": "hf://org/m", "parameters": "8B",
+                      "quantization": "fp8"},
+            "slo": {"latencyP95Ms": 5000},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    patch: dict[str, Any]  # merged into spec (None deletes a key)
+    valid: bool
+    field: str = ""  # the field an error must name
+    cel: bool = False  # judged by a CEL rule, not the JSON schema
+
+    def doc(self, name: str = "agree") -> dict[str, Any]:
+        doc = base_md(name)
+        _merge(doc["spec"], copy.deepcopy(self.patch))
+        return doc
+
+
+def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            into.pop(key, None)
+        elif isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+CASES: tuple[Case, ...] = (
+    Case("minimal", {}, True),
+    Case("full", {"objective": "energy", "backend": "rayservice",
+                  "budget": {"maxJoulesPerToken": "0.5", "maxUSDPerHour": "12.5"},
+                  "expectedLoad": {"requestsPerSecond": "0.25", "promptTokens": 10,
+                                   "outputTokens": 5},
+                  "placement": {"pool": "gpu-l4", "engine": "vllm", "allowGPU": True},
+                  "scaling": {"minReplicas": 2, "maxReplicas": 2}}, True),
+    Case("min-above-max", {"scaling": {"minReplicas": 5, "maxReplicas": 2}}, False,
+         "minReplicas", cel=True),
+    Case("min-above-default-max", {"scaling": {"minReplicas": 11}}, False, "minReplicas",
+         cel=True),
+    Case("negative-slo", {"slo": {"latencyP95Ms": -5}}, False, "latencyP95Ms"),
+    Case("zero-slo", {"slo": {"latencyP95Ms": 0}}, False, "latencyP95Ms"),
+    Case("ttft-above-latency", {"slo": {"timeToFirstTokenP95Ms": 9000}}, False,
+         "timeToFirstTokenP95Ms", cel=True),
+    Case("unknown-quantization", {"model": {"quantization": "q3_k"}}, False, "quantization"),
+    Case("parameters-lots", {"model": {"parameters": "lots"}}, False, "parameters"),
+    Case("parameters-lowercase", {"model": {"parameters": "8b"}}, False, "parameters"),
+    Case("missing-model", {"model": None}, False, "model"),
+    Case("missing-slo", {"slo": None}, False, "slo"),
+    Case("bad-source", {"model": {"source": "ftp://x"}}, False, "source"),
+    Case("float-budget", {"budget": {"maxUSDPerHour": 2.5}}, False, "maxUSDPerHour"),
+    Case("zero-budget", {"budget": {"maxUSDPerHour": "0"}}, False, "maxUSDPerHour"),
+    Case("float-rps", {"expectedLoad": {"requestsPerSecond": 2.5}}, False, "requestsPerSecond"),
+    Case("zero-rps", {"expectedLoad": {"requestsPerSecond": "0"}}, True),
+    Case("unknown-objective", {"objective": "speed"}, False, "objective"),
+    Case("unknown-field", {"replicas": 3}, False, "replicas"),
+    Case("kv-heads-above-heads", {"model": {"architecture": {"attentionHeads": 8,
+                                                             "kvHeads": 16}}},
+         False, "kvHeads", cel=True),
+    Case("context-too-short", {"model": {"contextLength": 16}}, False, "contextLength"),
+    Case("utilization-over-100", {"scaling": {"targetUtilizationPercent": 150}}, False,
+         "targetUtilizationPercent"),
+    Case("min-zero", {"scaling": {"minReplicas": 0}}, True),
+    Case("bad-pin", {"placement": {"pool": "GPU_L4"}}, False, "pool"),
+)

@@ -1,0 +1,105 @@
+"""`wattserve plan`: tables for people, JSON/YAML for machines, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.unit.factories import EXAMPLES
+from wattserve.cli.main import main
+
+POOLS = str(EXAMPLES / "pools.yaml")
+SMOL = str(EXAMPLES / "models" / "smollm2-135m.yaml")
+
+
+def test_table_lists_every_pool_and_marks_the_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "-f", SMOL, "--pools", POOLS]) == 0
+    out = capsys.readouterr().out
+    assert "POOL" in out and "J/TOKEN" in out and "$/1M TOK" in out
+    for pool in ("cpu-general", "gpu-l4", "gpu-h100"):
+        assert pool in out
+    assert "* cpu-general" in out
+    assert "chosen: cpu-general" in out
+
+
+def test_json_output_is_the_status_placement_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "-f", SMOL, "--pools", POOLS, "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    placement = data["placement"]
+    assert placement["pool"] == "cpu-general" and placement["engine"] == "llamacpp"
+    assert {c["pool"] for c in placement["candidates"]} == {"cpu-general", "gpu-l4", "gpu-h100"}
+    for key in ("predictedP95Ms", "usdPerHour", "joulesPerToken", "gramsCO2PerMillionTokens"):
+        float(placement[key])  # decimals are strings, and parse
+
+
+def test_yaml_output_for_several_models(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in (EXAMPLES / "models").glob("*.yaml"))
+    args = ["plan", "--pools", POOLS, "-o", "yaml"]
+    for f in files:
+        args += ["-f", f]
+    assert main(args) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert len(data) == len(files)
+    assert all(item["placement"].get("pool") for item in data)
+
+
+def test_unplaceable_model_exits_1_with_the_reason(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    doc = yaml.safe_load(Path(SMOL).read_text())
+    doc["spec"]["slo"] = {"latencyP95Ms": 1}
+    path = tmp_path / "tight.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", "-f", str(path), "--pools", POOLS]) == 1
+    assert "not placed:" in capsys.readouterr().out
+
+
+BAD_INPUTS = {
+    "unknown-field": ("spec:\n  model: {name: m, source: 'hf://a/b', parameters: 8B}\n"
+                      "  slo: {latencyP95Ms: 100}\n  replicas: 3\n", "spec.replicas"),
+    "wrong-type": ("spec:\n  model: {name: m, source: 'hf://a/b', parameters: 8B}\n"
+                   "  slo: {latencyP95Ms: fast}\n", "spec.slo.latencyP95Ms"),
+    "min-above-max": ("spec:\n  model: {name: m, source: 'hf://a/b', parameters: 8B}\n"
+                      "  slo: {latencyP95Ms: 100}\n  scaling: {minReplicas: 4, maxReplicas: 2}\n",
+                      "spec.scaling.minReplicas"),
+    "parameters-lots": ("spec:\n  model: {name: m, source: 'hf://a/b', parameters: lots}\n"
+                        "  slo: {latencyP95Ms: 100}\n", "spec.model.parameters"),
+    "empty": ("", "empty"),
+    "not-yaml": ("spec: [unclosed\n", "not valid YAML"),
+    "a-list": ("- 1\n- 2\n", "mapping"),
+    "wrong-kind": ("kind: Deployment\n", "kind"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_prints_one_line_naming_the_field_and_exits_2(case: str,
+                                                                tmp_path: Path) -> None:
+    text, needle = BAD_INPUTS[case]
+    if text and not text.startswith(("kind", "-")) and "not-yaml" not in case:
+        text = "apiVersion: wattserve.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n" + text
+    path = tmp_path / "md.yaml"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "wattserve.cli.main", "plan", "-f", str(path),
+                           "--pools", POOLS], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_file_and_bad_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "-f", "/nonexistent.yaml", "--pools", POOLS]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "-f", SMOL, "--pools", POOLS, "-o", "xml"])
+    assert exc.value.code == 2
+
+
+def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
