@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from tests.unit.factories import DELETE, md_doc, with_path
 from wattserve.api import (
     Backend,
     EngineChoice,
@@ -18,6 +16,8 @@ from wattserve.api import (
     parse_serving_pool,
 )
 from wattserve.api.quantities import parse_decimal, parse_parameter_count
+
+from tests.unit.factories import DELETE, md_doc, with_path
 
 
 def test_defaults_fill_every_optional_field() -> None:
@@ -114,7 +114,7 @@ def test_non_mapping_inputs_are_rejected_not_crashing() -> None:
     for bad in (None, [], "text", 5):
         with pytest.raises(SpecError):
             parse_model_deployment(bad)
-    with pytest.raises(SpecError, match="spec.slo"):
+    with pytest.raises(SpecError, match=r"spec\.slo"):
         parse_model_deployment(with_path(md_doc(), "spec.slo", [1, 2]))
 
 

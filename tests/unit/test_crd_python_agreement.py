@@ -14,9 +14,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from wattserve.api import SpecError, parse_model_deployment
 
 from tests.spec_cases import CASES, Case
-from wattserve.api import SpecError, parse_model_deployment
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 

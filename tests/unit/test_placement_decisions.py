@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.unit.factories import EXAMPLES, example_pools, md_doc
 from wattserve.api import (
     Budget,
     EngineChoice,
@@ -16,6 +15,8 @@ from wattserve.api import (
     parse_model_deployment,
 )
 from wattserve.planning import plan
+
+from tests.unit.factories import EXAMPLES, example_pools, md_doc
 
 POOLS = example_pools()
 

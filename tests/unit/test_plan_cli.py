@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from wattserve.cli.main import main
 
 from tests.unit.factories import EXAMPLES
-from wattserve.cli.main import main
 
 POOLS = str(EXAMPLES / "pools.yaml")
 SMOL = str(EXAMPLES / "models" / "smollm2-135m.yaml")
@@ -58,6 +58,7 @@ def test_unplaceable_model_exits_1_with_the_reason(tmp_path: Path,
     assert "not placed:" in capsys.readouterr().out
 
 
+HEADER = "apiVersion: wattserve.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
 BAD_INPUTS = {
     "unknown-field": ("spec:\n  model: {name: m, source: 'hf://a/b', parameters: 8B}\n"
                       "  slo: {latencyP95Ms: 100}\n  replicas: 3\n", "spec.replicas"),
@@ -80,7 +81,7 @@ def test_bad_input_prints_one_line_naming_the_field_and_exits_2(case: str,
                                                                 tmp_path: Path) -> None:
     text, needle = BAD_INPUTS[case]
     if text and not text.startswith(("kind", "-")) and "not-yaml" not in case:
-        text = "apiVersion: wattserve.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n" + text
+        text = HEADER + text
     path = tmp_path / "md.yaml"
     path.write_text(text)
     proc = subprocess.run([sys.executable, "-m", "wattserve.cli.main", "plan", "-f", str(path),

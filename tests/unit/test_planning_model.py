@@ -6,10 +6,15 @@ import math
 from dataclasses import replace
 
 import pytest
-
 from wattserve.api import Architecture, ModelSpec, Quantization
 from wattserve.planning import constants as c
-from wattserve.planning.memory import cpu_fit, gpu_fit, kv_bytes_per_token, model_shape, weight_bytes
+from wattserve.planning.memory import (
+    cpu_fit,
+    gpu_fit,
+    kv_bytes_per_token,
+    model_shape,
+    weight_bytes,
+)
 from wattserve.planning.performance import ReplicaPerformance, operating_point
 
 LLAMA_8B = ModelSpec(name="l", source="hf://x/y", parameters=8_000_000_000,

@@ -6,8 +6,6 @@ from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tests.unit.factories import example_pools
 from wattserve.api import (
     SLO,
     Architecture,
@@ -23,6 +21,8 @@ from wattserve.planning import plan
 from wattserve.planning.economics import Targets, capacity_rps, replicas_needed
 from wattserve.planning.memory import cpu_fit, gpu_fit, weight_bytes
 from wattserve.planning.shapes import shapes_for
+
+from tests.unit.factories import example_pools
 
 POOLS = example_pools()
 
