@@ -1,0 +1,100 @@
+{{/* Chart name (app.kubernetes.io/name). */}}
+{{- define "wattserve.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: prefix of every namespaced resource and of the cluster-scoped RBAC. */}}
+{{- define "wattserve.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "wattserve.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. */}}
+{{- define "wattserve.labels" -}}
+helm.sh/chart: {{ include "wattserve.chart" . }}
+{{ include "wattserve.instanceLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: wattserve
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "wattserve.instanceLabels" -}}
+app.kubernetes.io/name: {{ include "wattserve.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selector labels of the operator pods. */}}
+{{- define "wattserve.selectorLabels" -}}
+{{ include "wattserve.instanceLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The operator's ServiceAccount name. */}}
+{{- define "wattserve.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wattserve.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag of an image value ({repository, tag, pullPolicy}); tag "" = appVersion. */}}
+{{- define "wattserve.image" -}}
+{{- $img := index . 0 }}{{- $ctx := index . 1 }}
+{{- printf "%s:%s" $img.repository (default $ctx.Chart.AppVersion $img.tag) }}
+{{- end }}
+
+{{/* The operator's command line. */}}
+{{- define "wattserve.command" -}}
+- wattserve
+- operator
+{{- if .Values.operator.namespaces }}
+{{- range .Values.operator.namespaces }}
+- --namespace
+- {{ . | quote }}
+{{- end }}
+{{- else }}
+- --all-namespaces
+{{- end }}
+{{- range .Values.operator.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Dashboard PromQL: a per-pool series ($base, labelled by pool) times a per-pool constant taken
+from the ServingPools in the values (field "usd": spec.pricing.usdPerNodeHour, "co2":
+spec.carbon.gramsCO2PerKWh); pools not declared in the values use the dashboard variable $var.
+Args: (list base field var pools).
+*/}}
+{{- define "wattserve.dashboard.perPool" -}}
+{{- $base := index . 0 }}{{- $field := index . 1 }}{{- $var := index . 2 }}{{- $pools := index . 3 }}
+{{- $parts := list }}
+{{- range $pools }}
+{{- $v := "" }}
+{{- if eq $field "usd" }}{{- $v = dig "pricing" "usdPerNodeHour" "" .spec }}{{- else }}{{- $v = dig "carbon" "gramsCO2PerKWh" "" .spec }}{{- end }}
+{{- if ne (toString $v) "" }}
+{{- $parts = append $parts (printf "label_replace(vector(%v), \"pool\", %q, \"\", \"\")" $v .name) }}
+{{- end }}
+{{- end }}
+{{- if $parts }}
+{{- printf "(%s * on(pool) group_left() (%s)) or (%s * $%s)" $base (join " or " $parts) $base $var }}
+{{- else }}
+{{- printf "%s * $%s" $base $var }}
+{{- end }}
+{{- end }}

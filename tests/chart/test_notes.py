@@ -1,0 +1,65 @@
+"""NOTES.txt renders (helm template does not print it: render it through a wrapper chart)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .helmutil import CHART, render
+
+WRAPPER = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  notes: |
+{{ include "test.notes" . | indent 4 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def notes_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chart = tmp_path_factory.mktemp("notes") / "wattserve"
+    shutil.copytree(CHART, chart)
+    notes = chart / "templates" / "NOTES.txt"
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "test.notes" -}}\n' + notes.read_text() + "\n{{- end }}\n"
+    )
+    notes.unlink()
+    (chart / "templates" / "zz-notes.yaml").write_text(WRAPPER)
+    return chart
+
+
+def _notes(chart: Path, values: dict[str, Any] | None = None) -> str:
+    docs = render(values, chart=chart)
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "notes"]
+    text: str = cm["data"]["notes"]
+    assert "<no value>" not in text
+    return text
+
+
+def test_notes_default(notes_chart: Path) -> None:
+    text = _notes(notes_chart)
+    assert "rollout status deployment/ws-wattserve" in text
+    assert "all namespaces" in text
+    assert "kubectl apply -f examples/pools.yaml" in text
+    assert "podMonitor.enabled=true" in text
+
+
+def test_notes_replicas_zero(notes_chart: Path) -> None:
+    text = _notes(notes_chart, {"operator": {"replicas": 0}})
+    assert "scaled to 0" in text
+    assert "kubectl -n wattserve-system create token ws-wattserve" in text
+
+
+def test_notes_operator_disabled_with_pools(notes_chart: Path) -> None:
+    pools = yaml.safe_load((CHART / "examples" / "pools-values.yaml").read_text())
+    text = _notes(notes_chart, {"operator": {"enabled": False}, **pools,
+                                "dashboard": {"enabled": True}})
+    assert "no operator Deployment" in text
+    assert "None were declared" not in text
+    assert "ws-wattserve-dashboard" in text
