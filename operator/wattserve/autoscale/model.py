@@ -29,6 +29,7 @@ class Reason(StrEnum):
     MAX_REPLICAS = "SLOConflictsWithMaxReplicas"
     USD_BUDGET = "SLOConflictsWithCostBudget"
     ENERGY_BUDGET = "SLOConflictsWithEnergyBudget"
+    UNREACHABLE = "SLOUnreachableByScaling"
     SCALE_TO_ZERO = "ScaleToZeroNeedsActivation"
 
 
@@ -52,14 +53,20 @@ class ScalingInputs:
     idle_watts_per_replica: float = 0.0
     max_watts_per_replica: float = 0.0
     cold_start_s: float = 60.0
+    metrics_window_s: float = 60.0  # the PromQL rate()/histogram window
     # Seeded traffic shape, used until the metrics say otherwise.
     expected_prompt_tokens: float = 256.0
     expected_gen_tokens: float = 128.0
     # Tuning knobs (documented in docs/autoscaling.md).
-    safety_margin: float = 0.15  # plan for p95 <= (1 - margin) x SLO
+    safety_margin: float = 0.3  # plan for p95 <= (1 - margin) x SLO
+    max_safety_margin: float = 0.7  # ... widened towards this after observed violations
+    violation_alpha: float = 0.005  # memory of violations: ~200 ticks (50 min at 15 s)
+    violation_gain: float = 40.0  # margin is at its widest when this x violations >= 1
     tolerance: float = 0.1  # hysteresis: scale down only below (1 - tol) x the up threshold
     tail_factor: float = 2.0  # p95 / mean service time for the trace's length mix
-    ewma_alpha: float = 0.2
+    ewma_alpha: float = 0.1
+    forecast: bool = False  # extrapolate a rising rate over cold start + window lag
+    saturation_queue: float = 1.0  # queued per ready replica that means "saturated now"
     max_scale_up_step: int = 4  # per decision: max(2 x current, current + this)
     # Live facts (None: derive from the state).
     current_replicas: int | None = None
@@ -92,11 +99,17 @@ class ScalerState:
 
     replicas: int
     recommendations: tuple[tuple[float, int], ...] = ()  # (time, recommended replicas)
-    starts: tuple[tuple[float, int], ...] = ()  # (time, replicas added) for cold starts
-    speed: float = 1.0  # measured / seeded service speed (EWMA)
+    starts: tuple[tuple[float, int], ...] = ()  # (time, replicas added), recent scale-ups
+    speed: float = 1.0  # measured / seeded service speed (ratio of the two EWMAs below)
+    busy_ewma: float = 0.0  # EWMA of sequences in service (measured)
+    work_ewma: float = 0.0  # EWMA of rate x modelled service time (the model's in-service)
     tail_correction: float = 1.0  # observed / predicted p95 (EWMA)
+    ttft_correction: float = 0.0  # observed - predicted p95 TTFT, seconds (EWMA)
     outage_since: float | None = None
     last_rate: float | None = None
+    last_time: float | None = None
+    trend: float = 0.0  # d(request rate)/dt, requests/s per s (EWMA)
+    violations: float = 0.0  # EWMA of "observed p95 over the SLO" (0..1), slow
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,9 +124,15 @@ class ScalerState:
             recommendations=tuple((float(t), int(r)) for t, r in d.get("recommendations", [])),
             starts=tuple((float(t), int(r)) for t, r in d.get("starts", [])),
             speed=float(d.get("speed", 1.0)),
+            busy_ewma=float(d.get("busy_ewma", 0.0)),
+            work_ewma=float(d.get("work_ewma", 0.0)),
             tail_correction=float(d.get("tail_correction", 1.0)),
+            ttft_correction=float(d.get("ttft_correction", 0.0)),
             outage_since=None if d.get("outage_since") is None else float(d["outage_since"]),
             last_rate=None if d.get("last_rate") is None else float(d["last_rate"]),
+            last_time=None if d.get("last_time") is None else float(d["last_time"]),
+            trend=float(d.get("trend", 0.0)),
+            violations=float(d.get("violations", 0.0)),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

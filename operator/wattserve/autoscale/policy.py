@@ -8,9 +8,10 @@ Pure: no clock, no I/O; the caller passes ``now`` and keeps the returned state. 
    (``in_flight / request_rate`` is the measured time in service) and a p95 correction
    (observed / predicted p95 at the ready replica count).
 3. Predictive recommendation: the smallest replica count whose predicted p95 (see
-   :mod:`queueing`) stays under ``(1 - safety_margin) x SLO`` and whose utilization stays
-   under the planned utilization (``target_utilization``; 0.95 for goal energy/carbon or a
-   joules-per-token budget: fewer, busier replicas). Queued requests add a drain term
+   :mod:`queueing`) stays under ``(1 - margin) x SLO`` (the margin widens after observed
+   SLO misses) and whose utilization stays under the planned utilization
+   (``target_utilization``; 0.95 for goal energy/carbon or a joules-per-token budget:
+   fewer, busier replicas). Queued requests add a drain term
    ``queued / SLO`` to the arrival rate. Hysteresis: scale down only to a count that also
    meets a ``tolerance``-tighter threshold.
 4. Reactive guard: observed p95 above the SLO -> at least ``ceil(ready x p95 / SLO)``
@@ -39,8 +40,12 @@ def decide(
     spec: ScalingInputs, state: ScalerState, obs: Observation | None, now: float
 ) -> tuple[Decision, ScalerState]:
     current = spec.current_replicas if spec.current_replicas is not None else state.replicas
-    starts = tuple((t, n) for t, n in state.starts if now - t < spec.cold_start_s)
-    starting = min(current, sum(n for _, n in starts))
+    # Replicas added within cold start + metrics window: starting, or not yet visible in
+    # the observed latency. Both count as capacity coming.
+    horizon = spec.cold_start_s + spec.metrics_window_s
+    starts = tuple((t, n) for t, n in state.starts if now - t < horizon)
+    starting = min(current, sum(n for t, n in starts if now - t < spec.cold_start_s))
+    unseen = min(current, sum(n for _, n in starts))
     ready = spec.ready_replicas if spec.ready_replicas is not None else current - starting
 
     if not _usable(obs):
@@ -49,21 +54,51 @@ def decide(
     slo_s = spec.slo_p95_ms / 1000.0
     rate = obs.request_rate
     load = _load(spec, obs)
-    speed, corr = _calibrate(spec, state, obs, load, ready)
+    calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
 
     def pred(replicas: int, lam: float) -> Prediction:
         p = predict(spec.capacity, Load(lam, load.prompt_tokens, load.gen_tokens), replicas,
                     speed=speed, tail_factor=spec.tail_factor)
-        return Prediction(p.p95_s * corr, p.ttft_p95_s * corr, p.concurrency, p.utilization)
+        return Prediction(p.p95_s * corr, p.ttft_p95_s + tcorr, p.concurrency, p.utilization)
 
-    plan_rate = rate + (obs.queued or 0.0) / slo_s
+    trend = state.trend
+    if state.last_rate is not None and state.last_time is not None and now > state.last_time:
+        slope = (rate - state.last_rate) / (now - state.last_time)
+        trend = (1.0 - spec.ewma_alpha * 2) * trend + spec.ewma_alpha * 2 * slope
+    plan_rate = _plan_rate(spec, obs, load, ready, speed, slo_s)
+    if spec.forecast and trend > 0:
+        # The windowed rate lags by half a window, and new replicas take a cold start.
+        plan_rate += trend * (spec.cold_start_s + spec.metrics_window_s / 2)
     lo, hi = spec.effective_min(), spec.effective_max()
-    threshold = (1.0 - spec.safety_margin) * slo_s
+    # Headroom adapts to how often the SLO was actually missed lately (bursty traffic
+    # the windowed metrics cannot see coming): 1 / violation_gain of recent ticks in
+    # violation -> the widest margin; it decays back over ~1 / violation_alpha ticks.
+    excess = _excess(spec, obs, slo_s)
+    a = spec.violation_alpha
+    violations = (1 - a) * state.violations + a * (1.0 if excess > 1.0 else 0.0)
+    margin = spec.safety_margin + (spec.max_safety_margin - spec.safety_margin) * min(
+        1.0, violations * spec.violation_gain)
+    margin = max(spec.safety_margin, min(margin, spec.max_safety_margin))
+    lat_thr = (1.0 - margin) * slo_s
+    ttft_thr = None if spec.slo_ttft_p95_ms is None else (
+        (1.0 - margin) * spec.slo_ttft_p95_ms / 1000.0)
+    # What no replica count can beat is an idle replica's latency (the "floor"). When the
+    # SLO sits within the tolerance of it, replicas buy (almost) nothing: aim for the
+    # floor plus the tolerance instead, and report a conflict if the floor misses the SLO.
+    floor = pred(1, 0.0)
+    unreachable = floor.p95_s > lat_thr or (ttft_thr is not None and floor.ttft_p95_s > ttft_thr)
+    lat_down = max(lat_thr * (1.0 - spec.tolerance), floor.p95_s * (1.0 + spec.tolerance / 2))
+    lat_thr = max(lat_thr, floor.p95_s * (1.0 + spec.tolerance))
+    ttft_down = None
+    if ttft_thr is not None:
+        ttft_down = max(ttft_thr * (1.0 - spec.tolerance),
+                        floor.ttft_p95_s * (1.0 + spec.tolerance / 2))
+        ttft_thr = max(ttft_thr, floor.ttft_p95_s * (1.0 + spec.tolerance))
     util_cap = spec.planned_utilization()
-    r_up = _smallest(pred, plan_rate, lo, hi, threshold, util_cap, spec)
-    r_down = _smallest(pred, plan_rate, lo, hi, threshold * (1.0 - spec.tolerance),
-                       util_cap * (1.0 - spec.tolerance), spec)
-    conflict = r_up is None
+    r_up = _smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
+    r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
+                       util_cap * (1.0 - spec.tolerance))
+    conflict = r_up is None or unreachable
     if r_up is None:
         rec, reason = hi, _limit_reason(spec)
     elif current < r_up:
@@ -72,10 +107,13 @@ def decide(
         rec, reason = r_down, Reason.PREDICTED_LOAD
     else:
         rec, reason = current, Reason.WITHIN_TOLERANCE
+    if unreachable and r_up is not None:
+        reason = Reason.UNREACHABLE
 
     reactive = 0
-    if obs.p95_latency_s is not None and obs.p95_latency_s > slo_s and ready > 0:
-        reactive = max(ready + 1, math.ceil(ready * min(obs.p95_latency_s / slo_s, 2.0)))
+    if excess > 1.0 and ready > 0 and _contended(spec, obs, ready):
+        seen = max(1, current - unseen)  # the replicas the observed p95 was measured on
+        reactive = max(seen + 1, math.ceil(seen * min(excess, 2.0)))
         reactive = min(reactive, hi)
         if reactive > current:
             rec, reason = max(rec, reactive), Reason.SLO_VIOLATION
@@ -91,7 +129,8 @@ def decide(
     desired = min(max(desired, lo), hi)
 
     p_desired = pred(desired, rate)
-    extra: dict[str, float] = {"speed": speed, "tailCorrection": corr, "ready": float(ready),
+    extra: dict[str, float] = {"speed": speed, "tailCorrection": corr, "margin": margin,
+                               "ttftCorrection": tcorr, "ready": float(ready),
                                "starting": float(starting)}
     jpt = _joules_per_token(spec, desired, p_desired, load)
     if jpt is not None:
@@ -104,14 +143,16 @@ def decide(
 
     if desired > current:
         starts = (*starts, (now, desired - current))
-    msg = _message(reason, spec, obs, current, desired, ready, p_desired, jpt, plan_rate)
+    msg = _message(reason, spec, obs, current, desired, ready, p_desired, jpt, plan_rate,
+                   floor.p95_s)
     decision = Decision(
         desired_replicas=desired, reason=reason.value, message=msg, conflict=conflict,
         predicted_p95_s=None if math.isinf(p_desired.p95_s) else p_desired.p95_s, extra=extra,
     )
-    new_state = ScalerState(
+    new_state = calibrated.evolve(
         replicas=desired, recommendations=recs, starts=starts, speed=speed,
-        tail_correction=corr, outage_since=None, last_rate=rate,
+        tail_correction=corr, ttft_correction=tcorr, outage_since=None, last_rate=rate,
+        last_time=now, trend=trend, violations=violations,
     )
     return decision, new_state
 
@@ -124,6 +165,45 @@ def _usable(obs: Observation | None) -> bool:
         if value is not None and (not math.isfinite(value) or value < 0):
             return False
     return True
+
+
+def _plan_rate(spec: ScalingInputs, obs: Observation, load: Load, ready: int, speed: float,
+               slo_s: float) -> float:
+    """Arrival rate to plan for. The windowed rate lags a rising load by up to a window,
+    so when requests are queueing (every slot busy) the served throughput right now,
+    ``in_flight / service time`` (Little's law), is a better lower bound; queued
+    requests add a term that drains them within one SLO."""
+    queued = obs.queued or 0.0
+    rate = load.rate
+    saturated = queued >= max(1.0, spec.saturation_queue * ready)
+    if saturated and ready > 0 and obs.in_flight is not None:
+        per_replica = obs.in_flight / ready
+        busy_rate = obs.in_flight / service_time(spec.capacity, load, per_replica, speed)
+        rate = max(rate, busy_rate)
+    return rate + queued / slo_s
+
+
+def _excess(spec: ScalingInputs, obs: Observation, slo_s: float) -> float:
+    """Observed p95 over the SLO (latency or TTFT, whichever is worse); > 1 = violated."""
+    worst = 0.0
+    if obs.p95_latency_s is not None:
+        worst = obs.p95_latency_s / slo_s
+    if obs.p95_ttft_s is not None and spec.slo_ttft_p95_ms:
+        worst = max(worst, obs.p95_ttft_s / (spec.slo_ttft_p95_ms / 1000.0))
+    return worst
+
+
+def _contended(spec: ScalingInputs, obs: Observation, ready: int) -> bool:
+    """Evidence that replicas are short, not that requests are long: a queue, busy
+    one-at-a-time replicas, or batches big enough to slow each stream down."""
+    if (obs.queued or 0.0) >= 1.0:
+        return True
+    per_replica = (obs.in_flight or 0.0) / ready
+    cap = spec.capacity
+    if cap.max_concurrency <= 1:
+        return per_replica >= 0.5
+    slowdown = cap.per_stream_tps(per_replica) / cap.per_stream_tps(1)
+    return slowdown < 1.0 - spec.tolerance
 
 
 def _fail_static(
@@ -157,33 +237,45 @@ def _ewma(old: float, new: float, alpha: float, bounds: tuple[float, float]) -> 
 
 def _calibrate(
     spec: ScalingInputs, state: ScalerState, obs: Observation, load: Load, ready: int
-) -> tuple[float, float]:
-    speed, corr = state.speed, state.tail_correction
+) -> tuple[ScalerState, float, float, float]:
+    """Update the online calibration; returns (state with EWMAs, speed, corr, tcorr)."""
+    speed, corr, tcorr = state.speed, state.tail_correction, state.ttft_correction
     rate = load.rate
-    if ready <= 0 or rate <= 0:
-        return speed, corr
-    if obs.in_flight is not None and obs.in_flight >= 0.5:
-        per_replica = obs.in_flight / ready
-        measured = obs.in_flight / rate  # Little's law: mean time in service
-        modelled = service_time(spec.capacity, load, per_replica, 1.0)
-        speed = _ewma(speed, modelled / measured, spec.ewma_alpha, _SPEED_BOUNDS)
-    if obs.p95_latency_s is not None and obs.p95_latency_s > 0:
-        p = predict(spec.capacity, load, ready, speed=speed, tail_factor=spec.tail_factor)
-        if math.isfinite(p.p95_s) and p.p95_s > 0 and p.utilization < 0.9:
-            corr = _ewma(corr, obs.p95_latency_s / p.p95_s, spec.ewma_alpha, _TAIL_BOUNDS)
-    return speed, corr
+    if ready <= 0 or obs.in_flight is None:
+        return state, speed, corr, tcorr
+    # Little's law: sequences in service = rate x time in service. Compare the measured
+    # side with the model's as a ratio of EWMAs (a mean of ratios of small, noisy
+    # integers would be biased).
+    a = spec.ewma_alpha
+    modelled = rate * service_time(spec.capacity, load, obs.in_flight / ready, 1.0)
+    busy = (1 - a) * state.busy_ewma + a * obs.in_flight
+    work = (1 - a) * state.work_ewma + a * modelled
+    state = state.evolve(busy_ewma=busy, work_ewma=work)
+    if busy >= 0.5:
+        speed = min(max(work / busy, _SPEED_BOUNDS[0]), _SPEED_BOUNDS[1])
+    if rate <= 0:
+        return state, speed, corr, tcorr
+    p = predict(spec.capacity, load, ready, speed=speed, tail_factor=spec.tail_factor)
+    if not (math.isfinite(p.p95_s) and p.utilization < 0.9):
+        return state, speed, corr, tcorr  # near saturation the model is not worth fitting
+    if obs.p95_latency_s is not None and obs.p95_latency_s > 0 and p.p95_s > 0:
+        corr = _ewma(corr, obs.p95_latency_s / p.p95_s, a, _TAIL_BOUNDS)
+    if obs.p95_ttft_s is not None and obs.p95_ttft_s > 0 and math.isfinite(p.ttft_p95_s):
+        # Additive: the gap is time spent behind long requests in per-replica queues,
+        # which does not scale with the (often tiny) modelled prefill time.
+        gap = obs.p95_ttft_s - p.ttft_p95_s
+        tcorr = _ewma(tcorr, gap, a, (-0.5 * p.ttft_p95_s, obs.p95_ttft_s))
+    return state, speed, corr, tcorr
 
 
 def _smallest(
     pred: Callable[[int, float], Prediction], rate: float, lo: int, hi: int,
-    threshold: float, util_cap: float, spec: ScalingInputs,
+    lat_thr: float, ttft_thr: float | None, util_cap: float,
 ) -> int | None:
-    ttft = None if spec.slo_ttft_p95_ms is None else (
-        (1.0 - spec.safety_margin) * spec.slo_ttft_p95_ms / 1000.0)
     for replicas in range(lo, hi + 1):
         p = pred(replicas, rate)
-        if p.p95_s <= threshold and p.utilization <= util_cap and (
-                ttft is None or p.ttft_p95_s <= ttft):
+        if p.p95_s <= lat_thr and p.utilization <= util_cap and (
+                ttft_thr is None or p.ttft_p95_s <= ttft_thr):
             return replicas
     return None
 
@@ -223,7 +315,7 @@ def _joules_per_token(
 
 def _message(
     reason: Reason, spec: ScalingInputs, obs: Observation, current: int, desired: int,
-    ready: int, p: Prediction, jpt: float | None, plan_rate: float,
+    ready: int, p: Prediction, jpt: float | None, plan_rate: float, floor_s: float,
 ) -> str:
     observed = "n/a" if obs.p95_latency_s is None else f"{obs.p95_latency_s * 1000:.0f}ms"
     predicted = "unbounded" if math.isinf(p.p95_s) else f"{p.p95_s * 1000:.0f}ms"
@@ -241,5 +333,7 @@ def _message(
         Reason.STABILIZING: f"; scale-down held by the {spec.scale_down_delay_s:.0f}s window",
         Reason.WAITING_FOR_COLD_START: "; replicas still starting count as capacity coming",
         Reason.SLO_VIOLATION: "; observed p95 over the SLO, scaling up at once",
+        Reason.UNREACHABLE: ("; even an idle replica is predicted to miss the SLO "
+                             f"(p95 {floor_s * 1000:.0f}ms), so more replicas would not help"),
     }.get(reason, "")
     return head + tail + "."

@@ -17,7 +17,10 @@ load-dependent service time:
    Allen-Cunneen M/G/c approximation for the tail of the wait,
    ``P(W > t) ~= C exp(-2 (c - a) t / ((1 + cs2) S(m)))``, so
    ``w95 = S(m) (1 + cs2) ln(C / 0.05) / (2 (c - a))`` (0 when ``C <= 0.05``).
-4. ``p95 ~= S95 + w95`` (adding quantiles is conservative), times an online correction.
+4. Batched replicas also queue for prefill, one prompt at a time (an M/G/1 stage per
+   replica with utilization ``rho_p = (lambda/R) x prompt/prefill_tps``): Pollaczek-
+   Khinchine mean wait ``rho_p/(1-rho_p) x prefill x (1 + cs2)/2``, times 3 for the p95.
+5. ``p95 ~= S95 + w95`` (adding quantiles is conservative), times an online correction.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 Z95 = 1.645
+PREFILL_WAIT_P95_OVER_MEAN = 3.0  # exponential tail: ln(20)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,12 @@ def predict(
     c = replicas * m
     a = load.rate * s_full
     w95 = _wait_p95(c, a, s_full, scv)
+    if m > 1:  # batched replicas prefill one prompt at a time: an M/G/1 stage of its own
+        prefill = _prefill(cap, load, speed)
+        rho_p = lam_r * prefill
+        if rho_p >= 1.0:
+            return Prediction(math.inf, math.inf, n, 1.0)
+        w95 += PREFILL_WAIT_P95_OVER_MEAN * prefill * rho_p / (1.0 - rho_p) * (1.0 + scv) / 2.0
     util = n if m == 1 else lam_r * load.gen_tokens / (cap.per_stream_tps(m) * m * speed)
     ttft = tail_factor * _prefill(cap, load, speed) + w95
     return Prediction(s95 + w95, ttft, n, min(1.0, util))

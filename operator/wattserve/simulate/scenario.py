@@ -19,6 +19,7 @@ from wattserve.api import (
 )
 from wattserve.autoscale.model import Goal, ScalingInputs
 from wattserve.autoscale.queueing import Capacity
+from wattserve.planning.economics import Targets
 from wattserve.simulate.performance import PerformanceModel
 from wattserve.simulate.trace import TraceRequest
 
@@ -103,33 +104,42 @@ def scaling_inputs(md: ModelDeployment, perf: PerformanceModel) -> ScalingInputs
 
 
 def replicas_for_rate(perf: PerformanceModel, rate: float, prompt: float, gen: float,
-                      slo_s: float, max_replicas: int) -> int:
+                      targets: Targets, max_replicas: int) -> int:
     """The placement engine's answer: fewest replicas whose operating point meets the
-    SLO at ``rate`` (used for the common starting point and static provisioning)."""
+    SLO and utilization target at ``rate`` (the common starting point of every dynamic
+    policy, and static provisioning for the peak)."""
     from wattserve.planning import ReplicaPerformance, operating_point
 
     for n in range(1, max_replicas + 1):
         if isinstance(perf, ReplicaPerformance):
-            point = operating_point(perf, rate / n, round(prompt), round(gen))
-            if point.stable and point.p95_latency_s <= slo_s:
+            if targets.met_by(operating_point(perf, rate / n, round(prompt), round(gen))):
                 return n
         else:
             service = prompt / perf.prefill_tps + gen / perf.decode_tps_single
-            if rate / n * service < 0.7 * perf.max_concurrency:
+            if rate / n * service < targets.max_utilization * perf.max_concurrency:
                 return n
     return max_replicas
 
 
+def targets_of(scn: Scenario) -> Targets:
+    return Targets(scn.slo_s, scn.ttft_slo_s,
+                   scn.md.spec.scaling.target_utilization_percent / 100.0)
+
+
 def initial_replicas(scn: Scenario, head_s: float = 300.0) -> int:
     """Common starting point for every dynamic policy: what the placement engine would
-    deploy for the first five minutes' mean load."""
-    head = [r for r in scn.trace if r.arrival_s < head_s] or list(scn.trace[:1])
+    deploy for 1.5 x the busiest minute of the first five (a cautious start, so that no
+    policy's first minutes depend on how the trace happens to begin)."""
+    head = [r for r in scn.trace if r.arrival_s < head_s]
     if not head:
         return scn.min_replicas
-    rate = len(head) / head_s
+    per_minute: dict[int, int] = {}
+    for r in head:
+        per_minute[int(r.arrival_s // 60)] = per_minute.get(int(r.arrival_s // 60), 0) + 1
+    rate = 1.5 * max(per_minute.values()) / 60.0
     prompt = sum(r.prompt_tokens for r in head) / len(head)
     gen = sum(r.gen_tokens for r in head) / len(head)
-    n = replicas_for_rate(scn.perf, rate, prompt, gen, scn.slo_s, scn.max_replicas)
+    n = replicas_for_rate(scn.perf, rate, prompt, gen, targets_of(scn), scn.max_replicas)
     return max(scn.min_replicas, n)
 
 
@@ -144,5 +154,5 @@ def peak_replicas(scn: Scenario, bucket_s: float = 60.0) -> int:
     rate = len(busiest) / bucket_s
     prompt = sum(r.prompt_tokens for r in scn.trace) / len(scn.trace)
     gen = sum(r.gen_tokens for r in scn.trace) / len(scn.trace)
-    return max(scn.min_replicas, replicas_for_rate(scn.perf, rate, prompt, gen, scn.slo_s,
-                                                   scn.max_replicas))
+    return max(scn.min_replicas, replicas_for_rate(scn.perf, rate, prompt, gen,
+                                                   targets_of(scn), scn.max_replicas))

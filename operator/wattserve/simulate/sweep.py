@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from wattserve.api import Objective
 from wattserve.simulate.baselines import HpaPolicy, RayServePolicy, StaticPolicy
 from wattserve.simulate.engine import Policy, SimResult, Simulation
 from wattserve.simulate.report import Summary, summarize
@@ -19,7 +20,9 @@ from wattserve.simulate.wattserve_policy import WattservePolicy
 POLICIES = ("wattserve", "hpa", "rayserve", "static")
 ATTAINMENT_GOAL = 0.99
 HPA_TARGETS = (0.5, 0.6, 0.7, 0.8)  # CPU utilization targets swept
-RAY_TARGETS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)  # target_ongoing_requests swept
+# target_ongoing_requests swept: the documented 1-8, plus 0.5 and 0.75, which one-at-a-time
+# (llama.cpp) replicas need to keep any headroom.
+RAY_TARGETS = (0.5, 0.75, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,16 @@ def _line(run: Run) -> str:
             f"p95 {s.p95_s:6.2f}s  replica-h {s.replica_hours:7.2f}  kWh {s.kwh:7.3f}")
 
 
-def with_max_replicas(scn: Scenario, max_replicas: int) -> Scenario:
-    """The same scenario with ``spec.scaling.maxReplicas`` overridden (benchmarks)."""
+def with_overrides(scn: Scenario, *, max_replicas: int | None = None,
+                   latency_p95_ms: int | None = None, objective: str | None = None
+                   ) -> Scenario:
+    """The same scenario with ``maxReplicas``, the p95 SLO and/or the objective
+    overridden (benchmarks)."""
     spec = scn.md.spec
-    scaling = replace(spec.scaling, max_replicas=max_replicas)
-    md = replace(scn.md, spec=replace(spec, scaling=scaling))
-    return replace(scn, md=md)
+    if objective is not None:
+        spec = replace(spec, objective=Objective(objective))
+    if max_replicas is not None:
+        spec = replace(spec, scaling=replace(spec.scaling, max_replicas=max_replicas))
+    if latency_p95_ms is not None:
+        spec = replace(spec, slo=replace(spec.slo, latency_p95_ms=latency_p95_ms))
+    return replace(scn, md=replace(scn.md, spec=spec))

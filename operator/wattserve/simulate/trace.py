@@ -62,11 +62,13 @@ def _parse_ts(text: str) -> datetime:
 def generate_bursty(
     *, seed: int, hours: float, mean_rate: float, prompt_mean: float = 512.0,
     gen_mean: float = 128.0, diurnal_amplitude: float = 0.6, burst_every_s: float = 900.0,
-    burst_factor: float = 3.0, burst_len_s: float = 120.0, max_tokens: int = 4096,
+    burst_factor: float = 3.0, burst_len_s: float = 120.0, burst_ramp_s: float = 30.0,
+    max_tokens: int = 4096,
 ) -> list[TraceRequest]:
     """A seeded non-homogeneous Poisson trace: a diurnal cycle compressed into ``hours``
-    (one period), exponentially spaced bursts of ``burst_factor`` x the rate, and
-    log-normal (heavy-tailed) token lengths with the given means."""
+    (one period, trough at the start), bursts at exponentially spaced times that ramp up
+    to ``burst_factor`` x the rate over ``burst_ramp_s``, hold, and ramp down, and
+    log-normal (heavy-tailed, sigma 1) token lengths with the given means."""
     rng = random.Random(seed)
     horizon = hours * 3600.0
     bursts: list[tuple[float, float]] = []
@@ -78,8 +80,11 @@ def generate_bursty(
     def rate_at(x: float) -> float:
         phase = 2 * math.pi * x / horizon
         r = mean_rate * (1.0 - diurnal_amplitude * math.cos(phase))
-        if any(a <= x < b for a, b in bursts):
-            r *= burst_factor
+        for a, b in bursts:
+            if a <= x < b:
+                ramp = min(1.0, (x - a) / burst_ramp_s, (b - x) / burst_ramp_s) \
+                    if burst_ramp_s > 0 else 1.0
+                return r * (1.0 + (burst_factor - 1.0) * ramp)
         return r
 
     peak = mean_rate * (1.0 + diurnal_amplitude) * burst_factor
@@ -110,3 +115,17 @@ def rate_series(trace: Iterable[TraceRequest], bucket_s: float = 60.0) -> list[f
     if not counts:
         return []
     return [counts.get(k, 0) / bucket_s for k in range(max(counts) + 1)]
+
+
+def scale_lengths(trace: Iterable[TraceRequest], prompt_mean: float | None = None,
+                  gen_mean: float | None = None) -> list[TraceRequest]:
+    """Rescale token lengths so their means become ``prompt_mean`` / ``gen_mean`` (e.g.
+    a ModelDeployment's expectedLoad), keeping each request's relative size."""
+    reqs = list(trace)
+    if not reqs:
+        return reqs
+    p = 1.0 if prompt_mean is None else prompt_mean / (
+        sum(r.prompt_tokens for r in reqs) / len(reqs))
+    g = 1.0 if gen_mean is None else gen_mean / (sum(r.gen_tokens for r in reqs) / len(reqs))
+    return [TraceRequest(r.arrival_s, max(1, round(r.prompt_tokens * p)),
+                         max(1, round(r.gen_tokens * g))) for r in reqs]

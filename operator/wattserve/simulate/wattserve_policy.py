@@ -79,7 +79,9 @@ class WattservePolicy:
     _energy: deque[tuple[float, float]] = field(default_factory=deque)
 
     def initial(self, view: ClusterView) -> int:
-        self.state = ScalerState(replicas=self.initial_replicas)
+        # The deployment was created with this count: the first recommendation.
+        self.state = ScalerState(replicas=self.initial_replicas,
+                                 recommendations=((view.now, self.initial_replicas),))
         return self.initial_replicas
 
     def tick(self, view: ClusterView) -> int:
@@ -89,7 +91,7 @@ class WattservePolicy:
             self._energy.popleft()
         obs = observe(view, self.window_s, self._energy)
         spec = replace(self.spec, current_replicas=view.desired,
-                       ready_replicas=len(view.ready()))
+                       ready_replicas=len(view.ready()), metrics_window_s=self.window_s)
         state = self.state or ScalerState(replicas=view.desired)
         decision, self.state = decide(spec, state, obs, now)
         self.reasons.append(decision.reason)

@@ -1,0 +1,142 @@
+"""``wattserve simulate``: replay a request trace through an autoscaling policy.
+
+Examples::
+
+    wattserve simulate --trace benchmarks/traces/AzureLLMInferenceTrace_conv.csv \\
+        --model examples/models/llama-3.1-70b-bf16.yaml --pools examples/pools.yaml \\
+        --policy wattserve,rayserve --sweep --plot out.png
+    wattserve simulate --generate hours=3,rate=3,seed=7 --model ... --pools ... -o json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from wattserve.simulate.report import Summary, table
+from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
+from wattserve.simulate.sweep import POLICIES, Run, run_policy, sweep_policy, with_overrides
+from wattserve.simulate.trace import (
+    TraceRequest,
+    generate_bursty,
+    read_azure_csv,
+    scale_lengths,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wattserve simulate", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--trace", help="Azure LLM inference trace CSV "
+                     "(TIMESTAMP, ContextTokens, GeneratedTokens)")
+    src.add_argument("--generate", metavar="K=V,...",
+                     help="seeded bursty trace: hours, rate, seed, prompt, gen, burst")
+    p.add_argument("--model", required=True, help="ModelDeployment YAML")
+    p.add_argument("--pools", required=True, help="ServingPool YAML (one or more documents)")
+    p.add_argument("--policy", default="wattserve",
+                   help=f"one or more of {','.join(POLICIES)} (comma-separated) or 'all'")
+    p.add_argument("--sweep", action="store_true",
+                   help="tune each baseline's target; report the cheapest setting at >= 99%% "
+                        "SLO attainment")
+    p.add_argument("--setting", type=float, default=None,
+                   help="baseline setting: HPA target (0-1), Ray target_ongoing_requests, "
+                        "static replicas")
+    p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
+    p.add_argument("--length-scale", type=float, default=1.0, help="multiply token lengths")
+    p.add_argument("--fit-lengths", action="store_true",
+                   help="rescale token lengths to the ModelDeployment's expectedLoad means")
+    p.add_argument("--max-replicas", type=int, default=None, help="override maxReplicas")
+    p.add_argument("--slo-ms", type=int, default=None, help="override the p95 latency SLO")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("--plot", metavar="PNG", help="write load / replicas / latency plot")
+    return p
+
+
+def _generate(spec: str) -> list[TraceRequest]:
+    kv: dict[str, float] = {}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        kv[key.strip()] = float(value)
+    known = {"hours", "rate", "seed", "prompt", "gen", "burst"}
+    if set(kv) - known:
+        raise ValueError(f"unknown --generate keys {sorted(set(kv) - known)}; use {sorted(known)}")
+    return generate_bursty(seed=int(kv.get("seed", 1)), hours=kv.get("hours", 1.0),
+                           mean_rate=kv.get("rate", 2.0), prompt_mean=kv.get("prompt", 256.0),
+                           gen_mean=kv.get("gen", 128.0), burst_factor=kv.get("burst", 2.5))
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    names = list(POLICIES) if args.policy == "all" else args.policy.split(",")
+    bad = [n for n in names if n not in POLICIES]
+    if bad:
+        print(f"wattserve simulate: unknown policy {bad}; use {','.join(POLICIES)}",
+              file=sys.stderr)
+        return 2
+    try:
+        md = load_model(args.model)
+        pools = load_pools(args.pools)
+        pool, perf = place(md, pools)
+        if args.trace:
+            trace = read_azure_csv(args.trace, rate_scale=args.rate_scale,
+                                   length_scale=args.length_scale)
+        else:
+            trace = _generate(args.generate)
+        if args.fit_lengths:
+            load = md.spec.expected_load
+            trace = scale_lengths(trace, load.prompt_tokens, load.output_tokens)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"wattserve simulate: {exc}", file=sys.stderr)
+        return 2
+    scn = with_overrides(Scenario(md, perf, pool, trace), max_replicas=args.max_replicas,
+                         latency_p95_ms=args.slo_ms)
+    say = (lambda msg: print(msg, file=sys.stderr)) if args.sweep else None
+    rows: list[Summary] = []
+    best: dict[str, Summary | None] = {}
+    shown: list[Run] = []
+    for name in names:
+        if args.sweep:
+            runs, chosen = sweep_policy(scn, name, say)
+            rows.extend(r.summary for r in runs)
+            best[name] = chosen.summary if chosen else None
+            shown.append(chosen or min(runs, key=lambda r: -r.summary.slo_attainment))
+        else:
+            r = run_policy(scn, name, args.setting if name != "wattserve" else None)
+            rows.append(r.summary)
+            shown.append(r)
+    _emit(args.output, scn, pool, rows, best if args.sweep else None)
+    if args.plot:
+        from wattserve.simulate.plot import plot_runs
+
+        path = plot_runs([r.result for r in shown], scn.slo_s, args.plot,
+                         title=f"{md.name} on {pool}", ttft_slo_s=scn.ttft_slo_s)
+        print(f"plot: {path}", file=sys.stderr)
+    return 0
+
+
+def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
+          best: dict[str, Summary | None] | None) -> None:
+    if fmt == "table":
+        print(f"{scn.md.name} on {pool}: {len(scn.trace)} requests, SLO p95 "
+              f"{scn.slo_s:g}s" + (f", TTFT {scn.ttft_slo_s:g}s" if scn.ttft_slo_s else ""))
+        print(table(rows))
+        if best is not None:
+            print("\ncheapest setting reaching 99% SLO attainment:")
+            for name, s in best.items():
+                print(f"  {name:<10} " + (f"{s.setting}: {s.replica_hours:.2f} replica-h, "
+                                          f"{s.kwh:.3f} kWh" if s else "none"))
+        return
+    doc: dict[str, Any] = {
+        "model": scn.md.name, "pool": pool, "requests": len(scn.trace),
+        "sloP95Seconds": scn.slo_s, "runs": [r.to_dict() for r in rows],
+    }
+    if best is not None:
+        doc["cheapest"] = {k: (v.to_dict() if v else None) for k, v in best.items()}
+    if fmt == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(doc, sort_keys=False))
