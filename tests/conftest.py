@@ -56,7 +56,9 @@ def _external_cluster() -> Cluster | None:
 
 
 @pytest.fixture(scope="session")
-def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def kube_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
     """A reachable Kubernetes cluster for the whole session (see module docstring)."""
     if os.environ.get("WATTSERVE_TEST_CLUSTER", "").lower() == "skip":
         pytest.skip("WATTSERVE_TEST_CLUSTER=skip: integration tests disabled")
@@ -65,12 +67,10 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield external
         return
 
-    from wattserve.devcluster import build, control_plane
-    from wattserve.devcluster.components import binary_paths, missing_binaries
+    from wattserve.devcluster import control_plane
+    from wattserve.devcluster.components import binary_paths
 
-    if missing_binaries():
-        _log("dev-cluster binaries missing; building them (first time only)")
-        build.build_all(echo=_log)
+    request.getfixturevalue("devcluster_binaries")
     state_dir = tmp_path_factory.mktemp("devcluster")
     st = control_plane.up(state_dir, echo=_log, die_with_parent=True)
     bins = binary_paths()
@@ -85,6 +85,19 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         control_plane.down(state_dir)
         _log("dev cluster stopped")
+
+
+@pytest.fixture(scope="session")
+def devcluster_binaries() -> None:
+    """The dev-cluster binaries exist (built on first use) — for tests that run their own."""
+    if os.environ.get("WATTSERVE_TEST_CLUSTER", "").lower() == "skip":
+        pytest.skip("WATTSERVE_TEST_CLUSTER=skip: integration tests disabled")
+    from wattserve.devcluster import build
+    from wattserve.devcluster.components import missing_binaries
+
+    if missing_binaries():
+        _log("dev-cluster binaries missing; building them (first time only)")
+        build.build_all(echo=_log)
 
 
 @pytest.fixture
@@ -112,5 +125,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests that use the cluster fixtures are integration tests, marked or not."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "kube_cluster" in fixtures and item.get_closest_marker("integration") is None:
+        uses_cluster = {"kube_cluster", "devcluster_binaries"} & set(fixtures)
+        if uses_cluster and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)

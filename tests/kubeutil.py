@@ -27,7 +27,7 @@ class WaitTimeout(AssertionError):
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 30.0,
     interval: float = 0.25,
     what: str = "condition",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from wattserve.devcluster import cli, components
+from wattserve.devcluster import build, cli, components, control_plane
 from wattserve.devcluster.nodepools import PoolConfigError, load_pools, nodes_manifest
 
 
@@ -113,3 +114,27 @@ def test_go_modules_are_shipped() -> None:
     minor = components.KUBERNETES_VERSION.removeprefix("v1.")
     for staging in ("api", "apimachinery", "client-go", "kubectl", "kube-scheduler"):
         assert f"k8s.io/{staging} => k8s.io/{staging} v0.{minor}" in k8s
+
+
+def test_build_stamp_must_match_inputs(tmp_path: Path) -> None:
+    comp = components.COMPONENT_BY_NAME["etcd"]
+    bin_dir = comp.bin_dir(tmp_path)
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "etcd").write_text("#!/bin/sh\n")
+    (bin_dir / "etcd").chmod(0o755)
+    assert not build.is_built(comp, tmp_path)  # no stamp
+    (bin_dir / "BUILD.json").write_text(json.dumps({"key": "stale"}))
+    assert not build.is_built(comp, tmp_path)  # go.mod/go.sum/ldflags changed
+    (bin_dir / "BUILD.json").write_text(json.dumps({"key": build.build_key(comp)}))
+    assert build.is_built(comp, tmp_path)
+    assert build._go_default_name("go.etcd.io/etcd/server/v3") == "server"
+    assert build._go_default_name("k8s.io/kubernetes/cmd/kubectl") == "kubectl"
+
+
+def test_never_deletes_a_foreign_directory(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    with pytest.raises(control_plane.ClusterError, match="refusing"):
+        control_plane.down(tmp_path)
+    assert precious.read_text() == "keep me"
+    assert control_plane.down(tmp_path / "absent") is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -101,11 +102,33 @@ def test_rbac_is_enforced(kube_cluster: Cluster, namespace: str) -> None:
     assert allowed
 
 
-def test_service_account_tokens_authenticate(kube_cluster: Cluster, namespace: str) -> None:
+def test_service_account_tokens_authenticate(
+    kube_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
     token = kube_cluster.kubectl("create", "token", "default", "-n", namespace).stdout.strip()
     assert token.count(".") == 2
-    who = kube_cluster.kubectl(
-        "auth", "whoami", f"--token={token}", "-o", "jsonpath={.status.userInfo.username}"
+    # A kubeconfig with only the token (the admin one carries a client certificate, which the
+    # API server would authenticate first).
+    config = json.loads(
+        kube_cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout
+    )
+    user = config["users"][0]
+    user["user"] = {"token": token}
+    token_kubeconfig = tmp_path / "token.kubeconfig"
+    token_kubeconfig.write_text(json.dumps(config))
+    who = subprocess.run(
+        [
+            str(kube_cluster.kubectl_bin),
+            f"--kubeconfig={token_kubeconfig}",
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert who.stdout.strip() == f"system:serviceaccount:{namespace}:default"
 

@@ -10,6 +10,7 @@ land in ``$WATTSERVE_CACHE/bin/<component>-<version>/`` together with ``BUILD.js
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -46,12 +47,16 @@ def _fmt(seconds: float) -> str:
 
 
 def go_env() -> dict[str, str]:
-    """Environment for ``go``: module mode, the local toolchain unless the caller chose one."""
+    """Environment for ``go``: the local toolchain unless the caller chose one, and
+    ``-mod=readonly``: go.mod/go.sum are complete (``tool`` directives + ``go mod tidy``), so
+    the build uses exactly the pinned versions and never resolves ``@latest`` behind our back
+    (``-mod=mod`` did exactly that on a fresh module cache).  A ``-mod=`` in ``$GOFLAGS`` wins.
+    """
     env = dict(os.environ)
     env.setdefault("GOTOOLCHAIN", "local")
     flags = env.get("GOFLAGS", "")
     if "-mod=" not in flags:
-        flags = f"{flags} -mod=mod".strip()
+        flags = f"{flags} -mod=readonly".strip()
     env["GOFLAGS"] = flags
     env.setdefault("CGO_ENABLED", "0")
     return env
@@ -67,9 +72,23 @@ def go_version() -> str:
     return out.stdout.strip()
 
 
+def build_key(comp: Component) -> str:
+    """Digest of everything that shapes the binaries besides the version in the dir name."""
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum"):
+        digest.update((comp.gomod_dir / name).read_bytes())
+    digest.update("\0".join([*comp.ldflags, *comp.packages.values()]).encode())
+    return digest.hexdigest()[:16]
+
+
 def is_built(comp: Component, cache: Path) -> bool:
+    """Binaries present and built from the current go.mod/go.sum/ldflags."""
     bin_dir = comp.bin_dir(cache)
-    if not (bin_dir / "BUILD.json").is_file():
+    try:
+        stamp = json.loads((bin_dir / "BUILD.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if stamp.get("key") != build_key(comp):
         return False
     return all(os.access(bin_dir / b, os.X_OK) for b in comp.binaries)
 
@@ -174,6 +193,7 @@ def build_component(
     stamp = {
         "component": comp.name,
         "version": comp.version,
+        "key": build_key(comp),
         "binaries": comp.binaries,
         "go": go_version(),
         "seconds": round(seconds, 1),

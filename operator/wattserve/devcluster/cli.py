@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -154,6 +160,11 @@ def run(argv: list[str]) -> int:
     if args.command == "up" and args.pools is not None and not args.pools.is_file():
         print(f"dev-cluster: --pools {args.pools}: no such file", file=sys.stderr)
         return 2
+    # A SIGTERM (CI timeout, Ctrl-C in a wrapper) unwinds like an exception, so a half-started
+    # cluster is stopped instead of leaking processes.
+    previous = None
+    with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _dispatch(args)
     except PoolConfigError as exc:
@@ -162,9 +173,15 @@ def run(argv: list[str]) -> int:
     except (control_plane.ClusterError, build.BuildError) as exc:
         print(f"dev-cluster: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # unwritable state/cache dir, missing file, ...
+        print(f"dev-cluster: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dev-cluster: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,17 @@ def apiserver_cmd(binary: Path, st: ClusterState, pki: Pki, port: int, etcd_port
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
+        # No kubelet/pod can reach 127.0.0.1, and Endpoints may not hold loopback addresses:
+        # leave the `kubernetes` Service without endpoints instead of logging errors.
+        "--endpoint-reconciler-type=none",
+        # Front proxy (aggregated APIs such as metrics-server) with the same CA.
+        f"--requestheader-client-ca-file={pki.ca_cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.cert('front-proxy-client')}",
+        f"--proxy-client-key-file={pki.key('front-proxy-client')}",
         # The default admission plugins stay on; NodeRestriction is added as kubeadm does.
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
@@ -83,7 +94,7 @@ def controller_manager_cmd(binary: Path, st: ClusterState, pki: Pki, port: int) 
         f"--cluster-signing-cert-file={pki.ca_cert}",
         f"--cluster-signing-key-file={pki.ca_key}",
         "--use-service-account-credentials=true",
-        "--controllers=*,bootstrapsigner,tokencleaner",
+        "--controllers=*,bootstrap-signer-controller,token-cleaner-controller",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--cluster-name=wattserve-dev",
         "--kube-api-qps=200",

@@ -30,6 +30,7 @@ def _k8s_version_ldflags(version: str) -> list[str]:
             f"-X {pkg}.gitMajor={major}",
             f"-X {pkg}.gitMinor={minor}",
             f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.gitCommit=0000000000000000000000000000000000000000",
             f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
         ]
     return flags

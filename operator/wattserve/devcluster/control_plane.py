@@ -22,7 +22,8 @@ from wattserve.devcluster.pki import CLIENTS, Pki, create_pki
 from wattserve.devcluster.state import ClusterState, ProcessRecord, default_state_dir, state_lock
 
 Printer = Callable[[str], None]
-START_TIMEOUT_S = 180.0
+# Written into every state dir; only directories carrying it (or empty ones) are ever deleted.
+MARKER = ".wattserve-dev-cluster"
 
 
 class ClusterError(RuntimeError):
@@ -82,10 +83,20 @@ def _stop_all(st: ClusterState) -> list[str]:
     return stuck
 
 
+def _ready(st: ClusterState) -> tuple[bool, str]:
+    """``/readyz`` of a recorded cluster; (False, why) if it cannot even be asked."""
+    if not st.api_port:
+        return False, "no API server recorded"
+    try:
+        return admin_client(st, timeout_s=2.0).ready()
+    except (OSError, ValueError) as exc:  # missing/corrupt PKI files
+        return False, str(exc)
+
+
 def is_running(st: ClusterState) -> bool:
     if not st.processes or not all(processes.is_alive(r.pid, r.binary) for r in st.processes):
         return False
-    return admin_client(st, timeout_s=2.0).ready()[0]
+    return _ready(st)[0]
 
 
 def _tcp_ready(port: int) -> Callable[[], tuple[bool, str]]:
@@ -156,16 +167,12 @@ def _boot(
     _wait(client.ready, 120, "kube-apiserver /readyz", st, interval=0.3)
     note(f"kube-apiserver {client.version()} ready on https://127.0.0.1:{st.api_port}")
 
-    for name, build_cmd in (
-        (
-            "kube-controller-manager",
-            lambda p: commands.controller_manager_cmd(bins["kube-controller-manager"], st, pki, p),
-        ),
-        ("kube-scheduler", lambda p: commands.scheduler_cmd(bins["kube-scheduler"], st, p)),
-        ("kwok", lambda p: commands.kwok_cmd(bins["kwok"], st, p)),
-    ):
-        port = processes.free_port()
-        starter.start(name, build_cmd(port), port)
+    kcm_port, sched_port, kwok_port = (processes.free_port() for _ in range(3))
+    kcm = commands.controller_manager_cmd(bins["kube-controller-manager"], st, pki, kcm_port)
+    starter.start("kube-controller-manager", kcm, kcm_port)
+    sched = commands.scheduler_cmd(bins["kube-scheduler"], st, sched_port)
+    starter.start("kube-scheduler", sched, sched_port)
+    starter.start("kwok", commands.kwok_cmd(bins["kwok"], st, kwok_port), kwok_port)
     note("kube-controller-manager, kube-scheduler, kwok started")
 
     nodes = nodepools.nodes_manifest(pools)["items"]
@@ -205,8 +212,9 @@ def up(
                 return existing
             echo("found a stale dev cluster; cleaning it up first")
             _teardown(existing)
-        shutil.rmtree(root, ignore_errors=True)
+        _remove_state_dir(root)
         root.mkdir(parents=True)
+        (root / MARKER).write_text("state directory of `wattserve dev-cluster`\n")
         st = ClusterState(
             root=root,
             kubernetes_version=KUBERNETES_VERSION,
@@ -226,11 +234,26 @@ def up(
         return st
 
 
+def _remove_state_dir(root: Path) -> None:
+    """Delete ``root`` — but only if it is one of ours (marker) or empty; never a user dir."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ClusterError(f"state dir {root} exists and is not a directory")
+    ours = (root / MARKER).is_file() or (root / "state.json").is_file()
+    if ours or not any(root.iterdir()):
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    raise ClusterError(
+        f"refusing to use {root}: not empty and not a dev-cluster state dir (no {MARKER})"
+    )
+
+
 def _teardown(st: ClusterState) -> None:
     stuck = _stop_all(st)
     if stuck:
         raise ClusterError(f"could not stop {', '.join(stuck)}; state kept in {st.root}")
-    shutil.rmtree(st.root, ignore_errors=True)
+    _remove_state_dir(st.root)
 
 
 def down(state_dir: Path | None = None) -> bool:
@@ -239,7 +262,7 @@ def down(state_dir: Path | None = None) -> bool:
     with state_lock(root):
         st = ClusterState.load(root)
         if st is None:
-            shutil.rmtree(root, ignore_errors=True)
+            _remove_state_dir(root)  # leftovers of a failed `up`
             return False
         _teardown(st)
         return True
@@ -263,7 +286,7 @@ def status(state_dir: Path | None = None) -> dict[str, Any]:
         }
         for r in st.processes
     ]
-    ready, detail = admin_client(st, timeout_s=2.0).ready() if st.api_port else (False, "")
+    ready, detail = _ready(st)
     nodes: list[dict[str, Any]] = []
     if ready:
         for n in admin_client(st).get_json("/api/v1/nodes").get("items", []):

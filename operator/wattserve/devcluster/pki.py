@@ -26,6 +26,8 @@ CLIENTS: tuple[tuple[str, str, str | None], ...] = (
     # kwok plays every kubelet (node status, leases, pod status): give it full rights.
     ("kwok", "kwok-controller", "system:masters"),
 )
+# Client certificate the apiserver presents to aggregated API servers (front proxy).
+FRONT_PROXY_CLIENT = ("front-proxy-client", "front-proxy-client", None)
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def create_pki(root: Path, service_ip: str = "10.96.0.1") -> Pki:
     _write_key(pki.key("apiserver"), key)
     _write_cert(pki.cert("apiserver"), cert)
 
-    for stem, cn, org in CLIENTS:
+    for stem, cn, org in (*CLIENTS, FRONT_PROXY_CLIENT):
         key, cert = _issue(ca_key, ca_name, _name(cn, org), [ExtendedKeyUsageOID.CLIENT_AUTH])
         _write_key(pki.key(stem), key)
         _write_cert(pki.cert(stem), cert)
