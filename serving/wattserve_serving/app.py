@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from wattserve import contract
 
+from wattserve import contract
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines import Engine, make_engine
 from wattserve_serving.errors import APIError

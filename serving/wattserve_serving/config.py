@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def cgroup_cpu_limit(path: Path = CGROUP_CPU_MAX) -> float | None:
     return limit if limit > 0 else None
 
 
-def default_threads(env: dict[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX) -> int:
+def default_threads(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX) -> int:
     """llama.cpp threads: the pod's CPU limit, else WATTSERVE_THREADS, else os.cpu_count()."""
     env = os.environ if env is None else env
     limit = cgroup_cpu_limit(cpu_max)
@@ -45,7 +46,7 @@ def default_threads(env: dict[str, str] | None = None, cpu_max: Path = CGROUP_CP
     return os.cpu_count() or 1
 
 
-def pod_cpus(env: dict[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX) -> float:
+def pod_cpus(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX) -> float:
     """CPUs this pod may use, for the power model: cgroup limit, else threads, else node."""
     limit = cgroup_cpu_limit(cpu_max)
     if limit is not None:

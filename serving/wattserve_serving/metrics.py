@@ -10,6 +10,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
 from wattserve import contract
 
 # prometheus-client appends `_total` to counters itself; the contract names are the

@@ -13,16 +13,16 @@ Single-node per pod (the Deployment backend) runs the same thing via
 `wattserve-serve --server ray`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see the real `Request` class on
+# the ingress methods after Ray rewrites their signatures.
 from typing import Any
 
 from fastapi import Request
 from ray import serve
 from ray.serve import Application
 from starlette.responses import Response
-from wattserve import contract
 
+from wattserve import contract
 from wattserve_serving.app import new_fastapi
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines import make_engine
@@ -33,6 +33,34 @@ DEPLOYMENT_NAME = "wattserve"
 # Health and metrics scrapes must get through even with a full generation queue.
 CONTROL_REQUEST_HEADROOM = 8
 
+_ARG_FIELDS: dict[str, type] = {
+    "model": str,
+    "model_name": str,
+    "engine": str,
+    "threads": int,
+    "max_queue": int,
+    "context_length": int,
+    "gpu_count": int,
+    "pool": str,
+    "namespace": str,
+    "model_deployment": str,
+}
+
+
+def config_from_args(args: dict[str, Any]) -> ServeConfig:
+    """WATTSERVE_* env first, then `args` (serveConfigV2 `args:` or the CLI) on top."""
+    cfg = ServeConfig.from_env()
+    for key, value in args.items():
+        kind = _ARG_FIELDS.get(key)
+        if kind is None:
+            raise ValueError(f"unknown wattserve app arg {key!r}")
+        setattr(cfg, key, kind(value))
+    cfg.model = resolve_model(cfg.model)
+    return cfg
+
+
+# Everything the deployment class uses is defined above it: Ray serializes the class
+# when it is decorated.
 ingress = new_fastapi()
 
 
@@ -41,7 +69,7 @@ ingress = new_fastapi()
 class WattserveDeployment:
     """One replica: loads the model in its constructor, so Ray only routes when ready."""
 
-    async def __init__(self, config: dict[str, Any] | None = None) -> None:
+    async def __init__(self, config: dict[str, Any] | None = None) -> None:  # type: ignore[misc]
         cfg = config_from_args(config or {})
         self.api = ServingAPI(cfg, make_engine(cfg))
         await self.api.start(wait_for_model=True)
@@ -73,32 +101,6 @@ class WattserveDeployment:
         return await self.api.metrics_endpoint(request)
 
 
-_ARG_FIELDS: dict[str, type] = {
-    "model": str,
-    "model_name": str,
-    "engine": str,
-    "threads": int,
-    "max_queue": int,
-    "context_length": int,
-    "gpu_count": int,
-    "pool": str,
-    "namespace": str,
-    "model_deployment": str,
-}
-
-
-def config_from_args(args: dict[str, Any]) -> ServeConfig:
-    """WATTSERVE_* env first, then `args` (serveConfigV2 `args:` or the CLI) on top."""
-    cfg = ServeConfig.from_env()
-    for key, value in args.items():
-        kind = _ARG_FIELDS.get(key)
-        if kind is None:
-            raise ValueError(f"unknown wattserve app arg {key!r}")
-        setattr(cfg, key, kind(value))
-    cfg.model = resolve_model(cfg.model)
-    return cfg
-
-
 def build_app(args: dict[str, Any] | None = None) -> Application:
     """Ray Serve application builder (also the CLI's `--server ray` path)."""
     args = dict(args or {})
@@ -109,7 +111,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         # llama.cpp threads are sized from the pod's CPU limit, not Ray's logical CPUs.
         "ray_actor_options": {"num_cpus": 0, "num_gpus": _replica_gpus(cfg)},
     }
-    return WattserveDeployment.options(**options).bind(args)
+    app: Application = WattserveDeployment.options(**options).bind(args)  # type: ignore[attr-defined]
+    return app
 
 
 def _replica_gpus(cfg: ServeConfig) -> float:

@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serving_helpers import LoopbackServer, fake_config, smollm2_path
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines.base import Engine
 
+from serving_helpers import LoopbackServer, fake_config, smollm2_path
 
 # The CPU power model with known node numbers, so energy tests can bound the rate.
 MODEL_SERVER_ENV = {

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+
 from wattserve_serving.app import create_app
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines.base import Engine

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from serving_fakes import FakeEngine
 
 CHAT = "/v1/chat/completions"

@@ -166,7 +166,7 @@ class LlamaCppEngine:
             return
         for token in llm.generate(
             list(prompt.token_ids),
-            top_k=params.top_k,
+            top_k=params.top_k or 40,  # llama-cpp-python's default when unset
             top_p=params.top_p,
             min_p=0.05,
             temp=params.temperature,

@@ -1,0 +1,92 @@
+"""The app under Ray Serve for real (`wattserve-serve --server ray`), one chat completion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from serving_helpers import free_port, parse_metrics, smollm2_path
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("direct_ingress", ["1", "0"], ids=["direct-ingress", "serve-proxy"])
+def test_chat_completion_under_ray_serve(direct_ingress: str) -> None:
+    model = smollm2_path()
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "WATTSERVE_ENERGY_SOURCE": "model",
+           "WATTSERVE_RAY_DIRECT_INGRESS": direct_ingress}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wattserve_serving.cli", "--server", "ray", "--model", str(model),
+         "--model-name", "smollm2", "--port", str(port), "--threads", "2", "--max-queue", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"ray server exited {proc.returncode}: {proc.stdout.read()[-3000:]}")  # type: ignore[union-attr]
+            try:
+                status = httpx.get(url + "/health", timeout=2).status_code
+            except httpx.HTTPError:
+                status = 0
+            if status == 200:
+                break
+            assert status in (0, 404, 500, 503), f"/health answered {status}"
+            time.sleep(1)
+        else:
+            pytest.fail("Ray Serve app did not become healthy in 240 s")
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+        resp = client.chat.completions.create(
+            model="smollm2", max_tokens=16, temperature=0,
+            messages=[{"role": "user", "content": "What is the capital of France? One word."}],
+        )
+        assert "paris" in (resp.choices[0].message.content or "").lower()
+        assert resp.usage is not None and resp.usage.completion_tokens >= 1
+        chunks = list(client.chat.completions.create(
+            model="smollm2", max_tokens=8, temperature=0, stream=True,
+            messages=[{"role": "user", "content": "Say hi."}],
+        ))
+        assert chunks and chunks[-1].usage is not None
+        metrics = httpx.get(url + "/metrics", timeout=10).text
+        assert "wattserve_generation_tokens_total{" in metrics
+        bad = httpx.post(url + "/v1/chat/completions", json={"model": "smollm2"}, timeout=10)
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "messages"
+        assert_disconnect_cancels(url)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def generated(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return parse_metrics(text)["wattserve_generation_tokens_total"]
+
+
+def assert_disconnect_cancels(url: str) -> None:
+    """Through Ray's proxy too: closing the stream stops token production."""
+    body = {"model": "smollm2", "max_tokens": 400, "stream": True, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Count to one thousand."}]}
+    before = generated(url)
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as resp:
+        for n, _ in enumerate(resp.iter_lines()):
+            if n >= 10:
+                break
+    time.sleep(1.0)
+    after_close = generated(url)
+    time.sleep(1.0)
+    assert generated(url) == after_close, "tokens kept being generated after the client left"
+    assert after_close - before < 400
