@@ -19,7 +19,7 @@ binaries: install  ## build the local control plane's binaries from Go modules (
 
 lint:  ## ruff over everything, mypy --strict over the pure core
 	ruff check .
-	MYPYPATH=operator mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract
+	MYPYPATH=operator mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.simulate -p wattserve.controller
 
 typecheck: lint
 

@@ -4,10 +4,13 @@
     python -m wattserve_serving.fetch s3://bucket/prefix /models
 
 The operator runs this as the init container of serving pods whose `spec.model.source`
-is `hf://` or `s3://`. The model lands in ``<root>/<cache_dir_name(source)>``; a
-``.complete`` marker makes it a no-op when the directory is already filled (a shared
-cache PVC). The Hugging Face token, if any, comes from env ``HF_TOKEN``. Exit codes: 0
-done, 2 bad source, 1 download failed — each with one line on stderr.
+is `hf://` or `s3://`, and points the serving container at ``<root>/<source without its
+scheme>``: ``hf://org/name`` lands in ``<root>/org/name`` (a file named after the repo,
+``hf://org/name/file.gguf``, at ``<root>/org/name/file.gguf``), ``s3://bucket/prefix`` in
+``<root>/bucket/prefix``. A ``.complete`` marker makes it a no-op when the directory is
+already filled (a shared cache PVC). The Hugging Face token, if any, comes from env
+``HF_TOKEN``. Exit codes: 0 done, 2 bad source, 1 download failed — each with one line on
+stderr.
 """
 
 from __future__ import annotations
@@ -24,10 +27,17 @@ class FetchError(Exception):
     """A problem the user can fix (bad source, missing client library)."""
 
 
-def cache_dir_name(source: str) -> str:
-    """A directory name for a source: ``hf://org/name`` → ``hf--org--name``."""
+def download_dir(source: str, root: Path) -> Path:
+    """Where a source is downloaded: the repository (hf) or prefix (s3) under ``root``."""
     scheme, _, rest = source.partition("://")
-    return re.sub(r"[^A-Za-z0-9._-]+", "--", f"{scheme}--{rest}".strip("/"))
+    parts = [p for p in rest.split("/") if p]
+    if any(p in (".", "..") or not _SAFE.match(p) for p in parts):
+        raise FetchError(f"unsafe path in source {source!r}")
+    keep = parts[:2] if scheme == "hf" else parts
+    return root.joinpath(*keep)
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def _hf(rest: str, dest: Path) -> None:
@@ -68,7 +78,7 @@ def fetch(source: str, root: Path) -> Path:
     scheme, sep, rest = source.partition("://")
     if not sep or scheme not in ("hf", "s3"):
         raise FetchError(f"only hf:// and s3:// sources are downloaded, got {source!r}")
-    dest = root / cache_dir_name(source)
+    dest = download_dir(source, root)
     if (dest / MARKER).exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)

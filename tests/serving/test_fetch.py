@@ -30,7 +30,7 @@ def test_hf_source_downloads_into_a_named_directory_once(tmp_path: Path,
     _fake_hub(monkeypatch, calls)
     monkeypatch.setenv("HF_TOKEN", "secret-token")
     path = fetch.fetch("hf://org/model/file.gguf", tmp_path)
-    assert path == tmp_path / "hf--org--model--file.gguf"
+    assert path == tmp_path / "org" / "model"
     assert (path / "model.gguf").read_text() == "weights"
     assert calls == [{"repo_id": "org/model", "local_dir": str(path), "token": "secret-token",
                       "allow_patterns": ["file.gguf"]}]
@@ -38,15 +38,18 @@ def test_hf_source_downloads_into_a_named_directory_once(tmp_path: Path,
     assert len(calls) == 1  # the .complete marker makes the second call a no-op
 
 
-def test_cache_dir_name_is_a_safe_single_component() -> None:
-    name = fetch.cache_dir_name("hf://meta-llama/Llama-3.1-8B-Instruct")
-    assert name == "hf--meta-llama--Llama-3.1-8B-Instruct" and "/" not in name
+def test_models_land_where_the_operator_points_the_serving_container(tmp_path: Path) -> None:
+    # the operator sets WATTSERVE_MODEL_PATH=/models/<source without its scheme>
+    assert fetch.download_dir("hf://meta-llama/Llama-3.1-8B-Instruct", tmp_path) == (
+        tmp_path / "meta-llama" / "Llama-3.1-8B-Instruct")
+    assert fetch.download_dir("s3://bucket/a/b", tmp_path) == tmp_path / "bucket" / "a" / "b"
 
 
 @pytest.mark.parametrize(("source", "needle"), [
     ("gguf:///models/x.gguf", "only hf:// and s3://"),
     ("hf://onlyorg", "org/name"),
     ("no-scheme", "only hf:// and s3://"),
+    ("hf://org/../../etc", "unsafe path"),
 ])
 def test_bad_sources_exit_2_with_one_line(source: str, needle: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,4 +69,4 @@ def test_download_failure_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "huggingface_hub", module)
     assert fetch.main(["hf://org/model", str(tmp_path)]) == 1
     assert "connection reset" in capsys.readouterr().err
-    assert not (tmp_path / "hf--org--model" / fetch.MARKER).exists()
+    assert not (tmp_path / "org" / "model" / fetch.MARKER).exists()

@@ -1,0 +1,332 @@
+"""Operator at scale on the real local control plane: 1,000 ModelDeployments.
+
+Measures, with the operator running as a subprocess (`python -m wattserve.controller`):
+
+* time from the first create until every ModelDeployment is Placed=True with its Deployment
+  and Service created;
+* the operator's peak RSS (VmHWM from /proc);
+* API requests per reconcile: the reconciler's own requests (its
+  ``wattserve_operator_api_requests_total`` counter) and the API server's
+  ``apiserver_request_total`` for the wattserve resources (modeldeployments incl. status,
+  servingpools; the benchmark's own creates subtracted);
+* API requests per minute when idle (nothing changes) for the same two counts;
+* a restart with everything in place: time to resync and the writes it makes.
+
+Pods go to a benchmark ServingPool whose nodeSelector matches no node, so the scheduler
+leaves them Pending (the simulated nodes could hold only a dozen of them anyway); every
+ModelDeployment therefore also reports Degraded=Unschedulable, as in a full cluster.
+
+    python benchmarks/operator_scale.py                      # dev cluster from KUBECONFIG
+    python benchmarks/operator_scale.py --count 200 --idle-seconds 30
+    python benchmarks/operator_scale.py --markdown docs/benchmarks-operator.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import datetime
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import kopf
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from wattserve.controller.kubeapi import ApiError, KubeApi  # noqa: E402
+
+NAMESPACE = "wattserve-bench"
+POOL = "bench-unschedulable"
+MD_PATH = f"/apis/wattserve.dev/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kubectl(*args: str, stdin: str | None = None) -> str:
+    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _md(i: int) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "models" / "smollm2-135m.yaml").read_text())
+    doc["metadata"] = {"name": f"bench-{i:04d}", "namespace": NAMESPACE}
+    doc["spec"]["placement"] = {"pool": POOL}
+    doc["spec"]["expectedLoad"]["requestsPerSecond"] = "0.1"  # one replica each
+    return dict(doc)
+
+
+def _pool() -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "pools.yaml").read_text()) if d]
+    pool = copy.deepcopy(next(d for d in docs if d["metadata"]["name"] == "cpu-general"))
+    pool["metadata"] = {"name": POOL}
+    pool["spec"]["nodeSelector"] = {"wattserve.dev/pool": POOL}  # no node has it
+    pool["spec"]["maxNodes"] = 100_000
+    # Expensive: if a run is interrupted and the pool left behind, no unpinned
+    # ModelDeployment will ever prefer it (the benchmark's are pinned to it).
+    pool["spec"]["pricing"]["usdPerNodeHour"] = "1000"
+    return dict(pool)
+
+
+class OperatorProcess:
+    def __init__(self, log: Path, workers: int) -> None:
+        self.workers = workers
+        self.metrics_port = _free_port()
+        self.health_port = _free_port()
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "wattserve.controller", "--namespace", NAMESPACE,
+               "--standalone", "--metrics-port", str(self.metrics_port),
+               "--health-port", str(self.health_port), "--workers", str(self.workers)]
+        env = dict(os.environ, PYTHONPATH=str(REPO / "operator"))
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz",
+                                            timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"operator did not become healthy; see {self.log}")
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as resp:
+            text = resp.read().decode()
+        return sum(float(m.group(1)) for m in re.finditer(
+            rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+
+    def writes(self) -> float:
+        """Reconciler requests other than reads (list/get)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as resp:
+            text = resp.read().decode()
+        return sum(float(m.group(2)) for m in re.finditer(
+            r'^wattserve_operator_api_requests_total\{verb="([a-z-]+)"\} ([0-9.e+]+)$',
+            text, re.M) if m.group(1) not in ("list", "get"))
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _apiserver_wattserve_requests() -> float:
+    text = _kubectl("get", "--raw", "/metrics")
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and re.search(
+                r'resource="(modeldeployments|servingpools)"', line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def _create_all(api: KubeApi, count: int) -> None:
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await api.request("POST", MD_PATH, body=_md(i), verb="bench-create")
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def _progress(count: int) -> tuple[int, int]:
+    placed = _kubectl("get", "modeldeployments", "-n", NAMESPACE, "-o",
+                      'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Placed")]'
+                      '.status}{"\\n"}{end}').split().count("True")
+    names = _kubectl("get", "deployments,services", "-n", NAMESPACE, "-o", "name").split()
+    deps = sum(1 for n in names if n.startswith("deployment"))
+    svcs = sum(1 for n in names if n.startswith("service"))
+    return placed, min(deps, svcs)
+
+
+def _wait_quiet(op: OperatorProcess, count: int, quiet: float = 10.0,
+                timeout: float = 600.0) -> None:
+    """Until every pod exists and the operator has not reconciled for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        pods = len(_kubectl("get", "pods", "-n", NAMESPACE, "-o", "name").split())
+        now = op.metric("wattserve_operator_reconcile_total")
+        if now != last or pods < count:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(2.0)
+    raise RuntimeError("the operator never went quiet")
+
+
+async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[str, Any]:
+    _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    _kubectl("apply", "-f", str(REPO / "examples" / "pools.yaml"))
+    _kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_pool()))
+    subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=true",
+                    "--timeout=300s"], capture_output=True, check=False)
+    _kubectl("create", "namespace", NAMESPACE)
+    op = OperatorProcess(log, workers)
+    op.start()
+    api = KubeApi(lambda: kopf.login_with_kubeconfig(settings=kopf.OperatorSettings()))
+    out: dict[str, Any] = {"count": count, "workers": workers}
+    try:
+        time.sleep(2)
+        server_before = _apiserver_wattserve_requests()
+        ops_before = op.metric("wattserve_operator_api_requests_total")
+        rec_before = op.metric("wattserve_operator_reconcile_total")
+        cpu_before = op.cpu_seconds()
+        out["load_average"] = os.getloadavg()[0]
+        t0 = time.monotonic()
+        await _create_all(api, count)
+        out["create_seconds"] = time.monotonic() - t0
+        while True:
+            placed, children = _progress(count)
+            if placed >= count and children >= count:
+                break
+            if time.monotonic() - t0 > 600:
+                raise RuntimeError(f"timeout: {placed} placed, {children} with children")
+            time.sleep(2.0)
+        out["all_placed_seconds"] = time.monotonic() - t0
+        _wait_quiet(op, count)  # pods created, Degraded=Unschedulable reported, queue empty
+        out["settled_seconds"] = time.monotonic() - t0
+        out["reconciles"] = op.metric("wattserve_operator_reconcile_total") - rec_before
+        out["operator_requests"] = op.metric("wattserve_operator_api_requests_total") - ops_before
+        out["server_requests"] = _apiserver_wattserve_requests() - server_before - count
+        out["peak_rss_mb"] = op.peak_rss_mb()
+        out["operator_cpu_seconds"] = op.cpu_seconds() - cpu_before
+
+        # Idle: nothing changes for idle_seconds.
+        ops_idle = op.metric("wattserve_operator_api_requests_total")
+        server_idle = _apiserver_wattserve_requests()
+        rec_idle = op.metric("wattserve_operator_reconcile_total")
+        time.sleep(idle_seconds)
+        minutes = idle_seconds / 60
+        out["idle_seconds"] = idle_seconds
+        out["idle_operator_requests_per_min"] = (
+            op.metric("wattserve_operator_api_requests_total") - ops_idle) / minutes
+        out["idle_server_requests_per_min"] = (_apiserver_wattserve_requests()
+                                               - server_idle) / minutes
+        out["idle_reconciles"] = op.metric("wattserve_operator_reconcile_total") - rec_idle
+        out["peak_rss_mb"] = max(out["peak_rss_mb"], op.peak_rss_mb())
+
+        # Restart with everything in place: resume costs reads, not writes.
+        op.stop()
+        op = OperatorProcess(log, workers)
+        t1 = time.monotonic()
+        op.start()
+        while op.metric("wattserve_operator_reconcile_total") < count:
+            if time.monotonic() - t1 > 300:
+                break
+            time.sleep(0.5)
+        out["restart_resync_seconds"] = time.monotonic() - t1
+        time.sleep(3)
+        out["restart_requests"] = op.metric("wattserve_operator_api_requests_total")
+        out["restart_writes"] = op.writes()
+        out["restart_peak_rss_mb"] = op.peak_rss_mb()
+    finally:
+        op.stop()
+        await api.close()
+        subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"],
+                       capture_output=True, check=False)
+        subprocess.run(["kubectl", "delete", "servingpool", POOL, "--wait=false"],
+                       capture_output=True, check=False)
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    n = r["count"]
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [
+        ("ModelDeployments", f"{n}", ""),
+        ("create all (benchmark client, 32 in flight)", f"{r['create_seconds']:.1f} s", ""),
+        ("first create → all Placed with Deployment + Service",
+         f"{r['all_placed_seconds']:.1f} s", "≤ 30 s"),
+        ("operator peak RSS", f"{r['peak_rss_mb']:.0f} MB", "≤ 250 MB"),
+        ("operator CPU time (create → settled)", f"{r['operator_cpu_seconds']:.1f} s",
+         f"{1000 * r['operator_cpu_seconds'] / n:.1f} ms per ModelDeployment"),
+        ("machine load average (1 min) at the start", f"{r['load_average']:.1f}",
+         f"{os.cpu_count()} CPUs, shared with other work"),
+        ("first create → settled (all pods exist, operator quiet 10 s)",
+         f"{r['settled_seconds']:.1f} s", ""),
+        ("reconciles (create → settled)", f"{r['reconciles']:.0f}",
+         f"{r['reconciles'] / n:.2f} per ModelDeployment"),
+        ("reconciler API requests", f"{r['operator_requests']:.0f}",
+         f"{r['operator_requests'] / n:.2f} per ModelDeployment, "
+         f"{r['operator_requests'] / max(1, r['reconciles']):.2f} per reconcile"),
+        ("API server requests on wattserve resources (benchmark creates excluded)",
+         f"{r['server_requests']:.0f}", f"{r['server_requests'] / n:.2f} per ModelDeployment"),
+        (f"idle: reconciler requests per minute ({r['idle_seconds']:.0f} s)",
+         f"{r['idle_operator_requests_per_min']:.1f}", "near zero"),
+        ("idle: API server requests/min on wattserve resources",
+         f"{r['idle_server_requests_per_min']:.1f}", "near zero"),
+        ("idle: reconciles (in-memory, no writes)", f"{r['idle_reconciles']:.0f}", ""),
+        ("restart with all in place: resync of every ModelDeployment",
+         f"{r['restart_resync_seconds']:.1f} s", ""),
+        ("restart: reconciler requests (the initial paginated LISTs)",
+         f"{r['restart_requests']:.0f}", ""),
+        ("restart: reconciler writes", f"{r['restart_writes']:.0f}", "0 expected"),
+        ("restart: peak RSS", f"{r['restart_peak_rss_mb']:.0f} MB", ""),
+    ]
+    lines = [f"Measured {when} with `python benchmarks/operator_scale.py --count {n} "
+             f"--workers {r['workers']}`.", "",
+             "| figure | value | note / target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--idle-seconds", type=float, default=60.0)
+    p.add_argument("--workers", type=int, default=16, help="operator --workers")
+    p.add_argument("--log", default="/tmp/wattserve-operator-bench.log")
+    p.add_argument("--markdown", help="also write the results table to this file")
+    args = p.parse_args(argv)
+    if not os.environ.get("KUBECONFIG"):
+        print("set KUBECONFIG (e.g. eval \"$(wattserve dev-cluster env)\")", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(run(args.count, args.idle_seconds, Path(args.log),
+                                     args.workers))
+    except (ApiError, subprocess.CalledProcessError, RuntimeError) as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        return 1
+    table = markdown(result)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

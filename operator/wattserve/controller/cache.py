@@ -1,0 +1,129 @@
+"""In-memory views of what kopf's watches deliver (children, pods, pools, ModelDeployments).
+
+Children and pods are stored slimmed (no managedFields; pods keep only what health needs)
+so a thousand ModelDeployments cost a few MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from wattserve import contract
+from wattserve.render.meta import OWNER_KIND
+
+Key = tuple[str, str]  # (namespace, name)
+ChildKey = tuple[str, str]  # (kind, name)
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return {**obj, "metadata": meta}
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "deletionTimestamp")
+                     if k in meta},
+        "status": {k: status[k] for k in ("phase", "conditions", "containerStatuses",
+                                          "initContainerStatuses") if k in status},
+    }
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def owner_of(obj: Mapping[str, Any]) -> Key | None:
+    """The ModelDeployment controlling a child, from its ownerReferences."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("kind") == OWNER_KIND and ref.get("controller"):
+            return str(meta.get("namespace") or ""), str(ref.get("name"))
+    return None
+
+
+class ChildCache:
+    """Children by owning ModelDeployment: {(ns, md): {(kind, name): object}}."""
+
+    def __init__(self) -> None:
+        self._by_owner: dict[Key, dict[ChildKey, dict[str, Any]]] = {}
+        self._owner_of: dict[tuple[str, str, str], Key] = {}  # (kind, ns, name) -> owner
+
+    def __len__(self) -> int:
+        return len(self._owner_of)
+
+    def upsert(self, obj: Mapping[str, Any]) -> Key | None:
+        kind = str(obj.get("kind") or "")
+        ns, name = key_of(obj)
+        owner = owner_of(obj)
+        previous = self._owner_of.get((kind, ns, name))
+        if previous is not None and previous != owner:
+            self.remove(kind, ns, name)
+        if owner is None:
+            return previous
+        self._by_owner.setdefault(owner, {})[(kind, name)] = slim(obj)
+        self._owner_of[(kind, ns, name)] = owner
+        return owner
+
+    def remove(self, kind: str, namespace: str, name: str) -> Key | None:
+        owner = self._owner_of.pop((kind, namespace, name), None)
+        if owner is not None:
+            children = self._by_owner.get(owner, {})
+            children.pop((kind, name), None)
+            if not children:
+                self._by_owner.pop(owner, None)
+        return owner
+
+    def of(self, owner: Key) -> dict[ChildKey, dict[str, Any]]:
+        return dict(self._by_owner.get(owner, {}))
+
+    def has(self, kind: str, namespace: str, name: str) -> bool:
+        return (kind, namespace, name) in self._owner_of
+
+    def owners(self) -> set[Key]:
+        return set(self._by_owner)
+
+
+class PodCache:
+    """Serving pods by (namespace, wattserve.dev/model-deployment label value)."""
+
+    def __init__(self) -> None:
+        self._pods: dict[Key, dict[str, dict[str, Any]]] = {}
+
+    def upsert(self, pod: Mapping[str, Any]) -> Key | None:
+        ns, name = key_of(pod)
+        label = ((pod.get("metadata") or {}).get("labels") or {}).get(
+            contract.LABEL_K8S_MODEL_DEPLOYMENT)
+        if not label:
+            return None
+        group = (ns, str(label))
+        new = slim_pod(pod)
+        old = self._pods.get(group, {}).get(name)
+        self._pods.setdefault(group, {})[name] = new
+        return group if old != new else None
+
+    def remove(self, pod: Mapping[str, Any]) -> Key | None:
+        ns, name = key_of(pod)
+        label = ((pod.get("metadata") or {}).get("labels") or {}).get(
+            contract.LABEL_K8S_MODEL_DEPLOYMENT)
+        group = (ns, str(label))
+        pods = self._pods.get(group)
+        if pods is None or pods.pop(name, None) is None:
+            return None
+        if not pods:
+            del self._pods[group]
+        return group
+
+    def of(self, group: Key) -> list[dict[str, Any]]:
+        return list(self._pods.get(group, {}).values())
+
+    def has(self, pod: Mapping[str, Any]) -> bool:
+        ns, name = key_of(pod)
+        label = ((pod.get("metadata") or {}).get("labels") or {}).get(
+            contract.LABEL_K8S_MODEL_DEPLOYMENT)
+        return name in self._pods.get((ns, str(label)), {})

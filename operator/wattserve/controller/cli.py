@@ -1,0 +1,87 @@
+"""`wattserve operator` / `python -m wattserve.controller`: run the kopf operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from wattserve.render import SettingsError
+
+
+def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wattserve operator",
+        description="Reconcile ModelDeployments into serving workloads on the chosen "
+                    "ServingPool (current kubeconfig, or in-cluster ServiceAccount).")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="serve this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="serve every namespace (the default without --namespace)")
+    p.add_argument("--metrics-port", type=int, default=defaults["metrics_port"],
+                   help="Prometheus /metrics port, 0 = off [WATTSERVE_METRICS_PORT, 9090]")
+    p.add_argument("--health-port", type=int, default=defaults["health_port"],
+                   help="liveness /healthz port, 0 = off [WATTSERVE_HEALTH_PORT, 8080]")
+    p.add_argument("--resync-seconds", type=float, default=defaults["resync_seconds"],
+                   help="periodic reconcile of every ModelDeployment "
+                        "[WATTSERVE_RESYNC_SECONDS, 300]")
+    p.add_argument("--workers", type=int, default=defaults["workers"],
+                   help="concurrent reconciles [WATTSERVE_RECONCILE_WORKERS, 16]")
+    p.add_argument("--peering", default=defaults["peering_name"], metavar="NAME",
+                   help="kopf peering object name [WATTSERVE_PEERING_NAME, wattserve]")
+    p.add_argument("--priority", type=int, default=defaults["priority"],
+                   help="peering priority [WATTSERVE_PEERING_PRIORITY, 0]")
+    p.add_argument("--standalone", action="store_true",
+                   help="no peering (a single operator instance)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def run(argv: list[str]) -> int:
+    from wattserve.controller.config import OperatorConfig, env_defaults, make_identity
+
+    try:
+        defaults = env_defaults()
+    except SettingsError as err:
+        print(f"wattserve operator: {err}", file=sys.stderr)
+        return 2
+    args = _parser(defaults).parse_args(argv)
+    for name in ("metrics_port", "health_port"):
+        port = getattr(args, name)
+        if not 0 <= port <= 65535:
+            print(f"wattserve operator: --{name.replace('_', '-')}: must be 0..65535, "
+                  f"got {port}", file=sys.stderr)
+            return 2
+    if args.workers < 1 or args.resync_seconds <= 0:
+        print("wattserve operator: --workers and --resync-seconds must be positive",
+              file=sys.stderr)
+        return 2
+    config = OperatorConfig(
+        namespaces=tuple(dict.fromkeys(args.namespace)),
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        standalone=args.standalone,
+        peering_name=args.peering,
+        priority=args.priority,
+        resync_seconds=args.resync_seconds,
+        full_resync_seconds=float(defaults["full_resync_seconds"]),  # type: ignore[arg-type]
+        workers=args.workers,
+        verbose=args.verbose,
+        identity=make_identity(),
+        render=defaults["render"],  # type: ignore[arg-type]
+    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from wattserve.controller.app import serve
+
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        return 130
+    return 0

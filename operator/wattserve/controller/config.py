@@ -1,0 +1,75 @@
+"""Operator settings: command line first, then WATTSERVE_* environment, then defaults."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from wattserve.render import RenderSettings, SettingsError, settings_from_env
+
+ENV_METRICS_PORT = "WATTSERVE_METRICS_PORT"
+ENV_HEALTH_PORT = "WATTSERVE_HEALTH_PORT"
+ENV_RESYNC = "WATTSERVE_RESYNC_SECONDS"
+ENV_FULL_RESYNC = "WATTSERVE_FULL_RESYNC_SECONDS"
+ENV_WORKERS = "WATTSERVE_RECONCILE_WORKERS"
+ENV_PEERING = "WATTSERVE_PEERING_NAME"
+ENV_PRIORITY = "WATTSERVE_PEERING_PRIORITY"
+ENV_POD_NAME = "WATTSERVE_OPERATOR_POD_NAME"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    metrics_port: int = 9090
+    health_port: int = 8080
+    standalone: bool = False
+    peering_name: str = "wattserve"
+    priority: int = 0
+    resync_seconds: float = 300.0  # the periodic level-triggered reconcile of every MD
+    full_resync_seconds: float = 1800.0  # re-LIST children (deletes missed by a watch gap)
+    workers: int = 16
+    verbose: bool = False
+    identity: str = ""
+    render: RenderSettings = field(default_factory=RenderSettings)
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be >= {minimum:g}, got {raw}")
+    return value
+
+
+def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
+    """Defaults for the command line, from the environment (the Helm chart sets these)."""
+    env = os.environ if env is None else env
+    return {
+        "metrics_port": int(_number(env, ENV_METRICS_PORT, 9090, 0)),
+        "health_port": int(_number(env, ENV_HEALTH_PORT, 8080, 0)),
+        "resync_seconds": _number(env, ENV_RESYNC, 300.0, 1.0),
+        "full_resync_seconds": _number(env, ENV_FULL_RESYNC, 1800.0, 10.0),
+        "workers": int(_number(env, ENV_WORKERS, 16, 1)),
+        "peering_name": env.get(ENV_PEERING, "").strip() or "wattserve",
+        "priority": int(_number(env, ENV_PRIORITY, 0, -(2**31))),
+        "render": settings_from_env(env),
+    }
+
+
+def make_identity(env: Mapping[str, str] | None = None) -> str:
+    """This operator instance's peering identity: pod name (or host) + a random suffix."""
+    env = os.environ if env is None else env
+    base = env.get(ENV_POD_NAME, "").strip() or socket.gethostname()
+    return f"wattserve@{base}/{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,268 @@
+"""The reconcile as a pure function: what was observed -> what to do.
+
+``decide(observed, settings, now)`` parses the ModelDeployment, plans it, renders the
+desired children, compares them with the live ones, and computes the new status, the
+Events to post and the children to apply or delete. The runtime (:mod:`.reconciler`) only
+gathers the inputs from its caches and carries the outcome out.
+
+Infeasible or invalid: no children are created; children that already run are KEPT (the
+model keeps serving on its last good placement) and ``Degraded=True`` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.types import Backend, ModelDeployment, ServingPool
+from wattserve.controller import conditions as cond
+from wattserve.controller.drift import foreign_controller, matches
+from wattserve.controller.health import (
+    Health,
+    Problem,
+    deployment_health,
+    pod_problems,
+    rayservice_health,
+)
+from wattserve.controller.patching import merge_patch
+from wattserve.controller.replicas import desired_replicas
+from wattserve.planning import Plan, plan
+from wattserve.planning.summary import decimal_string, placement_summary
+from wattserve.render import RenderInputs, RenderSettings, desired_children
+from wattserve.render.meta import label_value
+
+ChildKey = tuple[str, str]  # (kind, name)
+RAYSERVICE: Final = "RayService"
+
+
+@dataclass(frozen=True)
+class Observed:
+    body: Mapping[str, Any]  # the ModelDeployment as the API returned it
+    pools: Sequence[ServingPool]
+    children: Mapping[ChildKey, Mapping[str, Any]] = field(default_factory=dict)
+    pods: Sequence[Mapping[str, Any]] = ()
+    missing_kinds: frozenset[str] = frozenset()  # child kinds whose CRD is not installed
+    apply_error: str | None = None  # the last failure applying this ModelDeployment's children
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # placed | infeasible | invalid
+    apply: tuple[Mapping[str, Any], ...] = ()
+    delete: tuple[tuple[str, str, str], ...] = ()  # (apiVersion, kind, name)
+    status_patch: Mapping[str, Any] | None = None
+    events: tuple[Event, ...] = ()
+    plan: Plan | None = None
+    placed_pool: str | None = None
+    pinned_pool: str | None = None
+    desired_replicas: int | None = None
+    ready: bool = False
+
+
+def failure_reason(p: Plan) -> str:
+    """The CamelCase Placed=False reason naming the constraint that failed."""
+    text = p.reason
+    if text.startswith("no ServingPools exist"):
+        return "NoServingPools"
+    if text.startswith("pinned pool") and "does not exist" in text:
+        return "PinnedPoolNotFound"
+    if text.startswith("pinned pool"):
+        return "PinnedPoolInfeasible"
+    if any(c.reason.startswith("over budget") for c in p.candidates):
+        return "OverBudget"
+    return "NoFeasiblePool"
+
+
+def _api_version(kind: str) -> str:
+    return {"Deployment": "apps/v1", "Service": "v1", RAYSERVICE: "ray.io/v1"}[kind]
+
+
+def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    status = body.get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    gen = (body.get("metadata") or {}).get("generation")
+    return gen if isinstance(gen, int) else 0
+
+
+def _children_pool(children: Mapping[ChildKey, Mapping[str, Any]]) -> str | None:
+    for child in children.values():
+        pool = ((child.get("metadata") or {}).get("labels") or {}).get("wattserve.dev/pool")
+        if pool:
+            return str(pool)
+    return None
+
+
+def _existing_health(children: Mapping[ChildKey, Mapping[str, Any]], name: str) -> Health:
+    dep = children.get(("Deployment", name))
+    if dep is not None:
+        spec = dep.get("spec") or {}
+        return deployment_health(dep, int(spec.get("replicas") or 0))
+    rs = children.get((RAYSERVICE, name))
+    return rayservice_health(rs, 1) if rs is not None else Health(0, False, "no workload")
+
+
+def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, Any],
+            events: list[Event], now: str) -> Mapping[str, Any] | None:
+    status = _status(obs.body)
+    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+    if cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler owns it once set
+        updates.append(cond.Condition(cond.SCALED, "Unknown", "AwaitingMetrics",
+                                      "no scaling decision yet"))
+    for update in updates:
+        if update.type == cond.DEGRADED and update.status == "True" and cond.is_new_reason(
+                old_conditions, update):
+            events.append(Event("Warning", update.reason, update.message))
+    new_status["observedGeneration"] = _generation(obs.body)
+    new_status["conditions"] = cond.merge_conditions(
+        old_conditions, updates, _generation(obs.body), now)
+    patch = merge_patch(status, new_status)
+    return patch or None
+
+
+def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, Any],
+                result: str, pinned: str | None, p: Plan | None, now: str) -> Outcome:
+    status = _status(obs.body)
+    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+    name = str(obs.body["metadata"]["name"])
+    placed = cond.Condition(cond.PLACED, "False", reason, message)
+    events = [Event("Warning", reason, message)] if cond.is_new_reason(
+        old_conditions, placed) else []
+    updates = [placed]
+    new_status: dict[str, Any] = {"placement": placement}
+    if obs.children:
+        health = _existing_health(obs.children, name)
+        kinds = ", ".join(sorted({kind for kind, _ in obs.children}))
+        updates.append(cond.Condition(cond.READY, "True" if health.ready else "False",
+                                      "Available" if health.ready else "ReplicasNotReady",
+                                      health.message))
+        updates.append(cond.Condition(
+            cond.DEGRADED, "True", "PlacementLost",
+            f"{message}; keeping the existing {kinds} running on its last placement"))
+        old_replicas = status.get("replicas") or {}
+        new_status["replicas"] = dict(old_replicas) | {"ready": health.ready_replicas}
+    else:
+        updates.append(cond.Condition(cond.READY, "False", "NotPlaced", message))
+        updates.append(cond.Condition(cond.DEGRADED, "False", "NoWorkload",
+                                      "nothing is deployed"))
+        new_status["replicas"] = {"ready": 0}
+        current = status.get("current") or {}
+        if current and current.get("source") != "observed":
+            new_status["current"] = None
+    patch = _finish(obs, updates, new_status, events, now)
+    return Outcome(result=result, status_patch=patch, events=tuple(events), plan=p,
+                   placed_pool=_children_pool(obs.children), pinned_pool=pinned)
+
+
+def decide(obs: Observed, settings: RenderSettings, now: str,
+           planned: Plan | None = None) -> Outcome:
+    """``planned``: the plan of an earlier decide() on the same spec and pools (reused)."""
+    try:
+        md = parse_model_deployment(obs.body)
+    except SpecError as err:
+        return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
+                           "invalid", None, None, now)
+    pinned = md.spec.placement.pool
+    p = planned if planned is not None else plan(md, obs.pools)
+    if p.chosen is None:
+        return _not_placed(obs, failure_reason(p), p.reason, placement_summary(p),
+                           "infeasible", pinned, p, now)
+    return _placed(obs, md, p, settings, now)
+
+
+def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSettings,
+            now: str) -> Outcome:
+    cand = p.chosen
+    assert cand is not None
+    status = _status(obs.body)
+    old_placement = status.get("placement") if isinstance(status.get("placement"), Mapping) \
+        else None
+    pool = next(pool for pool in obs.pools if pool.name == cand.pool)
+    old_replicas = status.get("replicas") or {}
+    status_desired = old_replicas.get("desired")
+    live = obs.children.get(("Deployment", md.name))
+    child_replicas = (live.get("spec") or {}).get("replicas") if live is not None else None
+    replicas = desired_replicas(cand, md.spec.scaling,
+                                status_desired if isinstance(status_desired, int) else None,
+                                old_placement,
+                                child_replicas if isinstance(child_replicas, int) else None)
+    try:
+        wanted = desired_children(RenderInputs(md, pool, cand, replicas, settings))
+    except SpecError as err:
+        return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
+                           "invalid", md.spec.placement.pool, p, now)
+    apply: list[Mapping[str, Any]] = []
+    delete: list[tuple[str, str, str]] = []
+    problems: list[Problem] = []
+    wanted_keys = set()
+    for obj in wanted:
+        key = (str(obj["kind"]), str(obj["metadata"]["name"]))
+        wanted_keys.add(key)
+        if key[0] in obs.missing_kinds:
+            problems.append(Problem("RayServiceCRDMissing", "the ray.io/v1 RayService CRD is "
+                                    "not installed: install KubeRay to use backend rayservice"))
+            continue
+        actual = obs.children.get(key)
+        if actual is not None and foreign_controller(actual, md.uid):
+            delete.append((str(obj["apiVersion"]), key[0], key[1]))
+            apply.append(obj)
+        elif not matches(obj, actual):
+            apply.append(obj)
+    for kind, name in sorted(set(obs.children) - wanted_keys):
+        delete.append((_api_version(kind), kind, name))
+
+    if md.spec.backend is Backend.RAYSERVICE:
+        health = rayservice_health(obs.children.get((RAYSERVICE, md.name)), replicas)
+    else:
+        health = deployment_health(live, replicas)
+    if obs.apply_error:
+        problems.append(Problem("ApplyFailed", obs.apply_error))
+    problems.extend(health.problems)
+    problems.extend(pod_problems(obs.pods))
+    updates = [
+        cond.Condition(cond.PLACED, "True", "Placed", f"on {cand.pool}: {p.reason}"),
+        cond.Condition(cond.READY, "True" if health.ready else "False",
+                       "Available" if health.ready else "ReplicasNotReady", health.message),
+        cond.Condition(cond.DEGRADED, "True", problems[0].reason, problems[0].message)
+        if problems else cond.Condition(cond.DEGRADED, "False", "AsExpected",
+                                        "no problems found"),
+    ]
+    events: list[Event] = []
+    old_where = (old_placement or {}).get("pool"), (old_placement or {}).get("engine")
+    if old_where != (cand.pool, cand.engine):
+        events.append(Event("Normal", "Placed", f"placed on {cand.pool} ({cand.engine}, "
+                                                f"{replicas} replicas): {p.reason}"))
+    new_status: dict[str, Any] = {
+        "placement": placement_summary(p),
+        "replicas": {"desired": replicas, "ready": health.ready_replicas},
+    }
+    current = status.get("current") or {}
+    if current.get("source") != "observed":
+        per_replica = cand.usd_per_hour / cand.replicas if cand.replicas else cand.usd_per_hour
+        new_status["current"] = {
+            "source": "predicted",
+            "p95LatencyMs": decimal_string(cand.predicted_p95_ms),
+            "joulesPerToken": decimal_string(cand.joules_per_token),
+            "usdPerHour": decimal_string(per_replica * replicas),
+        }
+    patch = _finish(obs, updates, new_status, events, now)
+    return Outcome(result="placed", apply=tuple(apply), delete=tuple(delete),
+                   status_patch=patch, events=tuple(events), plan=p, placed_pool=cand.pool,
+                   pinned_pool=md.spec.placement.pool, desired_replicas=replicas,
+                   ready=health.ready)
+
+
+def selector_value(md_name: str) -> str:
+    """The ``wattserve.dev/model-deployment`` label value of a ModelDeployment's children."""
+    return label_value(md_name)

@@ -1,0 +1,124 @@
+"""Workload health from the children and their pods (pure; dicts as the API returns them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+IMAGE_PULL_REASONS: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                                       "ErrImageNeverPull"})
+CONFIG_REASONS: Final = frozenset({"CreateContainerConfigError", "CreateContainerError",
+                                   "RunContainerError"})
+# The order problems are reported in: the most actionable first.
+PROBLEM_ORDER: Final = ("ImagePullError", "Unschedulable", "ContainerConfigError",
+                        "CrashLoopBackOff", "ProgressDeadlineExceeded", "RayServiceFailed")
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str  # CamelCase, one of PROBLEM_ORDER
+    message: str
+
+
+@dataclass(frozen=True)
+class Health:
+    ready_replicas: int
+    ready: bool
+    message: str
+    problems: tuple[Problem, ...] = ()
+
+
+def _get(obj: Mapping[str, Any] | None, *path: str) -> Any:
+    cur: Any = obj
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def deployment_health(dep: Mapping[str, Any] | None, desired: int) -> Health:
+    if dep is None:
+        return Health(0, False, "Deployment not created yet")
+    status = _get(dep, "status") or {}
+    generation = _int(_get(dep, "metadata", "generation"))
+    observed = _int(status.get("observedGeneration"))
+    available = _int(status.get("availableReplicas"))
+    updated = _int(status.get("updatedReplicas"))
+    ready = _int(status.get("readyReplicas"))
+    problems: list[Problem] = []
+    for cond in status.get("conditions") or ():
+        if (cond.get("type") == "Progressing" and cond.get("status") == "False"
+                and cond.get("reason") == "ProgressDeadlineExceeded"):
+            problems.append(Problem("ProgressDeadlineExceeded",
+                                    str(cond.get("message") or "rollout stalled")))
+    current = observed >= generation
+    is_ready = current and desired > 0 and available >= desired and updated >= desired
+    message = f"{min(available, desired)}/{desired} replicas available"
+    return Health(min(ready, desired), is_ready, message, tuple(problems))
+
+
+def rayservice_health(rs: Mapping[str, Any] | None, desired: int) -> Health:
+    """KubeRay >= 1.3 reports a Ready condition; older versions serviceStatus: Running."""
+    if rs is None:
+        return Health(0, False, "RayService not created yet")
+    status = _get(rs, "status") or {}
+    ready_cond = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"),
+                      None)
+    if ready_cond is not None:
+        ok = ready_cond.get("status") == "True"
+        message = str(ready_cond.get("message") or ready_cond.get("reason") or "")
+    else:
+        ok = status.get("serviceStatus") == "Running"
+        message = str(status.get("serviceStatus") or "RayService starting")
+    problems: tuple[Problem, ...] = ()
+    app = _get(status, "activeServiceStatus", "applicationStatuses", "wattserve") or {}
+    if app.get("status") in ("DEPLOY_FAILED", "UNHEALTHY"):
+        problems = (Problem("RayServiceFailed", str(app.get("message") or app.get("status"))),)
+        ok = False
+    return Health(desired if ok else 0, ok and desired > 0,
+                  f"RayService {'ready' if ok else 'not ready'}: {message}".rstrip(": "),
+                  problems)
+
+
+def _pod_problems(pod: Mapping[str, Any]) -> list[Problem]:
+    found: list[Problem] = []
+    for cond in _get(pod, "status", "conditions") or ():
+        if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+                and cond.get("reason") == "Unschedulable"):
+            found.append(Problem("Unschedulable", f"pods unschedulable: {cond.get('message', '')}"))
+    statuses = [*(_get(pod, "status", "initContainerStatuses") or ()),
+                *(_get(pod, "status", "containerStatuses") or ())]
+    for cs in statuses:
+        waiting = _get(cs, "state", "waiting") or {}
+        reason = waiting.get("reason")
+        text = f"container {cs.get('name')}: {reason}: {waiting.get('message', '')}"
+        if reason in IMAGE_PULL_REASONS:
+            found.append(Problem("ImagePullError", text.rstrip(": ")))
+        elif reason in CONFIG_REASONS:
+            found.append(Problem("ContainerConfigError", text.rstrip(": ")))
+        elif reason == "CrashLoopBackOff":
+            found.append(Problem("CrashLoopBackOff", text.rstrip(": ")))
+    return found
+
+
+def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    """One problem per reason, most actionable first. Messages name no pod and carry no
+    count, so they stay the same while pods come and go (one Event per distinct message)."""
+    grouped: dict[str, list[Problem]] = {}
+    for pod in sorted(pods, key=lambda p: str(_get(p, "metadata", "name"))):
+        if _get(pod, "metadata", "deletionTimestamp"):
+            continue
+        for problem in _pod_problems(pod):
+            grouped.setdefault(problem.reason, []).append(problem)
+    out = []
+    for reason in PROBLEM_ORDER:
+        items = grouped.get(reason)
+        if items:
+            out.append(Problem(reason, items[0].message))
+    return out

@@ -1,0 +1,42 @@
+"""JSON merge patches (RFC 7386) between two plain-data documents (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns ``old`` into ``new`` for the keys of both.
+
+    Keys missing from ``new`` are removed (null) only below keys present in ``new``: a
+    top-level key absent from ``new`` is left alone (someone else owns it, e.g. the
+    autoscaler's ``status.scaler``). Lists are replaced whole.
+    """
+    out: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if value is None and before is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = _replace(before, value)
+            if sub:
+                out[key] = sub
+        elif value != before or key not in old:
+            out[key] = value
+    return out
+
+
+def _replace(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if value is None and before is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = _replace(before, value)
+            if sub:
+                out[key] = sub
+        elif value != before or key not in old:
+            out[key] = value
+    return out

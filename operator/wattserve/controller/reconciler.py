@@ -1,0 +1,347 @@
+"""The runtime: caches fed by kopf's watches, a work queue, and the reconcile itself.
+
+``reconcile(key)`` reads the ModelDeployment, the pools, its children and pods from the
+caches, calls the pure :func:`decide`, then applies/deletes children (server-side apply),
+posts Events, and patches ``status`` once. Nothing is written when nothing differs, so an
+idle cluster costs no API requests beyond kopf's watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from wattserve.api import SpecError, parse_serving_pool
+from wattserve.api.types import ServingPool
+from wattserve.controller import metrics
+from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
+from wattserve.controller.config import OperatorConfig
+from wattserve.controller.decide import Observed, Outcome, decide
+from wattserve.controller.events import post, utcnow
+from wattserve.controller.index import PlacementIndex
+from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.controller.workqueue import WorkQueue
+from wattserve.render.meta import label_value
+
+logger = logging.getLogger(__name__)
+CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"
+
+
+def _generation(obj: Mapping[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("generation")
+
+
+def _rv(obj: Mapping[str, Any] | None) -> str | None:
+    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+
+
+class Reconciler:
+    def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
+        self.api = api
+        self.config = config
+        self.mds: dict[Key, dict[str, Any]] = {}
+        self.pools: dict[str, ServingPool] = {}
+        self._pool_generations: dict[str, Any] = {}
+        self.children = ChildCache()
+        self.pods = PodCache()
+        self.index = PlacementIndex()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.apply_errors: dict[Key, str] = {}
+        self.missing_kinds: set[str] = set()
+        self._posting: set[asyncio.Task[None]] = set()
+        # Set once pools, children and pods are loaded: no reconcile runs before.
+        self.synced = asyncio.Event()
+        self._tombstones: set[tuple[str, str, str]] = set()  # deleted during the sync
+        self.active = True  # False while a peer with a higher priority runs (peering gate)
+        self.reconciles = 0
+
+    # ---- intake: called by the kopf handlers (thin) ---------------------------------------
+    def md_upsert(self, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        old = self.mds.get(key)
+        self.mds[key] = slim(obj)
+        if old is None or _rv(old) != _rv(obj):
+            self.queue.add(key)
+
+    def md_deleted(self, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        self.mds.pop(key, None)
+        self.index.forget(key)
+        self.queue.forget(key)
+        self.apply_errors.pop(key, None)
+        metrics.forget(*key)
+
+    def pool_upsert(self, obj: Mapping[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        try:
+            pool: ServingPool | None = parse_serving_pool(dict(obj))
+        except SpecError as err:
+            logger.warning("ServingPool %s is invalid and is ignored: %s", name, err)
+            pool = None
+        before = self.pools.get(name)
+        if pool is None:
+            self.pools.pop(name, None)
+        else:
+            self.pools[name] = pool
+        if before != pool:
+            self._replan(name)
+
+    def pool_deleted(self, obj: Mapping[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        self._tombstone("ServingPool", "", name)
+        if self.pools.pop(name, None) is not None:
+            self._replan(name)
+
+    def _replan(self, pool: str) -> None:
+        affected = self.index.affected(pool)
+        if affected:
+            logger.info("ServingPool %s changed: re-planning %d ModelDeployments", pool,
+                        len(affected))
+        for key in affected:
+            self.queue.add(key)
+
+    def child_upsert(self, obj: Mapping[str, Any]) -> None:
+        owner = self.children.upsert(obj)
+        if owner is not None and owner in self.mds:
+            self.queue.add(owner)
+
+    def child_deleted(self, obj: Mapping[str, Any]) -> None:
+        ns, name = key_of(obj)
+        self._tombstone(str(obj.get("kind")), ns, name)
+        owner = self.children.remove(str(obj.get("kind")), ns, name)
+        if owner is not None and owner in self.mds:
+            self.queue.add(owner)
+
+    def pod_upsert(self, obj: Mapping[str, Any]) -> None:
+        self._pod_owner(self.pods.upsert(obj))
+
+    def pod_deleted(self, obj: Mapping[str, Any]) -> None:
+        self._tombstone("Pod", *key_of(obj))
+        self._pod_owner(self.pods.remove(obj))
+
+    def _tombstone(self, kind: str, namespace: str, name: str) -> None:
+        if not self.synced.is_set():
+            self._tombstones.add((kind, namespace, name))
+
+    def _pod_owner(self, group: Key | None) -> None:
+        if group is None:
+            return
+        if group in self.mds:
+            self.queue.add(group)
+            return
+        ns, label = group
+        for key in self.mds:  # long names: the label value is a hash of the name
+            if key[0] == ns and label_value(key[1]) == label:
+                self.queue.add(key)
+
+    # ---- the reconcile ------------------------------------------------------------------
+    def observe(self, key: Key) -> Observed | None:
+        body = self.mds.get(key)
+        if body is None:
+            return None
+        return Observed(
+            body=body,
+            pools=sorted(self.pools.values(), key=lambda p: p.name),
+            children=self.children.of(key),
+            pods=self.pods.of((key[0], label_value(key[1]))),
+            missing_kinds=frozenset(self.missing_kinds),
+            apply_error=self.apply_errors.get(key),
+        )
+
+    async def reconcile(self, key: Key) -> str:
+        """One level-triggered pass for one ModelDeployment; returns the result label."""
+        obs = self.observe(key)
+        if obs is None:
+            return "gone"
+        if (obs.body.get("metadata") or {}).get("deletionTimestamp"):
+            return "deleting"  # ownerReferences garbage-collect the children
+        outcome = decide(obs, self.config.render, utcnow())
+        self.index.record(key, outcome.placed_pool, outcome.pinned_pool)
+        applied, deleted = len(outcome.apply), len(outcome.delete)
+        error = await self._carry_out(key, outcome)
+        if error is not None or outcome.apply or outcome.delete or (
+                self.apply_errors.get(key) != obs.apply_error):
+            refreshed = self.observe(key)
+            if refreshed is not None:  # status from what exists now, not before the writes
+                same_spec = _generation(refreshed.body) == _generation(obs.body) and (
+                    refreshed.pools == obs.pools)
+                outcome = decide(refreshed, self.config.render, utcnow(),
+                                 outcome.plan if same_spec else None)
+        await self._write_status(key, obs.body, outcome)
+        self._record_metrics(key, outcome)
+        logger.debug("reconciled %s/%s: %s, %d applied, %d deleted, status %s", *key,
+                     outcome.result, applied, deleted,
+                     "patched" if outcome.status_patch else "unchanged")
+        if error is not None:
+            raise error
+        return outcome.result
+
+    async def _carry_out(self, key: Key, outcome: Outcome) -> ApiError | None:
+        ns = key[0]
+        first: ApiError | None = None
+        for api_version, kind, name in outcome.delete:
+            try:
+                await self.api.delete(api_version, kind, ns, name)
+                self.children.remove(kind, ns, name)
+            except ApiError as err:
+                first = first or err
+        results = await asyncio.gather(*(self.api.apply(obj) for obj in outcome.apply),
+                                        return_exceptions=True)
+        for obj, live in zip(outcome.apply, results, strict=True):
+            if isinstance(live, ApiError):
+                if live.status == 404 and obj["kind"] == "RayService":
+                    self.missing_kinds.add("RayService")  # reported as RayServiceCRDMissing
+                    continue
+                first = first or live
+                logger.warning("applying %s %s/%s failed: %s", obj["kind"], ns,
+                               obj["metadata"]["name"], live)
+            elif isinstance(live, BaseException):
+                raise live
+            elif isinstance(live, dict):
+                self.children.upsert(live)
+        if first is None:
+            self.apply_errors.pop(key, None)
+        else:  # reported by the next decide(): Degraded=ApplyFailed + one Warning Event
+            self.apply_errors[key] = f"applying children failed: {first}"
+        return first
+
+    async def _write_status(self, key: Key, body: Mapping[str, Any], outcome: Outcome) -> None:
+        for event in outcome.events:  # posted in the background: never delays the status
+            task = asyncio.create_task(post(self.api, body, event, self.config.identity))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
+            if event.reason == "Placed" and outcome.plan and outcome.plan.chosen:
+                chosen = outcome.plan.chosen
+                metrics.PLACEMENTS_TOTAL.labels(chosen.pool, chosen.engine).inc()
+        if outcome.status_patch is None:
+            return
+        try:
+            live = await self.api.patch_status(key[0], key[1], outcome.status_patch)
+        except ApiError as err:
+            if err.status == 404:
+                return  # deleted meanwhile
+            raise
+        if isinstance(live, dict) and key in self.mds:
+            self.mds[key] = slim(live)
+
+    def _record_metrics(self, key: Key, outcome: Outcome) -> None:
+        if outcome.desired_replicas is not None:
+            metrics.DESIRED_REPLICAS.labels(*key).set(outcome.desired_replicas)
+        chosen = outcome.plan.chosen if outcome.plan else None
+        if chosen is not None:
+            metrics.PREDICTED_P95.labels(*key).set(chosen.predicted_p95_ms / 1000)
+        else:
+            metrics.forget(*key)
+
+    # ---- workers and timers ---------------------------------------------------------------
+    async def worker(self) -> None:
+        await self.synced.wait()
+        while True:
+            key = await self.queue.get()
+            started = time.perf_counter()
+            result = "error"
+            try:
+                if not self.active:
+                    result = "paused"
+                    continue
+                result = await self.reconcile(key)
+                self.queue.succeeded(key)
+            except ApiError as err:
+                delay = self.queue.retry(key, err.retry_after)
+                logger.warning("reconcile %s/%s failed (%s); retrying in %.1fs", *key, err,
+                               delay)
+            except Exception:
+                delay = self.queue.retry(key)
+                logger.exception("reconcile %s/%s crashed; retrying in %.1fs", *key, delay)
+            finally:
+                self.queue.done(key)
+                self.reconciles += 1
+                elapsed = time.perf_counter() - started
+                metrics.RECONCILE_TOTAL.labels(result).inc()
+                metrics.RECONCILE_SECONDS.labels(result).observe(elapsed)
+
+    async def initial_sync(self) -> None:
+        """Load pools, children and serving pods with one LIST each before any reconcile.
+
+        kopf's watch events may arrive meanwhile; they are newer, so a listed object only
+        fills a gap (not cached yet, not deleted meanwhile). Retries until it succeeds.
+        """
+        delay = 1.0
+        while True:
+            try:
+                await self._load_everything()
+                break
+            except ApiError as err:
+                logger.warning("initial LIST failed (%s); retrying in %.0fs", err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self.synced.set()
+        self._tombstones.clear()
+        logger.info("caches loaded: %d pools, %d children; reconciling", len(self.pools),
+                    len(self.children))
+
+    async def _load_everything(self) -> None:
+        for pool in await self.api.list_all("wattserve.dev/v1alpha1", "ServingPool", None):
+            name = str(pool["metadata"]["name"])
+            if name not in self.pools and ("ServingPool", "", name) not in self._tombstones:
+                self.pool_upsert(pool)
+        namespaces: list[str | None] = list(self.config.namespaces) or [None]
+        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
+                                  ("ray.io/v1", "RayService"), ("v1", "Pod")):
+            for ns in namespaces:
+                try:
+                    async for page in self.api.list_pages(api_version, kind, ns,
+                                                          CHILD_SELECTOR):
+                        self._merge_listed(api_version, kind, page)
+                except ApiError as err:
+                    if err.status in (403, 404) and kind == "RayService":
+                        self.missing_kinds.add(kind)
+                        continue
+                    raise
+
+    def _merge_listed(self, api_version: str, kind: str, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            obj = {**item, "apiVersion": api_version, "kind": kind}
+            ns, name = key_of(obj)
+            if (kind, ns, name) in self._tombstones:
+                continue
+            if kind == "Pod":
+                if not self.pods.has(obj):
+                    self.pods.upsert(obj)
+            elif not self.children.has(kind, ns, name):
+                self.children.upsert(obj)
+
+    async def relist_children(self) -> None:
+        """Replace the child cache with a fresh LIST (a watch gap can hide a deletion)."""
+        namespaces: list[str | None] = list(self.config.namespaces) or [None]
+        fresh = ChildCache()
+        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
+                                  ("ray.io/v1", "RayService")):
+            if kind in self.missing_kinds:
+                continue
+            for ns in namespaces:
+                try:
+                    items = await self.api.list_all(api_version, kind, ns, CHILD_SELECTOR)
+                except ApiError as err:
+                    if err.status == 404:
+                        continue
+                    raise
+                for item in items:
+                    fresh.upsert({**item, "apiVersion": api_version, "kind": kind})
+        stale = self.children.owners() | fresh.owners()
+        self.children = fresh
+        for key in stale & set(self.mds):
+            self.queue.add(key)
+
+    async def relist_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.full_resync_seconds)
+            if not self.active:
+                continue
+            try:
+                await self.relist_children()
+            except ApiError as err:
+                logger.warning("child resync failed: %s", err)

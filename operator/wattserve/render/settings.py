@@ -1,0 +1,99 @@
+"""Operator settings that shape the rendered children (images, import path, caches).
+
+Read once from the environment (the Helm chart sets these); pure data otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+DEFAULT_VERSION: Final = "0.1.0"
+DEFAULT_IMAGE_CPU: Final = f"ghcr.io/wattserve/wattserve-serving-cpu:{DEFAULT_VERSION}"
+DEFAULT_IMAGE_GPU: Final = f"ghcr.io/wattserve/wattserve-serving-gpu:{DEFAULT_VERSION}"
+DEFAULT_IMPORT_PATH: Final = "wattserve_serving.ray_app:app"
+DEFAULT_RAY_VERSION: Final = "2.60.0"
+MODELS_DIR: Final = "/models"
+PULL_POLICIES: Final = frozenset({"Always", "IfNotPresent", "Never"})
+
+ENV_IMAGE_CPU: Final = "WATTSERVE_SERVING_IMAGE_CPU"
+ENV_IMAGE_CPU_PULL: Final = "WATTSERVE_SERVING_IMAGE_CPU_PULL_POLICY"
+ENV_IMAGE_GPU: Final = "WATTSERVE_SERVING_IMAGE_GPU"
+ENV_IMAGE_GPU_PULL: Final = "WATTSERVE_SERVING_IMAGE_GPU_PULL_POLICY"
+ENV_IMPORT_PATH: Final = "WATTSERVE_SERVING_IMPORT_PATH"
+ENV_RAY_VERSION: Final = "WATTSERVE_RAY_VERSION"
+ENV_MODEL_CACHE_PVC: Final = "WATTSERVE_MODEL_CACHE_PVC"
+ENV_HF_TOKEN_SECRET: Final = "WATTSERVE_HF_TOKEN_SECRET"
+ENV_HF_TOKEN_KEY: Final = "WATTSERVE_HF_TOKEN_SECRET_KEY"
+ENV_S3_SECRET: Final = "WATTSERVE_S3_CREDENTIALS_SECRET"
+ENV_MAX_QUEUE: Final = "WATTSERVE_SERVING_MAX_QUEUE"
+
+
+class SettingsError(ValueError):
+    """An operator setting from the environment is invalid (names the variable)."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What the renderers need beyond the ModelDeployment, the pool and the plan."""
+
+    image_cpu: str = DEFAULT_IMAGE_CPU
+    image_gpu: str = DEFAULT_IMAGE_GPU
+    pull_policy_cpu: str = "IfNotPresent"
+    pull_policy_gpu: str = "IfNotPresent"
+    import_path: str = DEFAULT_IMPORT_PATH
+    ray_version: str = DEFAULT_RAY_VERSION
+    # Shared read-write PVC for downloaded weights (hf://, s3://); "" = an emptyDir per pod.
+    model_cache_pvc: str = ""
+    # Secret holding the Hugging Face token (env HF_TOKEN, optional); "" = none.
+    hf_token_secret: str = ""
+    hf_token_key: str = "token"
+    # Secret with AWS_* variables for s3:// sources (envFrom, optional); "" = none.
+    s3_secret: str = ""
+    # Bounded request queue per replica (WATTSERVE_MAX_QUEUE); 0 = the serving default.
+    max_queue: int = 0
+
+    def image_for(self, gpu: bool) -> str:
+        return self.image_gpu if gpu else self.image_cpu
+
+    def pull_policy_for(self, gpu: bool) -> str:
+        return self.pull_policy_gpu if gpu else self.pull_policy_cpu
+
+
+def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
+    """Settings from ``WATTSERVE_*`` variables; unset or empty means the default."""
+
+    def get(name: str, default: str) -> str:
+        value = env.get(name, "").strip()
+        return value or default
+
+    def policy(name: str) -> str:
+        value = get(name, "IfNotPresent")
+        if value not in PULL_POLICIES:
+            raise SettingsError(f"{name}: must be one of {sorted(PULL_POLICIES)}, got {value!r}")
+        return value
+
+    raw_queue = get(ENV_MAX_QUEUE, "0")
+    try:
+        max_queue = int(raw_queue)
+    except ValueError:
+        raise SettingsError(f"{ENV_MAX_QUEUE}: must be an integer, got {raw_queue!r}") from None
+    if max_queue < 0:
+        raise SettingsError(f"{ENV_MAX_QUEUE}: must be >= 0, got {max_queue}")
+    import_path = get(ENV_IMPORT_PATH, DEFAULT_IMPORT_PATH)
+    if ":" not in import_path:
+        raise SettingsError(f"{ENV_IMPORT_PATH}: must be module:attribute, got {import_path!r}")
+    return RenderSettings(
+        image_cpu=get(ENV_IMAGE_CPU, DEFAULT_IMAGE_CPU),
+        image_gpu=get(ENV_IMAGE_GPU, DEFAULT_IMAGE_GPU),
+        pull_policy_cpu=policy(ENV_IMAGE_CPU_PULL),
+        pull_policy_gpu=policy(ENV_IMAGE_GPU_PULL),
+        import_path=import_path,
+        ray_version=get(ENV_RAY_VERSION, DEFAULT_RAY_VERSION),
+        model_cache_pvc=get(ENV_MODEL_CACHE_PVC, ""),
+        hf_token_secret=get(ENV_HF_TOKEN_SECRET, ""),
+        hf_token_key=get(ENV_HF_TOKEN_KEY, "token"),
+        s3_secret=get(ENV_S3_SECRET, ""),
+        max_queue=max_queue,
+    )

@@ -1,0 +1,111 @@
+"""Model sources become volumes, mounts and (for downloads) an init container.
+
+=================  =====================================================================
+``hf://org/name``  init container ``python -m wattserve_serving.fetch <source> /models``
+                   into an emptyDir (or the shared cache PVC); HF_TOKEN from a Secret
+``s3://b/key``     the same init-container pattern (AWS_* from an optional Secret)
+``pvc://c/path``   PVC ``c`` mounted read-only at /models
+``gguf:///path``   a file already in the serving image; nothing mounted
+=================  =====================================================================
+
+The serving container's ``WATTSERVE_MODEL_PATH`` is ``/models/<what follows the scheme>``
+for downloads and PVCs (the fetch module writes there), and the absolute path for gguf://.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from wattserve.api.errors import SpecError
+from wattserve.render.settings import MODELS_DIR, RenderSettings
+
+VOLUME: Final = "models"
+FETCH_CONTAINER: Final = "fetch-model"
+FETCH_MODULE: Final = "wattserve_serving.fetch"
+SOURCE_FIELD: Final = "spec.model.source"
+_CLAIM: Final = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ModelStorage:
+    """Where the weights come from inside the pod."""
+
+    model_path: str
+    volumes: tuple[dict[str, Any], ...] = ()
+    mounts: tuple[dict[str, Any], ...] = ()  # on the serving container
+    init_containers: tuple[dict[str, Any], ...] = ()
+    downloads: bool = False
+
+
+def _split(source: str) -> tuple[str, str]:
+    scheme, _, rest = source.partition("://")
+    if not rest:
+        raise SpecError(SOURCE_FIELD, f"has no path after the scheme: {source!r}")
+    return scheme, rest
+
+
+def _download_volume(settings: RenderSettings) -> dict[str, Any]:
+    if settings.model_cache_pvc:
+        return {"name": VOLUME,
+                "persistentVolumeClaim": {"claimName": settings.model_cache_pvc}}
+    return {"name": VOLUME, "emptyDir": {}}
+
+
+def _fetch_container(source: str, scheme: str, image: str, pull_policy: str,
+                     settings: RenderSettings) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": FETCH_CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": ["python", "-m", FETCH_MODULE, source, MODELS_DIR],
+        "volumeMounts": [{"name": VOLUME, "mountPath": MODELS_DIR}],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                      "limits": {"memory": "2Gi"}},
+    }
+    if scheme == "hf" and settings.hf_token_secret:
+        container["env"] = [{
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret,
+                                           "key": settings.hf_token_key,
+                                           "optional": True}},
+        }]
+    if scheme == "s3" and settings.s3_secret:
+        container["envFrom"] = [{"secretRef": {"name": settings.s3_secret, "optional": True}}]
+    return container
+
+
+def model_storage(source: str, image: str, pull_policy: str,
+                  settings: RenderSettings) -> ModelStorage:
+    """Volumes, mounts and init containers for ``source``; SpecError if it is malformed."""
+    scheme, rest = _split(source)
+    if scheme == "gguf":
+        path = "/" + rest.lstrip("/")
+        if path == "/":
+            raise SpecError(SOURCE_FIELD, f"gguf:// needs an absolute file path: {source!r}")
+        return ModelStorage(model_path=path)
+    if scheme == "pvc":
+        claim, _, sub = rest.partition("/")
+        if not _CLAIM.match(claim) or len(claim) > 253:
+            raise SpecError(SOURCE_FIELD, f"pvc://<claim>/<path>: {claim!r} is not a valid "
+                                          "PersistentVolumeClaim name")
+        sub = sub.strip("/")
+        return ModelStorage(
+            model_path=f"{MODELS_DIR}/{sub}" if sub else MODELS_DIR,
+            volumes=({"name": VOLUME,
+                      "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},),
+            mounts=({"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True},),
+        )
+    if scheme in ("hf", "s3"):
+        sub = rest.strip("/")
+        if not sub:
+            raise SpecError(SOURCE_FIELD, f"{scheme}:// needs a repository or object path")
+        return ModelStorage(
+            model_path=f"{MODELS_DIR}/{sub}",
+            volumes=(_download_volume(settings),),
+            mounts=({"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True},),
+            init_containers=(_fetch_container(source, scheme, image, pull_policy, settings),),
+            downloads=True,
+        )
+    raise SpecError(SOURCE_FIELD, f"unsupported scheme {scheme!r} (hf, s3, pvc or gguf)")
