@@ -11,16 +11,14 @@ from .helmutil import CHART, one, render
 
 # (apiGroup, resource) -> verbs the operator must have.
 REQUIRED: dict[tuple[str, str], set[str]] = {
-    ("wattserve.dev", "modeldeployments"): {"get", "list", "watch", "patch", "update"},
-    ("wattserve.dev", "modeldeployments/status"): {"get", "patch", "update"},
+    ("wattserve.dev", "modeldeployments"): {"get", "list", "watch"},
+    ("wattserve.dev", "modeldeployments/status"): {"get", "patch"},
     ("wattserve.dev", "servingpools"): {"get", "list", "watch"},
-    ("wattserve.dev", "servingpools/status"): {"get", "patch"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "delete"},
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
