@@ -74,13 +74,14 @@ class LocalPrometheus:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def start(self, timeout: float = 30.0) -> LocalPrometheus:
+    def start(self, timeout: float = 30.0, port: int = 0) -> LocalPrometheus:
+        """Start on ``port`` (a free one when 0) and wait until it is ready."""
         if not Path(self.binary).exists():
             raise RuntimeError(f"prometheus binary not found at {self.binary}: "
                                "apt-get install prometheus")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
-        self.port = free_port()
+        self.port = port or free_port()
         log = open(self.workdir / "prometheus.log", "wb")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
             [self.binary, f"--config.file={config}",

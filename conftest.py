@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: a real Kubernetes cluster for integration tests.
+"""Shared pytest fixtures (tests/ and e2e/): one real Kubernetes cluster per session.
 
 ``kube_cluster`` (session scope, lazy — only tests that ask for it start anything):
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 from kubeutil import Cluster, find_binary, unique_name, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent
 
 
 def _log(msg: str) -> None:

@@ -1,0 +1,75 @@
+"""e2e fixtures: the whole wattserve stack on the session's cluster (../conftest.py).
+
+``WATTSERVE_E2E_PROVIDER`` = ``local`` (default: the dev cluster, the operator and the real
+SmolLM2 app as local processes) or ``kind`` (see e2e/kind/: operator in-cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from kubeutil import Cluster
+
+from e2e.harness.stack import Kube, Stack
+
+PROVIDER = os.environ.get("WATTSERVE_E2E_PROVIDER", "local")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember the first failed step of a module: later steps build on it."""
+    yield
+    first = not getattr(item.module, "_failed_step", None)
+    if call.excinfo is not None and call.when in ("setup", "call") and first:
+        item.module._failed_step = item.name  # type: ignore[union-attr]
+
+
+@pytest.fixture(autouse=True)
+def _stop_after_a_failed_step(request: pytest.FixtureRequest) -> None:
+    failed = getattr(request.module, "_failed_step", None)
+    if failed and "/e2e/" in str(request.path):
+        pytest.fail(f"not run: the earlier step {failed} failed", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def stack(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if PROVIDER != "local":
+        pytest.skip(f"provider {PROVIDER!r}: this suite's local stack is for the dev cluster; "
+                    "the kind provider runs e2e/kind/run.sh")
+    assert kube_cluster.helm is not None, "helm binary missing: wattserve dev-cluster build"
+    workdir = tmp_path_factory.mktemp("e2e")
+    st = Stack(kube=_kube_with_helm(kube_cluster), workdir=workdir, namespace="e2e-models")
+    try:
+        yield st
+    finally:
+        st.stop_all()
+        for log in sorted(workdir.glob("*.log")):
+            sys.stderr.write(f"\n--- {log.name} (last 40 lines) ---\n")
+            sys.stderr.write("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+
+
+def _kube_with_helm(cluster: Cluster) -> Kube:
+    """A Kube whose bin_dir has kubectl; helm is found through a symlink dir if apart."""
+    kubectl_dir = cluster.kubectl_bin.parent
+    if cluster.helm is None or cluster.helm.parent == kubectl_dir:
+        return Kube(cluster.kubeconfig, kubectl_dir)
+    merged = Path(os.environ.get("TMPDIR", "/tmp")) / f"wattserve-e2e-bin-{os.getpid()}"
+    merged.mkdir(exist_ok=True)
+    for exe in (cluster.kubectl_bin, cluster.helm):
+        link = merged / exe.name
+        if not link.exists():
+            link.symlink_to(exe)
+    return Kube(cluster.kubeconfig, merged)
