@@ -14,7 +14,7 @@ import yaml
 from wattserve.api import load_yaml_documents, parse_model_deployment, parse_serving_pool
 from wattserve.planning import plan
 
-from e2e.harness.loadgen import run_load
+from e2e.harness.loadgen import LONG_PROMPT, run_load
 from e2e.harness.stack import REPO, Stack, condition, md_status, wait_until
 
 MODELS = sorted(glob.glob(str(REPO / "examples" / "models" / "*.yaml")))
@@ -135,8 +135,9 @@ def test_load_step_scales_up_and_back_down(stack: Stack) -> None:
     start = time.monotonic()
 
     async def load() -> Any:
-        return await run_load(stack.serving_url, "smollm2-135m-instruct", rate=4.0,
-                              duration_s=60, max_tokens=48, max_in_flight=16, max_requests=400)
+        return await run_load(stack.serving_url, "smollm2-135m-instruct", rate=3.0,
+                              duration_s=60, max_tokens=64, prompt=LONG_PROMPT,
+                              max_in_flight=16, max_requests=400)
 
     result = asyncio.run(_with_watch(load(), stack))
     assert result.ok > 0

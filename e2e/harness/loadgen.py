@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 import httpx
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# Makes SmolLM2 write until max_tokens: each request costs a predictable amount of decode.
+LONG_PROMPT = "Count from one to one hundred in words, separated by commas."
 
 
 @dataclass
