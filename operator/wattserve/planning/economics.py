@@ -6,7 +6,12 @@ import math
 from dataclasses import dataclass
 
 from wattserve.planning import constants as c
-from wattserve.planning.performance import OperatingPoint, ReplicaPerformance, operating_point
+from wattserve.planning.performance import (
+    OperatingPoint,
+    ReplicaPerformance,
+    latency_at,
+    operating_point,
+)
 
 J_PER_KWH = 3.6e6
 MIN_PLANNING_RPS = 0.001  # per-token figures at zero expected load are taken at this rate
@@ -21,17 +26,24 @@ class Targets:
     max_utilization: float  # targetUtilizationPercent / 100
 
     def met_by(self, point: OperatingPoint) -> bool:
-        if not point.stable or point.utilization > self.max_utilization:
+        return self._met(point.utilization, point.p95_latency_s, point.p95_ttft_s)
+
+    def met_at(self, perf: ReplicaPerformance, rate: float, prompt: int, output: int) -> bool:
+        """Same as ``met_by(operating_point(...))`` without computing power."""
+        return self._met(*latency_at(perf, rate, prompt, output))
+
+    def _met(self, utilization: float, p95: float, ttft: float) -> bool:
+        if not utilization < 1.0 or utilization > self.max_utilization:
             return False
-        if point.p95_latency_s > self.latency_p95_s:
+        if p95 > self.latency_p95_s:
             return False
-        return self.ttft_p95_s is None or point.p95_ttft_s <= self.ttft_p95_s
+        return self.ttft_p95_s is None or ttft <= self.ttft_p95_s
 
 
 def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> float:
     """The highest per-replica arrival rate that still meets the targets (0 if none)."""
     tiny = 1e-6
-    if not targets.met_by(operating_point(perf, tiny, prompt, output)):
+    if not targets.met_at(perf, tiny, prompt, output):
         return 0.0
     if perf.max_concurrency <= 1:
         return _serial_capacity(perf, prompt, output, targets)
@@ -40,16 +52,16 @@ def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Ta
     target = targets.max_utilization * 0.999999
     agg = perf.aggregate_tps_max
     high = target * agg / (output + target * agg * a) if output > 0 else target / a
-    if targets.met_by(operating_point(perf, high, prompt, output)):
+    if targets.met_at(perf, high, prompt, output):
         return high
     low = tiny
     for _ in range(40):
         mid = (low + high) / 2
-        if targets.met_by(operating_point(perf, mid, prompt, output)):
+        if targets.met_at(perf, mid, prompt, output):
             low = mid
         else:
             high = mid
-        if high - low <= 1e-3 * high:
+        if high - low <= 5e-3 * high:  # capacity to 0.5 %: finer than any input
             break
     return low
 
@@ -89,7 +101,7 @@ def replicas_needed(perf: ReplicaPerformance, rate: float, prompt: int, output: 
         return None
     start = max(floor, 1, math.ceil(rate / capacity - 1e-9))
     for replicas in range(start, min(limit, start + 3) + 1):
-        if targets.met_by(operating_point(perf, rate / replicas, prompt, output)):
+        if targets.met_at(perf, rate / replicas, prompt, output):
             return replicas
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from wattserve.planning import constants as c
 
@@ -41,7 +42,7 @@ class ReplicaPerformance:
         compute = b * self.flops_per_token / self.compute_flops_s
         return (memory if memory > compute else compute) + self.step_overhead_s
 
-    @property
+    @cached_property
     def decode_tps_single(self) -> float:
         """Tokens per second of one stream alone."""
         return 1.0 / self.step_seconds(1)
@@ -52,7 +53,7 @@ class ReplicaPerformance:
         share = batch / max(1.0, concurrency)  # beyond max_concurrency streams take turns
         return share / self.step_seconds(batch)
 
-    @property
+    @cached_property
     def aggregate_tps_max(self) -> float:
         """Decode tokens per second of the replica at its full batch."""
         return self.max_concurrency / self.step_seconds(self.max_concurrency)
@@ -137,9 +138,9 @@ def _batch_for_rate(perf: ReplicaPerformance, rate: float, prompt: int, output: 
     return best
 
 
-def _batched_point(perf: ReplicaPerformance, rate: float, prompt: int,
-                   output: int) -> OperatingPoint:
-    """Continuous batching: the mean batch B solves Little's law B = λ × E2E(B)."""
+def _batched_core(perf: ReplicaPerformance, rate: float, prompt: int,
+                  output: int) -> tuple[float, float, float, float, float]:
+    """(ρ, mean batch, mean E2E, mean TTFT, prefill share); infinities when overloaded."""
     prefill_busy = rate * prompt / perf.prefill_tps  # share of time spent prefilling
     capacity = perf.aggregate_tps_max * (1.0 - min(prefill_busy, 1.0))
     rho = math.inf if capacity <= 0 else rate * output / capacity
@@ -147,15 +148,33 @@ def _batched_point(perf: ReplicaPerformance, rate: float, prompt: int,
     if rho < 1.0 and prefill_busy < 1.0:
         batch = _batch_for_rate(perf, rate, prompt, output, prefill_busy)
     if batch > perf.max_concurrency:
-        return OperatingPoint(rate, max(rho, 1.0), float(perf.max_concurrency), math.inf,
-                              math.inf, math.inf, 1.0, perf.max_watts)
+        return max(rho, 1.0), float(perf.max_concurrency), math.inf, math.inf, prefill_busy
     slow = 1.0 - prefill_busy
     step = perf.step_seconds(batch)
     latency = prompt / perf.prefill_tps + output * step / slow
+    return rho, batch, latency, (prompt / perf.prefill_tps + step) / slow, prefill_busy
+
+
+def latency_at(perf: ReplicaPerformance, rate: float, prompt: int,
+               output: int) -> tuple[float, float, float]:
+    """(utilisation, p95 latency, p95 TTFT) only: the cheap path for capacity searches."""
+    if perf.max_concurrency <= 1:
+        point = _serial_point(perf, rate, prompt, output)
+        return point.utilization, point.p95_latency_s, point.p95_ttft_s
+    rho, _, latency, ttft, _ = _batched_core(perf, rate, prompt, output)
+    return rho, c.SERVICE_P95_OVER_MEAN * latency, c.SERVICE_P95_OVER_MEAN * ttft
+
+
+def _batched_point(perf: ReplicaPerformance, rate: float, prompt: int,
+                   output: int) -> OperatingPoint:
+    """Continuous batching: the mean batch B solves Little's law B = λ × E2E(B)."""
+    rho, batch, latency, ttft, prefill_busy = _batched_core(perf, rate, prompt, output)
+    if math.isinf(latency):
+        return OperatingPoint(rate, rho, batch, math.inf, math.inf, math.inf, 1.0,
+                              perf.max_watts)
     busy = 1.0 - math.exp(-batch)  # P(at least one sequence in flight), M/G/∞
     intensity = c.GPU_DECODE_POWER_FRACTION + (1 - c.GPU_DECODE_POWER_FRACTION) * max(
         perf.compute_utilization(batch), prefill_busy)
-    ttft = (prompt / perf.prefill_tps + step) / slow
     return OperatingPoint(
         arrival_rps=rate, utilization=rho, mean_batch=batch, mean_latency_s=latency,
         p95_latency_s=c.SERVICE_P95_OVER_MEAN * latency,

@@ -95,9 +95,9 @@ def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
     final = []
     for cand in candidates:
         if cand is best:
-            final.append(replace(cand, reason=why))
+            final.append(_with_reason(cand, why))
         elif cand.feasible:
-            final.append(replace(cand, reason=_why_lost(cand, best, spec.objective, pin)))
+            final.append(_with_reason(cand, _why_lost(cand, best, spec.objective, pin)))
         else:
             final.append(cand)
     chosen = next(cand for cand in final if cand.pool == best.pool)
@@ -194,7 +194,10 @@ def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
     if best is not None:
         return best
     assert closest is not None
-    return closest[1]
+    stage, cand = closest
+    if stage == _MEETS_SLO and cand.performance is not None:  # explained only when shown
+        cand = replace(cand, reason=_slo_miss(cand.performance, prompt, output, targets))
+    return cand
 
 
 # How far an infeasible shape got: the furthest one explains the pool best.
@@ -215,7 +218,7 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
         return _FITS, _make(fields, reason=shape.problem or "does not fit")
     capacity = capacity_rps(perf, prompt, output, targets)
     if capacity <= 0:
-        return _MEETS_SLO, _make(fields, reason=_slo_miss(perf, prompt, output, targets))
+        return _MEETS_SLO, _make(fields, reason="misses the SLO")
     fields["capacity_rps_per_replica"] = capacity
     rate = spec.expected_load.requests_per_second
     floor = max(1, spec.scaling.min_replicas)
@@ -246,6 +249,10 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
     if over:
         return _BUDGET, _make(fields, reason=over)
     return _BUDGET + 1, _make(fields, feasible=True, reason="feasible")
+
+
+def _with_reason(cand: Candidate, reason: str) -> Candidate:
+    return Candidate(**(vars(cand) | {"reason": reason}))
 
 
 def _make(fields: dict[str, Any], **extra: Any) -> Candidate:

@@ -93,6 +93,8 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
         yield Shape(pool=pool, engine=engine, threads=threads, tensor_parallel=0, memory=fit,
                     cpu_request=threads, memory_request_gib=memory_request,
                     replicas_per_node=max(per_node, 0), performance=perf, problem=problem)
+        if not fit.fits:
+            return  # RAM does not depend on the thread count: no other shape fits either
 
 
 def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
