@@ -12,6 +12,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from wattserve.controller import handlers, peering
+from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
@@ -104,6 +105,12 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
     tasks.append(asyncio.create_task(rec.initial_sync(), name="initial-sync"))
     tasks.append(asyncio.create_task(_resync(rec, config), name="resync"))
     tasks.append(asyncio.create_task(rec.relist_forever(), name="relist"))
+    tasks.append(asyncio.create_task(Autoscaler(rec, config.autoscale).run_forever(),
+                                     name="autoscaler"))
+    logger.info("autoscaler: %s", f"every {config.autoscale.interval_s:g}s from "
+                f"{config.autoscale.prometheus_url} (window {config.autoscale.templates.window},"
+                f" energy {config.autoscale.energy_source})" if config.autoscale.enabled
+                else "off (no Prometheus URL)")
     try:
         await kopf.operator(
             registry=registry,

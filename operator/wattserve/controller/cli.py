@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import replace
 
 from wattserve.render import SettingsError
 
@@ -35,11 +36,24 @@ def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
                    help="peering priority [WATTSERVE_PEERING_PRIORITY, 0]")
     p.add_argument("--standalone", action="store_true",
                    help="no peering (a single operator instance)")
+    auto = defaults["autoscale"]
+    p.add_argument("--prometheus-url", default=auto.prometheus_url,  # type: ignore[attr-defined]
+                   metavar="URL", help="Prometheus for the autoscaler; empty = autoscaler off "
+                   "[WATTSERVE_PROMETHEUS_URL]")
+    p.add_argument("--autoscale-interval", type=float, metavar="SECONDS",
+                   default=auto.interval_s,  # type: ignore[attr-defined]
+                   help="seconds between autoscaling decisions "
+                        "[WATTSERVE_AUTOSCALE_INTERVAL_SECONDS, 15]")
+    p.add_argument("--promql-window", metavar="WINDOW",
+                   default=auto.templates.window,  # type: ignore[attr-defined]
+                   help="rate()/histogram window of the autoscaler's PromQL, e.g. 30s, 1m "
+                        "[WATTSERVE_PROMQL_WINDOW, 1m]")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
 def run(argv: list[str]) -> int:
+    from wattserve.controller.autoscaling import AutoscaleSettings, check_templates
     from wattserve.controller.config import OperatorConfig, env_defaults, make_identity
 
     try:
@@ -54,9 +68,19 @@ def run(argv: list[str]) -> int:
             print(f"wattserve operator: --{name.replace('_', '-')}: must be 0..65535, "
                   f"got {port}", file=sys.stderr)
             return 2
-    if args.workers < 1 or args.resync_seconds <= 0:
-        print("wattserve operator: --workers and --resync-seconds must be positive",
-              file=sys.stderr)
+    if args.workers < 1 or args.resync_seconds <= 0 or not args.autoscale_interval > 0:
+        print("wattserve operator: --workers, --resync-seconds and --autoscale-interval must "
+              "be positive", file=sys.stderr)
+        return 2
+    autoscale: AutoscaleSettings = defaults["autoscale"]  # type: ignore[assignment]
+    try:
+        autoscale = replace(
+            autoscale, prometheus_url=args.prometheus_url.strip(),
+            interval_s=args.autoscale_interval,
+            templates=replace(autoscale.templates, window=args.promql_window))
+        check_templates(autoscale.templates)
+    except SettingsError as err:
+        print(f"wattserve operator: --promql-window: {err}", file=sys.stderr)
         return 2
     config = OperatorConfig(
         namespaces=tuple(dict.fromkeys(args.namespace)),
@@ -71,6 +95,7 @@ def run(argv: list[str]) -> int:
         verbose=args.verbose,
         identity=make_identity(),
         render=defaults["render"],  # type: ignore[arg-type]
+        autoscale=autoscale,
     )
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from wattserve.controller.autoscaling import AutoscaleSettings
+from wattserve.controller.autoscaling import settings_from_env as autoscale_from_env
 from wattserve.render import RenderSettings, SettingsError, settings_from_env
 
 ENV_METRICS_PORT = "WATTSERVE_METRICS_PORT"
@@ -34,6 +36,7 @@ class OperatorConfig:
     verbose: bool = False
     identity: str = ""
     render: RenderSettings = field(default_factory=RenderSettings)
+    autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
 
     @property
     def clusterwide(self) -> bool:
@@ -65,6 +68,7 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "peering_name": env.get(ENV_PEERING, "").strip() or "wattserve",
         "priority": int(_number(env, ENV_PRIORITY, 0, -(2**31))),
         "render": settings_from_env(env),
+        "autoscale": autoscale_from_env(env),
     }
 
 

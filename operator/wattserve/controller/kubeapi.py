@@ -123,10 +123,16 @@ class KubeApi:
         return await self.request("PATCH", path, body=obj, content_type=APPLY, verb="apply",
                                   params={"fieldManager": FIELD_MANAGER, "force": "true"})
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Any:
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any],
+                           resource_version: str | None = None) -> Any:
+        """Merge patch of ``status``; with ``resource_version``, a 409 if the object changed
+        since (optimistic concurrency)."""
         path = resource_path("wattserve.dev/v1alpha1", "modeldeployments", namespace, name,
                              "status")
-        return await self.request("PATCH", path, body={"status": patch}, content_type=MERGE,
+        body: dict[str, Any] = {"status": patch}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self.request("PATCH", path, body=body, content_type=MERGE,
                                   verb="patch", params={"fieldManager": FIELD_MANAGER})
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:

@@ -19,10 +19,11 @@ PLACEMENTS_TOTAL = Counter(contract.OP_PLACEMENTS_TOTAL.removesuffix("_total"),
                            "New placement decisions by pool and engine", ["pool", "engine"])
 DESIRED_REPLICAS = Gauge(contract.OP_DESIRED_REPLICAS,
                          "Desired serving replicas per ModelDeployment",
-                         ["namespace", "model_deployment"])
+                         ["namespace", "model_deployment", "pool"])
 PREDICTED_P95 = Gauge(contract.OP_PREDICTED_P95_SECONDS,
-                      "Predicted p95 latency of the chosen placement",
-                      ["namespace", "model_deployment"])
+                      "Predicted p95 latency: the autoscaler's at the desired replicas and "
+                      "the observed load, else the placement plan's",
+                      ["namespace", "model_deployment", "pool"])
 API_ERRORS = Counter(contract.OP_API_ERRORS_TOTAL.removesuffix("_total"),
                      "Kubernetes API errors by verb and HTTP status", ["verb", "code"])
 
@@ -31,8 +32,47 @@ API_REQUESTS = Counter("wattserve_operator_api_requests",
                        ["verb"])
 
 
+# The pool label each ModelDeployment's series carry now, and the ModelDeployments whose
+# predicted p95 comes from the autoscaler (the reconcile then leaves it alone).
+_POOLS: dict[tuple[str, str], str] = {}
+AUTOSCALED: set[tuple[str, str]] = set()
+
+
+def _relabel(namespace: str, name: str, pool: str) -> None:
+    old = _POOLS.get((namespace, name))
+    if old is not None and old != pool:
+        for gauge in (DESIRED_REPLICAS, PREDICTED_P95):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name, old)
+    _POOLS[(namespace, name)] = pool
+
+
+def set_planned(namespace: str, name: str, pool: str, desired: int | None,
+                predicted_p95_s: float | None) -> None:
+    """From the reconcile: desired replicas and the plan's predicted p95."""
+    _relabel(namespace, name, pool)
+    if desired is not None:
+        DESIRED_REPLICAS.labels(namespace, name, pool).set(desired)
+    if predicted_p95_s is not None and (namespace, name) not in AUTOSCALED:
+        PREDICTED_P95.labels(namespace, name, pool).set(predicted_p95_s)
+
+
+def set_autoscaled(namespace: str, name: str, pool: str, desired: int,
+                   predicted_p95_s: float | None) -> None:
+    """From the autoscaler: its desired replicas and predicted p95 at that count."""
+    _relabel(namespace, name, pool)
+    DESIRED_REPLICAS.labels(namespace, name, pool).set(desired)
+    if predicted_p95_s is not None:
+        AUTOSCALED.add((namespace, name))
+        PREDICTED_P95.labels(namespace, name, pool).set(predicted_p95_s)
+
+
 def forget(namespace: str, name: str) -> None:
-    """Drop the per-ModelDeployment series of a deleted ModelDeployment."""
+    """Drop the per-ModelDeployment series of a deleted (or unplaced) ModelDeployment."""
+    pool = _POOLS.pop((namespace, name), None)
+    AUTOSCALED.discard((namespace, name))
+    if pool is None:
+        return
     for gauge in (DESIRED_REPLICAS, PREDICTED_P95):
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, name)
+            gauge.remove(namespace, name, pool)

@@ -228,11 +228,10 @@ class Reconciler:
             self.mds[key] = slim(live)
 
     def _record_metrics(self, key: Key, outcome: Outcome) -> None:
-        if outcome.desired_replicas is not None:
-            metrics.DESIRED_REPLICAS.labels(*key).set(outcome.desired_replicas)
         chosen = outcome.plan.chosen if outcome.plan else None
         if chosen is not None:
-            metrics.PREDICTED_P95.labels(*key).set(chosen.predicted_p95_ms / 1000)
+            metrics.set_planned(*key, chosen.pool, outcome.desired_replicas,
+                                chosen.predicted_p95_ms / 1000)
         else:
             metrics.forget(*key)
 

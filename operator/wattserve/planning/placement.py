@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from wattserve.api.types import Budget, EngineChoice, ModelDeployment, Objective, ServingPool
@@ -178,26 +178,41 @@ def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
         ttft_p95_s=None if spec.slo.ttft_p95_ms is None else spec.slo.ttft_p95_ms / 1000,
         max_utilization=spec.scaling.target_utilization_percent / 100,
     )
-    best: Candidate | None = None
-    closest: tuple[int, Candidate] | None = None  # the infeasible shape that got furthest
+    best: dict[str, Any] | None = None
+    best_score: tuple[float, ...] = ()
+    closest: tuple[int, dict[str, Any]] | None = None  # the infeasible shape that got furthest
     for engine in engines:
         for shape in shapes_for(spec.model, pool, engine, prompt + output):
-            stage, cand = _evaluate_shape(md, shape, base, targets, prompt, output)
-            if not cand.feasible:
+            stage, fields = _evaluate_shape(md, shape, base, targets, prompt, output)
+            if not fields["feasible"]:
                 if closest is None or stage > closest[0]:
-                    closest = (stage, cand)
+                    closest = (stage, fields)
                 continue
-            if best is None or cand.score(spec.objective) < best.score(spec.objective):
-                best = cand
-            if cand.replicas <= max(1, spec.scaling.min_replicas):
+            score = _score(fields, spec.objective)
+            if best is None or score < best_score:
+                best, best_score = fields, score
+            if fields["replicas"] <= max(1, spec.scaling.min_replicas):
                 break  # a bigger shape only costs more per replica and saves none
     if best is not None:
-        return best
+        return Candidate(**best)
     assert closest is not None
-    stage, cand = closest
-    if stage == _MEETS_SLO and cand.performance is not None:  # explained only when shown
-        cand = replace(cand, reason=_slo_miss(cand.performance, prompt, output, targets))
-    return cand
+    stage, fields = closest
+    perf = fields.get("performance")
+    if stage == _MEETS_SLO and perf is not None:  # explained only when shown
+        fields["reason"] = _slo_miss(perf, prompt, output, targets)
+    return Candidate(**fields)
+
+
+def _score(fields: dict[str, Any], objective: Objective) -> tuple[float, ...]:
+    """Candidate.score on the not-yet-built candidate's fields."""
+    cost = fields["usd_per_million_tokens"]
+    energy = fields["joules_per_token"]
+    carbon = fields["grams_co2_per_million_tokens"]
+    if objective is Objective.ENERGY:
+        return (energy, cost, carbon)
+    if objective is Objective.CARBON:
+        return (carbon, cost, energy)
+    return (cost, energy, carbon)
 
 
 # How far an infeasible shape got: the furthest one explains the pool best.
@@ -205,7 +220,8 @@ _FITS, _MEETS_SLO, _REPLICAS, _NODES, _BUDGET = range(5)
 
 
 def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], targets: Targets,
-                    prompt: int, output: int) -> tuple[int, Candidate]:
+                    prompt: int, output: int) -> tuple[int, dict[str, Any]]:
+    """How far the shape got (a stage) and the fields of its candidate."""
     spec = md.spec
     perf = shape.performance
     fields: dict[str, Any] = base | {
@@ -255,8 +271,9 @@ def _with_reason(cand: Candidate, reason: str) -> Candidate:
     return Candidate(**(vars(cand) | {"reason": reason}))
 
 
-def _make(fields: dict[str, Any], **extra: Any) -> Candidate:
-    return Candidate(**(fields | extra))
+def _make(fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    fields.update(extra)
+    return fields
 
 
 def _slo_miss(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> str:
