@@ -179,6 +179,7 @@ async def _with_watch(coro: Any, stack: Stack) -> Any:
 
 def test_prometheus_down_holds_replicas_and_says_why(stack: Stack) -> None:
     before = _replicas(stack, SMOL)
+    earlier = len(_metrics_warnings(stack))  # e.g. the outage before the first scrape
     port = stack.stop_prometheus()
     status = wait_until(
         lambda: (s := md_status(stack.kube, stack.namespace, SMOL))
@@ -187,14 +188,20 @@ def test_prometheus_down_holds_replicas_and_says_why(stack: Stack) -> None:
     assert condition(status, "Scaled")["status"] == "Unknown"
     time.sleep(3 * stack.autoscale_interval)  # several ticks without metrics
     assert _replicas(stack, SMOL) == before
-    warnings = [e for e in stack.kube.get("events", "-n", stack.namespace)["items"]
-                if e["involvedObject"]["name"] == SMOL and e["type"] == "Warning"
-                and e.get("reason") == "MetricsUnavailable"]
-    assert len(warnings) == 1 and warnings[0].get("count", 1) == 1, warnings
+    warnings = _metrics_warnings(stack)
+    assert len(warnings) == earlier + 1, warnings  # one event for this outage, not one a tick
+    assert warnings[-1].get("count", 1) == 1, warnings
     stack.start_prometheus(port=port)
     wait_until(lambda: condition(md_status(stack.kube, stack.namespace, SMOL),
                                  "Scaled").get("reason") != "MetricsUnavailable",
                90, "metrics to come back")
+
+
+def _metrics_warnings(stack: Stack) -> list[dict[str, Any]]:
+    events = [e for e in stack.kube.get("events", "-n", stack.namespace)["items"]
+              if e["involvedObject"]["name"] == SMOL and e["type"] == "Warning"
+              and e.get("reason") == "MetricsUnavailable"]
+    return sorted(events, key=lambda e: e.get("firstTimestamp") or "")
 
 
 def test_operator_killed_and_restarted_converges_without_duplicates(stack: Stack) -> None:
