@@ -118,6 +118,13 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
         cpu_request = max(1, int(spec.node.cpu * share * 0.8))
         memory_request = max(4, min(int(spec.node.memory_gib * share * 0.8),
                                     math.ceil(fit.weights_gib * 1.2 + 4)))
+        if not fit.fits:
+            yield Shape(pool=pool, engine=engine, threads=cpu_request, tensor_parallel=tp,
+                        memory=fit, cpu_request=cpu_request, memory_request_gib=memory_request,
+                        replicas_per_node=acc.count // tp, performance=None,
+                        problem=(f"needs {fit.needed_gib:.1f} GiB on {tp} × {acc.type} "
+                                 f"({fit.capacity_gib:.1f} GiB usable)"))
+            continue
         peak = acc.peak_tflops * 1e12 * tp * speedup * tp_eff
         perf = ReplicaPerformance(
             engine=engine,
@@ -135,13 +142,9 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
             usd_per_hour=spec.usd_per_node_hour * share,
             grams_co2_per_kwh=spec.grams_co2_per_kwh,
         )
-        problem = None
-        if not fit.fits:
-            problem = (f"needs {fit.needed_gib:.1f} GiB on {tp} × {acc.type} "
-                       f"({fit.capacity_gib:.1f} GiB usable)")
         yield Shape(pool=pool, engine=engine, threads=cpu_request, tensor_parallel=tp,
                     memory=fit, cpu_request=cpu_request, memory_request_gib=memory_request,
-                    replicas_per_node=acc.count // tp, performance=perf, problem=problem)
+                    replicas_per_node=acc.count // tp, performance=perf)
 
 
 def served_tokens(task: Task, prompt_tokens: int, output_tokens: int) -> tuple[int, int]:
