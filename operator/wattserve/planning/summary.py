@@ -21,6 +21,19 @@ def decimal_string(value: float, digits: int = 4) -> str:
     return text
 
 
+def _figures(cand: Candidate) -> dict[str, Any]:
+    """The predicted figures of a placed candidate, decimals as strings."""
+    return {
+        "replicas": cand.replicas,
+        "predictedP95Ms": decimal_string(cand.predicted_p95_ms),
+        "tokensPerSecondPerReplica": decimal_string(cand.tokens_per_second_per_replica),
+        "usdPerHour": decimal_string(cand.usd_per_hour),
+        "usdPerMillionTokens": decimal_string(cand.usd_per_million_tokens),
+        "joulesPerToken": decimal_string(cand.joules_per_token),
+        "gramsCO2PerMillionTokens": decimal_string(cand.grams_co2_per_million_tokens),
+    }
+
+
 def candidate_summary(cand: Candidate) -> dict[str, Any]:
     out: dict[str, Any] = {
         "pool": cand.pool,
@@ -30,15 +43,7 @@ def candidate_summary(cand: Candidate) -> dict[str, Any]:
         "reason": cand.reason,
     }
     if cand.replicas:
-        out.update(
-            replicas=cand.replicas,
-            predictedP95Ms=decimal_string(cand.predicted_p95_ms),
-            tokensPerSecondPerReplica=decimal_string(cand.tokens_per_second_per_replica),
-            usdPerHour=decimal_string(cand.usd_per_hour),
-            usdPerMillionTokens=decimal_string(cand.usd_per_million_tokens),
-            joulesPerToken=decimal_string(cand.joules_per_token),
-            gramsCO2PerMillionTokens=decimal_string(cand.grams_co2_per_million_tokens),
-        )
+        out.update(_figures(cand))
     return out
 
 
@@ -54,18 +59,12 @@ def placement_summary(plan: Plan) -> dict[str, Any]:
             tensorParallel=chosen.tensor_parallel,
             threads=chosen.threads,
             replicasPerNode=chosen.replicas_per_node,
-            replicas=chosen.replicas,
             nodes=chosen.nodes,
             cpuRequest=chosen.cpu_request,
             memoryRequestGiB=chosen.memory_request_gib,
-            predictedP95Ms=decimal_string(chosen.predicted_p95_ms),
             predictedTTFTP95Ms=decimal_string(chosen.predicted_ttft_p95_ms),
-            tokensPerSecondPerReplica=decimal_string(chosen.tokens_per_second_per_replica),
             capacityRPSPerReplica=decimal_string(chosen.capacity_rps_per_replica),
-            usdPerHour=decimal_string(chosen.usd_per_hour),
-            usdPerMillionTokens=decimal_string(chosen.usd_per_million_tokens),
-            joulesPerToken=decimal_string(chosen.joules_per_token),
-            gramsCO2PerMillionTokens=decimal_string(chosen.grams_co2_per_million_tokens),
+            **_figures(chosen),
         )
     out["candidates"] = [candidate_summary(cand) for cand in plan.candidates]
     return out
