@@ -165,7 +165,22 @@ class Stack:
     notes: list[str] = field(default_factory=list)
 
     # -- chart --------------------------------------------------------------------------
+    def adopt_existing_pools(self) -> None:
+        """ServingPools of the chart's names made earlier by hand (other tests of the same
+        session, or a user) are handed to the Helm release instead of blocking the install."""
+        names = [p["name"] for p in yaml.safe_load(POOL_VALUES.read_text())["servingPools"]]
+        existing = {i["metadata"]["name"] for i in self.kube.get("servingpools")["items"]}
+        for name in sorted(existing & set(names)):
+            self.kube.kubectl("label", "--overwrite", "servingpool", name,
+                              "app.kubernetes.io/managed-by=Helm")
+            self.kube.kubectl("annotate", "--overwrite", "servingpool", name,
+                              f"meta.helm.sh/release-name={RELEASE}",
+                              f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}")
+
     def install_chart(self) -> None:
+        crd = self.kube.kubectl("get", "crd", "servingpools.wattserve.dev", check=False)
+        if crd.returncode == 0:
+            self.adopt_existing_pools()
         self.kube.helm("upgrade", "--install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
                        "--create-namespace", "-f", str(POOL_VALUES),
                        "--set", "operator.replicas=0", "--wait", "--timeout", "120s",
