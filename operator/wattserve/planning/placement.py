@@ -181,9 +181,16 @@ def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
     best: dict[str, Any] | None = None
     best_score: tuple[float, ...] = ()
     closest: tuple[int, dict[str, Any]] | None = None  # the infeasible shape that got furthest
+    by_cost = spec.objective in (Objective.COST, Objective.BALANCED)
     for engine in engines:
         for shape in shapes_for(spec.model, pool, engine, prompt + output):
-            stage, fields = _evaluate_shape(md, shape, base, targets, prompt, output)
+            cost_to_beat = best["usd_per_hour"] if by_cost and best is not None else None
+            stage, fields = _evaluate_shape(md, shape, base, targets, prompt, output,
+                                            cost_to_beat)
+            if stage == _OUTBID:
+                if fields["replicas"] <= max(1, spec.scaling.min_replicas):
+                    break
+                continue
             if not fields["feasible"]:
                 if closest is None or stage > closest[0]:
                     closest = (stage, fields)
@@ -217,11 +224,15 @@ def _score(fields: dict[str, Any], objective: Objective) -> tuple[float, ...]:
 
 # How far an infeasible shape got: the furthest one explains the pool best.
 _FITS, _MEETS_SLO, _REPLICAS, _NODES, _BUDGET = range(5)
+_OUTBID = -1  # feasible or not, it already costs more than a shape found before
 
 
 def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], targets: Targets,
-                    prompt: int, output: int) -> tuple[int, dict[str, Any]]:
-    """How far the shape got (a stage) and the fields of its candidate."""
+                    prompt: int, output: int,
+                    cost_to_beat: float | None = None) -> tuple[int, dict[str, Any]]:
+    """How far the shape got (a stage) and the fields of its candidate. With
+    ``cost_to_beat`` ($/hour of the pool's best shape so far, when ranking by cost) a
+    shape that already costs more is dropped before its energy is modelled (_OUTBID)."""
     spec = md.spec
     perf = shape.performance
     fields: dict[str, Any] = base | {
@@ -244,6 +255,8 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
         need = math.ceil(rate / capacity)
         return _REPLICAS, _make(fields, reason=f"needs {need} replicas for {rate:g} req/s, "
                                                f"above maxReplicas {spec.scaling.max_replicas}")
+    if cost_to_beat is not None and replicas * perf.usd_per_hour > cost_to_beat * (1 + 1e-9):
+        return _OUTBID, _make(fields, replicas=replicas)
     econ = economics(perf, replicas, rate, prompt, output)
     nodes = math.ceil(replicas / max(1, shape.replicas_per_node))
     per_replica_tps = (perf.aggregate_tps_max if perf.max_concurrency > 1
