@@ -183,6 +183,14 @@ def test_slo_tighter_than_an_idle_replica_is_reported_as_unreachable() -> None:
     assert d.desired_replicas < 20  # does not scale to the limit for nothing
 
 
+def test_an_idle_floor_inside_the_slo_but_inside_the_margin_is_no_conflict() -> None:
+    # an idle replica's predicted p95 is 2.2 s: under the 2.5 s SLO, but not under the SLO
+    # less the safety margin (1.75 s)
+    spec = replace(SPEC, slo_p95_ms=2500)
+    d, _ = step(spec, ScalerState(replicas=2), load(0.1), 0.0)
+    assert not d.conflict and d.reason != Reason.UNREACHABLE.value
+
+
 def test_online_calibration_learns_slower_replicas_from_littles_law() -> None:
     # Replicas are twice as slow as seeded: 1 req/s keeps 2.2 sequences in service.
     state = ScalerState(replicas=4)

@@ -86,7 +86,10 @@ def decide(
     # SLO sits within the tolerance of it, replicas buy (almost) nothing: aim for the
     # floor plus the tolerance instead, and report a conflict if the floor misses the SLO.
     floor = pred(1, 0.0)
-    unreachable = floor.p95_s > lat_thr or (ttft_thr is not None and floor.ttft_p95_s > ttft_thr)
+    # A conflict only when the idle floor misses the SLO itself; missing the safety margin
+    # alone just means aiming at the floor (below).
+    ttft_slo = None if spec.slo_ttft_p95_ms is None else spec.slo_ttft_p95_ms / 1000.0
+    unreachable = floor.p95_s > slo_s or (ttft_slo is not None and floor.ttft_p95_s > ttft_slo)
     lat_down = max(lat_thr * (1.0 - spec.tolerance), floor.p95_s * (1.0 + spec.tolerance / 2))
     lat_thr = max(lat_thr, floor.p95_s * (1.0 + spec.tolerance))
     ttft_down = None
