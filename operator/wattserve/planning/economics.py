@@ -42,18 +42,19 @@ class Targets:
 
 def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> float:
     """The highest per-replica arrival rate that still meets the targets (0 if none)."""
-    tiny = 1e-6
-    if not targets.met_at(perf, tiny, prompt, output):
-        return 0.0
     if perf.max_concurrency <= 1:
         return _serial_capacity(perf, prompt, output, targets)
     # Utilisation alone caps the rate at ρ = target (closed form); the SLO may cap it lower.
+    # Latency only grows with the rate: if the cap meets the SLO, so does every lower rate.
     a = prompt / perf.prefill_tps
     target = targets.max_utilization * 0.999999
     agg = perf.aggregate_tps_max
     high = target * agg / (output + target * agg * a) if output > 0 else target / a
     if targets.met_at(perf, high, prompt, output):
         return high
+    tiny = 1e-6
+    if not targets.met_at(perf, tiny, prompt, output):
+        return 0.0
     low = tiny
     for _ in range(40):
         mid = (low + high) / 2
@@ -78,6 +79,8 @@ def _serial_capacity(perf: ReplicaPerformance, prompt: int, output: int,
         if bound is None:
             continue
         x = (bound - c.SERVICE_P95_OVER_MEAN * fixed) / wait_unit
+        if x <= 0:
+            return 0.0  # even an unloaded replica misses this bound
         limits.append(x / (1.0 + x) * 0.999999)
     return max(0.0, min(limits)) / service
 
@@ -100,6 +103,8 @@ def replicas_needed(perf: ReplicaPerformance, rate: float, prompt: int, output: 
     if capacity <= 0:
         return None
     start = max(floor, 1, math.ceil(rate / capacity - 1e-9))
+    if perf.max_concurrency <= 1:  # the serial capacity is exact (closed form)
+        return start if start <= limit else None
     for replicas in range(start, min(limit, start + 3) + 1):
         if targets.met_at(perf, rate / replicas, prompt, output):
             return replicas
