@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from e2e.harness.loadgen import LONG_PROMPT, run_load
 from e2e.harness.stack import REPO, Stack, condition, md_status, wait_until
 
 MODELS = sorted(glob.glob(str(REPO / "examples" / "models" / "*.yaml")))
+# On kind (e2e/kind/README.md) GPU pods are placed but never start, and one small worker per
+# pool holds fewer replicas than planned: those steps check placement, not readiness.
+KIND = os.environ.get("WATTSERVE_E2E_PROVIDER", "local") == "kind"
 SMOL = "smollm2-135m"
 TIMINGS: dict[str, float] = {}
 
@@ -78,13 +82,18 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
             90, f"{md.name} Placed")
         assert status["placement"]["pool"] == expected.pool, md.name
         assert status["placement"]["engine"] == expected.engine
-        wait_until(lambda md=md: condition(md_status(stack.kube, stack.namespace, md.name),
-                                           "Ready").get("status") == "True",
-                   120, f"{md.name} Ready")
+        if not KIND or md.name == SMOL:
+            wait_until(lambda md=md: condition(md_status(stack.kube, stack.namespace, md.name),
+                                               "Ready").get("status") == "True",
+                       600 if KIND else 120, f"{md.name} Ready")
         if md.name == SMOL:
             TIMINGS["apply_to_ready_smollm2_s"] = time.monotonic() - started
         pods = _pods(stack, md.name)
         assert pods, md.name
+        if KIND:  # only the pods that fit on the single small worker are bound
+            pods = wait_until(lambda md=md: [p for p in _pods(stack, md.name)
+                                             if p["spec"].get("nodeName")],
+                              120, f"a {md.name} pod bound to a node")
         for pod in pods:
             node = pod["spec"].get("nodeName")
             assert node and _node_pool(stack, node) == expected.pool, (md.name, node)
@@ -146,7 +155,8 @@ def test_load_step_scales_up_and_back_down(stack: Stack) -> None:
     TIMINGS["scale_up_reaction_s"] = TIMINGS["first_scale_up_at"] - start
     # new replicas are real pods placed by the scheduler on the CPU pool
     wait_until(lambda: sum(1 for p in _pods(stack, SMOL)
-                           if p["spec"].get("nodeName")) >= 2, 60, "scaled pods scheduled")
+                           if p["spec"].get("nodeName")) >= (1 if KIND else 2), 60,
+               "scaled pods scheduled")
     for pod in _pods(stack, SMOL):
         if pod["spec"].get("nodeName"):
             assert _node_pool(stack, pod["spec"]["nodeName"]) == "cpu-general"
