@@ -13,28 +13,20 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     top-level key absent from ``new`` is left alone (someone else owns it, e.g. the
     autoscaler's ``status.scaler``). Lists are replaced whole.
     """
-    out: dict[str, Any] = {}
+    return _diff(old, new, remove_missing=False)
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], *,
+          remove_missing: bool) -> dict[str, Any]:
+    """Keys of ``new`` that differ from ``old``; below the top, keys gone from ``new`` are
+    removed (null)."""
+    out: dict[str, Any] = {key: None for key in old if key not in new} if remove_missing else {}
     for key, value in new.items():
         before = old.get(key)
         if value is None and before is None:
             continue
         if isinstance(value, Mapping) and isinstance(before, Mapping):
-            sub = _replace(before, value)
-            if sub:
-                out[key] = sub
-        elif value != before or key not in old:
-            out[key] = value
-    return out
-
-
-def _replace(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if value is None and before is None:
-            continue
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            sub = _replace(before, value)
+            sub = _diff(before, value, remove_missing=True)
             if sub:
                 out[key] = sub
         elif value != before or key not in old:
