@@ -65,7 +65,7 @@ SCALE_DOWN_DELAY_S = 10
 def _serve_binary() -> str:
     found = shutil.which("wattserve-serve")
     if found is None:
-        pytest.skip("wattserve-serve is not installed (pip install -e .[serving])")
+        pytest.fail("wattserve-serve is not installed: bash serving/install-deps.sh", pytrace=False)
     return found
 
 
@@ -109,7 +109,7 @@ def serving_fixture(namespace: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(name="prometheus")
 def prometheus_fixture(serving: str, tmp_path: Path) -> Iterator[LocalPrometheus]:
     if not Path(shutil.which("prometheus") or "/usr/bin/prometheus").exists():
-        pytest.skip("no prometheus binary (apt-get install prometheus)")
+        pytest.fail("no prometheus binary: apt-get install prometheus", pytrace=False)
     prom = LocalPrometheus(tmp_path / "prometheus", scrape_interval=1.0)
     prom.start()
     try:

@@ -135,7 +135,7 @@ def test_service_account_tokens_authenticate(
 
 def test_helm_installs_a_chart(kube_cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     if kube_cluster.helm is None:
-        pytest.skip("helm binary not available")
+        pytest.fail("helm binary not available: wattserve dev-cluster build", pytrace=False)
     chart = tmp_path / "tiny"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text(
