@@ -3,10 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 export WATTSERVE_CACHE ?= $(HOME)/.cache/wattserve
 
-.PHONY: help install install-serving binaries lint typecheck test test-unit test-integration plan demo demo-down bench
+.PHONY: help setup install install-serving binaries lint typecheck test test-unit test-integration plan demo demo-down bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+
+setup:  ## install everything the tests and the demo need (idempotent, cached; seconds when done)
+	bash scripts/setup.sh
 
 install:  ## install wattserve (editable) with the test tools
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev,sim]'
@@ -18,8 +21,8 @@ binaries: install  ## build the local control plane's binaries from Go modules (
 	wattserve dev-cluster build
 
 lint:  ## ruff over everything, mypy --strict over the pure core
-	ruff check .
-	MYPYPATH=operator mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.simulate -p wattserve.controller
+	$(PYTHON) -m ruff check .
+	MYPYPATH=operator $(PYTHON) -m mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.simulate -p wattserve.controller
 
 typecheck: lint
 
@@ -29,8 +32,15 @@ test-unit:  ## fast, pure tests
 test-integration:  ## tests against a real API server (the dev cluster, or $$KUBECONFIG)
 	$(PYTHON) -m pytest tests/integration -q -m integration
 
-test: lint  ## everything CI runs: lint, types, unit, serving, chart, integration and e2e tests
+test: setup  ## set up, then everything CI runs: lint, types, unit, serving, chart, integration, e2e
+	$(MAKE) --no-print-directory lint
 	$(PYTHON) -m pytest -q
+
+demo: setup  ## set up, then the whole loop on this machine as a story (WATTSERVE_DEMO_QUICK=1: short load)
+	$(PYTHON) -m e2e.demo up
+
+demo-down:  ## stop what `make demo` left running and remove its cluster
+	$(PYTHON) -m e2e.demo down
 
 plan: install  ## place the example models on the example pools
 	wattserve plan --pools examples/pools.yaml $(addprefix -f ,$(wildcard examples/models/*.yaml))

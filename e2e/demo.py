@@ -30,6 +30,11 @@ STATE = Path(os.environ.get("WATTSERVE_DEMO_STATE",
                             Path.home() / ".local" / "state" / "wattserve" / "demo"))
 NAMESPACE = "demo"
 START = time.monotonic()
+# WATTSERVE_DEMO_QUICK=1 (CI): a shorter load and scale-down watch; the story and the closing
+# report are the same.
+QUICK = os.environ.get("WATTSERVE_DEMO_QUICK", "") not in ("", "0")
+LOAD_S = 25 if QUICK else 45
+WATCH_S = 40 if QUICK else 60
 
 
 def say(message: str) -> None:
@@ -156,11 +161,11 @@ def up() -> int:
     kube.kubectl("patch", "md", "smollm2-135m", "-n", NAMESPACE, "--type=merge", "-p",
                  '{"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 4, '
                  '"scaleDownDelaySeconds": 20}}}')
-    say("driving 45 s of load at 3 req/s of 64-token answers against the real SmolLM2 "
+    say(f"driving {LOAD_S} s of load at 3 req/s of 64-token answers against the real SmolLM2 "
         "(about 3x what its one thread decodes)")
     asyncio.run(_load_with_progress(stack, kube))
-    say("load stopped; watching the scale-down for up to 60 s")
-    _watch(kube, 60)
+    say(f"load stopped; watching the scale-down for up to {WATCH_S} s")
+    _watch(kube, WATCH_S)
     print("\nCost, energy and carbon at the planned load:\n" + _versus_gpu(kube))
     print(f"\nStill running: `KUBECONFIG={kube.kubeconfig} {kube.bin_dir}/kubectl get md -n "
           f"{NAMESPACE}`; OpenAI API at {stack.serving_url}/v1; `make demo-down` cleans up.")
@@ -170,7 +175,7 @@ def up() -> int:
 
 async def _load_with_progress(stack: Stack, kube: Kube) -> None:
     task = asyncio.ensure_future(run_load(stack.serving_url, "smollm2-135m-instruct", rate=3.0,
-                                          duration_s=45, max_tokens=64, prompt=LONG_PROMPT,
+                                          duration_s=LOAD_S, max_tokens=64, prompt=LONG_PROMPT,
                                           max_in_flight=16, max_requests=300))
     while not task.done():
         await asyncio.to_thread(_line, kube)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint the kind e2e scripts and the GitHub Actions workflows:
-#   - ShellCheck over e2e/kind/*.sh, serving/*.sh, charts/*.sh and .ci/run
+#   - ShellCheck over e2e/kind/*.sh, serving/*.sh, charts/*.sh, scripts/ and .ci/run
 #   - actionlint over .github/workflows/*.yml (with ShellCheck over their `run:` steps)
 #   - hadolint over e2e/kind/Dockerfile.* (serving/lint-dockerfiles.sh covers the others)
 # Installs the tools when missing (idempotent; actionlint is built from the Go module proxy
@@ -58,7 +58,7 @@ ensure_actionlint
 ensure_hadolint
 
 shopt -s nullglob
-scripts=(e2e/kind/*.sh serving/*.sh charts/*.sh .ci/run)
+scripts=(e2e/kind/*.sh serving/*.sh charts/*.sh scripts/*.sh scripts/setup.d/*.sh .ci/run)
 workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
 dockerfiles=(e2e/kind/Dockerfile.*)
 status=0
