@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wattserve.api.types import ModelDeployment, Objective, ServingPool
 from wattserve.planning.capacity import (
@@ -198,3 +198,14 @@ def members_of(mds: Sequence[ModelDeployment], pools: Sequence[ServingPool]) -> 
                           result.reason)
         out.append(Member(md, result))
     return out
+
+
+def fleet_plan(member: Member, got: Assignment) -> Plan:
+    """The member's plan with the fleet's choice and reason (status.placement's source)."""
+    base = member.plan
+    if got.candidate is None:
+        return Plan(base.model_deployment, base.objective, None, base.candidates, got.reason)
+    chosen = replace(got.candidate, reason=got.reason)
+    candidates = tuple(chosen if cand.pool == chosen.pool else cand
+                       for cand in base.candidates)
+    return Plan(base.model_deployment, base.objective, chosen, candidates, got.reason)
