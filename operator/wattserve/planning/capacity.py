@@ -84,12 +84,24 @@ def pool_capacity(pool: ServingPool, nodes: Iterable[Mapping[str, Any]]) -> Pool
     """Capacity from the pool's schedulable nodes, else from ``maxNodes`` × node shape."""
     resource = (pool.spec.accelerator.resource_name if pool.spec.accelerator is not None
                 else None)
-    counted = sorted((node_allocatable(node, resource) for node in nodes
-                      if node_in_pool(node, pool) and schedulable(node)),
-                     key=lambda r: (-r.gpus, -r.cpu, -r.memory_gib))
-    if not counted:
+    members = [node for node in nodes if node_in_pool(node, pool)]
+    if not members:
         return shape_capacity(pool)
+    counted = sorted((node_allocatable(node, resource) for node in members
+                      if schedulable(node)), key=lambda r: (-r.gpus, -r.cpu, -r.memory_gib))
     return PoolCapacity(pool.name, tuple(counted), "nodes", pool.spec.is_gpu)
+
+
+def template_request(workload: Mapping[str, Any], gpu_resource: str | None) -> Resources:
+    """What one pod of a Deployment's template requests (all containers)."""
+    template = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    total = Resources()
+    for container in template.get("containers") or ():
+        requests = (container.get("resources") or {}).get("requests") or {}
+        gpus = int(quantity(requests.get(gpu_resource, "0"))) if gpu_resource else 0
+        total = total + Resources(quantity(requests.get("cpu", "0")),
+                                  quantity(requests.get("memory", "0")) / 2**30, gpus)
+    return total
 
 
 def node_in_pool(node: Mapping[str, Any], pool: ServingPool) -> bool:
@@ -127,6 +139,9 @@ def quantity(value: object) -> float:
     return number * _DECIMAL[suffix] if suffix in _DECIMAL else 0.0
 
 
+Allocation = list[tuple[int, Resources]]  # (node index, resources taken there)
+
+
 class Ledger:
     """Free resources of each node of one pool; replicas are placed first-fit."""
 
@@ -134,39 +149,42 @@ class Ledger:
         self.capacity = capacity
         self.free = list(capacity.nodes)
 
-    def copy(self) -> Ledger:
-        other = Ledger(self.capacity)
-        other.free = list(self.free)
-        return other
-
     def fits(self, request: Resources, replicas: int) -> bool:
         return self._pack(request, replicas) is not None
 
-    def place(self, request: Resources, replicas: int) -> bool:
-        """Reserve ``replicas`` × ``request``; all or nothing."""
+    def place(self, request: Resources, replicas: int) -> Allocation | None:
+        """Reserve ``replicas`` × ``request`` first-fit; all or nothing."""
         packed = self._pack(request, replicas)
         if packed is None:
-            return False
-        self.free = packed
-        return True
+            return None
+        for index, amount in packed:
+            self.free[index] = self.free[index] - amount
+        return packed
 
-    def force(self, request: Resources, replicas: int) -> None:
-        """Reserve what already runs even where it does not fit (it is there)."""
-        if not self.place(request, replicas) and self.free:
-            self.free[0] = self.free[0] - request.times(replicas)
+    def force(self, request: Resources, replicas: int) -> Allocation:
+        """Reserve what already runs, even where it does not fit (it is there)."""
+        placed = self.place(request, replicas)
+        if placed is not None or not self.free:
+            return placed or []
+        allocation: Allocation = [(0, request.times(replicas))]
+        self.free[0] = self.free[0] - request.times(replicas)
+        return allocation
 
-    def _pack(self, request: Resources, replicas: int) -> list[Resources] | None:
-        free = list(self.free)
+    def release(self, allocation: Allocation) -> None:
+        for index, amount in allocation:
+            self.free[index] = self.free[index] + amount
+
+    def _pack(self, request: Resources, replicas: int) -> Allocation | None:
+        packed: Allocation = []
         left = replicas
-        for index, node in enumerate(free):
+        for index, node in enumerate(self.free):
             if left == 0:
                 break
-            per_node = _copies(node, request)
-            take = min(left, per_node)
+            take = min(left, _copies(node, request))
             if take:
-                free[index] = node - request.times(take)
+                packed.append((index, request.times(take)))
                 left -= take
-        return free if left == 0 else None
+        return packed if left == 0 else None
 
     @property
     def used(self) -> Resources:

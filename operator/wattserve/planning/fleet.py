@@ -8,6 +8,10 @@ best pool is full spills to the next feasible pool with room, and its reason say
 ("cpu-general full: 48/48 vCPU committed; gpu-l4 at $2.5/1M tokens"); when no feasible
 pool has room it is not placed (``full``: the operator's ``PoolsFull``).
 
+What already runs (``Member.current_*``) stays counted on its pool until the member's own
+turn, so a newcomer, whatever its priority, only takes free room: placement never evicts
+a running model, and never sends pods to a pool they would wait in (Pending).
+
 Re-balancing with hysteresis: a member that already runs on a pool with room stays there
 unless the better pool saves at least ``Rebalance.min_gain`` of its objective AND it has
 been on its current pool for ``Rebalance.dwell_seconds``; so a model moves back from a
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from wattserve.api.types import ModelDeployment, Objective, ServingPool
 from wattserve.planning.capacity import (
+    Allocation,
     Ledger,
     PoolCapacity,
     Resources,
@@ -49,6 +54,7 @@ class Member:
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
     current_pool: str | None = None  # where its workload runs now
     current_replicas: int = 0  # replicas it runs there (reserved if larger than planned)
+    current_request: Resources | None = None  # what one of its running pods requests
     placed_at: float | None = None  # epoch seconds it landed on current_pool
 
     @property
@@ -68,6 +74,7 @@ class Assignment:
     spilled_from: str | None = None  # the better pool that was full
     request: Resources = field(default_factory=Resources)
     replicas: int = 0
+    recheck_after_s: float | None = None  # stayed for the dwell time: look again then
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,19 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
     for pool in pools:
         caps.setdefault(pool.name, shape_capacity(pool))
     books = ledgers(list(caps.values()))
+    # What runs stays counted until its own turn: placement never evicts a running model.
+    held: dict[Key, tuple[str, Allocation]] = {}
+    for member in members:
+        where = member.current_pool
+        if (where is not None and where in books and member.current_request is not None
+                and member.current_replicas):
+            held[member.key] = (where, books[where].force(member.current_request,
+                                                          member.current_replicas))
     out: dict[Key, Assignment] = {}
     for member in order(members):
+        if member.key in held:
+            where, allocation = held.pop(member.key)
+            books[where].release(allocation)
         out[member.key] = _assign_one(member, by_name, books, now, policy)
     return out
 
@@ -129,6 +147,7 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
                           full=True)
     choice = options[0]
     note = ""
+    recheck: float | None = None
     current = next((opt for opt in options if opt[0].pool == member.current_pool), None)
     if current is not None and current is not choice:
         gain = 1 - _figure(choice[0], objective) / max(_figure(current[0], objective), 1e-300)
@@ -141,6 +160,7 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
             note = (f"staying on {current[0].pool}: {choice[0].pool} saves {gain:.0%}; moves "
                     f"after {policy.dwell_seconds:.0f} s on a pool ({age:.0f} s so far)")
             choice = current
+            recheck = policy.dwell_seconds - age
     cand, request, replicas = choice
     books[cand.pool].place(request, replicas)
     spilled = ranked[0].pool if cand is not ranked[0] and not note else None
@@ -151,7 +171,7 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
     else:
         reason = member.plan.reason
     return Assignment(member.key, cand, reason, spilled_from=spilled, request=request,
-                      replicas=replicas)
+                      replicas=replicas, recheck_after_s=recheck)
 
 
 def _figure(cand: Candidate, objective: Objective) -> float:

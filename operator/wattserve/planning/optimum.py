@@ -52,8 +52,12 @@ def solve(members: Sequence[Member], pools: Sequence[ServingPool],
           objective: Objective = Objective.COST, time_limit_s: float = 30.0) -> Optimum:
     """Minimise the fleet objective exactly (within ``time_limit_s``)."""
     import numpy as np
-    from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import coo_array
+    from scipy.optimize import (  # type: ignore[import-untyped,unused-ignore]
+        Bounds,
+        LinearConstraint,
+        milp,
+    )
+    from scipy.sparse import coo_array  # type: ignore[import-untyped,unused-ignore]
 
     by_name = {pool.name: pool for pool in pools}
     caps = {pool.name: shape_capacity(pool) for pool in pools} | dict(capacities or {})
