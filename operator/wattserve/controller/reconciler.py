@@ -27,7 +27,7 @@ from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
 from wattserve.planning import Plan
-from wattserve.planning.fleet import fleet_plan
+from wattserve.planning.fleet import Rebalance, fleet_plan
 from wattserve.render.meta import label_value
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class Reconciler:
         self.children = ChildCache()
         self.pods = PodCache()
         self.index = PlacementIndex()
-        self.fleet = FleetState()
+        self.fleet = FleetState(Rebalance(config.rebalance_min_gain,
+                                          config.rebalance_dwell_seconds))
         self.queue: WorkQueue[Key] = WorkQueue()
         self.apply_errors: dict[Key, str] = {}
         self.missing_kinds: set[str] = set()
