@@ -163,11 +163,17 @@ class Ledger:
 
     def force(self, request: Resources, replicas: int) -> Allocation:
         """Reserve what already runs, even where it does not fit (it is there)."""
-        placed = self.place(request, replicas)
-        if placed is not None or not self.free:
-            return placed or []
-        allocation: Allocation = [(0, request.times(replicas))]
-        self.free[0] = self.free[0] - request.times(replicas)
+        allocation: Allocation = []
+        left = replicas
+        for index, node in enumerate(self.free):
+            take = min(left, _copies(node, request))
+            if take:
+                allocation.append((index, request.times(take)))
+                left -= take
+        if left and self.free:  # over capacity: the rest is charged to the first node
+            allocation.append((0, request.times(left)))
+        for index, amount in allocation:
+            self.free[index] = self.free[index] - amount
         return allocation
 
     def release(self, allocation: Allocation) -> None:
