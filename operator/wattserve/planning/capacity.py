@@ -148,6 +148,7 @@ class Ledger:
     def __init__(self, capacity: PoolCapacity) -> None:
         self.capacity = capacity
         self.free = list(capacity.nodes)
+        self._free_total = capacity.total  # kept in step with ``free``: a quick reject
 
     def fits(self, request: Resources, replicas: int) -> bool:
         return self._pack(request, replicas) is not None
@@ -157,8 +158,7 @@ class Ledger:
         packed = self._pack(request, replicas)
         if packed is None:
             return None
-        for index, amount in packed:
-            self.free[index] = self.free[index] - amount
+        self._take(packed)
         return packed
 
     def force(self, request: Resources, replicas: int) -> Allocation:
@@ -172,15 +172,22 @@ class Ledger:
                 left -= take
         if left and self.free:  # over capacity: the rest is charged to the first node
             allocation.append((0, request.times(left)))
-        for index, amount in allocation:
-            self.free[index] = self.free[index] - amount
+        self._take(allocation)
         return allocation
 
     def release(self, allocation: Allocation) -> None:
         for index, amount in allocation:
             self.free[index] = self.free[index] + amount
+            self._free_total = self._free_total + amount
+
+    def _take(self, allocation: Allocation) -> None:
+        for index, amount in allocation:
+            self.free[index] = self.free[index] - amount
+            self._free_total = self._free_total - amount
 
     def _pack(self, request: Resources, replicas: int) -> Allocation | None:
+        if not self._free_total.holds(request.times(replicas)):
+            return None
         packed: Allocation = []
         left = replicas
         for index, node in enumerate(self.free):
@@ -194,7 +201,7 @@ class Ledger:
 
     @property
     def used(self) -> Resources:
-        return self.capacity.total - sum(self.free, Resources())
+        return self.capacity.total - self._free_total
 
     def usage(self) -> str:
         """"48/48 vCPU committed" (GPUs on GPU pools), memory too when it binds."""
@@ -212,14 +219,17 @@ class Ledger:
 
 def _copies(node: Resources, request: Resources) -> int:
     """How many copies of ``request`` fit on a node with ``node`` free."""
-    limits = []
+    best = -1
     for have, need in ((node.cpu, request.cpu), (node.memory_gib, request.memory_gib),
-                       (float(node.gpus), float(request.gpus))):
+                       (node.gpus, request.gpus)):
         if need > 0:
-            limits.append(max(0, math.floor(have / need + _EPS)))
+            count = math.floor(have / need + _EPS)
+            if count <= 0:
+                return 0
+            best = count if best < 0 else min(best, count)
         elif have < -_EPS:
-            limits.append(0)
-    return min(limits) if limits else 0
+            return 0
+    return max(best, 0)
 
 
 def ledgers(capacities: Sequence[PoolCapacity]) -> dict[str, Ledger]:
