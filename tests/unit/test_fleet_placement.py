@@ -169,3 +169,18 @@ def test_a_finished_move_goes_back_to_the_rendered_strategy() -> None:
     out = decide_with(doc, member, [member], {("Deployment", "settled"): dep})
     again = next(o for o in out.apply if o["kind"] == "Deployment")
     assert again["spec"]["strategy"] == rendered
+
+
+def test_a_model_that_lost_its_place_but_still_runs_keeps_its_room_counted() -> None:
+    stuck = running_on(smol("a-stuck")[1], "cpu-general")  # first in order, pin fails below
+    md = stuck.md
+    pinned = type(md.spec.placement)(pool="nowhere")
+    spec = type(md.spec)(**{**vars(md.spec), "placement": pinned})
+    lost = Member(type(md)(md.name, md.namespace, spec), plan(type(md)(
+        md.name, md.namespace, spec), POOLS), current_pool="cpu-general",
+        current_replicas=stuck.current_replicas, current_request=stuck.current_request)
+    others = [smol(f"b{i}")[1] for i in range(6)]
+    got = assign([lost, *others], POOLS)
+    assert got[lost.key].candidate is None
+    on_cpu = [m for m in others if got[m.key].candidate.pool == "cpu-general"]  # type: ignore[union-attr]
+    assert len(on_cpu) == 5  # its 2 replicas still hold 8 of the 48 vCPUs

@@ -117,10 +117,14 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
                                                           member.current_replicas))
     out: dict[Key, Assignment] = {}
     for member in order(members):
+        where = None
         if member.key in held:
             where, allocation = held.pop(member.key)
             books[where].release(allocation)
-        out[member.key] = _assign_one(member, by_name, books, now, policy)
+        got = out[member.key] = _assign_one(member, by_name, books, now, policy)
+        if got.candidate is None and where is not None and member.current_request is not None:
+            # not placed, but its workload keeps running where it is: still counted there
+            books[where].force(member.current_request, member.current_replicas)
     return out
 
 
