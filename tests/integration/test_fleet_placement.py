@@ -59,6 +59,15 @@ def fleet_pools_fixture(wattserve_api: Cluster) -> Iterator[tuple[str, str]]:
     nodes = [node_manifest(pool, name) for pool in pools for name in pool.node_names()]
     for node in nodes:
         cluster.apply(node)
+    names = [node["metadata"]["name"] for node in nodes]
+
+    def ready() -> bool:
+        items = cluster.get_json("nodes", *names)["items"]
+        return len(items) == len(names) and all(
+            any(c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions") or ()) for n in items)
+
+    wait_for(ready, timeout=60, what="the test's kwok nodes Ready")
     # $0.005/h per SmolLM2 on the CPU pool, $0.0075/h on the GPU pool: both far below
     # the example pools ($0.40/h on cpu-general), so the fleet stays on these pools.
     cluster.apply(_serving_pool(cpu, "cpu-general", "0.01", max_nodes=10))
