@@ -167,7 +167,7 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
             recheck = policy.dwell_seconds - age
     cand, request, replicas = choice
     books[cand.pool].place(request, replicas)
-    spilled = ranked[0].pool if cand is not ranked[0] and not note else None
+    spilled = ranked[0].pool if cand is not ranked[0] else None
     if note:
         reason = f"{note}; {cand.pool} at {metric_text(objective, cand)}"
     elif spilled is not None:
