@@ -83,3 +83,22 @@ def test_the_fleet_choice_counts_the_pools_nodes_and_queues_those_it_moves() -> 
         "cpu-general full: 16/16 vCPU committed; gpu-l4 at")
     # the others' planned pool differs from the index: they are queued to follow it
     assert _queued(rec) == {("ns", "m1"), ("ns", "m2")}
+
+
+def test_plans_are_reused_until_the_spec_or_the_pools_change() -> None:
+    rec = Reconciler(api=None, config=OperatorConfig())  # type: ignore[arg-type]
+    for doc in example_pool_docs():
+        rec.pool_upsert(doc)
+    pools = sorted(rec.pools.values(), key=lambda p: p.name)
+    body = _md("a", "2026-01-01T00:00:00Z")
+    first = rec.fleet.plan_of(("ns", "a"), body, pools)
+    assert first is not None and rec.fleet.plan_of(("ns", "a"), body, pools) is not None
+    assert rec.fleet.plan_of(("ns", "a"), body, pools)[1] is first[1]  # type: ignore[index]
+    body["metadata"]["generation"] = 2
+    again = rec.fleet.plan_of(("ns", "a"), body, pools)
+    assert again is not None and again[1] is not first[1]
+    rec.fleet.pools_changed()
+    assert rec.fleet.plan_of(("ns", "a"), body, pools)[1] is not again[1]  # type: ignore[index]
+    body["spec"]["slo"] = {"latencyP95Ms": "fast"}
+    body["metadata"]["generation"] = 3
+    assert rec.fleet.plan_of(("ns", "a"), body, pools) is None  # invalid: not in the fleet
