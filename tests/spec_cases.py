@@ -82,4 +82,7 @@ CASES: tuple[Case, ...] = (
          "targetUtilizationPercent"),
     Case("min-zero", {"scaling": {"minReplicas": 0}}, True),
     Case("bad-pin", {"placement": {"pool": "GPU_L4"}}, False, "pool"),
+    Case("priority-bounds", {"priority": -1000}, True),
+    Case("priority-too-high", {"priority": 1001}, False, "priority"),
+    Case("priority-not-a-number", {"priority": "high"}, False, "priority"),
 )

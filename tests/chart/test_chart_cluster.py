@@ -95,6 +95,7 @@ CAN = [
     ("list", "apiextensions.k8s.io", "customresourcedefinitions", ""),
     ("patch", "kopf.dev", "clusterkopfpeerings", ""),
     ("watch", "", "namespaces", ""),
+    ("watch", "", "nodes", ""),
 ]
 CANNOT = [
     ("get", "", "secrets", "team-a"),

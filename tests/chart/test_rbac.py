@@ -17,6 +17,7 @@ REQUIRED: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "nodes"): {"get", "list", "watch"},  # pool capacity (fleet placement)
     ("", "events"): {"create", "patch"},
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "delete"},
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},

@@ -43,7 +43,7 @@ def test_yaml_output_for_several_models(capsys: pytest.CaptureFixture[str]) -> N
     for f in files:
         args += ["-f", f]
     assert main(args) == 0
-    data = yaml.safe_load(capsys.readouterr().out)
+    data = yaml.safe_load(capsys.readouterr().out)["models"]  # several models: a fleet
     assert len(data) == len(files)
     assert all(item["placement"].get("pool") for item in data)
 

@@ -41,6 +41,8 @@ from wattserve.api.types import (
 API_VERSION: Final = "wattserve.dev/v1alpha1"
 SOURCE_PATTERN: Final = r"^(hf|gguf|pvc|s3)://.+"
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+PRIORITY_MIN: Final = -1000
+PRIORITY_MAX: Final = 1000
 _TOP: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 
 
@@ -70,7 +72,7 @@ def parse_model_deployment(obj: object) -> ModelDeployment:
     spec = top.child(
         "spec",
         _keys("model", "slo", "objective", "budget", "expectedLoad", "placement", "scaling",
-              "backend"),
+              "backend", "priority"),
         required=True,
     )
     return ModelDeployment(
@@ -87,6 +89,8 @@ def parse_model_deployment(obj: object) -> ModelDeployment:
             placement=_placement(spec),
             scaling=_scaling(spec),
             backend=spec.enum("backend", Backend, Backend.DEPLOYMENT),
+            priority=spec.int_default("priority", 0, minimum=PRIORITY_MIN,
+                                      maximum=PRIORITY_MAX),
         ),
     )
 

@@ -118,6 +118,7 @@ class ModelDeploymentSpec:
     placement: PlacementPrefs = field(default_factory=PlacementPrefs)
     scaling: Scaling = field(default_factory=Scaling)
     backend: Backend = Backend.DEPLOYMENT
+    priority: int = 0  # who gets a full pool first: higher priority, then older, then name
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,16 @@ import yaml
 
 from wattserve.api import (
     ModelDeployment,
+    Objective,
     ServingPool,
     SpecError,
     load_yaml_documents,
     parse_model_deployment,
     parse_serving_pool,
 )
+from wattserve.cli.plan_fleet import data as fleet_data
+from wattserve.cli.plan_fleet import plan_fleet
+from wattserve.cli.plan_fleet import table as fleet_table
 from wattserve.cli.table import render_table
 from wattserve.planning import Candidate, Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -38,22 +42,43 @@ def build_parser() -> argparse.ArgumentParser:
                     "at the lowest cost, energy or carbon, and explain why.",
     )
     parser.add_argument("-f", "--filename", required=True, action="append",
-                        help="ModelDeployment YAML (repeatable; '-' for stdin)")
+                        help="ModelDeployment YAML or a directory of them (repeatable; '-' for "
+                             "stdin); several models are planned together as a fleet")
     parser.add_argument("--pools", required=True, action="append",
                         help="ServingPool YAML (repeatable)")
     parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    fleet = parser.add_argument_group("fleet (several models)")
+    fleet.add_argument("--fleet-objective", choices=("cost", "energy", "carbon"),
+                       default="cost", help="what the optimum minimises: $/hour, watts or "
+                       "gCO2/hour of the whole fleet (default cost)")
+    fleet.add_argument("--time-limit", type=_positive_seconds, default=30.0,
+                       help="seconds the exact solver may run (default 30)")
+    fleet.add_argument("--no-optimum", action="store_true",
+                       help="skip the exact solve (ILP)")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text!r}")
+    return value
 
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        models = _load(args.filename, "ModelDeployment", parse_model_deployment)
+        models = _load(_expand(args.filename), "ModelDeployment", parse_model_deployment)
         pools = _load(args.pools, "ServingPool", parse_serving_pool)
     except _InputError as exc:
         print(f"wattserve plan: {exc}", file=sys.stderr)
         return 2
     _check_unique(pools)
+    if len(models) > 1:
+        return _run_fleet(args, models, pools)
     plans = [plan(md, pools) for md in models]
     if args.output == "table":
         print("\n\n".join(_table(md, result) for md, result in zip(models, plans, strict=True)))
@@ -69,8 +94,40 @@ def run(argv: list[str]) -> int:
     return 0 if all(result.chosen is not None for result in plans) else 1
 
 
+def _run_fleet(args: argparse.Namespace, models: list[ModelDeployment],
+               pools: list[ServingPool]) -> int:
+    objective = Objective(args.fleet_objective)
+    members, greedy, rows = plan_fleet(models, pools, objective=objective,
+                                       with_optimum=not args.no_optimum,
+                                       time_limit_s=args.time_limit)
+    payload = fleet_data(members, greedy, rows, pools, objective)
+    if args.output == "table":
+        print(fleet_table(payload))
+    elif args.output == "json":
+        print(json.dumps(payload, indent=2))
+    else:
+        print(yaml.safe_dump(payload, sort_keys=False, allow_unicode=True), end="")
+    return 0 if all(got.candidate is not None for got in greedy.values()) else 1
+
+
 class _InputError(Exception):
     pass
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """Directories become their *.yaml / *.yml files, sorted."""
+    out: list[str] = []
+    for path in paths:
+        folder = Path(path)
+        if path != "-" and folder.is_dir():
+            files = sorted(str(p) for p in folder.iterdir()
+                           if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not files:
+                raise _InputError(f"{path}: directory has no .yaml files")
+            out.extend(files)
+        else:
+            out.append(path)
+    return out
 
 
 T = TypeVar("T")

@@ -30,6 +30,14 @@ def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
                         "[WATTSERVE_RESYNC_SECONDS, 300]")
     p.add_argument("--workers", type=int, default=defaults["workers"],
                    help="concurrent reconciles [WATTSERVE_RECONCILE_WORKERS, 16]")
+    p.add_argument("--rebalance-dwell-seconds", type=float, metavar="SECONDS",
+                   default=defaults["rebalance_dwell_seconds"],
+                   help="time a spilled model stays on a pool before it moves back to a "
+                        "better one [WATTSERVE_REBALANCE_DWELL_SECONDS, 300]")
+    p.add_argument("--rebalance-min-gain", type=float, metavar="SHARE",
+                   default=defaults["rebalance_min_gain"],
+                   help="share of its objective a move back must save "
+                        "[WATTSERVE_REBALANCE_MIN_GAIN, 0.10]")
     p.add_argument("--peering", default=defaults["peering_name"], metavar="NAME",
                    help="kopf peering object name [WATTSERVE_PEERING_NAME, wattserve]")
     p.add_argument("--priority", type=int, default=defaults["priority"],
@@ -68,6 +76,10 @@ def run(argv: list[str]) -> int:
             print(f"wattserve operator: --{name.replace('_', '-')}: must be 0..65535, "
                   f"got {port}", file=sys.stderr)
             return 2
+    if args.rebalance_dwell_seconds < 0 or not 0 <= args.rebalance_min_gain < 1:
+        print("wattserve operator: --rebalance-dwell-seconds must be >= 0 and "
+              "--rebalance-min-gain in [0, 1)", file=sys.stderr)
+        return 2
     if args.workers < 1 or args.resync_seconds <= 0 or not args.autoscale_interval > 0:
         print("wattserve operator: --workers, --resync-seconds and --autoscale-interval must "
               "be positive", file=sys.stderr)
@@ -92,6 +104,8 @@ def run(argv: list[str]) -> int:
         resync_seconds=args.resync_seconds,
         full_resync_seconds=float(defaults["full_resync_seconds"]),  # type: ignore[arg-type]
         workers=args.workers,
+        rebalance_dwell_seconds=args.rebalance_dwell_seconds,
+        rebalance_min_gain=args.rebalance_min_gain,
         verbose=args.verbose,
         identity=make_identity(),
         render=defaults["render"],  # type: ignore[arg-type]

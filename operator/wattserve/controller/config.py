@@ -20,6 +20,8 @@ ENV_WORKERS = "WATTSERVE_RECONCILE_WORKERS"
 ENV_PEERING = "WATTSERVE_PEERING_NAME"
 ENV_PRIORITY = "WATTSERVE_PEERING_PRIORITY"
 ENV_POD_NAME = "WATTSERVE_OPERATOR_POD_NAME"
+ENV_REBALANCE_DWELL = "WATTSERVE_REBALANCE_DWELL_SECONDS"
+ENV_REBALANCE_GAIN = "WATTSERVE_REBALANCE_MIN_GAIN"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class OperatorConfig:
     resync_seconds: float = 300.0  # the periodic level-triggered reconcile of every MD
     full_resync_seconds: float = 1800.0  # re-LIST children (deletes missed by a watch gap)
     workers: int = 16
+    rebalance_dwell_seconds: float = 300.0  # time on a pool before a move back to a better one
+    rebalance_min_gain: float = 0.10  # share of the objective a move back must save
     verbose: bool = False
     identity: str = ""
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -65,6 +69,8 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "resync_seconds": _number(env, ENV_RESYNC, 300.0, 1.0),
         "full_resync_seconds": _number(env, ENV_FULL_RESYNC, 1800.0, 10.0),
         "workers": int(_number(env, ENV_WORKERS, 16, 1)),
+        "rebalance_dwell_seconds": _number(env, ENV_REBALANCE_DWELL, 300.0, 0.0),
+        "rebalance_min_gain": _number(env, ENV_REBALANCE_GAIN, 0.10, 0.0),
         "peering_name": env.get(ENV_PEERING, "").strip() or "wattserve",
         "priority": int(_number(env, ENV_PRIORITY, 0, -(2**31))),
         "render": settings_from_env(env),

@@ -45,6 +45,8 @@ class Observed:
     pods: Sequence[Mapping[str, Any]] = ()
     missing_kinds: frozenset[str] = frozenset()  # child kinds whose CRD is not installed
     apply_error: str | None = None  # the last failure applying this ModelDeployment's children
+    pools_full: bool = False  # the fleet plan found feasible pools, none with room (PoolsFull)
+    spilled_from: str | None = None  # the fleet plan's better pool that was full
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,9 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
     pinned = md.spec.placement.pool
     p = planned if planned is not None else plan(md, obs.pools)
     if p.chosen is None:
-        return _not_placed(obs, failure_reason(p), p.reason, placement_summary(p),
-                           "infeasible", pinned, p, now)
+        reason = "PoolsFull" if obs.pools_full else failure_reason(p)
+        return _not_placed(obs, reason, p.reason, placement_summary(p), "infeasible", pinned,
+                           p, now)
     return _placed(obs, md, p, settings, now)
 
 
@@ -198,7 +201,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                 old_placement,
                                 child_replicas if isinstance(child_replicas, int) else None)
     try:
-        wanted = desired_children(RenderInputs(md, pool, cand, replicas, settings))
+        wanted = [_make_before_break(obj, obs.children.get(("Deployment", md.name)), cand.pool)
+                  for obj in desired_children(RenderInputs(md, pool, cand, replicas, settings))]
     except SpecError as err:
         return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", md.spec.placement.pool, p, now)
@@ -244,7 +248,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         events.append(Event("Normal", "Placed", f"placed on {cand.pool} ({cand.engine}, "
                                                 f"{replicas} replicas): {p.reason}"))
     new_status: dict[str, Any] = {
-        "placement": placement_summary(p),
+        "placement": _with_fleet_fields(placement_summary(p), old_placement, cand.pool,
+                                        obs.spilled_from, now),
         "replicas": {"desired": replicas, "ready": health.ready_replicas},
     }
     current = status.get("current") or {}
@@ -261,6 +266,48 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                    status_patch=patch, events=tuple(events), plan=p, placed_pool=cand.pool,
                    pinned_pool=md.spec.placement.pool, desired_replicas=replicas,
                    ready=health.ready)
+
+
+def _with_fleet_fields(summary: dict[str, Any], old: Mapping[str, Any] | None, pool: str,
+                      spilled_from: str | None, now: str) -> dict[str, Any]:
+    """``placedAt``: when the workload last changed pool (the re-balancing dwell counts
+    from it); ``spilledFrom``: the better pool that was full."""
+    old = old or {}
+    same = old.get("pool") == pool and isinstance(old.get("placedAt"), str)
+    summary["placedAt"] = old["placedAt"] if same else now
+    if spilled_from is not None:
+        summary["spilledFrom"] = spilled_from
+    return summary
+
+
+def _make_before_break(obj: Mapping[str, Any], live: Mapping[str, Any] | None,
+                       pool: str) -> Mapping[str, Any]:
+    """A Deployment moving to another pool rolls over with surge and no unavailability:
+    the new pool's pods start and turn Ready (and join the Service, which selects the
+    model-deployment label only) before an old pod is stopped. The fleet plan counted the
+    new pool's room, so the surge does not wait for GPUs that are not there. The override
+    stays until the rollout is complete."""
+    if obj.get("kind") != "Deployment" or live is None:
+        return obj
+    live_pool = (((live.get("spec") or {}).get("template") or {}).get("metadata")
+                 or {}).get("labels", {}).get("wattserve.dev/pool")
+    live_strategy = (live.get("spec") or {}).get("strategy")
+    if live_pool == pool and (live_strategy != _MOVE_STRATEGY or _rolled_out(live)):
+        return obj
+    return {**obj, "spec": {**obj["spec"], "strategy": _MOVE_STRATEGY}}
+
+
+_MOVE_STRATEGY: Final = {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
+
+
+def _rolled_out(live: Mapping[str, Any]) -> bool:
+    spec, status = live.get("spec") or {}, live.get("status") or {}
+    want = int(spec.get("replicas") or 0)
+    meta = live.get("metadata") or {}
+    return (int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+            and int(status.get("updatedReplicas") or 0) >= want
+            and int(status.get("replicas") or 0) <= want)
 
 
 def selector_value(md_name: str) -> str:

@@ -52,6 +52,13 @@ def register(registry: kopf.OperatorRegistry, rec: Reconciler) -> None:
         else:
             rec.pod_upsert(event["object"])
 
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    async def node_event(event: kopf.RawEvent, **_: Any) -> None:
+        if event["type"] == "DELETED":
+            rec.node_deleted(event["object"])
+        else:
+            rec.node_upsert(event["object"])
+
     @kopf.on.probe(id="reconciler", registry=registry)
     async def reconciler_probe(**_: Any) -> dict[str, Any]:
         return {"active": rec.active, "modelDeployments": len(rec.mds),

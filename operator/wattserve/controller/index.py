@@ -1,8 +1,9 @@
 """Which ModelDeployments a ServingPool change must re-plan (pure, in-memory index).
 
-Affected by a change (create, update or delete) of pool P: the ModelDeployments placed on P
-(their workload runs there), pinned to P (their pin may now work or fail) and those placed
-nowhere (P may be the pool they were waiting for). Everything else is re-planned by the
+Affected by a change (create, update or delete) of pool P, or of its nodes: the
+ModelDeployments placed on P (their workload runs there), pinned to P (their pin may now
+work or fail), spilled from P (P was full; it may have room now) and those placed nowhere
+(P may be the pool they were waiting for). Everything else is re-planned by the
 periodic resync, which re-plans every ModelDeployment.
 """
 
@@ -17,6 +18,8 @@ Key = tuple[str, str]  # (namespace, name)
 class Entry:
     placed: str | None  # pool the workload runs on (or was planned on)
     pinned: str | None  # spec.placement.pool
+    spilled_from: str | None = None  # the better pool that was full
+    planned: str | None = None  # the pool the last decision chose (None: not placed)
 
 
 class PlacementIndex:
@@ -31,13 +34,14 @@ class PlacementIndex:
     def get(self, key: Key) -> Entry | None:
         return self._entries.get(key)
 
-    def record(self, key: Key, placed: str | None, pinned: str | None) -> None:
+    def record(self, key: Key, placed: str | None, pinned: str | None,
+               spilled_from: str | None = None, planned: str | None = None) -> None:
         self.forget(key)
-        entry = Entry(placed, pinned)
+        entry = Entry(placed, pinned, spilled_from, planned)
         self._entries[key] = entry
         if placed is None:
             self._unplaced.add(key)
-        for pool in {placed, pinned} - {None}:
+        for pool in {placed, pinned, spilled_from} - {None}:
             assert pool is not None
             self._by_pool.setdefault(pool, set()).add(key)
 
@@ -46,7 +50,7 @@ class PlacementIndex:
         if entry is None:
             return
         self._unplaced.discard(key)
-        for pool in {entry.placed, entry.pinned} - {None}:
+        for pool in {entry.placed, entry.pinned, entry.spilled_from} - {None}:
             assert pool is not None
             keys = self._by_pool.get(pool)
             if keys is not None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wattserve.api import SpecError, parse_serving_pool
@@ -21,9 +22,12 @@ from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.decide import Observed, Outcome, decide
 from wattserve.controller.events import post, utcnow
+from wattserve.controller.fleetstate import FleetState
 from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
+from wattserve.planning import Plan
+from wattserve.planning.fleet import Rebalance, fleet_plan
 from wattserve.render.meta import label_value
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,14 @@ def _rv(obj: Mapping[str, Any] | None) -> str | None:
     return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
 
 
+@dataclass(frozen=True)
+class FleetChoice:
+    plan: Plan | None = None  # the fleet's plan for this ModelDeployment (None: plan alone)
+    full: bool = False
+    spilled_from: str | None = None
+    recheck_after_s: float | None = None
+
+
 class Reconciler:
     def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
         self.api = api
@@ -48,6 +60,8 @@ class Reconciler:
         self.children = ChildCache()
         self.pods = PodCache()
         self.index = PlacementIndex()
+        self.fleet = FleetState(Rebalance(config.rebalance_min_gain,
+                                          config.rebalance_dwell_seconds))
         self.queue: WorkQueue[Key] = WorkQueue()
         self.apply_errors: dict[Key, str] = {}
         self.missing_kinds: set[str] = set()
@@ -63,13 +77,21 @@ class Reconciler:
         key = key_of(obj)
         old = self.mds.get(key)
         self.mds[key] = slim(obj)
+        if old is None or _generation(old) != _generation(obj) or (
+                (old.get("metadata") or {}).get("deletionTimestamp")
+                != (obj.get("metadata") or {}).get("deletionTimestamp")):
+            self.fleet.invalidate()
         if old is None or _rv(old) != _rv(obj):
             self.queue.add(key)
 
     def md_deleted(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         self.mds.pop(key, None)
+        entry = self.index.get(key)
         self.index.forget(key)
+        self.fleet.forget(key)
+        if entry is not None and entry.placed is not None:
+            self._replan(entry.placed)  # its room is free: spilled and waiting models may move
         self.queue.forget(key)
         self.apply_errors.pop(key, None)
         metrics.forget(*key)
@@ -87,12 +109,14 @@ class Reconciler:
         else:
             self.pools[name] = pool
         if before != pool:
+            self.fleet.pools_changed()
             self._replan(name)
 
     def pool_deleted(self, obj: Mapping[str, Any]) -> None:
         name = str((obj.get("metadata") or {}).get("name"))
         self._tombstone("ServingPool", "", name)
         if self.pools.pop(name, None) is not None:
+            self.fleet.pools_changed()
             self._replan(name)
 
     def _replan(self, pool: str) -> None:
@@ -103,7 +127,16 @@ class Reconciler:
         for key in affected:
             self.queue.add(key)
 
+    def node_upsert(self, obj: Mapping[str, Any]) -> None:
+        for pool in self.fleet.node_upsert(obj, self.pools.values()):
+            self._replan(pool)
+
+    def node_deleted(self, obj: Mapping[str, Any]) -> None:
+        for pool in self.fleet.node_deleted(obj, self.pools.values()):
+            self._replan(pool)
+
     def child_upsert(self, obj: Mapping[str, Any]) -> None:
+        self.fleet.invalidate()
         owner = self.children.upsert(obj)
         if owner is not None and owner in self.mds:
             self.queue.add(owner)
@@ -111,6 +144,7 @@ class Reconciler:
     def child_deleted(self, obj: Mapping[str, Any]) -> None:
         ns, name = key_of(obj)
         self._tombstone(str(obj.get("kind")), ns, name)
+        self.fleet.invalidate()
         owner = self.children.remove(str(obj.get("kind")), ns, name)
         if owner is not None and owner in self.mds:
             self.queue.add(owner)
@@ -158,8 +192,14 @@ class Reconciler:
             return "gone"
         if (obs.body.get("metadata") or {}).get("deletionTimestamp"):
             return "deleting"  # ownerReferences garbage-collect the children
-        outcome = decide(obs, self.config.render, utcnow())
-        self.index.record(key, outcome.placed_pool, outcome.pinned_pool)
+        choice = self.fleet_choice(key)
+        outcome = decide(replace(obs, pools_full=choice.full, spilled_from=choice.spilled_from),
+                         self.config.render, utcnow(), choice.plan)
+        self.index.record(key, outcome.placed_pool, outcome.pinned_pool, choice.spilled_from,
+                          outcome.plan.chosen.pool if outcome.plan and outcome.plan.chosen
+                          else None)
+        if choice.recheck_after_s is not None:  # the dwell time runs out: look again then
+            self.queue.add_after(key, choice.recheck_after_s + 1.0)
         applied, deleted = len(outcome.apply), len(outcome.delete)
         error = await self._carry_out(key, outcome)
         if error is not None or outcome.apply or outcome.delete or (
@@ -168,8 +208,12 @@ class Reconciler:
             if refreshed is not None:  # status from what exists now, not before the writes
                 same_spec = _generation(refreshed.body) == _generation(obs.body) and (
                     refreshed.pools == obs.pools)
-                outcome = decide(refreshed, self.config.render, utcnow(),
-                                 outcome.plan if same_spec else None)
+                if not same_spec:
+                    choice = self.fleet_choice(key)
+                outcome = decide(
+                    replace(refreshed, pools_full=choice.full,
+                            spilled_from=choice.spilled_from),
+                    self.config.render, utcnow(), outcome.plan if same_spec else choice.plan)
         await self._write_status(key, obs.body, outcome)
         self._record_metrics(key, outcome)
         logger.debug("reconciled %s/%s: %s, %d applied, %d deleted, status %s", *key,
@@ -178,6 +222,24 @@ class Reconciler:
         if error is not None:
             raise error
         return outcome.result
+
+    def fleet_choice(self, key: Key) -> FleetChoice:
+        """This ModelDeployment's share of the fleet assignment; when the assignment is new,
+        every other ModelDeployment whose pool it changes is queued."""
+        pools = sorted(self.pools.values(), key=lambda p: p.name)
+        fleet, fresh = self.fleet.assignment(self.mds, pools, self.children.of)
+        if fresh:
+            for other, (_, got) in fleet.items():
+                entry = self.index.get(other)
+                pool = got.candidate.pool if got.candidate is not None else None
+                if other != key and entry is not None and entry.planned != pool:
+                    self.queue.add(other)
+        found = fleet.get(key)
+        if found is None:
+            return FleetChoice()
+        member, got = found
+        return FleetChoice(fleet_plan(member, got), got.full, got.spilled_from,
+                           got.recheck_after_s)
 
     async def _carry_out(self, key: Key, outcome: Outcome) -> ApiError | None:
         ns = key[0]
@@ -287,6 +349,13 @@ class Reconciler:
             name = str(pool["metadata"]["name"])
             if name not in self.pools and ("ServingPool", "", name) not in self._tombstones:
                 self.pool_upsert(pool)
+        try:
+            for node in await self.api.list_all("v1", "Node", None):
+                self.node_upsert(node)
+        except ApiError as err:
+            if err.status not in (403, 404):
+                raise
+            logger.warning("cannot list Nodes (%s): pool capacity comes from maxNodes", err)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
                                   ("ray.io/v1", "RayService"), ("v1", "Pod")):

@@ -104,6 +104,15 @@ def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
     return Plan(md.name, spec.objective, chosen, tuple(final), why)
 
 
+def rank_feasible(result: Plan, pinned: str | None = None) -> list[Candidate]:
+    """The plan's feasible candidates, best first (only the pinned pool when pinned)."""
+    if result.chosen is None:
+        return []
+    if pinned is not None:
+        return [result.chosen]
+    return _rank([cand for cand in result.candidates if cand.feasible], result.objective)
+
+
 def _rank(feasible: list[Candidate], objective: Objective) -> list[Candidate]:
     if objective is not Objective.BALANCED:
         return sorted(feasible, key=lambda cand: (cand.score(objective), cand.pool))
@@ -121,7 +130,8 @@ def _rank(feasible: list[Candidate], objective: Objective) -> list[Candidate]:
                                               cand.pool))
 
 
-def _metric(objective: Objective, cand: Candidate) -> str:
+def metric_text(objective: Objective, cand: Candidate) -> str:
+    """The candidate's figure for the objective, e.g. \"$0.875/1M tokens\"."""
     if objective is Objective.ENERGY:
         return f"{cand.joules_per_token:.3g} J/token"
     if objective is Objective.CARBON:
@@ -134,20 +144,20 @@ def _why_chosen(best: Candidate, others: list[Candidate], objective: Objective,
     size = (f"TP {best.tensor_parallel}" if best.tensor_parallel
             else f"{best.threads} threads")
     what = (f"{best.replicas} × {best.engine} on {best.pool} ({size})"
-            f" meets p95 {best.predicted_p95_ms:.0f} ms at {_metric(objective, best)}")
+            f" meets p95 {best.predicted_p95_ms:.0f} ms at {metric_text(objective, best)}")
     if pinned:
         return f"pinned: {what}"
     if not others:
         return f"only feasible pool: {what}"
     runner = others[0]
     return (f"lowest {objective.value}: {what}; "
-            f"next best {runner.pool} at {_metric(objective, runner)}")
+            f"next best {runner.pool} at {metric_text(objective, runner)}")
 
 
 def _why_lost(cand: Candidate, best: Candidate, objective: Objective, pin: str | None) -> str:
     if pin is not None:
         return f"feasible, but the ModelDeployment is pinned to {pin}"
-    return (f"feasible, but {_metric(objective, cand)} vs {_metric(objective, best)} "
+    return (f"feasible, but {metric_text(objective, cand)} vs {metric_text(objective, best)} "
             f"on {best.pool}")
 
 

@@ -1,0 +1,150 @@
+"""`wattserve plan` for a fleet (several models): the greedy placement the operator makes,
+everything on GPU pools, and the exact optimum (ILP), side by side."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wattserve.api import ModelDeployment, Objective, ServingPool
+from wattserve.cli.table import render_table
+from wattserve.planning import optimum
+from wattserve.planning.capacity import Ledger, replica_request, shape_capacity
+from wattserve.planning.fleet import (
+    Assignment,
+    Member,
+    Totals,
+    assign,
+    candidate_rates,
+    fleet_plan,
+    members_of,
+    totals,
+)
+from wattserve.planning.summary import decimal_string, placement_summary
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    totals: Totals
+    seconds: float
+    note: str = ""
+
+
+def plan_fleet(models: list[ModelDeployment], pools: list[ServingPool], *,
+               objective: Objective, with_optimum: bool,
+               time_limit_s: float) -> tuple[list[Member], dict[Any, Assignment], list[Row]]:
+    _progress(f"planning {len(models)} models on {len(pools)} pools …")
+    started = time.perf_counter()
+    members = members_of(models, pools)
+    greedy = assign(members, pools)
+    greedy_s = time.perf_counter() - started
+    rows = [Row("wattserve (greedy)",
+                totals(members, {k: a.candidate for k, a in greedy.items()}), greedy_s,
+                "per-model evaluation + fleet assignment")]
+    gpu_pools = [pool for pool in pools if pool.spec.is_gpu]
+    started = time.perf_counter()
+    on_gpu = assign(members, gpu_pools)
+    rows.append(Row("everything on GPU",
+                    totals(members, {k: a.candidate for k, a in on_gpu.items()}),
+                    time.perf_counter() - started, "greedy over the GPU pools only"))
+    if with_optimum:
+        if not optimum.available():
+            print(f"wattserve plan: {optimum.MISSING_SCIPY}", file=sys.stderr)
+        else:
+            _progress(f"solving the fleet ILP (HiGHS, at most {time_limit_s:g} s) …")
+            best = optimum.solve(members, pools, objective=objective,
+                                 time_limit_s=time_limit_s)
+            gap = "" if best.gap is None else f", gap {best.gap:.2%}"
+            rows.append(Row("optimum (ILP)", best.totals, best.seconds,
+                            f"{best.status}{gap}; node packing relaxed: a lower bound"))
+    return members, greedy, rows
+
+
+def _progress(text: str) -> None:
+    if sys.stderr.isatty():
+        print(text, file=sys.stderr, flush=True)
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.3f}" if base > 0 else "-"
+
+
+def comparison(rows: list[Row], objective: Objective) -> list[dict[str, Any]]:
+    base = next((r.totals for r in rows if r.name.startswith("optimum")), None)
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {
+            "placement": row.name, "placed": row.totals.placed,
+            "unplaced": row.totals.unplaced,
+            "usdPerHour": decimal_string(row.totals.usd_per_hour),
+            "kW": decimal_string(row.totals.watts / 1000),
+            "gramsCO2PerHour": decimal_string(row.totals.grams_co2_per_hour),
+            "seconds": decimal_string(row.seconds, 3), "note": row.note,
+        }
+        if base is not None:
+            item["vsOptimum"] = _ratio(row.totals.objective(objective), base.objective(objective))
+        out.append(item)
+    return out
+
+
+def data(members: list[Member], greedy: dict[Any, Assignment], rows: list[Row],
+         pools: list[ServingPool], objective: Objective) -> dict[str, Any]:
+    models = []
+    for member in members:
+        got = greedy[member.key]
+        item: dict[str, Any] = {"modelDeployment": member.md.name,
+                                "namespace": member.md.namespace,
+                                "objective": member.md.spec.objective.value,
+                                "placement": placement_summary(fleet_plan(member, got))}
+        if got.candidate is not None:
+            usd, watts, grams = candidate_rates(member.md, got.candidate)
+            item["fleet"] = {"pool": got.candidate.pool, "replicas": got.replicas,
+                             "usdPerHour": decimal_string(usd), "watts": decimal_string(watts),
+                             "gramsCO2PerHour": decimal_string(grams)}
+            if got.spilled_from:
+                item["fleet"]["spilledFrom"] = got.spilled_from
+        else:
+            item["fleet"] = {"notPlaced": "PoolsFull" if got.full else "NoFeasiblePool"}
+        models.append(item)
+    return {"objective": objective.value, "models": models,
+            "pools": _pool_usage(members, greedy, pools),
+            "fleet": comparison(rows, objective)}
+
+
+def _pool_usage(members: list[Member], greedy: dict[Any, Assignment],
+                pools: list[ServingPool]) -> list[dict[str, Any]]:
+    books = {pool.name: Ledger(shape_capacity(pool)) for pool in pools}
+    by_name = {pool.name: pool for pool in pools}
+    for member in members:
+        got = greedy[member.key]
+        if got.candidate is not None:
+            books[got.candidate.pool].force(
+                replica_request(got.candidate, by_name[got.candidate.pool]), got.replicas)
+    return [{"pool": name, "capacity": book.capacity.source, "committed": book.usage()}
+            for name, book in sorted(books.items())]
+
+
+def table(payload: dict[str, Any]) -> str:
+    models = render_table(
+        ["MODEL", "POOL", "ENGINE", "REPLICAS", "$/HOUR", "WATTS", "gCO2/H", "REASON"],
+        [[m["modelDeployment"], m["placement"].get("pool", "-"),
+          m["placement"].get("engine", "-"), str(m["fleet"].get("replicas", "-")),
+          m["fleet"].get("usdPerHour", "-"), m["fleet"].get("watts", "-"),
+          m["fleet"].get("gramsCO2PerHour", "-"), m["placement"]["reason"]]
+         for m in payload["models"]],
+        max_width=90)
+    pools = render_table(["POOL", "CAPACITY FROM", "COMMITTED"],
+                         [[p["pool"], p["capacity"], p["committed"]] for p in payload["pools"]])
+    has_opt = any("vsOptimum" in row for row in payload["fleet"])
+    headers = ["FLEET PLACEMENT", "PLACED", "UNPLACED", "$/HOUR", "kW", "gCO2/HOUR"]
+    headers += [f"{payload['objective'].upper()} VS OPTIMUM"] if has_opt else []
+    headers += ["SECONDS", "NOTE"]
+    fleet = render_table(
+        headers,
+        [[r["placement"], str(r["placed"]), str(r["unplaced"]), r["usdPerHour"], r["kW"],
+          r["gramsCO2PerHour"], *([r["vsOptimum"]] if has_opt else []), r["seconds"],
+          r["note"]] for r in payload["fleet"]], max_width=70)
+    return f"{models}\n\n{pools}\n\n{fleet}"

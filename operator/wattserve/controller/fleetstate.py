@@ -1,0 +1,148 @@
+"""The fleet as the operator sees it: nodes per pool, each ModelDeployment's plan (cached
+per generation and pool set) and what runs where, turned into the fleet assignment by the
+pure :func:`wattserve.planning.fleet.assign`. No API calls: the reconciler feeds it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from wattserve import contract
+from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.types import ModelDeployment, ServingPool
+from wattserve.planning import Plan, plan
+from wattserve.planning.capacity import node_in_pool, pool_capacity, template_request
+from wattserve.planning.fleet import Assignment, Member, Rebalance, assign
+
+Key = tuple[str, str]
+ChildKey = tuple[str, str]
+MAX_AGE_S: Final = 5.0  # a computed assignment is reused this long unless invalidated
+
+
+def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """What capacity needs of a Node: labels, cordon, allocatable, Ready (no heartbeats)."""
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    ready = [{"type": "Ready", "status": c.get("status")}
+             for c in status.get("conditions") or () if c.get("type") == "Ready"]
+    return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})},
+            "spec": {"unschedulable": bool((node.get("spec") or {}).get("unschedulable"))},
+            "status": {"allocatable": dict(status.get("allocatable") or {}),
+                       "conditions": ready}}
+
+
+def _epoch(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class FleetState:
+    def __init__(self, policy: Rebalance | None = None) -> None:
+        self.policy = policy or Rebalance()
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self._plans: dict[Key, tuple[tuple[Any, ...], ModelDeployment, Plan]] = {}
+        self._pools_version = 0
+        self._result: dict[Key, tuple[Member, Assignment]] | None = None
+        self._computed_at = 0.0
+
+    def invalidate(self) -> None:
+        self._result = None
+
+    def pools_changed(self) -> None:
+        self._pools_version += 1
+        self._result = None
+
+    def forget(self, key: Key) -> None:
+        self._plans.pop(key, None)
+        self._result = None
+
+    def node_upsert(self, obj: Mapping[str, Any], pools: Iterable[ServingPool]) -> set[str]:
+        """Cache the node; the pools whose capacity changed (empty if nothing did)."""
+        slim = slim_node(obj)
+        name = str(slim["metadata"]["name"])
+        before = self.nodes.get(name)
+        if before == slim:
+            return set()
+        self.nodes[name] = slim
+        self._result = None
+        return {p.name for p in pools if node_in_pool(slim, p)
+                or (before is not None and node_in_pool(before, p))}
+
+    def node_deleted(self, obj: Mapping[str, Any], pools: Iterable[ServingPool]) -> set[str]:
+        before = self.nodes.pop(str((obj.get("metadata") or {}).get("name")), None)
+        if before is None:
+            return set()
+        self._result = None
+        return {p.name for p in pools if node_in_pool(before, p)}
+
+    def plan_of(self, key: Key, body: Mapping[str, Any],
+                pools: list[ServingPool]) -> tuple[ModelDeployment, Plan] | None:
+        meta = body.get("metadata") or {}
+        version = (meta.get("generation"), meta.get("uid"), self._pools_version)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        try:
+            md = parse_model_deployment(body)
+        except SpecError:
+            return None
+        result = plan(md, pools)
+        self._plans[key] = (version, md, result)
+        return md, result
+
+    def assignment(self, mds: Mapping[Key, Mapping[str, Any]], pools: list[ServingPool],
+                   children_of: Callable[[Key], Mapping[ChildKey, Mapping[str, Any]]],
+                   now: float | None = None) -> tuple[dict[Key, tuple[Member, Assignment]],
+                                                      bool]:
+        """The fleet's assignment and whether it was computed afresh."""
+        clock = time.time() if now is None else now
+        if self._result is not None and clock - self._computed_at < MAX_AGE_S:
+            return self._result, False
+        by_name = {pool.name: pool for pool in pools}
+        members = []
+        for key, body in mds.items():
+            meta = body.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                continue
+            planned = self.plan_of(key, body, pools)
+            if planned is None:
+                continue
+            members.append(_member(planned[0], planned[1], body, children_of(key), by_name))
+        capacities = {pool.name: pool_capacity(pool, self.nodes.values()) for pool in pools}
+        got = assign(members, pools, capacities, clock, self.policy)
+        self._result = {m.key: (m, got[m.key]) for m in members}
+        self._computed_at = clock
+        return self._result, True
+
+
+def _member(md: ModelDeployment, result: Plan, body: Mapping[str, Any],
+            children: Mapping[ChildKey, Mapping[str, Any]],
+            pools: Mapping[str, ServingPool]) -> Member:
+    meta = body.get("metadata") or {}
+    placement = (body.get("status") or {}).get("placement") or {}
+    current_pool = None
+    replicas = 0
+    request = None
+    for (kind, _), child in sorted(children.items()):
+        labels = (child.get("metadata") or {}).get("labels") or {}
+        pool_name = labels.get(contract.LABEL_K8S_POOL)
+        if not pool_name:
+            continue
+        current_pool = str(pool_name)
+        if kind == "Deployment" and current_pool in pools:
+            pool = pools[current_pool]
+            gpu = pool.spec.accelerator.resource_name if pool.spec.accelerator else None
+            replicas = int((child.get("spec") or {}).get("replicas") or 0)
+            request = template_request(child, gpu)
+            break
+    return Member(md, result, created=str(meta.get("creationTimestamp") or ""),
+                  current_pool=current_pool, current_replicas=replicas,
+                  current_request=request,
+                  placed_at=_epoch(placement.get("placedAt")) if isinstance(placement, Mapping)
+                  else None)

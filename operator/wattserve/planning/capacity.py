@@ -1,0 +1,236 @@
+"""What each pool can hold (pure): node allocatable or ``maxNodes`` × node shape, and a
+first-fit ledger of the replicas placed on it.
+
+A pool's capacity is the allocatable CPU, memory and GPUs of its nodes (nodes matching the
+pool's ``nodeSelector``, or labelled ``wattserve.dev/pool=<pool>`` when it has none) when
+such nodes exist, else ``maxNodes`` virtual nodes of the pool's node shape. A model's
+replicas are packed onto nodes first-fit, all or nothing, as the scheduler must place
+every pod on one node: a pool with 8 free vCPUs spread over two nodes as 4 + 4 takes two
+4-vCPU replicas but not one 8-vCPU replica.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from wattserve import contract
+from wattserve.api.types import ServingPool
+from wattserve.planning.placement import Candidate
+
+_EPS: Final = 1e-9
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$")
+_BINARY: Final = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+_DECIMAL: Final = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6,
+                   "G": 1e9, "T": 1e12, "P": 1e15}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU cores, memory (GiB) and GPUs: a node's allocatable or a replica's request."""
+
+    cpu: float = 0.0
+    memory_gib: float = 0.0
+    gpus: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu + other.cpu, self.memory_gib + other.memory_gib,
+                         self.gpus + other.gpus)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory_gib - other.memory_gib,
+                         self.gpus - other.gpus)
+
+    def times(self, count: int) -> Resources:
+        return Resources(self.cpu * count, self.memory_gib * count, self.gpus * count)
+
+    def holds(self, request: Resources) -> bool:
+        return (request.cpu <= self.cpu + _EPS and request.memory_gib <= self.memory_gib + _EPS
+                and request.gpus <= self.gpus)
+
+
+@dataclass(frozen=True)
+class PoolCapacity:
+    pool: str
+    nodes: tuple[Resources, ...]  # allocatable of each node
+    source: str  # "nodes" (counted from the cluster) or "maxNodes" (the pool's shape)
+    gpu: bool = False
+
+    @property
+    def total(self) -> Resources:
+        return sum(self.nodes, Resources())
+
+
+def replica_request(cand: Candidate, pool: ServingPool) -> Resources:
+    """What one replica's pod requests (as render/workload.py writes it)."""
+    gpus = max(1, cand.tensor_parallel) if pool.spec.is_gpu else 0
+    return Resources(float(max(1, cand.cpu_request)), float(max(1, cand.memory_request_gib)),
+                     gpus)
+
+
+def shape_capacity(pool: ServingPool, max_nodes: int | None = None) -> PoolCapacity:
+    """``maxNodes`` virtual nodes of the pool's node shape."""
+    spec = pool.spec
+    gpus = spec.accelerator.count if spec.accelerator is not None else 0
+    node = Resources(float(spec.node.cpu), float(spec.node.memory_gib), gpus)
+    count = spec.max_nodes if max_nodes is None else max_nodes
+    return PoolCapacity(pool.name, (node,) * count, "maxNodes", spec.is_gpu)
+
+
+def pool_capacity(pool: ServingPool, nodes: Iterable[Mapping[str, Any]]) -> PoolCapacity:
+    """Capacity from the pool's schedulable nodes, else from ``maxNodes`` × node shape."""
+    resource = (pool.spec.accelerator.resource_name if pool.spec.accelerator is not None
+                else None)
+    members = [node for node in nodes if node_in_pool(node, pool)]
+    if not members:
+        return shape_capacity(pool)
+    counted = sorted((node_allocatable(node, resource) for node in members
+                      if schedulable(node)), key=lambda r: (-r.gpus, -r.cpu, -r.memory_gib))
+    return PoolCapacity(pool.name, tuple(counted), "nodes", pool.spec.is_gpu)
+
+
+def template_request(workload: Mapping[str, Any], gpu_resource: str | None) -> Resources:
+    """What one pod of a Deployment's template requests (all containers)."""
+    template = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    total = Resources()
+    for container in template.get("containers") or ():
+        requests = (container.get("resources") or {}).get("requests") or {}
+        gpus = int(quantity(requests.get(gpu_resource, "0"))) if gpu_resource else 0
+        total = total + Resources(quantity(requests.get("cpu", "0")),
+                                  quantity(requests.get("memory", "0")) / 2**30, gpus)
+    return total
+
+
+def node_in_pool(node: Mapping[str, Any], pool: ServingPool) -> bool:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    wanted = dict(pool.spec.node_selector) or {contract.LABEL_K8S_POOL: pool.name}
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def schedulable(node: Mapping[str, Any]) -> bool:
+    """Not cordoned and not reported NotReady."""
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    for condition in (node.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready" and condition.get("status") == "False":
+            return False
+    return True
+
+
+def node_allocatable(node: Mapping[str, Any], gpu_resource: str | None) -> Resources:
+    status = node.get("status") or {}
+    alloc = status.get("allocatable") or status.get("capacity") or {}
+    gpus = int(quantity(alloc.get(gpu_resource, "0"))) if gpu_resource else 0
+    return Resources(quantity(alloc.get("cpu", "0")),
+                     quantity(alloc.get("memory", "0")) / 2**30, gpus)
+
+
+def quantity(value: object) -> float:
+    """A Kubernetes quantity ("15500m", "64Gi", "4") as a float; unparsable is 0."""
+    match = _QUANTITY.match(str(value).strip())
+    if match is None:
+        return 0.0
+    number, suffix = float(match.group(1)), match.group(2)
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    return number * _DECIMAL[suffix] if suffix in _DECIMAL else 0.0
+
+
+Allocation = list[tuple[int, Resources]]  # (node index, resources taken there)
+
+
+class Ledger:
+    """Free resources of each node of one pool; replicas are placed first-fit."""
+
+    def __init__(self, capacity: PoolCapacity) -> None:
+        self.capacity = capacity
+        self.free = list(capacity.nodes)
+        self._free_total = capacity.total  # kept in step with ``free``: a quick reject
+
+    def fits(self, request: Resources, replicas: int) -> bool:
+        return self._pack(request, replicas) is not None
+
+    def place(self, request: Resources, replicas: int) -> Allocation | None:
+        """Reserve ``replicas`` × ``request`` first-fit; all or nothing."""
+        packed = self._pack(request, replicas)
+        if packed is None:
+            return None
+        self._take(packed)
+        return packed
+
+    def force(self, request: Resources, replicas: int) -> Allocation:
+        """Reserve what already runs, even where it does not fit (it is there)."""
+        allocation: Allocation = []
+        left = replicas
+        for index, node in enumerate(self.free):
+            take = min(left, _copies(node, request))
+            if take:
+                allocation.append((index, request.times(take)))
+                left -= take
+        if left and self.free:  # over capacity: the rest is charged to the first node
+            allocation.append((0, request.times(left)))
+        self._take(allocation)
+        return allocation
+
+    def release(self, allocation: Allocation) -> None:
+        for index, amount in allocation:
+            self.free[index] = self.free[index] + amount
+            self._free_total = self._free_total + amount
+
+    def _take(self, allocation: Allocation) -> None:
+        for index, amount in allocation:
+            self.free[index] = self.free[index] - amount
+            self._free_total = self._free_total - amount
+
+    def _pack(self, request: Resources, replicas: int) -> Allocation | None:
+        if not self._free_total.holds(request.times(replicas)):
+            return None
+        packed: Allocation = []
+        left = replicas
+        for index, node in enumerate(self.free):
+            if left == 0:
+                break
+            take = min(left, _copies(node, request))
+            if take:
+                packed.append((index, request.times(take)))
+                left -= take
+        return packed if left == 0 else None
+
+    @property
+    def used(self) -> Resources:
+        return self.capacity.total - self._free_total
+
+    def usage(self) -> str:
+        """"48/48 vCPU committed" (GPUs on GPU pools), memory too when it binds."""
+        total, used = self.capacity.total, self.used
+        if self.capacity.gpu:
+            text = f"{used.gpus}/{total.gpus} GPUs"
+        else:
+            text = f"{used.cpu:g}/{total.cpu:g} vCPU"
+        if total.memory_gib > 0 and used.memory_gib / total.memory_gib > max(
+                used.cpu / total.cpu if total.cpu else 0,
+                used.gpus / total.gpus if total.gpus else 0):
+            text += f", {used.memory_gib:.0f}/{total.memory_gib:.0f} GiB"
+        return text + " committed"
+
+
+def _copies(node: Resources, request: Resources) -> int:
+    """How many copies of ``request`` fit on a node with ``node`` free."""
+    best = -1
+    for have, need in ((node.cpu, request.cpu), (node.memory_gib, request.memory_gib),
+                       (node.gpus, request.gpus)):
+        if need > 0:
+            count = math.floor(have / need + _EPS)
+            if count <= 0:
+                return 0
+            best = count if best < 0 else min(best, count)
+        elif have < -_EPS:
+            return 0
+    return max(best, 0)
+
+
+def ledgers(capacities: Sequence[PoolCapacity]) -> dict[str, Ledger]:
+    return {cap.pool: Ledger(cap) for cap in capacities}

@@ -1,0 +1,235 @@
+"""Fleet placement (pure): every ModelDeployment on its best pool that still has room.
+
+Members are taken in a fixed order — higher ``spec.priority`` first, then the older
+(``creationTimestamp``), then namespace/name — and each takes the best-ranked feasible
+pool (its own objective, :func:`~wattserve.planning.placement.rank_feasible`) whose nodes
+still hold all its replicas (:class:`~wattserve.planning.capacity.Ledger`). A model whose
+best pool is full spills to the next feasible pool with room, and its reason says so
+("cpu-general full: 48/48 vCPU committed; gpu-l4 at $2.5/1M tokens"); when no feasible
+pool has room it is not placed (``full``: the operator's ``PoolsFull``).
+
+What already runs (``Member.current_*``) stays counted on its pool until the member's own
+turn, so a newcomer, whatever its priority, only takes free room: placement never evicts
+a running model, and never sends pods to a pool they would wait in (Pending).
+
+Re-balancing with hysteresis: a member that already runs on a pool with room stays there
+unless the better pool saves at least ``Rebalance.min_gain`` of its objective AND it has
+been on its current pool for ``Rebalance.dwell_seconds``; so a model moves back from a
+spill pool once, not back and forth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from wattserve.api.types import ModelDeployment, Objective, ServingPool
+from wattserve.planning.capacity import (
+    Allocation,
+    Ledger,
+    PoolCapacity,
+    Resources,
+    ledgers,
+    replica_request,
+    shape_capacity,
+)
+from wattserve.planning.economics import MIN_PLANNING_RPS
+from wattserve.planning.placement import Candidate, Plan, metric_text, plan, rank_feasible
+from wattserve.planning.shapes import served_tokens
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    min_gain: float = 0.10  # share of the objective a move back must save
+    dwell_seconds: float = 300.0  # time on the current pool before a move back
+
+
+@dataclass(frozen=True)
+class Member:
+    md: ModelDeployment
+    plan: Plan
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
+    current_pool: str | None = None  # where its workload runs now
+    current_replicas: int = 0  # replicas it runs there (reserved if larger than planned)
+    current_request: Resources | None = None  # what one of its running pods requests
+    placed_at: float | None = None  # epoch seconds it landed on current_pool
+
+    @property
+    def key(self) -> Key:
+        return self.md.namespace, self.md.name
+
+    def order(self) -> tuple[int, str, str, str]:
+        return (-self.md.spec.priority, self.created, self.md.namespace, self.md.name)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    key: Key
+    candidate: Candidate | None  # None: not placed
+    reason: str
+    full: bool = False  # feasible pools exist, none has room (PoolsFull)
+    spilled_from: str | None = None  # the better pool that was full
+    request: Resources = field(default_factory=Resources)
+    replicas: int = 0
+    recheck_after_s: float | None = None  # stayed for the dwell time: look again then
+
+
+@dataclass(frozen=True)
+class Totals:
+    placed: int
+    unplaced: int
+    usd_per_hour: float
+    watts: float
+    grams_co2_per_hour: float
+
+    def objective(self, objective: Objective) -> float:
+        if objective is Objective.ENERGY:
+            return self.watts
+        if objective is Objective.CARBON:
+            return self.grams_co2_per_hour
+        return self.usd_per_hour
+
+
+def order(members: Iterable[Member]) -> list[Member]:
+    return sorted(members, key=Member.order)
+
+
+def assign(members: Sequence[Member], pools: Sequence[ServingPool],
+           capacities: Mapping[str, PoolCapacity] | None = None, now: float = 0.0,
+           policy: Rebalance | None = None) -> dict[Key, Assignment]:
+    """Place the fleet greedily in member order; ``capacities`` default to maxNodes shapes."""
+    policy = policy or Rebalance()
+    by_name = {pool.name: pool for pool in pools}
+    caps = dict(capacities or {})
+    for pool in pools:
+        caps.setdefault(pool.name, shape_capacity(pool))
+    books = ledgers(list(caps.values()))
+    # What runs stays counted until its own turn: placement never evicts a running model.
+    held: dict[Key, tuple[str, Allocation]] = {}
+    for member in members:
+        where = member.current_pool
+        if (where is not None and where in books and member.current_request is not None
+                and member.current_replicas):
+            held[member.key] = (where, books[where].force(member.current_request,
+                                                          member.current_replicas))
+    out: dict[Key, Assignment] = {}
+    for member in order(members):
+        where = None
+        if member.key in held:
+            where, allocation = held.pop(member.key)
+            books[where].release(allocation)
+        got = out[member.key] = _assign_one(member, by_name, books, now, policy)
+        if got.candidate is None and where is not None and member.current_request is not None:
+            # not placed, but its workload keeps running where it is: still counted there
+            books[where].force(member.current_request, member.current_replicas)
+    return out
+
+
+def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[str, Ledger],
+                now: float, policy: Rebalance) -> Assignment:
+    ranked = [cand for cand in rank_feasible(member.plan, member.md.spec.placement.pool)
+              if cand.pool in pools and cand.pool in books]
+    if not ranked:
+        return Assignment(member.key, None, member.plan.reason)
+    objective = member.md.spec.objective
+    options: list[tuple[Candidate, Resources, int]] = []
+    full: list[str] = []
+    for cand in ranked:
+        request = replica_request(cand, pools[cand.pool])
+        replicas = cand.replicas
+        if cand.pool == member.current_pool:
+            replicas = max(replicas, member.current_replicas)
+        if books[cand.pool].fits(request, replicas):
+            options.append((cand, request, replicas))
+        elif not options:
+            full.append(f"{cand.pool} full: {books[cand.pool].usage()}")
+    if not options:
+        return Assignment(member.key, None, "no feasible pool has room: " + "; ".join(full),
+                          full=True)
+    choice = options[0]
+    note = ""
+    recheck: float | None = None
+    current = next((opt for opt in options if opt[0].pool == member.current_pool), None)
+    if current is not None and current is not choice:
+        gain = 1 - _figure(choice[0], objective) / max(_figure(current[0], objective), 1e-300)
+        age = math.inf if member.placed_at is None else now - member.placed_at
+        if gain < policy.min_gain:
+            note = (f"staying on {current[0].pool}: {choice[0].pool} would save {gain:.0%} "
+                    f"(< {policy.min_gain:.0%})")
+            choice = current
+        elif age < policy.dwell_seconds:
+            note = (f"staying on {current[0].pool}: {choice[0].pool} saves {gain:.0%}; moves "
+                    f"after {policy.dwell_seconds:.0f} s on a pool ({age:.0f} s so far)")
+            choice = current
+            recheck = policy.dwell_seconds - age
+    cand, request, replicas = choice
+    books[cand.pool].place(request, replicas)
+    spilled = ranked[0].pool if cand is not ranked[0] else None
+    if note:
+        reason = f"{note}; {cand.pool} at {metric_text(objective, cand)}"
+    elif spilled is not None:
+        reason = "; ".join(full) + f"; {cand.pool} at {metric_text(objective, cand)}"
+    else:
+        reason = member.plan.reason
+    return Assignment(member.key, cand, reason, spilled_from=spilled, request=request,
+                      replicas=replicas, recheck_after_s=recheck)
+
+
+def _figure(cand: Candidate, objective: Objective) -> float:
+    if objective is Objective.ENERGY:
+        return cand.joules_per_token
+    if objective is Objective.CARBON:
+        return cand.grams_co2_per_million_tokens
+    return cand.usd_per_million_tokens
+
+
+def candidate_rates(md: ModelDeployment, cand: Candidate) -> tuple[float, float, float]:
+    """($/hour, watts, gCO2/hour) of a placed candidate."""
+    load = md.spec.expected_load
+    prompt, output = served_tokens(md.spec.model.task, load.prompt_tokens, load.output_tokens)
+    tokens_s = max(load.requests_per_second, MIN_PLANNING_RPS) * (output if output else prompt)
+    return (cand.usd_per_hour, cand.joules_per_token * tokens_s,
+            cand.grams_co2_per_million_tokens * tokens_s * 3600 / 1e6)
+
+
+def totals(members: Sequence[Member], chosen: Mapping[Key, Candidate | None]) -> Totals:
+    usd = watts = grams = 0.0
+    placed = 0
+    for member in members:
+        cand = chosen.get(member.key)
+        if cand is None:
+            continue
+        placed += 1
+        rate = candidate_rates(member.md, cand)
+        usd, watts, grams = usd + rate[0], watts + rate[1], grams + rate[2]
+    return Totals(placed, len(members) - placed, usd, watts, grams)
+
+
+def members_of(mds: Sequence[ModelDeployment], pools: Sequence[ServingPool]) -> list[Member]:
+    """Fresh members (nothing running yet) for the CLI and benchmarks; identical specs are
+    planned once."""
+    cache: dict[object, Plan] = {}
+    out = []
+    for md in mds:
+        result = cache.get(md.spec)
+        if result is None:
+            result = cache[md.spec] = plan(md, pools)
+        elif result.model_deployment != md.name:
+            result = Plan(md.name, result.objective, result.chosen, result.candidates,
+                          result.reason)
+        out.append(Member(md, result))
+    return out
+
+
+def fleet_plan(member: Member, got: Assignment) -> Plan:
+    """The member's plan with the fleet's choice and reason (status.placement's source)."""
+    base = member.plan
+    if got.candidate is None:
+        return Plan(base.model_deployment, base.objective, None, base.candidates, got.reason)
+    chosen = replace(got.candidate, reason=got.reason)
+    candidates = tuple(chosen if cand.pool == chosen.pool else cand
+                       for cand in base.candidates)
+    return Plan(base.model_deployment, base.objective, chosen, candidates, got.reason)

@@ -1,0 +1,94 @@
+"""`wattserve plan` with several models or a directory plans the fleet together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from wattserve.cli.main import main
+from wattserve.planning import optimum
+
+from tests.unit.factories import EXAMPLES
+
+POOLS = str(EXAMPLES / "pools.yaml")
+
+
+def twelve(tmp_path: Path) -> Path:
+    doc = yaml.safe_load((EXAMPLES / "models" / "smollm2-135m.yaml").read_text())
+    for index in range(12):
+        doc["metadata"]["name"] = f"smol-{index:02d}"
+        (tmp_path / f"smol-{index:02d}.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    return tmp_path
+
+
+def test_a_directory_is_planned_as_a_fleet_against_all_gpu_and_the_optimum(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "-f", str(twelve(tmp_path)), "--pools", POOLS, "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    pools = [m["placement"]["pool"] for m in data["models"]]
+    assert pools == ["cpu-general"] * 6 + ["gpu-l4"] * 6
+    assert data["models"][6]["fleet"]["spilledFrom"] == "cpu-general"
+    assert data["models"][6]["placement"]["reason"].startswith(
+        "cpu-general full: 48/48 vCPU committed")
+    rows = {row["placement"]: row for row in data["fleet"]}
+    assert set(rows) == {"wattserve (greedy)", "everything on GPU", "optimum (ILP)"}
+    greedy, gpu, best = (rows["wattserve (greedy)"], rows["everything on GPU"],
+                         rows["optimum (ILP)"])
+    assert greedy["placed"] == gpu["placed"] == best["placed"] == 12
+    assert float(best["usdPerHour"]) <= float(greedy["usdPerHour"]) < float(gpu["usdPerHour"])
+    assert float(greedy["vsOptimum"]) >= 1.0 and best["note"].startswith("optimal")
+    for key in ("kW", "gramsCO2PerHour", "seconds"):
+        float(greedy[key])
+
+
+def test_the_fleet_table_shows_models_pools_and_the_comparison(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "-f", str(twelve(tmp_path)), "--pools", POOLS]) == 0
+    out = capsys.readouterr().out
+    assert "cpu-general  maxNodes       48/48 vCPU committed" in out
+    for row in ("wattserve (greedy)", "everything on GPU", "optimum (ILP)", "COST VS OPTIMUM"):
+        assert row in out
+
+
+def test_without_scipy_the_optimum_is_skipped_with_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optimum, "available", lambda: False)
+    assert main(["plan", "-f", str(twelve(tmp_path)), "--pools", POOLS, "-o", "yaml"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"wattserve plan: {optimum.MISSING_SCIPY}"
+    data = yaml.safe_load(captured.out)
+    assert [row["placement"] for row in data["fleet"]] == ["wattserve (greedy)",
+                                                          "everything on GPU"]
+
+
+def test_a_fleet_that_does_not_fit_exits_1_and_names_pools_full(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pools = [d for d in yaml.safe_load_all(Path(POOLS).read_text()) if d]
+    cpu_only = tmp_path / "pools.yaml"
+    cpu_only.write_text(yaml.safe_dump(pools[0]))
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    assert main(["plan", "-f", str(twelve(folder)), "--pools", str(cpu_only), "-o", "json",
+                 "--no-optimum"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [m["fleet"].get("notPlaced") for m in data["models"]][5:] == [
+        None] + ["PoolsFull"] * 6
+
+
+@pytest.mark.parametrize("bad", [["--time-limit", "0"], ["--time-limit", "x"],
+                                 ["--fleet-objective", "speed"]])
+def test_bad_fleet_flags_exit_2_with_one_line(bad: list[str],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "-f", str(EXAMPLES / "models"), "--pools", POOLS, *bad])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_an_empty_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "-f", str(tmp_path), "--pools", POOLS]) == 2
+    assert "directory has no .yaml files" in capsys.readouterr().err
