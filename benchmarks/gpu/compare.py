@@ -122,7 +122,7 @@ def model_deployment(model_doc: Mapping[str, Any], level: LevelResult, prompt_to
                      output_tokens: int) -> dict[str, Any]:
     """The model's ModelDeployment with the measured load as its expected load, so the plan
     predicts for the same traffic (one replica, vLLM on the H200 pool)."""
-    doc = json.loads(json.dumps(model_doc))
+    doc: dict[str, Any] = json.loads(json.dumps(model_doc))
     spec = doc["spec"]
     spec["expectedLoad"] = {"requestsPerSecond": f"{max(level.requests_per_second, 0.01):.4g}",
                             "promptTokens": prompt_tokens, "outputTokens": output_tokens}
