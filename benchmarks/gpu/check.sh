@@ -29,6 +29,8 @@ log "installing the GPU requirement set (constraints-gpu.txt) into $VENV"
 "$VENV/bin/python" -c 'import vllm, pynvml, openai; print("vllm", vllm.__version__)'
 
 log "running the check"
+# The model is a local GGUF: vLLM reads config and tokenizer from it, never from a hub.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 export PYTHONPATH="$ROOT/operator:$ROOT/serving${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 "$VENV/bin/python" benchmarks/gpu/check.py --out "$OUT/gpu-check.json" \
   --budget-s "${CHECK_BUDGET_S:-480}" "$@"
