@@ -24,9 +24,11 @@ from typing import Any
 import pytest
 import yaml
 from kubeutil import Cluster, wait_for
+from wattserve import contract
 from wattserve.devcluster.build import go_env
 from wattserve.devcluster.components import COMPONENT_BY_NAME, binary_paths
 from wattserve.render import render_rayservice
+from wattserve.render.meta import label_value
 from wattserve.render.rayservice import rayservice_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,6 +162,11 @@ def test_kuberay_accepts_the_rendered_rayservice_and_builds_its_cluster(
             sc = container.get("securityContext") or {}
             assert sc.get("allowPrivilegeEscalation") is False, container["name"]
     assert workers[0]["spec"]["nodeSelector"] == {"wattserve.dev/pool": "cpu-general"}
+    # KubeRay keeps the template's labels: the operator's pod watch and health see the pods.
+    for pod in [heads[0], *workers]:
+        labels = pod["metadata"]["labels"]
+        assert labels[contract.LABEL_K8S_MODEL_DEPLOYMENT] == label_value(LONG_NAME)
+        assert labels["app.kubernetes.io/managed-by"] == "wattserve"
 
     services = kuberay.get_json("services", "-n", namespace)["items"]
     head_svc = next(s for s in services if s["metadata"]["name"].endswith("head-svc"))
