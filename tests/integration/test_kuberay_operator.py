@@ -66,8 +66,10 @@ def kuberay_fixture(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFact
         kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd),
                              timeout=120)
     for crd in ("rayclusters", "rayservices"):
-        kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                             f"crd/{crd}.ray.io", timeout=90)
+        wait_for(lambda crd=crd: any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in kube_cluster.get_json("crd", f"{crd}.ray.io").get("status", {})
+            .get("conditions") or ()), timeout=60, what=f"CRD {crd}.ray.io Established")
     log_path = tmp_path_factory.mktemp("kuberay") / "operator.log"
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
@@ -173,6 +175,17 @@ def test_kuberay_accepts_the_rendered_rayservice_and_builds_its_cluster(
     ports = {p["name"]: p["port"] for p in head_svc["spec"]["ports"]}
     assert "dashboard" in ports and 10001 not in ports.values()
     assert _invalid_events(kuberay, namespace) == []
+
+    # The ModelDeployment's own name, as rendered before: KubeRay refuses it and serves
+    # nothing (which is why the renderer shortens it).
+    as_before = copy.deepcopy(rs)
+    as_before["metadata"]["name"] = LONG_NAME
+    kuberay.apply(as_before, "-n", namespace)
+    refused = wait_for(lambda: [e for e in _invalid_events(kuberay, namespace)
+                                if e.startswith("InvalidRayServiceMetadata")], timeout=60,
+                       what="KubeRay's InvalidRayServiceMetadata event")
+    assert "47" in refused[0] or "long" in refused[0].lower(), refused
+    assert _ray_cluster(kuberay, namespace) is not None  # still only the one cluster
 
 
 def test_kuberay_ignores_the_rayservices_worker_count_so_scaling_goes_through_serve(
