@@ -4,7 +4,7 @@
 #    at $WATTSERVE_CACHE/venv-gpu, with wheels cached under $WATTSERVE_CACHE/wheels/gpu, so
 #    tests/serving/test_vllm_engine.py can build its fakes from vLLM's real classes
 #    (create_autospec) on a CPU machine. Keyed by the requirement files' digest. Measured on
-#    the 2-core CI-like machine: 4.0 GB of wheels, a 9.4 GB venv, ~15 min cold, 1 s warm.
+#    the 2-core CI-like machine: 4.0 GB of wheels, a 9.4 GB venv, ~15 min cold, seconds warm.
 #  * the KubeRay operator, built from its Go module like the dev cluster's binaries
 #    (v1.5.0: 15.5 min cold on 2 busy cores, cached by version afterwards).
 set -euo pipefail
@@ -19,7 +19,8 @@ log() { printf '[60-upstream] %s\n' "$*" >&2; }
 
 key=$(cat "$REQ" "$CON" | sha256sum | cut -c1-16)
 if [[ -f "$VENV/.key" && "$(cat "$VENV/.key")" == "$key" ]] \
-   && "$VENV/bin/python" -c 'import vllm, ray.serve' 2>/dev/null; then
+   && "$VENV/bin/python" -c 'import importlib.metadata as m; m.version("vllm"); m.version("ray")' \
+      2>/dev/null; then
   log "GPU requirement venv up to date ($VENV)"
 else
   log "GPU requirement venv: downloading wheels into $WHEELS (first time: several GB)"
