@@ -136,11 +136,13 @@ def test_kuberay_accepts_the_rendered_rayservice_and_builds_its_cluster(
     _restricted_namespace(kuberay, namespace)
     rs = _rendered(namespace, LONG_NAME, replicas=2)
     assert rs["metadata"]["name"] == rayservice_name(LONG_NAME) != LONG_NAME
-    kuberay.apply(rs, "-n", namespace)
+    # strict: a field KubeRay's CRD does not know fails here instead of being pruned.
+    kuberay.apply(rs, "-n", namespace, "--validate=strict")
 
     raycluster = wait_for(lambda: _ray_cluster(kuberay, namespace), timeout=60,
                           what="KubeRay's RayCluster for the RayService")
     assert raycluster["spec"]["enableInTreeAutoscaling"] is True
+    assert raycluster["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] == 60
     (group,) = raycluster["spec"]["workerGroupSpecs"]
     assert (group["minReplicas"], group["replicas"], group["maxReplicas"]) == (1, 2, 4)
 
