@@ -122,7 +122,7 @@ def _pods(cluster: Cluster, namespace: str, node_type: str) -> list[dict[str, An
 def _invalid_events(cluster: Cluster, namespace: str) -> list[str]:
     events = cluster.get_json("events", "-n", namespace)["items"]
     return [f"{e.get('reason')}: {e.get('message')}" for e in events
-            if str(e.get("reason", "")).startswith(("Invalid", "FailedCreate"))]
+            if str(e.get("reason", "")).startswith(("Invalid", "FailedCreate", "FailedToCreate"))]
 
 
 def _diagnose(cluster: Cluster, namespace: str) -> str:
@@ -215,3 +215,20 @@ def test_kuberay_ignores_the_rayservices_worker_count_so_scaling_goes_through_se
     assert live["metadata"]["name"] == first["metadata"]["name"]
     assert live["spec"]["workerGroupSpecs"][0]["replicas"] == 1  # not 3: ignored
     assert len(_pods(kuberay, namespace, "worker")) == 1
+
+
+def test_restricted_admission_is_enforced_so_the_security_check_means_something(
+        kuberay: Cluster, namespace: str) -> None:
+    """The same RayService without the head's securityContext: Pod Security admission
+    rejects KubeRay's head pod (so the first test's admitted pods are really compliant)."""
+    _restricted_namespace(kuberay, namespace)
+    rs = _rendered(namespace, "insecure", replicas=1)
+    head = rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    del head["securityContext"]
+    del head["containers"][0]["securityContext"]
+    kuberay.apply(rs, "-n", namespace)
+    failed = wait_for(lambda: [e for e in _invalid_events(kuberay, namespace)
+                               if e.startswith("FailedToCreateHeadPod")], timeout=60,
+                      what="KubeRay's FailedToCreateHeadPod event")
+    assert "restricted" in failed[0] or "PodSecurity" in failed[0], failed
+    assert _pods(kuberay, namespace, "head") == []
