@@ -155,3 +155,17 @@ def test_every_ray_container_meets_the_restricted_pod_security_standard() -> Non
             assert sc["capabilities"] == {"drop": ["ALL"]}
     sc = cluster["autoscalerOptions"]["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_serve_config_validates_against_ray_serves_own_schema() -> None:
+    """The real ray 2.60.0 ``ServeDeploySchema`` (what KubeRay's serveConfigV2 is submitted
+    to), for a CPU and a GPU pool."""
+    from ray.serve.schema import ServeDeploySchema
+
+    for file in ("smollm2-135m.yaml", "llama-3.1-8b-high-load.yaml"):
+        rs = render_rayservice(_inputs(file, replicas=3))
+        schema = ServeDeploySchema.model_validate(yaml.safe_load(rs["spec"]["serveConfigV2"]))
+        (app,) = schema.applications
+        (dep,) = app.deployments
+        assert dep.num_replicas == 3
+        assert app.import_path == "wattserve_serving.ray_app:app"
