@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from typing import Any
 
 from wattserve import contract
@@ -60,8 +61,11 @@ class FakePrometheus:
         if self.down:
             self.last_error = QueryError(promql, "unreachable: connection refused")
             return None
+        # The query's first selector names the metric it is about (the energy queries also
+        # name the serving pods' in-flight gauge, inside their join).
+        leading = re.search(r"[A-Za-z_:][A-Za-z0-9_:]*(?=\{)", promql)
         for metric, value in self.values.items():
-            if metric in promql:
+            if leading is not None and leading.group(0).startswith(metric):
                 return value
         self.last_error = QueryError(promql, "empty vector")
         return None

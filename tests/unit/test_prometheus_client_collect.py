@@ -42,7 +42,8 @@ def test_queries_use_the_contract_metric_names_labels_and_window() -> None:
     assert q.in_flight == f"sum({contract.REQUESTS_IN_FLIGHT}{{{sel}}})"
     assert contract.REQUESTS_QUEUED in q.queued
     kepler = q.energy_watts[EnergySource.KEPLER]
-    assert 'pod_name=~"llama-.*"' in kepler and 'container_namespace="prod"' in kepler
+    assert 'pod_namespace="prod"' in kepler and 'zone=~"package|dram"' in kepler
+    assert "=~\"llama-" not in kepler  # pods are joined exactly, not matched by name prefix
     assert "kepler_pod_cpu_joules_total" in kepler and "kepler_pod_gpu_joules_total" in kepler
     assert "/ 1000" in q.energy_watts[EnergySource.DCGM]  # millijoules -> joules
     assert contract.ENERGY_JOULES_TOTAL in q.energy_watts[EnergySource.WATTSERVE]
@@ -68,11 +69,12 @@ def test_window_must_cover_four_scrape_intervals() -> None:
 
 
 def test_collect_fills_every_field_and_prefers_kepler_energy() -> None:
-    fake = FakeClient({
+    fake = FakeClient({  # first needle found wins: the energy joins name in_flight too
+        "kepler_pod": 100.0, "DCGM": 999.0,
         "wattserve_requests_total": 2.0, "wattserve_request_duration": 1.5,
         "wattserve_time_to_first": 0.2, "wattserve_prompt_tokens": 500.0,
         "wattserve_generation_tokens": 200.0, "wattserve_requests_in_flight": 3.0,
-        "wattserve_requests_queued": 1.0, "kepler_pod": 100.0, "DCGM": 999.0,
+        "wattserve_requests_queued": 1.0,
     })
     obs = collect(fake, render(QueryTemplates(), "ns", "md"))
     assert obs == Observation(2.0, 1.5, 0.2, 500.0, 200.0, 3.0, 1.0, 0.5, "kepler")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from wattserve import contract
 from wattserve.render import RenderSettings, desired_children, render_rayservice
+from wattserve.render.rayservice import rayservice_name
 
 from tests.unit.test_render_support import example_md_doc, inputs_for
 
@@ -57,6 +60,10 @@ def test_worker_group_sits_on_the_pool_with_one_worker_per_replica() -> None:
     (worker,) = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert worker["replicas"] == 4
     assert worker["minReplicas"] <= 4 <= worker["maxReplicas"]
+    # a Serve replica asks for the worker's whole CPU request: one replica per worker pod
+    cfg = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    actor = cfg["applications"][0]["deployments"][0]["ray_actor_options"]
+    assert actor["num_cpus"] == inputs.candidate.cpu_request
     pod = worker["template"]["spec"]
     assert pod["nodeSelector"] == {"wattserve.dev/pool": "cpu-general"}
     assert any(t.get("value") == "cpu-general" for t in pod["tolerations"])
@@ -77,3 +84,88 @@ def test_hf_source_adds_the_fetch_init_container_to_workers() -> None:
     rs = render_rayservice(inputs_for(doc))
     pod = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert pod["initContainers"][0]["command"][-2:] == ["hf://org/model", "/models"]
+
+
+def test_scaling_is_in_tree_autoscaling_within_the_spec_bounds() -> None:
+    """KubeRay leaves worker replicas out of its cluster hash, so only the Ray autoscaler
+    resizes a live cluster: it must be on, bounded by spec.scaling, releasing idle workers
+    after the scale-down delay; the replica count itself goes to Serve's num_replicas."""
+    doc = example_md_doc("smollm2-135m.yaml")
+    doc["spec"]["backend"] = "rayservice"
+    doc["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 5, "scaleDownDelaySeconds": 90}
+    rs = render_rayservice(inputs_for(doc, replicas=2))
+    cluster = rs["spec"]["rayClusterConfig"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["autoscalerOptions"]["idleTimeoutSeconds"] == 90
+    (worker,) = cluster["workerGroupSpecs"]
+    assert (worker["minReplicas"], worker["replicas"], worker["maxReplicas"]) == (1, 2, 5)
+    cfg = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    assert cfg["applications"][0]["deployments"][0]["num_replicas"] == 2
+
+
+def test_ray_containers_keep_kuberays_start_command() -> None:
+    """A command without ray.io/overwrite-container-cmd gets wrapped by KubeRay, and its own
+    ray start never runs: the Ray containers set neither command nor args."""
+    cluster = render_rayservice(_inputs("smollm2-135m.yaml"))["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]]
+    for template in pods:
+        for container in template["spec"]["containers"]:
+            assert "command" not in container and "args" not in container
+
+
+def test_long_or_invalid_names_become_names_kuberay_accepts() -> None:
+    assert rayservice_name("smollm2-135m") == "smollm2-135m"
+    long = "a-very-long-model-deployment-name-that-kuberay-would-refuse"
+    for name in (long, "llama.3.1-8b", "x" * 47 + "y"):
+        short = rayservice_name(name)
+        assert len(short) <= 47 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", short), short
+        assert rayservice_name(name) == short  # stable
+    assert rayservice_name(long) != rayservice_name(long + "-2")
+    doc = example_md_doc("smollm2-135m.yaml")
+    doc["spec"]["backend"] = "rayservice"
+    doc["metadata"]["name"] = long
+    assert render_rayservice(inputs_for(doc))["metadata"]["name"] == rayservice_name(long)
+
+
+def test_head_is_sized_for_the_pool_and_exposes_no_ray_client_port() -> None:
+    cpu = render_rayservice(_inputs("smollm2-135m.yaml"))["spec"]["rayClusterConfig"]
+    gpu_inputs = _inputs("llama-3.1-8b-high-load.yaml")
+    gpu = render_rayservice(gpu_inputs)["spec"]["rayClusterConfig"]
+    cpu_head = cpu["headGroupSpec"]["template"]["spec"]
+    gpu_head = gpu["headGroupSpec"]["template"]["spec"]
+    assert cpu_head["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
+    assert gpu_head["containers"][0]["resources"]["limits"]["memory"] == "4Gi"
+    assert gpu_head["nodeSelector"] == {"wattserve.dev/pool": gpu_inputs.pool.name}
+    ports = {p["containerPort"] for p in cpu_head["containers"][0]["ports"]}
+    assert 10001 not in ports  # the Ray client runs arbitrary code: not in the head Service
+    assert {6379, 8265} <= ports  # workers join the GCS; KubeRay talks to the dashboard
+
+
+def test_every_ray_container_meets_the_restricted_pod_security_standard() -> None:
+    cluster = render_rayservice(_inputs("llama-3.1-8b-high-load.yaml"))["spec"][
+        "rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"]["spec"],
+            cluster["workerGroupSpecs"][0]["template"]["spec"]]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+    sc = cluster["autoscalerOptions"]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_serve_config_validates_against_ray_serves_own_schema() -> None:
+    """The real ray 2.60.0 ``ServeDeploySchema`` (what KubeRay's serveConfigV2 is submitted
+    to), for a CPU and a GPU pool."""
+    from ray.serve.schema import ServeDeploySchema
+
+    for file in ("smollm2-135m.yaml", "llama-3.1-8b-high-load.yaml"):
+        rs = render_rayservice(_inputs(file, replicas=3))
+        schema = ServeDeploySchema.model_validate(yaml.safe_load(rs["spec"]["serveConfigV2"]))
+        (app,) = schema.applications
+        (dep,) = app.deployments
+        assert dep.num_replicas == 3
+        assert app.import_path == "wattserve_serving.ray_app:app"

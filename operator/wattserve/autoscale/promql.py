@@ -2,16 +2,26 @@
 
 Every template is a plain ``str.format`` string with the placeholders ``{namespace}``,
 ``{name}`` and ``{window}`` (and ``{sel}``, the serving-series label selector built from
-``contract.COMMON_LABELS``). Defaults are built from the metric names in
-:mod:`wattserve.contract`, so a renamed metric changes here automatically.
+``contract.COMMON_LABELS``, and ``{pods}``, the deployment's serving pods). Defaults are
+built from the metric names in :mod:`wattserve.contract`, so a renamed metric changes here
+automatically.
 
 Energy comes from the first available source in ``QueryTemplates.energy_preference``:
 
-* ``kepler`` - ``kepler_pod_cpu_joules_total`` + ``kepler_pod_gpu_joules_total`` of the
-  deployment's pods (``pod_name=~"{name}-.*"``, ``container_namespace="{namespace}"``);
+* ``kepler`` - ``kepler_pod_cpu_joules_total`` (RAPL zones ``package`` + ``dram`` only: Kepler
+  exports every zone and they overlap, package covers core and uncore, psys covers all) +
+  ``kepler_pod_gpu_joules_total``, labels ``pod_namespace``/``pod_name`` (Kepler >= 0.10);
 * ``dcgm`` - ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (millijoules, divided by 1000) of the
-  GPUs the deployment's pods hold (dcgm-exporter's ``pod``/``namespace`` labels);
+  GPUs the deployment's pods hold. dcgm-exporter's own ``pod``/``namespace`` labels become
+  ``exported_pod``/``exported_namespace`` under its chart's scrape (``honorLabels: false``);
+  both spellings are matched;
 * ``wattserve`` - the serving app's own ``wattserve_energy_joules_total``.
+
+Pods are matched exactly, never by a name prefix: the energy series are joined
+(``and on (...)``) with the ``pod`` label of the deployment's own serving series
+(``{pods}``: ``wattserve_requests_in_flight`` of the deployment, one series per serving pod,
+with the ``pod`` target label every Kubernetes scrape adds). Pods that serve nothing (the Ray
+head) are not counted.
 """
 
 from __future__ import annotations
@@ -31,6 +41,40 @@ class EnergySource(StrEnum):
 _SEL = (
     f'{contract.LABEL_NAMESPACE}="{{namespace}}", '
     f'{contract.LABEL_MODEL_DEPLOYMENT}="{{name}}"'
+)
+
+
+# One series per serving pod of the deployment, with its namespace and pod labels.
+_PODS = f"max by (namespace, pod) ({contract.REQUESTS_IN_FLIGHT}{{{{{{sel}}}}}})"
+
+
+def _renamed(vector: str, ns_label: str, pod_label: str) -> str:
+    """``vector`` with its namespace/pod labels copied to the exporter's label names."""
+    return (f'label_replace(label_replace({vector}, "{ns_label}", "$1", "namespace", "(.+)"), '
+            f'"{pod_label}", "$1", "pod", "(.+)")')
+
+
+def _joined(metric: str, ns_label: str, pod_label: str, extra: str = "") -> str:
+    """``sum(rate(metric))`` over exactly the deployment's pods (a join, not a name regex)."""
+    pods = "{pods}" if (ns_label, pod_label) == ("namespace", "pod") else _renamed(
+        "{pods}", ns_label, pod_label)
+    return (f'sum(rate({metric}{{{{{ns_label}="{{namespace}}"{extra}}}}}[{{window}}]) '
+            f"and on ({ns_label}, {pod_label}) {pods})")
+
+
+_KEPLER = (
+    _joined("kepler_pod_cpu_joules_total", "pod_namespace", "pod_name",
+            ', zone=~"package|dram"')
+    + " + ("
+    + _joined("kepler_pod_gpu_joules_total", "pod_namespace", "pod_name")
+    + " or vector(0))"
+)
+_DCGM = (
+    "("
+    + _joined("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "exported_namespace", "exported_pod")
+    + " or "
+    + _joined("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "namespace", "pod")
+    + ") / 1000"
 )
 
 
@@ -61,16 +105,9 @@ class QueryTemplates:
     generation_tps: str = _rate(contract.GENERATION_TOKENS_TOTAL)
     in_flight: str = _gauge(contract.REQUESTS_IN_FLIGHT)
     queued: str = _gauge(contract.REQUESTS_QUEUED)
-    energy_kepler: str = (
-        'sum(rate(kepler_pod_cpu_joules_total{{container_namespace="{namespace}", '
-        'pod_name=~"{name}-.*"}}[{window}])) + '
-        '(sum(rate(kepler_pod_gpu_joules_total{{container_namespace="{namespace}", '
-        'pod_name=~"{name}-.*"}}[{window}])) or vector(0))'
-    )
-    energy_dcgm: str = (
-        'sum(rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{namespace="{namespace}", '
-        'pod=~"{name}-.*"}}[{window}])) / 1000'
-    )
+    pods: str = _PODS
+    energy_kepler: str = _KEPLER
+    energy_dcgm: str = _DCGM
     energy_wattserve: str = _rate(contract.ENERGY_JOULES_TOTAL)
     energy_preference: tuple[EnergySource, ...] = (
         EnergySource.KEPLER,
@@ -122,8 +159,10 @@ def render(t: QueryTemplates, namespace: str, name: str) -> DeploymentQueries:
     nm = _escape(name)
     sel = t.selector.format(namespace=ns, name=nm)
 
+    pods = t.pods.format(namespace=ns, name=nm, window=t.window, sel=sel)
+
     def fill(template: str) -> str:
-        return template.format(namespace=ns, name=nm, window=t.window, sel=sel)
+        return template.format(namespace=ns, name=nm, window=t.window, sel=sel, pods=pods)
 
     return DeploymentQueries(
         request_rate=fill(t.request_rate),

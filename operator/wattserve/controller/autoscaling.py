@@ -41,8 +41,8 @@ ENV_WINDOW: Final = "WATTSERVE_PROMQL_WINDOW"
 ENV_QUERY_TIMEOUT: Final = "WATTSERVE_PROMETHEUS_TIMEOUT_SECONDS"
 ENV_TEMPLATE_PREFIX: Final = "WATTSERVE_PROMQL_"
 # QueryTemplates fields that can be overridden with WATTSERVE_PROMQL_<FIELD upper-cased>.
-TEMPLATE_FIELDS: Final = ("selector", "request_rate", "p95_latency", "p95_ttft", "prompt_tps",
-                          "generation_tps", "in_flight", "queued", "energy_kepler",
+TEMPLATE_FIELDS: Final = ("selector", "pods", "request_rate", "p95_latency", "p95_ttft",
+                          "prompt_tps", "generation_tps", "in_flight", "queued", "energy_kepler",
                           "energy_dcgm", "energy_wattserve")
 ENERGY_SOURCES: Final = ("auto", "kepler", "dcgm", "wattserve")
 J_PER_KWH: Final = 3.6e6

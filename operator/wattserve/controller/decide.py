@@ -32,6 +32,7 @@ from wattserve.planning import Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
 from wattserve.render import RenderInputs, RenderSettings, desired_children
 from wattserve.render.meta import label_value
+from wattserve.render.rayservice import rayservice_name
 
 ChildKey = tuple[str, str]  # (kind, name)
 RAYSERVICE: Final = "RayService"
@@ -106,13 +107,14 @@ def _children_pool(children: Mapping[ChildKey, Mapping[str, Any]]) -> str | None
     return None
 
 
-def _existing_health(children: Mapping[ChildKey, Mapping[str, Any]], name: str) -> Health:
+def _existing_health(children: Mapping[ChildKey, Mapping[str, Any]], name: str,
+                     pods: Sequence[Mapping[str, Any]]) -> Health:
     dep = children.get(("Deployment", name))
     if dep is not None:
         spec = dep.get("spec") or {}
         return deployment_health(dep, int(spec.get("replicas") or 0))
-    rs = children.get((RAYSERVICE, name))
-    return rayservice_health(rs, 1) if rs is not None else Health(0, False, "no workload")
+    rs = children.get((RAYSERVICE, rayservice_name(name)))
+    return rayservice_health(rs, 1, pods) if rs is not None else Health(0, False, "no workload")
 
 
 def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, Any],
@@ -144,7 +146,7 @@ def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, A
     updates = [placed]
     new_status: dict[str, Any] = {"placement": placement}
     if obs.children:
-        health = _existing_health(obs.children, name)
+        health = _existing_health(obs.children, name, obs.pods)
         kinds = ", ".join(sorted({kind for kind, _ in obs.children}))
         updates.append(cond.Condition(cond.READY, "True" if health.ready else "False",
                                       "Available" if health.ready else "ReplicasNotReady",
@@ -227,7 +229,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         delete.append((_api_version(kind), kind, name))
 
     if md.spec.backend is Backend.RAYSERVICE:
-        health = rayservice_health(obs.children.get((RAYSERVICE, md.name)), replicas)
+        health = rayservice_health(obs.children.get((RAYSERVICE, rayservice_name(md.name))),
+                                   replicas, obs.pods)
     else:
         health = deployment_health(live, replicas)
     if obs.apply_error:

@@ -63,8 +63,26 @@ def deployment_health(dep: Mapping[str, Any] | None, desired: int) -> Health:
     return Health(min(ready, desired), is_ready, message, tuple(problems))
 
 
-def rayservice_health(rs: Mapping[str, Any] | None, desired: int) -> Health:
-    """KubeRay >= 1.3 reports a Ready condition; older versions serviceStatus: Running."""
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in _get(pod, "status", "conditions") or ())
+
+
+def ray_worker_pods_ready(pods: Sequence[Mapping[str, Any]]) -> int:
+    """Ready Ray worker pods (KubeRay labels them ``ray.io/node-type: worker``)."""
+    return sum(1 for pod in pods
+               if (_get(pod, "metadata", "labels") or {}).get("ray.io/node-type") == "worker"
+               and _pod_ready(pod))
+
+
+def rayservice_health(rs: Mapping[str, Any] | None, desired: int,
+                      pods: Sequence[Mapping[str, Any]] = ()) -> Health:
+    """Ready only when KubeRay says so (Ready condition, KubeRay >= 1.3; serviceStatus
+    Running before), the Serve deployment is HEALTHY (all its ``num_replicas`` running, none
+    pending for a worker), and as many Ray worker pods are ready as replicas are desired:
+    each replica holds a whole worker, so ready replicas = min(desired, ready workers)."""
     if rs is None:
         return Health(0, False, "RayService not created yet")
     status = _get(rs, "status") or {}
@@ -81,8 +99,15 @@ def rayservice_health(rs: Mapping[str, Any] | None, desired: int) -> Health:
     if app.get("status") in ("DEPLOY_FAILED", "UNHEALTHY"):
         problems = (Problem("RayServiceFailed", str(app.get("message") or app.get("status"))),)
         ok = False
-    return Health(desired if ok else 0, ok and desired > 0,
-                  f"RayService {'ready' if ok else 'not ready'}: {message}".rstrip(": "),
+    serve = _get(app, "serveDeploymentStatuses", "wattserve", "status")
+    workers = ray_worker_pods_ready(pods)
+    ready = min(desired, workers) if ok else 0
+    all_up = ok and desired > 0 and serve == "HEALTHY" and workers >= desired
+    if ok and not all_up:
+        message = (f"{ready}/{desired} replicas ready (Serve deployment "
+                   f"{serve or 'not reported'}, {workers} Ray worker pod(s) ready)")
+    return Health(ready, all_up,
+                  f"RayService {'ready' if all_up else 'not ready'}: {message}".rstrip(": "),
                   problems)
 
 

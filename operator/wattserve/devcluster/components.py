@@ -17,6 +17,7 @@ KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+KUBERAY_VERSION = "v1.5.0"
 # Helm v3.22 is built against the Kubernetes 1.37 client libraries.
 HELM_K8S_MINOR = "37"
 
@@ -90,6 +91,12 @@ COMPONENTS: tuple[Component, ...] = (
             for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
         },
         ldflags=_k8s_version_ldflags(KUBERNETES_VERSION),
+    ),
+    # The KubeRay operator (RayService/RayCluster controllers); CRDs come from the same module.
+    Component(
+        name="kuberay",
+        version=KUBERAY_VERSION,
+        packages={"kuberay-operator": "github.com/ray-project/kuberay/ray-operator"},
     ),
 )
 

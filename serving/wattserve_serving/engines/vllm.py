@@ -1,8 +1,16 @@
 """vLLM engine (GPU) via `vllm.AsyncLLMEngine`; `vllm` is imported only in `load()`.
 
+Written against vllm 0.29.0 (serving/constraints-gpu.txt), where `AsyncLLMEngine` is an
+alias of `vllm.v1.engine.async_llm.AsyncLLM`: the model config is the `model_config`
+attribute, `get_tokenizer()` is synchronous (awaited when a version makes it a coroutine),
+`generate(TokensPrompt, SamplingParams, request_id)` yields CUMULATIVE outputs, `abort` is a
+coroutine. tests/serving/vllm_real.py checks all of it against the real package.
+
 Installed with the `wattserve[gpu]` extra. vLLM batches internally, so many requests
 may be in flight at once (`max_concurrency`); its own scheduler queues beyond that.
-A closed iterator (client disconnect) aborts the request inside vLLM.
+A closed iterator (client disconnect) aborts the request inside vLLM. The app's own OpenAI
+layer (not vLLM's `OpenAIServingChat`) stays in front, so admission, metrics and energy
+accounting are the same for both engines.
 """
 
 from __future__ import annotations
@@ -61,8 +69,7 @@ class VLLMEngine:
         args = vllm.AsyncEngineArgs(**kwargs)
         engine = vllm.AsyncLLMEngine.from_engine_args(args)
         self._tokenizer = await _maybe_await(engine.get_tokenizer())
-        config = await _maybe_await(engine.get_model_config())
-        max_len = getattr(config, "max_model_len", None)
+        max_len = getattr(engine.model_config, "max_model_len", None)
         if isinstance(max_len, int) and max_len > 0:
             self.context_length = max_len
         self._engine = engine
@@ -101,7 +108,7 @@ class VLLMEngine:
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
-            top_k=params.top_k if params.top_k > 0 else -1,
+            top_k=max(0, params.top_k),  # 0: off (vLLM's canonical value)
             stop=list(params.stop + prompt.stop) or None,
             seed=params.seed,
             presence_penalty=params.presence_penalty,
@@ -114,7 +121,9 @@ class VLLMEngine:
         finished = False
         try:
             stream = engine.generate(
-                {"prompt_token_ids": list(prompt.token_ids)}, sampling, request_id
+                self._vllm.TokensPrompt(prompt_token_ids=list(prompt.token_ids)),
+                sampling,
+                request_id,
             )
             async for output in stream:
                 completion = output.outputs[0]
