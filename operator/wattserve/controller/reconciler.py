@@ -24,6 +24,7 @@ from wattserve.controller.events import post, utcnow
 from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
+from wattserve.controller.zero import ActivatorEndpoints
 from wattserve.render.meta import label_value
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Reconciler:
         # Set once pools, children and pods are loaded: no reconcile runs before.
         self.synced = asyncio.Event()
         self._tombstones: set[tuple[str, str, str]] = set()  # deleted during the sync
+        self.activator: ActivatorEndpoints | None = None  # scale to zero (see .activation)
         self.active = True  # False while a peer with a higher priority runs (peering gate)
         self.reconciles = 0
 
@@ -149,6 +151,7 @@ class Reconciler:
             pods=self.pods.of((key[0], label_value(key[1]))),
             missing_kinds=frozenset(self.missing_kinds),
             apply_error=self.apply_errors.get(key),
+            activator=self.activator,
         )
 
     async def reconcile(self, key: Key) -> str:
@@ -289,7 +292,8 @@ class Reconciler:
                 self.pool_upsert(pool)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"), ("v1", "Pod")):
+                                  ("ray.io/v1", "RayService"), ("v1", "Pod"),
+                                  ("discovery.k8s.io/v1", "EndpointSlice")):
             for ns in namespaces:
                 try:
                     async for page in self.api.list_pages(api_version, kind, ns,
@@ -318,7 +322,8 @@ class Reconciler:
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         fresh = ChildCache()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService")):
+                                  ("ray.io/v1", "RayService"),
+                                  ("discovery.k8s.io/v1", "EndpointSlice")):
             if kind in self.missing_kinds:
                 continue
             for ns in namespaces:
