@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from wattserve_activator.discovery import DiscoveryError, Target
 from wattserve_activator.holding import Settings
 from wattserve_activator.server import Activator

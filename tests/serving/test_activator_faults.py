@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from wattserve_activator.discovery import Connection, KubeDiscovery
 
 from activator_helpers import ActivatorServer, LoopbackDiscovery, wait_until
