@@ -44,14 +44,15 @@ def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> ActivatorEndpo
     for eps in slices:
         if eps.get("addressType") != "IPv4":
             continue
-        for p in eps.get("ports") or ():
-            if p.get("name") == "http" and isinstance(p.get("port"), int):
-                port = p["port"]
-        for endpoint in eps.get("endpoints") or ():
-            ready = (endpoint.get("conditions") or {}).get("ready")
-            if ready is False:
-                continue
-            addresses.update(str(a) for a in endpoint.get("addresses") or ())
+        ready = {str(a) for endpoint in eps.get("endpoints") or ()
+                 if (endpoint.get("conditions") or {}).get("ready") is not False
+                 for a in endpoint.get("addresses") or ()}
+        if not ready:
+            continue
+        if not addresses:  # every slice of one Service carries the same ports
+            port = next((p["port"] for p in eps.get("ports") or ()
+                         if p.get("name") == "http" and isinstance(p.get("port"), int)), port)
+        addresses |= ready
     return ActivatorEndpoints(tuple(sorted(addresses)), port) if addresses else None
 
 

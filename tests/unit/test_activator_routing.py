@@ -1,0 +1,58 @@
+"""Where held requests go and where they come from (pure parts): the activator's addresses
+from its EndpointSlices, the operator setting, and which model a request names."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+from wattserve.controller.activation import activator_service_from_env, endpoints_from_slices
+from wattserve.controller.zero import ActivatorEndpoints
+from wattserve.render import SettingsError
+from wattserve_activator.server import model_of
+
+
+def slice_(addresses: list[tuple[str, bool | None]], port: int = 8012,
+           kind: str = "IPv4") -> dict[str, object]:
+    return {"addressType": kind, "ports": [{"name": "http", "port": port},
+                                           {"name": "admin", "port": 9091}],
+            "endpoints": [{"addresses": [a], "conditions": {} if r is None else {"ready": r}}
+                          for a, r in addresses]}
+
+
+def test_ready_addresses_of_every_slice_sorted_with_the_http_port() -> None:
+    found = endpoints_from_slices([slice_([("10.0.0.9", True), ("10.0.0.3", None)], 18012),
+                                   slice_([("10.0.1.1", False)]),
+                                   slice_([("fd00::1", True)], kind="IPv6")])
+    assert found == ActivatorEndpoints(("10.0.0.3", "10.0.0.9"), 18012)
+
+
+def test_no_ready_activator_pod_means_no_route() -> None:
+    assert endpoints_from_slices([slice_([("10.0.0.9", False)])]) is None
+    assert endpoints_from_slices([]) is None
+
+
+@pytest.mark.parametrize("raw", ["wattserve", "/x", "ns/", "NS/x", "a/b/c"])
+def test_a_malformed_activator_service_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="WATTSERVE_ACTIVATOR_SERVICE"):
+        activator_service_from_env({"WATTSERVE_ACTIVATOR_SERVICE": raw})
+
+
+def test_the_activator_service_setting() -> None:
+    assert activator_service_from_env({}) is None
+    assert activator_service_from_env({"WATTSERVE_ACTIVATOR_SERVICE": "ws/ws-activator"}) == (
+        "ws", "ws-activator")
+
+
+@pytest.mark.parametrize(("headers", "model"), [
+    ({"Host": "smol.team-a.svc.cluster.local:8000"}, ("team-a", "smol")),
+    ({"Host": "smol.team-a.svc"}, ("team-a", "smol")),
+    ({"Host": "smol.team-a:8000"}, ("team-a", "smol")),
+    ({"Host": "smol:8000"}, None),  # no namespace: cannot tell
+    ({"Host": "10.96.3.4:8000"}, None),  # a ClusterIP: cannot tell
+    ({"Host": "api.example.com"}, None),
+    ({"Host": "x", "X-Wattserve-Model-Deployment": "team-b/llama"}, ("team-b", "llama")),
+    ({"Host": "x", "X-Wattserve-Model-Deployment": "llama"}, None),
+])
+def test_which_model_a_request_is_for(headers: dict[str, str],
+                                      model: tuple[str, str] | None) -> None:
+    assert model_of(make_mocked_request("POST", "/v1/chat/completions", headers=headers)) == model
