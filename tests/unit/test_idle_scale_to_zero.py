@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from wattserve import contract
-from wattserve.autoscale import ScalerState
+from wattserve.autoscale import Observation, ScalerState
 from wattserve.controller.zero import ActivatorEndpoints, iso
 
 from tests.unit.test_controller_autoscaling import (
@@ -64,6 +64,18 @@ def test_a_model_at_zero_stays_there_whatever_the_policy_would_recommend() -> No
     # Metrics down at zero: still zero (only an activation wakes it).
     down = run_tick(body, None, ScalerState(replicas=0))
     assert down.decision.desired_replicas == 0 and down.desired_replicas is None
+
+
+def test_a_model_that_never_served_a_request_is_idle_but_an_outage_is_not() -> None:
+    # No request counter series yet (born with the first request), pods scraped: idle.
+    never = Observation(request_rate=None, in_flight=0.0, queued=0.0)
+    body = placed_body(desired=1, minReplicas=0, idleTimeoutSeconds=30)
+    first = run_tick(body, never)
+    assert first.status_patch["idle"]["since"] == iso(NOW - 60)
+    assert first.desired_replicas == 0  # idle for a window >= the 30 s override
+    # Prometheus unreachable: nothing known, the idle clock stops and nothing scales.
+    down = run_tick(body, None)
+    assert down.status_patch["idle"]["since"] is None and down.desired_replicas is None
 
 
 def test_min_replicas_one_never_scales_to_zero() -> None:

@@ -336,7 +336,7 @@ def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str
     """minReplicas 0: the idle timeout decides 1 -> 0; at 0 only an activation wakes it."""
     load = Load(0.0, inputs.expected_prompt_tokens, inputs.expected_gen_tokens)
     floor = predict(inputs.capacity, load, 1, tail_factor=inputs.tail_factor).p95_s
-    out = zero.idle_tick(md, inputs, body, obs, current, decision.metrics_available, now,
+    out = zero.idle_tick(md, inputs, body, obs, current, now,
                          window_s, floor if math.isfinite(floor) else 0.0)
     if out.desired == 0:
         decision = dataclasses.replace(decision, desired_replicas=0,

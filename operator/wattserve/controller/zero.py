@@ -95,14 +95,19 @@ class IdleOutcome:
 
 
 def is_idle(obs: Observation | None) -> bool:
-    """Nothing served, running or queued over the window (metrics present)."""
-    if obs is None or obs.request_rate is None:
+    """Nothing served, running or queued over the window, positively known.
+
+    A replica that never served a request exports no request counter yet (the series is
+    born with the first request), so no request rate but an in-flight gauge of 0 (the
+    pods are scraped, Prometheus answers) is idle too. No in-flight figure: not known.
+    """
+    if obs is None or obs.in_flight is None or obs.in_flight != 0 or (obs.queued or 0) != 0:
         return False
-    return obs.request_rate == 0 and not (obs.in_flight or 0) and not (obs.queued or 0)
+    return obs.request_rate is None or obs.request_rate == 0
 
 
 def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
-              obs: Observation | None, current: int, metrics_ok: bool, now: float,
+              obs: Observation | None, current: int, now: float,
               window_s: float, floor_s: float = 0.0) -> IdleOutcome:
     """The scale-to-zero part of one autoscaler tick (``minReplicas: 0`` only)."""
     idle = _idle_status(body)
@@ -120,7 +125,7 @@ def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
         zero_for = "" if since is None else f" for {now - since:.0f}s"
         return IdleOutcome(0, status, f"0 replicas{zero_for}: idle; the activator holds the "
                            "next request and wakes the model", decision)
-    if not metrics_ok or not is_idle(obs):
+    if not is_idle(obs):
         status["since"] = None
         return IdleOutcome(None, status, "", decision)
     woken = parse_time(idle.get("wakeRequestedAt")) or parse_time(idle.get("wokenAt"))
