@@ -140,8 +140,9 @@ def _run_activator(discovery: PodNetworkStandIn, namespace: str, n: int,
                             "held": r.headers.get(contract.HEADER_ACTIVATED),
                             "body": r.text[:300]})
             await asyncio.gather(*(one(i) for i in range(n)))
-        out.append({"metrics": activator.metrics.cold_starts.labels(
-            namespace, NAME)._value.get()})
+        out.append({"metrics": activator.registry.get_sample_value(
+            "wattserve_activator_cold_starts_total", {"namespace": namespace,
+                                                      "service": NAME})})
         await runner.cleanup()
 
     asyncio.run(main())

@@ -112,10 +112,9 @@ def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
     """The scale-to-zero part of one autoscaler tick (``minReplicas: 0`` only)."""
     idle = _idle_status(body)
     decision = idle_timeout(idle_inputs(md, spec, idle, floor_s))
+    # coldStartSeconds belongs to the reconcile (learned from wake-ups); not written here.
     status: dict[str, Any] = {"timeoutSeconds": round(decision.seconds),
-                              "reason": decision.reason, "message": decision.message,
-                              "coldStartSeconds": round(idle_inputs(md, spec, idle).cold_start_s,
-                                                        2)}
+                              "reason": decision.reason, "message": decision.message}
     if obs is not None and obs.request_rate is not None and obs.request_rate > 0:
         old = idle.get("activeRate")
         prev = float(old) if isinstance(old, (int, float)) else obs.request_rate
