@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
 from wattserve_activator.discovery import Target
 from wattserve_activator.holding import Settings
-from wattserve_activator.server import Activator
+from wattserve_activator.server import Activator, make_runner
 
 BODY = {"id": "cmpl-1", "object": "chat.completion", "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello " * 20}}]}
@@ -88,7 +88,7 @@ def serve_in_thread(make: Any, port: int) -> asyncio.AbstractEventLoop:
     threading.Thread(target=loop.run_forever, daemon=True).start()
 
     async def start() -> None:
-        runner = web.AppRunner(await make(), access_log=None)
+        runner = make_runner(await make())
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
 

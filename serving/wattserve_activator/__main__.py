@@ -18,7 +18,7 @@ from wattserve_activator.discovery import (
     connection_in_cluster,
 )
 from wattserve_activator.holding import Settings
-from wattserve_activator.server import Activator
+from wattserve_activator.server import Activator, make_runner
 
 
 def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
@@ -57,7 +57,7 @@ async def serve(args: argparse.Namespace) -> None:
                           Settings(queue_size=args.queue_size, deadline_s=args.deadline))
     runners = []
     for app, port in ((activator.app(), args.port), (activator.admin_app(), args.admin_port)):
-        runner = web.AppRunner(app, access_log=None)
+        runner = make_runner(app)
         await runner.setup()
         await web.TCPSite(runner, args.host, port).start()
         runners.append(runner)

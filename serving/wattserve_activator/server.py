@@ -30,6 +30,12 @@ HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "proxy-authenticate",
 MAX_BODY: Final = 16 * 1024 * 1024
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """A runner that cancels a handler when its client goes away (aiohttp's default since
+    3.9 is not to): a held request whose client left frees its queue slot at once."""
+    return web.AppRunner(app, access_log=None, handler_cancellation=True)
+
+
 def error_response(status: int, message: str, code: str, retry_after: int | None = None,
                    ) -> web.Response:
     kind = "service_unavailable" if status == 503 else "invalid_request_error"

@@ -119,11 +119,11 @@ def _run_activator(discovery: PodNetworkStandIn, namespace: str, n: int,
                    out: list[dict[str, Any]]) -> None:
     from aiohttp import web
     from wattserve_activator.holding import Settings
-    from wattserve_activator.server import Activator
+    from wattserve_activator.server import Activator, make_runner
 
     async def main() -> None:
         activator = Activator(discovery, Settings(deadline_s=120.0, poll_s=0.2))
-        runner = web.AppRunner(activator.app(), access_log=None)
+        runner = make_runner(activator.app())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from wattserve_activator.discovery import DiscoveryError, Target
 from wattserve_activator.holding import Settings
-from wattserve_activator.server import Activator
+from wattserve_activator.server import Activator, make_runner
 
 from serving_helpers import free_port
 
@@ -94,7 +94,7 @@ class ActivatorServer:
     async def _start(self) -> None:
         for app, port in ((self.activator.app(), self.port),
                           (self.activator.admin_app(), self.admin_port)):
-            runner = web.AppRunner(app, access_log=None)
+            runner = make_runner(app)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             self._runners.append(runner)
