@@ -101,12 +101,14 @@ def test_every_held_request_is_answered_after_one_wake_up(
     assert metrics["wattserve_activator_held_requests"] == 0
     assert metrics["wattserve_activator_hold_seconds_count"] == HELD
     first = sorted(r["first_token_s"] for r in results if r["stream"])
-    print(f"\nfrom zero: first token {first[0]:.2f}s (fastest) {first[-1]:.2f}s (slowest of "
-          f"{len(first)} streams), held {min(r['held'] for r in results):.2f}-"
+    first_answer = min(r.get("first_token_s", r["total_s"]) for r in results)
+    print(f"\nfrom zero: first answer {first_answer:.2f}s; streams' first token "
+          f"{first[0]:.2f}-{first[-1]:.2f}s ({HELD} requests on a one-at-a-time llama.cpp "
+          f"replica); held {min(r['held'] for r in results):.2f}-"
           f"{max(r['held'] for r in results):.2f}s")
 
     # Warm now: forwarded without holding, no second wake-up.
     warm: list[dict[str, Any]] = []
     send(act.url, True, warm)
-    assert warm[0]["status"] == 200 and warm[0]["held"] == 0.0
+    assert warm[0]["status"] == 200 and warm[0]["held"] < 0.5  # a look-up, no cold start
     assert disco.activations == 1
