@@ -3,6 +3,9 @@ from its EndpointSlices, the operator setting, and which model a request names."
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from wattserve.controller.activation import activator_service_from_env, endpoints_from_slices
@@ -56,3 +59,19 @@ def test_the_activator_service_setting() -> None:
 def test_which_model_a_request_is_for(headers: dict[str, str],
                                       model: tuple[str, str] | None) -> None:
     assert model_of(make_mocked_request("POST", "/v1/chat/completions", headers=headers)) == model
+
+
+def test_the_activator_shares_only_the_contract_with_the_operator() -> None:
+    package = Path(__file__).resolve().parents[2] / "serving" / "wattserve_activator"
+    imported = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            imported |= {n for n in names if n.split(".")[0] in ("wattserve",
+                                                                 "wattserve_serving")}
+    assert imported == {"wattserve", "wattserve.contract"}
