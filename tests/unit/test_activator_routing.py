@@ -75,3 +75,29 @@ def test_the_activator_shares_only_the_contract_with_the_operator() -> None:
             imported |= {n for n in names if n.split(".")[0] in ("wattserve",
                                                                  "wattserve_serving")}
     assert imported == {"wattserve", "wattserve.contract"}
+
+
+def test_a_refresh_records_the_addresses_and_requeues_the_models_at_zero() -> None:
+    import asyncio
+    from unittest.mock import AsyncMock, create_autospec
+
+    from wattserve.controller.activation import refresh_once
+    from wattserve.controller.config import OperatorConfig
+    from wattserve.controller.kubeapi import KubeApi
+    from wattserve.controller.reconciler import Reconciler
+
+    async def scenario() -> None:
+        api = create_autospec(KubeApi, instance=True)
+        api.list_all = AsyncMock(return_value=[slice_([("10.0.0.9", True)])])
+        rec = Reconciler(api, OperatorConfig(activator_service=("ws", "ws-activator")))
+        assert rec.activator_unknown
+        rec.mds[("a", "zero")] = {"status": {"replicas": {"desired": 0}}}
+        rec.mds[("a", "busy")] = {"status": {"replicas": {"desired": 2}}}
+        await refresh_once(rec, ("ws", "ws-activator"))
+        api.list_all.assert_awaited_once_with("discovery.k8s.io/v1", "EndpointSlice", "ws",
+                                              "kubernetes.io/service-name=ws-activator")
+        assert rec.activator == ActivatorEndpoints(("10.0.0.9",), 8012)
+        assert not rec.activator_unknown
+        assert len(rec.queue) == 1 and await rec.queue.get() == ("a", "zero")
+
+    asyncio.run(scenario())

@@ -184,3 +184,14 @@ def test_once_the_woken_replica_is_ready_the_slice_goes_and_the_cold_start_is_le
     assert idle_status["coldStartSeconds"] == 12.0 and idle_status["wakeRequestedAt"] is None
     body = merge(body, {"status": dict(ready.status_patch)})
     assert cond(body, "Ready")["status"] == "True"
+
+
+def test_before_the_activator_is_listed_an_existing_route_is_left_alone() -> None:
+    body = zero_body()
+    routed = run(body, activator=ACTIVATOR)
+    children = {(o["kind"], o["metadata"]["name"]): live(o) for o in routed.apply}
+    restarted = run(body, children, activator=None, activator_unknown=True)
+    assert not restarted.delete  # an operator restart does not cut the route for 5 s
+    assert not [o for o in restarted.apply if o["kind"] == "EndpointSlice"]
+    gone = run(body, children, activator=None)
+    assert [d[1] for d in gone.delete] == ["EndpointSlice"]

@@ -67,7 +67,9 @@ async def refresh_once(rec: Any, service: tuple[str, str]) -> None:
     slices = await rec.api.list_all("discovery.k8s.io/v1", "EndpointSlice", ns,
                                     f"kubernetes.io/service-name={name}")
     found = endpoints_from_slices(slices)
-    if found != rec.activator:
+    first = rec.activator_unknown
+    rec.activator_unknown = False
+    if found != rec.activator or first:
         logger.info("activator endpoints: %s", found)
         rec.activator = found
         for key, body in list(rec.mds.items()):

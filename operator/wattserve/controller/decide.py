@@ -56,6 +56,7 @@ class Observed:
     missing_kinds: frozenset[str] = frozenset()  # child kinds whose CRD is not installed
     apply_error: str | None = None  # the last failure applying this ModelDeployment's children
     activator: ActivatorEndpoints | None = None  # scale to zero: where held requests go
+    activator_unknown: bool = False  # configured but not listed yet (operator start)
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         elif not matches(obj, actual):
             apply.append(obj)
     for kind, name in sorted(set(obs.children) - wanted_keys):
+        if kind == "EndpointSlice" and obs.activator_unknown:
+            continue  # where the activator is is not known yet: leave its route alone
         delete.append((_api_version(kind), kind, name))
 
     if obs.apply_error:

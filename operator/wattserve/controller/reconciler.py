@@ -57,6 +57,7 @@ class Reconciler:
         self.synced = asyncio.Event()
         self._tombstones: set[tuple[str, str, str]] = set()  # deleted during the sync
         self.activator: ActivatorEndpoints | None = None  # scale to zero (see .activation)
+        self.activator_unknown = config.activator_service is not None  # until first listed
         self.active = True  # False while a peer with a higher priority runs (peering gate)
         self.reconciles = 0
 
@@ -152,6 +153,7 @@ class Reconciler:
             missing_kinds=frozenset(self.missing_kinds),
             apply_error=self.apply_errors.get(key),
             activator=self.activator,
+            activator_unknown=self.activator_unknown,
         )
 
     async def reconcile(self, key: Key) -> str:
