@@ -93,7 +93,7 @@ def _replicas(cluster: Cluster, ns: str) -> int:
 def _activator_slice(cluster: Cluster, ns: str) -> dict[str, Any] | None:
     items = cluster.get_json("endpointslices", "-n", ns, "-l",
                              f"kubernetes.io/service-name={NAME},"
-                             "endpointslice.kubernetes.io/managed-by=wattserve.dev/operator")
+                             "endpointslice.kubernetes.io/managed-by=operator.wattserve.dev")
     return items["items"][0] if items["items"] else None
 
 

@@ -31,7 +31,7 @@ from wattserve.render.meta import Owner, object_meta, service_name
 
 SCALED_TO_ZERO: Final = "ScaledToZero"
 ACTIVATED: Final = "Activated"
-SLICE_MANAGER: Final = "wattserve.dev/operator"
+SLICE_MANAGER: Final = "operator.wattserve.dev"
 
 
 @dataclass(frozen=True)
