@@ -49,7 +49,7 @@ def test_the_operator_is_told_the_activator_service_and_it_exists() -> None:
     pod = dep["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == svc["metadata"]["name"]
     c = pod["containers"][0]
-    assert c["command"] == ["python", "-m", "wattserve_activator"]
+    assert c["command"] == ["python3", "-m", "wattserve_activator"]
     assert c["image"] == op["spec"]["template"]["spec"]["containers"][0]["image"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
