@@ -1,4 +1,4 @@
-"""``python -m wattserve_activator``: serve the activator (port 8012) and its admin port."""
+"""``python3 -m wattserve_activator``: serve the activator (port 8012) and its admin port."""
 
 from __future__ import annotations
 
@@ -30,21 +30,29 @@ def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
     return parse
 
 
+def _env_number(name: str, default: str, kind: type[float] | type[int]) -> float | int:
+    raw = os.environ.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}: must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {raw}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = argparse.ArgumentParser(prog="wattserve-activator", description=__doc__)
-    p.add_argument("--port", type=_positive(int),
-                   default=int(env("WATTSERVE_ACTIVATOR_PORT", contract.ACTIVATOR_PORT)))
-    p.add_argument("--admin-port", type=_positive(int),
-                   default=int(env("WATTSERVE_ACTIVATOR_ADMIN_PORT", "9091")),
-                   help="/healthz and /metrics")
-    p.add_argument("--queue-size", type=_positive(int),
-                   default=int(env("WATTSERVE_ACTIVATOR_QUEUE_SIZE", "100")),
-                   help="held requests per model")
-    p.add_argument("--deadline", type=_positive(float),
-                   default=float(env("WATTSERVE_ACTIVATOR_DEADLINE_SECONDS", "120")),
-                   help="a held request's longest wait, seconds")
-    p.add_argument("--kubeconfig", default=env("KUBECONFIG", ""),
+    p.add_argument("--port", type=_positive(int), default=_env_number(
+        "WATTSERVE_ACTIVATOR_PORT", str(contract.ACTIVATOR_PORT), int))
+    p.add_argument("--admin-port", type=_positive(int), default=_env_number(
+        "WATTSERVE_ACTIVATOR_ADMIN_PORT", "9091", int), help="/healthz and /metrics")
+    p.add_argument("--queue-size", type=_positive(int), default=_env_number(
+        "WATTSERVE_ACTIVATOR_QUEUE_SIZE", "100", int), help="held requests per model")
+    p.add_argument("--deadline", type=_positive(float), default=_env_number(
+        "WATTSERVE_ACTIVATOR_DEADLINE_SECONDS", "120", float),
+        help="a held request's longest wait, seconds")
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""),
                    help="outside a cluster (default: in-cluster ServiceAccount)")
     p.add_argument("--host", default="0.0.0.0")
     return p

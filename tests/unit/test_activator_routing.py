@@ -101,3 +101,16 @@ def test_a_refresh_records_the_addresses_and_requeues_the_models_at_zero() -> No
         assert len(rec.queue) == 1 and await rec.queue.get() == ("a", "zero")
 
     asyncio.run(scenario())
+
+
+def test_bad_activator_settings_exit_2_naming_the_setting(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from wattserve_activator.__main__ import main
+
+    monkeypatch.setenv("WATTSERVE_ACTIVATOR_DEADLINE_SECONDS", "soon")
+    assert main([]) == 2
+    assert "WATTSERVE_ACTIVATOR_DEADLINE_SECONDS: must be a number" in capsys.readouterr().err
+    monkeypatch.delenv("WATTSERVE_ACTIVATOR_DEADLINE_SECONDS")
+    with pytest.raises(SystemExit) as exc:
+        main(["--queue-size", "0"])
+    assert exc.value.code == 2 and "--queue-size: must be > 0" in capsys.readouterr().err
