@@ -92,3 +92,18 @@ LABEL_K8S_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 SERVING_PORT: Final = 8000
 HEALTH_PATH: Final = "/health"
 METRICS_PATH: Final = "/metrics"
+
+# ---------------------------------------------------------------------------
+# Scale to zero: the activator (holds requests while a model has no ready replica).
+# ---------------------------------------------------------------------------
+# The activator sets this annotation (an RFC 3339 UTC time) on the ModelDeployment to ask
+# for a wake-up; the operator scales 0 -> 1 when it is newer than status.idle.scaledToZeroAt.
+ANNOTATION_ACTIVATION: Final = "wattserve.dev/activation-requested"
+# Explicit routing to the activator: "<namespace>/<model deployment>" (else the Host header).
+HEADER_MODEL_DEPLOYMENT: Final = "X-Wattserve-Model-Deployment"
+HEADER_ACTIVATED: Final = "X-Wattserve-Activated"  # on responses the activator forwarded
+ACTIVATOR_PORT: Final = 8012
+ACTIVATOR_HELD_REQUESTS: Final = "wattserve_activator_held_requests"  # gauge
+ACTIVATOR_COLD_STARTS_TOTAL: Final = "wattserve_activator_cold_starts_total"  # counter
+ACTIVATOR_HOLD_SECONDS: Final = "wattserve_activator_hold_seconds"  # histogram
+ACTIVATOR_REJECTED_TOTAL: Final = "wattserve_activator_rejected_total"  # counter, + reason

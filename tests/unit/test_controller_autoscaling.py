@@ -193,12 +193,13 @@ def test_slo_conflict_with_max_replicas_is_a_condition_and_one_warning() -> None
     assert not [e for e in again.events if e.type == "Warning"]
 
 
-def test_min_replicas_zero_is_held_at_one_with_a_message() -> None:
+def test_min_replicas_zero_counts_down_the_idle_timeout_before_scaling_to_zero() -> None:
+    # (Scale to zero itself: tests/unit/test_idle_scale_to_zero.py.)
     out = run_tick(placed_body(desired=1, minReplicas=0), idle())
     assert out.decision.desired_replicas == 1 and out.desired_replicas is None
     cond = scaled(out.status_patch)
     assert cond["reason"] == "Steady"
-    assert "minReplicas 0 held at 1" in cond["message"]
+    assert "minReplicas 0: idle for 60s of the" in cond["message"]
     assert "ScaleToZeroNeedsActivation" in cond["message"]
 
 

@@ -164,7 +164,8 @@ def _placement(spec: Fields) -> PlacementPrefs:
 
 def _scaling(spec: Fields) -> Scaling:
     scaling = spec.child("scaling", _keys("minReplicas", "maxReplicas", "targetUtilizationPercent",
-                                          "scaleUpDelaySeconds", "scaleDownDelaySeconds"))
+                                          "scaleUpDelaySeconds", "scaleDownDelaySeconds",
+                                          "idleTimeoutSeconds"))
     result = Scaling(
         min_replicas=scaling.int_default("minReplicas", 1, minimum=0, maximum=1000),
         max_replicas=scaling.int_default("maxReplicas", 10, minimum=1, maximum=1000),
@@ -174,6 +175,8 @@ def _scaling(spec: Fields) -> Scaling:
                                                    maximum=3600),
         scale_down_delay_seconds=scaling.int_default("scaleDownDelaySeconds", 300, minimum=0,
                                                      maximum=86400),
+        idle_timeout_seconds=scaling.integer("idleTimeoutSeconds", minimum=30,
+                                             maximum=604800),
     )
     if result.min_replicas > result.max_replicas:
         raise SpecError(scaling.at("minReplicas"),

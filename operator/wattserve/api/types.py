@@ -106,6 +106,7 @@ class Scaling:
     target_utilization_percent: int = 70
     scale_up_delay_seconds: int = 0
     scale_down_delay_seconds: int = 300
+    idle_timeout_seconds: int | None = None  # minReplicas 0: None = from the cost of waking
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 ``decide(spec, state, obs, now) -> (Decision, ScalerState)`` is the pure policy;
 ``PrometheusClient`` + ``render(QueryTemplates(), ns, name)`` + ``collect`` produce the
-``Observation`` it reads. See docs/autoscaling.md.
+``Observation`` it reads. ``idle_timeout(IdleInputs) -> IdleDecision``: how long an idle
+replica stays warm with ``minReplicas: 0`` (docs/activator.md). See docs/autoscaling.md.
 """
 
+from wattserve.autoscale.idle import IdleDecision, IdleInputs, idle_timeout
 from wattserve.autoscale.model import Decision, Goal, Reason, ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation, collect
 from wattserve.autoscale.policy import decide
@@ -17,6 +19,8 @@ __all__ = [
     "Decision",
     "EnergySource",
     "Goal",
+    "IdleDecision",
+    "IdleInputs",
     "Load",
     "Observation",
     "PrometheusClient",
@@ -26,6 +30,7 @@ __all__ = [
     "ScalingInputs",
     "collect",
     "decide",
+    "idle_timeout",
     "predict",
     "render",
 ]

@@ -12,6 +12,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from wattserve.controller import handlers, peering
+from wattserve.controller.activation import watch_activator
 from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
@@ -53,7 +54,8 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     # Initial LISTs in pages of 200: a thousand pods never sit in memory as one response.
     settings.watching.chunk_size = 200
     # Server-side filtering: only our children and serving pods are streamed.
-    for selector in ("apps/deployments", "services", "ray.io/rayservices", "pods"):
+    for selector in ("apps/deployments", "services", "ray.io/rayservices", "pods",
+                     "discovery.k8s.io/endpointslices"):
         settings.watching.label_selectors[selector] = CHILD_SELECTOR
     # API errors in kopf's own calls (watch setup, peering, events): growing backoff,
     # honouring Retry-After on 429.
@@ -107,6 +109,9 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
     tasks.append(asyncio.create_task(rec.relist_forever(), name="relist"))
     tasks.append(asyncio.create_task(Autoscaler(rec, config.autoscale).run_forever(),
                                      name="autoscaler"))
+    if config.activator_service is not None:
+        tasks.append(asyncio.create_task(watch_activator(rec, config.activator_service),
+                                         name="activator-endpoints"))
     logger.info("autoscaler: %s", f"every {config.autoscale.interval_s:g}s from "
                 f"{config.autoscale.prometheus_url} (window {config.autoscale.templates.window},"
                 f" energy {config.autoscale.energy_source})" if config.autoscale.enabled

@@ -24,10 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from wattserve.api.types import ModelDeployment
+from wattserve.api.types import Backend, ModelDeployment
 from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
+from wattserve.autoscale.model import Reason
 from wattserve.autoscale.promql import EnergySource, QueryTemplates, render, window_seconds
+from wattserve.autoscale.queueing import Load, predict
 from wattserve.controller import conditions as cond
+from wattserve.controller import zero
 from wattserve.controller.decide import Event
 from wattserve.planning.placement import Candidate
 from wattserve.planning.summary import decimal_string
@@ -245,6 +248,8 @@ def current_status(old: Mapping[str, Any], observed: Mapping[str, Any]) -> dict[
 
 def scaled_condition(decision: Decision, current: int, note: str = "") -> cond.Condition:
     message = f"{decision.reason}: {decision.message}{note}"
+    if decision.reason == zero.SCALED_TO_ZERO:
+        return cond.Condition(cond.SCALED, "True", zero.SCALED_TO_ZERO, message)
     if not decision.metrics_available:
         return cond.Condition(cond.SCALED, "Unknown", METRICS_UNAVAILABLE, message)
     if decision.conflict:
@@ -283,7 +288,13 @@ def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
         state = state_from_status(body, current)
     decision, new_state = decide(inputs, state, obs, now)
     status = _status(body)
+    idle_patch: dict[str, Any] | None = None
+    if md.spec.scaling.min_replicas == 0 and md.spec.backend is Backend.DEPLOYMENT:
+        decision, new_state, idle_patch = _scale_to_zero(md, inputs, body, obs, current,
+                                                         decision, new_state, now, window_s)
     patch: dict[str, Any] = {"scaler": new_state.to_dict()}
+    if idle_patch is not None:
+        patch["idle"] = idle_patch
     events: list[Event] = []
     note = f" ({error})" if error and not decision.metrics_available else ""
     if decision.metrics_available and obs is not None:
@@ -316,6 +327,27 @@ def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
     return TickOutcome(decision=decision, state=new_state, status_patch=patch,
                        events=tuple(events), current_replicas=current,
                        desired_replicas=desired, last_scale=last_scale)
+
+
+def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str, Any],
+                   obs: Observation | None, current: int, decision: Decision,
+                   state: ScalerState, now: float, window_s: float,
+                   ) -> tuple[Decision, ScalerState, dict[str, Any]]:
+    """minReplicas 0: the idle timeout decides 1 -> 0; at 0 only an activation wakes it."""
+    load = Load(0.0, inputs.expected_prompt_tokens, inputs.expected_gen_tokens)
+    floor = predict(inputs.capacity, load, 1, tail_factor=inputs.tail_factor).p95_s
+    out = zero.idle_tick(md, inputs, body, obs, current, now,
+                         window_s, floor if math.isfinite(floor) else 0.0)
+    if out.desired == 0:
+        decision = dataclasses.replace(decision, desired_replicas=0,
+                                       reason=zero.SCALED_TO_ZERO, message=out.message,
+                                       conflict=False, metrics_available=True,
+                                       outage_started=False)
+        state = state.evolve(replicas=0, starts=(), recommendations=())
+    elif decision.reason == Reason.SCALE_TO_ZERO.value:
+        decision = dataclasses.replace(decision, message=decision.message.split(
+            "; minReplicas 0")[0] + f"; minReplicas 0: {out.message}.")
+    return decision, state, out.status
 
 
 def placed_pool(body: Mapping[str, Any]) -> str | None:

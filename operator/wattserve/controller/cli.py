@@ -110,6 +110,7 @@ def run(argv: list[str]) -> int:
         identity=make_identity(),
         render=defaults["render"],  # type: ignore[arg-type]
         autoscale=autoscale,
+        activator_service=defaults["activator_service"],  # type: ignore[arg-type]
     )
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from wattserve.controller.activation import activator_service_from_env
 from wattserve.controller.autoscaling import AutoscaleSettings
 from wattserve.controller.autoscaling import settings_from_env as autoscale_from_env
 from wattserve.render import RenderSettings, SettingsError, settings_from_env
@@ -41,6 +42,7 @@ class OperatorConfig:
     identity: str = ""
     render: RenderSettings = field(default_factory=RenderSettings)
     autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
+    activator_service: tuple[str, str] | None = None  # WATTSERVE_ACTIVATOR_SERVICE ns/name
 
     @property
     def clusterwide(self) -> bool:
@@ -75,6 +77,7 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "priority": int(_number(env, ENV_PRIORITY, 0, -(2**31))),
         "render": settings_from_env(env),
         "autoscale": autoscale_from_env(env),
+        "activator_service": activator_service_from_env(env),
     }
 
 

@@ -28,6 +28,16 @@ from wattserve.controller.health import (
 )
 from wattserve.controller.patching import merge_patch
 from wattserve.controller.replicas import desired_replicas
+from wattserve.controller.zero import (
+    ACTIVATED,
+    SCALED_TO_ZERO,
+    ActivatorEndpoints,
+    activator_slice,
+    learned_cold_start,
+    needs_activator,
+    parse_time,
+    wake,
+)
 from wattserve.planning import Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
 from wattserve.render import RenderInputs, RenderSettings, desired_children
@@ -48,6 +58,8 @@ class Observed:
     apply_error: str | None = None  # the last failure applying this ModelDeployment's children
     pools_full: bool = False  # the fleet plan found feasible pools, none with room (PoolsFull)
     spilled_from: str | None = None  # the fleet plan's better pool that was full
+    activator: ActivatorEndpoints | None = None  # scale to zero: where held requests go
+    activator_unknown: bool = False  # configured but not listed yet (operator start)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,8 @@ def failure_reason(p: Plan) -> str:
 
 
 def _api_version(kind: str) -> str:
-    return {"Deployment": "apps/v1", "Service": "v1", RAYSERVICE: "ray.io/v1"}[kind]
+    return {"Deployment": "apps/v1", "Service": "v1", RAYSERVICE: "ray.io/v1",
+            "EndpointSlice": "discovery.k8s.io/v1"}[kind]
 
 
 def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -202,12 +215,30 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                 status_desired if isinstance(status_desired, int) else None,
                                 old_placement,
                                 child_replicas if isinstance(child_replicas, int) else None)
+    events: list[Event] = []
+    idle_patch: dict[str, Any] = {}
+    woken = wake(obs.body, replicas) if md.spec.backend is Backend.DEPLOYMENT else None
+    if woken is not None:  # the activator holds requests: 0 -> 1 (the autoscaler goes on)
+        replicas = max(1, min(1, md.spec.scaling.max_replicas))
+        idle_patch = {"wakeRequestedAt": woken, "since": None}
+        events.append(Event("Normal", ACTIVATED, f"0 -> {replicas} replicas: the activator "
+                                                 f"holds requests (asked at {woken})"))
     try:
+        inputs = RenderInputs(md, pool, cand, replicas, settings)
         wanted = [_make_before_break(obj, obs.children.get(("Deployment", md.name)), cand.pool)
-                  for obj in desired_children(RenderInputs(md, pool, cand, replicas, settings))]
+                  for obj in desired_children(inputs)]
     except SpecError as err:
         return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", md.spec.placement.pool, p, now)
+    if md.spec.backend is Backend.RAYSERVICE:
+        health = rayservice_health(obs.children.get((RAYSERVICE, rayservice_name(md.name))),
+                                   replicas, obs.pods)
+    else:
+        health = deployment_health(live, replicas)
+        body = obs.body if not idle_patch else {**obs.body, "status": {
+            **status, "idle": {**(status.get("idle") or {}), **idle_patch}}}
+        if obs.activator is not None and needs_activator(body, replicas, health.ready):
+            wanted.append(activator_slice(inputs.owner, inputs.labels, obs.activator))
     apply: list[Mapping[str, Any]] = []
     delete: list[tuple[str, str, str]] = []
     problems: list[Problem] = []
@@ -226,26 +257,29 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         elif not matches(obj, actual):
             apply.append(obj)
     for kind, name in sorted(set(obs.children) - wanted_keys):
+        if kind == "EndpointSlice" and obs.activator_unknown:
+            continue  # where the activator is is not known yet: leave its route alone
         delete.append((_api_version(kind), kind, name))
 
-    if md.spec.backend is Backend.RAYSERVICE:
-        health = rayservice_health(obs.children.get((RAYSERVICE, rayservice_name(md.name))),
-                                   replicas, obs.pods)
-    else:
-        health = deployment_health(live, replicas)
     if obs.apply_error:
         problems.append(Problem("ApplyFailed", obs.apply_error))
     problems.extend(health.problems)
     problems.extend(pod_problems(obs.pods))
+    ready_cond = cond.Condition(cond.READY, "True" if health.ready else "False",
+                               "Available" if health.ready else "ReplicasNotReady",
+                               health.message)
+    if replicas == 0:
+        via = ("the activator holds requests and wakes it" if obs.activator is not None
+               else "no activator is configured: requests fail until it is scaled up")
+        ready_cond = cond.Condition(cond.READY, "True" if obs.activator else "False",
+                                    SCALED_TO_ZERO, f"0 replicas (idle): {via}")
     updates = [
         cond.Condition(cond.PLACED, "True", "Placed", f"on {cand.pool}: {p.reason}"),
-        cond.Condition(cond.READY, "True" if health.ready else "False",
-                       "Available" if health.ready else "ReplicasNotReady", health.message),
+        ready_cond,
         cond.Condition(cond.DEGRADED, "True", problems[0].reason, problems[0].message)
         if problems else cond.Condition(cond.DEGRADED, "False", "AsExpected",
                                         "no problems found"),
     ]
-    events: list[Event] = []
     old_where = (old_placement or {}).get("pool"), (old_placement or {}).get("engine")
     if old_where != (cand.pool, cand.engine):
         events.append(Event("Normal", "Placed", f"placed on {cand.pool} ({cand.engine}, "
@@ -255,6 +289,12 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                         obs.spilled_from, now),
         "replicas": {"desired": replicas, "ready": health.ready_replicas},
     }
+    if woken is not None:
+        new_status["lastScale"] = {"time": now, "from": 0, "to": replicas, "reason": ACTIVATED,
+                                   "message": f"woken by the activator (asked at {woken})"}
+    learned = learned_cold_start(obs.body, health.ready, parse_time(now) or 0.0)
+    if learned or idle_patch:
+        new_status["idle"] = dict(status.get("idle") or {}) | idle_patch | learned
     current = status.get("current") or {}
     if current.get("source") != "observed":
         per_replica = cand.usd_per_hour / cand.replicas if cand.replicas else cand.usd_per_hour

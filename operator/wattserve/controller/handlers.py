@@ -22,7 +22,8 @@ from wattserve.controller.reconciler import Reconciler
 MANAGED: Final = {contract.LABEL_K8S_MANAGED_BY: "wattserve"}
 CHILDREN: Final = (("apps", "v1", "deployments", "Deployment"),
                    ("", "v1", "services", "Service"),
-                   ("ray.io", "v1", "rayservices", "RayService"))
+                   ("ray.io", "v1", "rayservices", "RayService"),
+                   ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"))
 
 
 def register(registry: kopf.OperatorRegistry, rec: Reconciler) -> None:

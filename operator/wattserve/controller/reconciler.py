@@ -26,6 +26,7 @@ from wattserve.controller.fleetstate import FleetState
 from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
+from wattserve.controller.zero import ActivatorEndpoints
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
 from wattserve.render.meta import label_value
@@ -69,6 +70,8 @@ class Reconciler:
         # Set once pools, children and pods are loaded: no reconcile runs before.
         self.synced = asyncio.Event()
         self._tombstones: set[tuple[str, str, str]] = set()  # deleted during the sync
+        self.activator: ActivatorEndpoints | None = None  # scale to zero (see .activation)
+        self.activator_unknown = config.activator_service is not None  # until first listed
         self.active = True  # False while a peer with a higher priority runs (peering gate)
         self.reconciles = 0
 
@@ -183,6 +186,8 @@ class Reconciler:
             pods=self.pods.of((key[0], label_value(key[1]))),
             missing_kinds=frozenset(self.missing_kinds),
             apply_error=self.apply_errors.get(key),
+            activator=self.activator,
+            activator_unknown=self.activator_unknown,
         )
 
     async def reconcile(self, key: Key) -> str:
@@ -358,7 +363,8 @@ class Reconciler:
             logger.warning("cannot list Nodes (%s): pool capacity comes from maxNodes", err)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"), ("v1", "Pod")):
+                                  ("ray.io/v1", "RayService"), ("v1", "Pod"),
+                                  ("discovery.k8s.io/v1", "EndpointSlice")):
             for ns in namespaces:
                 try:
                     async for page in self.api.list_pages(api_version, kind, ns,
@@ -387,7 +393,8 @@ class Reconciler:
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         fresh = ChildCache()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService")):
+                                  ("ray.io/v1", "RayService"),
+                                  ("discovery.k8s.io/v1", "EndpointSlice")):
             if kind in self.missing_kinds:
                 continue
             for ns in namespaces:

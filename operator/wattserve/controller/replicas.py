@@ -5,7 +5,9 @@
 never fights the autoscaler. It is seeded from the plan when the ModelDeployment is first
 placed and re-seeded when the placement changes shape (pool, engine or replica size), since a
 replica count for one shape means nothing for another. It is always clamped to
-``[max(1, minReplicas), maxReplicas]`` (minReplicas 0 is held at 1 until scale-to-zero).
+``[max(1, minReplicas), maxReplicas]``, except that with ``minReplicas: 0`` a count of 0 set by
+the autoscaler (scale to zero after the idle timeout) is kept; a first placement or a new
+shape always starts with at least one replica.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from wattserve.api.types import Scaling
 from wattserve.planning.placement import Candidate
 
 
-def clamp(replicas: int, scaling: Scaling) -> int:
+def clamp(replicas: int, scaling: Scaling, allow_zero: bool = False) -> int:
+    if allow_zero and replicas <= 0 and scaling.min_replicas == 0:
+        return 0
     low = max(1, scaling.min_replicas)
     return max(low, min(replicas, max(low, scaling.max_replicas)))
 
@@ -53,7 +57,7 @@ def desired_replicas(
     previous = shape_of(previous_placement)
     same_shape = previous is not None and previous == candidate_shape(cand)
     if same_shape and status_desired is not None:
-        return clamp(status_desired, scaling)
+        return clamp(status_desired, scaling, allow_zero=True)
     if previous is None and status_desired is None and child_replicas is not None:
         return clamp(child_replicas, scaling)
     return clamp(cand.replicas, scaling)

@@ -1,0 +1,57 @@
+"""The activator in the chart: off by default; when on, least privilege and the operator
+knows where it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .helmutil import render
+
+ON = {"activator": {"enabled": True}}
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"].get("labels", {}).get(
+        "app.kubernetes.io/component") == component)
+
+
+def test_off_by_default() -> None:
+    docs = render()
+    assert not [d for d in docs if "activator" in d["metadata"]["name"]]
+    op = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"] for e in op["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "WATTSERVE_ACTIVATOR_SERVICE" not in env
+
+
+def test_the_activator_may_only_read_services_list_pods_and_patch_modeldeployments() -> None:
+    docs = render(ON)
+    role = next(d for d in docs if d["kind"] == "ClusterRole"
+                and d["metadata"]["name"].endswith("-activator"))
+    grants = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+              for g in rule["apiGroups"] for r in rule["resources"]}
+    assert grants == {("", "services"): {"get"}, ("", "pods"): {"list"},
+                      ("wattserve.dev", "modeldeployments"): {"patch"}}
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding"
+                   and d["metadata"]["name"].endswith("-activator"))
+    assert binding["subjects"][0]["name"] == role["metadata"]["name"]
+
+
+def test_the_operator_is_told_the_activator_service_and_it_exists() -> None:
+    docs = render(ON)
+    op = by_kind(docs, "Deployment", "operator")
+    env = {e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0][
+        "env"]}
+    svc = by_kind(docs, "Service", "activator")
+    assert env["WATTSERVE_ACTIVATOR_SERVICE"] == (
+        f"{svc['metadata']['namespace']}/{svc['metadata']['name']}")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8012, "admin": 9091}
+    dep = by_kind(docs, "Deployment", "activator")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == svc["metadata"]["name"]
+    c = pod["containers"][0]
+    assert c["command"] == ["python3", "-m", "wattserve_activator"]
+    assert c["image"] == op["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    labels = dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["selector"] == labels
