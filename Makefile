@@ -22,7 +22,7 @@ binaries: install  ## build the local control plane's binaries from Go modules (
 
 lint:  ## ruff over everything, mypy --strict over the pure core
 	$(PYTHON) -m ruff check .
-	MYPYPATH=operator $(PYTHON) -m mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.simulate -p wattserve.controller
+	MYPYPATH=operator:serving $(PYTHON) -m mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.simulate -p wattserve.controller -p wattserve_activator
 
 typecheck: lint
 
