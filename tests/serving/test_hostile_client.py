@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from serving_fakes import FakeEngine
 from wattserve_serving import request_body
+
+from serving_fakes import FakeEngine
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
