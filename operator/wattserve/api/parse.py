@@ -300,6 +300,8 @@ def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]
     """Load every non-empty YAML document; raises SpecError on YAML or shape errors."""
     try:
         docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except RecursionError:
+        raise SpecError(path, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -316,5 +318,7 @@ def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]
         if not isinstance(doc, dict):
             raise SpecError(path, f"document {index + 1} must be a mapping (a Kubernetes object)")
         out.append(doc)
+    if not out:
+        raise SpecError(path, "holds no object: expected at least one")
     return out
 
