@@ -37,9 +37,10 @@ def check_content_type(request: Request) -> None:
 
 
 async def read_json(
-    request: Request, limit: int = MAX_BODY_BYTES, timeout_s: float = BODY_TIMEOUT_S
+    request: Request, limit: int = MAX_BODY_BYTES, timeout_s: float | None = None
 ) -> dict[str, Any]:
     """The body as a JSON object, or an APIError (413, 408, 400) / ClientGone."""
+    timeout_s = BODY_TIMEOUT_S if timeout_s is None else timeout_s
     check_content_type(request)
     declared = request.headers.get("content-length")
     if declared is not None:
