@@ -104,7 +104,7 @@ def _s3(rest: str, dest: Path) -> list[str]:
     if not bucket:
         raise FetchError("s3:// source needs a bucket")
     try:
-        import boto3  # type: ignore[import-not-found]
+        import boto3  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError as exc:
         raise FetchError("s3:// sources need boto3 (pip install boto3)") from exc
     client = boto3.client("s3")

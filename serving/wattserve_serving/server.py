@@ -25,6 +25,8 @@ class HeadTimeoutH11Protocol(H11Protocol):
     """h11 protocol that drops connections which never finish sending a request head."""
 
     header_timeout_s = HEADER_TIMEOUT_S
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_for: object = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -46,9 +48,8 @@ class HeadTimeoutH11Protocol(H11Protocol):
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
 
     def _disarm_head_timer(self) -> None:
-        timer: asyncio.TimerHandle | None = getattr(self, "_head_timer", None)
-        if timer is not None:
-            timer.cancel()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
             self._head_timer = None
 
     def _head_timeout(self) -> None:
