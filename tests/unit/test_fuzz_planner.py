@@ -130,3 +130,41 @@ def test_the_longest_numbers_the_crd_admits_are_planned() -> None:
             node = node.setdefault(key, {})
         node[leaf] = "9" * (max_len - 1) + ("T" if leaf == "parameters" else "9")
         plan(parse_model_deployment(doc), example_pools())  # before: OverflowError
+
+
+def _paths(schema: dict[str, Any], path: str = "") -> list[str]:
+    out: list[str] = []
+    for key, sub in schema.get("properties", {}).items():
+        where = f"{path}.{key}" if path else key
+        out += [where, *_paths(sub, where)]
+    return out
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(spec=MD_SPEC, where=st.sampled_from(_paths(_schema("wattserve.dev_modeldeployments.yaml"))),
+       junk=JSON)
+def test_junk_anywhere_is_a_field_precise_error(spec: dict[str, Any], where: str,
+                                                junk: Any) -> None:
+    doc = md_doc()
+    doc["spec"] = spec
+    node: Any = doc["spec"]
+    path = where.split(".")
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = junk
+    try:
+        md = parse_model_deployment(doc)
+    except SpecError as exc:
+        assert exc.path.startswith("spec") and exc.message
+        return
+    plan(md, example_pools())
