@@ -87,7 +87,6 @@ CASES: tuple[Case, ...] = (
          "source"),
     Case("source-dotdot", {"model": {"source": "hf://org/../../etc"}}, False, "source"),
     Case("source-space", {"model": {"source": "hf://org/my model"}}, False, "source"),
-    Case("source-newline", {"model": {"source": "hf://org/m\n"}}, False, "source"),
     Case("source-s3", {"model": {"source": "s3://bucket/models/m"}}, False, "source",
          cel=True),
     Case("source-gguf", {"model": {"source": "gguf:///models/x.gguf"}}, True),
