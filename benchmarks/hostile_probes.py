@@ -54,8 +54,9 @@ def _start(tree: Path, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=f"{tree / 'operator'}:{tree / 'serving'}",
                WATTSERVE_ENERGY_SOURCE="model")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattserve_serving.cli", "--model", "smollm2", "--model-name", "smollm2", "--port",
-         str(port), "--threads", "1", "--context-length", "2048", "--max-queue", "4"],
+        [sys.executable, "-m", "wattserve_serving.cli", "--model", "smollm2",
+         "--model-name", "smollm2", "--port", str(port), "--threads", "1",
+         "--context-length", "2048", "--max-queue", "4"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
