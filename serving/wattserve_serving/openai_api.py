@@ -32,8 +32,8 @@ from wattserve_serving.engines.base import (
 )
 from wattserve_serving.errors import APIError, from_validation_error
 from wattserve_serving.metrics import ServingMetrics
-from wattserve_serving.prompts import check_size, prepare, sampling
-from wattserve_serving.request_body import ClientGone, read_json
+from wattserve_serving.prompts import check_message_count, check_size, prepare, sampling
+from wattserve_serving.request_body import ClientGone, body_limit, off_loop, read_json
 from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
 
 log = logging.getLogger("wattserve_serving")
@@ -124,7 +124,8 @@ class ServingAPI:
         ticket: Ticket | None = None
         try:
             self.keys.check(request)
-            body = await read_json(request)
+            body = await read_json(request, body_limit(self.engine.context_length))
+            check_message_count(body, self.engine.context_length)  # before validating them
             unsupported = S.unsupported_param(body)
             if unsupported is not None:
                 raise APIError(
@@ -135,9 +136,9 @@ class ServingAPI:
                 )
             req: S.ChatCompletionRequest | S.CompletionRequest
             if chat:
-                req = _validate(S.ChatCompletionRequest, body)
+                req = await off_loop(_validate, S.ChatCompletionRequest, body)
             else:
-                req = _validate(S.CompletionRequest, body)
+                req = await off_loop(_validate, S.CompletionRequest, body)
             self._check_model(req.model)
             self._check_ready()
             check_size(self.engine, req)

@@ -17,19 +17,24 @@ from wattserve_serving.errors import APIError
 MAX_CHARS_PER_TOKEN = 32
 
 
+def check_message_count(body: dict[str, Any], ctx: int) -> None:
+    """More messages than context tokens cannot fit; refused before they are validated."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > ctx:
+        raise APIError(
+            400,
+            f"'messages' has {len(messages)} messages; this model's context of {ctx} tokens "
+            "cannot hold them.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+
 def check_size(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
     """Refuse, before tokenizing, text that cannot fit the context window."""
     ctx = engine.context_length
     if isinstance(req, S.ChatCompletionRequest):
         param = "messages"
-        if len(req.messages) > ctx:
-            raise APIError(
-                400,
-                f"'messages' has {len(req.messages)} messages; this model's context of "
-                f"{ctx} tokens cannot hold them.",
-                param=param,
-                code="context_length_exceeded",
-            )
         chars = sum(len(m.text()) + len(m.name or "") for m in req.messages)
     else:
         param = "prompt"

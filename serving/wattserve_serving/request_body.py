@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 
 from wattserve_serving.errors import APIError
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # the ceiling; the app derives a smaller one from context
+MIN_BODY_BYTES = 1024 * 1024
+BODY_BYTES_PER_TOKEN = 192  # 32 characters per token x 6 bytes (a JSON \uXXXX escape)
 BODY_TIMEOUT_S = 30.0  # a whole body must arrive within this (slow-body clients)
 JSON_TYPES = ("application/json",)  # forces a CORS preflight, which this server refuses
+# All bodies being read at once, together (a process-wide budget: 512 connections x 8 MiB
+# would be 4 GiB); beyond it a request gets 429 and Retry-After.
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+# CPU-heavy steps on whole bodies (JSON parsing, validation) run on worker threads, at most
+# this many at once, so the event loop and its probes keep their share of the GIL.
+_PARSE_SLOTS = threading.BoundedSemaphore(2)
+_buffered = {"bytes": 0}
+T = TypeVar("T")
+
+
+def body_limit(context_length: int) -> int:
+    """Largest body worth reading for a model with this context (JSON parsing and
+    validation hold the GIL, so their cost is bounded by the body size)."""
+    return min(MAX_BODY_BYTES, max(MIN_BODY_BYTES, context_length * BODY_BYTES_PER_TOKEN))
 
 
 class ClientGone(Exception):
@@ -50,25 +68,45 @@ async def read_json(
             raise APIError(400, "Invalid 'Content-Length' header.", code="invalid_header") from None
         if size > limit:
             raise _too_large(limit)
+    held = [0]
     try:
         async with asyncio.timeout(timeout_s):
-            raw = await _read_limited(request, limit)
+            raw = await _read_limited(request, limit, held)
+        return await off_loop(parse_json, raw)  # up to `limit` bytes: off the loop
     except TimeoutError:
         raise APIError(
             408, f"The request body did not arrive within {timeout_s:g} s.", code="timeout"
         ) from None
     except ClientDisconnect:
         raise ClientGone from None
-    return await asyncio.to_thread(parse_json, raw)  # up to `limit` bytes: off the loop
+    finally:
+        _buffered["bytes"] -= held[0]
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a worker thread, at most two at once (CPU-heavy body work)."""
+
+    def run() -> T:
+        with _PARSE_SLOTS:
+            return fn(*args)
+
+    return await asyncio.to_thread(run)
+
+
+async def _read_limited(request: Request, limit: int, held: list[int]) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
+        _buffered["bytes"] += len(chunk)
+        held[0] += len(chunk)
+        if _buffered["bytes"] > MAX_BUFFERED_BYTES:
+            raise APIError(
+                429, "Too many large requests at once: retry later.", code="server_busy",
+                type_="rate_limit_error", headers={"Retry-After": "1"},
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
