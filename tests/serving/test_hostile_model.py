@@ -55,6 +55,7 @@ def test_chat_roles_cannot_be_forged_from_content(client: openai.OpenAI, vocab: 
 
 def test_huge_special_token_prompt_never_blocks_the_loop(model_server: LoopbackServer) -> None:
     body = {"model": "smollm2", "prompt": SPECIAL * 160_000, "max_tokens": 4}  # 1.6 MB
+    over_cap = {"model": "smollm2", "prompt": SPECIAL * 20_000, "max_tokens": 4}  # 200 kB
     within = {"model": "smollm2", "prompt": SPECIAL * 1600, "max_tokens": 1}  # fits the cap
     results: dict[str, Any] = {}
 
@@ -64,7 +65,7 @@ def test_huge_special_token_prompt_never_blocks_the_loop(model_server: LoopbackS
                                     timeout=120), time.monotonic() - start)
 
     threads = [threading.Thread(target=post, args=(n, b))
-               for n, b in (("huge", body), ("within", within))]
+               for n, b in (("huge", body), ("over_cap", over_cap), ("within", within))]
     for t in threads:
         t.start()
     health = []
@@ -76,7 +77,11 @@ def test_huge_special_token_prompt_never_blocks_the_loop(model_server: LoopbackS
     for t in threads:
         t.join(120)
     resp, seconds = results["huge"]
-    assert resp.status_code == 400 and seconds < 5  # before: 91 s with the loop blocked
+    # refused by size (the body limit of a 512-token model), never tokenized
+    assert resp.status_code == 413 and seconds < 5  # before: 91 s with the loop blocked
+    assert resp.json()["error"]["code"] == "body_too_large"
+    resp, seconds = results["over_cap"]  # within the body limit: refused by length
+    assert resp.status_code == 400 and seconds < 5
     assert resp.json()["error"]["code"] == "context_length_exceeded"
     assert results["within"][0].status_code in (200, 400)
     assert all(ok and s < 1.0 for ok, s in health), health
