@@ -31,10 +31,13 @@ LABEL_SOURCE: Final = "source"  # energy source: nvml | rapl | model
 # Serving metrics (prometheus-client names; counters get `_total` appended by the
 # client library, so the names below are the exported names).
 # ---------------------------------------------------------------------------
+# Latency of served requests only (status 200): errors and refusals are fast and would
+# pull the p95 that drives scaling down; they are counted on REQUEST_ERRORS_TOTAL.
 REQUEST_LATENCY_SECONDS: Final = "wattserve_request_duration_seconds"  # histogram
 TIME_TO_FIRST_TOKEN_SECONDS: Final = "wattserve_time_to_first_token_seconds"  # histogram
 INTER_TOKEN_LATENCY_SECONDS: Final = "wattserve_inter_token_latency_seconds"  # histogram
 REQUESTS_TOTAL: Final = "wattserve_requests_total"  # counter, + status label
+REQUEST_ERRORS_TOTAL: Final = "wattserve_request_errors_total"  # counter, + status label
 PROMPT_TOKENS_TOTAL: Final = "wattserve_prompt_tokens_total"  # counter
 GENERATION_TOKENS_TOTAL: Final = "wattserve_generation_tokens_total"  # counter
 REQUESTS_IN_FLIGHT: Final = "wattserve_requests_in_flight"  # gauge

@@ -88,16 +88,20 @@ def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
     import uvicorn
 
     from wattserve_serving.app import create_app
+    from wattserve_serving.auth import KeyConfigError
+    from wattserve_serving.server import uvicorn_config
 
-    app = create_app(cfg, wait_for_model=False)
-    uvicorn.run(
-        app,
-        host=cfg.host,
-        port=cfg.port,
+    try:
+        app = create_app(cfg, wait_for_model=False)
+    except KeyConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn_config(
+        app, cfg.host, cfg.port,
         log_level="warning" if level == "info" else level,
-        access_log=False,
         timeout_graceful_shutdown=5,
     )
+    uvicorn.Server(config).run()
     return 0
 
 

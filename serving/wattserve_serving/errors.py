@@ -46,7 +46,10 @@ class APIError(Exception):
 
 
 def from_validation_error(exc: ValidationError) -> APIError:
-    """422 naming the first offending field (dotted path, e.g. `messages.0.role`)."""
+    """400 naming the first offending field (dotted path, e.g. `messages.0.role`).
+
+    400 `invalid_request_error`, as OpenAI and vLLM answer (FastAPI's default is 422).
+    """
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err.get("loc", ()) if not _is_union_tag(p)]
     param = ".".join(loc) if loc else None
@@ -56,7 +59,7 @@ def from_validation_error(exc: ValidationError) -> APIError:
         message = f"'{param}' is a required property"
     else:
         message = f"Invalid value for '{param}': {msg}"
-    return APIError(422, message, param=param, code=kind)
+    return APIError(400, message, param=param, code=kind)
 
 
 def _is_union_tag(part: object) -> bool:

@@ -33,7 +33,7 @@ class ServingMetrics:
         reg = self.registry
         self._latency = Histogram(
             contract.REQUEST_LATENCY_SECONDS,
-            "End-to-end request latency (seconds), every API request.",
+            "End-to-end latency (seconds) of served requests (status 200).",
             common,
             buckets=contract.LATENCY_BUCKETS_SECONDS,
             registry=reg,
@@ -55,6 +55,12 @@ class ServingMetrics:
         self._requests = Counter(
             _counter_name(contract.REQUESTS_TOTAL),
             "API requests by HTTP status code.",
+            [*common, contract.LABEL_STATUS],
+            registry=reg,
+        )
+        self._errors = Counter(
+            _counter_name(contract.REQUEST_ERRORS_TOTAL),
+            "API requests not served (any status but 200), by HTTP status code.",
             [*common, contract.LABEL_STATUS],
             registry=reg,
         )
@@ -104,8 +110,12 @@ class ServingMetrics:
         self.queued = self._queued.labels(**self.labels)
 
     def request_done(self, status: int, seconds: float) -> None:
+        """Every request counts by status; only served ones (200) time the latency."""
         self._requests.labels(**self.labels, status=str(status)).inc()
-        self.latency.observe(seconds)
+        if status == 200:
+            self.latency.observe(seconds)
+        else:
+            self._errors.labels(**self.labels, status=str(status)).inc()
 
     def set_load(self, running: int, queued: int) -> None:
         self.in_flight.set(running)

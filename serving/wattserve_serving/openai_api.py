@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from wattserve_serving import schemas as S
 from wattserve_serving.admission import AdmissionGate, QueueFull, Ticket
+from wattserve_serving.auth import APIKeys, load_keys
 from wattserve_serving.config import ServeConfig, pod_cpus
 from wattserve_serving.energy import EnergyMeter, select_source
 from wattserve_serving.engines.base import (
@@ -32,18 +32,24 @@ from wattserve_serving.engines.base import (
 )
 from wattserve_serving.errors import APIError, from_validation_error
 from wattserve_serving.metrics import ServingMetrics
+from wattserve_serving.prompts import check_message_count, check_size, prepare, sampling
+from wattserve_serving.request_body import ClientGone, body_limit, off_loop, read_json
 from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
 
 log = logging.getLogger("wattserve_serving")
 M = TypeVar("M", bound=BaseModel)
-MAX_BODY_BYTES = 8 * 1024 * 1024
+R = TypeVar("R")
 RETRY_AFTER_S = 1
+
 CLIENT_CLOSED = 499  # nginx's "client closed request", on REQUESTS_TOTAL only
 
 
 class ServingAPI:
-    def __init__(self, config: ServeConfig, engine: Engine) -> None:
+    def __init__(
+        self, config: ServeConfig, engine: Engine, keys: tuple[str, ...] | None = None
+    ) -> None:
         self.config = config
+        self.keys = APIKeys(load_keys() if keys is None else keys)
         self.engine = engine
         self.model_name = config.served_model_name
         self.metrics = ServingMetrics(config.labels())
@@ -98,6 +104,10 @@ class ServingAPI:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     async def models(self, request: Request) -> Response:
+        try:
+            self.keys.check(request)
+        except APIError as exc:
+            return exc.response()
         return JSONResponse(S.models_list(self.model_name, self.created))
 
     # -- generation endpoints ----------------------------------------------------
@@ -111,49 +121,69 @@ class ServingAPI:
         start = time.perf_counter()
         status = 500
         streaming = False
+        ticket: Ticket | None = None
         try:
-            body = await _read_json(request)
+            self.keys.check(request)
+            body = await read_json(request, body_limit(self.engine.context_length))
+            check_message_count(body, self.engine.context_length)  # before validating them
+            unsupported = S.unsupported_param(body)
+            if unsupported is not None:
+                raise APIError(
+                    400,
+                    f"'{unsupported}' is not supported by this server; remove it.",
+                    param=unsupported,
+                    code="unsupported_parameter",
+                )
             req: S.ChatCompletionRequest | S.CompletionRequest
             if chat:
-                req = _validate(S.ChatCompletionRequest, body)
+                req = await off_loop(_validate, S.ChatCompletionRequest, body)
             else:
-                req = _validate(S.CompletionRequest, body)
+                req = await off_loop(_validate, S.CompletionRequest, body)
             self._check_model(req.model)
             self._check_ready()
-            prompt, param = await self._prepare(req)
-            params = self._sampling(req, len(prompt.token_ids), param)
-            try:
-                ticket = self.gate.reserve()
-            except QueueFull:
-                raise APIError(
-                    429,
-                    "Too many requests: the server queue is full, retry later.",
-                    code="queue_full",
-                    type_="rate_limit_error",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                ) from None
+            check_size(self.engine, req)
+            ticket = self._reserve()  # admission before any tokenizing
+            prompt, param = await prepare(self.engine, req)
+            params = sampling(self.engine, req, len(prompt.token_ids), param)
             if req.stream:
                 streaming = True  # the stream records its own status when it ends
-                return self._stream(req, chat, prompt, params, ticket, start)
-            try:
-                response = await self._complete(req, chat, prompt, params, ticket, start)
-            finally:
-                ticket.abandon()
+                handed, ticket = ticket, None
+                return self._stream(req, chat, prompt, params, handed, start)
+            response = await _unless_client_leaves(
+                request, self._complete(req, chat, prompt, params, ticket, start)
+            )
             status = 200
             return response
         except APIError as exc:
             status = exc.status
             return exc.response()
+        except ClientGone:
+            status = CLIENT_CLOSED
+            return Response(status_code=400)  # nobody reads it
         except EngineNotReady as exc:
             status = 503
             return _unavailable(str(exc)).response()
-        except Exception as exc:
+        except Exception:
             log.exception("request failed")
             status = 500
-            return APIError(500, f"internal error: {exc}", type_="server_error").response()
+            return APIError(500, "internal error", type_="server_error").response()
         finally:
+            if ticket is not None:
+                ticket.abandon()
             if not streaming:
                 self.metrics.request_done(status, time.perf_counter() - start)
+
+    def _reserve(self) -> Ticket:
+        try:
+            return self.gate.reserve()
+        except QueueFull:
+            raise APIError(
+                429,
+                "Too many requests: the server queue is full, retry later.",
+                code="queue_full",
+                type_="rate_limit_error",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
 
     def _check_model(self, model: str) -> None:
         if model not in (self.model_name, self.config.model):
@@ -167,66 +197,6 @@ class ServingAPI:
     def _check_ready(self) -> None:
         if not self.engine.ready():
             raise _unavailable(self.load_error or "model is still loading")
-
-    async def _prepare(
-        self, req: S.ChatCompletionRequest | S.CompletionRequest
-    ) -> tuple[PreparedPrompt, str]:
-        if isinstance(req, S.ChatCompletionRequest):
-            messages = [_message(m) for m in req.messages]
-            try:
-                chat = await self.engine.render_chat(messages)
-            except (ValueError, TypeError) as exc:
-                raise APIError(400, f"Invalid 'messages': {exc}", param="messages") from exc
-            ids = await self.engine.tokenize(chat.text, add_bos=chat.add_bos)
-            return PreparedPrompt(chat.text, ids, chat.stop), "messages"
-        text = req.prompt_text()
-        if text is None:
-            raise APIError(
-                400, "Invalid 'prompt': only one prompt per request is supported.",
-                param="prompt", code="invalid_value",
-            )
-        ids = await self.engine.tokenize(text, add_bos=True)
-        if not ids:
-            raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
-        return PreparedPrompt(text, ids), "prompt"
-
-    def _sampling(
-        self, req: S.ChatCompletionRequest | S.CompletionRequest, n_prompt: int, param: str
-    ) -> SamplingParams:
-        ctx = self.engine.context_length
-        if n_prompt >= ctx:
-            raise APIError(
-                400,
-                f"This model's maximum context length is {ctx} tokens, but '{param}' has "
-                f"{n_prompt} tokens. Shorten '{param}'.",
-                param=param,
-                code="context_length_exceeded",
-            )
-        max_tokens = req.requested_max_tokens()
-        if max_tokens is None:
-            max_tokens = ctx - n_prompt
-        elif n_prompt + max_tokens > ctx:
-            name = "max_tokens"
-            if isinstance(req, S.ChatCompletionRequest) and req.max_completion_tokens:
-                name = "max_completion_tokens"
-            raise APIError(
-                400,
-                f"'{name}' is too large: {max_tokens} + {n_prompt} prompt tokens exceeds this "
-                f"model's maximum context length of {ctx} tokens.",
-                param=name,
-                code="context_length_exceeded",
-            )
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if req.temperature is None else req.temperature,
-            top_p=1.0 if req.top_p is None else req.top_p,
-            top_k=req.top_k or 0,
-            stop=req.stop_list(),
-            seed=req.seed,
-            presence_penalty=req.presence_penalty,
-            frequency_penalty=req.frequency_penalty,
-            ignore_eos=req.ignore_eos,
-        )
 
     async def _tokens(
         self, prompt: PreparedPrompt, params: SamplingParams, start: float
@@ -271,7 +241,8 @@ class ServingAPI:
                     produced += chunk.tokens
                     finish = chunk.finish_reason or finish
             except EngineError as exc:
-                raise APIError(500, str(exc), type_="server_error") from exc
+                log.error("generation failed: %s", exc)
+                raise APIError(500, "generation failed", type_="server_error") from exc
         text = "".join(parts)
         usage = S.usage(len(prompt.token_ids), produced)
         if chat:
@@ -304,8 +275,8 @@ class ServingAPI:
         async def events() -> AsyncIterator[bytes]:
             rid = S.new_id("chatcmpl" if chat else "cmpl")
             created, model = S.now(), self.model_name
-            opts = req.stream_options
-            include_usage = None if opts is None else opts.include_usage
+            # `usage` only when asked for (stream_options.include_usage), in its own chunk.
+            include_usage = req.stream_options is not None and req.stream_options.include_usage
             produced = 0
             try:
                 async with ticket:
@@ -318,17 +289,14 @@ class ServingAPI:
                         produced += chunk.tokens
                         if not chunk.text and chunk.finish_reason is None:
                             continue
-                        usage = None
-                        if chunk.finish_reason is not None and include_usage is None:
-                            usage = S.usage(len(prompt.token_ids), produced)
                         if chat:
                             delta = {"content": chunk.text} if chunk.text else {}
                             payload = S.chat_chunk(
-                                rid, model, created, delta, chunk.finish_reason, usage
+                                rid, model, created, delta, chunk.finish_reason
                             )
                         else:
                             payload = S.completion_chunk(
-                                rid, model, created, chunk.text, chunk.finish_reason, usage
+                                rid, model, created, chunk.text, chunk.finish_reason
                             )
                         yield sse(payload)
                 if include_usage:
@@ -337,25 +305,39 @@ class ServingAPI:
                     yield sse(maker(rid, model, created, None, None, usage))
                 yield DONE
                 done["status"] = 200
-            except EngineError as exc:
+            except EngineError:
+                log.exception("generation failed")
                 done["status"] = 500
-                yield sse(APIError(500, str(exc), type_="server_error").body())
+                yield sse(APIError(500, "generation failed", type_="server_error").body())
                 yield DONE
 
         return GuardedStreamingResponse(events(), on_close=record)
 
 
-async def _read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise APIError(413, "Request body too large.", code="body_too_large")
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, R]) -> R:
+    """Run `work`; cancel it (and its generation) when the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"Malformed JSON body: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone
+    finally:
+        watch.cancel()
+        task.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the ASGI server reports that the client went away."""
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            return
+        await asyncio.sleep(0.05)  # a server that answers at once must not spin the loop
 
 
 def _validate(model: type[M], body: dict[str, Any]) -> M:
@@ -363,14 +345,6 @@ def _validate(model: type[M], body: dict[str, Any]) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         raise from_validation_error(exc) from exc
-
-
-def _message(message: S.ChatMessage) -> dict[str, Any]:
-    role = "system" if message.role == "developer" else message.role
-    out: dict[str, Any] = {"role": role, "content": message.text()}
-    if message.name:
-        out["name"] = message.name
-    return out
 
 
 def _unavailable(message: str) -> APIError:

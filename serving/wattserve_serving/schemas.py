@@ -43,12 +43,12 @@ class _SamplingFields(_Strict):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=1_000_000)
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(default=None, max_length=16)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     user: str | None = None
@@ -70,7 +70,8 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] = Field(min_length=1)
+    # Text, one text in a list, token ids, or one list of token ids (OpenAI's four forms).
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's completions default
     echo: bool = False
 
@@ -78,10 +79,57 @@ class CompletionRequest(_SamplingFields):
         return self.max_tokens
 
     def prompt_text(self) -> str | None:
-        """The single prompt, or None when several were sent (unsupported)."""
+        """The single text prompt, or None when several or token ids were sent."""
         if isinstance(self.prompt, str):
             return self.prompt
-        return self.prompt[0] if len(self.prompt) == 1 else None
+        if len(self.prompt) == 1 and isinstance(self.prompt[0], str):
+            return self.prompt[0]
+        return None
+
+    def prompt_ids(self) -> list[int] | None:
+        """The single token-id prompt, or None when text or several prompts were sent."""
+        if isinstance(self.prompt, str) or not self.prompt:
+            return None
+        if all(isinstance(t, int) for t in self.prompt):
+            return [t for t in self.prompt if isinstance(t, int)]
+        if len(self.prompt) == 1 and isinstance(self.prompt[0], list):
+            return list(self.prompt[0])
+        return None
+
+
+# OpenAI parameters this server does not implement, with the values that mean "off".
+# A request that turns one on gets a 400 naming it instead of a silently different answer.
+_OFF: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False, 0),
+    "top_logprobs": (None, 0),
+    "response_format": (None, {"type": "text"}),
+    "tools": (None, []),
+    "tool_choice": (None, "none", "auto"),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "logit_bias": (None, {}),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "guided_json": (None,),
+    "guided_regex": (None,),
+    "guided_choice": (None,),
+    "guided_grammar": (None,),
+}
+
+
+def unsupported_param(body: dict[str, Any]) -> str | None:
+    """The first parameter in `body` that asks for a feature this server lacks."""
+    for name, off in _OFF.items():
+        if name not in body:
+            continue
+        value = body[name]
+        # bool is an int: `logprobs: 0` is off, `logprobs: True` is not, so compare types.
+        if not any(type(value) is type(o) and value == o for o in off):
+            return name
+    return None
 
 
 def new_id(prefix: str) -> str:

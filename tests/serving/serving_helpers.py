@@ -17,6 +17,7 @@ from wattserve_serving.app import create_app
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines.base import Engine
 from wattserve_serving.model_files import bundled_smollm2
+from wattserve_serving.server import uvicorn_config
 
 SKIP_ENV = "WATTSERVE_TEST_MODEL"  # =skip: skip real-model tests; otherwise they must run
 
@@ -37,8 +38,8 @@ class LoopbackServer:
         self.api = self.app.state.api
         self.url = f"http://127.0.0.1:{config.port}"
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=config.port, log_level="warning",
-                           access_log=False, lifespan="on")
+            uvicorn_config(self.app, "127.0.0.1", config.port, log_level="warning",
+                           lifespan="on")
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -68,14 +68,12 @@ def test_chat_stream_format_and_usage(server: Any, include_usage: bool | None) -
     assert finishes[-1] == "length" and all(f is None for f in finishes[:-1])
     usages = [c for c in chunks if c.get("usage")]
     expected = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
-    if include_usage is False:
-        assert usages == []
-    elif include_usage:
+    if include_usage:
         assert len(usages) == 1 and usages[0]["choices"] == [] and chunks[-1] is usages[0]
         assert usages[0]["usage"] == expected
-    else:
-        assert len(usages) == 1 and usages[0]["choices"][0]["finish_reason"] == "length"
-        assert usages[0]["usage"] == expected
+    else:  # OpenAI: no `usage` in a stream unless stream_options.include_usage
+        assert usages == []
+        assert all("usage" not in c for c in chunks)
 
 
 def test_completion_stream(server: Any) -> None:
@@ -97,12 +95,13 @@ def test_metrics_count_requests_tokens_and_latency(server: Any) -> None:
     m = server.metrics()
     assert m["wattserve_generation_tokens_total"] == 15
     assert m["wattserve_prompt_tokens_total"] == 6
-    assert m["wattserve_request_duration_seconds_count"] == 4
+    assert m["wattserve_request_duration_seconds_count"] == 3  # served requests only
     assert m["wattserve_time_to_first_token_seconds_count"] == 3
     assert m["wattserve_inter_token_latency_seconds_count"] == 12
     labels = "engine=llamacpp,model=fake,model_deployment=local,namespace=,pool="
     assert m[f"wattserve_requests_total{{{labels},status=200}}"] == 3
-    assert m[f"wattserve_requests_total{{{labels},status=422}}"] == 1
+    assert m[f"wattserve_requests_total{{{labels},status=400}}"] == 1
+    assert m[f"wattserve_request_errors_total{{{labels},status=400}}"] == 1
     assert any(k.startswith("wattserve_energy_joules_total{") for k in m)
     assert any(k.startswith("wattserve_power_watts{") for k in m)
 

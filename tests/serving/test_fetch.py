@@ -17,7 +17,8 @@ def _fake_hub(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> N
 
     def snapshot_download(**kwargs: Any) -> str:
         calls.append(kwargs)
-        Path(kwargs["local_dir"], "model.gguf").write_text("weights")
+        for name in kwargs["allow_patterns"] or ["model.gguf"]:  # as the hub does
+            Path(kwargs["local_dir"], name).write_text("weights")
         return str(kwargs["local_dir"])
 
     module.snapshot_download = snapshot_download  # type: ignore[attr-defined]
@@ -31,11 +32,11 @@ def test_hf_source_downloads_into_a_named_directory_once(tmp_path: Path,
     monkeypatch.setenv("HF_TOKEN", "secret-token")
     path = fetch.fetch("hf://org/model/file.gguf", tmp_path)
     assert path == tmp_path / "org" / "model"
-    assert (path / "model.gguf").read_text() == "weights"
+    assert (path / "file.gguf").read_text() == "weights"
     assert calls == [{"repo_id": "org/model", "local_dir": str(path), "token": "secret-token",
                       "allow_patterns": ["file.gguf"]}]
     assert fetch.fetch("hf://org/model/file.gguf", tmp_path) == path
-    assert len(calls) == 1  # the .complete marker makes the second call a no-op
+    assert len(calls) == 1  # the verified marker makes the second call a no-op
 
 
 def test_models_land_where_the_operator_points_the_serving_container(tmp_path: Path) -> None:

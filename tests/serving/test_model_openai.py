@@ -140,7 +140,10 @@ def test_metrics_match_usage(model_server: LoopbackServer) -> None:
     m = model_server.metrics()
     assert m["wattserve_prompt_tokens_total"] == sum(p for p, _ in USAGES)
     assert m["wattserve_generation_tokens_total"] == sum(c for _, c in USAGES)
-    assert m["wattserve_request_duration_seconds_count"] == REQUESTS["n"]
+    # latency only of served requests; the refused ones are counted as errors
+    assert m["wattserve_request_duration_seconds_count"] == len(USAGES)
+    assert m["wattserve_requests_total"] == REQUESTS["n"]
+    assert m["wattserve_request_errors_total"] == REQUESTS["n"] - len(USAGES)
     assert m["wattserve_time_to_first_token_seconds_count"] == len(USAGES)
     assert m["wattserve_inter_token_latency_seconds_count"] == sum(
         max(0, c - 1) for _, c in USAGES)

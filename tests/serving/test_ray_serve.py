@@ -54,13 +54,14 @@ def test_chat_completion_under_ray_serve(direct_ingress: str) -> None:
         assert resp.usage is not None and resp.usage.completion_tokens >= 1
         chunks = list(client.chat.completions.create(
             model="smollm2", max_tokens=8, temperature=0, stream=True,
+            stream_options={"include_usage": True},
             messages=[{"role": "user", "content": "Say hi."}],
         ))
         assert chunks and chunks[-1].usage is not None
         metrics = httpx.get(url + "/metrics", timeout=10).text
         assert "wattserve_generation_tokens_total{" in metrics
         bad = httpx.post(url + "/v1/chat/completions", json={"model": "smollm2"}, timeout=10)
-        assert bad.status_code == 422 and bad.json()["error"]["param"] == "messages"
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
         assert_disconnect_cancels(url)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -71,14 +71,17 @@ def test_deployment_wires_volume_init_container_and_model_path_for_hf() -> None:
     doc["spec"]["model"]["source"] = "hf://HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
     pod = render_deployment(inputs_for(doc))["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["name"] == "fetch-model"
-    assert pod["volumes"] == [{"name": "models", "emptyDir": {}}]
+    # the download emptyDir is bounded; /tmp is the only writable path of a read-only root
+    assert pod["volumes"] == [{"name": "models", "emptyDir": {"sizeLimit": "2Gi"}},
+                              {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     serving = pod["containers"][0]
     assert serving["volumeMounts"] == [{"name": "models", "mountPath": "/models",
-                                        "readOnly": True}]
+                                        "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     assert env_of(serving)["WATTSERVE_MODEL_PATH"] == \
         "/models/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
 
 
 def test_gguf_deployment_has_no_volumes() -> None:
     pod = render_deployment(cpu_inputs())["spec"]["template"]["spec"]
-    assert "volumes" not in pod and "initContainers" not in pod
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    assert "initContainers" not in pod

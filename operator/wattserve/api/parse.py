@@ -39,7 +39,16 @@ from wattserve.api.types import (
 )
 
 API_VERSION: Final = "wattserve.dev/v1alpha1"
-SOURCE_PATTERN: Final = r"^(hf|gguf|pvc|s3)://.+"
+# Path components of [A-Za-z0-9._-] not starting with "." or "-": no "..", no shell or
+# Kubernetes "$(VAR)" expansion, nothing the fetcher would refuse after placement.
+SOURCE_PATTERN: Final = (
+    r"^(hf|gguf|pvc)://(/?[A-Za-z0-9_][A-Za-z0-9._-]*)(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
+)
+SOURCE_MAX_LENGTH: Final = 512
+S3_UNSUPPORTED: Final = (
+    "s3:// sources are not supported yet (the serving images have no S3 client); "
+    "use hf://, pvc:// or gguf://"
+)
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 PRIORITY_MIN: Final = -1000
 PRIORITY_MAX: Final = 1000
@@ -113,9 +122,12 @@ def _model(spec: Fields) -> ModelSpec:
             and architecture.kv_heads > architecture.attention_heads):
         raise SpecError(arch.at("kvHeads"), "must be <= attentionHeads")
     parameters = model.req_string("parameters")
+    raw_source = model.raw("source")
+    if isinstance(raw_source, str) and raw_source.startswith("s3://"):
+        raise SpecError(model.at("source"), S3_UNSUPPORTED)
     return ModelSpec(
-        name=model.req_string("name"),
-        source=model.req_string("source", pattern=SOURCE_PATTERN),
+        name=model.req_string("name", max_length=253),
+        source=model.req_string("source", pattern=SOURCE_PATTERN, max_length=SOURCE_MAX_LENGTH),
         parameters=parse_parameter_count(parameters, model.at("parameters")),
         quantization=model.enum("quantization", Quantization, Quantization.BF16),
         context_length=model.int_default("contextLength", 4096, minimum=128, maximum=10_000_000),
@@ -295,6 +307,8 @@ def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]
     """Load every non-empty YAML document; raises SpecError on YAML or shape errors."""
     try:
         docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except RecursionError:
+        raise SpecError(path, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -311,5 +325,7 @@ def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]
         if not isinstance(doc, dict):
             raise SpecError(path, f"document {index + 1} must be a mapping (a Kubernetes object)")
         out.append(doc)
+    if not out:
+        raise SpecError(path, "holds no object: expected at least one")
     return out
 

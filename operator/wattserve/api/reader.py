@@ -48,7 +48,7 @@ class Fields:
         return value
 
     def string(self, key: str, *, pattern: str | None = None, required: bool = False,
-               default: str | None = None) -> str | None:
+               default: str | None = None, max_length: int | None = None) -> str | None:
         value = self._get(key, required)
         if value is _MISSING:
             return default
@@ -56,12 +56,17 @@ class Fields:
             raise SpecError(self.at(key), f"must be a string, got {_kind(value)}")
         if not value:
             raise SpecError(self.at(key), "must not be empty")
-        if pattern is not None and not re.match(pattern, value):
-            raise SpecError(self.at(key), f"must match {pattern}, got {value!r}")
+        if max_length is not None and len(value) > max_length:
+            raise SpecError(self.at(key), f"must be at most {max_length} characters, "
+                                          f"got {len(value)}")
+        # fullmatch: `$` alone would accept a trailing newline, which the API server refuses
+        if pattern is not None and not re.fullmatch(pattern, value):
+            raise SpecError(self.at(key), f"must match {pattern}, got {_short(value)}")
         return value
 
-    def req_string(self, key: str, *, pattern: str | None = None) -> str:
-        value = self.string(key, pattern=pattern, required=True)
+    def req_string(self, key: str, *, pattern: str | None = None,
+                   max_length: int | None = None) -> str:
+        value = self.string(key, pattern=pattern, required=True, max_length=max_length)
         assert value is not None
         return value
 
@@ -121,3 +126,7 @@ class Fields:
     def child(self, key: str, allowed: frozenset[str], *, required: bool = False) -> Fields:
         value = self._get(key, required)
         return Fields(None if value is _MISSING else value, self.at(key), allowed=allowed)
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."

@@ -114,6 +114,9 @@ class _InputError(Exception):
     pass
 
 
+MAX_INPUT_CHARS = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
+
+
 def _expand(paths: list[str]) -> list[str]:
     """Directories become their *.yaml / *.yml files, sorted."""
     out: list[str] = []
@@ -150,7 +153,13 @@ def _load(paths: list[str], kind: str, parse: Callable[[object], T]) -> list[T]:
 def _docs(path: str, kind: str) -> list[dict[str, Any]]:
     """Documents of ``kind`` in the file; any other kind is an error naming its index."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            text = sys.stdin.read(MAX_INPUT_CHARS + 1)
+        else:
+            with Path(path).open(encoding="utf-8") as fh:
+                text = fh.read(MAX_INPUT_CHARS + 1)
+        if len(text) > MAX_INPUT_CHARS:
+            raise _InputError(f"{path}: larger than {MAX_INPUT_CHARS // (1 << 20)} MiB")
     except OSError as exc:
         raise _InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -182,6 +182,9 @@ def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, A
                    placed_pool=_children_pool(obs.children), pinned_pool=pinned)
 
 
+PLANNING_ERRORS = (ArithmeticError, ValueError, RecursionError, MemoryError)
+
+
 def decide(obs: Observed, settings: RenderSettings, now: str,
            planned: Plan | None = None) -> Outcome:
     """``planned``: the plan of an earlier decide() on the same spec and pools (reused)."""
@@ -191,12 +194,19 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
         return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", None, None, now)
     pinned = md.spec.placement.pool
-    p = planned if planned is not None else plan(md, obs.pools)
-    if p.chosen is None:
-        reason = "PoolsFull" if obs.pools_full else failure_reason(p)
-        return _not_placed(obs, reason, p.reason, placement_summary(p), "infeasible", pinned,
-                           p, now)
-    return _placed(obs, md, p, settings, now)
+    try:
+        p = planned if planned is not None else plan(md, obs.pools)
+        if p.chosen is None:
+            reason = "PoolsFull" if obs.pools_full else failure_reason(p)
+            return _not_placed(obs, reason, p.reason, placement_summary(p), "infeasible",
+                               pinned, p, now)
+        return _placed(obs, md, p, settings, now)
+    except PLANNING_ERRORS as err:
+        # A bug or an input past the bounds: say so on the object, once, instead of a
+        # traceback on every retry. The next spec or pool change plans again.
+        message = f"planning failed ({type(err).__name__}): {err}"[:300]
+        return _not_placed(obs, "PlanningFailed", message, {"reason": message}, "invalid",
+                           pinned, None, now)
 
 
 def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSettings,

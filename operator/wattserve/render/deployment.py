@@ -13,6 +13,10 @@ from wattserve.render.workload import PORT_NAME, pod_spec, serving_container, st
 def render_deployment(inputs: RenderInputs) -> dict[str, Any]:
     store = storage(inputs)
     labels = inputs.labels
+    # llama.cpp writes nothing outside /tmp: read-only root. The serving pod never talks
+    # to the Kubernetes API: no service-account token.
+    read_only = inputs.candidate.engine == "llamacpp"
+    container = serving_container(inputs, store, read_only_root=read_only)
     # GPUs are scarce: replace in place rather than surge onto GPUs that may not exist.
     strategy = ({"maxSurge": 0, "maxUnavailable": 1} if inputs.gpu
                 else {"maxSurge": 1, "maxUnavailable": 0})
@@ -28,7 +32,8 @@ def render_deployment(inputs: RenderInputs) -> dict[str, Any]:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
             "template": {
                 "metadata": {"labels": labels, "annotations": scrape_annotations()},
-                "spec": pod_spec(inputs, store, [serving_container(inputs, store)]),
+                "spec": pod_spec(inputs, store, [container], api_access=False,
+                                 read_only_root=read_only),
             },
         },
     }

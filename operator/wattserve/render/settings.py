@@ -28,6 +28,8 @@ ENV_HF_TOKEN_SECRET: Final = "WATTSERVE_HF_TOKEN_SECRET"
 ENV_HF_TOKEN_KEY: Final = "WATTSERVE_HF_TOKEN_SECRET_KEY"
 ENV_S3_SECRET: Final = "WATTSERVE_S3_CREDENTIALS_SECRET"
 ENV_MAX_QUEUE: Final = "WATTSERVE_SERVING_MAX_QUEUE"
+ENV_API_KEY_SECRET: Final = "WATTSERVE_SERVING_API_KEY_SECRET"
+ENV_API_KEY_KEY: Final = "WATTSERVE_SERVING_API_KEY_SECRET_KEY"
 
 
 class SettingsError(ValueError):
@@ -53,6 +55,9 @@ class RenderSettings:
     s3_secret: str = ""
     # Bounded request queue per replica (WATTSERVE_MAX_QUEUE); 0 = the serving default.
     max_queue: int = 0
+    # Secret whose key holds the serving API keys (one per line); "" = the API is open.
+    api_key_secret: str = ""
+    api_key_key: str = "api-keys"
 
     def image_for(self, gpu: bool) -> str:
         return self.image_gpu if gpu else self.image_cpu
@@ -96,4 +101,6 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
         hf_token_key=get(ENV_HF_TOKEN_KEY, "token"),
         s3_secret=get(ENV_S3_SECRET, ""),
         max_queue=max_queue,
+        api_key_secret=get(ENV_API_KEY_SECRET, ""),
+        api_key_key=get(ENV_API_KEY_KEY, "api-keys"),
     )

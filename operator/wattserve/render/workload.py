@@ -6,11 +6,24 @@ from typing import Any, Final
 
 from wattserve import contract
 from wattserve.render.inputs import RenderInputs
+from wattserve.render.security import (
+    SERVING_UID,
+    bounded_volume,
+    container_security,
+    harden_container,
+    pod_security,
+    tmp_mount,
+    tmp_volume,
+)
 from wattserve.render.sources import ModelStorage, model_storage
 
 CONTAINER: Final = "serving"
 PORT_NAME: Final = "http"
-SERVING_UID: Final = 10001  # the serving images' user (serving/Dockerfile.*)
+__all__ = ["CONTAINER", "PORT_NAME", "SERVING_UID", "pod_spec", "serving_container"]
+API_KEYS_VOLUME: Final = "api-keys"
+API_KEYS_DIR: Final = "/var/run/wattserve/api-keys"
+ENV_API_KEY_FILE: Final = "WATTSERVE_API_KEY_FILE"  # read by wattserve_serving.auth
+ENV_FETCH_MAX_BYTES: Final = "WATTSERVE_FETCH_MAX_BYTES"  # read by wattserve_serving.fetch
 
 
 def _number(value: float) -> str:
@@ -84,48 +97,75 @@ def probes(gpu: bool) -> dict[str, Any]:
 
 def serving_container(inputs: RenderInputs, store: ModelStorage, name: str = CONTAINER,
                       extra_ports: tuple[dict[str, Any], ...] = (),
-                      with_probes: bool = True) -> dict[str, Any]:
+                      with_probes: bool = True, read_only_root: bool = False) -> dict[str, Any]:
+    """``read_only_root``: a read-only root filesystem with a bounded /tmp (pass the same
+    to ``pod_spec``); only for engines that write nowhere else (llama.cpp)."""
+    env = serving_env(inputs, store.model_path)
+    secret = inputs.settings.api_key_secret
+    if secret:
+        env.append({"name": ENV_API_KEY_FILE,
+                    "value": f"{API_KEYS_DIR}/{inputs.settings.api_key_key}"})
     container: dict[str, Any] = {
         "name": name,
         "image": inputs.image,
         "imagePullPolicy": inputs.pull_policy,
         "ports": [{"name": PORT_NAME, "containerPort": contract.SERVING_PORT,
                    "protocol": "TCP"}, *extra_ports],
-        "env": serving_env(inputs, store.model_path),
+        "env": env,
         "resources": resources(inputs),
-        "securityContext": {"allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security(read_only_root),
     }
     if with_probes:
         container.update(probes(inputs.gpu))
     mounts = list(store.mounts)
     if inputs.gpu:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if read_only_root:
+        mounts.append(tmp_mount())
+    if secret:
+        mounts.append({"name": API_KEYS_VOLUME, "mountPath": API_KEYS_DIR, "readOnly": True})
     if mounts:
         container["volumeMounts"] = mounts
     return container
 
 
+def download_limit_gib(inputs: RenderInputs) -> int:
+    """Bound of a download emptyDir: twice the replica's memory (weights fit in memory)."""
+    return max(2, 2 * inputs.candidate.memory_request_gib)
+
+
 def pod_spec(inputs: RenderInputs, store: ModelStorage,
-             containers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool placement (nodeSelector, tolerations), volumes and init containers."""
+             containers: list[dict[str, Any]], *, api_access: bool = True,
+             read_only_root: bool = False) -> dict[str, Any]:
+    """Pool placement (nodeSelector, tolerations), volumes and init containers.
+
+    Every container, init containers included, passes the restricted Pod Security
+    Standard; ``api_access=False`` mounts no service-account token; emptyDirs are bounded.
+    """
     spec: dict[str, Any] = {
         "containers": containers,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": SERVING_UID,
-                            "runAsGroup": SERVING_UID, "fsGroup": SERVING_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security(SERVING_UID),
     }
+    if not api_access:
+        spec["automountServiceAccountToken"] = False
     selector = dict(inputs.pool.spec.node_selector)
     if selector:
         spec["nodeSelector"] = selector
     tolerations = [tol.to_k8s() for tol in inputs.pool.spec.tolerations]
     if tolerations:
         spec["tolerations"] = tolerations
+    limit_gib = download_limit_gib(inputs)
     if store.init_containers:
-        spec["initContainers"] = [dict(c) for c in store.init_containers]
-    volumes = [dict(v) for v in store.volumes]
+        fetch_env = ({"name": ENV_FETCH_MAX_BYTES, "value": str(limit_gib << 30)},)
+        spec["initContainers"] = [harden_container(c, fetch_env) for c in store.init_containers]
+    volumes = [bounded_volume(v, f"{limit_gib}Gi") for v in store.volumes]
+    if read_only_root:
+        volumes.append(tmp_volume())
+    if inputs.settings.api_key_secret:
+        volumes.append({"name": API_KEYS_VOLUME, "secret": {
+            "secretName": inputs.settings.api_key_secret, "defaultMode": 0o440}})
     if inputs.gpu:
         shm = max(1, inputs.candidate.memory_request_gib // 4)
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory",

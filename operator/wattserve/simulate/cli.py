@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -58,11 +59,17 @@ def _generate(spec: str) -> list[TraceRequest]:
     kv: dict[str, float] = {}
     for part in filter(None, spec.split(",")):
         key, _, value = part.partition("=")
-        kv[key.strip()] = float(value)
+        try:
+            kv[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--generate {key.strip()}: not a number: {value!r}") from None
     known = {"hours", "rate", "seed", "prompt", "gen", "burst"}
     if set(kv) - known:
         raise ValueError(f"unknown --generate keys {sorted(set(kv) - known)}; use {sorted(known)}")
-    return generate_bursty(seed=int(kv.get("seed", 1)), hours=kv.get("hours", 1.0),
+    seed = kv.get("seed", 1)
+    if not (math.isfinite(seed) and abs(seed) < 2**63):
+        raise ValueError(f"--generate seed must be a finite integer, got {seed}")
+    return generate_bursty(seed=int(seed), hours=kv.get("hours", 1.0),
                            mean_rate=kv.get("rate", 2.0), prompt_mean=kv.get("prompt", 256.0),
                            gen_mean=kv.get("gen", 128.0), burst_factor=kv.get("burst", 2.5))
 
@@ -74,6 +81,10 @@ def run(argv: list[str]) -> int:
     if bad:
         print(f"wattserve simulate: unknown policy {bad}; use {','.join(POLICIES)}",
               file=sys.stderr)
+        return 2
+    problem = _check_flags(args)
+    if problem is not None:
+        print(f"wattserve simulate: {problem}", file=sys.stderr)
         return 2
     try:
         md = load_model(args.model)
@@ -87,8 +98,9 @@ def run(argv: list[str]) -> int:
         if args.fit_lengths:
             load = md.spec.expected_load
             trace = scale_lengths(trace, load.prompt_tokens, load.output_tokens)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"wattserve simulate: {exc}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
+        print(f"wattserve simulate: {' '.join(str(exc).split()) or type(exc).__name__}",
+              file=sys.stderr)
         return 2
     scn = with_overrides(Scenario(md, perf, pool, trace), max_replicas=args.max_replicas,
                          latency_p95_ms=args.slo_ms)
@@ -114,6 +126,26 @@ def run(argv: list[str]) -> int:
                          title=f"{md.name} on {pool}", ttft_slo_s=scn.ttft_slo_s)
         print(f"plot: {path}", file=sys.stderr)
     return 0
+
+
+def _check_flags(args: argparse.Namespace) -> str | None:
+    """The first flag out of bounds, as one line; None when all are usable."""
+    for flag, value in (("--rate-scale", args.rate_scale), ("--length-scale", args.length_scale)):
+        if not (math.isfinite(value) and 0 < value <= 1e6):
+            return f"{flag} must be > 0 and <= 1e6, got {value}"
+    if args.setting is not None and not (math.isfinite(args.setting) and 0 < args.setting
+                                         <= 1e6):
+        return f"--setting must be > 0 and <= 1e6, got {args.setting}"
+    if args.max_replicas is not None and not 1 <= args.max_replicas <= 1000:
+        return f"--max-replicas must be 1..1000, got {args.max_replicas}"
+    if args.slo_ms is not None and not 1 <= args.slo_ms <= 86_400_000:
+        return f"--slo-ms must be 1..86400000, got {args.slo_ms}"
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "--plot needs matplotlib (pip install 'wattserve[sim]')"
+    return None
 
 
 def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],

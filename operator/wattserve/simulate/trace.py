@@ -10,6 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+# Bounds that keep one simulation within minutes and a few GB, whatever the input says.
+MAX_SPAN_S = 31 * 24 * 3600.0  # a month of trace (after rate scaling)
+MAX_REQUESTS = 2_000_000
+MAX_TOKENS = 1_000_000  # per request, prompt or output
+MAX_RATE = 10_000.0  # generated requests/s (mean)
+
+
+def _finite_positive(name: str, value: float, upper: float) -> None:
+    if not (math.isfinite(value) and 0 < value <= upper):
+        raise ValueError(f"{name} must be > 0 and <= {upper:g}, got {value}")
+
 
 @dataclass(frozen=True)
 class TraceRequest:
@@ -28,23 +39,33 @@ def read_azure_csv(
     ``length_scale`` multiplies both token counts (``prompt_scale`` overrides it for the
     prompt); counts are rounded and kept >= 1.
     """
-    if rate_scale <= 0 or length_scale <= 0:
-        raise ValueError("rate_scale and length_scale must be positive")
+    _finite_positive("rate scale", rate_scale, 1e6)
+    _finite_positive("length scale", length_scale, 1e6)
     p_scale = length_scale if prompt_scale is None else prompt_scale
+    _finite_positive("prompt scale", p_scale, 1e6)
     out: list[TraceRequest] = []
     t0: datetime | None = None
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
+        for line, row in enumerate(csv.DictReader(fh), start=2):
             ts = _parse_ts(row["TIMESTAMP"])
             if t0 is None:
                 t0 = ts
             t = (ts - t0).total_seconds() / rate_scale
             if limit_s is not None and t > limit_s:
                 break
+            if not 0 <= t <= MAX_SPAN_S:
+                raise ValueError(f"line {line}: TIMESTAMP is {t:.0f} s from the first row; "
+                                 f"a trace must span 0..{MAX_SPAN_S:.0f} s (31 days)")
+            if len(out) >= MAX_REQUESTS:
+                raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests")
+            prompt, gen = int(row["ContextTokens"]), int(row["GeneratedTokens"])
+            for name, value in (("ContextTokens", prompt), ("GeneratedTokens", gen)):
+                if not 0 <= value <= MAX_TOKENS:
+                    raise ValueError(f"line {line}: {name} must be 0..{MAX_TOKENS}, got {value}")
             out.append(TraceRequest(
                 t,
-                max(1, round(int(row["ContextTokens"]) * p_scale)),
-                max(1, round(int(row["GeneratedTokens"]) * length_scale)),
+                max(1, min(MAX_TOKENS, round(prompt * p_scale))),
+                max(1, min(MAX_TOKENS, round(gen * length_scale))),
             ))
     out.sort(key=lambda r: r.arrival_s)
     return out
@@ -69,6 +90,14 @@ def generate_bursty(
     (one period, trough at the start), bursts at exponentially spaced times that ramp up
     to ``burst_factor`` x the rate over ``burst_ramp_s``, hold, and ramp down, and
     log-normal (heavy-tailed, sigma 1) token lengths with the given means."""
+    _finite_positive("hours", hours, MAX_SPAN_S / 3600.0)
+    _finite_positive("rate", mean_rate, MAX_RATE)
+    _finite_positive("prompt", prompt_mean, MAX_TOKENS)
+    _finite_positive("gen", gen_mean, MAX_TOKENS)
+    if not (math.isfinite(burst_factor) and 1.0 <= burst_factor <= 100.0):
+        raise ValueError(f"burst must be 1..100, got {burst_factor}")
+    if hours * 3600.0 * mean_rate > MAX_REQUESTS:
+        raise ValueError(f"hours x rate would make more than {MAX_REQUESTS} requests")
     rng = random.Random(seed)
     horizon = hours * 3600.0
     bursts: list[tuple[float, float]] = []
@@ -127,5 +156,5 @@ def scale_lengths(trace: Iterable[TraceRequest], prompt_mean: float | None = Non
     p = 1.0 if prompt_mean is None else prompt_mean / (
         sum(r.prompt_tokens for r in reqs) / len(reqs))
     g = 1.0 if gen_mean is None else gen_mean / (sum(r.gen_tokens for r in reqs) / len(reqs))
-    return [TraceRequest(r.arrival_s, max(1, round(r.prompt_tokens * p)),
-                         max(1, round(r.gen_tokens * g))) for r in reqs]
+    return [TraceRequest(r.arrival_s, max(1, min(MAX_TOKENS, round(r.prompt_tokens * p))),
+                         max(1, min(MAX_TOKENS, round(r.gen_tokens * g)))) for r in reqs]

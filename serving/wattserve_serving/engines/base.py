@@ -37,6 +37,9 @@ class ChatPrompt:
     text: str
     stop: tuple[str, ...] = ()
     add_bos: bool = True
+    # Token ids when the engine tokenized the chat itself (template markers as special
+    # tokens, message contents as plain text); None: the API tokenizes `text`.
+    token_ids: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,20 @@ One `Llama` context serves one generation at a time, so generation runs on a sin
 worker thread; the event loop only receives token pieces via `call_soon_threadsafe`.
 Closing the async iterator (client disconnect) sets a cancel flag the worker checks
 before every token, so token production stops within one token.
+
+Chat rendering and tokenization run on a second thread (`_prep`), never on the event
+loop. Message contents are tokenized with `special=False`, so `<|im_start|>` typed by a
+user is text, not a role marker; only the chat template's own text yields special tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import random
+import re
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +34,7 @@ from wattserve_serving.engines.base import (
 from wattserve_serving.engines.stops import StopMatcher
 
 _DONE = object()
+log = logging.getLogger("wattserve_serving")
 
 
 class LlamaCppEngine:
@@ -40,6 +48,7 @@ class LlamaCppEngine:
         self._llm: Any = None
         self._formatter: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-prep")
 
     # -- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -78,6 +87,7 @@ class LlamaCppEngine:
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._prep.shutdown(wait=False, cancel_futures=True)
         self._llm = None
 
     # -- prompts -----------------------------------------------------------------
@@ -90,16 +100,65 @@ class LlamaCppEngine:
         self._require()
         if self._formatter is None:
             raise EngineError("the GGUF has no tokenizer.chat_template; use /v1/completions")
-        result = self._formatter(messages=messages)
-        return ChatPrompt(
-            text=result.prompt,
-            stop=tuple(s for s in (result.stop or []) if s),
-            add_bos=not result.added_special,
-        )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prep, self._render_sync, messages)
 
     async def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        self._require()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prep, self._tokenize_sync, text, add_bos, False)
+
+    def vocab_size(self) -> int:
+        return int(self._require().n_vocab())
+
+    async def detokenize(self, ids: list[int]) -> str:
         llm = self._require()
-        ids: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        loop = asyncio.get_running_loop()
+        raw: bytes = await loop.run_in_executor(self._prep, llm.detokenize, ids)
+        return raw.decode("utf-8", errors="replace")
+
+    def _tokenize_sync(self, text: str, add_bos: bool, special: bool) -> list[int]:
+        llm = self._require()
+        ids: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        return ids
+
+    def _render_sync(self, messages: list[dict[str, Any]]) -> ChatPrompt:
+        try:
+            result = self._formatter(messages=messages)
+        except Exception as exc:  # jinja2's TemplateError (raise_exception in templates)
+            raise ValueError(str(exc)) from exc
+        add_bos = not result.added_special
+        stop = tuple(s for s in (result.stop or []) if s)
+        ids = self._segmented_ids(messages, add_bos)
+        return ChatPrompt(text=result.prompt, stop=stop, add_bos=add_bos, token_ids=ids)
+
+    def _segmented_ids(self, messages: list[dict[str, Any]], add_bos: bool) -> list[int]:
+        """Template text with special tokens, each message's content as plain text.
+
+        The template is rendered once more with a random marker in place of each content;
+        the text between markers is the template's own.
+        """
+        nonce = secrets.token_hex(8)
+        marked = [{**m, "content": f"@@ws{nonce}m{i}@@"} for i, m in enumerate(messages)]
+        rendered: str = self._formatter(messages=marked).prompt
+        pieces = re.split(f"@@ws{nonce}m(\\d+)@@", rendered)
+        contents = [str(m.get("content") or "") for m in messages]
+        found = [int(i) for i in pieces[1::2]]
+        wanted = {i for i, c in enumerate(contents) if c}
+        if len(found) != len(set(found)) or not wanted <= set(found):
+            # The template changed or dropped a content: tokenize it all as plain text.
+            log.warning("chat template rewrites message contents; no special tokens")
+            return self._tokenize_sync(self._formatter(messages=messages).prompt, add_bos, False)
+        ids: list[int] = []
+        for n, piece in enumerate(pieces):
+            first = not ids and add_bos
+            if n % 2 == 0:
+                if piece:
+                    ids += self._tokenize_sync(piece, first, True)
+            else:
+                text = contents[int(piece)]
+                if text:
+                    ids += self._tokenize_sync(text, first, False)
         return ids
 
     # -- generation --------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""From a validated request to what the engine runs: bounds, prompt tokens, sampling.
+
+The size check runs before admission and costs nothing but counting characters; the
+prompt is tokenized after admission, by the engine off the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wattserve_serving import schemas as S
+from wattserve_serving.engines.base import Engine, PreparedPrompt, SamplingParams
+from wattserve_serving.errors import APIError
+
+# Text longer than this many characters per context token cannot fit: refused before
+# it is tokenized (tokenizing costs CPU; its cost must stay bounded before admission).
+MAX_CHARS_PER_TOKEN = 32
+
+
+def check_message_count(body: dict[str, Any], ctx: int) -> None:
+    """More messages than context tokens cannot fit; refused before they are validated."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > ctx:
+        raise APIError(
+            400,
+            f"'messages' has {len(messages)} messages; this model's context of {ctx} tokens "
+            "cannot hold them.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+
+def check_size(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    """Refuse, before tokenizing, text that cannot fit the context window."""
+    ctx = engine.context_length
+    if isinstance(req, S.ChatCompletionRequest):
+        param = "messages"
+        chars = sum(len(m.text()) + len(m.name or "") for m in req.messages)
+    else:
+        param = "prompt"
+        chars = len(req.prompt_text() or "")
+    limit = ctx * MAX_CHARS_PER_TOKEN
+    if chars > limit:
+        raise APIError(
+            400,
+            f"'{param}' has {chars} characters; this model's maximum context length of "
+            f"{ctx} tokens holds at most {limit}. Shorten '{param}'.",
+            param=param,
+            code="context_length_exceeded",
+        )
+
+
+async def prepare(
+    engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest
+) -> tuple[PreparedPrompt, str]:
+    if isinstance(req, S.ChatCompletionRequest):
+        messages = [message_dict(m) for m in req.messages]
+        try:
+            chat = await engine.render_chat(messages)
+        except (ValueError, TypeError) as exc:
+            raise APIError(400, f"Invalid 'messages': {exc}", param="messages") from exc
+        ids = chat.token_ids
+        if ids is None:
+            ids = await engine.tokenize(chat.text, add_bos=chat.add_bos)
+        return PreparedPrompt(chat.text, ids, chat.stop), "messages"
+    token_ids = req.prompt_ids()
+    if token_ids is not None:
+        return await _id_prompt(engine, req, token_ids), "prompt"
+    text = req.prompt_text()
+    if text is None:
+        raise APIError(
+            400, "Invalid 'prompt': only one prompt per request is supported.",
+            param="prompt", code="invalid_value",
+        )
+    ids = await engine.tokenize(text, add_bos=True)
+    if not ids:
+        raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
+    return PreparedPrompt(text, ids), "prompt"
+
+async def _id_prompt(engine: Engine, req: S.CompletionRequest, ids: list[int]) -> PreparedPrompt:
+    """A prompt given as token ids: each must be in the vocabulary."""
+    if not ids:
+        raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
+    vocab_size = getattr(engine, "vocab_size", None)
+    if vocab_size is not None:
+        size = int(vocab_size())
+        bad = next((t for t in ids if not 0 <= t < size), None)
+        if bad is not None:
+            raise APIError(
+                400, f"Invalid 'prompt': token id {bad} is outside the vocabulary "
+                f"(0..{size - 1}).", param="prompt", code="invalid_value",
+            )
+    text = ""
+    if req.echo:
+        detokenize = getattr(engine, "detokenize", None)
+        if detokenize is None:
+            raise APIError(
+                400, "'echo' with a token-id prompt is not supported by this engine.",
+                param="echo", code="unsupported_parameter",
+            )
+        text = str(await detokenize(ids))
+    return PreparedPrompt(text, list(ids))
+
+def sampling(
+    engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest, n_prompt: int, param: str
+) -> SamplingParams:
+    ctx = engine.context_length
+    if n_prompt >= ctx:
+        raise APIError(
+            400,
+            f"This model's maximum context length is {ctx} tokens, but '{param}' has "
+            f"{n_prompt} tokens. Shorten '{param}'.",
+            param=param,
+            code="context_length_exceeded",
+        )
+    max_tokens = req.requested_max_tokens()
+    if max_tokens is None:
+        max_tokens = ctx - n_prompt
+    elif n_prompt + max_tokens > ctx:
+        name = "max_tokens"
+        if isinstance(req, S.ChatCompletionRequest) and req.max_completion_tokens:
+            name = "max_completion_tokens"
+        raise APIError(
+            400,
+            f"'{name}' is too large: {max_tokens} + {n_prompt} prompt tokens exceeds this "
+            f"model's maximum context length of {ctx} tokens.",
+            param=name,
+            code="context_length_exceeded",
+        )
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        top_k=req.top_k or 0,
+        stop=req.stop_list(),
+        seed=req.seed,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        ignore_eos=req.ignore_eos,
+    )
+
+
+def message_dict(message: S.ChatMessage) -> dict[str, Any]:
+    role = "system" if message.role == "developer" else message.role
+    out: dict[str, Any] = {"role": role, "content": message.text()}
+    if message.name:
+        out["name"] = message.name
+    return out
