@@ -18,7 +18,7 @@ from .test_rbac import REQUIRED, _grants
 
 WATCHED = ["team-a", "team-b"]
 CLUSTER_SCOPED = {"servingpools", "clusterkopfpeerings", "customresourcedefinitions",
-                  "namespaces"}
+                  "namespaces", "nodes"}
 
 
 @pytest.fixture(scope="module")
