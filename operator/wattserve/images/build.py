@@ -281,8 +281,10 @@ class Builder:
         for dist, version in names:
             stem = dist.replace("-", "_")
             version = version.split()[0]
-            tag = sys.implementation.cache_tag.replace("cpython-", "cp")
-            hits = sorted(shared.glob(f"{stem}-{version}-{tag}-*.whl"))
+            cp = sys.implementation.cache_tag.replace("cpython-", "cp")
+            hits = sorted(w for w in shared.glob(f"{stem}-{version}-*.whl")
+                          if w.name.split("-")[2] in (cp, "py3")
+                          and w.name.endswith(f"{sysconfig.get_platform().replace('-', '_')}.whl"))
             if not hits:
                 return False
             found.append(hits[-1])
