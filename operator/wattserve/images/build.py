@@ -33,10 +33,11 @@ from typing import Final
 from wattserve.images import inputs
 from wattserve.images.package_files import copy_package_files
 from wattserve.images.spec import (
+    COMPILED_WHEELS,
     DEBIAN_SUITE,
     FILES_DIR,
-    LOCAL_WHEELS,
     LOCK_IN_IMAGE,
+    PROJECT_WHEELS,
     PROJECT_SOURCES,
     WHEELS_DIR,
     ImageSpec,
@@ -208,17 +209,19 @@ class Builder:
     def _stage(self, spec: ImageSpec, rootfs: Path, work: Path) -> None:
         if spec.python is not None:
             wheels = rootfs / WHEELS_DIR.lstrip("/")
-            local = rootfs / LOCAL_WHEELS.lstrip("/")
-            local.mkdir(parents=True)
+            compiled = rootfs / COMPILED_WHEELS.lstrip("/")
+            project = rootfs / PROJECT_WHEELS.lstrip("/")
+            compiled.mkdir(parents=True)
+            project.mkdir(parents=True)
             lock = self.root / spec.python.lock
             for wheel in self._locked_wheels(spec, lock).iterdir():
                 shutil.copyfile(wheel, wheels / wheel.name)
             shutil.copyfile(lock, rootfs / LOCK_IN_IMAGE.lstrip("/"))
             if spec.python.compile:
                 for wheel in self._compiled_wheels(spec).iterdir():
-                    shutil.copyfile(wheel, local / wheel.name)
+                    shutil.copyfile(wheel, compiled / wheel.name)
             if spec.python.project:
-                self._project_wheel(spec, local, work)
+                self._project_wheel(spec, project, work)
         if spec.package_files is not None:
             pf = spec.package_files
             target = work / "package-site"
