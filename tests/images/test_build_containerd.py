@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from wattserve.images import ensure_images, image_digests, missing_tools
 from wattserve.images.containerd import K8S_NAMESPACE, archive_digest
-from wattserve.render.sources import COPY_TARGET, OCI_MODEL_DIR, model_storage
 from wattserve.render.settings import RenderSettings
+from wattserve.render.sources import COPY_TARGET, OCI_MODEL_DIR, model_storage
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

@@ -37,8 +37,8 @@ from wattserve.images.spec import (
     DEBIAN_SUITE,
     FILES_DIR,
     LOCK_IN_IMAGE,
-    PROJECT_WHEELS,
     PROJECT_SOURCES,
+    PROJECT_WHEELS,
     WHEELS_DIR,
     ImageSpec,
     install_commands,
@@ -254,7 +254,8 @@ class Builder:
         key = inputs.compile_key(lock_text, tag, py.compile_env)
         out = self.cache / "images" / "compiled" / key[:16]
         if out.is_dir() and any(out.glob("*.whl")):
-            self.log(spec.name, f"compiled wheels cached ({', '.join(p.name for p in out.iterdir())})")
+            names = ", ".join(p.name for p in out.iterdir())
+            self.log(spec.name, f"compiled wheels cached ({names})")
             return out
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
