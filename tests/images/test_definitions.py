@@ -136,6 +136,14 @@ def test_inputs_hash_follows_every_input_and_nothing_else(tmp_path: Path) -> Non
     again = {name: inputs_hash(name, specs, root) for name in specs}
     assert {name for name in specs if again[name] != after[name]} == {
         "operator", "serving-cpu", "serving-cpu-smollm2"}
+    # Operator code the serving image prunes away: the operator image only.
+    (root / "operator/wattserve/planning/memory.py").write_text("# changed\n")
+    third = {name: inputs_hash(name, specs, root) for name in specs}
+    assert {name for name in specs if third[name] != again[name]} == {"operator"}
+    (root / "operator/wattserve/contract.py").write_text("# changed\n")
+    fourth = {name: inputs_hash(name, specs, root) for name in specs}
+    assert {name for name in specs if fourth[name] != third[name]} == {
+        "operator", "serving-cpu", "serving-cpu-smollm2"}
 
 
 def test_base_rootfs_key_is_the_sorted_package_list() -> None:

@@ -56,6 +56,8 @@ LOCK_IN_IMAGE: Final = f"{WHEELS_DIR}/requirements.lock"
 FILES_DIR: Final = "/tmp/package-files"  # package_files staged here by both builders
 PROJECT_SOURCES: Final = ("pyproject.toml", "README.md", "operator/wattserve",
                           "serving/wattserve_serving")
+PACKAGE_DIRS: Final = {"wattserve": "operator/wattserve",
+                       "wattserve_serving": "serving/wattserve_serving"}
 
 _NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REPO: Final = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
@@ -133,11 +135,22 @@ class ImageSpec:
             if self.python.compile:
                 paths.append(self.python.compile)
             if self.python.project:
-                paths.extend(PROJECT_SOURCES)
+                paths.extend(self._project_inputs(self.python.keep))
         if self.package_files is not None:
             paths.append(self.package_files.lock)
             paths.append("operator/wattserve/images/package_files.py")
         return tuple(paths)
+
+
+    @staticmethod
+    def _project_inputs(keep: tuple[str, ...]) -> list[str]:
+        """The project sources whose content ends up in the image: a package pruned to
+        ``keep`` contributes only the kept files."""
+        paths = ["pyproject.toml", "README.md"]
+        for top, directory in PACKAGE_DIRS.items():
+            kept = [k.split("/", 1)[1] for k in keep if k.startswith(top + "/")]
+            paths.extend([f"{directory}/{k}" for k in kept] if kept else [directory])
+        return paths
 
 
 def _strings(value: Any, where: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
