@@ -209,3 +209,21 @@ def test_cli_lists_definitions_as_json(capsys: pytest.CaptureFixture[str]) -> No
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"]: r["ref"] for r in rows}["operator"] == \
         "ghcr.io/wattserve/wattserve-operator:0.1.0"
+
+
+def test_builder_image_config_matches_the_dockerfile_instructions() -> None:
+    from wattserve.images.build import Builder
+
+    spec = load_definitions()["serving-cpu"]
+    args = Builder._config_args(spec)
+    pairs = list(zip(args[::2], args[1::2], strict=True))
+    assert ("--config.user", "10001:10001") in pairs
+    assert ("--config.workingdir", "/home/wattserve") in pairs
+    assert ("--config.exposedports", "8000/tcp") in pairs
+    assert [v for k, v in pairs if k == "--config.entrypoint"] == \
+        ["wattserve-serve", "--host", "0.0.0.0"]
+    env = dict(v.split("=", 1) for k, v in pairs if k == "--config.env")
+    dockerfile = (ROOT / spec.dockerfile).read_text()
+    for key, value in env.items():
+        assert f"{key}={value}" in dockerfile
+    assert 'ENTRYPOINT ["wattserve-serve", "--host", "0.0.0.0"]' in dockerfile
