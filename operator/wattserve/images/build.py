@@ -18,6 +18,7 @@ Needs root, Linux, mmdebstrap and umoci (:func:`missing_tools`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from wattserve.images import inputs
 from wattserve.images.package_files import copy_package_files
@@ -109,6 +110,15 @@ def _run(cmd: list[str], step: str, env: Mapping[str, str] | None = None,
     return proc.stdout
 
 
+def _busy(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
 def _pip() -> list[str]:
     return [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 
@@ -144,6 +154,19 @@ class Builder:
             raise BuildError(f"cannot build {name} here: {', '.join(problems)}")
         archive.parent.mkdir(parents=True, exist_ok=True)
         parent = self.build(spec.base) if spec.base else None
+        with (archive.parent / f"{name}.lock").open("w") as lock:
+            if _busy(lock):
+                self.log(name, "waiting for another build of this image")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build per image and cache at a time
+            if archive.is_file() and not force:  # the other build made it
+                return Built(name, spec.ref, archive, digest, True, time.monotonic() - start)
+            for stale in archive.parent.glob(f"build-{name}-*"):  # left by a killed build
+                shutil.rmtree(stale, ignore_errors=True)
+            return self._build_locked(spec, archive, digest, parent, start)
+
+    def _build_locked(self, spec: ImageSpec, archive: Path, digest: str, parent: Built | None,
+                      start: float) -> Built:
+        name = spec.name
         with tempfile.TemporaryDirectory(prefix=f"build-{name}-", dir=archive.parent) as tmp:
             work = Path(tmp)
             self._assemble(spec, work, parent)
