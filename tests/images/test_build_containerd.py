@@ -232,3 +232,18 @@ def test_archive_digest_is_what_containerd_lists(containerd: Containerd,
     built = Builder(load_definitions()).build("model-smollm2")
     assert built.cached
     assert image_digests(containerd.socket)[MODEL_REF] == archive_digest(built.archive)
+
+
+def test_every_definition_smoke_command_runs_in_its_image(containerd: Containerd,
+                                                          refs: dict[str, str]) -> None:
+    from wattserve.images import load_definitions
+
+    specs = load_definitions()
+    assert ensure_images(containerd.socket, ["serving-cpu-smollm2"]) == [
+        specs["serving-cpu-smollm2"].ref]
+    for spec in specs.values():
+        assert spec.smoke, spec.name
+        rc, out = containerd.run(spec.ref, *spec.smoke)
+        assert rc == 0, (spec.name, out[-2000:])
+        rc, out = containerd.run(spec.ref, "id", "-u")
+        assert (rc, out.strip()) == (0, "10001"), spec.name
