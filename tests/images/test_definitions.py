@@ -227,3 +227,14 @@ def test_builder_image_config_matches_the_dockerfile_instructions() -> None:
     for key, value in env.items():
         assert f"{key}={value}" in dockerfile
     assert 'ENTRYPOINT ["wattserve-serve", "--host", "0.0.0.0"]' in dockerfile
+
+
+def test_model_image_layout_is_what_the_oci_copy_container_expects() -> None:
+    from wattserve.render.sources import OCI_MODEL_DIR
+
+    spec = load_definitions()["model-smollm2"]
+    assert spec.package_files is not None
+    assert spec.package_files.dest == OCI_MODEL_DIR
+    assert spec.python is None and not spec.debian  # minbase: coreutils' cp, no Python
+    example = yaml.safe_load((ROOT / "examples/models/smollm2-135m-oci.yaml").read_text())
+    assert example["spec"]["model"]["source"] == f"oci://{spec.ref}"
