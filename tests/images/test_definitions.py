@@ -238,3 +238,25 @@ def test_model_image_layout_is_what_the_oci_copy_container_expects() -> None:
     assert spec.python is None and not spec.debian  # minbase: coreutils' cp, no Python
     example = yaml.safe_load((ROOT / "examples/models/smollm2-135m-oci.yaml").read_text())
     assert example["spec"]["model"]["source"] == f"oci://{spec.ref}"
+
+
+def test_builder_keeps_the_newest_archives_of_an_image(tmp_path: Path) -> None:
+    import os
+
+    from wattserve.images.build import KEEP_ARCHIVES, Builder
+
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = []
+    for i in range(5):
+        path = images / f"operator-{i:016x}.tar"
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i, 1000 + i))
+        paths.append(path)
+    other = images / f"operator-smollm2-{0:016x}.tar"
+    other.write_bytes(b"x")
+    Builder(load_definitions(), root=ROOT, cache=tmp_path, log=lambda _: None)._prune(
+        "operator", paths[1])
+    left = sorted(p.name for p in images.iterdir())
+    assert left == sorted([paths[1].name, paths[4].name, paths[3].name, other.name])
+    assert KEEP_ARCHIVES == 3

@@ -54,6 +54,7 @@ DPKG_EXCLUDES: Final = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/shar
                         "path-include=/usr/share/doc/*/copyright",
                         "path-exclude=/usr/share/locale/*", "path-exclude=/usr/share/info/*")
 SHARED_WHEELS_ENV: Final = "WATTSERVE_SHARED_WHEELS"
+KEEP_ARCHIVES: Final = 3  # per image
 
 
 class BuildError(RuntimeError):
@@ -363,7 +364,9 @@ class Builder:
         return args
 
     def _prune(self, name: str, keep: Path) -> None:
-        """Older archives of the same image (other inputs hashes) are removed."""
-        for old in keep.parent.glob(f"{name}-????????????????.tar"):
-            if old != keep:
-                old.unlink(missing_ok=True)
+        """Archives of the same image with other inputs hashes: the newest KEEP_ARCHIVES stay
+        (several checkouts, e.g. git worktrees, may share one cache), older ones go."""
+        archives = sorted(keep.parent.glob(f"{name}-????????????????.tar"),
+                          key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in [a for a in archives if a != keep][KEEP_ARCHIVES - 1:]:
+            old.unlink(missing_ok=True)
