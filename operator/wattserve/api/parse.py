@@ -14,6 +14,7 @@ import yaml
 from wattserve.api.errors import SpecError
 from wattserve.api.quantities import parse_parameter_count
 from wattserve.api.reader import Fields
+from wattserve.api.references import OCI_SCHEME, OCI_SOURCE_PATTERN, oci_reference_problem
 from wattserve.api.types import (
     SLO,
     Accelerator,
@@ -40,14 +41,16 @@ from wattserve.api.types import (
 
 API_VERSION: Final = "wattserve.dev/v1alpha1"
 # Path components of [A-Za-z0-9._-] not starting with "." or "-": no "..", no shell or
-# Kubernetes "$(VAR)" expansion, nothing the fetcher would refuse after placement.
-SOURCE_PATTERN: Final = (
-    r"^(hf|gguf|pvc)://(/?[A-Za-z0-9_][A-Za-z0-9._-]*)(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
+# Kubernetes "$(VAR)" expansion, nothing the fetcher would refuse after placement. oci://
+# sources follow the image-reference grammar (api/references.py). The CRD has the same.
+PATH_SOURCE_PATTERN: Final = (
+    r"(hf|gguf|pvc)://(/?[A-Za-z0-9_][A-Za-z0-9._-]*)(/[A-Za-z0-9_][A-Za-z0-9._-]*)*"
 )
+SOURCE_PATTERN: Final = f"^({PATH_SOURCE_PATTERN}|{OCI_SOURCE_PATTERN})$"
 SOURCE_MAX_LENGTH: Final = 512
 S3_UNSUPPORTED: Final = (
     "s3:// sources are not supported yet (the serving images have no S3 client); "
-    "use hf://, pvc:// or gguf://"
+    "use hf://, pvc://, gguf:// or oci://"
 )
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 PRIORITY_MIN: Final = -1000
@@ -127,13 +130,25 @@ def _model(spec: Fields) -> ModelSpec:
         raise SpecError(model.at("source"), S3_UNSUPPORTED)
     return ModelSpec(
         name=model.req_string("name", max_length=253),
-        source=model.req_string("source", pattern=SOURCE_PATTERN, max_length=SOURCE_MAX_LENGTH),
+        source=_source(model),
         parameters=parse_parameter_count(parameters, model.at("parameters")),
         quantization=model.enum("quantization", Quantization, Quantization.BF16),
         context_length=model.int_default("contextLength", 4096, minimum=128, maximum=10_000_000),
         task=model.enum("task", Task, Task.CHAT),
         architecture=architecture,
     )
+
+
+def _source(model: Fields) -> str:
+    raw = model.raw("source")
+    if isinstance(raw, str) and raw.startswith(OCI_SCHEME):
+        problem = oci_reference_problem(raw)  # the precise message before the generic one
+        if problem is not None:
+            raise SpecError(model.at("source"), problem)
+    source = model.req_string("source", pattern=SOURCE_PATTERN, max_length=SOURCE_MAX_LENGTH)
+    if "\n" in source:  # the CRD's pattern is anchored at both ends: one line only
+        raise SpecError(model.at("source"), "must be one line")
+    return source
 
 
 def _slo(spec: Fields) -> SLO:
