@@ -113,7 +113,7 @@ def _number_fields(schema: dict[str, Any], path: str = "") -> list[tuple[str, in
     out: list[tuple[str, int]] = []
     for key, sub in schema.get("properties", {}).items():
         where = f"{path}.{key}" if path else key
-        if sub.get("type") == "string" and "[0-9]" in sub.get("pattern", ""):
+        if sub.get("type") == "string" and sub.get("pattern", "").lstrip("^(").startswith("[0-9]"):
             out.append((where, sub["maxLength"]))
         out += _number_fields(sub, where)
     return out

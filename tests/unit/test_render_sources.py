@@ -155,8 +155,10 @@ def test_oci_deployment_wires_copy_container_volume_and_model_dir() -> None:
     (copy,) = pod["initContainers"]
     assert copy["name"] == "copy-model" and copy["image"] == OCI_REF
     # SmolLM2-135M Q4_1 is ~0.1 GiB: the volume is bounded at 2 GiB.
-    assert pod["volumes"] == [{"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}]
+    assert pod["volumes"] == [{"name": "models", "emptyDir": {"sizeLimit": "2Gi"}},
+                              {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     serving = pod["containers"][0]
     assert serving["volumeMounts"] == [{"name": "models", "mountPath": "/models",
-                                        "readOnly": True}]
+                                        "readOnly": True},
+                                       {"name": "tmp", "mountPath": "/tmp"}]
     assert env_of(serving)["WATTSERVE_MODEL_PATH"] == "/models"
