@@ -17,7 +17,7 @@ constant: a steady trace gets a few per cent, a bursty one a lot.
 **Little's-law rate.** The windowed rate lags a step by up to a window. The sequences in
 flight right now, divided by the time each spends in service, estimate the current rate
 without that lag (``N ~ Poisson(r x S)``); it replaces the windowed rate when it is
-significantly (z standard deviations) above it.
+significantly (3 standard deviations: the test is made every tick) above it.
 
 **Start-up time.** Replicas requested but not yet seen ready are remembered with their
 request time; when the ready count rises, the oldest are taken as ready and their age is
@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 Z_BAND = 1.645
+Z_LITTLE = 3.0  # a test made every tick: 1.645 would fire on noise every ~20 ticks
 VOLATILITY_ALPHA = 0.05  # memory of ~20 ticks (5 min at 15 s)
 STARTUP_ALPHA = 0.3
 
@@ -52,7 +53,7 @@ def upper_rate(rate: float, window_s: float, vol: float, trend: float, lead_s: f
 
 
 def little_rate(rate: float, in_flight: float | None, service_s: float,
-                z: float = Z_BAND) -> float:
+                z: float = Z_LITTLE) -> float:
     """The current arrival rate when the sequences in flight say it is significantly
     above the windowed ``rate``; else ``rate``."""
     if in_flight is None or service_s <= 0:

@@ -116,6 +116,7 @@ class ScalerState:
     unready: tuple[tuple[float, int], ...] = ()  # (time, replicas) requested, not yet ready
     last_ready: int | None = None
     startup_s: float | None = None  # start-up time learned from observed readiness
+    observing_since: float | None = None  # first usable observation (windows fill up)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -144,6 +145,8 @@ class ScalerState:
             unready=tuple((float(t), int(n)) for t, n in d.get("unready", [])),
             last_ready=None if d.get("last_ready") is None else int(d["last_ready"]),
             startup_s=None if d.get("startup_s") is None else float(d["startup_s"]),
+            observing_since=(None if d.get("observing_since") is None
+                             else float(d["observing_since"])),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

@@ -67,7 +67,12 @@ def decide(
     slo_s = spec.slo_p95_ms / 1000.0
     rate = obs.request_rate
     load = _load(spec, obs)
-    calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
+    since = now if state.observing_since is None else state.observing_since
+    if now - since >= spec.metrics_window_s:
+        calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
+    else:  # the windows are still filling: rates lag what is in flight, do not fit
+        calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
+                                          state.ttft_correction)
 
     def pred(replicas: int, lam: float) -> Prediction:
         p = predict(spec.capacity, Load(lam, load.prompt_tokens, load.gen_tokens), replicas,
@@ -98,27 +103,21 @@ def decide(
     margin = spec.safety_margin + (spec.max_safety_margin - spec.safety_margin) * min(
         1.0, violations * spec.violation_gain)
     margin = max(spec.safety_margin, min(margin, spec.max_safety_margin))
-    lat_thr = (1.0 - margin) * slo_s
     # Observed misses also widen the rate headroom by the same share: bursts the band did
     # not see coming are covered next time.
     plan_rate /= 1.0 - (margin - spec.safety_margin)
-    ttft_thr = None if spec.slo_ttft_p95_ms is None else (
-        (1.0 - margin) * spec.slo_ttft_p95_ms / 1000.0)
-    # What no replica count can beat is an idle replica's latency (the "floor"). When the
-    # SLO sits within the tolerance of it, replicas buy (almost) nothing: aim for the
-    # floor plus the tolerance instead, and report a conflict if the floor misses the SLO.
+    # What no replica count can beat is an idle replica's latency (the "floor"). The
+    # margin applies to the latency above it, the part replicas can change: near the
+    # floor, a margin on the whole SLO would cost many replicas for almost no latency.
+    # When the SLO sits within the tolerance of the floor, replicas buy (almost) nothing:
+    # aim for the floor plus the tolerance, and report a conflict if the floor misses it.
     floor = pred(1, 0.0)
-    # A conflict only when the idle floor misses the SLO itself; missing the safety margin
-    # alone just means aiming at the floor (below).
     ttft_slo = None if spec.slo_ttft_p95_ms is None else spec.slo_ttft_p95_ms / 1000.0
     unreachable = floor.p95_s > slo_s or (ttft_slo is not None and floor.ttft_p95_s > ttft_slo)
-    lat_down = max(lat_thr * (1.0 - spec.tolerance), floor.p95_s * (1.0 + spec.tolerance / 2))
-    lat_thr = max(lat_thr, floor.p95_s * (1.0 + spec.tolerance))
-    ttft_down = None
-    if ttft_thr is not None:
-        ttft_down = max(ttft_thr * (1.0 - spec.tolerance),
-                        floor.ttft_p95_s * (1.0 + spec.tolerance / 2))
-        ttft_thr = max(ttft_thr, floor.ttft_p95_s * (1.0 + spec.tolerance))
+    lat_thr, lat_down = _thresholds(slo_s, floor.p95_s, margin, spec.tolerance)
+    ttft_thr = ttft_down = None
+    if ttft_slo is not None:
+        ttft_thr, ttft_down = _thresholds(ttft_slo, floor.ttft_p95_s, margin, spec.tolerance)
     util_cap = spec.planned_utilization()
     r_up = _smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
     r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
@@ -182,7 +181,7 @@ def decide(
         replicas=desired, recommendations=recs, starts=starts, speed=speed,
         tail_correction=corr, ttft_correction=tcorr, outage_since=None, last_rate=rate,
         last_time=now, trend=trend, violations=violations, volatility=vol, unready=unready,
-        last_ready=spec.ready_replicas, startup_s=startup,
+        last_ready=spec.ready_replicas, startup_s=startup, observing_since=since,
     )
     return decision, new_state
 
@@ -213,7 +212,7 @@ def _plan_rate(spec: ScalingInputs, obs: Observation, load: Load, ready: int, sp
         if queued >= max(1.0, spec.saturation_queue * ready):
             rate = max(rate, obs.in_flight / service)
         elif spec.rate_band:
-            rate = little_rate(rate, obs.in_flight, service, spec.band_z)
+            rate = little_rate(rate, obs.in_flight, service)
     if spec.rate_band:
         rate = upper_rate(rate, spec.metrics_window_s, vol, 0.0, lead_s, spec.band_z)
     return rate + queued / slo_s
@@ -302,6 +301,16 @@ def _calibrate(
         gap = obs.p95_ttft_s - p.ttft_p95_s
         tcorr = _ewma(tcorr, gap, a, (-0.5 * p.ttft_p95_s, obs.p95_ttft_s))
     return state, speed, corr, tcorr
+
+
+def _thresholds(slo: float, floor: float, margin: float, tol: float) -> tuple[float, float]:
+    """(scale-up, scale-down) latency thresholds: the margin (and, for scaling down, the
+    tolerance) taken off the latency above the idle floor; never within the tolerance
+    of the floor itself."""
+    room = max(slo - floor, 0.0)
+    up = max(floor + (1.0 - margin) * room, floor * (1.0 + tol))
+    down = max(floor + (1.0 - margin) * (1.0 - tol) * room, floor * (1.0 + tol / 2))
+    return up, down
 
 
 def _smallest(
