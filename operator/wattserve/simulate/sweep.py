@@ -131,8 +131,8 @@ def _line(run: Run) -> str:
 
 
 def with_overrides(scn: Scenario, *, max_replicas: int | None = None,
-                   latency_p95_ms: int | None = None, objective: str | None = None
-                   ) -> Scenario:
+                   latency_p95_ms: int | None = None, objective: str | None = None,
+                   min_replicas: int | None = None) -> Scenario:
     """The same scenario with ``maxReplicas``, the p95 SLO and/or the objective
     overridden (benchmarks)."""
     spec = scn.md.spec
@@ -140,6 +140,8 @@ def with_overrides(scn: Scenario, *, max_replicas: int | None = None,
         spec = replace(spec, objective=Objective(objective))
     if max_replicas is not None:
         spec = replace(spec, scaling=replace(spec.scaling, max_replicas=max_replicas))
+    if min_replicas is not None:
+        spec = replace(spec, scaling=replace(spec.scaling, min_replicas=min_replicas))
     if latency_p95_ms is not None:
         spec = replace(spec, slo=replace(spec.slo, latency_p95_ms=latency_p95_ms))
     return replace(scn, md=replace(scn.md, spec=spec))
