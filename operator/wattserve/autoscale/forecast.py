@@ -67,7 +67,7 @@ def little_rate(rate: float, in_flight: float | None, service_s: float,
 def learn_startup(
     unready: tuple[tuple[float, int], ...], last_ready: int | None, ready: int | None,
     now: float, learned: float | None, alpha: float = STARTUP_ALPHA,
-) -> tuple[tuple[float, int], float | None]:
+) -> tuple[tuple[tuple[float, int], ...], float | None]:
     """Consume the oldest requested-but-unready replicas for a rise in the ready count;
     returns (still unready, learned start-up time)."""
     if ready is None or last_ready is None or ready <= last_ready or not unready:
