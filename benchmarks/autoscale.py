@@ -16,6 +16,15 @@ static count is reported as a reference. Writes PNGs to docs/img/ and, with
 ``--markdown FILE``, the result tables.
 
     python benchmarks/autoscale.py [--only azure-cpu] [--markdown out.md] [--json out.json]
+
+The trace bank (docs/benchmarks-autoscale.md, "Trace bank"): the Azure and Mooncake
+conversation traces and seeded generated families (steady, diurnal, on/off, flash crowd,
+heavy-tailed, several hours, sparse) for SmolLM2 on CPU, Llama-8B on L4 and Llama-70B on
+H100 at two SLOs each, against the hindsight oracle and the cheapest baseline:
+
+    python benchmarks/autoscale.py --bank [--seeds 1] [--hours 1] [--jobs 2] \
+        [--models smollm2-cpu] [--traces flash,sparse] [--markdown bank.md]
+    python benchmarks/autoscale.py --bank --seeds 2,3      # held-out seeds
 """
 
 from __future__ import annotations
@@ -186,10 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bursty-seed", type=int, default=7,
                     help="seed of the generated trace (7 is the published one; others are "
                          "held out to check the policy is not tuned to one trace)")
+    ap.add_argument("--bank", action="store_true", help="run the trace bank instead")
+    ap.add_argument("--seeds", default="1", help="bank: seeds of the generated families")
+    ap.add_argument("--hours", type=float, default=1.0,
+                    help="bank: length of generated traces (long x3, sparse x6); < 1 also "
+                         "cuts the real traces")
+    ap.add_argument("--jobs", type=int, default=2, help="bank: parallel processes")
+    ap.add_argument("--models", help="bank: comma-separated model keys")
+    ap.add_argument("--traces", help="bank: comma-separated trace names")
+    ap.add_argument("--idle-timeout", type=float, default=None,
+                    help="bank: idle timeout (s) of scale-to-zero entries")
     args = ap.parse_args(argv)
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
+    if args.bank:
+        return _bank(args, say)
 
     start = time.monotonic()
     results = [run_case(c, say, args.bursty_seed) for c in CASES
@@ -203,6 +225,30 @@ def main(argv: list[str] | None = None) -> int:
         def enc(o: object) -> object:
             return o.to_dict() if isinstance(o, Summary) else str(o)
         args.json.write_text(json.dumps(results, default=enc, indent=1))
+    return 0
+
+
+def _bank(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    from wattserve.simulate.bank import bank_summary, bank_table, entries, run_bank
+
+    items = entries(seeds=[int(x) for x in args.seeds.split(",")], hours=args.hours,
+                    traces=args.traces.split(",") if args.traces else None,
+                    models=args.models.split(",") if args.models else None)
+    say(f"trace bank: {len(items)} entries, {args.jobs} processes")
+    start = time.monotonic()
+    outcomes = run_bank(items, ROOT, jobs=args.jobs, idle_timeout_s=args.idle_timeout,
+                        progress=say)
+    say(f"done in {time.monotonic() - start:.0f}s")
+    text = bank_table(outcomes) + "\n\n" + bank_summary(outcomes) + "\n"
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps(
+            [{"entry": o.entry, "requests": o.requests, "met": o.met,
+              "wattserve": o.wattserve.to_dict(), "oracle": o.oracle.to_dict(),
+              "cheapest": o.cheapest.to_dict() if o.cheapest else None} for o in outcomes],
+            indent=1))
     return 0
 
 

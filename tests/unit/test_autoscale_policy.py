@@ -56,10 +56,14 @@ def test_scale_up_per_decision_is_rate_limited_like_hpa() -> None:
 
 
 def test_chooses_the_smallest_count_meeting_slo_and_utilization() -> None:
+    # Planned for the upper edge of the arrival-rate band (4 req/s measured over 60 s:
+    # + 1.645 sqrt(4 / 60)); scaling down from 12 uses the 10 % tighter threshold.
     d, _ = step(SPEC, ScalerState(replicas=12), load(4.0), 0.0)
     n = d.desired_replicas
-    assert 4.0 * 1.1 / n <= 0.7  # utilization within the target
-    assert 4.0 * 1.1 / (n - 1) > 0.7 or (n - 1) < 1  # one fewer would not be
+    plan = d.extra["planRate"]
+    assert plan == pytest.approx(4.0 + 1.645 * math.sqrt(4.0 / 60.0))
+    assert plan * 1.1 / n <= 0.7 * 0.9  # utilization within the (hysteresis) target
+    assert plan * 1.1 / (n - 1) > 0.7 * 0.9 or (n - 1) < 1  # one fewer would not be
 
 
 def test_no_metrics_keeps_replicas_and_flags_the_outage_once() -> None:

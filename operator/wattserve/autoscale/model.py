@@ -58,14 +58,16 @@ class ScalingInputs:
     expected_prompt_tokens: float = 256.0
     expected_gen_tokens: float = 128.0
     # Tuning knobs (documented in docs/autoscaling.md).
-    safety_margin: float = 0.3  # plan for p95 <= (1 - margin) x SLO
-    max_safety_margin: float = 0.7  # ... widened towards this after observed violations
+    safety_margin: float = 0.1  # model error: plan for p95 <= (1 - margin) x SLO
+    max_safety_margin: float = 0.4  # ... widened towards this after observed violations
     violation_alpha: float = 0.005  # memory of violations: ~200 ticks (50 min at 15 s)
     violation_gain: float = 40.0  # margin is at its widest when this x violations >= 1
     tolerance: float = 0.1  # hysteresis: scale down only below (1 - tol) x the up threshold
     tail_factor: float = 2.0  # p95 / mean service time for the trace's length mix
     ewma_alpha: float = 0.1
     forecast: bool = False  # extrapolate a rising rate over cold start + window lag
+    rate_band: bool = True  # plan for the upper edge of the arrival-rate band (forecast.py)
+    band_z: float = 1.645  # ... this many standard deviations (one-sided 95 %)
     saturation_queue: float = 1.0  # queued per ready replica that means "saturated now"
     max_scale_up_step: int = 4  # per decision: max(2 x current, current + this)
     # Live facts (None: derive from the state).
@@ -110,11 +112,17 @@ class ScalerState:
     last_time: float | None = None
     trend: float = 0.0  # d(request rate)/dt, requests/s per s (EWMA)
     violations: float = 0.0  # EWMA of "observed p95 over the SLO" (0..1), slow
+    volatility: float = 0.0  # EWMA of (rate change)^2 per second, (req/s)^2 / s
+    unready: tuple[tuple[float, int], ...] = ()  # (time, replicas) requested, not yet ready
+    last_ready: int | None = None
+    startup_s: float | None = None  # start-up time learned from observed readiness
+    observing_since: float | None = None  # first usable observation (windows fill up)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["recommendations"] = [list(x) for x in self.recommendations]
         d["starts"] = [list(x) for x in self.starts]
+        d["unready"] = [list(x) for x in self.unready]
         return d
 
     @staticmethod
@@ -133,6 +141,12 @@ class ScalerState:
             last_time=None if d.get("last_time") is None else float(d["last_time"]),
             trend=float(d.get("trend", 0.0)),
             violations=float(d.get("violations", 0.0)),
+            volatility=float(d.get("volatility", 0.0)),
+            unready=tuple((float(t), int(n)) for t, n in d.get("unready", [])),
+            last_ready=None if d.get("last_ready") is None else int(d["last_ready"]),
+            startup_s=None if d.get("startup_s") is None else float(d["startup_s"]),
+            observing_since=(None if d.get("observing_since") is None
+                             else float(d["observing_since"])),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

@@ -28,11 +28,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from wattserve.autoscale.forecast import (
+    drop_newest,
+    learn_startup,
+    little_rate,
+    upper_rate,
+    volatility,
+)
 from wattserve.autoscale.model import Decision, Reason, ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.autoscale.queueing import Load, Prediction, predict, service_time
 
-_SPEED_BOUNDS = (0.25, 4.0)
+# A sanity guard only: the live check measured a real process 35x faster than the seeded
+# model, so a tight cap (it was 4x) kept the model wrong.
+_SPEED_BOUNDS = (1.0 / 64.0, 64.0)
 _TAIL_BOUNDS = (0.5, 3.0)
 
 
@@ -40,11 +49,15 @@ def decide(
     spec: ScalingInputs, state: ScalerState, obs: Observation | None, now: float
 ) -> tuple[Decision, ScalerState]:
     current = spec.current_replicas if spec.current_replicas is not None else state.replicas
+    # Start-up time learned from observed readiness (the spec's cold start until then).
+    unready, startup = learn_startup(state.unready, state.last_ready, spec.ready_replicas,
+                                     now, state.startup_s)
+    cold = spec.cold_start_s if startup is None else startup
     # Replicas added within cold start + metrics window: starting, or not yet visible in
     # the observed latency. Both count as capacity coming.
-    horizon = spec.cold_start_s + spec.metrics_window_s
+    horizon = cold + spec.metrics_window_s
     starts = tuple((t, n) for t, n in state.starts if now - t < horizon)
-    starting = min(current, sum(n for t, n in starts if now - t < spec.cold_start_s))
+    starting = min(current, sum(n for t, n in starts if now - t < cold))
     unseen = min(current, sum(n for _, n in starts))
     ready = spec.ready_replicas if spec.ready_replicas is not None else current - starting
 
@@ -54,7 +67,12 @@ def decide(
     slo_s = spec.slo_p95_ms / 1000.0
     rate = obs.request_rate
     load = _load(spec, obs)
-    calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
+    since = now if state.observing_since is None else state.observing_since
+    if now - since >= spec.metrics_window_s:
+        calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
+    else:  # the windows are still filling: rates lag what is in flight, do not fit
+        calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
+                                          state.ttft_correction)
 
     def pred(replicas: int, lam: float) -> Prediction:
         p = predict(spec.capacity, Load(lam, load.prompt_tokens, load.gen_tokens), replicas,
@@ -65,38 +83,41 @@ def decide(
     if state.last_rate is not None and state.last_time is not None and now > state.last_time:
         slope = (rate - state.last_rate) / (now - state.last_time)
         trend = (1.0 - spec.ewma_alpha * 2) * trend + spec.ewma_alpha * 2 * slope
-    plan_rate = _plan_rate(spec, obs, load, ready, speed, slo_s)
+    vol = volatility(state.volatility, state.last_rate, state.last_time, rate, now)
+    tick = now - state.last_time if state.last_time is not None and now > state.last_time \
+        else 15.0
+    plan_rate = _plan_rate(spec, obs, load, ready, speed, slo_s, vol=vol, lead_s=cold + tick)
     if spec.forecast and trend > 0:
         # The windowed rate lags by half a window, and new replicas take a cold start.
-        plan_rate += trend * (spec.cold_start_s + spec.metrics_window_s / 2)
+        plan_rate += trend * (cold + spec.metrics_window_s / 2)
     lo, hi = spec.effective_min(), spec.effective_max()
     # Headroom adapts to how often the SLO was actually missed lately (bursty traffic
     # the windowed metrics cannot see coming): 1 / violation_gain of recent ticks in
     # violation -> the widest margin; it decays back over ~1 / violation_alpha ticks.
     excess = _excess(spec, obs, slo_s)
     a = spec.violation_alpha
-    violations = (1 - a) * state.violations + a * (1.0 if excess > 1.0 else 0.0)
+    # A p95 measured before replicas still starting or unseen could help is stale: it
+    # neither adds to nor decays the memory of misses.
+    violations = state.violations if unseen else (
+        (1 - a) * state.violations + a * (1.0 if excess > 1.0 else 0.0))
     margin = spec.safety_margin + (spec.max_safety_margin - spec.safety_margin) * min(
         1.0, violations * spec.violation_gain)
     margin = max(spec.safety_margin, min(margin, spec.max_safety_margin))
-    lat_thr = (1.0 - margin) * slo_s
-    ttft_thr = None if spec.slo_ttft_p95_ms is None else (
-        (1.0 - margin) * spec.slo_ttft_p95_ms / 1000.0)
-    # What no replica count can beat is an idle replica's latency (the "floor"). When the
-    # SLO sits within the tolerance of it, replicas buy (almost) nothing: aim for the
-    # floor plus the tolerance instead, and report a conflict if the floor misses the SLO.
+    # Observed misses also widen the rate headroom by the same share: bursts the band did
+    # not see coming are covered next time.
+    plan_rate /= 1.0 - (margin - spec.safety_margin)
+    # What no replica count can beat is an idle replica's latency (the "floor"). The
+    # margin applies to the latency above it, the part replicas can change: near the
+    # floor, a margin on the whole SLO would cost many replicas for almost no latency.
+    # When the SLO sits within the tolerance of the floor, replicas buy (almost) nothing:
+    # aim for the floor plus the tolerance, and report a conflict if the floor misses it.
     floor = pred(1, 0.0)
-    # A conflict only when the idle floor misses the SLO itself; missing the safety margin
-    # alone just means aiming at the floor (below).
     ttft_slo = None if spec.slo_ttft_p95_ms is None else spec.slo_ttft_p95_ms / 1000.0
     unreachable = floor.p95_s > slo_s or (ttft_slo is not None and floor.ttft_p95_s > ttft_slo)
-    lat_down = max(lat_thr * (1.0 - spec.tolerance), floor.p95_s * (1.0 + spec.tolerance / 2))
-    lat_thr = max(lat_thr, floor.p95_s * (1.0 + spec.tolerance))
-    ttft_down = None
-    if ttft_thr is not None:
-        ttft_down = max(ttft_thr * (1.0 - spec.tolerance),
-                        floor.ttft_p95_s * (1.0 + spec.tolerance / 2))
-        ttft_thr = max(ttft_thr, floor.ttft_p95_s * (1.0 + spec.tolerance))
+    lat_thr, lat_down = _thresholds(slo_s, floor.p95_s, margin, spec.tolerance)
+    ttft_thr = ttft_down = None
+    if ttft_slo is not None:
+        ttft_thr, ttft_down = _thresholds(ttft_slo, floor.ttft_p95_s, margin, spec.tolerance)
     util_cap = spec.planned_utilization()
     r_up = _smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
     r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
@@ -134,7 +155,8 @@ def decide(
     p_desired = pred(desired, rate)
     extra: dict[str, float] = {"speed": speed, "tailCorrection": corr, "margin": margin,
                                "ttftCorrection": tcorr, "ready": float(ready),
-                               "starting": float(starting)}
+                               "starting": float(starting), "planRate": plan_rate,
+                               "startupSeconds": cold}
     jpt = _joules_per_token(spec, desired, p_desired, load)
     if jpt is not None:
         extra["predictedJoulesPerToken"] = jpt
@@ -146,6 +168,9 @@ def decide(
 
     if desired > current:
         starts = (*starts, (now, desired - current))
+        unready = (*unready, (now, desired - current))
+    elif desired < current:
+        unready = drop_newest(unready, current - desired)
     msg = _message(reason, spec, obs, current, desired, ready, p_desired, jpt, plan_rate,
                    floor.p95_s)
     decision = Decision(
@@ -155,7 +180,8 @@ def decide(
     new_state = calibrated.evolve(
         replicas=desired, recommendations=recs, starts=starts, speed=speed,
         tail_correction=corr, ttft_correction=tcorr, outage_since=None, last_rate=rate,
-        last_time=now, trend=trend, violations=violations,
+        last_time=now, trend=trend, violations=violations, volatility=vol, unready=unready,
+        last_ready=spec.ready_replicas, startup_s=startup, observing_since=since,
     )
     return decision, new_state
 
@@ -171,18 +197,24 @@ def _usable(obs: Observation | None) -> bool:
 
 
 def _plan_rate(spec: ScalingInputs, obs: Observation, load: Load, ready: int, speed: float,
-               slo_s: float) -> float:
+               slo_s: float, *, vol: float, lead_s: float) -> float:
     """Arrival rate to plan for. The windowed rate lags a rising load by up to a window,
-    so when requests are queueing (every slot busy) the served throughput right now,
-    ``in_flight / service time`` (Little's law), is a better lower bound; queued
-    requests add a term that drains them within one SLO."""
+    so the sequences in service right now, ``in_flight / service time`` (Little's law),
+    replace it when they say the rate is higher (always when requests queue at every
+    replica, else when significantly higher); with the rate band on, the upper edge of
+    the band over the lead time (see :mod:`forecast`); queued requests add a term that
+    drains them within one SLO."""
     queued = obs.queued or 0.0
     rate = load.rate
-    saturated = queued >= max(1.0, spec.saturation_queue * ready)
-    if saturated and ready > 0 and obs.in_flight is not None:
+    if ready > 0 and obs.in_flight is not None:
         per_replica = obs.in_flight / ready
-        busy_rate = obs.in_flight / service_time(spec.capacity, load, per_replica, speed)
-        rate = max(rate, busy_rate)
+        service = service_time(spec.capacity, load, per_replica, speed)
+        if queued >= max(1.0, spec.saturation_queue * ready):
+            rate = max(rate, obs.in_flight / service)
+        elif spec.rate_band:
+            rate = little_rate(rate, obs.in_flight, service)
+    if spec.rate_band:
+        rate = upper_rate(rate, spec.metrics_window_s, vol, 0.0, lead_s, spec.band_z)
     return rate + queued / slo_s
 
 
@@ -269,6 +301,16 @@ def _calibrate(
         gap = obs.p95_ttft_s - p.ttft_p95_s
         tcorr = _ewma(tcorr, gap, a, (-0.5 * p.ttft_p95_s, obs.p95_ttft_s))
     return state, speed, corr, tcorr
+
+
+def _thresholds(slo: float, floor: float, margin: float, tol: float) -> tuple[float, float]:
+    """(scale-up, scale-down) latency thresholds: the margin (and, for scaling down, the
+    tolerance) taken off the latency above the idle floor; never within the tolerance
+    of the floor itself."""
+    room = max(slo - floor, 0.0)
+    up = max(floor + (1.0 - margin) * room, floor * (1.0 + tol))
+    down = max(floor + (1.0 - margin) * (1.0 - tol) * room, floor * (1.0 + tol / 2))
+    return up, down
 
 
 def _smallest(

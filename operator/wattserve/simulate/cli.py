@@ -6,6 +6,11 @@ Examples::
         --model examples/models/llama-3.1-70b-bf16.yaml --pools examples/pools.yaml \\
         --policy wattserve,rayserve --sweep --plot out.png
     wattserve simulate --generate hours=3,rate=3,seed=7 --model ... --pools ... -o json
+    wattserve simulate --generate family=sparse,unit=1,hours=6 --min-replicas 0 \
+        --idle-timeout 300 --model ... --pools ...
+
+Every run is reported beside the hindsight oracle (``--policy oracle``; the fewest
+replicas per minute that meet the SLO knowing the future), unless ``--no-oracle``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--trace", help="Azure LLM inference trace CSV "
                      "(TIMESTAMP, ContextTokens, GeneratedTokens)")
     src.add_argument("--generate", metavar="K=V,...",
-                     help="seeded bursty trace: hours, rate, seed, prompt, gen, burst")
+                     help="seeded bursty trace: hours, rate, seed, prompt, gen, burst; or a "
+                        "bank family: family=steady|diurnal|onoff|flash|heavy|long|sparse, "
+                        "unit (req/s), seed, hours, prompt, gen")
     p.add_argument("--model", required=True, help="ModelDeployment YAML")
     p.add_argument("--pools", required=True, help="ServingPool YAML (one or more documents)")
     p.add_argument("--policy", default="wattserve",
@@ -50,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="rescale token lengths to the ModelDeployment's expectedLoad means")
     p.add_argument("--max-replicas", type=int, default=None, help="override maxReplicas")
     p.add_argument("--slo-ms", type=int, default=None, help="override the p95 latency SLO")
+    p.add_argument("--min-replicas", type=int, default=None,
+                   help="override minReplicas (0: scale to zero; requests wait for a cold "
+                        "start)")
+    p.add_argument("--idle-timeout", type=float, default=None,
+                   help="seconds without requests before scaling to zero (minReplicas 0)")
+    p.add_argument("--no-oracle", action="store_true",
+                   help="do not compute the hindsight oracle beside the runs")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.add_argument("--plot", metavar="PNG", help="write load / replicas / latency plot")
     return p
@@ -57,12 +71,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def _generate(spec: str) -> list[TraceRequest]:
     kv: dict[str, float] = {}
+    family = None
     for part in filter(None, spec.split(",")):
         key, _, value = part.partition("=")
+        if key.strip() == "family":
+            family = value.strip()
+            continue
         try:
             kv[key.strip()] = float(value)
         except ValueError:
             raise ValueError(f"--generate {key.strip()}: not a number: {value!r}") from None
+    if family is not None:
+        from wattserve.simulate.families import Shape, generate
+
+        known_f = {"unit", "seed", "hours", "prompt", "gen"}
+        if set(kv) - known_f:
+            raise ValueError(f"unknown --generate keys {sorted(set(kv) - known_f)}; "
+                             f"use {sorted(known_f | {'family'})}")
+        return generate(family, seed=int(kv.get("seed", 1)), unit_rate=kv.get("unit", 1.0),
+                        shape=Shape(kv.get("prompt", 256.0), kv.get("gen", 128.0)),
+                        hours=kv.get("hours", 1.0))
     known = {"hours", "rate", "seed", "prompt", "gen", "burst"}
     if set(kv) - known:
         raise ValueError(f"unknown --generate keys {sorted(set(kv) - known)}; use {sorted(known)}")
@@ -102,8 +130,12 @@ def run(argv: list[str]) -> int:
         print(f"wattserve simulate: {' '.join(str(exc).split()) or type(exc).__name__}",
               file=sys.stderr)
         return 2
-    scn = with_overrides(Scenario(md, perf, pool, trace), max_replicas=args.max_replicas,
-                         latency_p95_ms=args.slo_ms)
+    if args.min_replicas is not None and args.min_replicas < 0:
+        print("wattserve simulate: --min-replicas must be >= 0", file=sys.stderr)
+        return 2
+    scn = with_overrides(Scenario(md, perf, pool, trace, idle_timeout_s=args.idle_timeout),
+                         max_replicas=args.max_replicas, latency_p95_ms=args.slo_ms,
+                         min_replicas=args.min_replicas)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.sweep else None
     rows: list[Summary] = []
     best: dict[str, Summary | None] = {}
@@ -118,7 +150,12 @@ def run(argv: list[str]) -> int:
             r = run_policy(scn, name, args.setting if name != "wattserve" else None)
             rows.append(r.summary)
             shown.append(r)
-    _emit(args.output, scn, pool, rows, best if args.sweep else None)
+    oracle = next((r for r in rows if r.policy == "oracle"), None)
+    if oracle is None and not args.no_oracle:
+        if say:
+            say("  oracle: computing the hindsight oracle")
+        oracle = run_policy(scn, "oracle").summary
+    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle)
     if args.plot:
         from wattserve.simulate.plot import plot_runs
 
@@ -148,12 +185,26 @@ def _check_flags(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _ratios(rows: list[Summary], oracle: Summary) -> dict[str, dict[str, float | None]]:
+    def r(a: float, b: float) -> float | None:
+        return a / b if b > 0 else None
+    return {f"{s.policy} {s.setting}": {"replicaHours": r(s.replica_hours, oracle.replica_hours),
+                                         "kwh": r(s.kwh, oracle.kwh)} for s in rows}
+
+
 def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
-          best: dict[str, Summary | None] | None) -> None:
+          best: dict[str, Summary | None] | None, oracle: Summary | None = None) -> None:
     if fmt == "table":
         print(f"{scn.md.name} on {pool}: {len(scn.trace)} requests, SLO p95 "
               f"{scn.slo_s:g}s" + (f", TTFT {scn.ttft_slo_s:g}s" if scn.ttft_slo_s else ""))
-        print(table(rows))
+        print(table(rows + ([oracle] if oracle and oracle not in rows else [])))
+        if oracle is not None:
+            print(f"\nvs the hindsight oracle ({oracle.replica_hours:.2f} replica-h, "
+                  f"{oracle.kwh:.3f} kWh, attainment {oracle.slo_attainment:.2%}):")
+            for key, v in _ratios([s for s in rows if s is not oracle], oracle).items():
+                rh, kwh = v["replicaHours"], v["kwh"]
+                print(f"  {key:<24} replica-h {'n/a' if rh is None else f'{rh:.2f}x'}, "
+                      f"kWh {'n/a' if kwh is None else f'{kwh:.2f}x'}")
         if best is not None:
             print("\ncheapest setting reaching 99% SLO attainment:")
             for name, s in best.items():
@@ -166,6 +217,9 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
     }
     if best is not None:
         doc["cheapest"] = {k: (v.to_dict() if v else None) for k, v in best.items()}
+    if oracle is not None:
+        doc["oracle"] = oracle.to_dict()
+        doc["vsOracle"] = _ratios(rows, oracle)
     if fmt == "json":
         print(json.dumps(doc, indent=2))
     else:

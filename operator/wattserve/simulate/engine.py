@@ -26,6 +26,7 @@ class Completion:
     ttft: float
     prompt: int
     gen: int
+    held: float = 0.0  # of ``latency``, time held at the router (not seen by the server)
 
 
 class ClusterView:
@@ -60,6 +61,11 @@ class ClusterView:
     def queued(self) -> int:
         live = self._sim.replicas
         return sum(len(r.queue) for r in live if r.stopped_at is None) + len(self._sim.pending)
+
+    @property
+    def last_arrival(self) -> float | None:
+        """Arrival time of the most recent request (None before the first)."""
+        return self._sim.last_arrival
 
     def completions(self, window_s: float) -> list[Completion]:
         cut = self._sim.now - window_s
@@ -106,11 +112,13 @@ class SimResult:
     end_s: float
     perf: PerformanceModel
     decisions: list[tuple[float, int, str]] = field(default_factory=list)
+    cold_starts: int = 0  # scale-ups from zero replicas
 
 
 class Simulation:
     def __init__(self, trace: Sequence[TraceRequest], perf: PerformanceModel, policy: Policy,
-                 *, sample_every_s: float = 10.0, max_replicas_cap: int = 1000) -> None:
+                 *, sample_every_s: float = 10.0, max_replicas_cap: int = 1000,
+                 activate_from_zero: bool = True) -> None:
         self.trace = trace
         self.perf = perf
         self.policy = policy
@@ -127,6 +135,11 @@ class Simulation:
         self._cap = max_replicas_cap
         self._rr = 0
         self._open = 0
+        # Scale to zero: a request arriving while no replica exists asks for one at once
+        # (what an activator does) and waits at the router through the cold start.
+        self._activate = activate_from_zero
+        self.cold_starts = 0
+        self.last_arrival: float | None = None
 
     # -- scaling -----------------------------------------------------------------------
     def _scale_to(self, n: int, *, warm: bool = False) -> None:
@@ -134,6 +147,8 @@ class Simulation:
         self.desired = n
         active = [r for r in self.replicas if not r.draining and r.stopped_at is None]
         if n > len(active):
+            if not active and not warm:
+                self.cold_starts += 1
             for _ in range(n - len(active)):
                 ready_at = self.now if warm else self.now + self.perf.cold_start_s
                 rep = Replica(len(self.replicas), self.perf, self.now, ready_at)
@@ -174,6 +189,8 @@ class Simulation:
                     break
         if best is None:
             self.pending.append(req)
+            if self._activate and self.desired == 0:
+                self._scale_to(1)  # one wake-up however many requests wait
             return
         self._rr = (best.rid + 1) % max(n, 1)
         best.admit(req, self.now)
@@ -183,7 +200,8 @@ class Simulation:
         self._open -= len(done)
         for req in done:
             self.log.append(Completion(req.finish, req.finish - req.arrival,
-                                       req.first_token - req.arrival, req.prompt, req.gen))
+                                       req.first_token - req.arrival, req.prompt, req.gen,
+                                       req.held_s))
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -225,6 +243,7 @@ class Simulation:
                     self._reschedule(rep)
             elif t == t_arr:
                 self._open += 1
+                self.last_arrival = t
                 self._route(reqs[i])
                 i += 1
             else:
@@ -237,14 +256,16 @@ class Simulation:
             if rep.stopped_at is None:
                 rep.stop(end)
         return SimResult(self.policy.name, reqs, self.replicas, self.samples, end, self.perf,
-                         self.decisions)
+                         self.decisions, self.cold_starts)
 
     def _flush_pending(self) -> None:
         if not self.pending:
             return
         waiting, self.pending = self.pending, deque()
         while waiting:
-            self._route(waiting.popleft())
+            req = waiting.popleft()
+            req.held_s = self.now - req.arrival
+            self._route(req)
 
     def _sample(self) -> None:
         active = [r for r in self.replicas if not r.draining and r.stopped_at is None]

@@ -21,7 +21,7 @@ _EPS = 1e-9
 
 
 class Request:
-    __slots__ = ("arrival", "finish", "first_token", "gen", "idx", "prompt", "start")
+    __slots__ = ("arrival", "finish", "first_token", "gen", "held_s", "idx", "prompt", "start")
 
     def __init__(self, idx: int, arrival: float, prompt: int, gen: int) -> None:
         self.idx = idx
@@ -31,6 +31,7 @@ class Request:
         self.start = math.nan  # got a slot
         self.first_token = math.nan
         self.finish = math.nan
+        self.held_s = 0.0  # time held at the router (no replica ready), e.g. a cold start
 
 
 class Replica:

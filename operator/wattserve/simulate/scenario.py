@@ -30,6 +30,7 @@ class Scenario:
     perf: PerformanceModel
     pool: str
     trace: Sequence[TraceRequest]
+    idle_timeout_s: float | None = None  # minReplicas 0: idle timeout (None: default)
 
     @property
     def slo_s(self) -> float:
@@ -47,6 +48,12 @@ class Scenario:
     @property
     def min_replicas(self) -> int:
         return max(1, self.md.spec.scaling.min_replicas)
+
+    @property
+    def allows_zero(self) -> bool:
+        """minReplicas 0: policies that can scale to zero may (requests wait for a cold
+        start at the router)."""
+        return self.md.spec.scaling.min_replicas == 0
 
 
 def load_model(path: str | Path) -> ModelDeployment:

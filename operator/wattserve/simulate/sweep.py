@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from wattserve.api import Objective
 from wattserve.simulate.baselines import HpaPolicy, RayServePolicy, StaticPolicy
 from wattserve.simulate.engine import Policy, SimResult, Simulation
+from wattserve.simulate.oracle import OracleInputs, oracle
 from wattserve.simulate.report import Summary, summarize
 from wattserve.simulate.scenario import (
     Scenario,
@@ -17,7 +18,7 @@ from wattserve.simulate.scenario import (
 )
 from wattserve.simulate.wattserve_policy import WattservePolicy
 
-POLICIES = ("wattserve", "hpa", "rayserve", "static")
+POLICIES = ("wattserve", "hpa", "rayserve", "static", "oracle")
 ATTAINMENT_GOAL = 0.99
 HPA_TARGETS = (0.5, 0.6, 0.7, 0.8)  # CPU utilization targets swept
 # target_ongoing_requests swept: the documented 1-8, plus 0.5 and 0.75, which one-at-a-time
@@ -44,7 +45,10 @@ def make_policy(name: str, scn: Scenario, setting: float | None = None) -> Polic
         return RayServePolicy(setting if setting is not None else 2.0, min_replicas=lo,
                               max_replicas=hi, initial_replicas=start)
     if name == "wattserve":
-        return WattservePolicy(scaling_inputs(scn.md, scn.perf), initial_replicas=start)
+        policy = WattservePolicy(scaling_inputs(scn.md, scn.perf), initial_replicas=start)
+        if scn.idle_timeout_s is not None:
+            policy.idle_timeout_s = scn.idle_timeout_s
+        return policy
     raise ValueError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
 
 
@@ -58,12 +62,29 @@ def setting_label(name: str, setting: float | None, policy: Policy) -> str:
     return "default"
 
 
-def run_policy(scn: Scenario, name: str, setting: float | None = None) -> Run:
+def run_policy(scn: Scenario, name: str, setting: float | None = None,
+               progress: Callable[[str], None] | None = None) -> Run:
+    if name == "oracle":
+        return run_oracle(scn, progress)
     policy = make_policy(name, scn, setting)
     result = Simulation(scn.trace, scn.perf, policy).run()
     summary = summarize(result, scn.slo_s, scn.ttft_slo_s,
                         setting=setting_label(name, setting, policy))
     return Run(summary, result)
+
+
+def oracle_inputs(scn: Scenario) -> OracleInputs:
+    return OracleInputs(scn.trace, scn.perf, scn.slo_s, scn.ttft_slo_s,
+                        0 if scn.allows_zero else scn.min_replicas, scn.max_replicas)
+
+
+def run_oracle(scn: Scenario, progress: Callable[[str], None] | None = None) -> Run:
+    """The hindsight oracle (:mod:`wattserve.simulate.oracle`) as a run."""
+    found = oracle(oracle_inputs(scn), static=lambda n: run_policy(scn, "static", n).result,
+                   say=progress)
+    summary = summarize(found.result, scn.slo_s, scn.ttft_slo_s,
+                        setting=f"hindsight ({found.source})")
+    return Run(summary, found.result)
 
 
 def cheapest(runs: list[Run]) -> Run | None:
@@ -97,7 +118,7 @@ def sweep_policy(scn: Scenario, name: str,
         "hpa": HPA_TARGETS, "rayserve": RAY_TARGETS,
     }.get(name, (None,))
     for setting in settings:
-        run = run_policy(scn, name, setting)
+        run = run_policy(scn, name, setting, progress)
         say(_line(run))
         runs.append(run)
     return runs, cheapest(runs)
@@ -110,8 +131,8 @@ def _line(run: Run) -> str:
 
 
 def with_overrides(scn: Scenario, *, max_replicas: int | None = None,
-                   latency_p95_ms: int | None = None, objective: str | None = None
-                   ) -> Scenario:
+                   latency_p95_ms: int | None = None, objective: str | None = None,
+                   min_replicas: int | None = None) -> Scenario:
     """The same scenario with ``maxReplicas``, the p95 SLO and/or the objective
     overridden (benchmarks)."""
     spec = scn.md.spec
@@ -119,6 +140,8 @@ def with_overrides(scn: Scenario, *, max_replicas: int | None = None,
         spec = replace(spec, objective=Objective(objective))
     if max_replicas is not None:
         spec = replace(spec, scaling=replace(spec.scaling, max_replicas=max_replicas))
+    if min_replicas is not None:
+        spec = replace(spec, scaling=replace(spec.scaling, min_replicas=min_replicas))
     if latency_p95_ms is not None:
         spec = replace(spec, slo=replace(spec.slo, latency_p95_ms=latency_p95_ms))
     return replace(scn, md=replace(scn.md, spec=spec))

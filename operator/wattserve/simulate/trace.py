@@ -158,3 +158,29 @@ def scale_lengths(trace: Iterable[TraceRequest], prompt_mean: float | None = Non
     g = 1.0 if gen_mean is None else gen_mean / (sum(r.gen_tokens for r in reqs) / len(reqs))
     return [TraceRequest(r.arrival_s, max(1, min(MAX_TOKENS, round(r.prompt_tokens * p))),
                          max(1, min(MAX_TOKENS, round(r.gen_tokens * g)))) for r in reqs]
+
+
+
+def read_mooncake(path: str | Path, *, limit_s: float | None = None) -> list[TraceRequest]:
+    """Mooncake (FAST'25) trace: JSON lines with ``timestamp`` (ms), ``input_length``,
+    ``output_length`` - or the compact CSV ``timestamp_ms,input_length,output_length``
+    kept in benchmarks/traces/."""
+    import json
+
+    out: list[TraceRequest] = []
+    with open(path, newline="") as fh:
+        if str(path).endswith(".csv"):
+            rows: Iterable[tuple[float, int, int]] = (
+                (float(r["timestamp_ms"]), int(r["input_length"]), int(r["output_length"]))
+                for r in csv.DictReader(fh))
+        else:
+            rows = ((float(d["timestamp"]), int(d["input_length"]), int(d["output_length"]))
+                    for d in map(json.loads, filter(str.strip, fh)))
+        for ts, prompt, gen in rows:
+            t = ts / 1000.0
+            if limit_s is not None and t > limit_s:
+                break
+            out.append(TraceRequest(t, max(1, min(MAX_TOKENS, prompt)),
+                                    max(1, min(MAX_TOKENS, gen))))
+    out.sort(key=lambda r: r.arrival_s)
+    return out

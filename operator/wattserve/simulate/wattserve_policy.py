@@ -11,6 +11,8 @@ from wattserve.autoscale.observe import Observation
 from wattserve.autoscale.policy import decide
 from wattserve.simulate.engine import ClusterView
 
+DEFAULT_IDLE_TIMEOUT_S = 300.0  # minReplicas 0: idle this long -> zero replicas
+
 
 def histogram_quantile(q: float, values: list[float],
                        buckets: tuple[float, ...] = contract.LATENCY_BUCKETS_SECONDS
@@ -54,10 +56,12 @@ def observe(view: ClusterView, window_s: float, energy: deque[tuple[float, float
         (t0, e0), (t1, e1) = energy[0], energy[-1]
         if t1 > t0:
             jpt = (e1 - e0) / (t1 - t0) / gen
+    # The serving app's histograms start when a replica takes the request: time held by
+    # the activator during a cold start is not in them.
     return Observation(
         request_rate=rate,
-        p95_latency_s=histogram_quantile(0.95, [c.latency for c in done]),
-        p95_ttft_s=histogram_quantile(0.95, [c.ttft for c in done]),
+        p95_latency_s=histogram_quantile(0.95, [c.latency - c.held for c in done]),
+        p95_ttft_s=histogram_quantile(0.95, [c.ttft - c.held for c in done]),
         prompt_tps=sum(c.prompt for c in done) / span,
         generation_tps=gen,
         in_flight=float(view.in_flight()),
@@ -74,6 +78,7 @@ class WattservePolicy:
     interval_s: float = 15.0
     window_s: float = 60.0
     name: str = "wattserve"
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # used when spec.min_replicas == 0
     state: ScalerState | None = None
     reasons: list[str] = field(default_factory=list)
     _energy: deque[tuple[float, float]] = field(default_factory=deque)
@@ -86,6 +91,9 @@ class WattservePolicy:
 
     def tick(self, view: ClusterView) -> int:
         now = view.now
+        if self.spec.min_replicas == 0 and self._idle(view):
+            self.reasons.append("ScaledToZero")
+            return 0
         self._energy.append((now, view.energy_j()))
         while self._energy and now - self._energy[0][0] > self.window_s:
             self._energy.popleft()
@@ -96,3 +104,13 @@ class WattservePolicy:
         decision, self.state = decide(spec, state, obs, now)
         self.reasons.append(decision.reason)
         return decision.desired_replicas
+
+    def _idle(self, view: ClusterView) -> bool:
+        """No request for ``idle_timeout_s`` and none in flight or held (or already at zero
+        with nothing waiting: the simulator's activator wakes a replica on arrival)."""
+        if view.in_flight() or view.queued():
+            return False
+        if view.desired == 0:
+            return True
+        last = view.last_arrival
+        return view.now - (0.0 if last is None else last) >= self.idle_timeout_s

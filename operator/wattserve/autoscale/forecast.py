@@ -1,0 +1,102 @@
+"""Short-horizon forecasting for the policy (pure): an arrival-rate band and the
+start-up time learned from observed readiness.
+
+**Rate band.** New capacity arrives a *lead* time after a decision (the start-up time
+plus one tick), so the policy must plan for the rate at the end of the lead, not the one
+it measured. The band's upper edge is
+
+    upper = r + max(0, trend) x lead + z x sqrt(r / W + v x lead)
+
+where ``r`` is the windowed rate (``W`` seconds), ``r / W`` the variance of that
+estimate for Poisson arrivals, ``v`` the variance per second of the rate's tick-to-tick
+rises (an EWMA of ``max(0, dr)^2 / dt``: large on bursty traffic, small on steady traffic),
+so ``v x lead`` is how far a random walk drifts over the lead, and ``z`` = 1.645 (one-sided
+95 %). Headroom is therefore sized by what the traffic has actually done, not by a
+constant: a steady trace gets a few per cent, a bursty one a lot.
+
+**Little's-law rate.** The windowed rate lags a step by up to a window. The sequences in
+flight right now, divided by the time each spends in service, estimate the current rate
+without that lag (``N ~ Poisson(r x S)``); it replaces the windowed rate when it is
+significantly (3 standard deviations: the test is made every tick) above it.
+
+**Start-up time.** Replicas requested but not yet seen ready are remembered with their
+request time; when the ready count rises, the oldest are taken as ready and their age is
+a sample of the start-up time (EWMA).
+"""
+
+from __future__ import annotations
+
+import math
+
+Z_BAND = 1.645
+Z_LITTLE = 3.0  # a test made every tick: 1.645 would fire on noise every ~20 ticks
+VOLATILITY_ALPHA = 0.05  # memory of ~20 ticks (5 min at 15 s)
+STARTUP_ALPHA = 0.3
+
+
+def volatility(old: float, last_rate: float | None, last_time: float | None, rate: float,
+               now: float, alpha: float = VOLATILITY_ALPHA) -> float:
+    """EWMA of the rate's squared rise per second ((req/s)^2 / s). Only rises count:
+    they are what the band must cover; a falling rate adds nothing."""
+    if last_rate is None or last_time is None or now <= last_time:
+        return old
+    sample = max(0.0, rate - last_rate) ** 2 / (now - last_time)
+    return (1.0 - alpha) * old + alpha * sample
+
+
+def upper_rate(rate: float, window_s: float, vol: float, trend: float, lead_s: float,
+               z: float = Z_BAND) -> float:
+    """Upper edge of the arrival-rate band at the end of the lead (see module doc)."""
+    rate = max(rate, 0.0)
+    spread = rate / max(window_s, 1e-9) + max(vol, 0.0) * max(lead_s, 0.0)
+    return rate + max(trend, 0.0) * max(lead_s, 0.0) + z * math.sqrt(spread)
+
+
+def little_rate(rate: float, in_flight: float | None, service_s: float,
+                z: float = Z_LITTLE) -> float:
+    """The current arrival rate when the sequences in flight say it is significantly
+    above the windowed ``rate``; else ``rate``."""
+    if in_flight is None or service_s <= 0:
+        return rate
+    now_rate = in_flight / service_s
+    if now_rate > rate + z * math.sqrt(max(rate, 1e-9) / service_s):
+        return now_rate
+    return rate
+
+
+def learn_startup(
+    unready: tuple[tuple[float, int], ...], last_ready: int | None, ready: int | None,
+    now: float, learned: float | None, alpha: float = STARTUP_ALPHA,
+) -> tuple[tuple[tuple[float, int], ...], float | None]:
+    """Consume the oldest requested-but-unready replicas for a rise in the ready count;
+    returns (still unready, learned start-up time)."""
+    if ready is None or last_ready is None or ready <= last_ready or not unready:
+        return unready, learned
+    gained = ready - last_ready
+    rest = list(unready)
+    while gained > 0 and rest:
+        t, n = rest[0]
+        take = min(n, gained)
+        gained -= take
+        sample = max(0.0, now - t)
+        learned = sample if learned is None else (1.0 - alpha) * learned + alpha * sample
+        if take == n:
+            rest.pop(0)
+        else:
+            rest[0] = (t, n - take)
+    return tuple(rest), learned
+
+
+def drop_newest(unready: tuple[tuple[float, int], ...], count: int
+                ) -> tuple[tuple[float, int], ...]:
+    """A scale-down removes replicas still starting first (newest first)."""
+    rest = list(unready)
+    while count > 0 and rest:
+        t, n = rest[-1]
+        if n <= count:
+            rest.pop()
+            count -= n
+        else:
+            rest[-1] = (t, n - count)
+            count = 0
+    return tuple(rest)
