@@ -1,0 +1,221 @@
+"""The real node of the session cluster runs real pods: containerd + runc + CNI, kubelet,
+kube-proxy (Service ClusterIPs, from pods and from the host), CoreDNS (Service names) and an API
+server that pods reach as ``kubernetes.default.svc``.  The last test stops the node and checks
+that the host is restored, then starts it again.
+
+Pods here run the busybox image built by the dev cluster (no registry), in a namespace that
+enforces the restricted Pod Security Standard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubeutil import Cluster, pods_ready, unique_name, wait_for
+from wattserve.devcluster import cni, hoststate, realnode
+from wattserve.devcluster.containerd import BUSYBOX_IMAGE
+from wattserve.devcluster.nodeconfig import POOL_LABEL, POOL_NAME
+from wattserve.devcluster.state import ClusterState
+
+pytestmark = pytest.mark.integration
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 65534,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _real_nodes(cluster: Cluster) -> list[dict[str, Any]]:
+    nodes = cluster.get_json("nodes", "-l", f"{POOL_LABEL}={POOL_NAME}")["items"]
+    return [n for n in nodes if n["metadata"]["labels"].get("type") != "kwok"]
+
+
+@pytest.fixture(scope="module")
+def real_node(kube_cluster: Cluster) -> dict[str, Any]:
+    """The session cluster's real node; skips only where this machine cannot run one."""
+    if kube_cluster.external:
+        pytest.skip("external cluster: the dev cluster's real node is not there")
+    why = realnode.host_reason()
+    if why is not None:
+        pytest.skip(f"this machine cannot run a real node: {why}")
+    nodes = _real_nodes(kube_cluster)
+    assert len(nodes) == 1, "the session dev cluster started no real node (see its log)"
+    return nodes[0]
+
+
+@pytest.fixture
+def restricted_ns(kube_cluster: Cluster) -> Iterator[str]:
+    name = unique_name("wsrn")
+    kube_cluster.kubectl("create", "namespace", name)
+    kube_cluster.kubectl(
+        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    wait_for(
+        lambda: (
+            kube_cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
+        ),
+        timeout=30,
+        what="default ServiceAccount",
+    )
+    try:
+        yield name
+    finally:
+        kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _pod(name: str, command: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {"app": name}},
+        "spec": {
+            "nodeSelector": {POOL_LABEL: POOL_NAME},
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": BUSYBOX_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "securityContext": RESTRICTED,
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "16Mi"},
+                        "limits": {"cpu": "200m", "memory": "32Mi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _web(cluster: Cluster, ns: str) -> str:
+    """An httpd pod behind a ClusterIP Service ``web``; returns the ClusterIP."""
+    cluster.apply(_pod("web", ["httpd", "-f", "-p", "8080", "-h", "/www"]), "-n", ns)
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    cluster.apply(svc, "-n", ns)
+    wait_for(lambda: pods_ready(cluster, ns, "app=web", 1), timeout=60, what="web pod Ready")
+    return str(cluster.get_json("service", "web", "-n", ns)["spec"]["clusterIP"])
+
+
+def _exec(cluster: Cluster, ns: str, pod: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("exec", "-n", ns, pod, "--", *argv, check=False)
+
+
+def test_real_node_joins_as_a_cpu_pool_with_its_real_capacity(real_node: dict[str, Any]) -> None:
+    labels = real_node["metadata"]["labels"]
+    assert labels[POOL_LABEL] == POOL_NAME
+    assert not real_node["spec"].get("taints"), "system workloads must fit without tolerations"
+    addresses = {a["type"]: a["address"] for a in real_node["status"]["addresses"]}
+    assert addresses["InternalIP"] == cni.NODE_IP
+    info = real_node["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("containerd://")
+    cpus = int(real_node["status"]["capacity"]["cpu"])
+    assert cpus == os.cpu_count()
+
+
+def test_pod_serves_through_cluster_ip_and_dns_from_pods_and_host(
+    kube_cluster: Cluster, real_node: dict[str, Any], restricted_ns: str
+) -> None:
+    ns = restricted_ns
+    ip = _web(kube_cluster, ns)
+    client = _pod("client", ["sleep", "3600"])
+    kube_cluster.apply(client, "-n", ns)
+    wait_for(lambda: pods_ready(kube_cluster, ns, "app=client", 1), timeout=60, what="client")
+    # From the host: kube-proxy's OUTPUT rules make the ClusterIP reachable here too.
+    body = wait_for(
+        lambda: urllib.request.urlopen(f"http://{ip}/", timeout=3).read().decode(),
+        timeout=30,
+        what=f"http://{ip}/ from the host",
+    )
+    assert "wattserve real node" in body
+    for url in (f"http://{ip}/", f"http://web.{ns}.svc.cluster.local/", "http://web/"):
+        out = wait_for(
+            lambda u=url: _exec(kube_cluster, ns, "client", "wget", "-qO-", "-T", "5", u).stdout,
+            timeout=30,
+            what=f"{url} from another pod",
+        )
+        assert "wattserve real node" in out, url
+    # exec/logs go API server -> kubelet with the API server's client certificate.
+    logs = kube_cluster.kubectl("logs", "-n", ns, "web").returncode
+    assert logs == 0
+
+
+def test_pods_reach_the_api_server_as_kubernetes_default_svc(
+    kube_cluster: Cluster, real_node: dict[str, Any], restricted_ns: str
+) -> None:
+    ns = restricted_ns
+    kube_cluster.apply(_pod("api", ["sleep", "3600"]), "-n", ns)
+    wait_for(lambda: pods_ready(kube_cluster, ns, "app=api", 1), timeout=60, what="api pod")
+    slices = kube_cluster.get_json(
+        "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes"
+    )["items"]
+    addrs = {a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]}
+    assert addrs == {cni.NODE_IP}
+    token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    script = (
+        f'wget -qO- -T 5 --no-check-certificate --header "Authorization: Bearer $(cat {token})" '
+        "https://kubernetes.default.svc/version"
+    )
+    out = wait_for(
+        lambda: _exec(kube_cluster, ns, "api", "sh", "-c", script).stdout,
+        timeout=30,
+        what="https://kubernetes.default.svc/version from a pod",
+    )
+    assert json.loads(out)["gitVersion"].startswith("v1.")
+
+
+def test_kubelet_refuses_anonymous_requests(real_node: dict[str, Any]) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"https://{cni.NODE_IP}:10250/pods", context=ctx, timeout=5)
+    assert err.value.code == 401
+
+
+def _session_state(kube_cluster: Cluster) -> ClusterState:
+    st = ClusterState.load(Path(kube_cluster.extra["state_dir"]))
+    assert st is not None and st.real_node
+    return st
+
+
+def test_stopping_the_node_restores_the_host_and_it_starts_again(
+    kube_cluster: Cluster, real_node: dict[str, Any], restricted_ns: str
+) -> None:
+    """Runs last in this module: stops the real node (with a pod running) and restarts it."""
+    from wattserve.devcluster import control_plane
+
+    _web(kube_cluster, restricted_ns)
+    st = _session_state(kube_cluster)
+    record = json.loads(realnode.HOST_RECORD.read_text())
+    node_dir = realnode.dirs_for(st).root
+    problems = realnode.stop(st)
+    assert problems == []
+    assert hoststate.differences(record["host"]) == []
+    assert hoststate.mounts_under([node_dir, realnode.RUN_DIR]) == []
+    for link in cni.links():
+        assert not Path(f"/sys/class/net/{link}").exists(), link
+    assert not realnode.RUN_DIR.exists()
+    started = time.monotonic()
+    control_plane.start_real_node(Path(kube_cluster.extra["state_dir"]), die_with_parent=True)
+    assert time.monotonic() - started < 60
+    assert len(_real_nodes(kube_cluster)) == 1
