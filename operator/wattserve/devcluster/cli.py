@@ -80,7 +80,11 @@ def _print_status(info: dict[str, Any]) -> None:
         return
     state = "running" if info["running"] else "NOT healthy"
     print(f"dev cluster: {state}  {info['server']}  Kubernetes {info['kubernetes_version']}")
-    print(f"kubeconfig:  {info['kubeconfig']}\n")
+    print(f"kubeconfig:  {info['kubeconfig']}")
+    node = info.get("real_node")
+    print(f"real node:   {node['node']} (started in {node.get('start_s', '?')}s)" if node
+          else "real node:   none (kwok pools only)")
+    print()
     rows = [
         [
             c["name"],

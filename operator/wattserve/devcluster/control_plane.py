@@ -373,4 +373,5 @@ def status(state_dir: Path | None = None) -> dict[str, Any]:
         "readyz": "ok" if ready else detail,
         "components": comps,
         "nodes": nodes,
+        "real_node": st.real_node,
     }
