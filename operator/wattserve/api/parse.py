@@ -14,6 +14,7 @@ import yaml
 from wattserve.api.errors import SpecError
 from wattserve.api.quantities import parse_parameter_count
 from wattserve.api.reader import Fields
+from wattserve.api.references import OCI_SCHEME, oci_reference_problem
 from wattserve.api.types import (
     SLO,
     Accelerator,
@@ -39,7 +40,7 @@ from wattserve.api.types import (
 )
 
 API_VERSION: Final = "wattserve.dev/v1alpha1"
-SOURCE_PATTERN: Final = r"^(hf|gguf|pvc|s3)://.+"
+SOURCE_PATTERN: Final = r"^(hf|gguf|pvc|s3|oci)://.+"
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _TOP: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 
@@ -111,13 +112,24 @@ def _model(spec: Fields) -> ModelSpec:
     parameters = model.req_string("parameters")
     return ModelSpec(
         name=model.req_string("name"),
-        source=model.req_string("source", pattern=SOURCE_PATTERN),
+        source=_source(model),
         parameters=parse_parameter_count(parameters, model.at("parameters")),
         quantization=model.enum("quantization", Quantization, Quantization.BF16),
         context_length=model.int_default("contextLength", 4096, minimum=128, maximum=10_000_000),
         task=model.enum("task", Task, Task.CHAT),
         architecture=architecture,
     )
+
+
+def _source(model: Fields) -> str:
+    source = model.req_string("source", pattern=SOURCE_PATTERN)
+    if "\n" in source:  # the CRD's pattern is anchored at both ends: one line only
+        raise SpecError(model.at("source"), "must be one line")
+    if source.startswith(OCI_SCHEME):
+        problem = oci_reference_problem(source)
+        if problem is not None:
+            raise SpecError(model.at("source"), problem)
+    return source
 
 
 def _slo(spec: Fields) -> SLO:

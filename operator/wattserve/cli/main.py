@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "run the kopf operator against the current kubeconfig"),
     "dev-cluster": ("wattserve.devcluster.cli",
                     "local Kubernetes control plane with simulated pools"),
+    "images": ("wattserve.images.cli",
+               "build the operator, serving and model images without Docker; import them"),
     "serve": ("wattserve_serving.cli", "run the OpenAI-compatible serving app"),
 }
 

@@ -6,6 +6,9 @@
 ``s3://b/key``     the same init-container pattern (AWS_* from an optional Secret)
 ``pvc://c/path``   PVC ``c`` mounted read-only at /models
 ``gguf:///path``   a file already in the serving image; nothing mounted
+``oci://ref``      a model image (KServe modelcar style): an init container from that
+                   image copies its /models into a bounded emptyDir (containerd 1.6 has
+                   no image volumes); the serving container reads it at /models
 =================  =====================================================================
 
 The serving container's ``WATTSERVE_MODEL_PATH`` is ``/models/<what follows the scheme>``
@@ -14,17 +17,23 @@ for downloads and PVCs (the fetch module writes there), and the absolute path fo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve.api.errors import SpecError
+from wattserve.api.references import OCI_SCHEME, oci_reference_problem
 from wattserve.render.settings import MODELS_DIR, RenderSettings
 
 VOLUME: Final = "models"
 FETCH_CONTAINER: Final = "fetch-model"
 FETCH_MODULE: Final = "wattserve_serving.fetch"
 SOURCE_FIELD: Final = "spec.model.source"
+COPY_CONTAINER: Final = "copy-model"
+OCI_MODEL_DIR: Final = "/models"  # where a model image keeps its weights
+COPY_TARGET: Final = "/mnt/models"  # the emptyDir, inside the copy container
+_GIB: Final = 2**30
 _CLAIM: Final = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -76,9 +85,50 @@ def _fetch_container(source: str, scheme: str, image: str, pull_policy: str,
     return container
 
 
+def restricted_security_context() -> dict[str, Any]:
+    """A container securityContext the restricted Pod Security Standard admits."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def oci_volume_limit_gib(weights_bytes: float) -> int:
+    """The emptyDir bound for a model image's weights: 25 % over their size, plus 1 GiB."""
+    return max(1, math.ceil(weights_bytes * 1.25 / _GIB) + 1)
+
+
+def _oci_storage(source: str, pull_policy: str, weights_bytes: float) -> ModelStorage:
+    problem = oci_reference_problem(source)
+    if problem is not None:
+        raise SpecError(SOURCE_FIELD, problem)
+    copy = {
+        "name": COPY_CONTAINER,
+        "image": source.removeprefix(OCI_SCHEME),
+        "imagePullPolicy": pull_policy,
+        # An argv, no shell: nothing of the source string is expanded or interpreted.
+        "command": ["cp", "-R", "--", f"{OCI_MODEL_DIR}/.", COPY_TARGET],
+        "volumeMounts": [{"name": VOLUME, "mountPath": COPY_TARGET}],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                      "limits": {"memory": "256Mi"}},
+        "securityContext": restricted_security_context(),
+    }
+    limit = oci_volume_limit_gib(weights_bytes)
+    return ModelStorage(
+        model_path=MODELS_DIR,
+        volumes=({"name": VOLUME, "emptyDir": {"sizeLimit": f"{limit}Gi"}},),
+        mounts=({"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True},),
+        init_containers=(copy,),
+    )
+
+
 def model_storage(source: str, image: str, pull_policy: str,
-                  settings: RenderSettings) -> ModelStorage:
-    """Volumes, mounts and init containers for ``source``; SpecError if it is malformed."""
+                  settings: RenderSettings, weights_bytes: float = 0.0) -> ModelStorage:
+    """Volumes, mounts and init containers for ``source``; SpecError if it is malformed.
+
+    ``weights_bytes`` (the planner's estimate) bounds the emptyDir of an oci:// source.
+    """
+    if source.startswith(OCI_SCHEME):
+        return _oci_storage(source, pull_policy, weights_bytes)
     scheme, rest = _split(source)
     if scheme == "gguf":
         path = "/" + rest.lstrip("/")
@@ -108,4 +158,4 @@ def model_storage(source: str, image: str, pull_policy: str,
             init_containers=(_fetch_container(source, scheme, image, pull_policy, settings),),
             downloads=True,
         )
-    raise SpecError(SOURCE_FIELD, f"unsupported scheme {scheme!r} (hf, s3, pvc or gguf)")
+    raise SpecError(SOURCE_FIELD, f"unsupported scheme {scheme!r} (hf, s3, pvc, gguf or oci)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from wattserve import contract
+from wattserve.planning.memory import weight_bytes
 from wattserve.render.inputs import RenderInputs
 from wattserve.render.sources import ModelStorage, model_storage
 
@@ -19,7 +20,7 @@ def _number(value: float) -> str:
 
 def storage(inputs: RenderInputs) -> ModelStorage:
     return model_storage(inputs.md.spec.model.source, inputs.image, inputs.pull_policy,
-                         inputs.settings)
+                         inputs.settings, weights_bytes=weight_bytes(inputs.md.spec.model))
 
 
 def serving_env(inputs: RenderInputs, model_path: str) -> list[dict[str, Any]]:
