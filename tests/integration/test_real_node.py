@@ -211,7 +211,8 @@ def test_stopping_the_node_restores_the_host_and_it_starts_again(
     problems = realnode.stop(st)
     assert problems == []
     assert hoststate.differences(record["host"]) == []
-    assert hoststate.mounts_under([node_dir, realnode.RUN_DIR]) == []
+    ctr_root = Path(record["containerd_root"])
+    assert hoststate.mounts_under([node_dir, ctr_root, realnode.RUN_DIR]) == []
     for link in cni.links():
         assert not Path(f"/sys/class/net/{link}").exists(), link
     assert not realnode.RUN_DIR.exists()

@@ -12,7 +12,9 @@ from wattserve.devcluster.state import ClusterState
 
 
 def _dirs(tmp_path: Path) -> nodeconfig.NodeDirs:
-    return nodeconfig.NodeDirs(root=tmp_path / "node", run=tmp_path / "run")
+    return nodeconfig.NodeDirs(
+        root=tmp_path / "node", run=tmp_path / "run", containerd_root=tmp_path / "c"
+    )
 
 
 def test_kubelet_allows_no_anonymous_access_and_asks_the_api_server(tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ class NodeDirs:
 
     root: Path
     run: Path
+    # Images and snapshots: kept between clusters (in the cache), so that the images a node
+    # needs are imported once, not on every `up`.
+    containerd_root: Path
 
     @property
     def conf(self) -> Path:
@@ -42,10 +45,6 @@ class NodeDirs:
     @property
     def ipam(self) -> Path:
         return self.root / "ipam"
-
-    @property
-    def containerd_root(self) -> Path:
-        return self.root / "containerd"
 
     @property
     def containerd_state(self) -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 
 from wattserve.devcluster import cni, containerd, hoststate, nodeconfig, processes
 from wattserve.devcluster.apiclient import ApiClient, ApiError
-from wattserve.devcluster.components import binary_paths, missing_binaries
+from wattserve.devcluster.components import binary_paths, cache_dir, missing_binaries
 from wattserve.devcluster.kubeconfig import write_kubeconfig
 from wattserve.devcluster.pki import Pki, issue
 from wattserve.devcluster.state import ClusterState, ProcessRecord
@@ -64,8 +64,9 @@ def node_name() -> str:
     return name if ok and name[0].isalnum() and name[-1].isalnum() else "wattserve-node"
 
 
-def dirs_for(st: ClusterState) -> nodeconfig.NodeDirs:
-    return nodeconfig.NodeDirs(root=st.root / "node", run=RUN_DIR)
+def dirs_for(st: ClusterState, cache: Path | None = None) -> nodeconfig.NodeDirs:
+    containerd_root = (cache or cache_dir()) / "node" / "containerd"
+    return nodeconfig.NodeDirs(root=st.root / "node", run=RUN_DIR, containerd_root=containerd_root)
 
 
 def _paths(dirs: nodeconfig.NodeDirs) -> containerd.Paths:
@@ -197,14 +198,37 @@ def _node_ready(client: ApiClient, name: str) -> Callable[[], tuple[bool, str]]:
     return check
 
 
+def _load_app_images(paths: containerd.Paths, echo: Printer) -> None:
+    """The operator and serving images on the node (built here if not cached; never fatal:
+    the node runs without them, and the line says why)."""
+    from wattserve import images
+
+    missing = images.missing_tools()
+    if missing:
+        echo(f"real node: wattserve images not built ({'; '.join(missing)})")
+        return
+    try:
+        refs = images.ensure_images(paths.socket, log=echo)
+    except (images.BuildError, images.ContainerdError, OSError) as exc:
+        echo(f"real node: wattserve images not loaded: {str(exc).splitlines()[0]}")
+        return
+    echo(f"real node: images present: {', '.join(refs)}")
+
+
 def start(
-    st: ClusterState, pki: Pki, client: ApiClient, spawn: Start, echo: Printer, cache: Path
+    st: ClusterState,
+    pki: Pki,
+    client: ApiClient,
+    spawn: Start,
+    echo: Printer,
+    cache: Path,
+    images: bool = True,
 ) -> None:
     """Start containerd, kubelet, kube-proxy and CoreDNS; wait for the node to be Ready."""
     t0 = time.monotonic()
     bins = binary_paths()
     name = node_name()
-    dirs = dirs_for(st)
+    dirs = dirs_for(st, cache)
     paths = _paths(dirs)
     kubeconfigs = _issue_certs(st, pki, name)
     for path, obj in nodeconfig.COREDNS_RBAC:
@@ -225,6 +249,8 @@ def start(
         str(st.log("containerd")),
     )
     containerd.import_node_images(paths, containerd.node_image_archive(cache))
+    if images:
+        _load_app_images(paths, echo)
 
     healthz = processes.free_port()
     cfg = nodeconfig.kubelet_config(dirs, pki.root, paths.socket, healthz)
@@ -281,8 +307,9 @@ def start(
 def _cleanup(record: dict[str, Any]) -> list[str]:
     """Kill pods and shims of the recorded node, restore the host, drop the record."""
     node_dir = Path(record.get("node_dir", "/nonexistent"))
+    ctr_root = Path(record.get("containerd_root", node_dir / "containerd"))
     paths = containerd.Paths(
-        root=node_dir / "containerd",
+        root=ctr_root,
         state=RUN_DIR / "containerd",
         conf_dir=node_dir / "conf",
         cni_conf_dir=node_dir / "cni",
@@ -294,7 +321,7 @@ def _cleanup(record: dict[str, Any]) -> list[str]:
         time.sleep(0.3)
     for pid in containerd.shim_pids(paths):
         processes.stop(pid, grace_s=2.0)
-    problems = hoststate.restore(before, [node_dir, RUN_DIR], cni.links())
+    problems = hoststate.restore(before, [node_dir, ctr_root, RUN_DIR], cni.links())
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     return problems
 
