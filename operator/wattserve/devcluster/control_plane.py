@@ -149,6 +149,7 @@ def _boot(
     echo: Printer,
     die_with_parent: bool,
     real_node: bool,
+    node_images: bool = True,
 ) -> None:
     bins = binary_paths()
     starter = _Starter(st, die_with_parent)
@@ -204,7 +205,7 @@ def _boot(
     note("default ServiceAccount exists; all components healthy")
     if node_ip is not None:
         try:
-            realnode.start(st, pki, client, starter.start, note, cache_dir())
+            realnode.start(st, pki, client, starter.start, note, cache_dir(), node_images)
         except (realnode.NodeError, OSError, ApiError) as exc:
             raise ClusterError(str(exc)) from exc
 
@@ -215,12 +216,14 @@ def up(
     echo: Printer = _quiet,
     die_with_parent: bool = False,
     real_node: bool = False,
+    node_images: bool = True,
 ) -> ClusterState:
     """Start the cluster (or return the running one). Raises ClusterError on failure.
 
     ``die_with_parent``: components die when the calling process exits (for test sessions).
     ``real_node``: also start a real node (realnode.py) where the machine can run one; only
     one per machine, so extra clusters (tests, benchmarks) leave it False.
+    ``node_images``: also make the operator and serving images present on the real node.
     """
     root = state_dir or default_state_dir()
     pools = nodepools.load_pools(pools_file)
@@ -248,7 +251,7 @@ def up(
         )
         st.logs_dir.mkdir()
         try:
-            _boot(st, pools, echo, die_with_parent, real_node)
+            _boot(st, pools, echo, die_with_parent, real_node, node_images)
         except BaseException as exc:
             stuck = realnode.stop(st) + _stop_all(st)
             (root / "state.json").unlink(missing_ok=True)
