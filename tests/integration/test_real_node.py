@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 from kubeutil import Cluster, pods_ready, unique_name, wait_for
-from wattserve.devcluster import cni, hoststate, realnode
+from wattserve.devcluster import cni, containerd, hoststate, processes, realnode
 from wattserve.devcluster.containerd import BUSYBOX_IMAGE
 from wattserve.devcluster.nodeconfig import POOL_LABEL, POOL_NAME
 from wattserve.devcluster.state import ClusterState
@@ -198,25 +199,57 @@ def _session_state(kube_cluster: Cluster) -> ClusterState:
     return st
 
 
-def test_stopping_the_node_restores_the_host_and_it_starts_again(
-    kube_cluster: Cluster, real_node: dict[str, Any], restricted_ns: str
-) -> None:
-    """Runs last in this module: stops the real node (with a pod running) and restarts it."""
-    from wattserve.devcluster import control_plane
-
-    _web(kube_cluster, restricted_ns)
-    st = _session_state(kube_cluster)
-    record = json.loads(realnode.HOST_RECORD.read_text())
-    node_dir = realnode.dirs_for(st).root
-    problems = realnode.stop(st)
-    assert problems == []
+def _assert_restored(record: dict[str, Any], node_dir: Path) -> None:
     assert hoststate.differences(record["host"]) == []
     ctr_root = Path(record["containerd_root"])
     assert hoststate.mounts_under([node_dir, ctr_root, realnode.RUN_DIR]) == []
     for link in cni.links():
         assert not Path(f"/sys/class/net/{link}").exists(), link
     assert not realnode.RUN_DIR.exists()
+    assert not containerd.shim_pids(
+        containerd.Paths(ctr_root, realnode.RUN_DIR / "containerd", node_dir, node_dir)
+    )
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wattserve.cli.main", "dev-cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_down_restores_the_host_and_the_node_starts_again(
+    kube_cluster: Cluster, real_node: dict[str, Any], restricted_ns: str, tmp_path: Path
+) -> None:
+    """Runs last in this module. With a pod running: stop the session cluster's node and check
+    the host; then a whole `wattserve dev-cluster up` / `down` of a second cluster with the
+    node, and the host again; then the session's node starts again."""
+    from wattserve.devcluster import control_plane
+
+    _web(kube_cluster, restricted_ns)
+    st = _session_state(kube_cluster)
+    record = json.loads(realnode.HOST_RECORD.read_text())
+    assert realnode.stop(st) == []
+    _assert_restored(record, realnode.dirs_for(st).root)
+
+    state = tmp_path / "second"
+    try:
+        up = _cli("--state-dir", str(state), "up", "--no-build")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "real node" in up.stdout and "Ready" in up.stdout, up.stdout
+        second = json.loads(realnode.HOST_RECORD.read_text())
+        assert second["owner"] == str(state)
+        procs = [(r.pid, r.binary) for r in (ClusterState.load(state) or st).processes]
+    finally:
+        down = _cli("--state-dir", str(state), "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not any(processes.is_alive(pid, binary) for pid, binary in procs)
+    _assert_restored(second, state / "node")
+
     started = time.monotonic()
     control_plane.start_real_node(Path(kube_cluster.extra["state_dir"]), die_with_parent=True)
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 90
     assert len(_real_nodes(kube_cluster)) == 1

@@ -313,9 +313,9 @@ def _remove_state_dir(root: Path) -> None:
 
 def _teardown(st: ClusterState) -> None:
     left = realnode.stop(st)
+    stuck = _stop_all(st)
     if left:
         raise ClusterError(f"real node: could not undo {', '.join(left)}; state kept in {st.root}")
-    stuck = _stop_all(st)
     if stuck:
         raise ClusterError(f"could not stop {', '.join(stuck)}; state kept in {st.root}")
     _remove_state_dir(st.root)
