@@ -75,7 +75,11 @@ def kube_cluster(
     state_dir = tmp_path_factory.mktemp("devcluster")
     # The session cluster gets the machine's one real node (where it can run one); clusters
     # that tests start themselves run kwok alone (control_plane.up's default).
-    st = control_plane.up(state_dir, echo=_log, die_with_parent=True, real_node=True)
+    # WATTSERVE_NODE_IMAGES=0: the node without the operator/serving images (faster start).
+    images = os.environ.get("WATTSERVE_NODE_IMAGES", "1") != "0"
+    st = control_plane.up(
+        state_dir, echo=_log, die_with_parent=True, real_node=True, node_images=images
+    )
     bins = binary_paths()
     try:
         yield Cluster(

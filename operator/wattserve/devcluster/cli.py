@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the kwok pools only (no containerd/kubelet node; one real node per machine)",
     )
+    u.add_argument(
+        "--no-images",
+        action="store_true",
+        help="do not build/import the operator and serving images onto the real node",
+    )
     sub.add_parser("down", help="stop every component and remove the state directory")
     s = sub.add_parser("status", help="components, ports, nodes")
     s.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
@@ -131,7 +136,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                 )
                 return 1
             build.build_all()
-        st = control_plane.up(state_dir, args.pools, echo=print, real_node=not args.no_real_node)
+        st = control_plane.up(
+            state_dir,
+            args.pools,
+            echo=print,
+            real_node=not args.no_real_node,
+            node_images=not args.no_images,
+        )
         print(f"dev cluster up: https://127.0.0.1:{st.api_port}")
         for line in _env_lines(state_dir):
             print(line)

@@ -1,6 +1,7 @@
 """The real node's network: a pod-reachable host address and the CNI bridge configuration.
 
-* ``wattserve0``: a dummy interface holding :data:`NODE_IP`.  The API server advertises it
+* ``wattserve0``: a dummy interface (an empty bridge where the kernel has no dummy module)
+  holding :data:`NODE_IP`.  The API server advertises it
   (the ``kubernetes`` Service's endpoint), the kubelet serves on it, CoreDNS answers on it.
   Pods reach it through their default route (the bridge gateway), the host directly.
 * ``wattserve-br0``: the CNI bridge (gateway :data:`POD_GATEWAY`, masquerading, hairpin),
@@ -72,9 +73,13 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 def add_node_address() -> None:
     """Create the dummy interface with :data:`NODE_IP` (idempotent)."""
     if not Path(f"/sys/class/net/{DUMMY_LINK}").exists():
+        # A dummy device where the kernel has the module; otherwise an empty bridge (its
+        # addresses are just as local: pods reach them through their gateway).
         res = _ip("link", "add", DUMMY_LINK, "type", "dummy")
         if res.returncode != 0:
-            raise OSError(f"ip link add {DUMMY_LINK} type dummy: {res.stderr.strip()}")
+            res = _ip("link", "add", DUMMY_LINK, "type", "bridge")
+        if res.returncode != 0:
+            raise OSError(f"ip link add {DUMMY_LINK} type dummy|bridge: {res.stderr.strip()}")
     _ip("addr", "replace", f"{NODE_IP}/32", "dev", DUMMY_LINK)
     res = _ip("link", "set", DUMMY_LINK, "up")
     if res.returncode != 0:
