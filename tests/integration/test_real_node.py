@@ -29,6 +29,7 @@ from wattserve.devcluster.nodeconfig import POOL_LABEL, POOL_NAME
 from wattserve.devcluster.state import ClusterState
 
 pytestmark = pytest.mark.integration
+SVC_FQDN = "kubernetes.default.svc.cluster.local"
 
 RESTRICTED = {
     "runAsNonRoot": True,
@@ -185,9 +186,9 @@ def test_pods_reach_the_api_server_as_kubernetes_default_svc(
     addrs = {a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]}
     assert addrs == {cni.NODE_IP}
     out = wait_for(
-        lambda: _exec(kube_cluster, ns, "api", "nslookup", "kubernetes.default.svc").stdout,
+        lambda: _exec(kube_cluster, ns, "api", "nslookup", SVC_FQDN).stdout,
         timeout=30,
-        what="DNS answer for kubernetes.default.svc",
+        what=f"DNS answer for {SVC_FQDN}",
     )
     assert "10.96.0.1" in out, out
     # busybox has no TLS client: a plain HTTP request to the HTTPS port gets the API server's
@@ -253,7 +254,7 @@ def test_down_restores_the_host_and_the_node_starts_again(
 
     state = tmp_path / "second"
     try:
-        up = _cli("--state-dir", str(state), "up", "--no-build")
+        up = _cli("--state-dir", str(state), "up", "--no-build", "--no-images")
         assert up.returncode == 0, up.stdout + up.stderr
         assert "real node" in up.stdout and "Ready" in up.stdout, up.stdout
         second = json.loads(realnode.HOST_RECORD.read_text())
@@ -266,6 +267,8 @@ def test_down_restores_the_host_and_the_node_starts_again(
     _assert_restored(second, state / "node")
 
     started = time.monotonic()
-    control_plane.start_real_node(Path(kube_cluster.extra["state_dir"]), die_with_parent=True)
+    control_plane.start_real_node(
+        Path(kube_cluster.extra["state_dir"]), die_with_parent=True, node_images=False
+    )
     assert time.monotonic() - started < 90
     assert len(_real_nodes(kube_cluster)) == 1

@@ -263,7 +263,10 @@ def up(
 
 
 def start_real_node(
-    state_dir: Path | None = None, echo: Printer = _quiet, die_with_parent: bool = False
+    state_dir: Path | None = None,
+    echo: Printer = _quiet,
+    die_with_parent: bool = False,
+    node_images: bool = True,
 ) -> ClusterState:
     """(Re)start the real node of a running cluster whose API server advertises the node
     address (it was started with ``real_node=True``)."""
@@ -289,6 +292,7 @@ def start_real_node(
                 _Starter(st, die_with_parent).start,
                 echo,
                 cache_dir(),
+                node_images,
             )
         except (realnode.NodeError, OSError, ApiError) as exc:
             realnode.stop(st)

@@ -132,11 +132,13 @@ def prepare(st: ClusterState) -> None:
     """Record the host and add the node address; call before the API server starts."""
     recover_stale()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    dirs = dirs_for(st)
     record = {
         "owner": str(st.root),
         "host": hoststate.snapshot(),
         "pids": [],
-        "node_dir": str(dirs_for(st).root),
+        "node_dir": str(dirs.root),
+        "containerd_root": str(dirs.containerd_root),
     }
     HOST_RECORD.write_text(json.dumps(record, indent=2) + "\n")
     st.real_node = {"node": node_name(), "host_record": str(HOST_RECORD)}
