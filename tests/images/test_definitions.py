@@ -136,6 +136,14 @@ def test_inputs_hash_follows_every_input_and_nothing_else(tmp_path: Path) -> Non
     again = {name: inputs_hash(name, specs, root) for name in specs}
     assert {name for name in specs if again[name] != after[name]} == {
         "operator", "serving-cpu", "serving-cpu-smollm2"}
+    # Operator code the serving image prunes away: the operator image only.
+    (root / "operator/wattserve/planning/memory.py").write_text("# changed\n")
+    third = {name: inputs_hash(name, specs, root) for name in specs}
+    assert {name for name in specs if third[name] != again[name]} == {"operator"}
+    (root / "operator/wattserve/contract.py").write_text("# changed\n")
+    fourth = {name: inputs_hash(name, specs, root) for name in specs}
+    assert {name for name in specs if fourth[name] != third[name]} == {
+        "operator", "serving-cpu", "serving-cpu-smollm2"}
 
 
 def test_base_rootfs_key_is_the_sorted_package_list() -> None:
@@ -201,3 +209,54 @@ def test_cli_lists_definitions_as_json(capsys: pytest.CaptureFixture[str]) -> No
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"]: r["ref"] for r in rows}["operator"] == \
         "ghcr.io/wattserve/wattserve-operator:0.1.0"
+
+
+def test_builder_image_config_matches_the_dockerfile_instructions() -> None:
+    from wattserve.images.build import Builder
+
+    spec = load_definitions()["serving-cpu"]
+    args = Builder._config_args(spec)
+    pairs = list(zip(args[::2], args[1::2], strict=True))
+    assert ("--config.user", "10001:10001") in pairs
+    assert ("--config.workingdir", "/home/wattserve") in pairs
+    assert ("--config.exposedports", "8000/tcp") in pairs
+    assert [v for k, v in pairs if k == "--config.entrypoint"] == \
+        ["wattserve-serve", "--host", "0.0.0.0"]
+    env = dict(v.split("=", 1) for k, v in pairs if k == "--config.env")
+    dockerfile = (ROOT / spec.dockerfile).read_text()
+    for key, value in env.items():
+        assert f"{key}={value}" in dockerfile
+    assert 'ENTRYPOINT ["wattserve-serve", "--host", "0.0.0.0"]' in dockerfile
+
+
+def test_model_image_layout_is_what_the_oci_copy_container_expects() -> None:
+    from wattserve.render.sources import OCI_MODEL_DIR
+
+    spec = load_definitions()["model-smollm2"]
+    assert spec.package_files is not None
+    assert spec.package_files.dest == OCI_MODEL_DIR
+    assert spec.python is None and not spec.debian  # minbase: coreutils' cp, no Python
+    example = yaml.safe_load((ROOT / "examples/models/smollm2-135m-oci.yaml").read_text())
+    assert example["spec"]["model"]["source"] == f"oci://{spec.ref}"
+
+
+def test_builder_keeps_the_newest_archives_of_an_image(tmp_path: Path) -> None:
+    import os
+
+    from wattserve.images.build import KEEP_ARCHIVES, Builder
+
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = []
+    for i in range(5):
+        path = images / f"operator-{i:016x}.tar"
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i, 1000 + i))
+        paths.append(path)
+    other = images / f"operator-smollm2-{0:016x}.tar"
+    other.write_bytes(b"x")
+    Builder(load_definitions(), root=ROOT, cache=tmp_path, log=lambda _: None)._prune(
+        "operator", paths[1])
+    left = sorted(p.name for p in images.iterdir())
+    assert left == sorted([paths[1].name, paths[4].name, paths[3].name, other.name])
+    assert KEEP_ARCHIVES == 3

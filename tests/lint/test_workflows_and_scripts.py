@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from wattserve.api import load_yaml_documents, parse_model_deployment, parse_serving_pool
+from wattserve.images import load_definitions
 from wattserve.planning import plan
 from wattserve.render import meta
-from wattserve.images import load_definitions
 from wattserve_serving.model_files import bundled_smollm2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

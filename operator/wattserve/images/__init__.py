@@ -10,15 +10,17 @@ Public API (the dev cluster's real node calls :func:`ensure_images`):
 
 from wattserve.images.build import Builder, BuildError, Built, missing_tools
 from wattserve.images.containerd import (
+    NODE_IMAGES,
     ContainerdError,
     build_images,
     ensure_images,
-    import_archive,
     image_digests,
+    import_archive,
 )
 from wattserve.images.spec import DefinitionError, ImageSpec, load_definitions
 
 __all__ = [
+    "NODE_IMAGES",
     "BuildError",
     "Builder",
     "Built",

@@ -18,6 +18,7 @@ Needs root, Linux, mmdebstrap and umoci (:func:`missing_tools`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -28,16 +29,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from wattserve.images import inputs
 from wattserve.images.package_files import copy_package_files
 from wattserve.images.spec import (
+    COMPILED_WHEELS,
     DEBIAN_SUITE,
     FILES_DIR,
-    LOCAL_WHEELS,
     LOCK_IN_IMAGE,
     PROJECT_SOURCES,
+    PROJECT_WHEELS,
     WHEELS_DIR,
     ImageSpec,
     install_commands,
@@ -52,6 +54,7 @@ DPKG_EXCLUDES: Final = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/shar
                         "path-include=/usr/share/doc/*/copyright",
                         "path-exclude=/usr/share/locale/*", "path-exclude=/usr/share/info/*")
 SHARED_WHEELS_ENV: Final = "WATTSERVE_SHARED_WHEELS"
+KEEP_ARCHIVES: Final = 3  # per image
 
 
 class BuildError(RuntimeError):
@@ -108,6 +111,15 @@ def _run(cmd: list[str], step: str, env: Mapping[str, str] | None = None,
     return proc.stdout
 
 
+def _busy(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
 def _pip() -> list[str]:
     return [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 
@@ -143,6 +155,19 @@ class Builder:
             raise BuildError(f"cannot build {name} here: {', '.join(problems)}")
         archive.parent.mkdir(parents=True, exist_ok=True)
         parent = self.build(spec.base) if spec.base else None
+        with (archive.parent / f"{name}.lock").open("w") as lock:
+            if _busy(lock):
+                self.log(name, "waiting for another build of this image")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build per image and cache at a time
+            if archive.is_file() and not force:  # the other build made it
+                return Built(name, spec.ref, archive, digest, True, time.monotonic() - start)
+            for stale in archive.parent.glob(f"build-{name}-*"):  # left by a killed build
+                shutil.rmtree(stale, ignore_errors=True)
+            return self._build_locked(spec, archive, digest, parent, start)
+
+    def _build_locked(self, spec: ImageSpec, archive: Path, digest: str, parent: Built | None,
+                      start: float) -> Built:
+        name = spec.name
         with tempfile.TemporaryDirectory(prefix=f"build-{name}-", dir=archive.parent) as tmp:
             work = Path(tmp)
             self._assemble(spec, work, parent)
@@ -208,17 +233,19 @@ class Builder:
     def _stage(self, spec: ImageSpec, rootfs: Path, work: Path) -> None:
         if spec.python is not None:
             wheels = rootfs / WHEELS_DIR.lstrip("/")
-            local = rootfs / LOCAL_WHEELS.lstrip("/")
-            local.mkdir(parents=True)
+            compiled = rootfs / COMPILED_WHEELS.lstrip("/")
+            project = rootfs / PROJECT_WHEELS.lstrip("/")
+            compiled.mkdir(parents=True)
+            project.mkdir(parents=True)
             lock = self.root / spec.python.lock
             for wheel in self._locked_wheels(spec, lock).iterdir():
                 shutil.copyfile(wheel, wheels / wheel.name)
             shutil.copyfile(lock, rootfs / LOCK_IN_IMAGE.lstrip("/"))
             if spec.python.compile:
                 for wheel in self._compiled_wheels(spec).iterdir():
-                    shutil.copyfile(wheel, local / wheel.name)
+                    shutil.copyfile(wheel, compiled / wheel.name)
             if spec.python.project:
-                self._project_wheel(spec, local, work)
+                self._project_wheel(spec, project, work)
         if spec.package_files is not None:
             pf = spec.package_files
             target = work / "package-site"
@@ -251,7 +278,8 @@ class Builder:
         key = inputs.compile_key(lock_text, tag, py.compile_env)
         out = self.cache / "images" / "compiled" / key[:16]
         if out.is_dir() and any(out.glob("*.whl")):
-            self.log(spec.name, f"compiled wheels cached ({', '.join(p.name for p in out.iterdir())})")
+            names = ", ".join(p.name for p in out.iterdir())
+            self.log(spec.name, f"compiled wheels cached ({names})")
             return out
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -336,7 +364,9 @@ class Builder:
         return args
 
     def _prune(self, name: str, keep: Path) -> None:
-        """Older archives of the same image (other inputs hashes) are removed."""
-        for old in keep.parent.glob(f"{name}-????????????????.tar"):
-            if old != keep:
-                old.unlink(missing_ok=True)
+        """Archives of the same image with other inputs hashes: the newest KEEP_ARCHIVES stay
+        (several checkouts, e.g. git worktrees, may share one cache), older ones go."""
+        archives = sorted(keep.parent.glob(f"{name}-????????????????.tar"),
+                          key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in [a for a in archives if a != keep][KEEP_ARCHIVES - 1:]:
+            old.unlink(missing_ok=True)

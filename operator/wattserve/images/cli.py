@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -144,6 +150,9 @@ def run(argv: list[str]) -> int:
     if getattr(args, "socket", None) is not None and not args.socket.exists():
         print(f"images: --socket {args.socket}: no such socket", file=sys.stderr)
         return 2
+    # A SIGTERM unwinds like an exception, so a half-done build removes its temporary rootfs.
+    with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return _dispatch(args)
     except (_UsageError, DefinitionError) as exc:

@@ -17,10 +17,11 @@ import json
 from typing import Final
 
 from wattserve.images.spec import (
+    COMPILED_WHEELS,
     DEBIAN_IMAGE,
     FILES_DIR,
-    LOCAL_WHEELS,
     LOCK_IN_IMAGE,
+    PROJECT_WHEELS,
     WHEELS_DIR,
     ImageSpec,
     install_commands,
@@ -60,14 +61,14 @@ def _wheels_stage(spec: ImageSpec) -> list[str]:
         lines += [f"COPY {py.compile} /tmp/compile.lock",
                   "# Packages without binary wheels: built from their hash-checked sdists.",
                   f"RUN {env + ' ' if env else ''}{pip} wheel --no-cache-dir --no-deps "
-                  f"--require-hashes -r /tmp/compile.lock -w {LOCAL_WHEELS}"]
+                  f"--require-hashes -r /tmp/compile.lock -w {COMPILED_WHEELS}"]
     if py.project:
         lines += ["WORKDIR /src",
                   "COPY pyproject.toml README.md ./",
                   "COPY operator ./operator",
                   "COPY serving ./serving",
                   f"RUN {pip} wheel --no-cache-dir --no-deps . "
-                  f"-w {LOCAL_WHEELS}"]
+                  f"-w {PROJECT_WHEELS}"]
     return lines
 
 

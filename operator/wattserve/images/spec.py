@@ -50,10 +50,14 @@ DEBIAN_SUITE: Final = "bookworm"
 DEBIAN_IMAGE: Final = "debian:bookworm-slim"
 WHEELS_DIR: Final = "/tmp/wheels"  # in the image while installing; removed afterwards
 LOCAL_WHEELS: Final = f"{WHEELS_DIR}/local"  # built here: compiled sdists, the project
+COMPILED_WHEELS: Final = f"{LOCAL_WHEELS}/compiled"
+PROJECT_WHEELS: Final = f"{LOCAL_WHEELS}/project"
 LOCK_IN_IMAGE: Final = f"{WHEELS_DIR}/requirements.lock"
 FILES_DIR: Final = "/tmp/package-files"  # package_files staged here by both builders
 PROJECT_SOURCES: Final = ("pyproject.toml", "README.md", "operator/wattserve",
                           "serving/wattserve_serving")
+PACKAGE_DIRS: Final = {"wattserve": "operator/wattserve",
+                       "wattserve_serving": "serving/wattserve_serving"}
 
 _NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REPO: Final = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
@@ -131,11 +135,22 @@ class ImageSpec:
             if self.python.compile:
                 paths.append(self.python.compile)
             if self.python.project:
-                paths.extend(PROJECT_SOURCES)
+                paths.extend(self._project_inputs(self.python.keep))
         if self.package_files is not None:
             paths.append(self.package_files.lock)
             paths.append("operator/wattserve/images/package_files.py")
         return tuple(paths)
+
+
+    @staticmethod
+    def _project_inputs(keep: tuple[str, ...]) -> list[str]:
+        """The project sources whose content ends up in the image: a package pruned to
+        ``keep`` contributes only the kept files."""
+        paths = ["pyproject.toml", "README.md"]
+        for top, directory in PACKAGE_DIRS.items():
+            kept = [k.split("/", 1)[1] for k in keep if k.startswith(top + "/")]
+            paths.extend([f"{directory}/{k}" for k in kept] if kept else [directory])
+        return paths
 
 
 def _strings(value: Any, where: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
@@ -297,10 +312,15 @@ def install_commands(spec: ImageSpec) -> list[str]:
     if py is not None:
         pip = f"{py.venv}/bin/pip install --no-cache-dir --no-index --disable-pip-version-check"
         cmds.append(f"python3 -m venv {py.venv}")
+        check = f"{py.venv}/bin/pip check --disable-pip-version-check"
         cmds.append(f"{pip} --find-links {WHEELS_DIR} --require-hashes -r {LOCK_IN_IMAGE}")
-        if py.compile or py.project:
-            cmds.append(f"{pip} --no-deps {LOCAL_WHEELS}/*.whl")
-        cmds.append(f"{py.venv}/bin/pip check --disable-pip-version-check")
+        if py.compile:
+            cmds.append(f"{pip} --no-deps {COMPILED_WHEELS}/*.whl")
+        cmds.append(check)  # the lock and the compiled wheels are complete and consistent
+        if py.project:
+            cmds.append(f"{pip} --no-deps {PROJECT_WHEELS}/*.whl")
+            if not py.keep:  # a pruned project keeps only modules that need none of its deps
+                cmds.append(check)
         if py.keep:
             site = f"{py.venv}/lib/python3.11/site-packages"
             tops = sorted({k.split("/", 1)[0] for k in py.keep})
