@@ -6,13 +6,18 @@
 give a Ready operator pod (the chart's image, built here, running on the real node) and a
 real SmolLM2 serving pod (init container copies the model image's GGUF) that answers a chat
 completion through its Service's ClusterIP from the host. Both namespaces enforce the
-restricted Pod Security Standard. Nothing here is simulated: no kwok pod takes part.
+restricted Pod Security Standard. Then faults on those real pods (issue 11, item 5): the
+serving container SIGKILLed mid-request (the request ends, with an answer or a clean error;
+the container restarts and serves), the serving pod deleted (replaced, serves), the operator
+container SIGKILLed (restarts; the model stays Ready). Nothing here is simulated: no kwok pod
+takes part.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -158,7 +163,9 @@ def _chat(url: str) -> dict[str, Any]:
         return dict(json.loads(resp.read()))
 
 
-def test_smollm2_pod_answers_through_its_cluster_ip(kube_cluster: Cluster, chart: None) -> None:
+@pytest.fixture(scope="module")
+def served(kube_cluster: Cluster, chart: None) -> Iterator[dict[str, Any]]:
+    """SmolLM2 applied in a fresh restricted namespace; its pod Ready; timings measured."""
     ns = unique_name("wsmd")
     _restricted_namespace(kube_cluster, ns)
     try:
@@ -167,27 +174,137 @@ def test_smollm2_pod_answers_through_its_cluster_ip(kube_cluster: Cluster, chart
         kube_cluster.kubectl("apply", "-n", ns, "-f", str(MODEL))
         name = md["metadata"]["name"]
         selector = ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
-        pods = wait_for(
+        wait_for(
             lambda: [p for p in _pods(kube_cluster, ns, selector) if _ready(p)],
             timeout=300,
             interval=1.0,
             what="a Ready serving pod",
         )
         ready_s = time.monotonic() - started
-        pod = pods[0]
-        assert _node_pool(kube_cluster, pod["spec"]["nodeName"]) == POOL_NAME
         svc = kube_cluster.get_json("service", name, "-n", ns)
-        ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
-        reply = wait_for(
-            lambda: _chat(f"http://{ip}:{port}/v1/chat/completions"),
-            timeout=60,
-            interval=1.0,
-            what="a chat completion via the ClusterIP",
-        )
-        first_token_s = time.monotonic() - started
-        assert reply["choices"][0]["message"]["content"].strip()
-        print(f"MD apply -> serving pod Ready {ready_s:.1f}s; -> first answer {first_token_s:.1f}s")
-        status = kube_cluster.get_json("modeldeployment", name, "-n", ns)["status"]
-        assert status["placement"]["pool"] == POOL_NAME
+        url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+        url += "/v1/chat/completions"
+        wait_for(lambda: _chat(url), timeout=60, interval=1.0, what="a first chat completion")
+        first_s = time.monotonic() - started
+        print(f"MD apply -> serving pod Ready {ready_s:.1f}s; -> first answer {first_s:.1f}s")
+        yield {"ns": ns, "name": name, "selector": selector, "url": url}
     finally:
         kube_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_smollm2_pod_answers_through_its_cluster_ip(
+    kube_cluster: Cluster, served: dict[str, Any]
+) -> None:
+    ns, name = served["ns"], served["name"]
+    pods = [p for p in _pods(kube_cluster, ns, served["selector"]) if _ready(p)]
+    assert pods and _node_pool(kube_cluster, pods[0]["spec"]["nodeName"]) == POOL_NAME
+    reply = _chat(served["url"])
+    assert reply["choices"][0]["message"]["content"].strip()
+    status = kube_cluster.get_json("modeldeployment", name, "-n", ns)["status"]
+    assert status["placement"]["pool"] == POOL_NAME
+
+
+def _container_id(pod: dict[str, Any], container: str) -> str:
+    for cs in pod["status"]["containerStatuses"]:
+        if cs["name"] == container:
+            return str(cs["containerID"]).split("://", 1)[1]
+    raise AssertionError(f"no container {container} in {pod['metadata']['name']}")
+
+
+def _restarts(pod: dict[str, Any]) -> int:
+    return sum(int(cs.get("restartCount", 0)) for cs in pod["status"]["containerStatuses"])
+
+
+def _sigkill(cluster: Cluster, pod: dict[str, Any]) -> None:
+    """SIGKILL a pod's main container through the node's containerd (a crash, not a stop)."""
+    cid = _container_id(pod, pod["spec"]["containers"][0]["name"])
+    res = containerd.ctr(_node_paths(cluster), "tasks", "kill", "--signal", "SIGKILL", cid)
+    assert res.returncode == 0, res.stderr
+
+
+def _long_chat(url: str, out: list[object]) -> None:
+    body = json.dumps(
+        {
+            "model": "smollm2-135m-instruct",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Tell a long story."}],
+        }
+    )
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            out.append(resp.status)
+    except (OSError, ValueError) as exc:  # a clean error: reset, refused, 5xx
+        out.append(exc)
+
+
+def test_killed_serving_container_restarts_and_in_flight_requests_do_not_hang(
+    kube_cluster: Cluster, served: dict[str, Any]
+) -> None:
+    ns, selector, url = served["ns"], served["selector"], served["url"]
+    (pod,) = [p for p in _pods(kube_cluster, ns, selector) if _ready(p)]
+    before = _restarts(pod)
+    results: list[object] = []
+    worker = threading.Thread(target=_long_chat, args=(url, results), daemon=True)
+    worker.start()
+    time.sleep(0.5)
+    _sigkill(kube_cluster, pod)
+    worker.join(timeout=70)
+    assert not worker.is_alive(), "a request accepted before the kill hangs"
+    assert results, results
+    wait_for(
+        lambda: [
+            p for p in _pods(kube_cluster, ns, selector) if _ready(p) and _restarts(p) > before
+        ],
+        timeout=120,
+        interval=1.0,
+        what="the serving container restarted and Ready",
+    )
+    reply = wait_for(lambda: _chat(url), timeout=60, interval=1.0, what="answers again")
+    assert reply["choices"][0]["message"]["content"].strip()
+
+
+def test_deleted_serving_pod_is_replaced_and_serves(
+    kube_cluster: Cluster, served: dict[str, Any]
+) -> None:
+    ns, selector, url = served["ns"], served["selector"], served["url"]
+    (pod,) = [p for p in _pods(kube_cluster, ns, selector) if _ready(p)]
+    kube_cluster.kubectl("delete", "pod", "-n", ns, pod["metadata"]["name"], "--wait=false")
+    wait_for(
+        lambda: [
+            p
+            for p in _pods(kube_cluster, ns, selector)
+            if _ready(p) and p["metadata"]["uid"] != pod["metadata"]["uid"]
+        ],
+        timeout=180,
+        interval=1.0,
+        what="a replacement serving pod Ready",
+    )
+    reply = wait_for(lambda: _chat(url), timeout=60, interval=1.0, what="answers again")
+    assert reply["choices"][0]["message"]["content"].strip()
+
+
+def test_sigkilled_operator_pod_restarts_and_the_model_stays_ready(
+    kube_cluster: Cluster, served: dict[str, Any]
+) -> None:
+    (op,) = [
+        p for p in _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve") if _ready(p)
+    ]
+    before = _restarts(op)
+    _sigkill(kube_cluster, op)
+    wait_for(
+        lambda: [
+            p
+            for p in _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve")
+            if _ready(p) and _restarts(p) > before
+        ],
+        timeout=120,
+        interval=1.0,
+        what="the operator container restarted and Ready",
+    )
+    status = kube_cluster.get_json("modeldeployment", served["name"], "-n", served["ns"])
+    ready = [c for c in status["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True"
+    assert _chat(served["url"])["choices"]
