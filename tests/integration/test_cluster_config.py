@@ -101,6 +101,9 @@ def test_binaries_are_cached_by_version(tmp_path: Path) -> None:
         "kube-controller-manager",
         "kube-scheduler",
         "kubectl",
+        "kubelet",
+        "kube-proxy",
+        "coredns",
     }
 
 
