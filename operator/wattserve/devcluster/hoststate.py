@@ -37,7 +37,10 @@ SYSCTLS = (
 CHAIN_PREFIXES = ("KUBE-", "CNI-")
 TABLES = ("filter", "nat", "mangle", "raw")
 IPTABLES = ("iptables", "ip6tables")
-CGROUP_ROOTS = ("kubepods", "kubepods.slice", "k8s.io")
+# Pods only (cgroupfs driver: /kubepods). Not containerd's own "k8s.io" group: another
+# containerd on this machine (image builds, `ctr run`) may create it, and its processes are
+# not ours to kill.
+CGROUP_ROOTS = ("kubepods", "kubepods.slice")
 NETNS_DIR = Path("/run/netns")
 SYS_ROOT = Path("/proc/sys")
 CGROUP_FS = Path("/sys/fs/cgroup")
