@@ -5,7 +5,8 @@
 * ``WATTSERVE_TEST_CLUSTER=skip``: integration tests are skipped (explicit opt-out only);
 * ``KUBECONFIG`` set and the API server answers ``/readyz``: that cluster is reused (kind, ...);
 * otherwise the dev cluster (``wattserve dev-cluster``) is built if needed, started in a
-  private state directory for this session, and torn down at the end.
+  private state directory for this session with the real node (where the machine can run
+  one: root, Linux, the packages of scripts/setup.d/15-realnode.sh), and torn down at the end.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def kube_cluster(
 
     request.getfixturevalue("devcluster_binaries")
     state_dir = tmp_path_factory.mktemp("devcluster")
-    st = control_plane.up(state_dir, echo=_log, die_with_parent=True)
+    # The session cluster gets the machine's one real node (where it can run one); clusters
+    # that tests start themselves run kwok alone (control_plane.up's default).
+    # WATTSERVE_NODE_IMAGES=0: the node without the operator/serving images (faster start).
+    images = os.environ.get("WATTSERVE_NODE_IMAGES", "1") != "0"
+    st = control_plane.up(
+        state_dir, echo=_log, die_with_parent=True, real_node=True, node_images=images
+    )
     bins = binary_paths()
     try:
         yield Cluster(
@@ -95,7 +102,7 @@ def devcluster_binaries() -> None:
     from wattserve.devcluster import build
     from wattserve.devcluster.components import missing_binaries
 
-    if missing_binaries():
+    if missing_binaries() or missing_binaries(node=True):
         _log("dev-cluster binaries missing; building them (first time only)")
         build.build_all(echo=_log)
 

@@ -105,7 +105,9 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
     # the placements users see
     assert plan_pools(stack) == {"smollm2-135m": "cpu-general", "llama-70b-bf16": "gpu-h100",
                                  "llama-70b-fp8": "gpu-h100", "llama-8b-low": "gpu-l4",
-                                 "llama-8b-high": "gpu-h100", "minilm-embed": "cpu-general"}
+                                 "llama-8b-high": "gpu-h100", "minilm-embed": "cpu-general",
+                                 # the model-image example at 0.1 req/s: the real node
+                                 "smollm2-135m-oci": "cpu-local"}
     table = stack.kube.kubectl("get", "md", "-n", stack.namespace).stdout
     header, *rows = table.strip().splitlines()
     assert header.split()[:8] == ["NAME", "POOL", "ENGINE", "REPLICAS", "P95", "J/TOKEN",

@@ -102,6 +102,9 @@ def test_binaries_are_cached_by_version(tmp_path: Path) -> None:
         "kube-scheduler",
         "kubectl",
         "kuberay-operator",
+        "kubelet",
+        "kube-proxy",
+        "coredns",
     }
 
 

@@ -24,6 +24,7 @@ from kubeutil import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SMOLLM2 = REPO / "examples" / "models" / "smollm2-135m.yaml"
+REAL_NODE_POOL = "cpu-local"
 
 
 def free_port() -> int:
@@ -103,7 +104,13 @@ def wattserve_api_fixture(kube_cluster: Cluster) -> Cluster:
     for crd in ("modeldeployments.wattserve.dev", "servingpools.wattserve.dev"):
         kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}",
                              "--timeout=60s")
-    kube_cluster.kubectl("apply", "-f", str(REPO / "examples" / "pools.yaml"))
+    # The simulated pools only: these tests run the operator against kwok pods (they test
+    # placement and scaling decisions, not serving). The real node's cpu-local pool is
+    # exercised by test_real_node.py / test_real_pods_loop.py.
+    docs = [d for d in yaml.safe_load_all((REPO / "examples" / "pools.yaml").read_text()) if d]
+    kwok_pools = [d for d in docs if d["metadata"]["name"] != REAL_NODE_POOL]
+    kube_cluster.kubectl("delete", "servingpool", REAL_NODE_POOL, "--ignore-not-found")
+    kube_cluster.apply(yaml.safe_dump_all(kwok_pools))
     nodes = kube_cluster.get_json("nodes", "-l", "wattserve.dev/pool")["items"]
     if not nodes:
         pytest.skip("the cluster has no nodes labelled wattserve.dev/pool (not the dev cluster)")

@@ -100,7 +100,10 @@ def test_kind_nodes_follow_the_dev_cluster_conventions() -> None:
                 for p in yaml.safe_load(NODEPOOLS.read_text())["pools"] if "gpu" in p}
     pools = _values_pools(KIND_POOL_VALUES)
     workers = [n for n in config["nodes"] if n["role"] == "worker"]
-    assert {n["labels"]["wattserve.dev/pool"] for n in workers} == set(pools)
+    # cpu-local (the dev cluster's real, untainted node) is kind's untainted control plane.
+    pooled = [n for n in config["nodes"] if "wattserve.dev/pool" in n.get("labels", {})]
+    assert {n["labels"]["wattserve.dev/pool"] for n in pooled} == set(pools)
+    assert {n["labels"]["wattserve.dev/pool"] for n in workers} == set(pools) - {"cpu-local"}
     for node in workers:
         pool = node["labels"]["wattserve.dev/pool"]
         assert pools[pool]["nodeSelector"] == {"wattserve.dev/pool": pool}

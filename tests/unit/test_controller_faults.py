@@ -202,6 +202,6 @@ def test_initial_list_restarts_after_410_gone_and_loads_every_child() -> None:
     fake, rec = asyncio.run(scenario())
     assert fake.gone_sent == 1
     assert rec.synced.is_set()
-    assert sorted(rec.pools) == ["cpu-general", "gpu-h100", "gpu-l4"]
+    assert sorted(rec.pools) == ["cpu-general", "cpu-local", "gpu-h100", "gpu-l4"]
     assert len(rec.children) == 6  # 3 Deployments + 3 Services, none twice
     assert set(rec.children.of(("team-a", "m1"))) == {("Deployment", "m1"), ("Service", "m1")}

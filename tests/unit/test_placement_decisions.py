@@ -36,6 +36,9 @@ def test_smollm2_lands_on_the_cpu_pool_with_llamacpp() -> None:
     assert result.chosen.threads >= 1 and result.chosen.tensor_parallel == 0
     # The GPU pools could serve it too, but cost more: the reason says so.
     losers = {c.pool: c for c in result.candidates if c.pool != "cpu-general"}
+    # The 2-vCPU real node (cpu-local) cannot hold 2 req/s; it says how many replicas it needs.
+    local = losers.pop("cpu-local")
+    assert not local.feasible and "replicas" in local.reason, local.reason
     assert all(c.feasible and "vs" in c.reason for c in losers.values())
     assert all(c.usd_per_million_tokens > result.chosen.usd_per_million_tokens
                for c in losers.values())

@@ -32,7 +32,9 @@ def test_json_output_is_the_status_placement_shape(capsys: pytest.CaptureFixture
     data = json.loads(capsys.readouterr().out)
     placement = data["placement"]
     assert placement["pool"] == "cpu-general" and placement["engine"] == "llamacpp"
-    assert {c["pool"] for c in placement["candidates"]} == {"cpu-general", "gpu-l4", "gpu-h100"}
+    assert {c["pool"] for c in placement["candidates"]} == {
+        "cpu-general", "cpu-local", "gpu-l4", "gpu-h100"
+    }
     for key in ("predictedP95Ms", "usdPerHour", "joulesPerToken", "gramsCO2PerMillionTokens"):
         float(placement[key])  # decimals are strings, and parse
 

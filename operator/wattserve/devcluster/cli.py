@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from wattserve.devcluster import build, components, control_plane
+from wattserve.devcluster import build, components, control_plane, realnode
 from wattserve.devcluster.nodepools import PoolConfigError, load_pools
 from wattserve.devcluster.state import default_state_dir
 
@@ -52,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="start the cluster (builds missing binaries first)")
     u.add_argument("--pools", type=Path, default=None, help="node pools YAML file")
     u.add_argument("--no-build", action="store_true", help="fail instead of building binaries")
+    u.add_argument(
+        "--no-real-node",
+        action="store_true",
+        help="run the kwok pools only (no containerd/kubelet node; one real node per machine)",
+    )
+    u.add_argument(
+        "--no-images",
+        action="store_true",
+        help="do not build/import the operator and serving images onto the real node",
+    )
     sub.add_parser("down", help="stop every component and remove the state directory")
     s = sub.add_parser("status", help="components, ports, nodes")
     s.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
@@ -75,7 +85,11 @@ def _print_status(info: dict[str, Any]) -> None:
         return
     state = "running" if info["running"] else "NOT healthy"
     print(f"dev cluster: {state}  {info['server']}  Kubernetes {info['kubernetes_version']}")
-    print(f"kubeconfig:  {info['kubeconfig']}\n")
+    print(f"kubeconfig:  {info['kubeconfig']}")
+    node = info.get("real_node")
+    print(f"real node:   {node['node']} (started in {node.get('start_s', '?')}s)" if node
+          else "real node:   none (kwok pools only)")
+    print()
     rows = [
         [
             c["name"],
@@ -111,7 +125,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "up":
         load_pools(args.pools)  # bad pools file -> exit 2 before anything is built or started
-        if components.missing_binaries():
+        wanted = components.missing_binaries()
+        if not args.no_real_node and not args.no_build and realnode.host_reason() is None:
+            wanted += components.missing_binaries(node=True)
+        if wanted:
             if args.no_build:
                 print(
                     "dev-cluster: binaries missing; run `wattserve dev-cluster build`",
@@ -119,7 +136,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                 )
                 return 1
             build.build_all()
-        st = control_plane.up(state_dir, args.pools, echo=print)
+        st = control_plane.up(
+            state_dir,
+            args.pools,
+            echo=print,
+            real_node=not args.no_real_node,
+            node_images=not args.no_images,
+        )
         print(f"dev cluster up: https://127.0.0.1:{st.api_port}")
         for line in _env_lines(state_dir):
             print(line)

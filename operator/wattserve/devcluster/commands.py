@@ -1,4 +1,5 @@
-"""Command lines of the control-plane components (all bound to 127.0.0.1)."""
+"""Command lines of the control-plane components (bound to 127.0.0.1; with a real node the
+API server also listens on the node address, see realnode.py)."""
 
 from __future__ import annotations
 
@@ -41,12 +42,39 @@ def etcd_cmd(binary: Path, st: ClusterState, client_port: int, peer_port: int) -
     ]
 
 
-def apiserver_cmd(binary: Path, st: ClusterState, pki: Pki, port: int, etcd_port: int) -> list[str]:
+def _address_flags(node_ip: str | None, ca: Path) -> list[str]:
+    if node_ip is None:
+        return [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            # No kubelet/pod can reach 127.0.0.1, and Endpoints may not hold loopback
+            # addresses: leave the `kubernetes` Service without endpoints instead.
+            "--endpoint-reconciler-type=none",
+        ]
+    # A real node: pods reach the API server on the node address (the `kubernetes`
+    # Service's endpoint, kept by the lease reconciler); host clients keep using 127.0.0.1.
+    return [
+        "--bind-address=0.0.0.0",
+        f"--advertise-address={node_ip}",
+        "--endpoint-reconciler-type=lease",
+        "--kubelet-preferred-address-types=InternalIP",
+        # The real kubelet's serving certificate is signed by the dev CA (kwok's is not).
+        f"--kubelet-certificate-authority={ca}",
+    ]
+
+
+def apiserver_cmd(
+    binary: Path,
+    st: ClusterState,
+    pki: Pki,
+    port: int,
+    etcd_port: int,
+    node_ip: str | None = None,
+) -> list[str]:
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        *_address_flags(node_ip, pki.ca_cert),
         f"--secure-port={port}",
         f"--cert-dir={st.root / 'certs' / 'kube-apiserver'}",
         f"--tls-cert-file={pki.cert('apiserver')}",
@@ -57,9 +85,9 @@ def apiserver_cmd(binary: Path, st: ClusterState, pki: Pki, port: int, etcd_port
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
-        # No kubelet/pod can reach 127.0.0.1, and Endpoints may not hold loopback addresses:
-        # leave the `kubernetes` Service without endpoints instead of logging errors.
-        "--endpoint-reconciler-type=none",
+        # Kubelets authenticate the API server by this certificate (no anonymous access).
+        f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+        f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
         # Front proxy (aggregated APIs such as metrics-server) with the same CA.
         f"--requestheader-client-ca-file={pki.ca_cert}",
         "--requestheader-allowed-names=front-proxy-client",

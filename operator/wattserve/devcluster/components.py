@@ -18,6 +18,7 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
 KUBERAY_VERSION = "v1.5.0"
+COREDNS_VERSION = "v1.15.0"
 # Helm v3.22 is built against the Kubernetes 1.37 client libraries.
 HELM_K8S_MINOR = "37"
 
@@ -88,7 +89,14 @@ COMPONENTS: tuple[Component, ...] = (
         version=KUBERNETES_VERSION,
         packages={
             name: f"k8s.io/kubernetes/cmd/{name}"
-            for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+            for name in (
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubectl",
+                "kubelet",
+                "kube-proxy",
+            )
         },
         ldflags=_k8s_version_ldflags(KUBERNETES_VERSION),
     ),
@@ -98,7 +106,16 @@ COMPONENTS: tuple[Component, ...] = (
         version=KUBERAY_VERSION,
         packages={"kuberay-operator": "github.com/ray-project/kuberay/ray-operator"},
     ),
+    Component(
+        name="coredns",
+        version=COREDNS_VERSION,
+        packages={"coredns": "github.com/coredns/coredns"},
+        ldflags=["-X github.com/coredns/coredns/coremain.GitCommit=v1.15.0"],
+    ),
 )
+
+# Binaries only the real node needs: without them `up` runs the kwok pools alone.
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
 
 COMPONENT_BY_NAME = {c.name: c for c in COMPONENTS}
 
@@ -115,5 +132,10 @@ def binary_paths(cache: Path | None = None) -> dict[str, Path]:
     return {binary: comp.bin_dir(root) / binary for comp in COMPONENTS for binary in comp.binaries}
 
 
-def missing_binaries(cache: Path | None = None) -> list[str]:
-    return [name for name, path in binary_paths(cache).items() if not os.access(path, os.X_OK)]
+def missing_binaries(cache: Path | None = None, node: bool = False) -> list[str]:
+    """Control-plane binaries not built yet (``node=True``: the real node's instead)."""
+    return [
+        name
+        for name, path in binary_paths(cache).items()
+        if (name in NODE_BINARIES) == node and not os.access(path, os.X_OK)
+    ]

@@ -14,9 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wattserve.devcluster import commands, nodepools, processes
+from wattserve.devcluster import cni, commands, nodepools, processes, realnode
 from wattserve.devcluster.apiclient import ApiClient, ApiError
-from wattserve.devcluster.components import KUBERNETES_VERSION, binary_paths, missing_binaries
+from wattserve.devcluster.components import (
+    KUBERNETES_VERSION,
+    binary_paths,
+    cache_dir,
+    missing_binaries,
+)
 from wattserve.devcluster.kubeconfig import write_kubeconfig
 from wattserve.devcluster.pki import CLIENTS, Pki, create_pki
 from wattserve.devcluster.state import ClusterState, ProcessRecord, default_state_dir, state_lock
@@ -139,7 +144,12 @@ def _write_kubeconfigs(st: ClusterState, pki: Pki) -> None:
 
 
 def _boot(
-    st: ClusterState, pools: list[nodepools.Pool], echo: Printer, die_with_parent: bool
+    st: ClusterState,
+    pools: list[nodepools.Pool],
+    echo: Printer,
+    die_with_parent: bool,
+    real_node: bool,
+    node_images: bool = True,
 ) -> None:
     bins = binary_paths()
     starter = _Starter(st, die_with_parent)
@@ -148,7 +158,15 @@ def _boot(
     def note(msg: str) -> None:
         echo(f"[up {time.monotonic() - t0:5.1f}s] {msg}")
 
-    pki = create_pki(st.pki_dir)
+    node_ip: str | None = None
+    if real_node:
+        why = realnode.unavailable_reason()
+        if why is None:
+            realnode.prepare(st)
+            node_ip = cni.NODE_IP
+        else:
+            echo(f"real node: skipped ({why}); running the kwok pools alone")
+    pki = create_pki(st.pki_dir, extra_ips=(node_ip,) if node_ip else ())
     etcd_port, peer_port = processes.free_port(), processes.free_port()
     st.api_port = processes.free_port()
     _write_kubeconfigs(st, pki)
@@ -160,7 +178,7 @@ def _boot(
 
     starter.start(
         "kube-apiserver",
-        commands.apiserver_cmd(bins["kube-apiserver"], st, pki, st.api_port, etcd_port),
+        commands.apiserver_cmd(bins["kube-apiserver"], st, pki, st.api_port, etcd_port, node_ip),
         st.api_port,
     )
     client = admin_client(st)
@@ -185,6 +203,11 @@ def _boot(
     for rec in st.processes:
         _wait(_tcp_ready(rec.port), 30, f"{rec.name} port {rec.port}", st)
     note("default ServiceAccount exists; all components healthy")
+    if node_ip is not None:
+        try:
+            realnode.start(st, pki, client, starter.start, note, cache_dir(), node_images)
+        except (realnode.NodeError, OSError, ApiError) as exc:
+            raise ClusterError(str(exc)) from exc
 
 
 def up(
@@ -192,10 +215,15 @@ def up(
     pools_file: Path | None = None,
     echo: Printer = _quiet,
     die_with_parent: bool = False,
+    real_node: bool = False,
+    node_images: bool = True,
 ) -> ClusterState:
     """Start the cluster (or return the running one). Raises ClusterError on failure.
 
     ``die_with_parent``: components die when the calling process exits (for test sessions).
+    ``real_node``: also start a real node (realnode.py) where the machine can run one; only
+    one per machine, so extra clusters (tests, benchmarks) leave it False.
+    ``node_images``: also make the operator and serving images present on the real node.
     """
     root = state_dir or default_state_dir()
     pools = nodepools.load_pools(pools_file)
@@ -223,14 +251,52 @@ def up(
         )
         st.logs_dir.mkdir()
         try:
-            _boot(st, pools, echo, die_with_parent)
+            _boot(st, pools, echo, die_with_parent, real_node, node_images)
         except BaseException as exc:
-            stuck = _stop_all(st)
+            stuck = realnode.stop(st) + _stop_all(st)
             (root / "state.json").unlink(missing_ok=True)
             extra = f"; could not stop: {', '.join(stuck)}" if stuck else ""
             if isinstance(exc, ClusterError | OSError | ApiError):
                 raise ClusterError(f"{exc} (logs in {st.logs_dir}){extra}") from exc
             raise
+        return st
+
+
+def start_real_node(
+    state_dir: Path | None = None,
+    echo: Printer = _quiet,
+    die_with_parent: bool = False,
+    node_images: bool = True,
+) -> ClusterState:
+    """(Re)start the real node of a running cluster whose API server advertises the node
+    address (it was started with ``real_node=True``)."""
+    root = state_dir or default_state_dir()
+    with state_lock(root):
+        st = ClusterState.load(root)
+        if st is None or not is_running(st):
+            raise ClusterError(f"no running dev cluster in {root}")
+        api = next(r for r in st.processes if r.name == "kube-apiserver")
+        if f"--advertise-address={cni.NODE_IP}" not in processes.cmdline(api.pid):
+            raise ClusterError("this cluster was started without the real node (--no-real-node)")
+        if st.real_node:
+            return st
+        why = realnode.unavailable_reason()
+        if why is not None:
+            raise ClusterError(f"real node: {why}")
+        realnode.prepare(st)
+        try:
+            realnode.start(
+                st,
+                Pki(st.pki_dir),
+                admin_client(st),
+                _Starter(st, die_with_parent).start,
+                echo,
+                cache_dir(),
+                node_images,
+            )
+        except (realnode.NodeError, OSError, ApiError) as exc:
+            realnode.stop(st)
+            raise ClusterError(str(exc)) from exc
         return st
 
 
@@ -250,7 +316,10 @@ def _remove_state_dir(root: Path) -> None:
 
 
 def _teardown(st: ClusterState) -> None:
+    left = realnode.stop(st)
     stuck = _stop_all(st)
+    if left:
+        raise ClusterError(f"real node: could not undo {', '.join(left)}; state kept in {st.root}")
     if stuck:
         raise ClusterError(f"could not stop {', '.join(stuck)}; state kept in {st.root}")
     _remove_state_dir(st.root)
@@ -311,4 +380,5 @@ def status(state_dir: Path | None = None) -> dict[str, Any]:
         "readyz": "ok" if ready else detail,
         "components": comps,
         "nodes": nodes,
+        "real_node": st.real_node,
     }

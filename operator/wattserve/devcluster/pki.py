@@ -28,6 +28,8 @@ CLIENTS: tuple[tuple[str, str, str | None], ...] = (
 )
 # Client certificate the apiserver presents to aggregated API servers (front proxy).
 FRONT_PROXY_CLIENT = ("front-proxy-client", "front-proxy-client", None)
+# Client certificate the apiserver presents to kubelets (logs, exec, port-forward).
+KUBELET_CLIENT = ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,39 @@ def _issue(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def create_pki(root: Path, service_ip: str = "10.96.0.1") -> Pki:
-    """Write CA, apiserver serving cert, client certs and the service-account key pair."""
+def issue(
+    pki: Pki,
+    stem: str,
+    cn: str,
+    org: str | None = None,
+    server_sans: list[str] | None = None,
+) -> None:
+    """Issue one more certificate from the CA on disk: a client certificate, or a serving
+    certificate for ``server_sans`` (IP addresses or DNS names)."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{pki.ca_key}: not an EC key")
+    ca_name = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()).subject
+    sans: list[x509.GeneralName] | None = None
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if server_sans is not None:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        sans = []
+        for name in server_sans:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+    key, cert = _issue(ca_key, ca_name, _name(cn, org), usages, sans)
+    _write_key(pki.key(stem), key)
+    _write_cert(pki.cert(stem), cert)
+
+
+def create_pki(root: Path, service_ip: str = "10.96.0.1", extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Write CA, apiserver serving cert, client certs and the service-account key pair.
+
+    ``extra_ips``: more addresses the apiserver serves on (the real node's pod-reachable IP).
+    """
     root.mkdir(parents=True, exist_ok=True)
     pki = Pki(root)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -163,14 +196,16 @@ def create_pki(root: Path, service_ip: str = "10.96.0.1") -> Pki:
             "kubernetes.default.svc.cluster.local",
         )
     ]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
+    sans += [
+        x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip, *extra_ips)
+    ]
     key, cert = _issue(
         ca_key, ca_name, _name("kube-apiserver"), [ExtendedKeyUsageOID.SERVER_AUTH], sans
     )
     _write_key(pki.key("apiserver"), key)
     _write_cert(pki.cert("apiserver"), cert)
 
-    for stem, cn, org in (*CLIENTS, FRONT_PROXY_CLIENT):
+    for stem, cn, org in (*CLIENTS, FRONT_PROXY_CLIENT, KUBELET_CLIENT):
         key, cert = _issue(ca_key, ca_name, _name(cn, org), [ExtendedKeyUsageOID.CLIENT_AUTH])
         _write_key(pki.key(stem), key)
         _write_cert(pki.cert(stem), cert)

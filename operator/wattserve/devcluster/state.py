@@ -9,6 +9,7 @@ Layout (``$WATTSERVE_STATE`` or ``~/.local/state/wattserve/dev-cluster``)::
     etcd/               etcd data directory
     logs/<name>.log     stdout+stderr of each component
     certs/<name>/       self-signed serving certs of controller-manager / scheduler
+    node/               the real node: containerd root, kubelet root, CNI config, pod logs
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class ClusterState:
     started_at: float = 0.0
     pools_file: str = ""
     processes: list[ProcessRecord] = field(default_factory=list)
+    # The real node (realnode.py): its name, start time; None when the cluster has none.
+    real_node: dict[str, Any] | None = None
 
     @property
     def state_file(self) -> Path:
