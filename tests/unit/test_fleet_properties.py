@@ -94,18 +94,10 @@ def test_adding_capacity_never_makes_the_optimal_fleet_cost_more(
         assert after.usd_per_hour <= before.usd_per_hour * (1 + 1e-4) + 1e-9
 
 
-@SETTINGS
-@given(fleets(), sizes, st.sampled_from([pool.name for pool in POOLS]))
-def test_adding_capacity_never_makes_the_greedy_fleet_place_fewer_or_cost_more(
-        members: list[Member], nodes: dict[str, int], grown: str) -> None:
-    def run(pools: dict[str, int]) -> Any:
-        got = assign(members, POOLS, capacities(pools))
-        return totals(members, {k: a.candidate for k, a in got.items()})
-
-    before, after = run(nodes), run(nodes | {grown: nodes[grown] + 1})
-    assert after.placed >= before.placed
-    if after.placed == before.placed:
-        assert after.usd_per_hour <= before.usd_per_hour * (1 + 1e-9) + 1e-9
+# The greedy (first fit in priority order) is NOT monotone in capacity: Hypothesis finds
+# fleets where one more node lets an early model take the better pool and a later one then
+# spills or stays unplaced. The exact optimum is monotone (above); docs/placement.md §7 says
+# so, and the operator's fleet placement is compared with that optimum in benchmarks/fleet.py.
 
 
 def test_the_optimum_places_what_fits_and_beats_all_gpu_on_the_example_twelve() -> None:
