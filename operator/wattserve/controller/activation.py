@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from wattserve import contract
 from wattserve.controller.kubeapi import ApiError
-from wattserve.controller.zero import ActivatorEndpoints
+from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render import SettingsError
 
 logger = logging.getLogger(__name__)

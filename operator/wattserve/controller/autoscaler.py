@@ -29,6 +29,7 @@ from wattserve.controller.kubeapi import ApiError
 from wattserve.controller.reconciler import Reconciler
 from wattserve.controller.scaling import set_desired_replicas
 from wattserve.planning import Plan, plan
+from wattserve.reconcile import scaling
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,12 @@ class Autoscaler:
         body = self.rec.mds.get(key)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return
-        pool = glue.placed_pool(body)
+        pool = scaling.placed_pool(body)
         if pool is None:
             return
         now_iso = utcnow()
         if not self.settings.enabled:
-            conditions = glue.conditions_patch(body, glue.disabled_condition(), now_iso)
+            conditions = scaling.conditions_patch(body, scaling.disabled_condition(), now_iso)
             if conditions is not None:
                 await self._patch(key, {"conditions": conditions}, body)
             return
@@ -134,12 +135,12 @@ class Autoscaler:
         # The object as cached now, not before the queries: the status patch is computed
         # from it and guarded by its resourceVersion.
         body = self.rec.mds.get(key)
-        if body is None or (pool := glue.placed_pool(body)) is None:
+        if body is None or (pool := scaling.placed_pool(body)) is None:
             return  # deleted or unplaced while we were querying
         p = self._plan(key, body)
         if p is None:
             return
-        cand = glue.candidate_for(p.candidates, p.chosen, pool)
+        cand = scaling.candidate_for(p.candidates, p.chosen, pool)
         if cand is None:
             return
         md = parse_model_deployment(body)

@@ -7,8 +7,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from wattserve.controller.decide import Event
 from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.reconcile.decide import Event
 
 logger = logging.getLogger(__name__)
 COMPONENT = "wattserve-operator"

@@ -20,15 +20,15 @@ from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
 from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
 from wattserve.controller.config import OperatorConfig
-from wattserve.controller.decide import Observed, Outcome, decide
 from wattserve.controller.events import post, utcnow
 from wattserve.controller.fleetstate import FleetState
 from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
-from wattserve.controller.zero import ActivatorEndpoints
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
+from wattserve.reconcile.decide import Observed, Outcome, decide
+from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render.meta import label_value
 
 logger = logging.getLogger(__name__)

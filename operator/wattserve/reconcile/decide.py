@@ -17,18 +17,20 @@ from typing import Any, Final
 
 from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
-from wattserve.controller import conditions as cond
-from wattserve.controller.drift import foreign_controller, matches
-from wattserve.controller.health import (
+from wattserve.planning import Plan, plan
+from wattserve.planning.summary import decimal_string, placement_summary
+from wattserve.reconcile import conditions as cond
+from wattserve.reconcile.drift import foreign_controller, matches
+from wattserve.reconcile.health import (
     Health,
     Problem,
     deployment_health,
     pod_problems,
     rayservice_health,
 )
-from wattserve.controller.patching import merge_patch
-from wattserve.controller.replicas import desired_replicas
-from wattserve.controller.zero import (
+from wattserve.reconcile.patching import merge_patch
+from wattserve.reconcile.replicas import desired_replicas
+from wattserve.reconcile.zero import (
     ACTIVATED,
     SCALED_TO_ZERO,
     ActivatorEndpoints,
@@ -38,8 +40,6 @@ from wattserve.controller.zero import (
     parse_time,
     wake,
 )
-from wattserve.planning import Plan, plan
-from wattserve.planning.summary import decimal_string, placement_summary
 from wattserve.render import RenderInputs, RenderSettings, desired_children
 from wattserve.render.meta import label_value
 from wattserve.render.rayservice import rayservice_name
