@@ -17,6 +17,7 @@ from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
+from wattserve.render.children import CHILD_KINDS, POD
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,7 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     # Initial LISTs in pages of 200: a thousand pods never sit in memory as one response.
     settings.watching.chunk_size = 200
     # Server-side filtering: only our children and serving pods are streamed.
-    for selector in ("apps/deployments", "services", "ray.io/rayservices", "pods",
-                     "discovery.k8s.io/endpointslices"):
+    for selector in (k.resource for k in (*CHILD_KINDS.values(), POD)):
         settings.watching.label_selectors[selector] = CHILD_SELECTOR
     # API errors in kopf's own calls (watch setup, peering, events): growing backoff,
     # honouring Retry-After on 429.

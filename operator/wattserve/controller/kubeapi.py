@@ -17,7 +17,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from wattserve import contract
 from wattserve.controller import metrics
+from wattserve.render.children import CHILD_KINDS, POD
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +53,9 @@ def resource_path(api_version: str, plural: str, namespace: str | None,
 
 
 PLURALS: Final[Mapping[str, str]] = {
-    "Deployment": "deployments", "Service": "services", "RayService": "rayservices",
-    "Pod": "pods", "Event": "events", "ModelDeployment": "modeldeployments",
-    "ServingPool": "servingpools", "Node": "nodes", "EndpointSlice": "endpointslices",
+    **{k.kind: k.plural for k in (*CHILD_KINDS.values(), POD)},
+    "Event": "events", "ModelDeployment": "modeldeployments",
+    "ServingPool": "servingpools", "Node": "nodes",
 }
 
 
@@ -127,7 +129,7 @@ class KubeApi:
                            resource_version: str | None = None) -> Any:
         """Merge patch of ``status``; with ``resource_version``, a 409 if the object changed
         since (optimistic concurrency)."""
-        path = resource_path("wattserve.dev/v1alpha1", "modeldeployments", namespace, name,
+        path = resource_path(contract.API_VERSION, "modeldeployments", namespace, name,
                              "status")
         body: dict[str, Any] = {"status": patch}
         if resource_version is not None:

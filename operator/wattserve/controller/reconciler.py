@@ -13,9 +13,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
+from wattserve import contract
 from wattserve.api import SpecError, parse_serving_pool
+from wattserve.api.conditions import Reason
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
 from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
@@ -29,7 +31,18 @@ from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
 from wattserve.reconcile.decide import Observed, Outcome, decide
 from wattserve.reconcile.zero import ActivatorEndpoints
+from wattserve.render.children import (
+    CHILD_KINDS,
+    DEPLOYMENT,
+    ENDPOINTSLICE,
+    POD,
+    RAYSERVICE,
+    SERVICE,
+)
 from wattserve.render.meta import label_value
+
+# What the initial sync lists: the children, and the serving pods.
+LISTED: Final = (DEPLOYMENT, SERVICE, RAYSERVICE, POD, ENDPOINTSLICE)
 
 logger = logging.getLogger(__name__)
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"
@@ -280,7 +293,7 @@ class Reconciler:
             task = asyncio.create_task(post(self.api, body, event, self.config.identity))
             self._posting.add(task)
             task.add_done_callback(self._posting.discard)
-            if event.reason == "Placed" and outcome.plan and outcome.plan.chosen:
+            if event.reason == Reason.PLACED and outcome.plan and outcome.plan.chosen:
                 chosen = outcome.plan.chosen
                 metrics.PLACEMENTS_TOTAL.labels(chosen.pool, chosen.engine).inc()
         if outcome.status_patch is None:
@@ -350,7 +363,7 @@ class Reconciler:
                     len(self.children))
 
     async def _load_everything(self) -> None:
-        for pool in await self.api.list_all("wattserve.dev/v1alpha1", "ServingPool", None):
+        for pool in await self.api.list_all(contract.API_VERSION, "ServingPool", None):
             name = str(pool["metadata"]["name"])
             if name not in self.pools and ("ServingPool", "", name) not in self._tombstones:
                 self.pool_upsert(pool)
@@ -362,9 +375,7 @@ class Reconciler:
                 raise
             logger.warning("cannot list Nodes (%s): pool capacity comes from maxNodes", err)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
-        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"), ("v1", "Pod"),
-                                  ("discovery.k8s.io/v1", "EndpointSlice")):
+        for api_version, kind in ((k.api_version, k.kind) for k in LISTED):
             for ns in namespaces:
                 try:
                     async for page in self.api.list_pages(api_version, kind, ns,
@@ -392,9 +403,7 @@ class Reconciler:
         """Replace the child cache with a fresh LIST (a watch gap can hide a deletion)."""
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         fresh = ChildCache()
-        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"),
-                                  ("discovery.k8s.io/v1", "EndpointSlice")):
+        for api_version, kind in ((k.api_version, k.kind) for k in CHILD_KINDS.values()):
             if kind in self.missing_kinds:
                 continue
             for ns in namespaces:

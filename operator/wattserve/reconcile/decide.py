@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.conditions import PLAN_FAILURES, Reason
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -31,8 +33,6 @@ from wattserve.reconcile.health import (
 from wattserve.reconcile.patching import merge_patch
 from wattserve.reconcile.replicas import desired_replicas
 from wattserve.reconcile.zero import (
-    ACTIVATED,
-    SCALED_TO_ZERO,
     ActivatorEndpoints,
     activator_slice,
     learned_cold_start,
@@ -41,11 +41,12 @@ from wattserve.reconcile.zero import (
     wake,
 )
 from wattserve.render import RenderInputs, RenderSettings, desired_children
-from wattserve.render.meta import label_value
+from wattserve.render.children import CHILD_KINDS
+from wattserve.render.children import RAYSERVICE as RAYSERVICE_KIND
 from wattserve.render.rayservice import rayservice_name
 
 ChildKey = tuple[str, str]  # (kind, name)
-RAYSERVICE: Final = "RayService"
+RAYSERVICE: Final = RAYSERVICE_KIND.kind
 
 
 @dataclass(frozen=True)
@@ -83,23 +84,9 @@ class Outcome:
     ready: bool = False
 
 
-def failure_reason(p: Plan) -> str:
-    """The CamelCase Placed=False reason naming the constraint that failed."""
-    text = p.reason
-    if text.startswith("no ServingPools exist"):
-        return "NoServingPools"
-    if text.startswith("pinned pool") and "does not exist" in text:
-        return "PinnedPoolNotFound"
-    if text.startswith("pinned pool"):
-        return "PinnedPoolInfeasible"
-    if any(c.reason.startswith("over budget") for c in p.candidates):
-        return "OverBudget"
-    return "NoFeasiblePool"
-
-
-def _api_version(kind: str) -> str:
-    return {"Deployment": "apps/v1", "Service": "v1", RAYSERVICE: "ray.io/v1",
-            "EndpointSlice": "discovery.k8s.io/v1"}[kind]
+def failure_reason(p: Plan) -> Reason:
+    """The Placed=False reason naming the constraint that failed (the plan's code)."""
+    return p.code if p.code in PLAN_FAILURES else Reason.NO_FEASIBLE_POOL
 
 
 def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -114,7 +101,7 @@ def _generation(body: Mapping[str, Any]) -> int:
 
 def _children_pool(children: Mapping[ChildKey, Mapping[str, Any]]) -> str | None:
     for child in children.values():
-        pool = ((child.get("metadata") or {}).get("labels") or {}).get("wattserve.dev/pool")
+        pool = ((child.get("metadata") or {}).get("labels") or {}).get(contract.LABEL_K8S_POOL)
         if pool:
             return str(pool)
     return None
@@ -135,7 +122,7 @@ def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, 
     status = _status(obs.body)
     old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
     if cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler owns it once set
-        updates.append(cond.Condition(cond.SCALED, "Unknown", "AwaitingMetrics",
+        updates.append(cond.Condition(cond.SCALED, "Unknown", Reason.AWAITING_METRICS,
                                       "no scaling decision yet"))
     for update in updates:
         if update.type == cond.DEGRADED and update.status == "True" and cond.is_new_reason(
@@ -161,17 +148,17 @@ def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, A
     if obs.children:
         health = _existing_health(obs.children, name, obs.pods)
         kinds = ", ".join(sorted({kind for kind, _ in obs.children}))
-        updates.append(cond.Condition(cond.READY, "True" if health.ready else "False",
-                                      "Available" if health.ready else "ReplicasNotReady",
-                                      health.message))
         updates.append(cond.Condition(
-            cond.DEGRADED, "True", "PlacementLost",
+            cond.READY, "True" if health.ready else "False",
+            Reason.AVAILABLE if health.ready else Reason.REPLICAS_NOT_READY, health.message))
+        updates.append(cond.Condition(
+            cond.DEGRADED, "True", Reason.PLACEMENT_LOST,
             f"{message}; keeping the existing {kinds} running on its last placement"))
         old_replicas = status.get("replicas") or {}
         new_status["replicas"] = dict(old_replicas) | {"ready": health.ready_replicas}
     else:
-        updates.append(cond.Condition(cond.READY, "False", "NotPlaced", message))
-        updates.append(cond.Condition(cond.DEGRADED, "False", "NoWorkload",
+        updates.append(cond.Condition(cond.READY, "False", Reason.NOT_PLACED, message))
+        updates.append(cond.Condition(cond.DEGRADED, "False", Reason.NO_WORKLOAD,
                                       "nothing is deployed"))
         new_status["replicas"] = {"ready": 0}
         current = status.get("current") or {}
@@ -191,13 +178,13 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
     try:
         md = parse_model_deployment(obs.body)
     except SpecError as err:
-        return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
+        return _not_placed(obs, Reason.INVALID_SPEC, str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", None, None, now)
     pinned = md.spec.placement.pool
     try:
         p = planned if planned is not None else plan(md, obs.pools)
         if p.chosen is None:
-            reason = "PoolsFull" if obs.pools_full else failure_reason(p)
+            reason = Reason.POOLS_FULL if obs.pools_full else failure_reason(p)
             return _not_placed(obs, reason, p.reason, placement_summary(p), "infeasible",
                                pinned, p, now)
         return _placed(obs, md, p, settings, now)
@@ -205,7 +192,7 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
         # A bug or an input past the bounds: say so on the object, once, instead of a
         # traceback on every retry. The next spec or pool change plans again.
         message = f"planning failed ({type(err).__name__}): {err}"[:300]
-        return _not_placed(obs, "PlanningFailed", message, {"reason": message}, "invalid",
+        return _not_placed(obs, Reason.PLANNING_FAILED, message, {"reason": message}, "invalid",
                            pinned, None, now)
 
 
@@ -231,14 +218,14 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     if woken is not None:  # the activator holds requests: 0 -> 1 (the autoscaler goes on)
         replicas = max(1, min(1, md.spec.scaling.max_replicas))
         idle_patch = {"wakeRequestedAt": woken, "since": None}
-        events.append(Event("Normal", ACTIVATED, f"0 -> {replicas} replicas: the activator "
+        events.append(Event("Normal", Reason.ACTIVATED, f"0 -> {replicas} replicas: the activator "
                                                  f"holds requests (asked at {woken})"))
     try:
         inputs = RenderInputs(md, pool, cand, replicas, settings)
         wanted = [_make_before_break(obj, obs.children.get(("Deployment", md.name)), cand.pool)
                   for obj in desired_children(inputs)]
     except SpecError as err:
-        return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
+        return _not_placed(obs, Reason.INVALID_SPEC, str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", md.spec.placement.pool, p, now)
     if md.spec.backend is Backend.RAYSERVICE:
         health = rayservice_health(obs.children.get((RAYSERVICE, rayservice_name(md.name))),
@@ -257,8 +244,9 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         key = (str(obj["kind"]), str(obj["metadata"]["name"]))
         wanted_keys.add(key)
         if key[0] in obs.missing_kinds:
-            problems.append(Problem("RayServiceCRDMissing", "the ray.io/v1 RayService CRD is "
-                                    "not installed: install KubeRay to use backend rayservice"))
+            problems.append(Problem(Reason.RAYSERVICE_CRD_MISSING,
+                                    "the ray.io/v1 RayService CRD is not installed: install "
+                                    "KubeRay to use backend rayservice"))
             continue
         actual = obs.children.get(key)
         if actual is not None and foreign_controller(actual, md.uid):
@@ -269,30 +257,30 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     for kind, name in sorted(set(obs.children) - wanted_keys):
         if kind == "EndpointSlice" and obs.activator_unknown:
             continue  # where the activator is is not known yet: leave its route alone
-        delete.append((_api_version(kind), kind, name))
+        delete.append((CHILD_KINDS[kind].api_version, kind, name))
 
     if obs.apply_error:
-        problems.append(Problem("ApplyFailed", obs.apply_error))
+        problems.append(Problem(Reason.APPLY_FAILED, obs.apply_error))
     problems.extend(health.problems)
     problems.extend(pod_problems(obs.pods))
     ready_cond = cond.Condition(cond.READY, "True" if health.ready else "False",
-                               "Available" if health.ready else "ReplicasNotReady",
+                               Reason.AVAILABLE if health.ready else Reason.REPLICAS_NOT_READY,
                                health.message)
     if replicas == 0:
         via = ("the activator holds requests and wakes it" if obs.activator is not None
                else "no activator is configured: requests fail until it is scaled up")
         ready_cond = cond.Condition(cond.READY, "True" if obs.activator else "False",
-                                    SCALED_TO_ZERO, f"0 replicas (idle): {via}")
+                                    Reason.SCALED_TO_ZERO, f"0 replicas (idle): {via}")
     updates = [
-        cond.Condition(cond.PLACED, "True", "Placed", f"on {cand.pool}: {p.reason}"),
+        cond.Condition(cond.PLACED, "True", Reason.PLACED, f"on {cand.pool}: {p.reason}"),
         ready_cond,
         cond.Condition(cond.DEGRADED, "True", problems[0].reason, problems[0].message)
-        if problems else cond.Condition(cond.DEGRADED, "False", "AsExpected",
+        if problems else cond.Condition(cond.DEGRADED, "False", Reason.AS_EXPECTED,
                                         "no problems found"),
     ]
     old_where = (old_placement or {}).get("pool"), (old_placement or {}).get("engine")
     if old_where != (cand.pool, cand.engine):
-        events.append(Event("Normal", "Placed", f"placed on {cand.pool} ({cand.engine}, "
+        events.append(Event("Normal", Reason.PLACED, f"placed on {cand.pool} ({cand.engine}, "
                                                 f"{replicas} replicas): {p.reason}"))
     new_status: dict[str, Any] = {
         "placement": _with_fleet_fields(placement_summary(p), old_placement, cand.pool,
@@ -300,7 +288,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         "replicas": {"desired": replicas, "ready": health.ready_replicas},
     }
     if woken is not None:
-        new_status["lastScale"] = {"time": now, "from": 0, "to": replicas, "reason": ACTIVATED,
+        new_status["lastScale"] = {"time": now, "from": 0, "to": replicas,
+                                   "reason": str(Reason.ACTIVATED),
                                    "message": f"woken by the activator (asked at {woken})"}
     learned = learned_cold_start(obs.body, health.ready, parse_time(now) or 0.0)
     if learned or idle_patch:
@@ -343,7 +332,7 @@ def _make_before_break(obj: Mapping[str, Any], live: Mapping[str, Any] | None,
     if obj.get("kind") != "Deployment" or live is None:
         return obj
     live_pool = (((live.get("spec") or {}).get("template") or {}).get("metadata")
-                 or {}).get("labels", {}).get("wattserve.dev/pool")
+                 or {}).get("labels", {}).get(contract.LABEL_K8S_POOL)
     live_strategy = (live.get("spec") or {}).get("strategy")
     if live_pool == pool and (live_strategy != _MOVE_STRATEGY or _rolled_out(live)):
         return obj
@@ -361,8 +350,3 @@ def _rolled_out(live: Mapping[str, Any]) -> bool:
     return (int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
             and int(status.get("updatedReplicas") or 0) >= want
             and int(status.get("replicas") or 0) <= want)
-
-
-def selector_value(md_name: str) -> str:
-    """The ``wattserve.dev/model-deployment`` label value of a ModelDeployment's children."""
-    return label_value(md_name)

@@ -28,9 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from wattserve.api.conditions import Reason
 from wattserve.api.types import Backend, ModelDeployment
 from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
-from wattserve.autoscale.model import Reason
+from wattserve.autoscale.model import Reason as PolicyReason
 from wattserve.autoscale.queueing import Load, predict
 from wattserve.planning.performance import ReplicaPerformance
 from wattserve.planning.placement import Candidate
@@ -44,11 +45,11 @@ J_PER_KWH: Final = 3.6e6
 ENV_PROMETHEUS_URL: Final = "WATTSERVE_PROMETHEUS_URL"
 
 # Scaled condition reasons of the operator (the policy's reason is in the message).
-SCALED_UP: Final = "ScaledUp"
-SCALED_DOWN: Final = "ScaledDown"
-STEADY: Final = "Steady"
-METRICS_UNAVAILABLE: Final = "MetricsUnavailable"
-AUTOSCALER_DISABLED: Final = "AutoscalerDisabled"
+SCALED_UP: Final = Reason.SCALED_UP
+SCALED_DOWN: Final = Reason.SCALED_DOWN
+STEADY: Final = Reason.STEADY
+METRICS_UNAVAILABLE: Final = Reason.METRICS_UNAVAILABLE
+AUTOSCALER_DISABLED: Final = Reason.AUTOSCALER_DISABLED
 
 
 # The spec + a placement's performance -> the policy's static inputs.
@@ -238,7 +239,7 @@ def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
         desired = decision.desired_replicas
         last_scale = {"time": now_iso, "from": current, "to": desired,
                       "reason": decision.reason, "message": decision.message}
-        events.append(Event("Normal", "Scaled",
+        events.append(Event("Normal", Reason.SCALED,
                             f"{current} -> {desired} replicas ({decision.reason}): "
                             f"{decision.message}"))
     return TickOutcome(decision=decision, state=new_state, status_patch=patch,
@@ -257,11 +258,11 @@ def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str
                          window_s, floor if math.isfinite(floor) else 0.0)
     if out.desired == 0:
         decision = dataclasses.replace(decision, desired_replicas=0,
-                                       reason=zero.SCALED_TO_ZERO, message=out.message,
+                                       reason=str(zero.SCALED_TO_ZERO), message=out.message,
                                        conflict=False, metrics_available=True,
                                        outage_started=False)
         state = state.evolve(replicas=0, starts=(), recommendations=())
-    elif decision.reason == Reason.SCALE_TO_ZERO.value:
+    elif decision.reason == PolicyReason.SCALE_TO_ZERO.value:
         decision = dataclasses.replace(decision, message=decision.message.split(
             "; minReplicas 0")[0] + f"; minReplicas 0: {out.message}.")
     return decision, state, out.status

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve import contract
+from wattserve.api.conditions import Reason
 from wattserve.api.types import ModelDeployment
 from wattserve.autoscale.idle import IdleDecision, IdleInputs, idle_timeout, learn_cold_start
 from wattserve.autoscale.model import ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.render.meta import Owner, object_meta, service_name
 
-SCALED_TO_ZERO: Final = "ScaledToZero"
-ACTIVATED: Final = "Activated"
+SCALED_TO_ZERO: Final = Reason.SCALED_TO_ZERO
+ACTIVATED: Final = Reason.ACTIVATED
 SLICE_MANAGER: Final = "operator.wattserve.dev"
 
 
