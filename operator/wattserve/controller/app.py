@@ -62,12 +62,10 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30, 60)
     settings.networking.request_timeout = 60
     settings.networking.enforce_retry_after = True
-    # Progress and diff-base storage (only used by change handlers; we have none today):
-    # status.kopf is preserve-unknown-fields in the CRD, so it survives schema pruning.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    # Diff-base storage: none is built (we have no change handlers; see NoDiffBase). With
+    # event handlers only, kopf uses no finalizer and no progress storage: none is set.
     settings.persistence.diffbase_storage = NoDiffBase(
         prefix="wattserve.dev", key="last-handled-configuration")
-    settings.persistence.finalizer = "wattserve.dev/finalizer"
     # All handlers are async: keep the thread pool for sync handlers tiny.
     settings.execution.max_workers = 2
     return settings

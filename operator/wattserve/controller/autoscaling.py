@@ -17,7 +17,13 @@ from typing import Any, Final
 
 from wattserve.api.types import ModelDeployment
 from wattserve.autoscale import Observation, ScalerState
-from wattserve.autoscale.promql import EnergySource, QueryTemplates, render, window_seconds
+from wattserve.autoscale.promql import (
+    EnergySource,
+    QueryTemplates,
+    check_window,
+    render,
+    window_seconds,
+)
 from wattserve.planning.placement import Candidate
 from wattserve.reconcile import scaling
 from wattserve.reconcile.scaling import ENV_PROMETHEUS_URL, TickOutcome
@@ -32,6 +38,7 @@ ENV_ENERGY_SOURCE: Final = "WATTSERVE_ENERGY_SOURCE"
 ENV_WINDOW: Final = "WATTSERVE_PROMQL_WINDOW"
 ENV_QUERY_TIMEOUT: Final = "WATTSERVE_PROMETHEUS_TIMEOUT_SECONDS"
 ENV_TEMPLATE_PREFIX: Final = "WATTSERVE_PROMQL_"
+ENV_SCRAPE_INTERVAL: Final = "WATTSERVE_PROMETHEUS_SCRAPE_INTERVAL_SECONDS"
 # QueryTemplates fields that can be overridden with WATTSERVE_PROMQL_<FIELD upper-cased>.
 TEMPLATE_FIELDS: Final = ("selector", "pods", "request_rate", "p95_latency", "p95_ttft",
                           "prompt_tps", "generation_tps", "in_flight", "queued", "energy_kepler",
@@ -49,6 +56,9 @@ class AutoscaleSettings:
     energy_source: str = "auto"
     query_timeout_s: float = 5.0
     templates: QueryTemplates = field(default_factory=QueryTemplates)
+    # Prometheus's scrape interval, when known: the window must cover 4 of them (None: not
+    # checked; the operator cannot see the interval itself).
+    scrape_interval_s: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -94,20 +104,26 @@ def settings_from_env(env: Mapping[str, str]) -> AutoscaleSettings:
         overrides["window"] = window
     templates = dataclasses.replace(QueryTemplates(), **overrides,
                                     energy_preference=energy_preference(source))
-    check_templates(templates)
+    scrape = (_float(env, ENV_SCRAPE_INTERVAL, 0.0, 0.001)
+              if env.get(ENV_SCRAPE_INTERVAL, "").strip() else None)
+    check_templates(templates, scrape)
     return AutoscaleSettings(
         prometheus_url=env.get(ENV_PROMETHEUS_URL, "").strip(),
         interval_s=_float(env, ENV_INTERVAL, 15.0, 0.1),
         energy_source=source,
         query_timeout_s=_float(env, ENV_QUERY_TIMEOUT, 5.0, 0.1),
         templates=templates,
+        scrape_interval_s=scrape,
     )
 
 
-def check_templates(templates: QueryTemplates) -> None:
-    """Fail at start (naming the variable) on a bad window or a template that cannot render."""
+def check_templates(templates: QueryTemplates, scrape_interval_s: float | None = None) -> None:
+    """Fail at start (naming the variable) on a bad window, one shorter than four scrape
+    intervals (when the interval is given), or a template that cannot render."""
     try:
         window_seconds(templates.window)
+        if scrape_interval_s is not None:
+            check_window(templates.window, scrape_interval_s)
     except ValueError as err:
         raise SettingsError(f"{ENV_WINDOW}: {err}") from None
     try:

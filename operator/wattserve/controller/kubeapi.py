@@ -37,8 +37,10 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status}: {message}")
 
     @property
-    def retryable(self) -> bool:
-        return self.status in (408, 409, 429) or self.status >= 500
+    def permanent(self) -> bool:
+        """The request itself is wrong (400 Bad Request, 422 Invalid): the same request
+        cannot succeed on retry; only a changed spec (or operator) can fix it."""
+        return self.status in (400, 422)
 
 
 def resource_path(api_version: str, plural: str, namespace: str | None,

@@ -329,6 +329,11 @@ class Reconciler:
                 result = await self.reconcile(key)
                 self.queue.succeeded(key)
             except ApiError as err:
+                if err.permanent:  # retrying the same request cannot help
+                    self.queue.succeeded(key)  # no backoff carried to the next change
+                    logger.warning("reconcile %s/%s failed (%s); not retried: the next change "
+                                   "or resync reconciles it again", *key, err)
+                    continue
                 delay = self.queue.retry(key, err.retry_after)
                 logger.warning("reconcile %s/%s failed (%s); retrying in %.1fs", *key, err,
                                delay)
