@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.autoscale import Observation, PrometheusClient, ScalerState, collect, render
 from wattserve.controller import autoscaling as glue
@@ -105,7 +106,7 @@ class Autoscaler:
                 logger.exception("autoscaling %s/%s crashed", *key)
 
     def _plan(self, key: Key, body: dict[str, Any]) -> Plan | None:
-        generation = (body.get("metadata") or {}).get("generation")
+        generation = ObjectMeta.from_body(body).generation
         pools = sorted(self.rec.pools.values(), key=lambda p: p.name)
         cached = self._plans.get(key)
         if cached is not None and cached[0] == generation and cached[1] == pools:
@@ -120,7 +121,7 @@ class Autoscaler:
 
     async def tick_one(self, key: Key) -> None:
         body = self.rec.mds.get(key)
-        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        if body is None or ObjectMeta.from_body(body).deletion_timestamp:
             return
         pool = scaling.placed_pool(body)
         if pool is None:
@@ -181,7 +182,7 @@ class Autoscaler:
         object: written with its resourceVersion, so a condition the reconcile wrote
         meanwhile is never reverted. On a conflict the autoscaler's own fields are written
         alone and the condition waits for the next tick."""
-        rv = (body.get("metadata") or {}).get("resourceVersion")
+        rv = ObjectMeta.from_body(body).resource_version
         live: Any = None
         if rv and ("conditions" in patch or "current" in patch):
             try:

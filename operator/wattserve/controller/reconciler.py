@@ -18,6 +18,7 @@ from typing import Any, Final
 from wattserve import contract
 from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.conditions import Reason
+from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
 from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
@@ -48,12 +49,12 @@ logger = logging.getLogger(__name__)
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"
 
 
-def _generation(obj: Mapping[str, Any]) -> Any:
-    return (obj.get("metadata") or {}).get("generation")
+def _generation(obj: Mapping[str, Any]) -> int:
+    return ObjectMeta.from_body(obj).generation
 
 
 def _rv(obj: Mapping[str, Any] | None) -> str | None:
-    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+    return None if obj is None else ObjectMeta.from_body(obj).resource_version
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ class Reconciler:
         old = self.mds.get(key)
         self.mds[key] = slim(obj)
         if old is None or _generation(old) != _generation(obj) or (
-                (old.get("metadata") or {}).get("deletionTimestamp")
-                != (obj.get("metadata") or {}).get("deletionTimestamp")):
+                ObjectMeta.from_body(old).deletion_timestamp
+                != ObjectMeta.from_body(obj).deletion_timestamp):
             self.fleet.invalidate()
         if old is None or _rv(old) != _rv(obj):
             self.queue.add(key)
@@ -208,7 +209,7 @@ class Reconciler:
         obs = self.observe(key)
         if obs is None:
             return "gone"
-        if (obs.body.get("metadata") or {}).get("deletionTimestamp"):
+        if ObjectMeta.from_body(obs.body).deletion_timestamp:
             return "deleting"  # ownerReferences garbage-collect the children
         choice = self.fleet_choice(key)
         outcome = decide(replace(obs, pools_full=choice.full, spilled_from=choice.spilled_from),

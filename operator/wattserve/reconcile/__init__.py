@@ -4,7 +4,7 @@ No kopf, no HTTP, no Kubernetes client (enforced by ``tests/lint/test_import_rul
 the runtime that observes and applies is :mod:`wattserve.controller`.
 
 * :mod:`.decide` — one ModelDeployment's children, status patch and events (``Outcome``);
-* :mod:`.conditions`, :mod:`.health`, :mod:`.drift`, :mod:`.replicas`, :mod:`.patching` —
+* :mod:`.conditions`, :mod:`.health`, :mod:`.drift`, :mod:`.replicas` —
   the parts it is built from;
 * :mod:`.scaling` — one autoscaler tick's status patch, events and replica change;
 * :mod:`.zero` — scale to zero: idle tracking, wake-up, the activator's EndpointSlice.

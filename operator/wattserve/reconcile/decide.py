@@ -18,6 +18,7 @@ from typing import Any, Final
 from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.conditions import PLAN_FAILURES, Reason
+from wattserve.api.status import ModelDeploymentStatus
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -30,7 +31,6 @@ from wattserve.reconcile.health import (
     pod_problems,
     rayservice_health,
 )
-from wattserve.reconcile.patching import merge_patch
 from wattserve.reconcile.replicas import desired_replicas
 from wattserve.reconcile.zero import (
     ActivatorEndpoints,
@@ -89,16 +89,6 @@ def failure_reason(p: Plan) -> Reason:
     return p.code if p.code in PLAN_FAILURES else Reason.NO_FEASIBLE_POOL
 
 
-def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = body.get("status")
-    return status if isinstance(status, Mapping) else {}
-
-
-def _generation(body: Mapping[str, Any]) -> int:
-    gen = (body.get("metadata") or {}).get("generation")
-    return gen if isinstance(gen, int) else 0
-
-
 def _children_pool(children: Mapping[ChildKey, Mapping[str, Any]]) -> str | None:
     for child in children.values():
         pool = ((child.get("metadata") or {}).get("labels") or {}).get(contract.LABEL_K8S_POOL)
@@ -119,8 +109,8 @@ def _existing_health(children: Mapping[ChildKey, Mapping[str, Any]], name: str,
 
 def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, Any],
             events: list[Event], now: str) -> Mapping[str, Any] | None:
-    status = _status(obs.body)
-    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+    st = ModelDeploymentStatus.from_body(obs.body)
+    old_conditions = st.conditions
     if cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler owns it once set
         updates.append(cond.Condition(cond.SCALED, "Unknown", Reason.AWAITING_METRICS,
                                       "no scaling decision yet"))
@@ -128,17 +118,15 @@ def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, 
         if update.type == cond.DEGRADED and update.status == "True" and cond.is_new_reason(
                 old_conditions, update):
             events.append(Event("Warning", update.reason, update.message))
-    new_status["observedGeneration"] = _generation(obs.body)
-    new_status["conditions"] = cond.merge_conditions(
-        old_conditions, updates, _generation(obs.body), now)
-    patch = merge_patch(status, new_status)
-    return patch or None
+    new_status["observedGeneration"] = st.generation
+    new_status["conditions"] = cond.merge_conditions(old_conditions, updates, st.generation, now)
+    return st.to_patch(new_status)
 
 
 def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, Any],
                 result: str, pinned: str | None, p: Plan | None, now: str) -> Outcome:
-    status = _status(obs.body)
-    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+    st = ModelDeploymentStatus.from_body(obs.body)
+    old_conditions = st.conditions
     name = str(obs.body["metadata"]["name"])
     placed = cond.Condition(cond.PLACED, "False", reason, message)
     events = [Event("Warning", reason, message)] if cond.is_new_reason(
@@ -154,15 +142,13 @@ def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, A
         updates.append(cond.Condition(
             cond.DEGRADED, "True", Reason.PLACEMENT_LOST,
             f"{message}; keeping the existing {kinds} running on its last placement"))
-        old_replicas = status.get("replicas") or {}
-        new_status["replicas"] = dict(old_replicas) | {"ready": health.ready_replicas}
+        new_status["replicas"] = dict(st.replicas) | {"ready": health.ready_replicas}
     else:
         updates.append(cond.Condition(cond.READY, "False", Reason.NOT_PLACED, message))
         updates.append(cond.Condition(cond.DEGRADED, "False", Reason.NO_WORKLOAD,
                                       "nothing is deployed"))
         new_status["replicas"] = {"ready": 0}
-        current = status.get("current") or {}
-        if current and current.get("source") != "observed":
+        if st.current and st.current.get("source") != "observed":
             new_status["current"] = None
     patch = _finish(obs, updates, new_status, events, now)
     return Outcome(result=result, status_patch=patch, events=tuple(events), plan=p,
@@ -200,17 +186,12 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
             now: str) -> Outcome:
     cand = p.chosen
     assert cand is not None
-    status = _status(obs.body)
-    old_placement = status.get("placement") if isinstance(status.get("placement"), Mapping) \
-        else None
+    st = ModelDeploymentStatus.from_body(obs.body)
+    old_placement = st.placement
     pool = next(pool for pool in obs.pools if pool.name == cand.pool)
-    old_replicas = status.get("replicas") or {}
-    status_desired = old_replicas.get("desired")
     live = obs.children.get(("Deployment", md.name))
     child_replicas = (live.get("spec") or {}).get("replicas") if live is not None else None
-    replicas = desired_replicas(cand, md.spec.scaling,
-                                status_desired if isinstance(status_desired, int) else None,
-                                old_placement,
+    replicas = desired_replicas(cand, md.spec.scaling, st.desired_replicas, old_placement,
                                 child_replicas if isinstance(child_replicas, int) else None)
     events: list[Event] = []
     idle_patch: dict[str, Any] = {}
@@ -233,7 +214,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     else:
         health = deployment_health(live, replicas)
         body = obs.body if not idle_patch else {**obs.body, "status": {
-            **status, "idle": {**(status.get("idle") or {}), **idle_patch}}}
+            **st.raw, "idle": {**st.idle, **idle_patch}}}
         if obs.activator is not None and needs_activator(body, replicas, health.ready):
             wanted.append(activator_slice(inputs.owner, inputs.labels, obs.activator))
     apply: list[Mapping[str, Any]] = []
@@ -293,9 +274,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                    "message": f"woken by the activator (asked at {woken})"}
     learned = learned_cold_start(obs.body, health.ready, parse_time(now) or 0.0)
     if learned or idle_patch:
-        new_status["idle"] = dict(status.get("idle") or {}) | idle_patch | learned
-    current = status.get("current") or {}
-    if current.get("source") != "observed":
+        new_status["idle"] = dict(st.idle) | idle_patch | learned
+    if st.current.get("source") != "observed":
         per_replica = cand.usd_per_hour / cand.replicas if cand.replicas else cand.usd_per_hour
         new_status["current"] = {
             "source": "predicted",

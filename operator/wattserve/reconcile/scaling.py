@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve.api.conditions import Reason
+from wattserve.api.status import ModelDeploymentStatus
 from wattserve.api.types import Backend, ModelDeployment
 from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
 from wattserve.autoscale.model import Reason as PolicyReason
@@ -67,19 +68,14 @@ class TickOutcome:
     last_scale: dict[str, Any] | None = None
 
 
-def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = body.get("status")
-    return status if isinstance(status, Mapping) else {}
-
-
 def current_replicas(body: Mapping[str, Any], cand: Candidate) -> int:
-    desired = (_status(body).get("replicas") or {}).get("desired")
-    return desired if isinstance(desired, int) and desired >= 0 else max(cand.replicas, 1)
+    desired = ModelDeploymentStatus.from_body(body).desired_replicas
+    return desired if desired is not None and desired >= 0 else max(cand.replicas, 1)
 
 
 def ready_replicas(body: Mapping[str, Any]) -> int | None:
-    ready = (_status(body).get("replicas") or {}).get("ready")
-    return ready if isinstance(ready, int) and ready >= 0 else None
+    ready = ModelDeploymentStatus.from_body(body).ready_replicas
+    return ready if ready is not None and ready >= 0 else None
 
 
 def inputs_for(md: ModelDeployment, cand: Candidate, body: Mapping[str, Any],
@@ -94,8 +90,8 @@ def inputs_for(md: ModelDeployment, cand: Candidate, body: Mapping[str, Any],
 
 def state_from_status(body: Mapping[str, Any], replicas: int) -> ScalerState:
     """The policy's memory as the last tick left it in ``status.scaler`` (a restart)."""
-    saved = _status(body).get("scaler")
-    if isinstance(saved, Mapping):
+    saved = ModelDeploymentStatus.from_body(body).scaler
+    if saved is not None:
         try:
             return ScalerState.from_dict(dict(saved))
         except (KeyError, TypeError, ValueError):
@@ -189,11 +185,10 @@ def disabled_condition() -> cond.Condition:
 def conditions_patch(body: Mapping[str, Any], update: cond.Condition,
                      now_iso: str) -> list[dict[str, Any]] | None:
     """The whole new condition list, or None when the condition says the same already."""
-    old = [c for c in _status(body).get("conditions") or () if isinstance(c, Mapping)]
-    if not cond.is_new_reason(old, update):
+    st = ModelDeploymentStatus.from_body(body)
+    if not cond.is_new_reason(st.conditions, update):
         return None
-    generation = (body.get("metadata") or {}).get("generation") or 0
-    return cond.merge_conditions(old, [update], int(generation), now_iso)
+    return cond.merge_conditions(st.conditions, [update], st.generation, now_iso)
 
 
 def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
@@ -205,7 +200,7 @@ def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
     if state is None:
         state = state_from_status(body, current)
     decision, new_state = decide(inputs, state, obs, now)
-    status = _status(body)
+    st = ModelDeploymentStatus.from_body(body)
     idle_patch: dict[str, Any] | None = None
     if md.spec.scaling.min_replicas == 0 and md.spec.backend is Backend.DEPLOYMENT:
         decision, new_state, idle_patch = _scale_to_zero(md, inputs, body, obs, current,
@@ -218,16 +213,13 @@ def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
     if decision.metrics_available and obs is not None:
         observed = observed_status(obs, decision, cand, decision.desired_replicas, now_iso)
         patch["observed"] = observed
-        old_current = status.get("current")
-        current_patch = current_status(
-            old_current if isinstance(old_current, Mapping) else {}, observed)
+        current_patch = current_status(st.current, observed)
         if current_patch is not None:
             patch["current"] = current_patch
     elif decision.outage_started:
         events.append(Event("Warning", METRICS_UNAVAILABLE, decision.message + note))
     update = scaled_condition(decision, current, note)
-    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
-    old_scaled = cond.find(old_conditions, cond.SCALED) or {}
+    old_scaled = st.condition(cond.SCALED) or {}
     if decision.conflict and old_scaled.get("reason") != update.reason:
         events.append(Event("Warning", update.reason, decision.message))
     conditions = conditions_patch(body, update, now_iso)
@@ -270,13 +262,7 @@ def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str
 
 def placed_pool(body: Mapping[str, Any]) -> str | None:
     """The pool a ModelDeployment is placed on (``Placed=True``), else None."""
-    status = _status(body)
-    placed = cond.find([c for c in status.get("conditions") or () if isinstance(c, Mapping)],
-                       cond.PLACED)
-    pool = (status.get("placement") or {}).get("pool")
-    if placed is None or placed.get("status") != "True" or not pool:
-        return None
-    return str(pool)
+    return ModelDeploymentStatus.from_body(body).placed_pool()
 
 
 def candidate_for(candidates: Sequence[Candidate], chosen: Candidate | None,
