@@ -25,12 +25,12 @@ from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import post, utcnow
 from wattserve.controller.fleetstate import FleetState
-from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
 from wattserve.reconcile.decide import Observed, Outcome, decide
+from wattserve.reconcile.index import PlacementIndex
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render.children import (
     CHILD_KINDS,

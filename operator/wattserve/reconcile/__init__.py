@@ -8,4 +8,5 @@ the runtime that observes and applies is :mod:`wattserve.controller`.
   the parts it is built from;
 * :mod:`.scaling` — one autoscaler tick's status patch, events and replica change;
 * :mod:`.zero` — scale to zero: idle tracking, wake-up, the activator's EndpointSlice.
+* :mod:`.index` — which ModelDeployments a ServingPool change must re-plan.
 """

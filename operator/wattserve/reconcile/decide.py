@@ -2,8 +2,9 @@
 
 ``decide(observed, settings, now)`` parses the ModelDeployment, plans it, renders the
 desired children, compares them with the live ones, and computes the new status, the
-Events to post and the children to apply or delete. The runtime (:mod:`.reconciler`) only
-gathers the inputs from its caches and carries the outcome out.
+Events to post and the children to apply or delete. The runtime
+(:mod:`wattserve.controller.reconciler`) only gathers the inputs from its caches and carries
+the outcome out.
 
 Infeasible or invalid: no children are created; children that already run are KEPT (the
 model keeps serving on its last good placement) and ``Degraded=True`` says so.
