@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wattserve.api.conditions import ConditionType
 from wattserve.api.patching import merge_patch
 
 EMPTY: Mapping[str, Any] = {}
@@ -90,7 +91,7 @@ class ModelDeploymentStatus:
 
     def placed_pool(self) -> str | None:
         """The pool of ``status.placement`` when ``Placed=True``, else None."""
-        placed = self.condition("Placed")
+        placed = self.condition(ConditionType.PLACED)
         pool = (self.placement or EMPTY).get("pool")
         if placed is None or placed.get("status") != "True" or not pool:
             return None

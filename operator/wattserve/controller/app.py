@@ -17,7 +17,7 @@ from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
-from wattserve.render.children import CHILD_KINDS, POD
+from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ async def _resync(rec: Reconciler, config: OperatorConfig) -> None:
                                              config.identity, config.priority,
                                              config.standalone)
         if rec.active:
-            if "RayService" in rec.missing_kinds and await _rayservice_served(rec):
-                rec.missing_kinds.discard("RayService")  # KubeRay was installed
+            if RAYSERVICE.kind in rec.missing_kinds and await _rayservice_served(rec):
+                rec.missing_kinds.discard(RAYSERVICE.kind)  # KubeRay was installed
             for key in list(rec.mds):
                 rec.queue.add(key)
 

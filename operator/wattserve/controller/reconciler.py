@@ -273,8 +273,8 @@ class Reconciler:
                                         return_exceptions=True)
         for obj, live in zip(outcome.apply, results, strict=True):
             if isinstance(live, ApiError):
-                if live.status == 404 and obj["kind"] == "RayService":
-                    self.missing_kinds.add("RayService")  # reported as RayServiceCRDMissing
+                if live.status == 404 and obj["kind"] == RAYSERVICE.kind:
+                    self.missing_kinds.add(RAYSERVICE.kind)  # reported as RayServiceCRDMissing
                     continue
                 first = first or live
                 logger.warning("applying %s %s/%s failed: %s", obj["kind"], ns,
@@ -388,7 +388,7 @@ class Reconciler:
                                                           CHILD_SELECTOR):
                         self._merge_listed(api_version, kind, page)
                 except ApiError as err:
-                    if err.status in (403, 404) and kind == "RayService":
+                    if err.status in (403, 404) and kind == RAYSERVICE.kind:
                         self.missing_kinds.add(kind)
                         continue
                     raise
