@@ -20,9 +20,9 @@ install-serving:  ## install the serving data path (llama.cpp, Ray Serve, the Sm
 binaries: install  ## build the local control plane's binaries from Go modules (cached)
 	wattserve dev-cluster build
 
-lint:  ## ruff over everything, mypy --strict over the pure core
+lint:  ## ruff over everything, mypy --strict over every package (the list in pyproject.toml)
 	$(PYTHON) -m ruff check .
-	MYPYPATH=operator:serving $(PYTHON) -m mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.simulate -p wattserve.controller -p wattserve_activator
+	MYPYPATH=operator:serving $(PYTHON) -m mypy --strict -p wattserve.api -p wattserve.planning -p wattserve.contract -p wattserve.render -p wattserve.autoscale -p wattserve.reconcile -p wattserve.simulate -p wattserve.controller -p wattserve.cli -p wattserve.images -p wattserve.devcluster -p wattserve_activator -p wattserve_serving
 
 typecheck: lint
 

@@ -88,6 +88,7 @@ ENV_PORT: Final = "WATTSERVE_PORT"
 # ---------------------------------------------------------------------------
 GROUP: Final = "wattserve.dev"
 VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
 LABEL_K8S_MODEL_DEPLOYMENT: Final = "wattserve.dev/model-deployment"
 LABEL_K8S_POOL: Final = "wattserve.dev/pool"
 LABEL_K8S_ENGINE: Final = "wattserve.dev/engine"

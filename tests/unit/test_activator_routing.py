@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from wattserve.controller.activation import activator_service_from_env, endpoints_from_slices
-from wattserve.controller.zero import ActivatorEndpoints
+from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render import SettingsError
 from wattserve_activator.server import model_of
 

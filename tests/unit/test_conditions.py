@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wattserve.controller.conditions import Condition, is_new_reason, merge_conditions
+from wattserve.reconcile.conditions import Condition, is_new_reason, merge_conditions
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 

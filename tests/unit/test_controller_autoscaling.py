@@ -13,6 +13,7 @@ from wattserve.controller import autoscaling as glue
 from wattserve.controller import metrics
 from wattserve.controller.config import env_defaults
 from wattserve.planning import plan
+from wattserve.reconcile import scaling
 from wattserve.render import SettingsError
 
 from tests.unit.factories import example_pools
@@ -37,10 +38,10 @@ def placed_body(desired: int = 2, ready: int | None = None, **scaling: Any) -> d
 
 
 def run_tick(body: dict[str, Any], obs: Observation | None, state: ScalerState | None = None,
-             now: float = NOW) -> glue.TickOutcome:
+             now: float = NOW) -> scaling.TickOutcome:
     md = parse_model_deployment(body)
     p = plan(md, example_pools())
-    cand = glue.candidate_for(p.candidates, p.chosen, "cpu-general")
+    cand = scaling.candidate_for(p.candidates, p.chosen, "cpu-general")
     assert cand is not None
     return glue.tick(md, body, cand, state, obs, now, ISO, 60.0, "unreachable: refused")
 
@@ -205,41 +206,41 @@ def test_min_replicas_zero_counts_down_the_idle_timeout_before_scaling_to_zero()
 
 def test_current_keeps_observed_values_when_a_field_has_no_data() -> None:
     old = {"source": "observed", "p95LatencyMs": "900", "joulesPerToken": "0.4"}
-    out = glue.current_status(old, {"p95LatencyMs": None, "joulesPerToken": None,
+    out = scaling.current_status(old, {"p95LatencyMs": None, "joulesPerToken": None,
                                     "usdPerHour": 0.1})
     assert out == {"source": "observed", "p95LatencyMs": "900", "joulesPerToken": "0.4",
                    "usdPerHour": "0.1"}
-    assert glue.current_status({"source": "predicted"}, {"p95LatencyMs": None}) is None
+    assert scaling.current_status({"source": "predicted"}, {"p95LatencyMs": None}) is None
 
 
 def test_state_from_status_round_trip_and_garbage() -> None:
     body = placed_body()
     state = ScalerState(replicas=4, speed=1.5, outage_since=12.0)
     body["status"]["scaler"] = state.to_dict()
-    assert glue.state_from_status(body, 2) == state
+    assert scaling.state_from_status(body, 2) == state
     body["status"]["scaler"] = {"replicas": "many"}
-    assert glue.state_from_status(body, 2) == ScalerState(replicas=2)
+    assert scaling.state_from_status(body, 2) == ScalerState(replicas=2)
 
 
 def test_unchanged_condition_is_not_rewritten() -> None:
     body = placed_body()
-    update = glue.disabled_condition()
-    conditions = glue.conditions_patch(body, update, ISO)
+    update = scaling.disabled_condition()
+    conditions = scaling.conditions_patch(body, update, ISO)
     assert conditions is not None
     assert [c["type"] for c in conditions] == ["Placed", "Scaled"]
     assert conditions[1]["reason"] == "AutoscalerDisabled" and conditions[1]["status"] == "False"
     body["status"]["conditions"] = conditions
-    assert glue.conditions_patch(body, update, ISO) is None
+    assert scaling.conditions_patch(body, update, ISO) is None
 
 
 def test_placed_pool_and_candidate_for() -> None:
     body = placed_body()
-    assert glue.placed_pool(body) == "cpu-general"
+    assert scaling.placed_pool(body) == "cpu-general"
     body["status"]["conditions"][0]["status"] = "False"
-    assert glue.placed_pool(body) is None
+    assert scaling.placed_pool(body) is None
     md = parse_model_deployment(placed_body())
     p = plan(md, example_pools())
-    assert glue.candidate_for(p.candidates, p.chosen, "no-such-pool") is None
+    assert scaling.candidate_for(p.candidates, p.chosen, "no-such-pool") is None
 
 
 def test_operator_metrics_carry_the_pool_and_follow_it() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from wattserve.controller.decide import Observed, Outcome, decide
+from wattserve.reconcile.decide import Observed, Outcome, decide
 from wattserve.render import RenderSettings
 
 from tests.unit.factories import example_pools

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from wattserve.controller import decide as decide_module
-from wattserve.controller.decide import Observed, decide
+from wattserve.reconcile import decide as decide_module
+from wattserve.reconcile.decide import Observed, decide
 from wattserve.render import RenderSettings
 
 from tests.unit.factories import example_pools

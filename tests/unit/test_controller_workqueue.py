@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from wattserve.controller.drift import first_difference, matches
 from wattserve.controller.workqueue import WorkQueue
+from wattserve.reconcile.drift import first_difference, matches
 
 
 def test_adding_a_queued_key_twice_processes_it_once() -> None:

@@ -7,10 +7,10 @@ import copy
 from typing import Any
 
 from wattserve.api import parse_model_deployment
-from wattserve.controller.decide import Observed, decide
 from wattserve.planning import plan
 from wattserve.planning.capacity import Resources, shape_capacity
 from wattserve.planning.fleet import Member, Rebalance, assign, fleet_plan
+from wattserve.reconcile.decide import Observed, decide
 from wattserve.render import RenderSettings
 
 from tests.unit.factories import example_pools

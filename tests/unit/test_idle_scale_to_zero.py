@@ -7,7 +7,7 @@ from typing import Any
 
 from wattserve import contract
 from wattserve.autoscale import Observation, ScalerState
-from wattserve.controller.zero import ActivatorEndpoints, iso
+from wattserve.reconcile.zero import ActivatorEndpoints, iso
 
 from tests.unit.test_controller_autoscaling import (
     NOW,

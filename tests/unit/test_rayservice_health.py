@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattserve.controller.health import rayservice_health
+from wattserve.reconcile.health import rayservice_health
 
 
 def _rs(serve: str = "HEALTHY", ready: str = "True") -> dict[str, Any]:

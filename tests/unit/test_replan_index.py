@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wattserve.controller.index import PlacementIndex
+from wattserve.reconcile.index import PlacementIndex
 
 
 def _index() -> PlacementIndex:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import yaml
 
+from wattserve import contract
 from wattserve.api.errors import SpecError
 from wattserve.api.quantities import parse_parameter_count
 from wattserve.api.reader import Fields
@@ -39,7 +40,7 @@ from wattserve.api.types import (
     Tuning,
 )
 
-API_VERSION: Final = "wattserve.dev/v1alpha1"
+API_VERSION: Final = contract.API_VERSION
 # Path components of [A-Za-z0-9._-] not starting with "." or "-": no "..", no shell or
 # Kubernetes "$(VAR)" expansion, nothing the fetcher would refuse after placement. oci://
 # sources follow the image-reference grammar (api/references.py). The CRD has the same.

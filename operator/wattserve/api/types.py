@@ -67,10 +67,6 @@ class ModelSpec:
     task: Task = Task.CHAT
     architecture: Architecture = field(default_factory=Architecture)
 
-    @property
-    def source_scheme(self) -> str:
-        return self.source.split("://", 1)[0]
-
 
 @dataclass(frozen=True)
 class SLO:

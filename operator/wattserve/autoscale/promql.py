@@ -26,7 +26,7 @@ head) are not counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from wattserve import contract
@@ -115,9 +115,6 @@ class QueryTemplates:
         EnergySource.WATTSERVE,
     )
     window: str = "1m"
-
-    def with_window(self, window: str) -> QueryTemplates:
-        return replace(self, window=window)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""wattserve.controller: the kopf operator that reconciles ModelDeployments.
+"""wattserve.controller: the operator's runtime around the pure :mod:`wattserve.reconcile`.
 
-Pure parts (unit-tested, no kopf/kubernetes imports): :mod:`.decide`, :mod:`.conditions`,
-:mod:`.health`, :mod:`.replicas`, :mod:`.index`, :mod:`.drift`, :mod:`.patching`.
-Runtime: :mod:`.reconciler` (caches, queue, writes), :mod:`.handlers` (kopf), :mod:`.app`.
+Runtime only: :mod:`.reconciler` (caches, queue, writes), :mod:`.autoscaler` (the
+Prometheus loop), :mod:`.kubeapi`, :mod:`.cache`, :mod:`.workqueue`, :mod:`.peering`,
+:mod:`.events`, :mod:`.handlers` (kopf), :mod:`.app`, :mod:`.cli`, :mod:`.config`,
+:mod:`.metrics`, :mod:`.fleetstate`, :mod:`.activation`. What to write is decided in
+:mod:`wattserve.reconcile` (pure, no kopf, no HTTP).
 """

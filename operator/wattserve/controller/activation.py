@@ -18,8 +18,9 @@ from typing import Any, Final
 
 from wattserve import contract
 from wattserve.controller.kubeapi import ApiError
-from wattserve.controller.zero import ActivatorEndpoints
+from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render import SettingsError
+from wattserve.render.children import ENDPOINTSLICE
 
 logger = logging.getLogger(__name__)
 ENV_ACTIVATOR_SERVICE: Final = "WATTSERVE_ACTIVATOR_SERVICE"
@@ -64,7 +65,7 @@ def _needs(body: Mapping[str, Any]) -> bool:
 
 async def refresh_once(rec: Any, service: tuple[str, str]) -> None:
     ns, name = service
-    slices = await rec.api.list_all("discovery.k8s.io/v1", "EndpointSlice", ns,
+    slices = await rec.api.list_all(ENDPOINTSLICE.api_version, ENDPOINTSLICE.kind, ns,
                                     f"kubernetes.io/service-name={name}")
     found = endpoints_from_slices(slices)
     first = rec.activator_unknown

@@ -17,6 +17,7 @@ from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
+from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +55,17 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     # Initial LISTs in pages of 200: a thousand pods never sit in memory as one response.
     settings.watching.chunk_size = 200
     # Server-side filtering: only our children and serving pods are streamed.
-    for selector in ("apps/deployments", "services", "ray.io/rayservices", "pods",
-                     "discovery.k8s.io/endpointslices"):
+    for selector in (k.resource for k in (*CHILD_KINDS.values(), POD)):
         settings.watching.label_selectors[selector] = CHILD_SELECTOR
     # API errors in kopf's own calls (watch setup, peering, events): growing backoff,
     # honouring Retry-After on 429.
     settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30, 60)
     settings.networking.request_timeout = 60
     settings.networking.enforce_retry_after = True
-    # Progress and diff-base storage (only used by change handlers; we have none today):
-    # status.kopf is preserve-unknown-fields in the CRD, so it survives schema pruning.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    # Diff-base storage: none is built (we have no change handlers; see NoDiffBase). With
+    # event handlers only, kopf uses no finalizer and no progress storage: none is set.
     settings.persistence.diffbase_storage = NoDiffBase(
         prefix="wattserve.dev", key="last-handled-configuration")
-    settings.persistence.finalizer = "wattserve.dev/finalizer"
     # All handlers are async: keep the thread pool for sync handlers tiny.
     settings.execution.max_workers = 2
     return settings
@@ -144,8 +142,8 @@ async def _resync(rec: Reconciler, config: OperatorConfig) -> None:
                                              config.identity, config.priority,
                                              config.standalone)
         if rec.active:
-            if "RayService" in rec.missing_kinds and await _rayservice_served(rec):
-                rec.missing_kinds.discard("RayService")  # KubeRay was installed
+            if RAYSERVICE.kind in rec.missing_kinds and await _rayservice_served(rec):
+                rec.missing_kinds.discard(RAYSERVICE.kind)  # KubeRay was installed
             for key in list(rec.mds):
                 rec.queue.add(key)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.autoscale import Observation, PrometheusClient, ScalerState, collect, render
 from wattserve.controller import autoscaling as glue
@@ -29,6 +30,7 @@ from wattserve.controller.kubeapi import ApiError
 from wattserve.controller.reconciler import Reconciler
 from wattserve.controller.scaling import set_desired_replicas
 from wattserve.planning import Plan, plan
+from wattserve.reconcile import scaling
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class Autoscaler:
                 logger.exception("autoscaling %s/%s crashed", *key)
 
     def _plan(self, key: Key, body: dict[str, Any]) -> Plan | None:
-        generation = (body.get("metadata") or {}).get("generation")
+        generation = ObjectMeta.from_body(body).generation
         pools = sorted(self.rec.pools.values(), key=lambda p: p.name)
         cached = self._plans.get(key)
         if cached is not None and cached[0] == generation and cached[1] == pools:
@@ -119,14 +121,14 @@ class Autoscaler:
 
     async def tick_one(self, key: Key) -> None:
         body = self.rec.mds.get(key)
-        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        if body is None or ObjectMeta.from_body(body).deletion_timestamp:
             return
-        pool = glue.placed_pool(body)
+        pool = scaling.placed_pool(body)
         if pool is None:
             return
         now_iso = utcnow()
         if not self.settings.enabled:
-            conditions = glue.conditions_patch(body, glue.disabled_condition(), now_iso)
+            conditions = scaling.conditions_patch(body, scaling.disabled_condition(), now_iso)
             if conditions is not None:
                 await self._patch(key, {"conditions": conditions}, body)
             return
@@ -134,12 +136,12 @@ class Autoscaler:
         # The object as cached now, not before the queries: the status patch is computed
         # from it and guarded by its resourceVersion.
         body = self.rec.mds.get(key)
-        if body is None or (pool := glue.placed_pool(body)) is None:
+        if body is None or (pool := scaling.placed_pool(body)) is None:
             return  # deleted or unplaced while we were querying
         p = self._plan(key, body)
         if p is None:
             return
-        cand = glue.candidate_for(p.candidates, p.chosen, pool)
+        cand = scaling.candidate_for(p.candidates, p.chosen, pool)
         if cand is None:
             return
         md = parse_model_deployment(body)
@@ -180,7 +182,7 @@ class Autoscaler:
         object: written with its resourceVersion, so a condition the reconcile wrote
         meanwhile is never reverted. On a conflict the autoscaler's own fields are written
         alone and the condition waits for the next tick."""
-        rv = (body.get("metadata") or {}).get("resourceVersion")
+        rv = ObjectMeta.from_body(body).resource_version
         live: Any = None
         if rv and ("conditions" in patch or "current" in patch):
             try:

@@ -1,61 +1,50 @@
-"""The autoscaler's glue to the operator, pure: settings, and one tick's status and events.
+"""The autoscaler's runtime settings (``WATTSERVE_*``) and its spec adapter.
 
-The runtime loop (:mod:`.autoscaler`) gathers a ModelDeployment, its placement candidate and
-an :class:`~wattserve.autoscale.Observation` from Prometheus; :func:`tick` runs the policy
-(:func:`wattserve.autoscale.decide`) and turns its decision into
-
-* a ``status`` merge patch: ``scaler`` (the policy's memory), ``observed`` (live figures),
-  ``current`` (``source: observed`` once latency has been observed), the ``Scaled``
-  condition;
-* Events: ``Normal/Scaled`` per scale, one ``Warning/MetricsUnavailable`` per outage (the
-  policy's ``outage_started``), one ``Warning/<conflict reason>`` when an SLO-vs-limit
-  conflict starts;
-* the new replica count and ``lastScale`` when the count changes (the runtime passes them
-  to :func:`wattserve.controller.scaling.set_desired_replicas`).
-
-See docs/autoscaling.md, "Operator integration".
+The tick logic itself is pure and lives in :mod:`wattserve.reconcile.scaling`; this module
+binds it to the spec -> ``ScalingInputs`` adapter, which is still the simulator's
+(``simulate/scenario.py: scaling_inputs``). That import is the operator's one edge into
+``wattserve.simulate``, asserted as a documented exception by
+``tests/lint/test_import_rules.py`` until the adapter moves to ``autoscale/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from wattserve.api.types import Backend, ModelDeployment
-from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
-from wattserve.autoscale.model import Reason
-from wattserve.autoscale.promql import EnergySource, QueryTemplates, render, window_seconds
-from wattserve.autoscale.queueing import Load, predict
-from wattserve.controller import conditions as cond
-from wattserve.controller import zero
-from wattserve.controller.decide import Event
+from wattserve.api.types import ModelDeployment
+from wattserve.autoscale import Observation, ScalerState
+from wattserve.autoscale.promql import (
+    EnergySource,
+    QueryTemplates,
+    check_window,
+    render,
+    window_seconds,
+)
 from wattserve.planning.placement import Candidate
-from wattserve.planning.summary import decimal_string
+from wattserve.reconcile import scaling
+from wattserve.reconcile.scaling import ENV_PROMETHEUS_URL, TickOutcome
 from wattserve.render import SettingsError
-from wattserve.simulate.scenario import scaling_inputs
+from wattserve.simulate.scenario import scaling_inputs  # the documented exception (see above)
 
-ENV_PROMETHEUS_URL: Final = "WATTSERVE_PROMETHEUS_URL"
+__all__ = ["ENV_PROMETHEUS_URL", "AutoscaleSettings", "check_templates", "settings_from_env",
+           "tick"]
+
 ENV_INTERVAL: Final = "WATTSERVE_AUTOSCALE_INTERVAL_SECONDS"
 ENV_ENERGY_SOURCE: Final = "WATTSERVE_ENERGY_SOURCE"
 ENV_WINDOW: Final = "WATTSERVE_PROMQL_WINDOW"
 ENV_QUERY_TIMEOUT: Final = "WATTSERVE_PROMETHEUS_TIMEOUT_SECONDS"
 ENV_TEMPLATE_PREFIX: Final = "WATTSERVE_PROMQL_"
+ENV_SCRAPE_INTERVAL: Final = "WATTSERVE_PROMETHEUS_SCRAPE_INTERVAL_SECONDS"
 # QueryTemplates fields that can be overridden with WATTSERVE_PROMQL_<FIELD upper-cased>.
 TEMPLATE_FIELDS: Final = ("selector", "pods", "request_rate", "p95_latency", "p95_ttft",
                           "prompt_tps", "generation_tps", "in_flight", "queued", "energy_kepler",
                           "energy_dcgm", "energy_wattserve")
 ENERGY_SOURCES: Final = ("auto", "kepler", "dcgm", "wattserve")
 J_PER_KWH: Final = 3.6e6
-
-# Scaled condition reasons of the operator (the policy's reason is in the message).
-SCALED_UP: Final = "ScaledUp"
-SCALED_DOWN: Final = "ScaledDown"
-STEADY: Final = "Steady"
-METRICS_UNAVAILABLE: Final = "MetricsUnavailable"
-AUTOSCALER_DISABLED: Final = "AutoscalerDisabled"
 
 
 @dataclass(frozen=True)
@@ -67,6 +56,9 @@ class AutoscaleSettings:
     energy_source: str = "auto"
     query_timeout_s: float = 5.0
     templates: QueryTemplates = field(default_factory=QueryTemplates)
+    # Prometheus's scrape interval, when known: the window must cover 4 of them (None: not
+    # checked; the operator cannot see the interval itself).
+    scrape_interval_s: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -112,20 +104,26 @@ def settings_from_env(env: Mapping[str, str]) -> AutoscaleSettings:
         overrides["window"] = window
     templates = dataclasses.replace(QueryTemplates(), **overrides,
                                     energy_preference=energy_preference(source))
-    check_templates(templates)
+    scrape = (_float(env, ENV_SCRAPE_INTERVAL, 0.0, 0.001)
+              if env.get(ENV_SCRAPE_INTERVAL, "").strip() else None)
+    check_templates(templates, scrape)
     return AutoscaleSettings(
         prometheus_url=env.get(ENV_PROMETHEUS_URL, "").strip(),
         interval_s=_float(env, ENV_INTERVAL, 15.0, 0.1),
         energy_source=source,
         query_timeout_s=_float(env, ENV_QUERY_TIMEOUT, 5.0, 0.1),
         templates=templates,
+        scrape_interval_s=scrape,
     )
 
 
-def check_templates(templates: QueryTemplates) -> None:
-    """Fail at start (naming the variable) on a bad window or a template that cannot render."""
+def check_templates(templates: QueryTemplates, scrape_interval_s: float | None = None) -> None:
+    """Fail at start (naming the variable) on a bad window, one shorter than four scrape
+    intervals (when the interval is given), or a template that cannot render."""
     try:
         window_seconds(templates.window)
+        if scrape_interval_s is not None:
+            check_window(templates.window, scrape_interval_s)
     except ValueError as err:
         raise SettingsError(f"{ENV_WINDOW}: {err}") from None
     try:
@@ -136,237 +134,9 @@ def check_templates(templates: QueryTemplates) -> None:
                             "{name}, {window}, {sel}; literal braces are doubled") from None
 
 
-# ---- one tick ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TickOutcome:
-    decision: Decision
-    state: ScalerState
-    status_patch: dict[str, Any]
-    events: tuple[Event, ...] = ()
-    current_replicas: int = 1
-    desired_replicas: int | None = None  # set only when the count changes
-    last_scale: dict[str, Any] | None = None
-
-
-def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = body.get("status")
-    return status if isinstance(status, Mapping) else {}
-
-
-def current_replicas(body: Mapping[str, Any], cand: Candidate) -> int:
-    desired = (_status(body).get("replicas") or {}).get("desired")
-    return desired if isinstance(desired, int) and desired >= 0 else max(cand.replicas, 1)
-
-
-def ready_replicas(body: Mapping[str, Any]) -> int | None:
-    ready = (_status(body).get("replicas") or {}).get("ready")
-    return ready if isinstance(ready, int) and ready >= 0 else None
-
-
-def inputs_for(md: ModelDeployment, cand: Candidate, body: Mapping[str, Any],
-               window_s: float) -> ScalingInputs:
-    """The policy's inputs: the spec + the placement's ``ReplicaPerformance`` + live facts."""
-    assert cand.performance is not None
-    base = scaling_inputs(md, cand.performance)
-    return dataclasses.replace(base, metrics_window_s=window_s,
-                               current_replicas=current_replicas(body, cand),
-                               ready_replicas=ready_replicas(body))
-
-
-def state_from_status(body: Mapping[str, Any], replicas: int) -> ScalerState:
-    """The policy's memory as the last tick left it in ``status.scaler`` (a restart)."""
-    saved = _status(body).get("scaler")
-    if isinstance(saved, Mapping):
-        try:
-            return ScalerState.from_dict(dict(saved))
-        except (KeyError, TypeError, ValueError):
-            pass
-    return ScalerState(replicas=replicas)
-
-
-def _num(value: float | None, digits: int = 4) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(f"{value:.{digits}g}")
-
-
-def observed_status(obs: Observation, decision: Decision, cand: Candidate, replicas: int,
-                    now_iso: str) -> dict[str, Any]:
-    """``status.observed``: live figures (numbers; None removes a field that has no data).
-
-    $/hour = replicas x the placement's $/replica-hour; $ and gCO2 per 1M tokens are per
-    *generated* token (like J/token); calibrated capacity = the placement's requests/s per
-    replica at the target utilization x the measured service speed.
-    """
-    perf = cand.performance
-    per_replica_usd = perf.usd_per_hour if perf is not None else (
-        cand.usd_per_hour / cand.replicas if cand.replicas else 0.0)
-    usd_h = per_replica_usd * replicas
-    gen = obs.generation_tps
-    usd_m = usd_h / (gen * 3600) * 1e6 if gen and gen > 0 else None
-    jpt = obs.joules_per_token
-    g_kwh = perf.grams_co2_per_kwh if perf is not None else None
-    co2_m = jpt * 1e6 / J_PER_KWH * g_kwh if jpt is not None and g_kwh is not None else None
-    speed = decision.extra.get("speed")
-    capacity = cand.capacity_rps_per_replica * speed if speed is not None else None
-    tps = None if gen is None else gen + (obs.prompt_tps or 0.0)
-    return {
-        "requestRate": _num(obs.request_rate),
-        "p95LatencyMs": _num(None if obs.p95_latency_s is None else obs.p95_latency_s * 1000),
-        "p95TtftMs": _num(None if obs.p95_ttft_s is None else obs.p95_ttft_s * 1000),
-        "tokensPerSecond": _num(tps),
-        "generatedTokensPerSecond": _num(gen),
-        "inFlight": _num(obs.in_flight),
-        "queued": _num(obs.queued),
-        "joulesPerToken": _num(jpt),
-        "usdPerHour": _num(usd_h),
-        "usdPerMillionTokens": _num(usd_m),
-        "gramsCO2PerMillionTokens": _num(co2_m),
-        "calibratedCapacityRpsPerReplica": _num(capacity),
-        "energySource": obs.energy_source,
-        "replicas": replicas,
-        "time": now_iso,
-    }
-
-
-def current_status(old: Mapping[str, Any], observed: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``status.current`` from observations, once a p95 latency has been observed; fields
-    without data keep their last value."""
-    was_observed = old.get("source") == "observed"
-    if observed.get("p95LatencyMs") is None and not was_observed:
-        return None
-    out: dict[str, Any] = {"source": "observed"}
-    for key in ("p95LatencyMs", "joulesPerToken", "usdPerHour"):
-        value = observed.get(key)
-        if value is not None:
-            out[key] = decimal_string(float(value))
-        elif was_observed and old.get(key) is not None:
-            out[key] = old[key]
-    return out
-
-
-def scaled_condition(decision: Decision, current: int, note: str = "") -> cond.Condition:
-    message = f"{decision.reason}: {decision.message}{note}"
-    if decision.reason == zero.SCALED_TO_ZERO:
-        return cond.Condition(cond.SCALED, "True", zero.SCALED_TO_ZERO, message)
-    if not decision.metrics_available:
-        return cond.Condition(cond.SCALED, "Unknown", METRICS_UNAVAILABLE, message)
-    if decision.conflict:
-        return cond.Condition(cond.SCALED, "True", decision.reason, message)
-    if decision.desired_replicas > current:
-        return cond.Condition(cond.SCALED, "True", SCALED_UP, message)
-    if decision.desired_replicas < current:
-        return cond.Condition(cond.SCALED, "True", SCALED_DOWN, message)
-    return cond.Condition(cond.SCALED, "True", STEADY, message)
-
-
-def disabled_condition() -> cond.Condition:
-    return cond.Condition(
-        cond.SCALED, "False", AUTOSCALER_DISABLED,
-        f"no Prometheus URL (--prometheus-url / {ENV_PROMETHEUS_URL}): the replica count "
-        "stays at status.replicas.desired")
-
-
-def conditions_patch(body: Mapping[str, Any], update: cond.Condition,
-                     now_iso: str) -> list[dict[str, Any]] | None:
-    """The whole new condition list, or None when the condition says the same already."""
-    old = [c for c in _status(body).get("conditions") or () if isinstance(c, Mapping)]
-    if not cond.is_new_reason(old, update):
-        return None
-    generation = (body.get("metadata") or {}).get("generation") or 0
-    return cond.merge_conditions(old, [update], int(generation), now_iso)
-
-
 def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
          state: ScalerState | None, obs: Observation | None, now: float, now_iso: str,
          window_s: float, error: str = "") -> TickOutcome:
-    """One autoscaling decision for one placed ModelDeployment (pure)."""
-    inputs = inputs_for(md, cand, body, window_s)
-    current = inputs.current_replicas if inputs.current_replicas is not None else 1
-    if state is None:
-        state = state_from_status(body, current)
-    decision, new_state = decide(inputs, state, obs, now)
-    status = _status(body)
-    idle_patch: dict[str, Any] | None = None
-    if md.spec.scaling.min_replicas == 0 and md.spec.backend is Backend.DEPLOYMENT:
-        decision, new_state, idle_patch = _scale_to_zero(md, inputs, body, obs, current,
-                                                         decision, new_state, now, window_s)
-    patch: dict[str, Any] = {"scaler": new_state.to_dict()}
-    if idle_patch is not None:
-        patch["idle"] = idle_patch
-    events: list[Event] = []
-    note = f" ({error})" if error and not decision.metrics_available else ""
-    if decision.metrics_available and obs is not None:
-        observed = observed_status(obs, decision, cand, decision.desired_replicas, now_iso)
-        patch["observed"] = observed
-        old_current = status.get("current")
-        current_patch = current_status(
-            old_current if isinstance(old_current, Mapping) else {}, observed)
-        if current_patch is not None:
-            patch["current"] = current_patch
-    elif decision.outage_started:
-        events.append(Event("Warning", METRICS_UNAVAILABLE, decision.message + note))
-    update = scaled_condition(decision, current, note)
-    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
-    old_scaled = cond.find(old_conditions, cond.SCALED) or {}
-    if decision.conflict and old_scaled.get("reason") != update.reason:
-        events.append(Event("Warning", update.reason, decision.message))
-    conditions = conditions_patch(body, update, now_iso)
-    if conditions is not None:
-        patch["conditions"] = conditions
-    desired: int | None = None
-    last_scale: dict[str, Any] | None = None
-    if decision.desired_replicas != current:
-        desired = decision.desired_replicas
-        last_scale = {"time": now_iso, "from": current, "to": desired,
-                      "reason": decision.reason, "message": decision.message}
-        events.append(Event("Normal", "Scaled",
-                            f"{current} -> {desired} replicas ({decision.reason}): "
-                            f"{decision.message}"))
-    return TickOutcome(decision=decision, state=new_state, status_patch=patch,
-                       events=tuple(events), current_replicas=current,
-                       desired_replicas=desired, last_scale=last_scale)
-
-
-def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str, Any],
-                   obs: Observation | None, current: int, decision: Decision,
-                   state: ScalerState, now: float, window_s: float,
-                   ) -> tuple[Decision, ScalerState, dict[str, Any]]:
-    """minReplicas 0: the idle timeout decides 1 -> 0; at 0 only an activation wakes it."""
-    load = Load(0.0, inputs.expected_prompt_tokens, inputs.expected_gen_tokens)
-    floor = predict(inputs.capacity, load, 1, tail_factor=inputs.tail_factor).p95_s
-    out = zero.idle_tick(md, inputs, body, obs, current, now,
-                         window_s, floor if math.isfinite(floor) else 0.0)
-    if out.desired == 0:
-        decision = dataclasses.replace(decision, desired_replicas=0,
-                                       reason=zero.SCALED_TO_ZERO, message=out.message,
-                                       conflict=False, metrics_available=True,
-                                       outage_started=False)
-        state = state.evolve(replicas=0, starts=(), recommendations=())
-    elif decision.reason == Reason.SCALE_TO_ZERO.value:
-        decision = dataclasses.replace(decision, message=decision.message.split(
-            "; minReplicas 0")[0] + f"; minReplicas 0: {out.message}.")
-    return decision, state, out.status
-
-
-def placed_pool(body: Mapping[str, Any]) -> str | None:
-    """The pool a ModelDeployment is placed on (``Placed=True``), else None."""
-    status = _status(body)
-    placed = cond.find([c for c in status.get("conditions") or () if isinstance(c, Mapping)],
-                       cond.PLACED)
-    pool = (status.get("placement") or {}).get("pool")
-    if placed is None or placed.get("status") != "True" or not pool:
-        return None
-    return str(pool)
-
-
-def candidate_for(candidates: Sequence[Candidate], chosen: Candidate | None,
-                  pool: str) -> Candidate | None:
-    """The plan's candidate for the pool the ModelDeployment runs on (with performance)."""
-    if chosen is not None and chosen.pool == pool and chosen.performance is not None:
-        return chosen
-    for c in candidates:
-        if c.pool == pool and c.feasible and c.performance is not None:
-            return c
-    return None
+    """:func:`wattserve.reconcile.scaling.tick` with the operator's spec adapter."""
+    return scaling.tick(md, body, cand, state, obs, now, now_iso, window_s, error,
+                        adapter=scaling_inputs)

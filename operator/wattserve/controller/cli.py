@@ -56,6 +56,11 @@ def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
                    default=auto.templates.window,  # type: ignore[attr-defined]
                    help="rate()/histogram window of the autoscaler's PromQL, e.g. 30s, 1m "
                         "[WATTSERVE_PROMQL_WINDOW, 1m]")
+    p.add_argument("--scrape-interval", type=float, metavar="SECONDS",
+                   default=auto.scrape_interval_s,  # type: ignore[attr-defined]
+                   help="Prometheus's scrape interval: refuse a --promql-window shorter than 4 "
+                        "of them [WATTSERVE_PROMETHEUS_SCRAPE_INTERVAL_SECONDS, unset: "
+                        "not checked]")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -80,6 +85,9 @@ def run(argv: list[str]) -> int:
         print("wattserve operator: --rebalance-dwell-seconds must be >= 0 and "
               "--rebalance-min-gain in [0, 1)", file=sys.stderr)
         return 2
+    if args.scrape_interval is not None and not args.scrape_interval > 0:
+        print("wattserve operator: --scrape-interval must be positive", file=sys.stderr)
+        return 2
     if args.workers < 1 or args.resync_seconds <= 0 or not args.autoscale_interval > 0:
         print("wattserve operator: --workers, --resync-seconds and --autoscale-interval must "
               "be positive", file=sys.stderr)
@@ -89,8 +97,9 @@ def run(argv: list[str]) -> int:
         autoscale = replace(
             autoscale, prometheus_url=args.prometheus_url.strip(),
             interval_s=args.autoscale_interval,
-            templates=replace(autoscale.templates, window=args.promql_window))
-        check_templates(autoscale.templates)
+            templates=replace(autoscale.templates, window=args.promql_window),
+            scrape_interval_s=args.scrape_interval)
+        check_templates(autoscale.templates, autoscale.scrape_interval_s)
     except SettingsError as err:
         print(f"wattserve operator: --promql-window: {err}", file=sys.stderr)
         return 2

@@ -7,8 +7,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from wattserve.controller.decide import Event
+from wattserve import contract
 from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.reconcile.decide import Event
 
 logger = logging.getLogger(__name__)
 COMPONENT = "wattserve-operator"
@@ -21,14 +22,14 @@ def event_body(md: Mapping[str, Any], event: Event, instance: str, now: str) -> 
         "kind": "Event",
         "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
         "involvedObject": {
-            "apiVersion": md.get("apiVersion", "wattserve.dev/v1alpha1"),
+            "apiVersion": md.get("apiVersion", contract.API_VERSION),
             "kind": md.get("kind", "ModelDeployment"),
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
             "uid": meta.get("uid"),
         },
         "type": event.type,
-        "reason": event.reason,
+        "reason": str(event.reason),
         "message": event.message[:1024],
         "source": {"component": COMPONENT},
         "reportingComponent": "wattserve.dev/operator",

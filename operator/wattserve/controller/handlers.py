@@ -18,12 +18,10 @@ import kopf
 
 from wattserve import contract
 from wattserve.controller.reconciler import Reconciler
+from wattserve.render.children import CHILD_KINDS, RAYSERVICE
 
 MANAGED: Final = {contract.LABEL_K8S_MANAGED_BY: "wattserve"}
-CHILDREN: Final = (("apps", "v1", "deployments", "Deployment"),
-                   ("", "v1", "services", "Service"),
-                   ("ray.io", "v1", "rayservices", "RayService"),
-                   ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"))
+CHILDREN: Final = tuple((k.group, k.version, k.plural, k.kind) for k in CHILD_KINDS.values())
 
 
 def register(registry: kopf.OperatorRegistry, rec: Reconciler) -> None:
@@ -79,6 +77,6 @@ def _register_child(registry: kopf.OperatorRegistry, rec: Reconciler, api_group:
         if event["type"] == "DELETED":
             rec.child_deleted(typed(event["object"]))
         else:
-            if kind == "RayService":
+            if kind == RAYSERVICE.kind:
                 rec.missing_kinds.discard(kind)
             rec.child_upsert(typed(event["object"]))

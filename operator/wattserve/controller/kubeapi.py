@@ -17,7 +17,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from wattserve import contract
 from wattserve.controller import metrics
+from wattserve.render.children import CHILD_KINDS, POD
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,10 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status}: {message}")
 
     @property
-    def retryable(self) -> bool:
-        return self.status in (408, 409, 429) or self.status >= 500
+    def permanent(self) -> bool:
+        """The request itself is wrong (400 Bad Request, 422 Invalid): the same request
+        cannot succeed on retry; only a changed spec (or operator) can fix it."""
+        return self.status in (400, 422)
 
 
 def resource_path(api_version: str, plural: str, namespace: str | None,
@@ -51,9 +55,9 @@ def resource_path(api_version: str, plural: str, namespace: str | None,
 
 
 PLURALS: Final[Mapping[str, str]] = {
-    "Deployment": "deployments", "Service": "services", "RayService": "rayservices",
-    "Pod": "pods", "Event": "events", "ModelDeployment": "modeldeployments",
-    "ServingPool": "servingpools", "Node": "nodes", "EndpointSlice": "endpointslices",
+    **{k.kind: k.plural for k in (*CHILD_KINDS.values(), POD)},
+    "Event": "events", "ModelDeployment": "modeldeployments",
+    "ServingPool": "servingpools", "Node": "nodes",
 }
 
 
@@ -127,7 +131,7 @@ class KubeApi:
                            resource_version: str | None = None) -> Any:
         """Merge patch of ``status``; with ``resource_version``, a 409 if the object changed
         since (optimistic concurrency)."""
-        path = resource_path("wattserve.dev/v1alpha1", "modeldeployments", namespace, name,
+        path = resource_path(contract.API_VERSION, "modeldeployments", namespace, name,
                              "status")
         body: dict[str, Any] = {"status": patch}
         if resource_version is not None:

@@ -13,34 +13,48 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
+from wattserve import contract
 from wattserve.api import SpecError, parse_serving_pool
+from wattserve.api.conditions import Reason
+from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
 from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
 from wattserve.controller.config import OperatorConfig
-from wattserve.controller.decide import Observed, Outcome, decide
 from wattserve.controller.events import post, utcnow
 from wattserve.controller.fleetstate import FleetState
-from wattserve.controller.index import PlacementIndex
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
-from wattserve.controller.zero import ActivatorEndpoints
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
+from wattserve.reconcile.decide import Observed, Outcome, decide
+from wattserve.reconcile.index import PlacementIndex
+from wattserve.reconcile.zero import ActivatorEndpoints
+from wattserve.render.children import (
+    CHILD_KINDS,
+    DEPLOYMENT,
+    ENDPOINTSLICE,
+    POD,
+    RAYSERVICE,
+    SERVICE,
+)
 from wattserve.render.meta import label_value
+
+# What the initial sync lists: the children, and the serving pods.
+LISTED: Final = (DEPLOYMENT, SERVICE, RAYSERVICE, POD, ENDPOINTSLICE)
 
 logger = logging.getLogger(__name__)
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"
 
 
-def _generation(obj: Mapping[str, Any]) -> Any:
-    return (obj.get("metadata") or {}).get("generation")
+def _generation(obj: Mapping[str, Any]) -> int:
+    return ObjectMeta.from_body(obj).generation
 
 
 def _rv(obj: Mapping[str, Any] | None) -> str | None:
-    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+    return None if obj is None else ObjectMeta.from_body(obj).resource_version
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,8 @@ class Reconciler:
         old = self.mds.get(key)
         self.mds[key] = slim(obj)
         if old is None or _generation(old) != _generation(obj) or (
-                (old.get("metadata") or {}).get("deletionTimestamp")
-                != (obj.get("metadata") or {}).get("deletionTimestamp")):
+                ObjectMeta.from_body(old).deletion_timestamp
+                != ObjectMeta.from_body(obj).deletion_timestamp):
             self.fleet.invalidate()
         if old is None or _rv(old) != _rv(obj):
             self.queue.add(key)
@@ -195,7 +209,7 @@ class Reconciler:
         obs = self.observe(key)
         if obs is None:
             return "gone"
-        if (obs.body.get("metadata") or {}).get("deletionTimestamp"):
+        if ObjectMeta.from_body(obs.body).deletion_timestamp:
             return "deleting"  # ownerReferences garbage-collect the children
         choice = self.fleet_choice(key)
         outcome = decide(replace(obs, pools_full=choice.full, spilled_from=choice.spilled_from),
@@ -259,8 +273,8 @@ class Reconciler:
                                         return_exceptions=True)
         for obj, live in zip(outcome.apply, results, strict=True):
             if isinstance(live, ApiError):
-                if live.status == 404 and obj["kind"] == "RayService":
-                    self.missing_kinds.add("RayService")  # reported as RayServiceCRDMissing
+                if live.status == 404 and obj["kind"] == RAYSERVICE.kind:
+                    self.missing_kinds.add(RAYSERVICE.kind)  # reported as RayServiceCRDMissing
                     continue
                 first = first or live
                 logger.warning("applying %s %s/%s failed: %s", obj["kind"], ns,
@@ -280,7 +294,7 @@ class Reconciler:
             task = asyncio.create_task(post(self.api, body, event, self.config.identity))
             self._posting.add(task)
             task.add_done_callback(self._posting.discard)
-            if event.reason == "Placed" and outcome.plan and outcome.plan.chosen:
+            if event.reason == Reason.PLACED and outcome.plan and outcome.plan.chosen:
                 chosen = outcome.plan.chosen
                 metrics.PLACEMENTS_TOTAL.labels(chosen.pool, chosen.engine).inc()
         if outcome.status_patch is None:
@@ -316,6 +330,11 @@ class Reconciler:
                 result = await self.reconcile(key)
                 self.queue.succeeded(key)
             except ApiError as err:
+                if err.permanent:  # retrying the same request cannot help
+                    self.queue.succeeded(key)  # no backoff carried to the next change
+                    logger.warning("reconcile %s/%s failed (%s); not retried: the next change "
+                                   "or resync reconciles it again", *key, err)
+                    continue
                 delay = self.queue.retry(key, err.retry_after)
                 logger.warning("reconcile %s/%s failed (%s); retrying in %.1fs", *key, err,
                                delay)
@@ -350,7 +369,7 @@ class Reconciler:
                     len(self.children))
 
     async def _load_everything(self) -> None:
-        for pool in await self.api.list_all("wattserve.dev/v1alpha1", "ServingPool", None):
+        for pool in await self.api.list_all(contract.API_VERSION, "ServingPool", None):
             name = str(pool["metadata"]["name"])
             if name not in self.pools and ("ServingPool", "", name) not in self._tombstones:
                 self.pool_upsert(pool)
@@ -362,16 +381,14 @@ class Reconciler:
                 raise
             logger.warning("cannot list Nodes (%s): pool capacity comes from maxNodes", err)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
-        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"), ("v1", "Pod"),
-                                  ("discovery.k8s.io/v1", "EndpointSlice")):
+        for api_version, kind in ((k.api_version, k.kind) for k in LISTED):
             for ns in namespaces:
                 try:
                     async for page in self.api.list_pages(api_version, kind, ns,
                                                           CHILD_SELECTOR):
                         self._merge_listed(api_version, kind, page)
                 except ApiError as err:
-                    if err.status in (403, 404) and kind == "RayService":
+                    if err.status in (403, 404) and kind == RAYSERVICE.kind:
                         self.missing_kinds.add(kind)
                         continue
                     raise
@@ -392,9 +409,7 @@ class Reconciler:
         """Replace the child cache with a fresh LIST (a watch gap can hide a deletion)."""
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         fresh = ChildCache()
-        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"),
-                                  ("discovery.k8s.io/v1", "EndpointSlice")):
+        for api_version, kind in ((k.api_version, k.kind) for k in CHILD_KINDS.values()):
             if kind in self.missing_kinds:
                 continue
             for ns in namespaces:

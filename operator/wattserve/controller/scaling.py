@@ -4,7 +4,7 @@ The autoscaler's timer computes a replica count and calls :func:`set_desired_rep
 writes ``status.replicas.desired`` (the source of truth the reconcile renders with) and the
 decision to ``status.lastScale``, then queues the ModelDeployment: the reconcile clamps the
 count to the spec's bounds and patches the Deployment / RayService. The reconcile never
-resets a count the autoscaler set (see :mod:`wattserve.controller.replicas`).
+resets a count the autoscaler set (see :mod:`wattserve.reconcile.replicas`).
 """
 
 from __future__ import annotations

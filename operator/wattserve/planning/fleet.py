@@ -35,7 +35,14 @@ from wattserve.planning.capacity import (
     shape_capacity,
 )
 from wattserve.planning.economics import MIN_PLANNING_RPS
-from wattserve.planning.placement import Candidate, Plan, metric_text, plan, rank_feasible
+from wattserve.planning.placement import (
+    Candidate,
+    Plan,
+    failure_code,
+    metric_text,
+    plan,
+    rank_feasible,
+)
 from wattserve.planning.shapes import served_tokens
 
 Key = tuple[str, str]  # (namespace, name)
@@ -219,7 +226,7 @@ def members_of(mds: Sequence[ModelDeployment], pools: Sequence[ServingPool]) -> 
             result = cache[md.spec] = plan(md, pools)
         elif result.model_deployment != md.name:
             result = Plan(md.name, result.objective, result.chosen, result.candidates,
-                          result.reason)
+                          result.reason, result.code)
         out.append(Member(md, result))
     return out
 
@@ -228,8 +235,11 @@ def fleet_plan(member: Member, got: Assignment) -> Plan:
     """The member's plan with the fleet's choice and reason (status.placement's source)."""
     base = member.plan
     if got.candidate is None:
-        return Plan(base.model_deployment, base.objective, None, base.candidates, got.reason)
+        code = base.code if base.chosen is None else failure_code(base.candidates)
+        return Plan(base.model_deployment, base.objective, None, base.candidates, got.reason,
+                    code)
     chosen = replace(got.candidate, reason=got.reason)
     candidates = tuple(chosen if cand.pool == chosen.pool else cand
                        for cand in base.candidates)
-    return Plan(base.model_deployment, base.objective, chosen, candidates, got.reason)
+    return Plan(base.model_deployment, base.objective, chosen, candidates, got.reason,
+                base.code)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wattserve.api.conditions import Reason
 from wattserve.api.types import Budget, EngineChoice, ModelDeployment, Objective, ServingPool
 from wattserve.planning.economics import (
     Economics,
@@ -45,6 +46,7 @@ class Candidate:
     joules_per_token: float = math.inf
     grams_co2_per_million_tokens: float = math.inf
     performance: ReplicaPerformance | None = None
+    over_budget: bool = False  # infeasible only because of spec.budget
 
     def score(self, objective: Objective) -> tuple[float, ...]:
         """Sort key: the objective first, the others break ties."""
@@ -63,7 +65,14 @@ class Plan:
     objective: Objective
     chosen: Candidate | None
     candidates: tuple[Candidate, ...]
-    reason: str
+    reason: str  # prose for people
+    code: Reason = Reason.PLACED  # for programs: Placed, or the Placed=False reason
+
+
+def failure_code(candidates: Sequence[Candidate]) -> Reason:
+    """No pool is feasible: ``OverBudget`` when a pool failed only on the budget."""
+    return Reason.OVER_BUDGET if any(c.over_budget for c in candidates) \
+        else Reason.NO_FEASIBLE_POOL
 
 
 def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
@@ -74,9 +83,11 @@ def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
     if pin is not None and pin not in pools_by_name:
         known = ", ".join(sorted(pools_by_name)) or "none"
         return Plan(md.name, spec.objective, None, (),
-                    f"pinned pool {pin!r} does not exist (pools: {known})")
+                    f"pinned pool {pin!r} does not exist (pools: {known})",
+                    Reason.PINNED_POOL_NOT_FOUND)
     if not pools:
-        return Plan(md.name, spec.objective, None, (), "no ServingPools exist")
+        return Plan(md.name, spec.objective, None, (), "no ServingPools exist",
+                    Reason.NO_SERVING_POOLS)
     candidates = [evaluate_pool(md, pool) for pool in sorted(pools, key=lambda p: p.name)]
     feasible = [cand for cand in candidates if cand.feasible]
     if pin is not None:
@@ -84,11 +95,13 @@ def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
         feasible = [pinned] if pinned.feasible else []
         if not pinned.feasible:
             return Plan(md.name, spec.objective, None, tuple(candidates),
-                        f"pinned pool {pin!r} is infeasible: {pinned.reason}")
+                        f"pinned pool {pin!r} is infeasible: {pinned.reason}",
+                        Reason.PINNED_POOL_INFEASIBLE)
     if not feasible:
         return Plan(md.name, spec.objective, None, tuple(candidates),
                     "no pool can serve this model: " + "; ".join(
-                        f"{cand.pool}: {cand.reason}" for cand in candidates))
+                        f"{cand.pool}: {cand.reason}" for cand in candidates),
+                    failure_code(candidates))
     ranked = _rank(feasible, spec.objective)
     best = ranked[0]
     why = _why_chosen(best, ranked[1:], spec.objective, pinned=pin is not None)
@@ -286,7 +299,7 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
         return _NODES, _make(fields, reason=f"needs {nodes} nodes, pool maxNodes is {limit}")
     over = _over_budget(md.spec.budget, econ)
     if over:
-        return _BUDGET, _make(fields, reason=over)
+        return _BUDGET, _make(fields, reason=over, over_budget=True)
     return _BUDGET + 1, _make(fields, feasible=True, reason="feasible")
 
 

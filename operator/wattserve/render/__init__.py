@@ -3,7 +3,7 @@
 Nothing here imports kopf or the Kubernetes client; every function returns plain dicts.
 """
 
-from wattserve.render.children import CHILD_KINDS, desired_children
+from wattserve.render.children import CHILD_KINDS, ChildKind, desired_children
 from wattserve.render.deployment import render_deployment, render_service
 from wattserve.render.inputs import RenderInputs
 from wattserve.render.meta import (
@@ -22,6 +22,7 @@ from wattserve.render.sources import ModelStorage, model_storage
 __all__ = [
     "CHILD_KINDS",
     "MANAGER",
+    "ChildKind",
     "ModelStorage",
     "Owner",
     "RenderInputs",

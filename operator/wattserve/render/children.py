@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve.api.types import Backend
@@ -9,12 +11,38 @@ from wattserve.render.deployment import render_deployment, render_service
 from wattserve.render.inputs import RenderInputs
 from wattserve.render.rayservice import render_rayservice
 
-# (apiVersion, kind) of every child kind the operator may own.
-CHILD_KINDS: Final[tuple[tuple[str, str], ...]] = (
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("ray.io/v1", "RayService"),
-)
+
+@dataclass(frozen=True)
+class ChildKind:
+    """A kind of object the operator owns (or watches, for pods), as the API names it."""
+
+    api_version: str  # "apps/v1", "v1" (core)
+    kind: str
+    plural: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]  # "" for the core group
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def resource(self) -> str:
+        """``group/plural`` (``plural`` for the core group), as kopf's selectors name it."""
+        return f"{self.group}/{self.plural}" if self.group else self.plural
+
+
+DEPLOYMENT: Final = ChildKind("apps/v1", "Deployment", "deployments")
+SERVICE: Final = ChildKind("v1", "Service", "services")
+RAYSERVICE: Final = ChildKind("ray.io/v1", "RayService", "rayservices")
+ENDPOINTSLICE: Final = ChildKind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
+POD: Final = ChildKind("v1", "Pod", "pods")
+# Every kind the operator may own, by kind: the one table the runtime lists, watches,
+# applies and deletes from (EndpointSlice: the activator's route of a model at zero).
+CHILD_KINDS: Final[Mapping[str, ChildKind]] = {
+    k.kind: k for k in (DEPLOYMENT, SERVICE, RAYSERVICE, ENDPOINTSLICE)}
 
 
 def desired_children(inputs: RenderInputs) -> list[dict[str, Any]]:

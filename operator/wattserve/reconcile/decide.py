@@ -2,8 +2,9 @@
 
 ``decide(observed, settings, now)`` parses the ModelDeployment, plans it, renders the
 desired children, compares them with the live ones, and computes the new status, the
-Events to post and the children to apply or delete. The runtime (:mod:`.reconciler`) only
-gathers the inputs from its caches and carries the outcome out.
+Events to post and the children to apply or delete. The runtime
+(:mod:`wattserve.controller.reconciler`) only gathers the inputs from its caches and carries
+the outcome out.
 
 Infeasible or invalid: no children are created; children that already run are KEPT (the
 model keeps serving on its last good placement) and ``Degraded=True`` says so.
@@ -15,22 +16,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.conditions import PLAN_FAILURES, Reason
+from wattserve.api.status import ModelDeploymentStatus
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
-from wattserve.controller import conditions as cond
-from wattserve.controller.drift import foreign_controller, matches
-from wattserve.controller.health import (
+from wattserve.planning import Plan, plan
+from wattserve.planning.summary import decimal_string, placement_summary
+from wattserve.reconcile import conditions as cond
+from wattserve.reconcile.drift import foreign_controller, matches
+from wattserve.reconcile.health import (
     Health,
     Problem,
     deployment_health,
     pod_problems,
     rayservice_health,
 )
-from wattserve.controller.patching import merge_patch
-from wattserve.controller.replicas import desired_replicas
-from wattserve.controller.zero import (
-    ACTIVATED,
-    SCALED_TO_ZERO,
+from wattserve.reconcile.replicas import desired_replicas
+from wattserve.reconcile.zero import (
     ActivatorEndpoints,
     activator_slice,
     learned_cold_start,
@@ -38,14 +41,13 @@ from wattserve.controller.zero import (
     parse_time,
     wake,
 )
-from wattserve.planning import Plan, plan
-from wattserve.planning.summary import decimal_string, placement_summary
 from wattserve.render import RenderInputs, RenderSettings, desired_children
-from wattserve.render.meta import label_value
+from wattserve.render.children import CHILD_KINDS
+from wattserve.render.children import RAYSERVICE as RAYSERVICE_KIND
 from wattserve.render.rayservice import rayservice_name
 
 ChildKey = tuple[str, str]  # (kind, name)
-RAYSERVICE: Final = "RayService"
+RAYSERVICE: Final = RAYSERVICE_KIND.kind
 
 
 @dataclass(frozen=True)
@@ -83,38 +85,14 @@ class Outcome:
     ready: bool = False
 
 
-def failure_reason(p: Plan) -> str:
-    """The CamelCase Placed=False reason naming the constraint that failed."""
-    text = p.reason
-    if text.startswith("no ServingPools exist"):
-        return "NoServingPools"
-    if text.startswith("pinned pool") and "does not exist" in text:
-        return "PinnedPoolNotFound"
-    if text.startswith("pinned pool"):
-        return "PinnedPoolInfeasible"
-    if any(c.reason.startswith("over budget") for c in p.candidates):
-        return "OverBudget"
-    return "NoFeasiblePool"
-
-
-def _api_version(kind: str) -> str:
-    return {"Deployment": "apps/v1", "Service": "v1", RAYSERVICE: "ray.io/v1",
-            "EndpointSlice": "discovery.k8s.io/v1"}[kind]
-
-
-def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = body.get("status")
-    return status if isinstance(status, Mapping) else {}
-
-
-def _generation(body: Mapping[str, Any]) -> int:
-    gen = (body.get("metadata") or {}).get("generation")
-    return gen if isinstance(gen, int) else 0
+def failure_reason(p: Plan) -> Reason:
+    """The Placed=False reason naming the constraint that failed (the plan's code)."""
+    return p.code if p.code in PLAN_FAILURES else Reason.NO_FEASIBLE_POOL
 
 
 def _children_pool(children: Mapping[ChildKey, Mapping[str, Any]]) -> str | None:
     for child in children.values():
-        pool = ((child.get("metadata") or {}).get("labels") or {}).get("wattserve.dev/pool")
+        pool = ((child.get("metadata") or {}).get("labels") or {}).get(contract.LABEL_K8S_POOL)
         if pool:
             return str(pool)
     return None
@@ -132,26 +110,24 @@ def _existing_health(children: Mapping[ChildKey, Mapping[str, Any]], name: str,
 
 def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, Any],
             events: list[Event], now: str) -> Mapping[str, Any] | None:
-    status = _status(obs.body)
-    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+    st = ModelDeploymentStatus.from_body(obs.body)
+    old_conditions = st.conditions
     if cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler owns it once set
-        updates.append(cond.Condition(cond.SCALED, "Unknown", "AwaitingMetrics",
+        updates.append(cond.Condition(cond.SCALED, "Unknown", Reason.AWAITING_METRICS,
                                       "no scaling decision yet"))
     for update in updates:
         if update.type == cond.DEGRADED and update.status == "True" and cond.is_new_reason(
                 old_conditions, update):
             events.append(Event("Warning", update.reason, update.message))
-    new_status["observedGeneration"] = _generation(obs.body)
-    new_status["conditions"] = cond.merge_conditions(
-        old_conditions, updates, _generation(obs.body), now)
-    patch = merge_patch(status, new_status)
-    return patch or None
+    new_status["observedGeneration"] = st.generation
+    new_status["conditions"] = cond.merge_conditions(old_conditions, updates, st.generation, now)
+    return st.to_patch(new_status)
 
 
 def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, Any],
                 result: str, pinned: str | None, p: Plan | None, now: str) -> Outcome:
-    status = _status(obs.body)
-    old_conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+    st = ModelDeploymentStatus.from_body(obs.body)
+    old_conditions = st.conditions
     name = str(obs.body["metadata"]["name"])
     placed = cond.Condition(cond.PLACED, "False", reason, message)
     events = [Event("Warning", reason, message)] if cond.is_new_reason(
@@ -161,21 +137,19 @@ def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, A
     if obs.children:
         health = _existing_health(obs.children, name, obs.pods)
         kinds = ", ".join(sorted({kind for kind, _ in obs.children}))
-        updates.append(cond.Condition(cond.READY, "True" if health.ready else "False",
-                                      "Available" if health.ready else "ReplicasNotReady",
-                                      health.message))
         updates.append(cond.Condition(
-            cond.DEGRADED, "True", "PlacementLost",
+            cond.READY, "True" if health.ready else "False",
+            Reason.AVAILABLE if health.ready else Reason.REPLICAS_NOT_READY, health.message))
+        updates.append(cond.Condition(
+            cond.DEGRADED, "True", Reason.PLACEMENT_LOST,
             f"{message}; keeping the existing {kinds} running on its last placement"))
-        old_replicas = status.get("replicas") or {}
-        new_status["replicas"] = dict(old_replicas) | {"ready": health.ready_replicas}
+        new_status["replicas"] = dict(st.replicas) | {"ready": health.ready_replicas}
     else:
-        updates.append(cond.Condition(cond.READY, "False", "NotPlaced", message))
-        updates.append(cond.Condition(cond.DEGRADED, "False", "NoWorkload",
+        updates.append(cond.Condition(cond.READY, "False", Reason.NOT_PLACED, message))
+        updates.append(cond.Condition(cond.DEGRADED, "False", Reason.NO_WORKLOAD,
                                       "nothing is deployed"))
         new_status["replicas"] = {"ready": 0}
-        current = status.get("current") or {}
-        if current and current.get("source") != "observed":
+        if st.current and st.current.get("source") != "observed":
             new_status["current"] = None
     patch = _finish(obs, updates, new_status, events, now)
     return Outcome(result=result, status_patch=patch, events=tuple(events), plan=p,
@@ -191,13 +165,13 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
     try:
         md = parse_model_deployment(obs.body)
     except SpecError as err:
-        return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
+        return _not_placed(obs, Reason.INVALID_SPEC, str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", None, None, now)
     pinned = md.spec.placement.pool
     try:
         p = planned if planned is not None else plan(md, obs.pools)
         if p.chosen is None:
-            reason = "PoolsFull" if obs.pools_full else failure_reason(p)
+            reason = Reason.POOLS_FULL if obs.pools_full else failure_reason(p)
             return _not_placed(obs, reason, p.reason, placement_summary(p), "infeasible",
                                pinned, p, now)
         return _placed(obs, md, p, settings, now)
@@ -205,7 +179,7 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
         # A bug or an input past the bounds: say so on the object, once, instead of a
         # traceback on every retry. The next spec or pool change plans again.
         message = f"planning failed ({type(err).__name__}): {err}"[:300]
-        return _not_placed(obs, "PlanningFailed", message, {"reason": message}, "invalid",
+        return _not_placed(obs, Reason.PLANNING_FAILED, message, {"reason": message}, "invalid",
                            pinned, None, now)
 
 
@@ -213,17 +187,12 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
             now: str) -> Outcome:
     cand = p.chosen
     assert cand is not None
-    status = _status(obs.body)
-    old_placement = status.get("placement") if isinstance(status.get("placement"), Mapping) \
-        else None
+    st = ModelDeploymentStatus.from_body(obs.body)
+    old_placement = st.placement
     pool = next(pool for pool in obs.pools if pool.name == cand.pool)
-    old_replicas = status.get("replicas") or {}
-    status_desired = old_replicas.get("desired")
     live = obs.children.get(("Deployment", md.name))
     child_replicas = (live.get("spec") or {}).get("replicas") if live is not None else None
-    replicas = desired_replicas(cand, md.spec.scaling,
-                                status_desired if isinstance(status_desired, int) else None,
-                                old_placement,
+    replicas = desired_replicas(cand, md.spec.scaling, st.desired_replicas, old_placement,
                                 child_replicas if isinstance(child_replicas, int) else None)
     events: list[Event] = []
     idle_patch: dict[str, Any] = {}
@@ -231,14 +200,14 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     if woken is not None:  # the activator holds requests: 0 -> 1 (the autoscaler goes on)
         replicas = max(1, min(1, md.spec.scaling.max_replicas))
         idle_patch = {"wakeRequestedAt": woken, "since": None}
-        events.append(Event("Normal", ACTIVATED, f"0 -> {replicas} replicas: the activator "
+        events.append(Event("Normal", Reason.ACTIVATED, f"0 -> {replicas} replicas: the activator "
                                                  f"holds requests (asked at {woken})"))
     try:
         inputs = RenderInputs(md, pool, cand, replicas, settings)
         wanted = [_make_before_break(obj, obs.children.get(("Deployment", md.name)), cand.pool)
                   for obj in desired_children(inputs)]
     except SpecError as err:
-        return _not_placed(obs, "InvalidSpec", str(err), {"reason": f"invalid spec: {err}"},
+        return _not_placed(obs, Reason.INVALID_SPEC, str(err), {"reason": f"invalid spec: {err}"},
                            "invalid", md.spec.placement.pool, p, now)
     if md.spec.backend is Backend.RAYSERVICE:
         health = rayservice_health(obs.children.get((RAYSERVICE, rayservice_name(md.name))),
@@ -246,7 +215,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     else:
         health = deployment_health(live, replicas)
         body = obs.body if not idle_patch else {**obs.body, "status": {
-            **status, "idle": {**(status.get("idle") or {}), **idle_patch}}}
+            **st.raw, "idle": {**st.idle, **idle_patch}}}
         if obs.activator is not None and needs_activator(body, replicas, health.ready):
             wanted.append(activator_slice(inputs.owner, inputs.labels, obs.activator))
     apply: list[Mapping[str, Any]] = []
@@ -257,8 +226,9 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         key = (str(obj["kind"]), str(obj["metadata"]["name"]))
         wanted_keys.add(key)
         if key[0] in obs.missing_kinds:
-            problems.append(Problem("RayServiceCRDMissing", "the ray.io/v1 RayService CRD is "
-                                    "not installed: install KubeRay to use backend rayservice"))
+            problems.append(Problem(Reason.RAYSERVICE_CRD_MISSING,
+                                    "the ray.io/v1 RayService CRD is not installed: install "
+                                    "KubeRay to use backend rayservice"))
             continue
         actual = obs.children.get(key)
         if actual is not None and foreign_controller(actual, md.uid):
@@ -269,30 +239,30 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     for kind, name in sorted(set(obs.children) - wanted_keys):
         if kind == "EndpointSlice" and obs.activator_unknown:
             continue  # where the activator is is not known yet: leave its route alone
-        delete.append((_api_version(kind), kind, name))
+        delete.append((CHILD_KINDS[kind].api_version, kind, name))
 
     if obs.apply_error:
-        problems.append(Problem("ApplyFailed", obs.apply_error))
+        problems.append(Problem(Reason.APPLY_FAILED, obs.apply_error))
     problems.extend(health.problems)
     problems.extend(pod_problems(obs.pods))
     ready_cond = cond.Condition(cond.READY, "True" if health.ready else "False",
-                               "Available" if health.ready else "ReplicasNotReady",
+                               Reason.AVAILABLE if health.ready else Reason.REPLICAS_NOT_READY,
                                health.message)
     if replicas == 0:
         via = ("the activator holds requests and wakes it" if obs.activator is not None
                else "no activator is configured: requests fail until it is scaled up")
         ready_cond = cond.Condition(cond.READY, "True" if obs.activator else "False",
-                                    SCALED_TO_ZERO, f"0 replicas (idle): {via}")
+                                    Reason.SCALED_TO_ZERO, f"0 replicas (idle): {via}")
     updates = [
-        cond.Condition(cond.PLACED, "True", "Placed", f"on {cand.pool}: {p.reason}"),
+        cond.Condition(cond.PLACED, "True", Reason.PLACED, f"on {cand.pool}: {p.reason}"),
         ready_cond,
         cond.Condition(cond.DEGRADED, "True", problems[0].reason, problems[0].message)
-        if problems else cond.Condition(cond.DEGRADED, "False", "AsExpected",
+        if problems else cond.Condition(cond.DEGRADED, "False", Reason.AS_EXPECTED,
                                         "no problems found"),
     ]
     old_where = (old_placement or {}).get("pool"), (old_placement or {}).get("engine")
     if old_where != (cand.pool, cand.engine):
-        events.append(Event("Normal", "Placed", f"placed on {cand.pool} ({cand.engine}, "
+        events.append(Event("Normal", Reason.PLACED, f"placed on {cand.pool} ({cand.engine}, "
                                                 f"{replicas} replicas): {p.reason}"))
     new_status: dict[str, Any] = {
         "placement": _with_fleet_fields(placement_summary(p), old_placement, cand.pool,
@@ -300,13 +270,13 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         "replicas": {"desired": replicas, "ready": health.ready_replicas},
     }
     if woken is not None:
-        new_status["lastScale"] = {"time": now, "from": 0, "to": replicas, "reason": ACTIVATED,
+        new_status["lastScale"] = {"time": now, "from": 0, "to": replicas,
+                                   "reason": str(Reason.ACTIVATED),
                                    "message": f"woken by the activator (asked at {woken})"}
     learned = learned_cold_start(obs.body, health.ready, parse_time(now) or 0.0)
     if learned or idle_patch:
-        new_status["idle"] = dict(status.get("idle") or {}) | idle_patch | learned
-    current = status.get("current") or {}
-    if current.get("source") != "observed":
+        new_status["idle"] = dict(st.idle) | idle_patch | learned
+    if st.current.get("source") != "observed":
         per_replica = cand.usd_per_hour / cand.replicas if cand.replicas else cand.usd_per_hour
         new_status["current"] = {
             "source": "predicted",
@@ -343,7 +313,7 @@ def _make_before_break(obj: Mapping[str, Any], live: Mapping[str, Any] | None,
     if obj.get("kind") != "Deployment" or live is None:
         return obj
     live_pool = (((live.get("spec") or {}).get("template") or {}).get("metadata")
-                 or {}).get("labels", {}).get("wattserve.dev/pool")
+                 or {}).get("labels", {}).get(contract.LABEL_K8S_POOL)
     live_strategy = (live.get("spec") or {}).get("strategy")
     if live_pool == pool and (live_strategy != _MOVE_STRATEGY or _rolled_out(live)):
         return obj
@@ -361,8 +331,3 @@ def _rolled_out(live: Mapping[str, Any]) -> bool:
     return (int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
             and int(status.get("updatedReplicas") or 0) >= want
             and int(status.get("replicas") or 0) <= want)
-
-
-def selector_value(md_name: str) -> str:
-    """The ``wattserve.dev/model-deployment`` label value of a ModelDeployment's children."""
-    return label_value(md_name)

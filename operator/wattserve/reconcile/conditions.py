@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from wattserve.api.conditions import ConditionType
+
 Status = Literal["True", "False", "Unknown"]
 
-PLACED: Final = "Placed"
-READY: Final = "Ready"
-DEGRADED: Final = "Degraded"
-SCALED: Final = "Scaled"
+PLACED: Final = ConditionType.PLACED
+READY: Final = ConditionType.READY
+DEGRADED: Final = ConditionType.DEGRADED
+SCALED: Final = ConditionType.SCALED
 ORDER: Final = (READY, PLACED, DEGRADED, SCALED)
 
 
@@ -54,9 +56,9 @@ def merge_conditions(
         old = by_type.get(update.type)
         changed = old is None or old.get("status") != update.status
         by_type[update.type] = {
-            "type": update.type,
+            "type": str(update.type),  # plain str: the enums serialize as their value
             "status": update.status,
-            "reason": update.reason,
+            "reason": str(update.reason),
             "message": update.message,
             "observedGeneration": generation,
             "lastTransitionTime": now if changed or old is None

@@ -6,13 +6,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from wattserve.api.conditions import Reason
+
 IMAGE_PULL_REASONS: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                                        "ErrImageNeverPull"})
 CONFIG_REASONS: Final = frozenset({"CreateContainerConfigError", "CreateContainerError",
                                    "RunContainerError"})
 # The order problems are reported in: the most actionable first.
-PROBLEM_ORDER: Final = ("ImagePullError", "Unschedulable", "ContainerConfigError",
-                        "CrashLoopBackOff", "ProgressDeadlineExceeded", "RayServiceFailed")
+PROBLEM_ORDER: Final = (Reason.IMAGE_PULL_ERROR, Reason.UNSCHEDULABLE,
+                        Reason.CONTAINER_CONFIG_ERROR, Reason.CRASH_LOOP_BACK_OFF,
+                        Reason.PROGRESS_DEADLINE_EXCEEDED, Reason.RAYSERVICE_FAILED)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def deployment_health(dep: Mapping[str, Any] | None, desired: int) -> Health:
     for cond in status.get("conditions") or ():
         if (cond.get("type") == "Progressing" and cond.get("status") == "False"
                 and cond.get("reason") == "ProgressDeadlineExceeded"):
-            problems.append(Problem("ProgressDeadlineExceeded",
+            problems.append(Problem(Reason.PROGRESS_DEADLINE_EXCEEDED,
                                     str(cond.get("message") or "rollout stalled")))
     current = observed >= generation
     is_ready = current and desired > 0 and available >= desired and updated >= desired
@@ -97,7 +100,8 @@ def rayservice_health(rs: Mapping[str, Any] | None, desired: int,
     problems: tuple[Problem, ...] = ()
     app = _get(status, "activeServiceStatus", "applicationStatuses", "wattserve") or {}
     if app.get("status") in ("DEPLOY_FAILED", "UNHEALTHY"):
-        problems = (Problem("RayServiceFailed", str(app.get("message") or app.get("status"))),)
+        problems = (Problem(Reason.RAYSERVICE_FAILED,
+                            str(app.get("message") or app.get("status"))),)
         ok = False
     serve = _get(app, "serveDeploymentStatuses", "wattserve", "status")
     workers = ray_worker_pods_ready(pods)
@@ -116,7 +120,8 @@ def _pod_problems(pod: Mapping[str, Any]) -> list[Problem]:
     for cond in _get(pod, "status", "conditions") or ():
         if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
                 and cond.get("reason") == "Unschedulable"):
-            found.append(Problem("Unschedulable", f"pods unschedulable: {cond.get('message', '')}"))
+            found.append(Problem(Reason.UNSCHEDULABLE,
+                                 f"pods unschedulable: {cond.get('message', '')}"))
     statuses = [*(_get(pod, "status", "initContainerStatuses") or ()),
                 *(_get(pod, "status", "containerStatuses") or ())]
     for cs in statuses:
@@ -124,11 +129,11 @@ def _pod_problems(pod: Mapping[str, Any]) -> list[Problem]:
         reason = waiting.get("reason")
         text = f"container {cs.get('name')}: {reason}: {waiting.get('message', '')}"
         if reason in IMAGE_PULL_REASONS:
-            found.append(Problem("ImagePullError", text.rstrip(": ")))
+            found.append(Problem(Reason.IMAGE_PULL_ERROR, text.rstrip(": ")))
         elif reason in CONFIG_REASONS:
-            found.append(Problem("ContainerConfigError", text.rstrip(": ")))
+            found.append(Problem(Reason.CONTAINER_CONFIG_ERROR, text.rstrip(": ")))
         elif reason == "CrashLoopBackOff":
-            found.append(Problem("CrashLoopBackOff", text.rstrip(": ")))
+            found.append(Problem(Reason.CRASH_LOOP_BACK_OFF, text.rstrip(": ")))
     return found
 
 

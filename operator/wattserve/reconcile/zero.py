@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve import contract
+from wattserve.api.conditions import Reason
+from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
 from wattserve.api.types import ModelDeployment
 from wattserve.autoscale.idle import IdleDecision, IdleInputs, idle_timeout, learn_cold_start
 from wattserve.autoscale.model import ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.render.meta import Owner, object_meta, service_name
 
-SCALED_TO_ZERO: Final = "ScaledToZero"
-ACTIVATED: Final = "Activated"
+SCALED_TO_ZERO: Final = Reason.SCALED_TO_ZERO
+ACTIVATED: Final = Reason.ACTIVATED
 SLICE_MANAGER: Final = "operator.wattserve.dev"
 
 
@@ -60,9 +62,7 @@ def iso(seconds: float) -> str:
 
 
 def _idle_status(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = body.get("status")
-    idle = status.get("idle") if isinstance(status, Mapping) else None
-    return idle if isinstance(idle, Mapping) else {}
+    return ModelDeploymentStatus.from_body(body).idle
 
 
 # ---- the autoscaler's tick ------------------------------------------------------------
@@ -148,7 +148,7 @@ def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
 # ---- the reconcile --------------------------------------------------------------------
 
 def activation_time(body: Mapping[str, Any]) -> float | None:
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    annotations = ObjectMeta.from_body(body).annotations
     return parse_time(annotations.get(contract.ANNOTATION_ACTIVATION))
 
 
@@ -163,7 +163,7 @@ def wake(body: Mapping[str, Any], status_desired: int | None) -> str | None:
     zeroed = parse_time(_idle_status(body).get("scaledToZeroAt"))
     if zeroed is not None and asked <= zeroed:
         return None
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    annotations = ObjectMeta.from_body(body).annotations
     return str(annotations.get(contract.ANNOTATION_ACTIVATION))
 
 

@@ -1,0 +1,276 @@
+"""One autoscaler tick's status and events (pure).
+
+The runtime loop (:mod:`wattserve.controller.autoscaler`) gathers a ModelDeployment, its
+placement candidate and an :class:`~wattserve.autoscale.Observation` from Prometheus;
+:func:`tick` runs the policy (:func:`wattserve.autoscale.decide`) and turns its decision into
+
+* a ``status`` merge patch: ``scaler`` (the policy's memory), ``observed`` (live figures),
+  ``current`` (``source: observed`` once latency has been observed), the ``Scaled``
+  condition;
+* Events: ``Normal/Scaled`` per scale, one ``Warning/MetricsUnavailable`` per outage (the
+  policy's ``outage_started``), one ``Warning/<conflict reason>`` when an SLO-vs-limit
+  conflict starts;
+* the new replica count and ``lastScale`` when the count changes (the runtime passes them
+  to :func:`wattserve.controller.scaling.set_desired_replicas`).
+
+The spec -> :class:`~wattserve.autoscale.ScalingInputs` adapter is passed in (``adapter``):
+it lives in the simulator today (``simulate/scenario.py: scaling_inputs``), which this pure
+package must not import; :mod:`wattserve.controller.autoscaling` binds it.
+The runtime settings (``AutoscaleSettings``, ``WATTSERVE_*``) are in
+:mod:`wattserve.controller.autoscaling`. See docs/autoscaling.md, "Operator integration".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from wattserve.api.conditions import Reason
+from wattserve.api.status import ModelDeploymentStatus
+from wattserve.api.types import Backend, ModelDeployment
+from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
+from wattserve.autoscale.model import Reason as PolicyReason
+from wattserve.autoscale.queueing import Load, predict
+from wattserve.planning.performance import ReplicaPerformance
+from wattserve.planning.placement import Candidate
+from wattserve.planning.summary import decimal_string
+from wattserve.reconcile import conditions as cond
+from wattserve.reconcile import zero
+from wattserve.reconcile.decide import Event
+
+J_PER_KWH: Final = 3.6e6
+# Where the Scaled=False/AutoscalerDisabled message points the user.
+ENV_PROMETHEUS_URL: Final = "WATTSERVE_PROMETHEUS_URL"
+
+# Scaled condition reasons of the operator (the policy's reason is in the message).
+SCALED_UP: Final = Reason.SCALED_UP
+SCALED_DOWN: Final = Reason.SCALED_DOWN
+STEADY: Final = Reason.STEADY
+METRICS_UNAVAILABLE: Final = Reason.METRICS_UNAVAILABLE
+AUTOSCALER_DISABLED: Final = Reason.AUTOSCALER_DISABLED
+
+
+# The spec + a placement's performance -> the policy's static inputs.
+InputsAdapter = Callable[[ModelDeployment, ReplicaPerformance], ScalingInputs]
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    decision: Decision
+    state: ScalerState
+    status_patch: dict[str, Any]
+    events: tuple[Event, ...] = ()
+    current_replicas: int = 1
+    desired_replicas: int | None = None  # set only when the count changes
+    last_scale: dict[str, Any] | None = None
+
+
+def current_replicas(body: Mapping[str, Any], cand: Candidate) -> int:
+    desired = ModelDeploymentStatus.from_body(body).desired_replicas
+    return desired if desired is not None and desired >= 0 else max(cand.replicas, 1)
+
+
+def ready_replicas(body: Mapping[str, Any]) -> int | None:
+    ready = ModelDeploymentStatus.from_body(body).ready_replicas
+    return ready if ready is not None and ready >= 0 else None
+
+
+def inputs_for(md: ModelDeployment, cand: Candidate, body: Mapping[str, Any],
+               window_s: float, adapter: InputsAdapter) -> ScalingInputs:
+    """The policy's inputs: the spec + the placement's ``ReplicaPerformance`` + live facts."""
+    assert cand.performance is not None
+    base = adapter(md, cand.performance)
+    return dataclasses.replace(base, metrics_window_s=window_s,
+                               current_replicas=current_replicas(body, cand),
+                               ready_replicas=ready_replicas(body))
+
+
+def state_from_status(body: Mapping[str, Any], replicas: int) -> ScalerState:
+    """The policy's memory as the last tick left it in ``status.scaler`` (a restart)."""
+    saved = ModelDeploymentStatus.from_body(body).scaler
+    if saved is not None:
+        try:
+            return ScalerState.from_dict(dict(saved))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return ScalerState(replicas=replicas)
+
+
+def _num(value: float | None, digits: int = 4) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def observed_status(obs: Observation, decision: Decision, cand: Candidate, replicas: int,
+                    now_iso: str) -> dict[str, Any]:
+    """``status.observed``: live figures (numbers; None removes a field that has no data).
+
+    $/hour = replicas x the placement's $/replica-hour; $ and gCO2 per 1M tokens are per
+    *generated* token (like J/token); calibrated capacity = the placement's requests/s per
+    replica at the target utilization x the measured service speed.
+    """
+    perf = cand.performance
+    per_replica_usd = perf.usd_per_hour if perf is not None else (
+        cand.usd_per_hour / cand.replicas if cand.replicas else 0.0)
+    usd_h = per_replica_usd * replicas
+    gen = obs.generation_tps
+    usd_m = usd_h / (gen * 3600) * 1e6 if gen and gen > 0 else None
+    jpt = obs.joules_per_token
+    g_kwh = perf.grams_co2_per_kwh if perf is not None else None
+    co2_m = jpt * 1e6 / J_PER_KWH * g_kwh if jpt is not None and g_kwh is not None else None
+    speed = decision.extra.get("speed")
+    capacity = cand.capacity_rps_per_replica * speed if speed is not None else None
+    tps = None if gen is None else gen + (obs.prompt_tps or 0.0)
+    return {
+        "requestRate": _num(obs.request_rate),
+        "p95LatencyMs": _num(None if obs.p95_latency_s is None else obs.p95_latency_s * 1000),
+        "p95TtftMs": _num(None if obs.p95_ttft_s is None else obs.p95_ttft_s * 1000),
+        "tokensPerSecond": _num(tps),
+        "generatedTokensPerSecond": _num(gen),
+        "inFlight": _num(obs.in_flight),
+        "queued": _num(obs.queued),
+        "joulesPerToken": _num(jpt),
+        "usdPerHour": _num(usd_h),
+        "usdPerMillionTokens": _num(usd_m),
+        "gramsCO2PerMillionTokens": _num(co2_m),
+        "calibratedCapacityRpsPerReplica": _num(capacity),
+        "energySource": obs.energy_source,
+        "replicas": replicas,
+        "time": now_iso,
+    }
+
+
+def current_status(old: Mapping[str, Any], observed: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``status.current`` from observations, once a p95 latency has been observed; fields
+    without data keep their last value."""
+    was_observed = old.get("source") == "observed"
+    if observed.get("p95LatencyMs") is None and not was_observed:
+        return None
+    out: dict[str, Any] = {"source": "observed"}
+    for key in ("p95LatencyMs", "joulesPerToken", "usdPerHour"):
+        value = observed.get(key)
+        if value is not None:
+            out[key] = decimal_string(float(value))
+        elif was_observed and old.get(key) is not None:
+            out[key] = old[key]
+    return out
+
+
+def scaled_condition(decision: Decision, current: int, note: str = "") -> cond.Condition:
+    message = f"{decision.reason}: {decision.message}{note}"
+    if decision.reason == zero.SCALED_TO_ZERO:
+        return cond.Condition(cond.SCALED, "True", zero.SCALED_TO_ZERO, message)
+    if not decision.metrics_available:
+        return cond.Condition(cond.SCALED, "Unknown", METRICS_UNAVAILABLE, message)
+    if decision.conflict:
+        return cond.Condition(cond.SCALED, "True", decision.reason, message)
+    if decision.desired_replicas > current:
+        return cond.Condition(cond.SCALED, "True", SCALED_UP, message)
+    if decision.desired_replicas < current:
+        return cond.Condition(cond.SCALED, "True", SCALED_DOWN, message)
+    return cond.Condition(cond.SCALED, "True", STEADY, message)
+
+
+def disabled_condition() -> cond.Condition:
+    return cond.Condition(
+        cond.SCALED, "False", AUTOSCALER_DISABLED,
+        f"no Prometheus URL (--prometheus-url / {ENV_PROMETHEUS_URL}): the replica count "
+        "stays at status.replicas.desired")
+
+
+def conditions_patch(body: Mapping[str, Any], update: cond.Condition,
+                     now_iso: str) -> list[dict[str, Any]] | None:
+    """The whole new condition list, or None when the condition says the same already."""
+    st = ModelDeploymentStatus.from_body(body)
+    if not cond.is_new_reason(st.conditions, update):
+        return None
+    return cond.merge_conditions(st.conditions, [update], st.generation, now_iso)
+
+
+def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
+         state: ScalerState | None, obs: Observation | None, now: float, now_iso: str,
+         window_s: float, error: str = "", *, adapter: InputsAdapter) -> TickOutcome:
+    """One autoscaling decision for one placed ModelDeployment (pure)."""
+    inputs = inputs_for(md, cand, body, window_s, adapter)
+    current = inputs.current_replicas if inputs.current_replicas is not None else 1
+    if state is None:
+        state = state_from_status(body, current)
+    decision, new_state = decide(inputs, state, obs, now)
+    st = ModelDeploymentStatus.from_body(body)
+    idle_patch: dict[str, Any] | None = None
+    if md.spec.scaling.min_replicas == 0 and md.spec.backend is Backend.DEPLOYMENT:
+        decision, new_state, idle_patch = _scale_to_zero(md, inputs, body, obs, current,
+                                                         decision, new_state, now, window_s)
+    patch: dict[str, Any] = {"scaler": new_state.to_dict()}
+    if idle_patch is not None:
+        patch["idle"] = idle_patch
+    events: list[Event] = []
+    note = f" ({error})" if error and not decision.metrics_available else ""
+    if decision.metrics_available and obs is not None:
+        observed = observed_status(obs, decision, cand, decision.desired_replicas, now_iso)
+        patch["observed"] = observed
+        current_patch = current_status(st.current, observed)
+        if current_patch is not None:
+            patch["current"] = current_patch
+    elif decision.outage_started:
+        events.append(Event("Warning", METRICS_UNAVAILABLE, decision.message + note))
+    update = scaled_condition(decision, current, note)
+    old_scaled = st.condition(cond.SCALED) or {}
+    if decision.conflict and old_scaled.get("reason") != update.reason:
+        events.append(Event("Warning", update.reason, decision.message))
+    conditions = conditions_patch(body, update, now_iso)
+    if conditions is not None:
+        patch["conditions"] = conditions
+    desired: int | None = None
+    last_scale: dict[str, Any] | None = None
+    if decision.desired_replicas != current:
+        desired = decision.desired_replicas
+        last_scale = {"time": now_iso, "from": current, "to": desired,
+                      "reason": decision.reason, "message": decision.message}
+        events.append(Event("Normal", Reason.SCALED,
+                            f"{current} -> {desired} replicas ({decision.reason}): "
+                            f"{decision.message}"))
+    return TickOutcome(decision=decision, state=new_state, status_patch=patch,
+                       events=tuple(events), current_replicas=current,
+                       desired_replicas=desired, last_scale=last_scale)
+
+
+def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str, Any],
+                   obs: Observation | None, current: int, decision: Decision,
+                   state: ScalerState, now: float, window_s: float,
+                   ) -> tuple[Decision, ScalerState, dict[str, Any]]:
+    """minReplicas 0: the idle timeout decides 1 -> 0; at 0 only an activation wakes it."""
+    load = Load(0.0, inputs.expected_prompt_tokens, inputs.expected_gen_tokens)
+    floor = predict(inputs.capacity, load, 1, tail_factor=inputs.tail_factor).p95_s
+    out = zero.idle_tick(md, inputs, body, obs, current, now,
+                         window_s, floor if math.isfinite(floor) else 0.0)
+    if out.desired == 0:
+        decision = dataclasses.replace(decision, desired_replicas=0,
+                                       reason=str(zero.SCALED_TO_ZERO), message=out.message,
+                                       conflict=False, metrics_available=True,
+                                       outage_started=False)
+        state = state.evolve(replicas=0, starts=(), recommendations=())
+    elif decision.reason == PolicyReason.SCALE_TO_ZERO.value:
+        decision = dataclasses.replace(decision, message=decision.message.split(
+            "; minReplicas 0")[0] + f"; minReplicas 0: {out.message}.")
+    return decision, state, out.status
+
+
+def placed_pool(body: Mapping[str, Any]) -> str | None:
+    """The pool a ModelDeployment is placed on (``Placed=True``), else None."""
+    return ModelDeploymentStatus.from_body(body).placed_pool()
+
+
+def candidate_for(candidates: Sequence[Candidate], chosen: Candidate | None,
+                  pool: str) -> Candidate | None:
+    """The plan's candidate for the pool the ModelDeployment runs on (with performance)."""
+    if chosen is not None and chosen.pool == pool and chosen.performance is not None:
+        return chosen
+    for c in candidates:
+        if c.pool == pool and c.feasible and c.performance is not None:
+            return c
+    return None
