@@ -15,7 +15,7 @@ so ``v x lead`` is how far a random walk drifts over the lead, and ``z`` = 1.645
 constant: a steady trace gets a few per cent, a bursty one a lot. The drift variance is
 capped at ``r^2`` (the drift's standard deviation at the rate itself): ``v`` remembers
 rises for ~20 ticks, and uncapped it kept a load that had stopped planned for long after
-the scale-down delay (the live check: 2 replicas held at 0 req/s for over 90 s).
+the scale-down delay (the live check's shape: 2 replicas held at 0 req/s for over 90 s).
 
 **Little's-law rate.** The windowed rate lags a step by up to a window. The sequences in
 flight right now, divided by the time each spends in service, estimate the current rate
