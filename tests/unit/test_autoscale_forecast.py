@@ -41,6 +41,13 @@ def test_the_band_is_narrow_on_steady_traffic_and_wide_after_rises() -> None:
     assert upper_rate(10.0, 60.0, vol, 0.0, 195.0) > upper_rate(10.0, 60.0, vol, 0.0, 30.0)
 
 
+def test_a_rate_that_fell_to_nothing_keeps_no_headroom_from_earlier_rises() -> None:
+    vol = volatility(0.0, 0.0, 0.0, 8.0, 2.0)  # a big rise just before
+    assert upper_rate(0.0, 10.0, vol, 0.0, 60.0) == 0.0
+    # the drift's standard deviation is at most the rate itself
+    assert upper_rate(0.5, 10.0, vol, 0.0, 60.0) <= 0.5 + 1.645 * math.sqrt(0.05 + 0.25)
+
+
 def test_only_rises_count_as_volatility() -> None:
     assert volatility(0.0, 20.0, 0.0, 5.0, 15.0) == 0.0
     assert volatility(0.0, 5.0, 0.0, 20.0, 15.0) > 0.0

@@ -241,3 +241,28 @@ def test_forecast_extrapolates_a_rising_rate_when_enabled() -> None:
         d_on, state = step(spec, state, load(rate), 15.0 * t)
     d_off, _ = step(replace(spec, forecast=False), ScalerState(replicas=10), load(2.5), 45.0)
     assert d_on.desired_replicas > d_off.desired_replicas
+
+
+def test_a_load_that_stops_is_back_at_the_minimum_after_the_scale_down_delay() -> None:
+    # The live check's shape: 2 s ticks, a 10 s rate window, a 10 s scale-down delay, a
+    # 20 s load step of 8 req/s (the windowed rate ramps up and down over 10 s), and ready
+    # replicas following the decisions one tick later. The rises of the ramp must not
+    # keep the stopped load planned for past the delay.
+    spec = replace(SPEC, metrics_window_s=10.0, scale_down_delay_s=10.0, cold_start_s=60.0)
+    state, current, ready, tick = ScalerState(replicas=1), 1, 1, 2.0
+    peak, replicas = 0, {}
+    for i in range(60):
+        now = i * tick
+        # the windowed rate (10 s) of a load sent from t = 20 s to t = 40 s
+        rate = sum(8.0 for k in range(10) if 20.0 <= now - k < 40.0) / 10.0
+        obs = load(rate, in_flight=rate * 1.1, queued=0.0)
+        d, state = step(replace(spec, current_replicas=current, ready_replicas=ready),
+                        state, obs, now)
+        ready, current = current, d.desired_replicas
+        replicas[now] = current
+        peak = max(peak, current)
+    assert peak >= 8  # the load did scale it up
+    rate_zero = 50.0  # the load stopped at 40 s; its last request left the window at 50 s
+    assert replicas[rate_zero - tick] > 1  # not before the rate fell
+    settled = rate_zero + spec.scale_down_delay_s + tick
+    assert all(r == SPEC.min_replicas for t, r in replicas.items() if t >= settled), replicas

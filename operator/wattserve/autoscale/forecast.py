@@ -12,7 +12,10 @@ estimate for Poisson arrivals, ``v`` the variance per second of the rate's tick-
 rises (an EWMA of ``max(0, dr)^2 / dt``: large on bursty traffic, small on steady traffic),
 so ``v x lead`` is how far a random walk drifts over the lead, and ``z`` = 1.645 (one-sided
 95 %). Headroom is therefore sized by what the traffic has actually done, not by a
-constant: a steady trace gets a few per cent, a bursty one a lot.
+constant: a steady trace gets a few per cent, a bursty one a lot. The drift variance is
+capped at ``r^2`` (the drift's standard deviation at the rate itself): ``v`` remembers
+rises for ~20 ticks, and uncapped it kept a load that had stopped planned for long after
+the scale-down delay (the live check's shape: 2 replicas held at 0 req/s for over 90 s).
 
 **Little's-law rate.** The windowed rate lags a step by up to a window. The sequences in
 flight right now, divided by the time each spends in service, estimate the current rate
@@ -48,7 +51,11 @@ def upper_rate(rate: float, window_s: float, vol: float, trend: float, lead_s: f
                z: float = Z_BAND) -> float:
     """Upper edge of the arrival-rate band at the end of the lead (see module doc)."""
     rate = max(rate, 0.0)
-    spread = rate / max(window_s, 1e-9) + max(vol, 0.0) * max(lead_s, 0.0)
+    # The drift is that of the rate's own level: capped at the rate itself, so a rate that
+    # has fallen to nothing keeps no headroom from the rises that brought the load that
+    # left (holding capacity after a load falls is the scale-down window's job).
+    drift = min(max(vol, 0.0) * max(lead_s, 0.0), rate * rate)
+    spread = rate / max(window_s, 1e-9) + drift
     return rate + max(trend, 0.0) * max(lead_s, 0.0) + z * math.sqrt(spread)
 
 
