@@ -92,14 +92,14 @@ def test_deployment_pods_pass_restricted(kube_cluster: Cluster, restricted: str,
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="render/rayservice.py (upstream branch) must give the "
-                   "Ray head a securityContext via render.security; remove this mark then")
 def test_rayservice_pods_pass_restricted(kube_cluster: Cluster, restricted: str) -> None:
     doc = example_md_doc("smollm2-135m.yaml", namespace=restricted)
     doc["spec"]["backend"] = Backend.RAYSERVICE.value
     children = desired_children(inputs_for(doc))
+    templates = _pod_templates(children)
+    assert "ray-head" in {kind for kind, _ in templates}, [c["kind"] for c in children]
     failures = []
-    for kind, template in _pod_templates(children):
+    for kind, template in templates:
         ok, err = _admit_pod(kube_cluster, restricted, template, f"pss-{kind}")
         if not ok:
             failures.append(f"{kind}: {err}")
