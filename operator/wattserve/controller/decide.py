@@ -99,6 +99,7 @@ def failure_reason(p: Plan) -> str:
 
 def _api_version(kind: str) -> str:
     return {"Deployment": "apps/v1", "Service": "v1", RAYSERVICE: "ray.io/v1",
+            "NetworkPolicy": "networking.k8s.io/v1",
             "EndpointSlice": "discovery.k8s.io/v1"}[kind]
 
 
@@ -260,6 +261,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
             problems.append(Problem("RayServiceCRDMissing", "the ray.io/v1 RayService CRD is "
                                     "not installed: install KubeRay to use backend rayservice"))
             continue
+        if key[0] == "NetworkPolicy" and RAYSERVICE in obs.missing_kinds:
+            continue  # guards Ray pods that cannot exist without the CRD
         actual = obs.children.get(key)
         if actual is not None and foreign_controller(actual, md.uid):
             delete.append((str(obj["apiVersion"]), key[0], key[1]))

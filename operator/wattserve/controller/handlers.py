@@ -23,6 +23,7 @@ MANAGED: Final = {contract.LABEL_K8S_MANAGED_BY: "wattserve"}
 CHILDREN: Final = (("apps", "v1", "deployments", "Deployment"),
                    ("", "v1", "services", "Service"),
                    ("ray.io", "v1", "rayservices", "RayService"),
+                   ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
                    ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"))
 
 

@@ -52,6 +52,7 @@ def resource_path(api_version: str, plural: str, namespace: str | None,
 
 PLURALS: Final[Mapping[str, str]] = {
     "Deployment": "deployments", "Service": "services", "RayService": "rayservices",
+    "NetworkPolicy": "networkpolicies",
     "Pod": "pods", "Event": "events", "ModelDeployment": "modeldeployments",
     "ServingPool": "servingpools", "Node": "nodes", "EndpointSlice": "endpointslices",
 }

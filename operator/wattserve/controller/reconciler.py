@@ -363,7 +363,8 @@ class Reconciler:
             logger.warning("cannot list Nodes (%s): pool capacity comes from maxNodes", err)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
-                                  ("ray.io/v1", "RayService"), ("v1", "Pod"),
+                                  ("ray.io/v1", "RayService"),
+                                  ("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "Pod"),
                                   ("discovery.k8s.io/v1", "EndpointSlice")):
             for ns in namespaces:
                 try:
@@ -394,6 +395,7 @@ class Reconciler:
         fresh = ChildCache()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"),
                                   ("ray.io/v1", "RayService"),
+                                  ("networking.k8s.io/v1", "NetworkPolicy"),
                                   ("discovery.k8s.io/v1", "EndpointSlice")):
             if kind in self.missing_kinds:
                 continue
