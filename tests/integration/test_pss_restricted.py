@@ -104,3 +104,8 @@ def test_rayservice_pods_pass_restricted(kube_cluster: Cluster, restricted: str)
         if not ok:
             failures.append(f"{kind}: {err}")
     assert not failures, failures
+    # The Ray NetworkPolicy child is one the real API server accepts.
+    (policy,) = [c for c in children if c["kind"] == "NetworkPolicy"]
+    proc = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-",
+                                input=yaml.safe_dump(policy), check=False)
+    assert proc.returncode == 0, proc.stderr
