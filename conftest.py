@@ -6,7 +6,8 @@
 * ``KUBECONFIG`` set and the API server answers ``/readyz``: that cluster is reused (kind, ...);
 * otherwise the dev cluster (``wattserve dev-cluster``) is built if needed, started in a
   private state directory for this session with the real node (where the machine can run
-  one: root, Linux, the packages of scripts/setup.d/15-realnode.sh), and torn down at the end.
+  one: root, Linux, the packages of scripts/setup.d/15-realnode.sh; not with
+  ``WATTSERVE_TEST_REAL_NODE=0``), and torn down at the end.
 """
 
 from __future__ import annotations
@@ -76,9 +77,13 @@ def kube_cluster(
     # The session cluster gets the machine's one real node (where it can run one); clusters
     # that tests start themselves run kwok alone (control_plane.up's default).
     # WATTSERVE_NODE_IMAGES=0: the node without the operator/serving images (faster start).
+    # WATTSERVE_TEST_REAL_NODE=0: kwok pools alone (e.g. while another run holds the node).
     images = os.environ.get("WATTSERVE_NODE_IMAGES", "1") != "0"
+    real_node = os.environ.get("WATTSERVE_TEST_REAL_NODE", "1") != "0"
+    if not real_node:
+        _log("WATTSERVE_TEST_REAL_NODE=0: no real node; running the kwok pools alone")
     st = control_plane.up(
-        state_dir, echo=_log, die_with_parent=True, real_node=True, node_images=images
+        state_dir, echo=_log, die_with_parent=True, real_node=real_node, node_images=images
     )
     bins = binary_paths()
     try:

@@ -194,3 +194,12 @@ def test_metrics_service_selects_operator_pods() -> None:
     assert svc["spec"]["ports"] == [
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
     ]
+
+
+def test_serving_network_policy_is_passed_to_the_operator() -> None:
+    """The Ray NetworkPolicy leaves Serve's port to the chart's serving policy when it is on."""
+    assert "WATTSERVE_SERVING_NETWORK_POLICY" not in _env(_container(one(render(),
+                                                                         "Deployment")))
+    values = {"serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}}}
+    env = _env(_container(one(render(values), "Deployment")))
+    assert env["WATTSERVE_SERVING_NETWORK_POLICY"] == "1"

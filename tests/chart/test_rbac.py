@@ -20,6 +20,8 @@ REQUIRED: dict[tuple[str, str], set[str]] = {
     ("", "nodes"): {"get", "list", "watch"},  # pool capacity (fleet placement)
     ("", "events"): {"create", "patch"},
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch",
+                                               "delete"},
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

@@ -92,15 +92,20 @@ def test_deployment_pods_pass_restricted(kube_cluster: Cluster, restricted: str,
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="render/rayservice.py (upstream branch) must give the "
-                   "Ray head a securityContext via render.security; remove this mark then")
 def test_rayservice_pods_pass_restricted(kube_cluster: Cluster, restricted: str) -> None:
     doc = example_md_doc("smollm2-135m.yaml", namespace=restricted)
     doc["spec"]["backend"] = Backend.RAYSERVICE.value
     children = desired_children(inputs_for(doc))
+    templates = _pod_templates(children)
+    assert "ray-head" in {kind for kind, _ in templates}, [c["kind"] for c in children]
     failures = []
-    for kind, template in _pod_templates(children):
+    for kind, template in templates:
         ok, err = _admit_pod(kube_cluster, restricted, template, f"pss-{kind}")
         if not ok:
             failures.append(f"{kind}: {err}")
     assert not failures, failures
+    # The Ray NetworkPolicy child is one the real API server accepts.
+    (policy,) = [c for c in children if c["kind"] == "NetworkPolicy"]
+    proc = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-",
+                                input=yaml.safe_dump(policy), check=False)
+    assert proc.returncode == 0, proc.stderr

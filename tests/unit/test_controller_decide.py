@@ -223,8 +223,19 @@ def test_switching_backend_deletes_the_old_children() -> None:
     body, children, _ = converge(example_md_doc("smollm2-135m.yaml"))
     body["spec"]["backend"] = "rayservice"
     out = run(body, children)
-    assert [o["kind"] for o in out.apply] == ["RayService"]
+    assert [o["kind"] for o in out.apply] == ["RayService", "NetworkPolicy"]
     assert sorted(d[1] for d in out.delete) == ["Deployment", "Service"]
+
+
+def test_switching_back_from_rayservice_prunes_its_network_policy() -> None:
+    doc = example_md_doc("smollm2-135m.yaml")
+    doc["spec"]["backend"] = "rayservice"
+    body, children, _ = converge(doc)
+    assert ("NetworkPolicy", "smollm2-135m") in children
+    body["spec"]["backend"] = "deployment"
+    out = run(body, children)
+    assert sorted(d[:2] for d in out.delete) == [("networking.k8s.io/v1", "NetworkPolicy"),
+                                                 ("ray.io/v1", "RayService")]
 
 
 def test_missing_rayservice_crd_is_degraded_not_a_crash() -> None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 from wattserve import contract
-from wattserve.render import RenderSettings, desired_children, render_rayservice
+from wattserve.render import CHILD_KINDS, RenderSettings, desired_children, render_rayservice
 from wattserve.render.rayservice import rayservice_name
+from wattserve.render.settings import (
+    ENV_KUBERAY_NAMESPACE_LABELS,
+    ENV_KUBERAY_POD_LABELS,
+    ENV_SERVING_NETWORK_POLICY,
+    SettingsError,
+    settings_from_env,
+)
 
 from tests.unit.test_render_support import example_md_doc, inputs_for
 
@@ -18,10 +26,107 @@ def _inputs(file: str, **kw: object):
     return inputs_for(doc, **kw)
 
 
-def test_rayservice_backend_renders_only_a_rayservice() -> None:
-    (obj,) = desired_children(_inputs("smollm2-135m.yaml"))
-    assert (obj["apiVersion"], obj["kind"]) == ("ray.io/v1", "RayService")
-    assert obj["metadata"]["ownerReferences"][0]["controller"] is True
+def test_rayservice_backend_renders_a_rayservice_and_its_network_policy() -> None:
+    objs = desired_children(_inputs("smollm2-135m.yaml"))
+    assert [(o["apiVersion"], o["kind"]) for o in objs] == [
+        ("ray.io/v1", "RayService"), ("networking.k8s.io/v1", "NetworkPolicy")]
+    for obj in objs:
+        assert obj["metadata"]["ownerReferences"][0]["controller"] is True
+        assert obj["metadata"]["labels"] == objs[0]["metadata"]["labels"]
+    assert {(o["apiVersion"], o["kind"]) for o in objs} <= set(CHILD_KINDS)
+
+
+def _policy(**kw: object) -> dict:
+    (policy,) = [o for o in desired_children(_inputs("smollm2-135m.yaml", **kw))
+                 if o["kind"] == "NetworkPolicy"]
+    return policy
+
+
+def _head_labels(**kw: object) -> dict[str, str]:
+    rs = render_rayservice(_inputs("smollm2-135m.yaml", **kw))
+    return rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["metadata"]["labels"]
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    return set(selector["matchLabels"].items()) <= set(labels.items())
+
+
+def test_network_policy_selects_the_ray_pods_and_only_them() -> None:
+    spec = _policy()["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    rs = render_rayservice(_inputs("smollm2-135m.yaml"))
+    cluster = rs["spec"]["rayClusterConfig"]
+    for template in [cluster["headGroupSpec"]["template"],
+                     *(g["template"] for g in cluster["workerGroupSpecs"])]:
+        assert _selects(spec["podSelector"], template["metadata"]["labels"])
+    other = _head_labels() | {contract.LABEL_K8S_MODEL_DEPLOYMENT: "another-model"}
+    assert not _selects(spec["podSelector"], other)
+
+
+def _allowed_ports(spec: dict, peer_pod: dict[str, str], peer_ns: dict[str, str],
+                   same_namespace: bool) -> set[int | str]:
+    """Ports a peer may reach under the policy (\"all\" when a rule has no ports)."""
+    out: set[int | str] = set()
+    for rule in spec["ingress"]:
+        peers = rule.get("from")
+        if peers is not None:
+            def matches(peer: dict) -> bool:
+                if "namespaceSelector" in peer:
+                    if not _selects(peer["namespaceSelector"], peer_ns):
+                        return False
+                elif not same_namespace:
+                    return False
+                return "podSelector" not in peer or _selects(peer["podSelector"], peer_pod)
+            if not any(matches(p) for p in peers):
+                continue
+        ports = rule.get("ports")
+        out |= {p["port"] for p in ports} if ports else {"all"}
+    return out
+
+
+def test_dashboard_only_from_kuberay_operator_gcs_only_from_own_pods_serve_from_anyone() -> None:
+    spec = _policy()["spec"]
+    kuberay = {"app.kubernetes.io/name": "kuberay-operator"}
+    assert _allowed_ports(spec, kuberay, {"kubernetes.io/metadata.name": "ray-system"},
+                          False) == {8265, contract.SERVING_PORT}
+    stranger = {"app": "curl"}
+    assert _allowed_ports(spec, stranger, {}, True) == {contract.SERVING_PORT}
+    assert _allowed_ports(spec, stranger, {}, False) == {contract.SERVING_PORT}
+    own = _head_labels()
+    assert _allowed_ports(spec, own, {}, True) == {"all"} | {contract.SERVING_PORT}
+    assert 10001 not in _allowed_ports(spec, kuberay, {}, False)  # Ray Client: nobody else
+
+
+def test_kuberay_selectors_come_from_settings() -> None:
+    settings = RenderSettings(kuberay_pod_labels=(("app", "kuberay"),),
+                              kuberay_namespace_labels=(("team", "ray"),))
+    spec = _policy(settings=settings)["spec"]
+    assert _allowed_ports(spec, {"app": "kuberay"}, {"team": "ray"}, False) == {
+        8265, contract.SERVING_PORT}
+    assert 8265 not in _allowed_ports(spec, {"app": "kuberay"}, {"team": "web"}, False)
+    assert 8265 not in _allowed_ports(
+        spec, {"app.kubernetes.io/name": "kuberay-operator"}, {"team": "ray"}, False)
+
+
+def test_chart_serving_policy_leaves_the_serve_port_to_its_peers() -> None:
+    spec = _policy(settings=RenderSettings(serving_network_policy=True))["spec"]
+    assert _allowed_ports(spec, {"app": "curl"}, {}, True) == set()
+    assert settings_from_env({ENV_SERVING_NETWORK_POLICY: "1"}).serving_network_policy
+    assert not settings_from_env({}).serving_network_policy
+
+
+def test_kuberay_label_settings_parse_from_env_and_reject_bad_ones() -> None:
+    env = {ENV_KUBERAY_POD_LABELS: "app=kuberay, tier=ctl",
+           ENV_KUBERAY_NAMESPACE_LABELS: "kubernetes.io/metadata.name=ray-system"}
+    got = settings_from_env(env)
+    assert got.kuberay_pod_labels == (("app", "kuberay"), ("tier", "ctl"))
+    assert got.kuberay_namespace_labels == (("kubernetes.io/metadata.name", "ray-system"),)
+    assert settings_from_env({}).kuberay_pod_labels == (
+        ("app.kubernetes.io/name", "kuberay-operator"),)
+    assert settings_from_env({}).kuberay_namespace_labels == ()
+    for bad in ("app", "=x", "app=bad value", "a b=c"):
+        with pytest.raises(SettingsError, match=ENV_KUBERAY_POD_LABELS):
+            settings_from_env({ENV_KUBERAY_POD_LABELS: bad})
 
 
 def test_serve_config_runs_the_configured_import_path_with_desired_replicas() -> None:

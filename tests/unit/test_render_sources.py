@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from wattserve.api import SpecError
 from wattserve.render import RenderSettings, model_storage, render_deployment
+from wattserve.render.security import container_security
+from wattserve.render.workload import serving_container
 
 from tests.unit.test_render_support import cpu_inputs, env_of, example_md_doc, inputs_for
 
@@ -162,3 +164,49 @@ def test_oci_deployment_wires_copy_container_volume_and_model_dir() -> None:
                                         "readOnly": True},
                                        {"name": "tmp", "mountPath": "/tmp"}]
     assert env_of(serving)["WATTSERVE_MODEL_PATH"] == "/models"
+
+
+@pytest.mark.parametrize("scheme", ["hf", "s3"])
+def test_fetch_container_is_restricted_when_rendered_not_patched_later(scheme: str) -> None:
+    (init,) = model_storage(f"{scheme}://org/m", IMAGE, POLICY, RenderSettings()).init_containers
+    assert init["securityContext"] == container_security()
+
+
+def test_dollar_in_a_source_is_escaped_so_kubernetes_expands_no_var() -> None:
+    source = "hf://org/m$(HF_TOKEN)x$$y"
+    settings = RenderSettings(hf_token_secret="hf")
+    (init,) = model_storage(source, IMAGE, POLICY, settings).init_containers
+    arg = init["command"][3]
+    assert arg == "hf://org/m$$(HF_TOKEN)x$$$$y"
+    assert _kubernetes_expand(arg, {"HF_TOKEN": "secret"}) == source  # what the process gets
+
+
+def test_dollar_in_the_model_path_env_is_escaped_in_the_serving_container() -> None:
+    # The API rejects such a source (pattern); the renderer must not rely on that alone.
+    store = model_storage("hf://org/m$(HF_TOKEN)", IMAGE, POLICY, RenderSettings())
+    container = serving_container(inputs_for(example_md_doc("smollm2-135m.yaml")), store)
+    path = env_of(container)["WATTSERVE_MODEL_PATH"]
+    assert _kubernetes_expand(path, {"HF_TOKEN": "secret"}) == "/models/org/m$(HF_TOKEN)"
+
+
+def _kubernetes_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion (third_party/forked/golang/expansion): $$ -> $,
+    $(NAME) -> its value when defined, anything else kept."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2:end]
+                    out.append(env.get(name, text[i:end + 1]))
+                    i = end + 1
+                    continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)

@@ -43,7 +43,7 @@ from wattserve.render.children import (
 from wattserve.render.meta import label_value
 
 # What the initial sync lists: the children, and the serving pods.
-LISTED: Final = (DEPLOYMENT, SERVICE, RAYSERVICE, POD, ENDPOINTSLICE)
+LISTED: Final = (DEPLOYMENT, SERVICE, RAYSERVICE, NETWORKPOLICY, POD, ENDPOINTSLICE)
 
 logger = logging.getLogger(__name__)
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"

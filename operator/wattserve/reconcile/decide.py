@@ -230,6 +230,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                     "the ray.io/v1 RayService CRD is not installed: install "
                                     "KubeRay to use backend rayservice"))
             continue
+        if key[0] == "NetworkPolicy" and RAYSERVICE in obs.missing_kinds:
+            continue  # guards Ray pods that cannot exist without the CRD
         actual = obs.children.get(key)
         if actual is not None and foreign_controller(actual, md.uid):
             delete.append((str(obj["apiVersion"]), key[0], key[1]))

@@ -9,6 +9,7 @@ from typing import Any, Final
 from wattserve.api.types import Backend
 from wattserve.render.deployment import render_deployment, render_service
 from wattserve.render.inputs import RenderInputs
+from wattserve.render.raynetwork import render_ray_network_policy
 from wattserve.render.rayservice import render_rayservice
 
 
@@ -38,15 +39,17 @@ DEPLOYMENT: Final = ChildKind("apps/v1", "Deployment", "deployments")
 SERVICE: Final = ChildKind("v1", "Service", "services")
 RAYSERVICE: Final = ChildKind("ray.io/v1", "RayService", "rayservices")
 ENDPOINTSLICE: Final = ChildKind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
+NETWORKPOLICY: Final = ChildKind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 POD: Final = ChildKind("v1", "Pod", "pods")
 # Every kind the operator may own, by kind: the one table the runtime lists, watches,
-# applies and deletes from (EndpointSlice: the activator's route of a model at zero).
+# applies and deletes from (EndpointSlice: the activator's route of a model at zero;
+# NetworkPolicy: the Ray head's dashboard lock-down, backend rayservice).
 CHILD_KINDS: Final[Mapping[str, ChildKind]] = {
-    k.kind: k for k in (DEPLOYMENT, SERVICE, RAYSERVICE, ENDPOINTSLICE)}
+    k.kind: k for k in (DEPLOYMENT, SERVICE, RAYSERVICE, NETWORKPOLICY, ENDPOINTSLICE)}
 
 
 def desired_children(inputs: RenderInputs) -> list[dict[str, Any]]:
     """Every object the backend needs, fully rendered (raises SpecError on a bad source)."""
     if inputs.md.spec.backend is Backend.RAYSERVICE:
-        return [render_rayservice(inputs)]
+        return [render_rayservice(inputs), render_ray_network_policy(inputs)]
     return [render_deployment(inputs), render_service(inputs)]

@@ -28,6 +28,12 @@ def container_security(read_only_root: bool = False) -> dict[str, Any]:
     return ctx
 
 
+def k8s_literal(text: str) -> str:
+    """``text`` as a command/args/env value Kubernetes passes through unchanged: every ``$``
+    doubled, so no ``$(VAR)`` in it is ever expanded (``$$`` reaches the process as ``$``)."""
+    return text.replace("$", "$$")
+
+
 def pod_security(uid: int = SERVING_UID) -> dict[str, Any]:
     return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
             "seccompProfile": {"type": "RuntimeDefault"}}

@@ -5,6 +5,7 @@ Read once from the environment (the Helm chart sets these); pure data otherwise.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -30,6 +31,14 @@ ENV_S3_SECRET: Final = "WATTSERVE_S3_CREDENTIALS_SECRET"
 ENV_MAX_QUEUE: Final = "WATTSERVE_SERVING_MAX_QUEUE"
 ENV_API_KEY_SECRET: Final = "WATTSERVE_SERVING_API_KEY_SECRET"
 ENV_API_KEY_KEY: Final = "WATTSERVE_SERVING_API_KEY_SECRET_KEY"
+ENV_SERVING_NETWORK_POLICY: Final = "WATTSERVE_SERVING_NETWORK_POLICY"
+ENV_KUBERAY_POD_LABELS: Final = "WATTSERVE_KUBERAY_OPERATOR_POD_LABELS"
+ENV_KUBERAY_NAMESPACE_LABELS: Final = "WATTSERVE_KUBERAY_OPERATOR_NAMESPACE_LABELS"
+# The pods of KubeRay's Helm chart (kuberay-operator, v1.5.0) carry this label.
+DEFAULT_KUBERAY_POD_LABELS: Final = (("app.kubernetes.io/name", "kuberay-operator"),)
+_LABEL_KEY: Final = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*"
+                               r"[A-Za-z0-9])?$")
+_LABEL_VALUE: Final = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 class SettingsError(ValueError):
@@ -58,12 +67,34 @@ class RenderSettings:
     # Secret whose key holds the serving API keys (one per line); "" = the API is open.
     api_key_secret: str = ""
     api_key_key: str = "api-keys"
+    # Who may reach the Ray head's dashboard (rayservice backend's NetworkPolicy): pods with
+    # these labels, in namespaces with these labels (empty = any namespace).
+    kuberay_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_KUBERAY_POD_LABELS
+    kuberay_namespace_labels: tuple[tuple[str, str], ...] = ()
+    # The chart's serving NetworkPolicy guards Serve's port (policies add up, so the Ray
+    # policy then must not open it to everyone).
+    serving_network_policy: bool = False
 
     def image_for(self, gpu: bool) -> str:
         return self.image_gpu if gpu else self.image_cpu
 
     def pull_policy_for(self, gpu: bool) -> str:
         return self.pull_policy_gpu if gpu else self.pull_policy_cpu
+
+
+def parse_labels(name: str, text: str) -> tuple[tuple[str, str], ...]:
+    """``k=v,k2=v2`` as sorted (key, value) pairs; SettingsError naming ``name`` if bad."""
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or len(key) > 316 or not _LABEL_KEY.match(key) or len(value) > 63 \
+                or not _LABEL_VALUE.match(value):
+            raise SettingsError(f"{name}: must be key=value[,key=value...], got {item!r}")
+        pairs[key] = value
+    return tuple(sorted(pairs.items()))
 
 
 def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
@@ -103,4 +134,11 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
         max_queue=max_queue,
         api_key_secret=get(ENV_API_KEY_SECRET, ""),
         api_key_key=get(ENV_API_KEY_KEY, "api-keys"),
+        kuberay_pod_labels=(parse_labels(ENV_KUBERAY_POD_LABELS, env[ENV_KUBERAY_POD_LABELS])
+                            if env.get(ENV_KUBERAY_POD_LABELS, "").strip()
+                            else DEFAULT_KUBERAY_POD_LABELS),
+        serving_network_policy=get(ENV_SERVING_NETWORK_POLICY, "0").lower()
+        in ("1", "true", "yes"),
+        kuberay_namespace_labels=parse_labels(ENV_KUBERAY_NAMESPACE_LABELS,
+                                              env.get(ENV_KUBERAY_NAMESPACE_LABELS, "")),
     )

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from wattserve.api.errors import SpecError
 from wattserve.api.references import OCI_SCHEME, oci_reference_problem
+from wattserve.render.security import container_security, k8s_literal
 from wattserve.render.settings import MODELS_DIR, RenderSettings
 
 VOLUME: Final = "models"
@@ -68,10 +69,15 @@ def _fetch_container(source: str, scheme: str, image: str, pull_policy: str,
         "name": FETCH_CONTAINER,
         "image": image,
         "imagePullPolicy": pull_policy,
-        "command": ["python", "-m", FETCH_MODULE, source, MODELS_DIR],
+        # An argv, no shell, and no $(VAR) expansion by Kubernetes either: the source is
+        # pattern-checked already; escaping it is defence in depth (a secret env var named
+        # in it would otherwise be expanded into the command and printed by the fetcher).
+        "command": ["python", "-m", FETCH_MODULE, k8s_literal(source), MODELS_DIR],
         "volumeMounts": [{"name": VOLUME, "mountPath": MODELS_DIR}],
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                       "limits": {"memory": "2Gi"}},
+        # Not read-only: the Hub client keeps its own files under HOME.
+        "securityContext": container_security(),
     }
     if scheme == "hf" and settings.hf_token_secret:
         container["env"] = [{
@@ -83,13 +89,6 @@ def _fetch_container(source: str, scheme: str, image: str, pull_policy: str,
     if scheme == "s3" and settings.s3_secret:
         container["envFrom"] = [{"secretRef": {"name": settings.s3_secret, "optional": True}}]
     return container
-
-
-def restricted_security_context() -> dict[str, Any]:
-    """A container securityContext the restricted Pod Security Standard admits."""
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def oci_volume_limit_gib(weights_bytes: float) -> int:
@@ -110,7 +109,7 @@ def _oci_storage(source: str, pull_policy: str, weights_bytes: float) -> ModelSt
         "volumeMounts": [{"name": VOLUME, "mountPath": COPY_TARGET}],
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
                       "limits": {"memory": "256Mi"}},
-        "securityContext": restricted_security_context(),
+        "securityContext": container_security(read_only_root=True),
     }
     limit = oci_volume_limit_gib(weights_bytes)
     return ModelStorage(

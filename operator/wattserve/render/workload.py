@@ -11,7 +11,7 @@ from wattserve.render.security import (
     SERVING_UID,
     bounded_volume,
     container_security,
-    harden_container,
+    k8s_literal,
     pod_security,
     tmp_mount,
     tmp_volume,
@@ -112,7 +112,8 @@ def serving_container(inputs: RenderInputs, store: ModelStorage, name: str = CON
         "imagePullPolicy": inputs.pull_policy,
         "ports": [{"name": PORT_NAME, "containerPort": contract.SERVING_PORT,
                    "protocol": "TCP"}, *extra_ports],
-        "env": env,
+        # Kubernetes would expand $(VAR) in env values: the model path comes from the source.
+        "env": [{**e, "value": k8s_literal(e["value"])} if "value" in e else e for e in env],
         "resources": resources(inputs),
         "securityContext": container_security(read_only_root),
     }
@@ -159,8 +160,10 @@ def pod_spec(inputs: RenderInputs, store: ModelStorage,
         spec["tolerations"] = tolerations
     limit_gib = download_limit_gib(inputs)
     if store.init_containers:
-        fetch_env = ({"name": ENV_FETCH_MAX_BYTES, "value": str(limit_gib << 30)},)
-        spec["initContainers"] = [harden_container(c, fetch_env) for c in store.init_containers]
+        # Their securityContext comes with them (render.sources, from render.security).
+        fetch_env = {"name": ENV_FETCH_MAX_BYTES, "value": str(limit_gib << 30)}
+        spec["initContainers"] = [{**c, "env": [*c.get("env", ()), fetch_env]}
+                                  for c in store.init_containers]
     volumes = [bounded_volume(v, f"{limit_gib}Gi") for v in store.volumes]
     if read_only_root:
         volumes.append(tmp_volume())
