@@ -4,6 +4,7 @@ parallelism on GPU, each with its memory fit, resources and roofline performance
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,12 +43,56 @@ def engines_for(model: ModelSpec, pool: ServingPool) -> list[str]:
     return [c.ENGINE_LLAMACPP] if model.quantization in c.LLAMACPP_FORMATS else []
 
 
+class _Made:
+    """One key's shapes, made on demand and kept: evaluate_pool usually stops after the
+    first few, so later shapes are only made when a model asks for them."""
+
+    __slots__ = ("made", "rest", "lock")
+
+    def __init__(self, rest: Iterator[Shape]) -> None:
+        self.made: list[Shape] = []
+        self.rest: Iterator[Shape] | None = rest
+        self.lock = threading.Lock()  # the operator may plan from more than one thread
+
+    def __iter__(self) -> Iterator[Shape]:
+        index = 0
+        while True:
+            if index < len(self.made):
+                yield self.made[index]
+                index += 1
+                continue
+            with self.lock:
+                if index < len(self.made):
+                    continue
+                if self.rest is None:
+                    return
+                shape = next(self.rest, None)
+                if shape is None:
+                    self.rest = None
+                    return
+                self.made.append(shape)
+
+
+# Memo of shapes_for: a fleet repeats the same model dimensions on the same pools, and a
+# shape depends on nothing else. Bounded (cleared when full); shapes are immutable.
+_SHAPES: dict[tuple[object, ...], _Made] = {}
+_SHAPES_MAX = 16384
+
+
 def shapes_for(model: ModelSpec, pool: ServingPool, engine: str,
                typical_tokens: int) -> Iterator[Shape]:
-    if pool.spec.is_gpu:
-        yield from _gpu_shapes(model, pool, engine, typical_tokens)
-    else:
-        yield from _cpu_shapes(model, pool, engine)
+    """The shapes the pool offers, smallest first (memoised per model dimensions, pool,
+    engine and, on GPUs, the typical sequence length)."""
+    is_gpu = pool.spec.is_gpu
+    key = (model.parameters, model.quantization, model.context_length, model.architecture,
+           pool, engine, typical_tokens if is_gpu else 0)
+    entry = _SHAPES.get(key)
+    if entry is None:
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        entry = _SHAPES[key] = _Made(_gpu_shapes(model, pool, engine, typical_tokens)
+                                     if is_gpu else _cpu_shapes(model, pool, engine))
+    return iter(entry)
 
 
 def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Shape]:
