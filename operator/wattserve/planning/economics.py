@@ -40,24 +40,8 @@ class Targets:
         return self.ttft_p95_s is None or ttft <= self.ttft_p95_s
 
 
-# Memo of capacity_rps: the same replica shape meets the same targets in a whole fleet.
-_CAPACITY: dict[tuple[ReplicaPerformance, int, int, Targets], float] = {}
-_CAPACITY_MAX = 65536
-
-
 def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> float:
     """The highest per-replica arrival rate that still meets the targets (0 if none)."""
-    key = (perf, prompt, output, targets)
-    found = _CAPACITY.get(key)
-    if found is None:
-        if len(_CAPACITY) >= _CAPACITY_MAX:
-            _CAPACITY.clear()
-        found = _CAPACITY[key] = _capacity_rps(perf, prompt, output, targets)
-    return found
-
-
-def _capacity_rps(perf: ReplicaPerformance, prompt: int, output: int,
-                  targets: Targets) -> float:
     if perf.max_concurrency <= 1:
         return _serial_capacity(perf, prompt, output, targets)
     # Utilisation alone caps the rate at ρ = target (closed form); the SLO may cap it lower.

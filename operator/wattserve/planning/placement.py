@@ -253,7 +253,10 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
     }
     if shape.problem is not None or perf is None:
         return _FITS, _make(fields, reason=shape.problem or "does not fit")
-    capacity = capacity_rps(perf, prompt, output, targets)
+    memo = (prompt, output, targets)
+    capacity = shape.capacities.get(memo)
+    if capacity is None:
+        capacity = shape.capacities[memo] = capacity_rps(perf, prompt, output, targets)
     if capacity <= 0:
         return _MEETS_SLO, _make(fields, reason="misses the SLO")
     fields["capacity_rps_per_replica"] = capacity
