@@ -111,6 +111,7 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
     decode_gflops = tuning.cpu_decode_gflops_per_core or c.CPU_DECODE_GFLOPS_PER_CORE
     prefill_gflops = tuning.cpu_prefill_gflops_per_core or c.CPU_PREFILL_GFLOPS_PER_CORE
     efficiency = tuning.decode_efficiency or c.CPU_DECODE_EFFICIENCY
+    weights = weight_bytes(model)
     for threads in options:
         per_node = min(usable // threads, int(spec.node.memory_gib * 0.9 // memory_request))
         share = max(threads / spec.node.cpu, memory_request / spec.node.memory_gib)
@@ -118,7 +119,7 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
                         threads * c.CPU_PER_CORE_BANDWIDTH_GBPS) * 1e9 * efficiency
         perf = ReplicaPerformance(
             engine=engine,
-            weight_bytes=weight_bytes(model),
+            weight_bytes=weights,
             kv_bytes_per_sequence=0.0,  # one short sequence: KV reads are small next to weights
             flops_per_token=2.0 * model.parameters,
             bandwidth_bytes_s=bandwidth,
@@ -158,6 +159,8 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
         decode_eff *= c.VLLM_GGUF_EFFICIENCY
         prefill_eff *= c.VLLM_GGUF_EFFICIENCY
     speedup = c.LOW_PRECISION_COMPUTE_SPEEDUP.get(model.quantization, 1.0)
+    weights = weight_bytes(model)
+    kv_per_token = kv_bytes_per_token(model)
     for tp in c.TENSOR_PARALLEL_OPTIONS:
         if tp > acc.count:
             break
@@ -177,8 +180,8 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
         peak = acc.peak_tflops * 1e12 * tp * speedup * tp_eff
         perf = ReplicaPerformance(
             engine=engine,
-            weight_bytes=weight_bytes(model),
-            kv_bytes_per_sequence=kv_bytes_per_token(model) * typical_tokens / 2,
+            weight_bytes=weights,
+            kv_bytes_per_sequence=kv_per_token * typical_tokens / 2,
             flops_per_token=2.0 * model.parameters,
             bandwidth_bytes_s=acc.memory_bandwidth_gbps * 1e9 * tp * decode_eff * tp_eff,
             compute_flops_s=peak * decode_eff,
