@@ -280,10 +280,7 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
 
     if shape.problem is not None or perf is None:
         return _FITS, start(reason=shape.problem or "does not fit")
-    memo = (prompt, output, targets)
-    capacity = shape.capacities.get(memo)
-    if capacity is None:
-        capacity = shape.capacities[memo] = capacity_rps(perf, prompt, output, targets)
+    capacity = capacity_rps(perf, prompt, output, targets)  # memoised
     if capacity <= 0:
         return _MEETS_SLO, start(reason="misses the SLO")
     rate = spec.expected_load.requests_per_second

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wattserve.api.types import ModelSpec, ServingPool, Task
 from wattserve.planning import constants as c
@@ -34,10 +34,6 @@ class Shape:
     replicas_per_node: int
     performance: ReplicaPerformance | None
     problem: str | None = None
-    # per-replica capacity by (prompt, output, targets): the same shape meets the same
-    # targets for many models of a fleet (placement._evaluate_shape fills it)
-    capacities: dict[tuple[object, ...], float] = field(
-        default_factory=dict, compare=False, hash=False, repr=False)
 
 
 def engines_for(model: ModelSpec, pool: ServingPool) -> list[str]:
