@@ -47,7 +47,7 @@ class _Made:
     """One key's shapes, made on demand and kept: evaluate_pool usually stops after the
     first few, so later shapes are only made when a model asks for them."""
 
-    __slots__ = ("made", "rest", "lock")
+    __slots__ = ("lock", "made", "rest")
 
     def __init__(self, rest: Iterator[Shape]) -> None:
         self.made: list[Shape] = []
