@@ -36,6 +36,7 @@ from wattserve.render.children import (
     CHILD_KINDS,
     DEPLOYMENT,
     ENDPOINTSLICE,
+    NETWORKPOLICY,
     POD,
     RAYSERVICE,
     SERVICE,

@@ -40,8 +40,28 @@ class Targets:
         return self.ttft_p95_s is None or ttft <= self.ttft_p95_s
 
 
+# Memo of capacity_rps by the only figures latency depends on: pools that differ in price,
+# power or grid carbon but not in hardware (regions) share the result. Bounded.
+_CAPACITY: dict[tuple[object, ...], float] = {}
+_CAPACITY_MAX = 65536
+
+
 def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> float:
     """The highest per-replica arrival rate that still meets the targets (0 if none)."""
+    key = (perf.weight_bytes, perf.kv_bytes_per_sequence, perf.flops_per_token,
+           perf.bandwidth_bytes_s, perf.compute_flops_s, perf.prefill_tps,
+           perf.max_concurrency, perf.step_overhead_s, prompt, output, targets.latency_p95_s,
+           targets.ttft_p95_s, targets.max_utilization)
+    found = _CAPACITY.get(key)
+    if found is None:
+        if len(_CAPACITY) >= _CAPACITY_MAX:
+            _CAPACITY.clear()
+        found = _CAPACITY[key] = _capacity_rps(perf, prompt, output, targets)
+    return found
+
+
+def _capacity_rps(perf: ReplicaPerformance, prompt: int, output: int,
+                  targets: Targets) -> float:
     if perf.max_concurrency <= 1:
         return _serial_capacity(perf, prompt, output, targets)
     # Utilisation alone caps the rate at ρ = target (closed form); the SLO may cap it lower.

@@ -48,9 +48,22 @@ def model_shape(model: ModelSpec) -> ModelShape:
                       kv_heads=min(kv_heads, heads))
 
 
-@lru_cache(maxsize=4096)
+# Memo of kv_bytes_per_token by the only fields it reads (not the model's name or source).
+_KV_BYTES: dict[tuple[int, object], float] = {}
+
+
 def kv_bytes_per_token(model: ModelSpec) -> float:
     """K and V for every layer: 2 × layers × kv_heads × head_dim × bytes per element."""
+    key = (model.parameters, model.architecture)
+    found = _KV_BYTES.get(key)
+    if found is None:
+        if len(_KV_BYTES) >= 4096:
+            _KV_BYTES.clear()
+        found = _KV_BYTES[key] = _kv_bytes_per_token(model)
+    return found
+
+
+def _kv_bytes_per_token(model: ModelSpec) -> float:
     shape = model_shape(model)
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * c.KV_BYTES_PER_ELEMENT
 

@@ -88,7 +88,9 @@ def plan(md: ModelDeployment, pools: Sequence[ServingPool]) -> Plan:
     if not pools:
         return Plan(md.name, spec.objective, None, (), "no ServingPools exist",
                     Reason.NO_SERVING_POOLS)
-    candidates = [evaluate_pool(md, pool) for pool in sorted(pools, key=lambda p: p.name)]
+    context = _context(md)
+    candidates = [_evaluate(md, pool, context)
+                  for pool in sorted(pools, key=lambda p: p.name)]
     feasible = [cand for cand in candidates if cand.feasible]
     if pin is not None:
         pinned = next(cand for cand in candidates if cand.pool == pin)
@@ -174,8 +176,34 @@ def _why_lost(cand: Candidate, best: Candidate, objective: Objective, pin: str |
             f"on {best.pool}")
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What evaluating a model needs on every pool, worked out once per model."""
+
+    prompt: int
+    output: int
+    targets: Targets
+    floor: int  # max(1, minReplicas): a shape this small cannot get cheaper
+
+
+def _context(md: ModelDeployment) -> _Context:
+    spec = md.spec
+    prompt, output = served_tokens(spec.model.task, spec.expected_load.prompt_tokens,
+                                   spec.expected_load.output_tokens)
+    targets = Targets(
+        latency_p95_s=spec.slo.latency_p95_ms / 1000,
+        ttft_p95_s=None if spec.slo.ttft_p95_ms is None else spec.slo.ttft_p95_ms / 1000,
+        max_utilization=spec.scaling.target_utilization_percent / 100,
+    )
+    return _Context(prompt, output, targets, max(1, spec.scaling.min_replicas))
+
+
 def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
     """The pool's best shape for ``md``, or an infeasible candidate with the reason."""
+    return _evaluate(md, pool, _context(md))
+
+
+def _evaluate(md: ModelDeployment, pool: ServingPool, context: _Context) -> Candidate:
     spec = md.spec
     base: dict[str, Any] = {
         "pool": pool.name, "engine": "-", "feasible": False, "reason": "",
@@ -194,13 +222,7 @@ def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
         engine_note = "" if wanted is EngineChoice.AUTO else f" with engine {wanted.value}"
         return Candidate(**(base | {"reason": f"no engine serves {spec.model.quantization.value} "
                                               f"weights on a {kind} pool{engine_note}"}))
-    prompt, output = served_tokens(spec.model.task, spec.expected_load.prompt_tokens,
-                                   spec.expected_load.output_tokens)
-    targets = Targets(
-        latency_p95_s=spec.slo.latency_p95_ms / 1000,
-        ttft_p95_s=None if spec.slo.ttft_p95_ms is None else spec.slo.ttft_p95_ms / 1000,
-        max_utilization=spec.scaling.target_utilization_percent / 100,
-    )
+    prompt, output, targets = context.prompt, context.output, context.targets
     best: dict[str, Any] | None = None
     best_score: tuple[float, ...] = ()
     closest: tuple[int, dict[str, Any]] | None = None  # the infeasible shape that got furthest
@@ -211,7 +233,7 @@ def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
             stage, fields = _evaluate_shape(md, shape, base, targets, prompt, output,
                                             cost_to_beat)
             if stage == _OUTBID:
-                if fields["replicas"] <= max(1, spec.scaling.min_replicas):
+                if fields["replicas"] <= context.floor:
                     break
                 continue
             if not fields["feasible"]:
@@ -221,7 +243,7 @@ def evaluate_pool(md: ModelDeployment, pool: ServingPool) -> Candidate:
             score = _score(fields, spec.objective)
             if best is None or score < best_score:
                 best, best_score = fields, score
-            if fields["replicas"] <= max(1, spec.scaling.min_replicas):
+            if fields["replicas"] <= context.floor:
                 break  # a bigger shape only costs more per replica and saves none
     if best is not None:
         return Candidate(**best)
@@ -258,28 +280,34 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
     shape that already costs more is dropped before its energy is modelled (_OUTBID)."""
     spec = md.spec
     perf = shape.performance
-    fields: dict[str, Any] = base | {
-        "engine": shape.engine, "tensor_parallel": shape.tensor_parallel,
-        "threads": shape.threads, "replicas_per_node": shape.replicas_per_node,
-        "cpu_request": shape.cpu_request, "memory_request_gib": shape.memory_request_gib,
-        "memory_gib": shape.memory.needed_gib, "performance": perf,
-    }
+
+    def start(**extra: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = base | {
+            "engine": shape.engine, "tensor_parallel": shape.tensor_parallel,
+            "threads": shape.threads, "replicas_per_node": shape.replicas_per_node,
+            "cpu_request": shape.cpu_request, "memory_request_gib": shape.memory_request_gib,
+            "memory_gib": shape.memory.needed_gib, "performance": perf,
+        }
+        fields.update(extra)
+        return fields
+
     if shape.problem is not None or perf is None:
-        return _FITS, _make(fields, reason=shape.problem or "does not fit")
-    capacity = capacity_rps(perf, prompt, output, targets)
+        return _FITS, start(reason=shape.problem or "does not fit")
+    capacity = capacity_rps(perf, prompt, output, targets)  # memoised
     if capacity <= 0:
-        return _MEETS_SLO, _make(fields, reason="misses the SLO")
-    fields["capacity_rps_per_replica"] = capacity
+        return _MEETS_SLO, start(reason="misses the SLO")
     rate = spec.expected_load.requests_per_second
     floor = max(1, spec.scaling.min_replicas)
     replicas = replicas_needed(perf, rate, prompt, output, targets, capacity, floor,
                                spec.scaling.max_replicas)
     if replicas is None:
         need = math.ceil(rate / capacity)
-        return _REPLICAS, _make(fields, reason=f"needs {need} replicas for {rate:g} req/s, "
-                                               f"above maxReplicas {spec.scaling.max_replicas}")
+        return _REPLICAS, start(capacity_rps_per_replica=capacity,
+                                reason=f"needs {need} replicas for {rate:g} req/s, "
+                                       f"above maxReplicas {spec.scaling.max_replicas}")
     if cost_to_beat is not None and replicas * perf.usd_per_hour > cost_to_beat * (1 + 1e-9):
-        return _OUTBID, _make(fields, replicas=replicas)
+        return _OUTBID, {"replicas": replicas}  # only its replica count is looked at
+    fields = start(capacity_rps_per_replica=capacity)
     econ = economics(perf, replicas, rate, prompt, output)
     nodes = math.ceil(replicas / max(1, shape.replicas_per_node))
     per_replica_tps = (perf.aggregate_tps_max if perf.max_concurrency > 1
@@ -304,7 +332,11 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
 
 
 def _with_reason(cand: Candidate, reason: str) -> Candidate:
-    return Candidate(**(vars(cand) | {"reason": reason}))
+    # a copy with one field changed, without re-running __init__ on every field
+    copy = object.__new__(Candidate)
+    copy.__dict__.update(cand.__dict__)
+    copy.__dict__["reason"] = reason
+    return copy
 
 
 def _make(fields: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ parallelism on GPU, each with its memory fit, resources and roofline performance
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,12 +43,56 @@ def engines_for(model: ModelSpec, pool: ServingPool) -> list[str]:
     return [c.ENGINE_LLAMACPP] if model.quantization in c.LLAMACPP_FORMATS else []
 
 
+class _Made:
+    """One key's shapes, made on demand and kept: evaluate_pool usually stops after the
+    first few, so later shapes are only made when a model asks for them."""
+
+    __slots__ = ("lock", "made", "rest")
+
+    def __init__(self, rest: Iterator[Shape]) -> None:
+        self.made: list[Shape] = []
+        self.rest: Iterator[Shape] | None = rest
+        self.lock = threading.Lock()  # the operator may plan from more than one thread
+
+    def __iter__(self) -> Iterator[Shape]:
+        index = 0
+        while True:
+            if index < len(self.made):
+                yield self.made[index]
+                index += 1
+                continue
+            with self.lock:
+                if index < len(self.made):
+                    continue
+                if self.rest is None:
+                    return
+                shape = next(self.rest, None)
+                if shape is None:
+                    self.rest = None
+                    return
+                self.made.append(shape)
+
+
+# Memo of shapes_for: a fleet repeats the same model dimensions on the same pools, and a
+# shape depends on nothing else. Bounded (cleared when full); shapes are immutable.
+_SHAPES: dict[tuple[object, ...], _Made] = {}
+_SHAPES_MAX = 16384
+
+
 def shapes_for(model: ModelSpec, pool: ServingPool, engine: str,
                typical_tokens: int) -> Iterator[Shape]:
-    if pool.spec.is_gpu:
-        yield from _gpu_shapes(model, pool, engine, typical_tokens)
-    else:
-        yield from _cpu_shapes(model, pool, engine)
+    """The shapes the pool offers, smallest first (memoised per model dimensions, pool,
+    engine and, on GPUs, the typical sequence length)."""
+    is_gpu = pool.spec.is_gpu
+    key = (model.parameters, model.quantization, model.context_length, model.architecture,
+           pool, engine, typical_tokens if is_gpu else 0)
+    entry = _SHAPES.get(key)
+    if entry is None:
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        entry = _SHAPES[key] = _Made(_gpu_shapes(model, pool, engine, typical_tokens)
+                                     if is_gpu else _cpu_shapes(model, pool, engine))
+    return iter(entry)
 
 
 def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Shape]:
@@ -62,6 +107,7 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
     decode_gflops = tuning.cpu_decode_gflops_per_core or c.CPU_DECODE_GFLOPS_PER_CORE
     prefill_gflops = tuning.cpu_prefill_gflops_per_core or c.CPU_PREFILL_GFLOPS_PER_CORE
     efficiency = tuning.decode_efficiency or c.CPU_DECODE_EFFICIENCY
+    weights = weight_bytes(model)
     for threads in options:
         per_node = min(usable // threads, int(spec.node.memory_gib * 0.9 // memory_request))
         share = max(threads / spec.node.cpu, memory_request / spec.node.memory_gib)
@@ -69,7 +115,7 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
                         threads * c.CPU_PER_CORE_BANDWIDTH_GBPS) * 1e9 * efficiency
         perf = ReplicaPerformance(
             engine=engine,
-            weight_bytes=weight_bytes(model),
+            weight_bytes=weights,
             kv_bytes_per_sequence=0.0,  # one short sequence: KV reads are small next to weights
             flops_per_token=2.0 * model.parameters,
             bandwidth_bytes_s=bandwidth,
@@ -109,6 +155,8 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
         decode_eff *= c.VLLM_GGUF_EFFICIENCY
         prefill_eff *= c.VLLM_GGUF_EFFICIENCY
     speedup = c.LOW_PRECISION_COMPUTE_SPEEDUP.get(model.quantization, 1.0)
+    weights = weight_bytes(model)
+    kv_per_token = kv_bytes_per_token(model)
     for tp in c.TENSOR_PARALLEL_OPTIONS:
         if tp > acc.count:
             break
@@ -128,8 +176,8 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
         peak = acc.peak_tflops * 1e12 * tp * speedup * tp_eff
         perf = ReplicaPerformance(
             engine=engine,
-            weight_bytes=weight_bytes(model),
-            kv_bytes_per_sequence=kv_bytes_per_token(model) * typical_tokens / 2,
+            weight_bytes=weights,
+            kv_bytes_per_sequence=kv_per_token * typical_tokens / 2,
             flops_per_token=2.0 * model.parameters,
             bandwidth_bytes_s=acc.memory_bandwidth_gbps * 1e9 * tp * decode_eff * tp_eff,
             compute_flops_s=peak * decode_eff,
