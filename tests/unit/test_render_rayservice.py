@@ -33,7 +33,8 @@ def test_rayservice_backend_renders_a_rayservice_and_its_network_policy() -> Non
     for obj in objs:
         assert obj["metadata"]["ownerReferences"][0]["controller"] is True
         assert obj["metadata"]["labels"] == objs[0]["metadata"]["labels"]
-    assert {(o["apiVersion"], o["kind"]) for o in objs} <= set(CHILD_KINDS)
+    owned = {(k.api_version, k.kind) for k in CHILD_KINDS.values()}
+    assert {(o["apiVersion"], o["kind"]) for o in objs} <= owned
 
 
 def _policy(**kw: object) -> dict:
