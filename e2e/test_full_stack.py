@@ -110,11 +110,11 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
                                  "smollm2-135m-oci": "cpu-local"}
     table = stack.kube.kubectl("get", "md", "-n", stack.namespace).stdout
     header, *rows = table.strip().splitlines()
-    assert header.split()[:8] == ["NAME", "POOL", "ENGINE", "REPLICAS", "P95", "J/TOKEN",
-                                  "$/HOUR", "READY"]
+    assert header.split()[:9] == ["NAME", "POOL", "ENGINE", "REPLICAS", "P95", "J/TOKEN",
+                                  "$/HOUR", "READY", "SCALED"]
     for row in rows:
         cells = row.split()
-        assert len(cells) == 9 and "<none>" not in cells, row
+        assert len(cells) == 10 and "<none>" not in cells, row
     events = stack.kube.get("events", "-n", stack.namespace,
                             "--field-selector", "reason=Placed")["items"]
     names = {yaml.safe_load(Path(m).read_text())["metadata"]["name"] for m in MODELS}
