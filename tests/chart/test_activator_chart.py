@@ -55,3 +55,17 @@ def test_the_operator_is_told_the_activator_service_and_it_exists() -> None:
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     labels = dep["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["selector"] == labels
+
+
+def test_with_watched_namespaces_the_activator_gets_roles_there_and_nothing_cluster_wide() -> None:
+    docs = render({"activator": {"enabled": True}, "operator": {"namespaces": ["a", "b"]}})
+    mine = [d for d in docs if d["metadata"]["name"].endswith("-activator")]
+    assert not [d for d in mine if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    roles = {d["metadata"]["namespace"]: d for d in mine if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in mine if d["kind"] == "RoleBinding"}
+    assert sorted(roles) == sorted(bindings) == ["a", "b"]
+    cluster_rules = render(ON)
+    expected = next(d for d in cluster_rules if d["kind"] == "ClusterRole"
+                    and d["metadata"]["name"].endswith("-activator"))["rules"]
+    assert all(role["rules"] == expected for role in roles.values())
+    assert all(b["roleRef"]["kind"] == "Role" for b in bindings.values())
