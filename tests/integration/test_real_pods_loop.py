@@ -56,6 +56,9 @@ def node_images(kube_cluster: Cluster) -> list[str]:
     why = realnode.host_reason()
     if why is not None:
         pytest.skip(f"this machine cannot run a real node: {why}")
+    st = ClusterState.load(Path(kube_cluster.extra["state_dir"]))
+    if st is None or not st.real_node:
+        pytest.skip("the session dev cluster has no real node (WATTSERVE_TEST_REAL_NODE=0?)")
     listing = containerd.ctr(_node_paths(kube_cluster), "images", "ls", "-q").stdout.split()
     wanted = [
         "ghcr.io/wattserve/wattserve-operator:0.1.0",
@@ -84,17 +87,17 @@ def _restricted_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("label", "--overwrite", "namespace", name, RESTRICTED)
 
 
-@pytest.fixture(scope="module")
-def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
-    _restricted_namespace(kube_cluster, RELEASE_NS)
+def install_chart(cluster: Cluster, *extra: str) -> None:
+    """``helm upgrade --install`` the chart with the example pools (+ ``extra`` helm args)."""
+    _restricted_namespace(cluster, RELEASE_NS)
     names = [p["name"] for p in yaml.safe_load(POOL_VALUES.read_text())["servingPools"]]
-    existing = kube_cluster.kubectl("get", "servingpools", "-o", "name", check=False).stdout
+    existing = cluster.kubectl("get", "servingpools", "-o", "name", check=False).stdout
     for name in names:  # pools left by earlier tests of the session go to this release
         if f"servingpool.wattserve.dev/{name}" in existing:
-            kube_cluster.kubectl(
+            cluster.kubectl(
                 "label", "--overwrite", "servingpool", name, "app.kubernetes.io/managed-by=Helm"
             )
-            kube_cluster.kubectl(
+            cluster.kubectl(
                 "annotate",
                 "--overwrite",
                 "servingpool",
@@ -104,7 +107,7 @@ def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
             )
     started = time.monotonic()
     proc = _helm(
-        kube_cluster,
+        cluster,
         "upgrade",
         "--install",
         RELEASE,
@@ -113,16 +116,26 @@ def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
         RELEASE_NS,
         "-f",
         str(POOL_VALUES),
+        *extra,
         "--wait",
         "--timeout",
         "240s",
     )
     assert proc.returncode == 0, proc.stderr
     print(f"helm install -> operator Ready: {time.monotonic() - started:.1f}s")
+
+
+def uninstall_chart(cluster: Cluster) -> None:
+    _helm(cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+
+
+@pytest.fixture(scope="module")
+def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
+    install_chart(kube_cluster)
     try:
         yield
     finally:
-        _helm(kube_cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+        uninstall_chart(kube_cluster)
 
 
 def _pods(cluster: Cluster, ns: str, selector: str) -> list[dict[str, Any]]:
