@@ -40,6 +40,8 @@ POOL_VALUES = CHART / "examples" / "pools-values.yaml"
 MODEL = REPO / "examples" / "models" / "smollm2-135m-oci.yaml"
 RELEASE, RELEASE_NS = "wattserve", "wattserve-system"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+# The operator's pods only (the activator's, when enabled, share app.kubernetes.io/name).
+OPERATOR_PODS = "app.kubernetes.io/name=wattserve,app.kubernetes.io/component=operator"
 
 
 def _node_paths(cluster: Cluster) -> containerd.Paths:
@@ -126,7 +128,14 @@ def install_chart(cluster: Cluster, *extra: str) -> None:
 
 
 def uninstall_chart(cluster: Cluster) -> None:
-    _helm(cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+    proc = _helm(cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+    assert proc.returncode == 0, proc.stderr
+    wait_for(
+        lambda: not cluster.get_json("pods", "-n", RELEASE_NS)["items"],
+        timeout=120,
+        interval=1.0,
+        what="the release's pods gone",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +165,7 @@ def _node_pool(cluster: Cluster, node: str) -> str:
 def test_operator_runs_as_the_charts_pod_on_the_real_node(
     kube_cluster: Cluster, chart: None
 ) -> None:
-    pods = _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve")
+    pods = _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS)
     assert pods and all(_ready(p) for p in pods), [p["status"].get("phase") for p in pods]
     for pod in pods:
         assert _node_pool(kube_cluster, pod["spec"]["nodeName"]) == POOL_NAME
@@ -303,14 +312,14 @@ def test_sigkilled_operator_pod_restarts_and_the_model_stays_ready(
     kube_cluster: Cluster, served: dict[str, Any]
 ) -> None:
     (op,) = [
-        p for p in _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve") if _ready(p)
+        p for p in _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS) if _ready(p)
     ]
     before = _restarts(op)
     _sigkill(kube_cluster, op)
     wait_for(
         lambda: [
             p
-            for p in _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve")
+            for p in _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS)
             if _ready(p) and _restarts(p) > before
         ],
         timeout=120,

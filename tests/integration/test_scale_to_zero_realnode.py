@@ -179,8 +179,11 @@ def test_every_request_to_a_model_at_zero_is_answered_after_one_wake_up(
         eps = wait_for(lambda: _activator_slice(cluster, ns, name), timeout=60, interval=1.0,
                        what="the model's Service routed to the activator")
         assert eps["endpoints"][0]["addresses"] == [act_ip]
-        act_metrics = f"http://{act_ip}:{contract.ACTIVATOR_PORT}{contract.METRICS_PATH}"
-        cold_before = _metric(act_metrics, "wattserve_activator_cold_starts_total")
+        admin = next(port["containerPort"] for port in act[0]["spec"]["containers"][0]["ports"]
+                     if port["name"] == "admin")
+        act_metrics = f"http://{act_ip}:{admin}{contract.METRICS_PATH}"
+        cold_before = _metric(act_metrics, contract.ACTIVATOR_COLD_STARTS_TOTAL)
+        rejected_before = _metric(act_metrics, contract.ACTIVATOR_REJECTED_TOTAL)
 
         # 2. N concurrent streaming requests through the Service from inside the cluster.
         svc = cluster.get_json("service", name, "-n", ns)
@@ -202,9 +205,14 @@ def test_every_request_to_a_model_at_zero_is_answered_after_one_wake_up(
                        total_max_s=round(max(float(r["total"]) for r in results), 2))
 
         # 3. Exactly one wake-up: one cold start, one Activated event, one serving pod.
-        cold = _metric(act_metrics, "wattserve_activator_cold_starts_total") - cold_before
-        figures["activator_cold_starts"] = cold
+        cold = _metric(act_metrics, contract.ACTIVATOR_COLD_STARTS_TOTAL) - cold_before
+        hold_sum = _metric(act_metrics, contract.ACTIVATOR_HOLD_SECONDS + "_sum")
+        hold_count = _metric(act_metrics, contract.ACTIVATOR_HOLD_SECONDS + "_count")
+        figures.update(activator_cold_starts=cold, activator_held=hold_count,
+                       activator_hold_mean_s=round(hold_sum / max(hold_count, 1), 2))
         assert cold == 1
+        assert _metric(act_metrics, contract.ACTIVATOR_REJECTED_TOTAL) == rejected_before
+        assert hold_count == REQUESTS  # every request went through the activator's queue
         activated = [e for e in cluster.get_json(
             "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
             if e["reason"] == "Activated"]
