@@ -311,9 +311,7 @@ def test_deleted_serving_pod_is_replaced_and_serves(
 def test_sigkilled_operator_pod_restarts_and_the_model_stays_ready(
     kube_cluster: Cluster, served: dict[str, Any]
 ) -> None:
-    (op,) = [
-        p for p in _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS) if _ready(p)
-    ]
+    (op,) = [p for p in _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS) if _ready(p)]
     before = _restarts(op)
     _sigkill(kube_cluster, op)
     wait_for(
