@@ -132,7 +132,7 @@ def uninstall_chart(cluster: Cluster) -> None:
     assert proc.returncode == 0, proc.stderr
     wait_for(
         lambda: not cluster.get_json("pods", "-n", RELEASE_NS)["items"],
-        timeout=120,
+        timeout=180,
         interval=1.0,
         what="the release's pods gone",
     )

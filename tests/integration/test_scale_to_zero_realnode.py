@@ -49,12 +49,14 @@ from e2e.harness.prometheus import LocalPrometheus, Target  # noqa: E402
 pytestmark = pytest.mark.integration
 REQUESTS = 16
 OPERATOR_IMAGE = "ghcr.io/wattserve/wattserve-operator:0.1.0"
-# Target of the issue: 3 s p99 from zero to first token. Measured on this 2-CPU machine
-# (docs/benchmarks-activator.md) it is not reachable: the bound asserted is the measured cold
-# start with headroom, so the test fails if the activator ever adds a retry loop or a second
-# wake-up on top of the pod start.
+# Target of the issue: 3 s p99 from zero to first token. Measured here (2-CPU VM, one
+# llama.cpp replica serving the 16 held requests in turn; docs/benchmarks-activator.md): the
+# wake-up -> Ready cold start is 2.8 s, first token p50 3.5 s, p99 3.9 s. The 3 s p99 is met
+# by the cold start but not by the 16th request's first token, so the bound asserted is 6 s
+# (headroom for the shared machine); it fails if a probe tick (the 10 s it was before), a
+# retry loop or a second wake-up comes back on the path.
 TARGET_FIRST_TOKEN_P99_S = 3.0
-ASSERTED_FIRST_TOKEN_P99_S = 30.0
+ASSERTED_FIRST_TOKEN_P99_S = 6.0
 CLIENT = r"""
 import asyncio, json, time, aiohttp
 URL, N = "http://%(svc)s.%(ns)s.svc.cluster.local:%(port)d/v1/chat/completions", %(n)d
@@ -203,6 +205,7 @@ def test_every_request_to_a_model_at_zero_is_answered_after_one_wake_up(
         figures.update(first_token_p50_s=round(p50, 2), first_token_p99_s=round(p99, 2),
                        first_token_max_s=round(ttft[-1], 2),
                        total_max_s=round(max(float(r["total"]) for r in results), 2))
+        figures["target_3s_p99_met"] = p99 <= TARGET_FIRST_TOKEN_P99_S
 
         # 3. Exactly one wake-up: one cold start, one Activated event, one serving pod.
         cold = _metric(act_metrics, contract.ACTIVATOR_COLD_STARTS_TOTAL) - cold_before
