@@ -51,10 +51,10 @@ REQUESTS = 16
 OPERATOR_IMAGE = "ghcr.io/wattserve/wattserve-operator:0.1.0"
 # Target of the issue: 3 s p99 from zero to first token. Measured here (2-CPU VM, one
 # llama.cpp replica serving the 16 held requests in turn; docs/benchmarks-activator.md): the
-# wake-up -> Ready cold start is 2.8 s, first token p50 3.5 s, p99 3.9 s. The 3 s p99 is met
-# by the cold start but not by the 16th request's first token, so the bound asserted is 6 s
-# (headroom for the shared machine); it fails if a probe tick (the 10 s it was before), a
-# retry loop or a second wake-up comes back on the path.
+# wake-up -> Ready cold start is 2.8-3.0 s, first token p50 3.5-4.3 s, p99 3.9-4.7 s. The 3 s
+# p99 is met by the cold start but not by the 16th request's first token, so the bound
+# asserted is 6 s (headroom for the shared machine); it fails if a probe tick (the 10 s it
+# was before), a retry loop or a second wake-up comes back on the path.
 TARGET_FIRST_TOKEN_P99_S = 3.0
 ASSERTED_FIRST_TOKEN_P99_S = 6.0
 CLIENT = r"""
