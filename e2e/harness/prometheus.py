@@ -43,8 +43,9 @@ class LocalPrometheus:
     """Start with :meth:`start`, stop with :meth:`stop` (or use as a context manager)."""
 
     def __init__(self, workdir: Path, scrape_interval: float = 1.0,
-                 binary: str | None = None) -> None:
+                 binary: str | None = None, host: str = "127.0.0.1") -> None:
         self.workdir = workdir
+        self.host = host  # listen address (e.g. the CNI gateway, for in-cluster clients)
         self.scrape_interval = scrape_interval
         self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         self.port = 0
@@ -53,7 +54,7 @@ class LocalPrometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _write_config(self) -> Path:
         jobs: dict[tuple[str, str], list[Target]] = {}
@@ -86,7 +87,7 @@ class LocalPrometheus:
         self.process = subprocess.Popen(
             [self.binary, f"--config.file={config}",
              f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+             f"--web.listen-address={self.host}:{self.port}", "--web.enable-lifecycle",
              "--storage.tsdb.retention.time=2h"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -71,8 +72,14 @@ async def serve(args: argparse.Namespace) -> None:
         runners.append(runner)
     logging.info("activator on :%d (admin :%d), queue %d per model, deadline %.0fs",
                  args.port, args.admin_port, args.queue_size, args.deadline)
+    # SIGTERM (pod deletion) ends the wait: as PID 1 Python has no default handler, and the
+    # pod would sit out its whole grace period, then be killed with requests held.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         for runner in runners:
             await runner.cleanup()

@@ -69,3 +69,10 @@ def test_with_watched_namespaces_the_activator_gets_roles_there_and_nothing_clus
                     and d["metadata"]["name"].endswith("-activator"))["rules"]
     assert all(role["rules"] == expected for role in roles.values())
     assert all(b["roleRef"]["kind"] == "Role" for b in bindings.values())
+
+
+def test_the_activator_pod_gets_no_service_link_env_that_would_clash_with_its_settings() -> None:
+    # The Service <release>-activator would inject WATTSERVE_ACTIVATOR_PORT=tcp://... (seen on
+    # the real node: the activator refused to start).
+    pod = by_kind(render(ON), "Deployment", "activator")["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False

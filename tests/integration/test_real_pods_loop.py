@@ -40,6 +40,8 @@ POOL_VALUES = CHART / "examples" / "pools-values.yaml"
 MODEL = REPO / "examples" / "models" / "smollm2-135m-oci.yaml"
 RELEASE, RELEASE_NS = "wattserve", "wattserve-system"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+# The operator's pods only (the activator's, when enabled, share app.kubernetes.io/name).
+OPERATOR_PODS = "app.kubernetes.io/name=wattserve,app.kubernetes.io/component=operator"
 
 
 def _node_paths(cluster: Cluster) -> containerd.Paths:
@@ -56,6 +58,9 @@ def node_images(kube_cluster: Cluster) -> list[str]:
     why = realnode.host_reason()
     if why is not None:
         pytest.skip(f"this machine cannot run a real node: {why}")
+    st = ClusterState.load(Path(kube_cluster.extra["state_dir"]))
+    if st is None or not st.real_node:
+        pytest.skip("the session dev cluster has no real node (WATTSERVE_TEST_REAL_NODE=0?)")
     listing = containerd.ctr(_node_paths(kube_cluster), "images", "ls", "-q").stdout.split()
     wanted = [
         "ghcr.io/wattserve/wattserve-operator:0.1.0",
@@ -84,17 +89,17 @@ def _restricted_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("label", "--overwrite", "namespace", name, RESTRICTED)
 
 
-@pytest.fixture(scope="module")
-def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
-    _restricted_namespace(kube_cluster, RELEASE_NS)
+def install_chart(cluster: Cluster, *extra: str) -> None:
+    """``helm upgrade --install`` the chart with the example pools (+ ``extra`` helm args)."""
+    _restricted_namespace(cluster, RELEASE_NS)
     names = [p["name"] for p in yaml.safe_load(POOL_VALUES.read_text())["servingPools"]]
-    existing = kube_cluster.kubectl("get", "servingpools", "-o", "name", check=False).stdout
+    existing = cluster.kubectl("get", "servingpools", "-o", "name", check=False).stdout
     for name in names:  # pools left by earlier tests of the session go to this release
         if f"servingpool.wattserve.dev/{name}" in existing:
-            kube_cluster.kubectl(
+            cluster.kubectl(
                 "label", "--overwrite", "servingpool", name, "app.kubernetes.io/managed-by=Helm"
             )
-            kube_cluster.kubectl(
+            cluster.kubectl(
                 "annotate",
                 "--overwrite",
                 "servingpool",
@@ -104,7 +109,7 @@ def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
             )
     started = time.monotonic()
     proc = _helm(
-        kube_cluster,
+        cluster,
         "upgrade",
         "--install",
         RELEASE,
@@ -113,16 +118,33 @@ def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
         RELEASE_NS,
         "-f",
         str(POOL_VALUES),
+        *extra,
         "--wait",
         "--timeout",
         "240s",
     )
     assert proc.returncode == 0, proc.stderr
     print(f"helm install -> operator Ready: {time.monotonic() - started:.1f}s")
+
+
+def uninstall_chart(cluster: Cluster) -> None:
+    proc = _helm(cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+    assert proc.returncode == 0, proc.stderr
+    wait_for(
+        lambda: not cluster.get_json("pods", "-n", RELEASE_NS)["items"],
+        timeout=180,
+        interval=1.0,
+        what="the release's pods gone",
+    )
+
+
+@pytest.fixture(scope="module")
+def chart(kube_cluster: Cluster, node_images: list[str]) -> Iterator[None]:
+    install_chart(kube_cluster)
     try:
         yield
     finally:
-        _helm(kube_cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "120s")
+        uninstall_chart(kube_cluster)
 
 
 def _pods(cluster: Cluster, ns: str, selector: str) -> list[dict[str, Any]]:
@@ -143,7 +165,7 @@ def _node_pool(cluster: Cluster, node: str) -> str:
 def test_operator_runs_as_the_charts_pod_on_the_real_node(
     kube_cluster: Cluster, chart: None
 ) -> None:
-    pods = _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve")
+    pods = _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS)
     assert pods and all(_ready(p) for p in pods), [p["status"].get("phase") for p in pods]
     for pod in pods:
         assert _node_pool(kube_cluster, pod["spec"]["nodeName"]) == POOL_NAME
@@ -289,15 +311,13 @@ def test_deleted_serving_pod_is_replaced_and_serves(
 def test_sigkilled_operator_pod_restarts_and_the_model_stays_ready(
     kube_cluster: Cluster, served: dict[str, Any]
 ) -> None:
-    (op,) = [
-        p for p in _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve") if _ready(p)
-    ]
+    (op,) = [p for p in _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS) if _ready(p)]
     before = _restarts(op)
     _sigkill(kube_cluster, op)
     wait_for(
         lambda: [
             p
-            for p in _pods(kube_cluster, RELEASE_NS, "app.kubernetes.io/name=wattserve")
+            for p in _pods(kube_cluster, RELEASE_NS, OPERATOR_PODS)
             if _ready(p) and _restarts(p) > before
         ],
         timeout=120,

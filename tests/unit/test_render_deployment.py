@@ -161,3 +161,13 @@ def test_deployment_backend_renders_a_deployment_and_a_service() -> None:
 
 def test_rendering_is_deterministic() -> None:
     assert desired_children(cpu_inputs()) == desired_children(cpu_inputs())
+
+
+def test_a_cpu_replica_is_seen_ready_within_a_second_of_loading() -> None:
+    # A replica woken from zero has requests held for it: a 10 s probe tick was the whole of
+    # the measured cold start on the real node (docs/benchmarks-activator.md).
+    container = _serving(render_deployment(cpu_inputs()))
+    assert container["startupProbe"]["periodSeconds"] == 1
+    assert container["readinessProbe"]["periodSeconds"] == 1
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # still 10 min to load

@@ -55,9 +55,10 @@ PROJECT_WHEELS: Final = f"{LOCAL_WHEELS}/project"
 LOCK_IN_IMAGE: Final = f"{WHEELS_DIR}/requirements.lock"
 FILES_DIR: Final = "/tmp/package-files"  # package_files staged here by both builders
 PROJECT_SOURCES: Final = ("pyproject.toml", "README.md", "operator/wattserve",
-                          "serving/wattserve_serving")
+                          "serving/wattserve_serving", "serving/wattserve_activator")
 PACKAGE_DIRS: Final = {"wattserve": "operator/wattserve",
-                       "wattserve_serving": "serving/wattserve_serving"}
+                       "wattserve_serving": "serving/wattserve_serving",
+                       "wattserve_activator": "serving/wattserve_activator"}
 
 _NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REPO: Final = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
