@@ -105,6 +105,7 @@ def test_derived_image_adds_only_files() -> None:
 
 def _copy_inputs(tmp_path: Path) -> Path:
     for rel in ("pyproject.toml", "README.md", "operator/wattserve", "serving/wattserve_serving",
+                "serving/wattserve_activator",
                 "serving/locks", "operator/locks"):
         src, dst = ROOT / rel, tmp_path / rel
         if src.is_dir():
