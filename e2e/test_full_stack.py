@@ -85,7 +85,7 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
         if not KIND or md.name == SMOL:
             wait_until(lambda md=md: condition(md_status(stack.kube, stack.namespace, md.name),
                                                "Ready").get("status") == "True",
-                       600 if KIND else 120, f"{md.name} Ready")
+                       600 if KIND else 300, f"{md.name} Ready")
         if md.name == SMOL:
             TIMINGS["apply_to_ready_smollm2_s"] = time.monotonic() - started
         pods = _pods(stack, md.name)
