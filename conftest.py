@@ -82,6 +82,8 @@ def kube_cluster(
     real_node = os.environ.get("WATTSERVE_TEST_REAL_NODE", "1") != "0"
     if not real_node:
         _log("WATTSERVE_TEST_REAL_NODE=0: no real node; running the kwok pools alone")
+    else:
+        request.getfixturevalue("_real_node_lock")
     st = control_plane.up(
         state_dir, echo=_log, die_with_parent=True, real_node=real_node, node_images=images
     )
@@ -97,6 +99,35 @@ def kube_cluster(
     finally:
         control_plane.down(state_dir)
         _log("dev cluster stopped")
+
+
+@pytest.fixture(scope="session")
+def _real_node_lock() -> Iterator[None]:
+    """The machine runs one real node: sessions that want it take turns (bounded wait)."""
+    import fcntl
+    import time
+
+    path = os.environ.get("WATTSERVE_REAL_NODE_LOCK", "/tmp/wattserve-realnode.lock")
+    limit = float(os.environ.get("WATTSERVE_REAL_NODE_WAIT", "3600"))
+    with open(path, "a+") as fh:
+        start = time.monotonic()
+        next_note = 0.0
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited > limit:
+                    pytest.fail(f"the real node stayed held by another run for {limit:.0f} s")
+                if waited >= next_note:
+                    _log(f"waiting for the real node ({path} held by another run), {waited:.0f} s")
+                    next_note += 30
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
