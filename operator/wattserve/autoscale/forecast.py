@@ -59,6 +59,21 @@ def upper_rate(rate: float, window_s: float, vol: float, trend: float, lead_s: f
     return rate + max(trend, 0.0) * max(lead_s, 0.0) + z * math.sqrt(spread)
 
 
+def rate_changed(rate: float, last_rate: float | None, dt_s: float, window_s: float,
+                 z: float = Z_LITTLE) -> bool:
+    """Whether the windowed rate moved by more than Poisson noise since the last tick.
+
+    Two ``window_s`` windows ``dt_s`` apart differ in the arrivals of two ``dt_s`` slices,
+    so for a constant rate ``r`` their difference has variance ``2 r dt / W^2``; a change
+    beyond ``z`` standard deviations (or the first observation) means the traffic's regime
+    moved and the window now mixes two regimes."""
+    if last_rate is None or dt_s <= 0 or window_s <= 0:
+        return True
+    r = max(rate, last_rate, 0.0)
+    sd = math.sqrt(2.0 * r * min(dt_s, window_s)) / window_s
+    return abs(rate - last_rate) > z * sd + 1.0 / window_s
+
+
 def little_rate(rate: float, in_flight: float | None, service_s: float,
                 z: float = Z_LITTLE) -> float:
     """The current arrival rate when the sequences in flight say it is significantly

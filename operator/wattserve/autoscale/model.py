@@ -117,6 +117,9 @@ class ScalerState:
     last_ready: int | None = None
     startup_s: float | None = None  # start-up time learned from observed readiness
     observing_since: float | None = None  # first usable observation (windows fill up)
+    steady_since: float | None = None  # the rate has held (no significant change) since
+    prompt_tokens: float | None = None  # mean lengths learned on steady windows (EWMA)
+    gen_tokens: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,6 +150,11 @@ class ScalerState:
             startup_s=None if d.get("startup_s") is None else float(d["startup_s"]),
             observing_since=(None if d.get("observing_since") is None
                              else float(d["observing_since"])),
+            steady_since=(None if d.get("steady_since") is None
+                          else float(d["steady_since"])),
+            prompt_tokens=(None if d.get("prompt_tokens") is None
+                           else float(d["prompt_tokens"])),
+            gen_tokens=None if d.get("gen_tokens") is None else float(d["gen_tokens"]),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

@@ -32,6 +32,7 @@ from wattserve.autoscale.forecast import (
     drop_newest,
     learn_startup,
     little_rate,
+    rate_changed,
     upper_rate,
     volatility,
 )
@@ -66,11 +67,19 @@ def decide(
     assert obs is not None and obs.request_rate is not None
     slo_s = spec.slo_p95_ms / 1000.0
     rate = obs.request_rate
-    load = _load(spec, obs)
     since = now if state.observing_since is None else state.observing_since
-    if now - since >= spec.metrics_window_s:
+    # The model is fitted only on windows that hold one traffic regime: after a step the
+    # window's completions are the previous regime's stragglers (a p95 of the busy period
+    # read at a low rate) and its rate lags what is in flight (Little's law does not hold
+    # out of steady state), so either would mis-fit the speed and tail correction.
+    dt = now - state.last_time if state.last_time is not None else 0.0
+    moved = rate_changed(rate, state.last_rate, dt, spec.metrics_window_s)
+    steady = now if moved or state.steady_since is None else state.steady_since
+    settled = now - steady >= spec.metrics_window_s
+    load, lengths = _lengths(spec, state, obs, settled)
+    if now - since >= spec.metrics_window_s and settled:
         calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
-    else:  # the windows are still filling: rates lag what is in flight, do not fit
+    else:  # the windows are filling or mix two regimes: rates lag what is in flight
         calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
                                           state.ttft_correction)
 
@@ -98,8 +107,12 @@ def decide(
     a = spec.violation_alpha
     # A p95 measured before replicas still starting or unseen could help is stale: it
     # neither adds to nor decays the memory of misses.
+    # Only misses that more replicas would have prevented count (the replicas were
+    # contended): long requests finishing on idle replicas, or a previous regime's
+    # stragglers after the load fell, are no reason for standing headroom.
+    missed = excess > 1.0 and ready > 0 and _contended(spec, obs, ready)
     violations = state.violations if unseen else (
-        (1 - a) * state.violations + a * (1.0 if excess > 1.0 else 0.0))
+        (1 - a) * state.violations + a * (1.0 if missed else 0.0))
     margin = spec.safety_margin + (spec.max_safety_margin - spec.safety_margin) * min(
         1.0, violations * spec.violation_gain)
     margin = max(spec.safety_margin, min(margin, spec.max_safety_margin))
@@ -182,6 +195,7 @@ def decide(
         tail_correction=corr, ttft_correction=tcorr, outage_since=None, last_rate=rate,
         last_time=now, trend=trend, violations=violations, volatility=vol, unready=unready,
         last_ready=spec.ready_replicas, startup_s=startup, observing_since=since,
+        steady_since=steady, prompt_tokens=lengths[0], gen_tokens=lengths[1],
     )
     return decision, new_state
 
@@ -263,6 +277,24 @@ def _load(spec: ScalingInputs, obs: Observation) -> Load:
     if rate > 0 and obs.generation_tps is not None and obs.generation_tps > 0:
         gen = obs.generation_tps / rate
     return Load(rate, prompt, gen)
+
+
+def _lengths(spec: ScalingInputs, state: ScalerState, obs: Observation, settled: bool
+             ) -> tuple[Load, tuple[float | None, float | None]]:
+    """The traffic to plan for and the learned mean lengths. A settled window's means
+    (one regime) update the learned ones; in a window that mixes regimes the completions
+    are biased to the long requests of the previous one (the short ones left first), so
+    the learned means are used instead once there are any."""
+    seen = _load(spec, obs)
+    p, g = state.prompt_tokens, state.gen_tokens
+    if settled and seen.rate > 0:
+        a = spec.ewma_alpha
+        p = seen.prompt_tokens if p is None else (1 - a) * p + a * seen.prompt_tokens
+        g = seen.gen_tokens if g is None else (1 - a) * g + a * seen.gen_tokens
+        return seen, (p, g)
+    if p is None or g is None:
+        return seen, (p, g)
+    return Load(seen.rate, p, g), (p, g)
 
 
 def _ewma(old: float, new: float, alpha: float, bounds: tuple[float, float]) -> float:
