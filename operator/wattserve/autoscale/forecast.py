@@ -22,6 +22,15 @@ flight right now, divided by the time each spends in service, estimate the curre
 without that lag (``N ~ Poisson(r x S)``); it replaces the windowed rate when it is
 significantly (3 standard deviations: the test is made every tick) above it.
 
+**Recurring bursts.** A rise faster than the lead time is missed whatever the band says:
+the capacity it needs is still starting when it arrives. Once that has happened twice
+within the memory (two *late* episodes: SLO misses on contended replicas while added
+replicas were still starting or unseen, the second after replicas had been removed
+again; a step: at least twice the ready replicas needed), the traffic has shown it comes
+back in steps, so the count its busiest settled window needed is held (not scaled below)
+until the memory (that of the misses, ~50 min at 15 s ticks) expires. A single step (a
+load test that stops) leaves no hold.
+
 **Start-up time.** Replicas requested but not yet seen ready are remembered with their
 request time; when the ready count rises, the oldest are taken as ready and their age is
 a sample of the start-up time (EWMA).
@@ -122,3 +131,24 @@ def drop_newest(unready: tuple[tuple[float, int], ...], count: int
             rest[-1] = (t, n - count)
             count = 0
     return tuple(rest)
+
+
+def late_episodes(episodes: tuple[float, ...], now: float, late: bool,
+                  scaled_down_at: float | None, memory_s: float) -> tuple[float, ...]:
+    """Start times of the recent late-miss episodes, forgotten after ``memory_s``. A late
+    miss starts a new episode only if replicas were removed since the last one began: a
+    step that caught the policy after it had scaled down (a regret), not the same long
+    burst missed again while capacity is still arriving."""
+    kept = tuple(t for t in episodes if now - t < memory_s)
+    if late and (not kept or (scaled_down_at is not None and scaled_down_at > kept[-1])):
+        kept = (*kept, now)
+    return kept
+
+
+def recent_peak(level: int, since: float | None, needed: int, now: float, memory_s: float
+                ) -> tuple[int, float]:
+    """(count, time it was set): the most replicas a window needed within ``memory_s``
+    (a new peak or an expired one is replaced by what this window needs)."""
+    if since is None or needed >= level or now - since >= memory_s:
+        return needed, now
+    return level, since

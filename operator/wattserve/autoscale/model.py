@@ -31,6 +31,7 @@ class Reason(StrEnum):
     ENERGY_BUDGET = "SLOConflictsWithEnergyBudget"
     UNREACHABLE = "SLOUnreachableByScaling"
     SCALE_TO_ZERO = "ScaleToZeroNeedsActivation"
+    RECURRING_BURSTS = "HoldingForRecurringBursts"
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,17 @@ class ScalerState:
     steady_since: float | None = None  # the rate has held (no significant change) since
     prompt_tokens: float | None = None  # mean lengths learned on steady windows (EWMA)
     gen_tokens: float | None = None
+    late_episodes: tuple[float, ...] = ()  # starts of recent misses capacity came too late for
+    peak_replicas: int = 0  # most replicas a recent window needed ...
+    peak_since: float | None = None  # ... set at this time
+    scaled_down_at: float | None = None  # last decision that removed replicas
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["recommendations"] = [list(x) for x in self.recommendations]
         d["starts"] = [list(x) for x in self.starts]
         d["unready"] = [list(x) for x in self.unready]
+        d["late_episodes"] = list(self.late_episodes)
         return d
 
     @staticmethod
@@ -155,6 +161,11 @@ class ScalerState:
             prompt_tokens=(None if d.get("prompt_tokens") is None
                            else float(d["prompt_tokens"])),
             gen_tokens=None if d.get("gen_tokens") is None else float(d["gen_tokens"]),
+            late_episodes=tuple(float(t) for t in d.get("late_episodes", [])),
+            peak_replicas=int(d.get("peak_replicas", 0)),
+            peak_since=None if d.get("peak_since") is None else float(d["peak_since"]),
+            scaled_down_at=(None if d.get("scaled_down_at") is None
+                            else float(d["scaled_down_at"])),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

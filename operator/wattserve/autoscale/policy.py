@@ -28,22 +28,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from wattserve.autoscale.calibration import calibrate, lengths_to_plan
 from wattserve.autoscale.forecast import (
     drop_newest,
+    late_episodes,
     learn_startup,
     little_rate,
     rate_changed,
+    recent_peak,
     upper_rate,
     volatility,
 )
 from wattserve.autoscale.model import Decision, Reason, ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.autoscale.queueing import Load, Prediction, predict, service_time
-
-# A sanity guard only: the live check measured a real process 35x faster than the seeded
-# model, so a tight cap (it was 4x) kept the model wrong.
-_SPEED_BOUNDS = (1.0 / 64.0, 64.0)
-_TAIL_BOUNDS = (0.5, 3.0)
 
 
 def decide(
@@ -76,9 +74,9 @@ def decide(
     moved = rate_changed(rate, state.last_rate, dt, spec.metrics_window_s)
     steady = now if moved or state.steady_since is None else state.steady_since
     settled = now - steady >= spec.metrics_window_s
-    load, lengths = _lengths(spec, state, obs, settled)
+    load, lengths = lengths_to_plan(spec, state, obs, settled)
     if now - since >= spec.metrics_window_s and settled:
-        calibrated, speed, corr, tcorr = _calibrate(spec, state, obs, load, ready)
+        calibrated, speed, corr, tcorr = calibrate(spec, state, obs, load, ready)
     else:  # the windows are filling or mix two regimes: rates lag what is in flight
         calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
                                           state.ttft_correction)
@@ -107,12 +105,10 @@ def decide(
     a = spec.violation_alpha
     # A p95 measured before replicas still starting or unseen could help is stale: it
     # neither adds to nor decays the memory of misses.
-    # Only misses that more replicas would have prevented count (the replicas were
-    # contended): long requests finishing on idle replicas, or a previous regime's
-    # stragglers after the load fell, are no reason for standing headroom.
+    # A miss more replicas would have prevented (the replicas were contended).
     missed = excess > 1.0 and ready > 0 and _contended(spec, obs, ready)
     violations = state.violations if unseen else (
-        (1 - a) * state.violations + a * (1.0 if missed else 0.0))
+        (1 - a) * state.violations + a * (1.0 if excess > 1.0 else 0.0))
     margin = spec.safety_margin + (spec.max_safety_margin - spec.safety_margin) * min(
         1.0, violations * spec.violation_gain)
     margin = max(spec.safety_margin, min(margin, spec.max_safety_margin))
@@ -136,12 +132,27 @@ def decide(
     r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
                        util_cap * (1.0 - spec.tolerance))
     conflict = r_up is None or unreachable
+    # Recurring steps faster than the lead time (see forecast.py): hold what the busiest
+    # recent window needed once two such steps were missed.
+    memory = min(tick, spec.metrics_window_s) / a  # that of the misses: 1 / a ticks
+    # Late: missed on contended replicas while added ones are still coming, in a step
+    # (at least twice the ready replicas needed), not a blip a replica more fixes.
+    late = missed and unseen > 0 and (r_up or hi) >= 2 * max(ready, 1)
+    episodes = late_episodes(state.late_episodes, now, late, state.scaled_down_at, memory)
+    # What a settled window (one regime, not a queue draining) needed at its own rate.
+    needed = (_smallest(pred, rate, lo, hi, lat_thr, ttft_thr, util_cap) or hi) if settled \
+        else 0
+    peak, peak_since = recent_peak(state.peak_replicas, state.peak_since, needed, now, memory)
+    hold = peak if len(episodes) >= 2 else lo
     if r_up is None:
         rec, reason = hi, _limit_reason(spec)
-    elif current < r_up:
-        rec, reason = r_up, Reason.PREDICTED_LOAD
-    elif r_down is not None and current > r_down:
-        rec, reason = r_down, Reason.PREDICTED_LOAD
+    elif current < max(r_up, hold):
+        rec = max(r_up, hold)
+        reason = Reason.PREDICTED_LOAD if r_up >= hold else Reason.RECURRING_BURSTS
+    elif r_down is not None and current > max(r_down, hold):
+        rec, reason = max(r_down, hold), Reason.PREDICTED_LOAD
+    elif r_down is not None and r_down < hold <= current:
+        rec, reason = current, Reason.RECURRING_BURSTS
     else:
         rec, reason = current, Reason.WITHIN_TOLERANCE
     if unreachable and r_up is not None:
@@ -196,6 +207,8 @@ def decide(
         last_time=now, trend=trend, violations=violations, volatility=vol, unready=unready,
         last_ready=spec.ready_replicas, startup_s=startup, observing_since=since,
         steady_since=steady, prompt_tokens=lengths[0], gen_tokens=lengths[1],
+        late_episodes=episodes, peak_replicas=peak, peak_since=peak_since,
+        scaled_down_at=now if desired < current else state.scaled_down_at,
     )
     return decision, new_state
 
@@ -267,72 +280,6 @@ def _fail_static(
         metrics_available=False, outage_started=started,
     )
     return decision, state.evolve(replicas=current, starts=starts, outage_since=since)
-
-
-def _load(spec: ScalingInputs, obs: Observation) -> Load:
-    rate = obs.request_rate or 0.0
-    prompt, gen = spec.expected_prompt_tokens, spec.expected_gen_tokens
-    if rate > 0 and obs.prompt_tps is not None and obs.prompt_tps > 0:
-        prompt = obs.prompt_tps / rate
-    if rate > 0 and obs.generation_tps is not None and obs.generation_tps > 0:
-        gen = obs.generation_tps / rate
-    return Load(rate, prompt, gen)
-
-
-def _lengths(spec: ScalingInputs, state: ScalerState, obs: Observation, settled: bool
-             ) -> tuple[Load, tuple[float | None, float | None]]:
-    """The traffic to plan for and the learned mean lengths. A settled window's means
-    (one regime) update the learned ones; in a window that mixes regimes the completions
-    are biased to the long requests of the previous one (the short ones left first), so
-    the learned means are used instead once there are any."""
-    seen = _load(spec, obs)
-    p, g = state.prompt_tokens, state.gen_tokens
-    if settled and seen.rate > 0:
-        a = spec.ewma_alpha
-        p = seen.prompt_tokens if p is None else (1 - a) * p + a * seen.prompt_tokens
-        g = seen.gen_tokens if g is None else (1 - a) * g + a * seen.gen_tokens
-        return seen, (p, g)
-    if p is None or g is None:
-        return seen, (p, g)
-    return Load(seen.rate, p, g), (p, g)
-
-
-def _ewma(old: float, new: float, alpha: float, bounds: tuple[float, float]) -> float:
-    new = min(max(new, bounds[0]), bounds[1])
-    return (1.0 - alpha) * old + alpha * new
-
-
-def _calibrate(
-    spec: ScalingInputs, state: ScalerState, obs: Observation, load: Load, ready: int
-) -> tuple[ScalerState, float, float, float]:
-    """Update the online calibration; returns (state with EWMAs, speed, corr, tcorr)."""
-    speed, corr, tcorr = state.speed, state.tail_correction, state.ttft_correction
-    rate = load.rate
-    if ready <= 0 or obs.in_flight is None:
-        return state, speed, corr, tcorr
-    # Little's law: sequences in service = rate x time in service. Compare the measured
-    # side with the model's as a ratio of EWMAs (a mean of ratios of small, noisy
-    # integers would be biased).
-    a = spec.ewma_alpha
-    modelled = rate * service_time(spec.capacity, load, obs.in_flight / ready, 1.0)
-    busy = (1 - a) * state.busy_ewma + a * obs.in_flight
-    work = (1 - a) * state.work_ewma + a * modelled
-    state = state.evolve(busy_ewma=busy, work_ewma=work)
-    if busy >= 0.5:
-        speed = min(max(work / busy, _SPEED_BOUNDS[0]), _SPEED_BOUNDS[1])
-    if rate <= 0:
-        return state, speed, corr, tcorr
-    p = predict(spec.capacity, load, ready, speed=speed, tail_factor=spec.tail_factor)
-    if not (math.isfinite(p.p95_s) and p.utilization < 0.9):
-        return state, speed, corr, tcorr  # near saturation the model is not worth fitting
-    if obs.p95_latency_s is not None and obs.p95_latency_s > 0 and p.p95_s > 0:
-        corr = _ewma(corr, obs.p95_latency_s / p.p95_s, a, _TAIL_BOUNDS)
-    if obs.p95_ttft_s is not None and obs.p95_ttft_s > 0 and math.isfinite(p.ttft_p95_s):
-        # Additive: the gap is time spent behind long requests in per-replica queues,
-        # which does not scale with the (often tiny) modelled prefill time.
-        gap = obs.p95_ttft_s - p.ttft_p95_s
-        tcorr = _ewma(tcorr, gap, a, (-0.5 * p.ttft_p95_s, obs.p95_ttft_s))
-    return state, speed, corr, tcorr
 
 
 def _thresholds(slo: float, floor: float, margin: float, tol: float) -> tuple[float, float]:
@@ -409,6 +356,8 @@ def _message(
                               "which is not implemented",
         Reason.STABILIZING: f"; scale-down held by the {spec.scale_down_delay_s:.0f}s window",
         Reason.WAITING_FOR_COLD_START: "; replicas still starting count as capacity coming",
+        Reason.RECURRING_BURSTS: ("; steps faster than the start-up time recurred, so the "
+                                  "count the busiest recent window needed is held"),
         Reason.SLO_VIOLATION: "; observed p95 over the SLO, scaling up at once",
         Reason.UNREACHABLE: ("; even an idle replica is predicted to miss the SLO "
                              f"(p95 {floor_s * 1000:.0f}ms), so more replicas would not help"),
