@@ -157,3 +157,18 @@ def test_state_with_learned_lengths_round_trips() -> None:
     state, _ = run(SPEC, ScalerState(replicas=6), [obs(3.0, in_flight=3.3)] * 6)
     assert state.steady_since is not None and state.gen_tokens is not None
     assert ScalerState.from_dict(state.to_dict()) == state
+
+
+def test_saturated_replicas_plan_for_what_arrives_not_what_they_complete() -> None:
+    # 3 replicas, each serving one sequence, complete ~2.7 req/s whatever arrives. The
+    # same observation (170 queued) after a backlog of 23 (growing 10 requests a second:
+    # ~12.7 req/s arrive) or after the same 173 (not growing).
+    spec = replace(SPEC, current_replicas=3, ready_replicas=3, max_scale_up_step=100,
+                   max_replicas=200, slo_p95_ms=60000)
+    _, grew = decide(spec, ScalerState(replicas=3), obs(2.7, in_flight=3.0, queued=20.0), 0.0)
+    _, held = decide(spec, ScalerState(replicas=3), obs(2.7, in_flight=3.0, queued=170.0), 0.0)
+    now = obs(2.7, in_flight=3.0, queued=170.0)
+    growing, _ = decide(spec, grew, now, 15.0)
+    flat, _ = decide(spec, held, now, 15.0)
+    assert growing.extra["planRate"] == pytest.approx(flat.extra["planRate"] + 10.0, rel=0.05)
+    assert growing.desired_replicas > flat.desired_replicas

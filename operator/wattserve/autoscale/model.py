@@ -125,6 +125,7 @@ class ScalerState:
     peak_replicas: int = 0  # most replicas a recent window needed ...
     peak_since: float | None = None  # ... set at this time
     scaled_down_at: float | None = None  # last decision that removed replicas
+    last_backlog: float | None = None  # queued + in flight at the last tick
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -166,6 +167,7 @@ class ScalerState:
             peak_since=None if d.get("peak_since") is None else float(d["peak_since"]),
             scaled_down_at=(None if d.get("scaled_down_at") is None
                             else float(d["scaled_down_at"])),
+            last_backlog=None if d.get("last_backlog") is None else float(d["last_backlog"]),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

@@ -93,7 +93,11 @@ def decide(
     vol = volatility(state.volatility, state.last_rate, state.last_time, rate, now)
     tick = now - state.last_time if state.last_time is not None and now > state.last_time \
         else 15.0
-    plan_rate = _plan_rate(spec, obs, load, ready, speed, slo_s, vol=vol, lead_s=cold + tick)
+    backlog = (obs.queued or 0.0) + (obs.in_flight or 0.0)
+    growth = (backlog - state.last_backlog) / tick \
+        if state.last_backlog is not None and state.last_time is not None else 0.0
+    plan_rate = _plan_rate(spec, obs, load, ready, speed, slo_s, vol=vol, lead_s=cold + tick,
+                           growth=growth)
     if spec.forecast and trend > 0:
         # The windowed rate lags by half a window, and new replicas take a cold start.
         plan_rate += trend * (cold + spec.metrics_window_s / 2)
@@ -207,6 +211,7 @@ def decide(
         last_time=now, trend=trend, violations=violations, volatility=vol, unready=unready,
         last_ready=spec.ready_replicas, startup_s=startup, observing_since=since,
         steady_since=steady, prompt_tokens=lengths[0], gen_tokens=lengths[1],
+        last_backlog=backlog,
         late_episodes=episodes, peak_replicas=peak, peak_since=peak_since,
         scaled_down_at=now if desired < current else state.scaled_down_at,
     )
@@ -224,20 +229,22 @@ def _usable(obs: Observation | None) -> bool:
 
 
 def _plan_rate(spec: ScalingInputs, obs: Observation, load: Load, ready: int, speed: float,
-               slo_s: float, *, vol: float, lead_s: float) -> float:
+               slo_s: float, *, vol: float, lead_s: float, growth: float = 0.0) -> float:
     """Arrival rate to plan for. The windowed rate lags a rising load by up to a window,
     so the sequences in service right now, ``in_flight / service time`` (Little's law),
     replace it when they say the rate is higher (always when requests queue at every
     replica, else when significantly higher); with the rate band on, the upper edge of
     the band over the lead time (see :mod:`forecast`); queued requests add a term that
-    drains them within one SLO."""
+    drains them within one SLO. Saturated replicas complete only what they can, so then
+    the rate that arrives is what they serve plus the growth of the backlog per second
+    (``growth``: queued + in flight, since the last tick)."""
     queued = obs.queued or 0.0
     rate = load.rate
     if ready > 0 and obs.in_flight is not None:
         per_replica = obs.in_flight / ready
         service = service_time(spec.capacity, load, per_replica, speed)
         if queued >= max(1.0, spec.saturation_queue * ready):
-            rate = max(rate, obs.in_flight / service)
+            rate = max(rate, obs.in_flight / service) + max(growth, 0.0)
         elif spec.rate_band:
             rate = little_rate(rate, obs.in_flight, service)
     if spec.rate_band:
