@@ -8,7 +8,7 @@ temporary directory) in a subprocess. One markdown table: before and after per e
 
     python benchmarks/autoscale_compare.py --base e19d627 --markdown bank-compare.md
     python benchmarks/autoscale_compare.py --base e19d627 --seeds 2,3 --hours 0.5 \
-        --slo 1.5 --no-real --no-baselines             # held-out seeds, quick
+        --slo 1.5 --no-real --no-oracle     # held-out seeds, quick: wattserve only
 """
 
 from __future__ import annotations
@@ -121,6 +121,22 @@ def table(rows: list[tuple[bank.Outcome, bank.Outcome]]) -> str:
     return "\n".join(out)
 
 
+def plain_table(items: list[bank.Entry], before: list[Summary], after: list[Summary]) -> str:
+    """Without the oracle: attainment and replica-hours, before and after."""
+    out = ["| entry | before: att. | replica-h | after: att. | replica-h | after / before |",
+           "|" + "---|" * 6]
+    for e, b, w in zip(items, before, after, strict=True):
+        ratio = w.replica_hours / b.replica_hours if b.replica_hours > 0 else float("nan")
+        out.append(f"| {e.label} | {b.slo_attainment:.2%} | {b.replica_hours:.2f} | "
+                   f"{w.slo_attainment:.2%} | {w.replica_hours:.2f} | {ratio:.2f}× |")
+    ok_b = sum(b.slo_attainment >= ATTAINMENT_GOAL for b in before)
+    ok_a = sum(w.slo_attainment >= ATTAINMENT_GOAL for w in after)
+    rh_b, rh_a = sum(b.replica_hours for b in before), sum(w.replica_hours for w in after)
+    out.append(f"\nattainment >= 99 %: before {ok_b}/{len(items)}, after {ok_a}/{len(items)}; "
+               f"replica-h in all: before {rh_b:.1f}, after {rh_a:.1f} ({rh_a / rh_b:.2f}×).")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, help="git revision of the 'before' policy")
@@ -131,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slo", type=float, help="only this SLO factor (1.5 or 3)")
     ap.add_argument("--no-real", action="store_true", help="generated families only")
     ap.add_argument("--no-baselines", action="store_true", help="oracle only (faster)")
+    ap.add_argument("--no-oracle", action="store_true",
+                    help="neither oracle nor baselines: wattserve before and after only")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bank-ref")
     ap.add_argument("--markdown", type=Path)
@@ -146,12 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda m: print(f"[{time.monotonic() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     say(f"{len(items)} entries; oracle and baselines (cached in {a.cache})")
     with ProcessPoolExecutor(max(1, a.jobs)) as pool:
-        refs = list(pool.map(reference, items, [a.cache] * len(items),
-                             [not a.no_baselines] * len(items)))
+        refs = [] if a.no_oracle else list(pool.map(
+            reference, items, [a.cache] * len(items), [not a.no_baselines] * len(items)))
         say("wattserve, working tree")
         after = list(pool.map(_after, items))
     say(f"wattserve, {a.base}")
     before = _before(items, a.base)
+    if a.no_oracle:
+        text = plain_table(items, before, after) + "\n"
+        print(text)
+        if a.markdown:
+            a.markdown.write_text(text)
+        return 0
     rows = [(_outcome(e, r, b), _outcome(e, r, w))
             for e, r, b, w in zip(items, refs, before, after, strict=True)]
     text = (table(rows) + "\n\nbefore: " + bank.bank_summary([b for b, _ in rows])
