@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     a.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     say = lambda m: print(f"[{time.monotonic() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
-    say(f"{len(items)} entries; oracle and baselines (cached in {a.cache})")
+    say(f"{len(items)} entries" + ("" if a.no_oracle else
+                                      f"; oracle and baselines (cached in {a.cache})"))
     with ProcessPoolExecutor(max(1, a.jobs)) as pool:
         refs = [] if a.no_oracle else list(pool.map(
             reference, items, [a.cache] * len(items), [not a.no_baselines] * len(items)))
