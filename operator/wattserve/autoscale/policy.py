@@ -4,16 +4,19 @@ Pure: no clock, no I/O; the caller passes ``now`` and keeps the returned state. 
 
 1. Fail-static: no request rate, or any NaN / negative value -> replicas unchanged,
    ``MetricsUnavailable``; ``outage_started`` is true on the first such tick only.
-2. Calibrate the seeded capacity model (EWMA): service speed from Little's law
-   (``in_flight / request_rate`` is the measured time in service) and a p95 correction
-   (observed / predicted p95 at the ready replica count).
+2. Calibrate the seeded capacity model (EWMA, :mod:`calibration`): service speed from
+   Little's law (``in_flight / request_rate`` is the measured time in service), a p95
+   correction (observed / predicted p95 at the ready replica count) and the mean
+   lengths — only on settled windows (one traffic regime for a whole window).
 3. Predictive recommendation: the smallest replica count whose predicted p95 (see
    :mod:`queueing`) stays under ``(1 - margin) x SLO`` (the margin widens after observed
    SLO misses) and whose utilization stays under the planned utilization
    (``target_utilization``; 0.95 for goal energy/carbon or a joules-per-token budget:
    fewer, busier replicas). Queued requests add a drain term
    ``queued / SLO`` to the arrival rate. Hysteresis: scale down only to a count that also
-   meets a ``tolerance``-tighter threshold.
+   meets a ``tolerance``-tighter threshold. Saturated replicas plan for served + backlog
+   growth. Once two steps faster than the start-up time caught the policy (see
+   :mod:`forecast`), the busiest settled window's count is held through lulls.
 4. Reactive guard: observed p95 above the SLO -> at least ``ceil(ready x p95 / SLO)``
    (at most 2x), immediately, unless replicas already starting cover it.
 5. Stabilization (HPA semantics): scale up to the lowest recommendation within
