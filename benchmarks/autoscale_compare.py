@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
 from wattserve.simulate import bank  # noqa: E402
+from wattserve.simulate.families import FAMILIES  # noqa: E402
 from wattserve.simulate.report import Summary  # noqa: E402
 from wattserve.simulate.sweep import ATTAINMENT_GOAL, run_policy, sweep_policy  # noqa: E402
 
@@ -154,14 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", type=Path)
     a = ap.parse_args(argv)
     traces = a.traces.split(",") if a.traces else (
-        list(bank.FAMILIES) if a.no_real else None)
+        list(FAMILIES) if a.no_real else None)
     items = bank.entries(seeds=[int(s) for s in a.seeds.split(",")], hours=a.hours,
                          traces=traces, models=a.models.split(",") if a.models else None)
     if a.slo:
         items = [e for e in items if e.slo == a.slo]
     a.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    say = lambda m: print(f"[{time.monotonic() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - t0:6.0f}s] {message}", file=sys.stderr, flush=True)
+
     say(f"{len(items)} entries" + ("" if a.no_oracle else
                                       f"; oracle and baselines (cached in {a.cache})"))
     with ProcessPoolExecutor(max(1, a.jobs)) as pool:
