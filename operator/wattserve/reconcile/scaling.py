@@ -13,9 +13,9 @@ placement candidate and an :class:`~wattserve.autoscale.Observation` from Promet
 * the new replica count and ``lastScale`` when the count changes (the runtime passes them
   to :func:`wattserve.controller.scaling.set_desired_replicas`).
 
-The spec -> :class:`~wattserve.autoscale.ScalingInputs` adapter is passed in (``adapter``):
-it lives in the simulator today (``simulate/scenario.py: scaling_inputs``), which this pure
-package must not import; :mod:`wattserve.controller.autoscaling` binds it.
+The spec -> :class:`~wattserve.autoscale.ScalingInputs` adapter is passed in (``adapter``;
+:func:`wattserve.autoscale.inputs.scaling_inputs`, bound by
+:mod:`wattserve.controller.autoscaling`).
 The runtime settings (``AutoscaleSettings``, ``WATTSERVE_*``) are in
 :mod:`wattserve.controller.autoscaling`. See docs/autoscaling.md, "Operator integration".
 """
