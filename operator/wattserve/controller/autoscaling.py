@@ -135,7 +135,7 @@ def check_templates(templates: QueryTemplates, scrape_interval_s: float | None =
 
 def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
          state: ScalerState | None, obs: Observation | None, now: float, now_iso: str,
-         window_s: float, error: str = "") -> TickOutcome:
+         window_s: float, error: str = "", rendered: int | None = None) -> TickOutcome:
     """:func:`wattserve.reconcile.scaling.tick` with the operator's spec adapter."""
     return scaling.tick(md, body, cand, state, obs, now, now_iso, window_s, error,
-                        adapter=scaling_inputs)
+                        adapter=scaling_inputs, rendered=rendered)

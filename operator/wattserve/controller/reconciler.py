@@ -4,6 +4,12 @@
 caches, calls the pure :func:`decide`, then applies/deletes children (server-side apply),
 posts Events, and patches ``status`` once. Nothing is written when nothing differs, so an
 idle cluster costs no API requests beyond kopf's watches.
+
+The reconciler is the one writer of ``status``. The autoscaler hands its decisions over with
+:meth:`Reconciler.scaled` (in-process: no status patch of its own, no round trip through
+the API server) and reads the last plan per ModelDeployment from :attr:`Reconciler.plans`
+and the count rendered from :attr:`Reconciler.rendered` (it never re-plans). The policy's
+memory is stored in an annotation (``wattserve.dev/scaler-state``) when the autoscaler asks.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.workqueue import WorkQueue
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
-from wattserve.reconcile.decide import Observed, Outcome, decide
+from wattserve.reconcile.decide import Observed, Outcome, ScalingUpdate, decide
 from wattserve.reconcile.index import PlacementIndex
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render.children import (
@@ -89,6 +95,23 @@ class Reconciler:
         self.activator_unknown = config.activator_service is not None  # until first listed
         self.active = True  # False while a peer with a higher priority runs (peering gate)
         self.reconciles = 0
+        self.plans: dict[Key, Plan] = {}  # the last plan per ModelDeployment (autoscaler)
+        self.rendered: dict[Key, int] = {}  # the replica count last rendered
+        self.scaling: dict[Key, ScalingUpdate] = {}  # autoscaler decisions not written yet
+        self.state_to_store: dict[Key, dict[str, str]] = {}  # annotations not written yet
+
+    # ---- the autoscaler's hand-over (in-process) ----------------------------------------
+    def scaled(self, key: Key, update: ScalingUpdate,
+               store: Mapping[str, str] | None = None) -> None:
+        """The autoscaler's decision for ``key``: written (with ``store``, the annotations
+        that keep the policy's memory) by the next reconcile, which is queued now."""
+        if key not in self.mds:
+            return
+        pending = self.scaling.get(key)
+        self.scaling[key] = update if pending is None else pending.then(update)
+        if store:
+            self.state_to_store[key] = dict(store)
+        self.queue.add(key)
 
     # ---- intake: called by the kopf handlers (thin) ---------------------------------------
     def md_upsert(self, obj: Mapping[str, Any]) -> None:
@@ -112,6 +135,8 @@ class Reconciler:
             self._replan(entry.placed)  # its room is free: spilled and waiting models may move
         self.queue.forget(key)
         self.apply_errors.pop(key, None)
+        for table in (self.plans, self.rendered, self.scaling, self.state_to_store):
+            table.pop(key, None)
         metrics.forget(*key)
 
     def pool_upsert(self, obj: Mapping[str, Any]) -> None:
@@ -190,7 +215,7 @@ class Reconciler:
                 self.queue.add(key)
 
     # ---- the reconcile ------------------------------------------------------------------
-    def observe(self, key: Key) -> Observed | None:
+    def observe(self, key: Key, scaling: ScalingUpdate | None = None) -> Observed | None:
         body = self.mds.get(key)
         if body is None:
             return None
@@ -203,11 +228,28 @@ class Reconciler:
             apply_error=self.apply_errors.get(key),
             activator=self.activator,
             activator_unknown=self.activator_unknown,
+            scaling=scaling,
+            autoscaler_disabled=not self.config.autoscale.enabled,
         )
 
     async def reconcile(self, key: Key) -> str:
         """One level-triggered pass for one ModelDeployment; returns the result label."""
-        obs = self.observe(key)
+        scaling = self.scaling.pop(key, None)
+        store = self.state_to_store.pop(key, None)
+        try:
+            return await self._reconcile(key, scaling, store)
+        except BaseException:
+            if key in self.mds:  # not written: kept (under any newer one) for the retry
+                if scaling is not None:
+                    newer = self.scaling.get(key)
+                    self.scaling[key] = scaling if newer is None else scaling.then(newer)
+                if store is not None:
+                    self.state_to_store.setdefault(key, store)
+            raise
+
+    async def _reconcile(self, key: Key, scaling: ScalingUpdate | None,
+                         store: Mapping[str, str] | None) -> str:
+        obs = self.observe(key, scaling)
         if obs is None:
             return "gone"
         if ObjectMeta.from_body(obs.body).deletion_timestamp:
@@ -224,7 +266,7 @@ class Reconciler:
         error = await self._carry_out(key, outcome)
         if error is not None or outcome.apply or outcome.delete or (
                 self.apply_errors.get(key) != obs.apply_error):
-            refreshed = self.observe(key)
+            refreshed = self.observe(key, scaling)
             if refreshed is not None:  # status from what exists now, not before the writes
                 same_spec = _generation(refreshed.body) == _generation(obs.body) and (
                     refreshed.pools == obs.pools)
@@ -235,6 +277,12 @@ class Reconciler:
                             spilled_from=choice.spilled_from),
                     self.config.render, utcnow(), outcome.plan if same_spec else choice.plan)
         await self._write_status(key, obs.body, outcome)
+        if outcome.plan is not None:
+            self.plans[key] = outcome.plan
+        if outcome.desired_replicas is not None:
+            self.rendered[key] = outcome.desired_replicas
+        if store:
+            await self._store(key, store)
         self._record_metrics(key, outcome)
         logger.debug("reconciled %s/%s: %s, %d applied, %d deleted, status %s", *key,
                      outcome.result, applied, deleted,
@@ -306,6 +354,19 @@ class Reconciler:
             if err.status == 404:
                 return  # deleted meanwhile
             raise
+        if isinstance(live, dict) and key in self.mds:
+            self.mds[key] = slim(live)
+
+    async def _store(self, key: Key, annotations: Mapping[str, str]) -> None:
+        """Write the annotations that keep the autoscaler's memory (a failure costs at most
+        that memory after a restart: logged, not retried)."""
+        try:
+            live = await self.api.patch(contract.API_VERSION, "ModelDeployment", key[0],
+                                        key[1], {"metadata": {"annotations": dict(annotations)}})
+        except ApiError as err:
+            if err.status != 404:
+                logger.warning("storing the scaler state of %s/%s failed: %s", *key, err)
+            return
         if isinstance(live, dict) and key in self.mds:
             self.mds[key] = slim(live)
 
