@@ -30,7 +30,6 @@ import datetime
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,16 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
 from wattserve.controller.kubeapi import ApiError, KubeApi  # noqa: E402
+from wattserve.devcluster.processes import free_port  # noqa: E402
 
 NAMESPACE = "wattserve-bench"
 POOL = "bench-unschedulable"
 MD_PATH = f"/apis/wattserve.dev/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kubectl(*args: str, stdin: str | None = None) -> str:
@@ -85,8 +79,8 @@ def _pool() -> dict[str, Any]:
 class OperatorProcess:
     def __init__(self, log: Path, workers: int) -> None:
         self.workers = workers
-        self.metrics_port = _free_port()
-        self.health_port = _free_port()
+        self.metrics_port = free_port()
+        self.health_port = free_port()
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
