@@ -24,6 +24,7 @@ from typing import Any, Final
 from wattserve import contract
 from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.conditions import Reason
+from wattserve.api.patching import apply_merge_patch
 from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
@@ -37,6 +38,7 @@ from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance, fleet_plan
 from wattserve.reconcile.decide import Observed, Outcome, ScalingUpdate, decide
 from wattserve.reconcile.index import PlacementIndex
+from wattserve.reconcile.scaling import ANNOTATION_SCALER_STATE
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render.children import (
     CHILD_KINDS,
@@ -99,6 +101,7 @@ class Reconciler:
         self.rendered: dict[Key, int] = {}  # the replica count last rendered
         self.scaling: dict[Key, ScalingUpdate] = {}  # autoscaler decisions not written yet
         self.state_to_store: dict[Key, dict[str, str]] = {}  # annotations not written yet
+        self._writing: dict[Key, Mapping[str, Any]] = {}  # status expected after our patch
 
     # ---- the autoscaler's hand-over (in-process) ----------------------------------------
     def scaled(self, key: Key, update: ScalingUpdate,
@@ -122,8 +125,23 @@ class Reconciler:
                 ObjectMeta.from_body(old).deletion_timestamp
                 != ObjectMeta.from_body(obj).deletion_timestamp):
             self.fleet.invalidate()
-        if old is None or _rv(old) != _rv(obj):
+        if old is None or (_rv(old) != _rv(obj) and not self._own_echo(key, old, obj)):
             self.queue.add(key)
+
+    def _own_echo(self, key: Key, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether ``new`` differs from ``old`` only by what this reconciler wrote itself:
+        its status patch (in flight or answered) or its scaler-state annotation. Such a
+        watch event needs no reconcile (it would only compute the same status again)."""
+        was, now = ObjectMeta.from_body(old), ObjectMeta.from_body(new)
+        mine = (ANNOTATION_SCALER_STATE,)
+        if (was.generation, was.deletion_timestamp, dict(was.labels)) != (
+                now.generation, now.deletion_timestamp, dict(now.labels)):
+            return False
+        if ({k: v for k, v in was.annotations.items() if k not in mine}
+                != {k: v for k, v in now.annotations.items() if k not in mine}):
+            return False
+        status = new.get("status") or {}
+        return status == (old.get("status") or {}) or status == self._writing.get(key)
 
     def md_deleted(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
@@ -348,12 +366,17 @@ class Reconciler:
                 metrics.PLACEMENTS_TOTAL.labels(chosen.pool, chosen.engine).inc()
         if outcome.status_patch is None:
             return
+        # Its watch event may come before the answer: recognised as our own (no reconcile).
+        cached = self.mds.get(key) or body
+        self._writing[key] = apply_merge_patch(cached.get("status") or {}, outcome.status_patch)
         try:
             live = await self.api.patch_status(key[0], key[1], outcome.status_patch)
         except ApiError as err:
             if err.status == 404:
                 return  # deleted meanwhile
             raise
+        finally:
+            self._writing.pop(key, None)
         if isinstance(live, dict) and key in self.mds:
             self.mds[key] = slim(live)
 
