@@ -65,3 +65,23 @@ def test_the_echo_of_an_applied_child_queues_nothing_a_changed_child_does() -> N
     changed["status"] = {"replicas": 1, "unavailableReplicas": 1}
     rec.child_upsert(changed)
     assert len(rec.queue) == 1
+
+
+def test_a_deployment_status_change_of_timestamps_only_queues_nothing() -> None:
+    rec, api = _placed()
+    dep = next(o for o in api.applied if o["kind"] == "Deployment")
+    cached = copy.deepcopy(rec.children.of(KEY)[("Deployment", dep["metadata"]["name"])])
+    cached["metadata"]["resourceVersion"] = "5"
+    cached["status"] = {"replicas": 2, "readyReplicas": 2, "conditions": [
+        {"type": "Progressing", "status": "True", "lastUpdateTime": "2026-11-30T00:00:00Z"}]}
+    rec.children.upsert(copy.deepcopy(cached))  # as cached from an earlier event
+    later = copy.deepcopy(cached)
+    later["metadata"]["resourceVersion"] = "6"
+    later["status"]["conditions"][0]["lastUpdateTime"] = "2026-11-30T00:01:00Z"
+    rec.child_upsert(later)
+    assert not rec.queue  # nothing the reconcile reads changed
+    ready = copy.deepcopy(later)
+    ready["metadata"]["resourceVersion"] = "7"
+    ready["status"]["readyReplicas"] = 1
+    rec.child_upsert(ready)
+    assert len(rec.queue) == 1

@@ -93,6 +93,10 @@ class ChildCache:
     def has(self, kind: str, namespace: str, name: str) -> bool:
         return (kind, namespace, name) in self._owner_of
 
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        owner = self._owner_of.get((kind, namespace, name))
+        return None if owner is None else self._by_owner.get(owner, {}).get((kind, name))
+
     def owners(self) -> set[Key]:
         return set(self._by_owner)
 

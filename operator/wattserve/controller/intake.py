@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.status import ObjectMeta
@@ -38,6 +38,31 @@ def _generation(obj: Mapping[str, Any]) -> int:
 
 def _rv(obj: Mapping[str, Any] | None) -> str | None:
     return None if obj is None else ObjectMeta.from_body(obj).resource_version
+
+
+# What the reconcile reads of a Deployment's status (health, rollout); the rest (timestamps,
+# Progressing's lastUpdateTime, ...) changes without changing any decision.
+DEPLOYMENT_STATUS: Final = ("observedGeneration", "replicas", "readyReplicas",
+                            "availableReplicas", "updatedReplicas", "unavailableReplicas")
+
+
+def _placement_facts(child: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = child.get("metadata") or {}
+    return meta.get("labels"), child.get("spec")
+
+
+def _reconcile_facts(child: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile reads of a child: a watch event that changes none of it (the echo of
+    our own apply, a Deployment status change of timestamps only) queues nothing."""
+    meta = child.get("metadata") or {}
+    status = child.get("status") or {}
+    if child.get("kind") == "Deployment":
+        stalled = [c.get("message") for c in status.get("conditions") or ()
+                   if c.get("reason") == "ProgressDeadlineExceeded"]
+        status = {k: status.get(k) for k in DEPLOYMENT_STATUS} | {"stalled": stalled}
+    return (meta.get("labels"), meta.get("annotations"), meta.get("generation"),
+            meta.get("ownerReferences"), meta.get("deletionTimestamp"), child.get("spec"),
+            status)
 
 
 class Intake:
@@ -142,9 +167,13 @@ class Intake:
             self._replan(pool)
 
     def child_upsert(self, obj: Mapping[str, Any]) -> None:
-        self.fleet.invalidate()
+        ns, name = key_of(obj)
+        old = self.children.get(str(obj.get("kind") or ""), ns, name)
+        if old is None or _placement_facts(old) != _placement_facts(obj):
+            self.fleet.invalidate()  # the fleet reads a child's pool label and spec only
         owner = self.children.upsert(obj)
-        if owner is not None and owner in self.mds:
+        if owner is not None and owner in self.mds and (
+                old is None or _reconcile_facts(old) != _reconcile_facts(obj)):
             self.queue.add(owner)
 
     def child_deleted(self, obj: Mapping[str, Any]) -> None:
