@@ -38,6 +38,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
+from wattserve.devcluster.processes import free_port
 from wattserve_activator.discovery import Target
 from wattserve_activator.holding import Settings
 from wattserve_activator.server import Activator, make_runner
@@ -94,13 +95,6 @@ def serve_in_thread(make: Any, port: int) -> asyncio.AbstractEventLoop:
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
     return loop
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def measure(targets: dict[str, str], n: int, budget_s: float, stream: bool,

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -30,14 +29,9 @@ from typing import Any
 
 import httpx
 import psutil
+from wattserve.devcluster.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _extract(ref: str, dest: Path) -> Path:
@@ -139,7 +133,7 @@ def _left(url: str) -> dict[str, float]:
 
 
 def measure(tree: Path) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     proc = _start(tree, port)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 import psutil
+from wattserve.devcluster.processes import free_port
 
 MESSAGES = [{"role": "user", "content": "Count from 1 to 200, separated by commas."}]
 
@@ -56,12 +56,6 @@ class Result:
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- raw llama-cpp-python ---------------------------------------------------------------

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from wattserve.devcluster.processes import PollTimeout, poll
 
 T = TypeVar("T")
 
@@ -32,28 +32,15 @@ def wait_for(
     interval: float = 0.25,
     what: str = "condition",
 ) -> T:
-    """Call ``predicate`` until it returns something truthy; return that value.
+    """Call ``predicate`` until it returns something truthy; return that value
+    (:func:`wattserve.devcluster.processes.poll`, the one poll helper).
 
     Exceptions raised by the predicate count as "not yet" and the last one is reported.
     """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"timed out after {timeout:.0f}s ({attempts} tries) waiting for {what}; "
-                f"last result: {str(last)[:500]}"
-            )
-        time.sleep(interval)
+    try:
+        return poll(predicate, timeout, what, interval, retry_on=(Exception,))  # type: ignore[return-value]
+    except PollTimeout as err:
+        raise WaitTimeout(str(err)) from None
 
 
 class KubectlError(AssertionError):

@@ -9,10 +9,11 @@ e2e/kind/run.sh.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from wattserve.devcluster.processes import free_port
 
 from e2e.harness.stack import (
     RELEASE,
@@ -25,12 +26,6 @@ from e2e.harness.stack import (
 
 PROM_NAMESPACE = os.environ.get("WATTSERVE_E2E_PROMETHEUS_NAMESPACE", "monitoring")
 PROM_SERVICE = os.environ.get("WATTSERVE_E2E_PROMETHEUS_SERVICE", "prometheus")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -114,7 +109,7 @@ class KindStack:
                                       "wattserve.dev/model-deployment="
                                       f"{self.serving_model_deployment}")["items"],
                 180, "the SmolLM2 Service")[0]["metadata"]["name"]
-            port = _free_port()
+            port = free_port()
             forward = subprocess.Popen(
                 ["kubectl", "port-forward", "-n", self.namespace, f"svc/{service}",
                  f"{port}:8000"], env=self.kube.env(), stdout=subprocess.DEVNULL,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,12 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from wattserve.devcluster.processes import free_port
 
 
 def _duration(seconds: float) -> str:

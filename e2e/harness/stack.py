@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -26,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from wattserve.devcluster.processes import free_port, poll
 
-from e2e.harness.prometheus import LocalPrometheus, Target, free_port
+from e2e.harness.prometheus import LocalPrometheus, Target
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "wattserve"
@@ -38,14 +38,7 @@ RELEASE_NAMESPACE = "wattserve-system"
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
     """Poll ``check`` until it returns something truthy; raise with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return poll(check, timeout, what, interval)
 
 
 @dataclass

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wattserve.devcluster.processes import free_port
 from wattserve.images import ensure_images, image_digests, missing_tools
 from wattserve.images.containerd import K8S_NAMESPACE, archive_digest
 from wattserve.render.settings import RenderSettings
@@ -161,12 +161,6 @@ def test_serving_image_runs_wattserve_serve_and_holds_only_serving(
     assert (rc, out.strip()) == (0, "0.3.36"), out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -191,7 +185,7 @@ def test_model_image_copy_then_serving_image_answers_a_chat_completion(
     assert copied.stat().st_size > 90 * 2**20
     assert copied.stat().st_uid == 10001
 
-    port, name = _free_port(), f"serve{time.monotonic_ns()}"
+    port, name = free_port(), f"serve{time.monotonic_ns()}"
     started = containerd.ctr(
         "run", "-d", "--net-host",
         "--mount", f"type=bind,src={volume},dst=/models,options=rbind:ro",

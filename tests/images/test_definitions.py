@@ -59,14 +59,17 @@ def test_docker_and_chroot_builds_run_the_same_install_commands() -> None:
             assert cmd in text, (spec.name, cmd)
 
 
-def test_serving_image_keeps_only_what_serving_imports() -> None:
+def test_serving_image_is_built_from_the_serving_package_alone() -> None:
     spec = load_definitions()["serving-cpu"]
     assert spec.python is not None
-    assert spec.python.keep == ("wattserve/__init__.py", "wattserve/contract.py")
-    prune = [c for c in install_commands(spec) if c.startswith("find ")]
-    assert prune == ["find /opt/wattserve/lib/python3.11/site-packages/wattserve -mindepth 1 "
-                     "-maxdepth 1 ! -name __init__.py ! -name contract.py -exec rm -rf {} +"]
+    assert spec.python.project == "serving" and spec.python.keep == ()
+    operator_inputs = {p for p in spec.input_paths() if p.startswith("operator/")}
+    assert operator_inputs == {"operator/wattserve/__init__.py", "operator/wattserve/contract.py",
+                               "operator/wattserve/images/definitions/serving-cpu.yaml"}
+    assert not [c for c in install_commands(spec) if c.startswith("find ")]  # nothing to prune
     assert {"kopf", "kubernetes"} <= set(spec.python.absent)
+    pyproject = (ROOT / "serving" / "pyproject.toml").read_text()
+    assert "kopf" not in pyproject and "cryptography" not in pyproject
 
 
 def test_images_run_as_a_numeric_non_root_user() -> None:
@@ -105,7 +108,7 @@ def test_derived_image_adds_only_files() -> None:
 
 def _copy_inputs(tmp_path: Path) -> Path:
     for rel in ("pyproject.toml", "README.md", "operator/wattserve", "serving/wattserve_serving",
-                "serving/wattserve_activator",
+                "serving/wattserve_activator", "serving/pyproject.toml",
                 "serving/locks", "operator/locks"):
         src, dst = ROOT / rel, tmp_path / rel
         if src.is_dir():

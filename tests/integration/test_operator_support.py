@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,11 @@ from typing import Any
 import pytest
 import yaml
 from kubeutil import Cluster, wait_for
+from wattserve.devcluster.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SMOLLM2 = REPO / "examples" / "models" / "smollm2-135m.yaml"
 REAL_NODE_POOL = "cpu-local"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Operator:

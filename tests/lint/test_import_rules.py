@@ -2,7 +2,7 @@
 
 The pure core (api, planning, render, autoscale, reconcile) never imports the runtime
 (``wattserve.controller``), the simulator, kopf or aiohttp; the runtime never imports the
-simulator, except the one documented edge below.
+simulator (the spec -> ScalingInputs adapter the autoscaler needs is in autoscale/inputs.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "wattserve"
 PURE = ("api", "planning", "render", "autoscale", "reconcile")
 FORBIDDEN_IN_PURE = ("wattserve.controller", "wattserve.simulate", "kopf", "aiohttp")
-# The spec -> ScalingInputs adapter still lives in simulate/scenario.py (being edited on
-# another branch); controller/autoscaling.py binds it for the pure reconcile/scaling.py.
-# When it moves to autoscale/inputs.py this exception goes, and the test below says so.
-RUNTIME_EXCEPTIONS = {("controller/autoscaling.py", "wattserve.simulate.scenario")}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -54,11 +50,8 @@ def test_pure_core_imports_no_runtime_simulator_kopf_or_aiohttp(package: str) ->
     assert edges(package, FORBIDDEN_IN_PURE) == set()
 
 
-def test_runtime_imports_the_simulator_only_through_the_documented_adapter() -> None:
-    found = edges("controller", ("wattserve.simulate",))
-    # ``from wattserve.simulate.scenario import scaling_inputs`` also names the attribute.
-    modules = {(rel, m) for rel, m in found if not m.endswith(".scaling_inputs")}
-    assert modules == RUNTIME_EXCEPTIONS
+def test_runtime_never_imports_the_simulator() -> None:
+    assert edges("controller", ("wattserve.simulate",)) == set()
 
 
 def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:

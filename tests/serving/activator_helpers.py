@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from wattserve.devcluster.processes import PollTimeout, free_port, poll
 from wattserve_activator.discovery import DiscoveryError, Target
 from wattserve_activator.holding import Settings
 from wattserve_activator.server import Activator, make_runner
-
-from serving_helpers import free_port
 
 
 class LoopbackDiscovery:
@@ -115,9 +113,7 @@ class ActivatorServer:
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    try:
+        return poll(predicate, timeout_s, "a condition", interval=0.02)
+    except PollTimeout:
+        return predicate()

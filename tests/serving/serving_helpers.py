@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from wattserve.devcluster.processes import free_port
 from wattserve_serving.app import create_app
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines.base import Engine
@@ -20,12 +20,6 @@ from wattserve_serving.model_files import bundled_smollm2
 from wattserve_serving.server import uvicorn_config
 
 SKIP_ENV = "WATTSERVE_TEST_MODEL"  # =skip: skip real-model tests; otherwise they must run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LoopbackServer:

@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from wattserve.devcluster.processes import free_port
 from wattserve_activator.discovery import Connection, KubeDiscovery
 
 from activator_helpers import ActivatorServer, LoopbackDiscovery, wait_until
 from serving_fakes import FakeEngine
-from serving_helpers import LoopbackServer, fake_config, free_port, parse_metrics
+from serving_helpers import LoopbackServer, fake_config, parse_metrics
 
 MODEL = {"X-Wattserve-Model-Deployment": "team-a/fake"}
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}

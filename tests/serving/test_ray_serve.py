@@ -12,7 +12,9 @@ import httpx
 import openai
 import pytest
 
-from serving_helpers import free_port, parse_metrics, smollm2_path
+from wattserve.devcluster.processes import free_port
+
+from serving_helpers import parse_metrics, smollm2_path
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

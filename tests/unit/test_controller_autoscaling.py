@@ -148,8 +148,9 @@ def test_no_load_at_the_minimum_is_steady_without_events() -> None:
 
 def test_scale_down_waits_for_the_delay_then_reports_scaled_down() -> None:
     body = placed_body(desired=3, scaleDownDelaySeconds=30)
-    body["status"]["scaler"] = ScalerState(replicas=3, recommendations=((NOW - 1, 3),)).to_dict()
-    first = run_tick(body, idle())  # the state comes from status.scaler
+    body["metadata"]["annotations"] = scaling.state_annotation(
+        ScalerState(replicas=3, recommendations=((NOW - 1, 3),)))
+    first = run_tick(body, idle())  # the state comes from the stored annotation (a restart)
     assert first.desired_replicas is None and first.decision.reason == "StabilizingScaleDown"
     body = applied(body, first.status_patch)
     later = run_tick(body, idle(), first.state, now=NOW + 31)
@@ -167,7 +168,9 @@ def test_metrics_outage_holds_replicas_unknown_and_warns_once() -> None:
     assert [(e.type, e.reason) for e in first.events] == [("Warning", "MetricsUnavailable")]
     assert "observed" not in first.status_patch and "current" not in first.status_patch
     body = applied(body, first.status_patch)
-    # Same outage, later ticks (also after an operator restart: the state from status).
+    # The outage started: the operator stores the policy's memory (controller/autoscaler.py).
+    body["metadata"]["annotations"] = scaling.state_annotation(first.state)
+    # Same outage, later ticks (also after an operator restart: the stored state).
     for state in (first.state, None):
         again = run_tick(body, None, state, now=NOW + 15)
         assert not again.events and again.desired_replicas is None
@@ -213,13 +216,21 @@ def test_current_keeps_observed_values_when_a_field_has_no_data() -> None:
     assert scaling.current_status({"source": "predicted"}, {"p95LatencyMs": None}) is None
 
 
-def test_state_from_status_round_trip_and_garbage() -> None:
+def test_stored_state_round_trip_and_garbage() -> None:
     body = placed_body()
     state = ScalerState(replicas=4, speed=1.5, outage_since=12.0)
-    body["status"]["scaler"] = state.to_dict()
-    assert scaling.state_from_status(body, 2) == state
-    body["status"]["scaler"] = {"replicas": "many"}
-    assert scaling.state_from_status(body, 2) == ScalerState(replicas=2)
+    body["metadata"]["annotations"] = scaling.state_annotation(state)
+    assert scaling.saved_state(body, 2) == state
+    body["metadata"]["annotations"] = {scaling.ANNOTATION_SCALER_STATE: '{"replicas": "many"}'}
+    assert scaling.saved_state(body, 2) == ScalerState(replicas=2)
+    body["metadata"]["annotations"] = {scaling.ANNOTATION_SCALER_STATE: "not json"}
+    assert scaling.saved_state(body, 2) == ScalerState(replicas=2)
+
+
+def test_the_state_in_status_is_a_report_never_read_back() -> None:
+    body = placed_body()
+    body["status"]["scaler"] = ScalerState(replicas=4, speed=1.5).to_dict()
+    assert scaling.saved_state(body, 2) == ScalerState(replicas=2)
 
 
 def test_unchanged_condition_is_not_rewritten() -> None:

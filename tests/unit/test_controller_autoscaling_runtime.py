@@ -1,9 +1,13 @@
-"""The autoscaler loop against a stub API server and a fake Prometheus (no network)."""
+"""The autoscaler loop against a stub API server and a fake Prometheus (no network).
+
+The autoscaler writes nothing itself: it hands each decision to the reconciler, which writes
+it in its one status patch (:func:`drain` runs the reconciles it queued)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 from typing import Any
 
@@ -92,6 +96,18 @@ async def placed(api_cls: type[StubApi] = EventApi) -> tuple[Reconciler, Any]:
     return rec, api
 
 
+async def drain(rec: Reconciler) -> int:
+    """Run the reconciles queued now (what the workers would do); how many ran."""
+    ran = 0
+    while len(rec.queue):
+        key = await rec.queue.get()
+        await rec.reconcile(key)
+        rec.queue.done(key)
+        ran += 1
+    await asyncio.sleep(0)  # let the background Event posts run
+    return ran
+
+
 def deployments(api: StubApi) -> list[int]:
     return [o["spec"]["replicas"] for o in api.applied if o["kind"] == "Deployment"]
 
@@ -132,8 +148,8 @@ def test_prometheus_down_fails_fast_holds_and_warns_once() -> None:
                             client_factory=lambda: prom, clock=lambda: 1000.0)
         for _ in range(3):
             await scaler.tick_all()
-            await asyncio.sleep(0)
-        assert not rec.queue  # nothing to scale
+            await drain(rec)
+        assert deployments(api) == [2]  # nothing scaled
         return api, prom
 
     api, prom = asyncio.run(scenario())
@@ -152,8 +168,10 @@ def test_without_a_prometheus_url_the_scaled_condition_says_disabled_once() -> N
         rec, api = await placed()
         scaler = Autoscaler(rec, AutoscaleSettings())
         await scaler.tick_all()
+        await drain(rec)
         writes = len(api.status_patches)
         await scaler.tick_all()
+        await drain(rec)
         return api, len(api.status_patches) - writes
 
     api, second = asyncio.run(scenario())
@@ -170,23 +188,50 @@ def test_fail_fast_keeps_the_first_error() -> None:
     assert prom.queries == ["a"] and client.error.startswith("unreachable")
 
 
-def test_a_conflicting_write_defers_the_condition_but_keeps_the_scaler_state() -> None:
-    async def scenario() -> tuple[Any, dict[str, Any]]:
+def test_the_autoscaler_writes_nothing_itself_and_never_plans() -> None:
+    async def scenario() -> tuple[Any, int, int, list[int]]:
         rec, api = await placed()
-        before = copy.deepcopy(api.md["status"]["conditions"])
-        api.conflicts = 1  # the reconcile wrote the status meanwhile
-        api.guarded.clear()
+        writes, requests = len(api.status_patches), api.requests
         prom = FakePrometheus(BUSY)
         scaler = Autoscaler(rec, AutoscaleSettings(prometheus_url=URL),
                             client_factory=lambda: prom, clock=lambda: 1000.0)
+        plan = rec.plans[KEY]
         await scaler.tick_all()
-        assert api.md["status"]["conditions"] == before  # not overwritten from a stale copy
-        assert api.md["status"]["current"]["source"] == "predicted"  # deferred too
-        return api, api.md["status"]
+        assert len(api.status_patches) == writes and api.requests == requests
+        assert api.patches == [] and len(rec.queue) == 1 and KEY in rec.scaling
+        assert rec.plans[KEY] is plan  # the reconciler's plan, used as it is
+        ran = await drain(rec)
+        first = deployments(api)
+        await scaler.tick_all()  # the next tick starts from the count the reconcile rendered
+        await drain(rec)
+        return api, ran, len(api.status_patches) - writes, first
 
-    api, status = asyncio.run(scenario())
-    # guarded write (409), the autoscaler's own fields alone, then the seam's write
-    assert api.guarded[0] == "2" and api.guarded[1:] == [None, None]
-    assert status["scaler"]["replicas"] > 2  # the autoscaler's own fields were written
-    assert status["observed"]["requestRate"] == 6
-    assert status["replicas"]["desired"] > 2  # and the scale went through the seam
+    api, ran, written, first = asyncio.run(scenario())
+    assert ran == 1 and written >= 1
+    # the policy's memory is stored on purpose (an annotation), the status only reports it
+    (stored, *_) = api.patches
+    saved = stored["metadata"]["annotations"]["wattserve.dev/scaler-state"]
+    assert json.loads(saved)["replicas"] == first[-1]
+    assert api.md["status"]["scaler"]["replicas"] == first[-1]
+
+
+def test_a_restarted_autoscaler_reads_the_stored_state_not_the_status() -> None:
+    async def scenario() -> tuple[Any, Any]:
+        rec, api = await placed()
+        prom = FakePrometheus(BUSY)
+        first = Autoscaler(rec, AutoscaleSettings(prometheus_url=URL),
+                           client_factory=lambda: prom, clock=lambda: 1000.0)
+        await first.tick_all()
+        await drain(rec)
+        state = first.states[KEY]
+        api.md["status"]["scaler"] = {"replicas": 99}  # a user-facing report: never read
+        rec.md_upsert(copy.deepcopy(api.md))
+        await drain(rec)
+        restarted = Autoscaler(rec, AutoscaleSettings(prometheus_url=URL),
+                               client_factory=lambda: prom, clock=lambda: 1001.0)
+        await restarted.tick_all()
+        return state, restarted.states[KEY]
+
+    before, after = asyncio.run(scenario())
+    assert after.replicas == before.replicas != 99
+    assert after.recommendations[: len(before.recommendations)] == before.recommendations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from wattserve.autoscale.performance import SimplePerformance
 from wattserve.simulate.baselines import HpaPolicy, StaticPolicy
 from wattserve.simulate.engine import Policy, SimResult, Simulation
 from wattserve.simulate.families import Shape, generate
@@ -15,7 +16,6 @@ from wattserve.simulate.oracle import (
     failing_minutes,
     oracle,
 )
-from wattserve.simulate.performance import SimplePerformance
 from wattserve.simulate.report import summarize
 from wattserve.simulate.trace import TraceRequest
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from wattserve.autoscale.performance import SimplePerformance
 from wattserve.simulate.baselines import StaticPolicy
 from wattserve.simulate.engine import ClusterView, Simulation
-from wattserve.simulate.performance import SimplePerformance
 from wattserve.simulate.replica import Replica, Request
 from wattserve.simulate.trace import TraceRequest
 

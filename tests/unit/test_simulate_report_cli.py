@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from wattserve.autoscale.model import Goal
+from wattserve.autoscale.performance import SimplePerformance
 from wattserve.simulate.baselines import StaticPolicy
 from wattserve.simulate.cli import run
 from wattserve.simulate.engine import Simulation
-from wattserve.simulate.performance import SimplePerformance
 from wattserve.simulate.report import minute_attainment, summarize, table
 from wattserve.simulate.scenario import (
     Scenario,

@@ -4,10 +4,10 @@ cold start at the router (counted against the SLO), and the report says so."""
 from __future__ import annotations
 
 from wattserve.autoscale.model import ScalingInputs
+from wattserve.autoscale.performance import SimplePerformance
 from wattserve.autoscale.queueing import Capacity
 from wattserve.simulate.baselines import StaticPolicy
 from wattserve.simulate.engine import Simulation
-from wattserve.simulate.performance import SimplePerformance
 from wattserve.simulate.report import summarize, table
 from wattserve.simulate.trace import TraceRequest
 from wattserve.simulate.wattserve_policy import DEFAULT_IDLE_TIMEOUT_S, WattservePolicy, observe

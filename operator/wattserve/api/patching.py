@@ -32,3 +32,30 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any], *,
         elif value != before or key not in old:
             out[key] = value
     return out
+
+
+def apply_merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``target`` with the merge patch applied (RFC 7386: None removes a key; mappings merge
+    key by key; anything else, lists included, replaces)."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping):
+            before = out.get(key)
+            out[key] = apply_merge_patch(before if isinstance(before, Mapping) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def compose(first: Mapping[str, Any], then: Mapping[str, Any]) -> dict[str, Any]:
+    """One merge patch that does ``first`` and then ``then`` (None, a removal, is kept)."""
+    out = dict(first)
+    for key, value in then.items():
+        before = out.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            out[key] = compose(before, value)
+        else:
+            out[key] = value
+    return out

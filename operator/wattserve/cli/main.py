@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("wattserve_serving.cli", "run the OpenAI-compatible serving app"),
 }
 
+# The optional dependencies a command needs beyond the operator install.
+EXTRAS: dict[str, str] = {"dev-cluster": "devcluster", "simulate": "sim", "serve": "serving"}
+
 
 def _usage() -> str:
     lines = ["usage: wattserve <command> [options]", "", "commands:"]
@@ -54,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"wattserve {name}: not available in this install ({exc})", file=sys.stderr)
+        extra = EXTRAS.get(name)
+        hint = f"; pip install 'wattserve[{extra}]'" if extra else ""
+        print(f"wattserve {name}: not available in this install ({exc}){hint}",
+              file=sys.stderr)
         return 2
     result: int = module.run(args[1:])
     return result

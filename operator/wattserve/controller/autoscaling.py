@@ -1,10 +1,9 @@
 """The autoscaler's runtime settings (``WATTSERVE_*``) and its spec adapter.
 
 The tick logic itself is pure and lives in :mod:`wattserve.reconcile.scaling`; this module
-binds it to the spec -> ``ScalingInputs`` adapter, which is still the simulator's
-(``simulate/scenario.py: scaling_inputs``). That import is the operator's one edge into
-``wattserve.simulate``, asserted as a documented exception by
-``tests/lint/test_import_rules.py`` until the adapter moves to ``autoscale/``.
+binds it to the spec -> ``ScalingInputs`` adapter (:func:`wattserve.autoscale.inputs.
+scaling_inputs`). The operator never imports the simulator
+(``tests/lint/test_import_rules.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any, Final
 
 from wattserve.api.types import ModelDeployment
 from wattserve.autoscale import Observation, ScalerState
+from wattserve.autoscale.inputs import scaling_inputs
 from wattserve.autoscale.promql import (
     EnergySource,
     QueryTemplates,
@@ -28,7 +28,6 @@ from wattserve.planning.placement import Candidate
 from wattserve.reconcile import scaling
 from wattserve.reconcile.scaling import ENV_PROMETHEUS_URL, TickOutcome
 from wattserve.render import SettingsError
-from wattserve.simulate.scenario import scaling_inputs  # the documented exception (see above)
 
 __all__ = ["ENV_PROMETHEUS_URL", "AutoscaleSettings", "check_templates", "settings_from_env",
            "tick"]
@@ -136,7 +135,7 @@ def check_templates(templates: QueryTemplates, scrape_interval_s: float | None =
 
 def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
          state: ScalerState | None, obs: Observation | None, now: float, now_iso: str,
-         window_s: float, error: str = "") -> TickOutcome:
+         window_s: float, error: str = "", rendered: int | None = None) -> TickOutcome:
     """:func:`wattserve.reconcile.scaling.tick` with the operator's spec adapter."""
     return scaling.tick(md, body, cand, state, obs, now, now_iso, window_s, error,
-                        adapter=scaling_inputs)
+                        adapter=scaling_inputs, rendered=rendered)

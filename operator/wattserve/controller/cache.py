@@ -58,6 +58,8 @@ class ChildCache:
         return len(self._owner_of)
 
     def upsert(self, obj: Mapping[str, Any]) -> Key | None:
+        """Cache ``obj``; the owner to reconcile, or None when nothing changed (the watch's
+        echo of a write whose answer is cached already: same resourceVersion)."""
         kind = str(obj.get("kind") or "")
         ns, name = key_of(obj)
         owner = owner_of(obj)
@@ -66,7 +68,13 @@ class ChildCache:
             self.remove(kind, ns, name)
         if owner is None:
             return previous
-        self._by_owner.setdefault(owner, {})[(kind, name)] = slim(obj)
+        children = self._by_owner.setdefault(owner, {})
+        old = children.get((kind, name))
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if old is not None and rv is not None and (
+                (old.get("metadata") or {}).get("resourceVersion") == rv):
+            return None
+        children[(kind, name)] = slim(obj)
         self._owner_of[(kind, ns, name)] = owner
         return owner
 
@@ -84,6 +92,10 @@ class ChildCache:
 
     def has(self, kind: str, namespace: str, name: str) -> bool:
         return (kind, namespace, name) in self._owner_of
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        owner = self._owner_of.get((kind, namespace, name))
+        return None if owner is None else self._by_owner.get(owner, {}).get((kind, name))
 
     def owners(self) -> set[Key]:
         return set(self._by_owner)

@@ -139,6 +139,13 @@ class KubeApi:
         return await self.request("PATCH", path, body=body, content_type=MERGE,
                                   verb="patch", params={"fieldManager": FIELD_MANAGER})
 
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str,
+                    patch: Mapping[str, Any]) -> Any:
+        """Merge patch of an object (the operator's own annotations)."""
+        path = resource_path(api_version, PLURALS[kind], namespace, name)
+        return await self.request("PATCH", path, body=patch, content_type=MERGE, verb="patch",
+                                  params={"fieldManager": FIELD_MANAGER})
+
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         path = resource_path(api_version, PLURALS[kind], namespace, name)
         try:

@@ -4,6 +4,12 @@
 caches, calls the pure :func:`decide`, then applies/deletes children (server-side apply),
 posts Events, and patches ``status`` once. Nothing is written when nothing differs, so an
 idle cluster costs no API requests beyond kopf's watches.
+
+The reconciler is the one writer of ``status``. The autoscaler hands its decisions over with
+:meth:`Reconciler.scaled` (in-process: no status patch of its own, no round trip through
+the API server) and reads the last plan per ModelDeployment from :attr:`Reconciler.plans`
+and the count rendered from :attr:`Reconciler.rendered` (it never re-plans). The policy's
+memory is stored in an annotation (``wattserve.dev/scaler-state``) when the autoscaler asks.
 """
 
 from __future__ import annotations
@@ -16,21 +22,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from wattserve import contract
-from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.conditions import Reason
+from wattserve.api.patching import apply_merge_patch
 from wattserve.api.status import ObjectMeta
-from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
-from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
+from wattserve.controller.cache import ChildCache, Key, key_of, slim
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import post, utcnow
-from wattserve.controller.fleetstate import FleetState
+from wattserve.controller.intake import Intake
 from wattserve.controller.kubeapi import ApiError, KubeApi
-from wattserve.controller.workqueue import WorkQueue
 from wattserve.planning import Plan
-from wattserve.planning.fleet import Rebalance, fleet_plan
-from wattserve.reconcile.decide import Observed, Outcome, decide
-from wattserve.reconcile.index import PlacementIndex
+from wattserve.planning.fleet import fleet_plan
+from wattserve.reconcile.decide import Observed, Outcome, ScalingUpdate, decide
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render.children import (
     CHILD_KINDS,
@@ -54,10 +57,6 @@ def _generation(obj: Mapping[str, Any]) -> int:
     return ObjectMeta.from_body(obj).generation
 
 
-def _rv(obj: Mapping[str, Any] | None) -> str | None:
-    return None if obj is None else ObjectMeta.from_body(obj).resource_version
-
-
 @dataclass(frozen=True)
 class FleetChoice:
     plan: Plan | None = None  # the fleet's plan for this ModelDeployment (None: plan alone)
@@ -66,131 +65,33 @@ class FleetChoice:
     recheck_after_s: float | None = None
 
 
-class Reconciler:
+class Reconciler(Intake):
+    """The caches (:class:`Intake`), the workers and the reconcile that writes."""
+
     def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
+        super().__init__(config)
         self.api = api
-        self.config = config
-        self.mds: dict[Key, dict[str, Any]] = {}
-        self.pools: dict[str, ServingPool] = {}
-        self._pool_generations: dict[str, Any] = {}
-        self.children = ChildCache()
-        self.pods = PodCache()
-        self.index = PlacementIndex()
-        self.fleet = FleetState(Rebalance(config.rebalance_min_gain,
-                                          config.rebalance_dwell_seconds))
-        self.queue: WorkQueue[Key] = WorkQueue()
-        self.apply_errors: dict[Key, str] = {}
-        self.missing_kinds: set[str] = set()
         self._posting: set[asyncio.Task[None]] = set()
-        # Set once pools, children and pods are loaded: no reconcile runs before.
-        self.synced = asyncio.Event()
-        self._tombstones: set[tuple[str, str, str]] = set()  # deleted during the sync
         self.activator: ActivatorEndpoints | None = None  # scale to zero (see .activation)
         self.activator_unknown = config.activator_service is not None  # until first listed
         self.active = True  # False while a peer with a higher priority runs (peering gate)
         self.reconciles = 0
 
-    # ---- intake: called by the kopf handlers (thin) ---------------------------------------
-    def md_upsert(self, obj: Mapping[str, Any]) -> None:
-        key = key_of(obj)
-        old = self.mds.get(key)
-        self.mds[key] = slim(obj)
-        if old is None or _generation(old) != _generation(obj) or (
-                ObjectMeta.from_body(old).deletion_timestamp
-                != ObjectMeta.from_body(obj).deletion_timestamp):
-            self.fleet.invalidate()
-        if old is None or _rv(old) != _rv(obj):
-            self.queue.add(key)
-
-    def md_deleted(self, obj: Mapping[str, Any]) -> None:
-        key = key_of(obj)
-        self.mds.pop(key, None)
-        entry = self.index.get(key)
-        self.index.forget(key)
-        self.fleet.forget(key)
-        if entry is not None and entry.placed is not None:
-            self._replan(entry.placed)  # its room is free: spilled and waiting models may move
-        self.queue.forget(key)
-        self.apply_errors.pop(key, None)
-        metrics.forget(*key)
-
-    def pool_upsert(self, obj: Mapping[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name"))
-        try:
-            pool: ServingPool | None = parse_serving_pool(dict(obj))
-        except SpecError as err:
-            logger.warning("ServingPool %s is invalid and is ignored: %s", name, err)
-            pool = None
-        before = self.pools.get(name)
-        if pool is None:
-            self.pools.pop(name, None)
-        else:
-            self.pools[name] = pool
-        if before != pool:
-            self.fleet.pools_changed()
-            self._replan(name)
-
-    def pool_deleted(self, obj: Mapping[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name"))
-        self._tombstone("ServingPool", "", name)
-        if self.pools.pop(name, None) is not None:
-            self.fleet.pools_changed()
-            self._replan(name)
-
-    def _replan(self, pool: str) -> None:
-        affected = self.index.affected(pool)
-        if affected:
-            logger.info("ServingPool %s changed: re-planning %d ModelDeployments", pool,
-                        len(affected))
-        for key in affected:
-            self.queue.add(key)
-
-    def node_upsert(self, obj: Mapping[str, Any]) -> None:
-        for pool in self.fleet.node_upsert(obj, self.pools.values()):
-            self._replan(pool)
-
-    def node_deleted(self, obj: Mapping[str, Any]) -> None:
-        for pool in self.fleet.node_deleted(obj, self.pools.values()):
-            self._replan(pool)
-
-    def child_upsert(self, obj: Mapping[str, Any]) -> None:
-        self.fleet.invalidate()
-        owner = self.children.upsert(obj)
-        if owner is not None and owner in self.mds:
-            self.queue.add(owner)
-
-    def child_deleted(self, obj: Mapping[str, Any]) -> None:
-        ns, name = key_of(obj)
-        self._tombstone(str(obj.get("kind")), ns, name)
-        self.fleet.invalidate()
-        owner = self.children.remove(str(obj.get("kind")), ns, name)
-        if owner is not None and owner in self.mds:
-            self.queue.add(owner)
-
-    def pod_upsert(self, obj: Mapping[str, Any]) -> None:
-        self._pod_owner(self.pods.upsert(obj))
-
-    def pod_deleted(self, obj: Mapping[str, Any]) -> None:
-        self._tombstone("Pod", *key_of(obj))
-        self._pod_owner(self.pods.remove(obj))
-
-    def _tombstone(self, kind: str, namespace: str, name: str) -> None:
-        if not self.synced.is_set():
-            self._tombstones.add((kind, namespace, name))
-
-    def _pod_owner(self, group: Key | None) -> None:
-        if group is None:
+    # ---- the autoscaler's hand-over (in-process) ----------------------------------------
+    def scaled(self, key: Key, update: ScalingUpdate,
+               store: Mapping[str, str] | None = None) -> None:
+        """The autoscaler's decision for ``key``: written (with ``store``, the annotations
+        that keep the policy's memory) by the next reconcile, which is queued now."""
+        if key not in self.mds:
             return
-        if group in self.mds:
-            self.queue.add(group)
-            return
-        ns, label = group
-        for key in self.mds:  # long names: the label value is a hash of the name
-            if key[0] == ns and label_value(key[1]) == label:
-                self.queue.add(key)
+        pending = self.scaling.get(key)
+        self.scaling[key] = update if pending is None else pending.then(update)
+        if store:
+            self.state_to_store[key] = dict(store)
+        self.queue.add(key)
 
     # ---- the reconcile ------------------------------------------------------------------
-    def observe(self, key: Key) -> Observed | None:
+    def observe(self, key: Key, scaling: ScalingUpdate | None = None) -> Observed | None:
         body = self.mds.get(key)
         if body is None:
             return None
@@ -203,11 +104,28 @@ class Reconciler:
             apply_error=self.apply_errors.get(key),
             activator=self.activator,
             activator_unknown=self.activator_unknown,
+            scaling=scaling,
+            autoscaler_disabled=not self.config.autoscale.enabled,
         )
 
     async def reconcile(self, key: Key) -> str:
         """One level-triggered pass for one ModelDeployment; returns the result label."""
-        obs = self.observe(key)
+        scaling = self.scaling.pop(key, None)
+        store = self.state_to_store.pop(key, None)
+        try:
+            return await self._reconcile(key, scaling, store)
+        except BaseException:
+            if key in self.mds:  # not written: kept (under any newer one) for the retry
+                if scaling is not None:
+                    newer = self.scaling.get(key)
+                    self.scaling[key] = scaling if newer is None else scaling.then(newer)
+                if store is not None:
+                    self.state_to_store.setdefault(key, store)
+            raise
+
+    async def _reconcile(self, key: Key, scaling: ScalingUpdate | None,
+                         store: Mapping[str, str] | None) -> str:
+        obs = self.observe(key, scaling)
         if obs is None:
             return "gone"
         if ObjectMeta.from_body(obs.body).deletion_timestamp:
@@ -224,7 +142,7 @@ class Reconciler:
         error = await self._carry_out(key, outcome)
         if error is not None or outcome.apply or outcome.delete or (
                 self.apply_errors.get(key) != obs.apply_error):
-            refreshed = self.observe(key)
+            refreshed = self.observe(key, scaling)
             if refreshed is not None:  # status from what exists now, not before the writes
                 same_spec = _generation(refreshed.body) == _generation(obs.body) and (
                     refreshed.pools == obs.pools)
@@ -235,6 +153,12 @@ class Reconciler:
                             spilled_from=choice.spilled_from),
                     self.config.render, utcnow(), outcome.plan if same_spec else choice.plan)
         await self._write_status(key, obs.body, outcome)
+        if outcome.plan is not None:
+            self.plans[key] = outcome.plan
+        if outcome.desired_replicas is not None:
+            self.rendered[key] = outcome.desired_replicas
+        if store:
+            await self._store(key, store)
         self._record_metrics(key, outcome)
         logger.debug("reconciled %s/%s: %s, %d applied, %d deleted, status %s", *key,
                      outcome.result, applied, deleted,
@@ -300,12 +224,30 @@ class Reconciler:
                 metrics.PLACEMENTS_TOTAL.labels(chosen.pool, chosen.engine).inc()
         if outcome.status_patch is None:
             return
+        # Its watch event may come before the answer: recognised as our own (no reconcile).
+        cached = self.mds.get(key) or body
+        self._writing[key] = apply_merge_patch(cached.get("status") or {}, outcome.status_patch)
         try:
             live = await self.api.patch_status(key[0], key[1], outcome.status_patch)
         except ApiError as err:
             if err.status == 404:
                 return  # deleted meanwhile
             raise
+        finally:
+            self._writing.pop(key, None)
+        if isinstance(live, dict) and key in self.mds:
+            self.mds[key] = slim(live)
+
+    async def _store(self, key: Key, annotations: Mapping[str, str]) -> None:
+        """Write the annotations that keep the autoscaler's memory (a failure costs at most
+        that memory after a restart: logged, not retried)."""
+        try:
+            live = await self.api.patch(contract.API_VERSION, "ModelDeployment", key[0],
+                                        key[1], {"metadata": {"annotations": dict(annotations)}})
+        except ApiError as err:
+            if err.status != 404:
+                logger.warning("storing the scaler state of %s/%s failed: %s", *key, err)
+            return
         if isinstance(live, dict) and key in self.mds:
             self.mds[key] = slim(live)
 

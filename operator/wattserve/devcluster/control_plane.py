@@ -46,18 +46,22 @@ def _wait(
     st: ClusterState | None = None,
     interval: float = 0.2,
 ) -> None:
-    deadline = time.monotonic() + timeout
     detail = ""
-    while time.monotonic() < deadline:
+
+    def step() -> bool:
+        nonlocal detail
         if st is not None:
             for rec in st.processes:
                 if not processes.is_alive(rec.pid):
                     raise ClusterError(f"{rec.name} exited while waiting for {what}; see {rec.log}")
         ok, detail = check()
-        if ok:
-            return
-        time.sleep(interval)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}: {detail[-300:]}")
+        return ok
+
+    try:
+        processes.poll(step, timeout, what, interval)
+    except processes.PollTimeout:
+        raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}: "
+                           f"{detail[-300:]}") from None
 
 
 def admin_client(st: ClusterState, timeout_s: float = 5.0) -> ApiClient:

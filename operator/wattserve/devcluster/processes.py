@@ -1,4 +1,8 @@
-"""Start, find and stop the control-plane processes (plain local processes, one per component)."""
+"""Start, find and stop the control-plane processes (plain local processes, one per component).
+
+Also the one copy of :func:`free_port` and :func:`poll`, shared by the dev cluster, the
+tests, e2e and the benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,42 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class PollTimeout(TimeoutError):
+    """:func:`poll` ran out of time; ``last`` is the last result (or error) of the check."""
+
+    def __init__(self, message: str, last: object) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+def poll(check: Callable[[], T], timeout: float, what: str, interval: float = 0.25,
+         retry_on: tuple[type[Exception], ...] = ()) -> T:
+    """Call ``check`` until it returns something truthy and return that; exceptions of the
+    ``retry_on`` types count as "not yet". At the deadline: :class:`PollTimeout` naming
+    ``what``, the number of tries and the last result."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except retry_on as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise PollTimeout(f"timed out after {timeout:.0f}s ({tries} tries) waiting for "
+                              f"{what}; last result: {str(last)[:500]}", last)
+        time.sleep(interval)
 
 
 def free_port() -> int:

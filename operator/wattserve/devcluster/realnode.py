@@ -178,14 +178,18 @@ def _wait(
     timeout: float = START_TIMEOUT_S,
     log: str = "",
 ) -> None:
-    deadline = time.monotonic() + timeout
     detail = ""
-    while time.monotonic() < deadline:
+
+    def step() -> bool:
+        nonlocal detail
         ok, detail = check()
-        if ok:
-            return
-        time.sleep(0.2)
-    raise NodeError(f"real node: timed out waiting for {what}: {detail[-200:]} (log: {log})")
+        return ok
+
+    try:
+        processes.poll(step, timeout, what, interval=0.2)
+    except processes.PollTimeout:
+        raise NodeError(f"real node: timed out waiting for {what}: {detail[-200:]} "
+                        f"(log: {log})") from None
 
 
 def _node_ready(client: ApiClient, name: str) -> Callable[[], tuple[bool, str]]:

@@ -324,7 +324,8 @@ class Builder:
 
     def _project_wheel(self, spec: ImageSpec, out: Path, work: Path) -> None:
         src = work / "project"
-        for rel in PROJECT_SOURCES:
+        assert spec.python is not None
+        for rel in PROJECT_SOURCES[spec.python.project]:
             path = self.root / rel
             if path.is_dir():
                 shutil.copytree(path, src / rel, ignore=shutil.ignore_patterns(
@@ -332,9 +333,9 @@ class Builder:
             else:
                 (src / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, src / rel)
-        self.log(spec.name, "the wattserve wheel")
-        _run([*_pip(), "wheel", "--quiet", "--no-deps", "-w", str(out), str(src)],
-             "project wheel")
+        self.log(spec.name, f"the project wheel ({spec.python.project})")
+        _run([*_pip(), "wheel", "--quiet", "--no-deps", "-w", str(out),
+              str(src / spec.python.project)], "project wheel")
 
     def _chroot(self, rootfs: Path, script: str) -> None:
         devnull = rootfs / "dev" / "null"

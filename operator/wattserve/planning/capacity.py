@@ -166,6 +166,8 @@ class Ledger:
         allocation: Allocation = []
         left = replicas
         for index, node in enumerate(self.free):
+            if left == 0:
+                break  # placed: the other nodes need no look (a pool may have 100,000)
             take = min(left, _copies(node, request))
             if take:
                 allocation.append((index, request.times(take)))

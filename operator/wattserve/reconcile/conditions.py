@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from wattserve.api.conditions import ConditionType
+from wattserve.api.conditions import ConditionType, Reason
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -21,6 +21,8 @@ READY: Final = ConditionType.READY
 DEGRADED: Final = ConditionType.DEGRADED
 SCALED: Final = ConditionType.SCALED
 ORDER: Final = (READY, PLACED, DEGRADED, SCALED)
+# Where the Scaled=False/AutoscalerDisabled message points the user.
+ENV_PROMETHEUS_URL: Final = "WATTSERVE_PROMETHEUS_URL"
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,11 @@ def is_new_reason(existing: Sequence[Mapping[str, Any]], update: Condition) -> b
         return True
     return (old.get("status"), old.get("reason"), old.get("message")) != (
         update.status, update.reason, update.message)
+
+
+def disabled_condition() -> Condition:
+    """``Scaled=False/AutoscalerDisabled``: no Prometheus URL, so no autoscaler runs."""
+    return Condition(
+        SCALED, "False", Reason.AUTOSCALER_DISABLED,
+        f"no Prometheus URL (--prometheus-url / {ENV_PROMETHEUS_URL}): the replica count "
+        "stays at status.replicas.desired")

@@ -6,6 +6,10 @@ Events to post and the children to apply or delete. The runtime
 (:mod:`wattserve.controller.reconciler`) only gathers the inputs from its caches and carries
 the outcome out.
 
+The reconcile is the one writer of ``status``: the autoscaler hands its decision over
+in-process (:class:`ScalingUpdate`, ``Observed.scaling``); ``decide`` renders with its replica
+count and folds its fields and ``Scaled`` condition into the one status patch.
+
 Infeasible or invalid: no children are created; children that already run are KEPT (the
 model keeps serving on its last good placement) and ``Degraded=True`` says so.
 """
@@ -13,12 +17,13 @@ model keeps serving on its last good placement) and ``Degraded=True`` says so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.conditions import PLAN_FAILURES, Reason
+from wattserve.api.patching import apply_merge_patch, compose
 from wattserve.api.status import ModelDeploymentStatus
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
@@ -51,6 +56,37 @@ RAYSERVICE: Final = RAYSERVICE_KIND.kind
 
 
 @dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ScalingUpdate:
+    """An autoscaler decision not written yet, handed to the reconcile in-process.
+
+    ``status``: the status fields the autoscaler reports (``observed``, ``current``,
+    ``idle``, ``lastScale``, ``scaler``) as a merge patch; ``condition``: ``Scaled``;
+    ``desired_replicas``: the new count (None: unchanged); ``events``: to post once written.
+    """
+
+    status: Mapping[str, Any] = field(default_factory=dict)
+    condition: cond.Condition | None = None
+    desired_replicas: int | None = None
+    events: tuple[Event, ...] = ()
+
+    def then(self, newer: ScalingUpdate) -> ScalingUpdate:
+        """Two updates not written yet, as one (the newer wins field by field)."""
+        return ScalingUpdate(
+            compose(self.status, newer.status),
+            newer.condition or self.condition,
+            self.desired_replicas if newer.desired_replicas is None
+            else newer.desired_replicas,
+            self.events + newer.events)
+
+
+@dataclass(frozen=True)
 class Observed:
     body: Mapping[str, Any]  # the ModelDeployment as the API returned it
     pools: Sequence[ServingPool]
@@ -62,13 +98,8 @@ class Observed:
     spilled_from: str | None = None  # the fleet plan's better pool that was full
     activator: ActivatorEndpoints | None = None  # scale to zero: where held requests go
     activator_unknown: bool = False  # configured but not listed yet (operator start)
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+    scaling: ScalingUpdate | None = None  # the autoscaler's decision, to write now
+    autoscaler_disabled: bool = False  # no Prometheus URL: Scaled=False/AutoscalerDisabled
 
 
 @dataclass(frozen=True)
@@ -112,7 +143,10 @@ def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, 
             events: list[Event], now: str) -> Mapping[str, Any] | None:
     st = ModelDeploymentStatus.from_body(obs.body)
     old_conditions = st.conditions
-    if cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler owns it once set
+    placed = any(u.type == cond.PLACED and u.status == "True" for u in updates)
+    if placed and obs.autoscaler_disabled:
+        updates.append(cond.disabled_condition())
+    elif cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler sets it
         updates.append(cond.Condition(cond.SCALED, "Unknown", Reason.AWAITING_METRICS,
                                       "no scaling decision yet"))
     for update in updates:
@@ -161,7 +195,33 @@ PLANNING_ERRORS = (ArithmeticError, ValueError, RecursionError, MemoryError)
 
 def decide(obs: Observed, settings: RenderSettings, now: str,
            planned: Plan | None = None) -> Outcome:
-    """``planned``: the plan of an earlier decide() on the same spec and pools (reused)."""
+    """``planned``: the plan of an earlier decide() on the same spec and pools (reused).
+
+    With ``obs.scaling``, the reconcile sees the status as it will be once the autoscaler's
+    fields are written, and the one patch carries both its own and the autoscaler's fields.
+    """
+    sc = obs.scaling
+    if sc is None:
+        return _decide(obs, settings, now, planned)
+    written = ModelDeploymentStatus.from_body(obs.body)
+    patch = dict(sc.status)
+    if sc.desired_replicas is not None:
+        patch["replicas"] = {"desired": sc.desired_replicas}
+    if sc.condition is not None:
+        patch["conditions"] = cond.merge_conditions(written.conditions, [sc.condition],
+                                                    written.generation, now)
+    view = apply_merge_patch(written.raw, patch)
+    # A decision handed over means an autoscaler runs: its Scaled condition stands.
+    disabled = obs.autoscaler_disabled and sc.condition is None
+    out = _decide(replace(obs, body={**obs.body, "status": view}, scaling=None,
+                          autoscaler_disabled=disabled), settings, now, planned)
+    composed = compose(patch, out.status_patch or {})
+    result = written.to_patch(apply_merge_patch(written.raw, composed)) or {}
+    result |= {k: None for k, v in composed.items() if v is None and k in written.raw}
+    return replace(out, status_patch=result or None, events=sc.events + out.events)
+
+
+def _decide(obs: Observed, settings: RenderSettings, now: str, planned: Plan | None) -> Outcome:
     try:
         md = parse_model_deployment(obs.body)
     except SpecError as err:

@@ -1,10 +1,11 @@
 """How many replicas to render (pure).
 
-``status.replicas.desired`` is the source of truth once set: the autoscaler writes it (see
-:mod:`wattserve.controller.scaling`) and every reconcile renders with it, so the reconcile
-never fights the autoscaler. It is seeded from the plan when the ModelDeployment is first
-placed and re-seeded when the placement changes shape (pool, engine or replica size), since a
-replica count for one shape means nothing for another. It is always clamped to
+``status.replicas.desired`` is the source of truth once set: the reconcile writes the count
+the autoscaler hands it (see :class:`wattserve.reconcile.decide.ScalingUpdate`) and every
+reconcile renders with it, so the reconcile never fights the autoscaler. It is seeded from
+the plan when the ModelDeployment is first placed and re-seeded when the placement changes
+shape (pool, engine or replica size), since a replica count for one shape means nothing for
+another. It is always clamped to
 ``[max(1, minReplicas), maxReplicas]``, except that with ``minReplicas: 0`` a count of 0 set by
 the autoscaler (scale to zero after the idle timeout) is kept; a first placement or a new
 shape always starts with at least one replica.

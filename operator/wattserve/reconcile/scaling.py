@@ -1,35 +1,39 @@
-"""One autoscaler tick's status and events (pure).
+"""One autoscaler tick's decision, status fields and events (pure).
 
-The runtime loop (:mod:`wattserve.controller.autoscaler`) gathers a ModelDeployment, its
-placement candidate and an :class:`~wattserve.autoscale.Observation` from Prometheus;
-:func:`tick` runs the policy (:func:`wattserve.autoscale.decide`) and turns its decision into
+The runtime loop (:mod:`wattserve.controller.autoscaler`) gathers a ModelDeployment, the
+reconciler's last plan for it and an :class:`~wattserve.autoscale.Observation` from
+Prometheus; :func:`tick` runs the policy (:func:`wattserve.autoscale.decide`) and turns its
+decision into
 
-* a ``status`` merge patch: ``scaler`` (the policy's memory), ``observed`` (live figures),
-  ``current`` (``source: observed`` once latency has been observed), the ``Scaled``
-  condition;
+* the status fields the autoscaler reports: ``scaler`` (a read-only view of the policy's
+  memory), ``observed`` (live figures), ``current`` (``source: observed`` once latency has
+  been observed), the ``Scaled`` condition;
 * Events: ``Normal/Scaled`` per scale, one ``Warning/MetricsUnavailable`` per outage (the
   policy's ``outage_started``), one ``Warning/<conflict reason>`` when an SLO-vs-limit
   conflict starts;
-* the new replica count and ``lastScale`` when the count changes (the runtime passes them
-  to :func:`wattserve.controller.scaling.set_desired_replicas`).
+* the new replica count and ``lastScale`` when the count changes.
 
-The spec -> :class:`~wattserve.autoscale.ScalingInputs` adapter is passed in (``adapter``):
-it lives in the simulator today (``simulate/scenario.py: scaling_inputs``), which this pure
-package must not import; :mod:`wattserve.controller.autoscaling` binds it.
-The runtime settings (``AutoscaleSettings``, ``WATTSERVE_*``) are in
-:mod:`wattserve.controller.autoscaling`. See docs/autoscaling.md, "Operator integration".
+:func:`handover` packs that into a :class:`~wattserve.reconcile.decide.ScalingUpdate` for the
+reconciler, the one writer of status. The policy's memory across restarts is stored on
+purpose in the ``wattserve.dev/scaler-state`` annotation (:func:`state_annotation`,
+:func:`saved_state`), never read back from ``status``.
+
+The spec -> :class:`~wattserve.autoscale.ScalingInputs` adapter is passed in (``adapter``;
+:func:`wattserve.autoscale.inputs.scaling_inputs`, bound by
+:mod:`wattserve.controller.autoscaling`). See docs/autoscaling.md, "Operator integration".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve.api.conditions import Reason
-from wattserve.api.status import ModelDeploymentStatus
+from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
 from wattserve.api.types import Backend, ModelDeployment
 from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
 from wattserve.autoscale.model import Reason as PolicyReason
@@ -39,11 +43,13 @@ from wattserve.planning.placement import Candidate
 from wattserve.planning.summary import decimal_string
 from wattserve.reconcile import conditions as cond
 from wattserve.reconcile import zero
-from wattserve.reconcile.decide import Event
+from wattserve.reconcile.conditions import ENV_PROMETHEUS_URL as ENV_PROMETHEUS_URL
+from wattserve.reconcile.conditions import disabled_condition as disabled_condition
+from wattserve.reconcile.decide import Event, ScalingUpdate
 
 J_PER_KWH: Final = 3.6e6
-# Where the Scaled=False/AutoscalerDisabled message points the user.
-ENV_PROMETHEUS_URL: Final = "WATTSERVE_PROMETHEUS_URL"
+# The policy's memory (ScalerState as JSON), written by the reconciler, read after a restart.
+ANNOTATION_SCALER_STATE: Final = "wattserve.dev/scaler-state"
 
 # Scaled condition reasons of the operator (the policy's reason is in the message).
 SCALED_UP: Final = Reason.SCALED_UP
@@ -66,9 +72,15 @@ class TickOutcome:
     current_replicas: int = 1
     desired_replicas: int | None = None  # set only when the count changes
     last_scale: dict[str, Any] | None = None
+    condition: cond.Condition | None = None  # Scaled, as decided this tick
 
 
-def current_replicas(body: Mapping[str, Any], cand: Candidate) -> int:
+def current_replicas(body: Mapping[str, Any], cand: Candidate, rendered: int | None = None,
+                     ) -> int:
+    """The count the reconciler renders now (``rendered``, when it told us), else the one
+    in status (a seam other scalers may write), else the plan's."""
+    if rendered is not None and rendered >= 0:
+        return rendered
     desired = ModelDeploymentStatus.from_body(body).desired_replicas
     return desired if desired is not None and desired >= 0 else max(cand.replicas, 1)
 
@@ -79,24 +91,42 @@ def ready_replicas(body: Mapping[str, Any]) -> int | None:
 
 
 def inputs_for(md: ModelDeployment, cand: Candidate, body: Mapping[str, Any],
-               window_s: float, adapter: InputsAdapter) -> ScalingInputs:
+               window_s: float, adapter: InputsAdapter,
+               rendered: int | None = None) -> ScalingInputs:
     """The policy's inputs: the spec + the placement's ``ReplicaPerformance`` + live facts."""
     assert cand.performance is not None
     base = adapter(md, cand.performance)
     return dataclasses.replace(base, metrics_window_s=window_s,
-                               current_replicas=current_replicas(body, cand),
+                               current_replicas=current_replicas(body, cand, rendered),
                                ready_replicas=ready_replicas(body))
 
 
-def state_from_status(body: Mapping[str, Any], replicas: int) -> ScalerState:
-    """The policy's memory as the last tick left it in ``status.scaler`` (a restart)."""
-    saved = ModelDeploymentStatus.from_body(body).scaler
-    if saved is not None:
+def saved_state(body: Mapping[str, Any], replicas: int) -> ScalerState:
+    """The policy's memory as last stored in the ``wattserve.dev/scaler-state`` annotation
+    (after a restart); a missing or unreadable one starts afresh at ``replicas``."""
+    raw = ObjectMeta.from_body(body).annotations.get(ANNOTATION_SCALER_STATE)
+    if isinstance(raw, str):
         try:
-            return ScalerState.from_dict(dict(saved))
+            saved = json.loads(raw)
+            if isinstance(saved, dict):
+                return ScalerState.from_dict(saved)
         except (KeyError, TypeError, ValueError):
             pass
     return ScalerState(replicas=replicas)
+
+
+def state_annotation(state: ScalerState) -> dict[str, str]:
+    """The annotation that stores ``state`` (read back by :func:`saved_state`)."""
+    return {ANNOTATION_SCALER_STATE: json.dumps(state.to_dict(), separators=(",", ":"))}
+
+
+def handover(out: TickOutcome) -> ScalingUpdate:
+    """What the reconciler writes for one tick: the autoscaler never patches status."""
+    status = {k: v for k, v in out.status_patch.items() if k != "conditions"}
+    if out.last_scale is not None:
+        status["lastScale"] = out.last_scale
+    return ScalingUpdate(status=status, condition=out.condition,
+                         desired_replicas=out.desired_replicas, events=out.events)
 
 
 def _num(value: float | None, digits: int = 4) -> float | None:
@@ -175,13 +205,6 @@ def scaled_condition(decision: Decision, current: int, note: str = "") -> cond.C
     return cond.Condition(cond.SCALED, "True", STEADY, message)
 
 
-def disabled_condition() -> cond.Condition:
-    return cond.Condition(
-        cond.SCALED, "False", AUTOSCALER_DISABLED,
-        f"no Prometheus URL (--prometheus-url / {ENV_PROMETHEUS_URL}): the replica count "
-        "stays at status.replicas.desired")
-
-
 def conditions_patch(body: Mapping[str, Any], update: cond.Condition,
                      now_iso: str) -> list[dict[str, Any]] | None:
     """The whole new condition list, or None when the condition says the same already."""
@@ -193,12 +216,15 @@ def conditions_patch(body: Mapping[str, Any], update: cond.Condition,
 
 def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
          state: ScalerState | None, obs: Observation | None, now: float, now_iso: str,
-         window_s: float, error: str = "", *, adapter: InputsAdapter) -> TickOutcome:
-    """One autoscaling decision for one placed ModelDeployment (pure)."""
-    inputs = inputs_for(md, cand, body, window_s, adapter)
+         window_s: float, error: str = "", *, adapter: InputsAdapter,
+         rendered: int | None = None) -> TickOutcome:
+    """One autoscaling decision for one placed ModelDeployment (pure). ``state`` None: the
+    first tick since a start (read from the annotation); ``rendered``: the replica count the
+    reconciler renders now."""
+    inputs = inputs_for(md, cand, body, window_s, adapter, rendered)
     current = inputs.current_replicas if inputs.current_replicas is not None else 1
     if state is None:
-        state = state_from_status(body, current)
+        state = saved_state(body, current)
     decision, new_state = decide(inputs, state, obs, now)
     st = ModelDeploymentStatus.from_body(body)
     idle_patch: dict[str, Any] | None = None
@@ -236,7 +262,7 @@ def tick(md: ModelDeployment, body: Mapping[str, Any], cand: Candidate,
                             f"{decision.message}"))
     return TickOutcome(decision=decision, state=new_state, status_patch=patch,
                        events=tuple(events), current_replicas=current,
-                       desired_replicas=desired, last_scale=last_scale)
+                       desired_replicas=desired, last_scale=last_scale, condition=update)
 
 
 def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str, Any],

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from wattserve.simulate.performance import PerformanceModel
+from wattserve.autoscale.performance import PerformanceModel
 from wattserve.simulate.replica import Replica, Request
 from wattserve.simulate.trace import TraceRequest
 

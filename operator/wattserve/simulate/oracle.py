@@ -30,9 +30,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from wattserve.autoscale.performance import PerformanceModel
 from wattserve.simulate.baselines import StaticPolicy
 from wattserve.simulate.engine import ClusterView, SimResult, Simulation
-from wattserve.simulate.performance import PerformanceModel
 from wattserve.simulate.report import minute_ok, minute_p95s, percentile
 from wattserve.simulate.trace import TraceRequest
 

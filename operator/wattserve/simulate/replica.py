@@ -15,7 +15,7 @@ import heapq
 import math
 from collections import deque
 
-from wattserve.simulate.performance import PerformanceModel, utilization
+from wattserve.autoscale.performance import PerformanceModel, utilization
 
 _EPS = 1e-9
 

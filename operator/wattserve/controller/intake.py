@@ -1,0 +1,207 @@
+"""The reconciler's caches and their intake from kopf's watches (runtime).
+
+The kopf handlers call the ``*_upsert`` / ``*_deleted`` methods: each updates a cache and
+queues exactly the ModelDeployments the change concerns. A watch event that only echoes the
+reconciler's own write (its status patch, its scaler-state annotation, a child it applied)
+queues nothing: one reconcile per change. :class:`~wattserve.controller.reconciler.Reconciler`
+builds on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from wattserve.api import SpecError, parse_serving_pool
+from wattserve.api.status import ObjectMeta
+from wattserve.api.types import ServingPool
+from wattserve.controller import metrics
+from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
+from wattserve.controller.config import OperatorConfig
+from wattserve.controller.fleetstate import FleetState
+from wattserve.controller.workqueue import WorkQueue
+from wattserve.planning import Plan
+from wattserve.planning.fleet import Rebalance
+from wattserve.reconcile.decide import ScalingUpdate
+from wattserve.reconcile.index import PlacementIndex
+from wattserve.reconcile.scaling import ANNOTATION_SCALER_STATE
+from wattserve.render.meta import label_value
+
+logger = logging.getLogger("wattserve.controller.reconciler")
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    return ObjectMeta.from_body(obj).generation
+
+
+def _rv(obj: Mapping[str, Any] | None) -> str | None:
+    return None if obj is None else ObjectMeta.from_body(obj).resource_version
+
+
+# What the reconcile reads of a Deployment's status (health, rollout); the rest (timestamps,
+# Progressing's lastUpdateTime, ...) changes without changing any decision.
+DEPLOYMENT_STATUS: Final = ("observedGeneration", "replicas", "readyReplicas",
+                            "availableReplicas", "updatedReplicas", "unavailableReplicas")
+
+
+def _placement_facts(child: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = child.get("metadata") or {}
+    return meta.get("labels"), child.get("spec")
+
+
+def _reconcile_facts(child: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile reads of a child: a watch event that changes none of it (the echo of
+    our own apply, a Deployment status change of timestamps only) queues nothing."""
+    meta = child.get("metadata") or {}
+    status = child.get("status") or {}
+    if child.get("kind") == "Deployment":
+        stalled = [c.get("message") for c in status.get("conditions") or ()
+                   if c.get("reason") == "ProgressDeadlineExceeded"]
+        status = {k: status.get(k) for k in DEPLOYMENT_STATUS} | {"stalled": stalled}
+    return (meta.get("labels"), meta.get("annotations"), meta.get("generation"),
+            meta.get("ownerReferences"), meta.get("deletionTimestamp"), child.get("spec"),
+            status)
+
+
+class Intake:
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.mds: dict[Key, dict[str, Any]] = {}
+        self.pools: dict[str, ServingPool] = {}
+        self.children = ChildCache()
+        self.pods = PodCache()
+        self.index = PlacementIndex()
+        self.fleet = FleetState(Rebalance(config.rebalance_min_gain,
+                                          config.rebalance_dwell_seconds))
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.apply_errors: dict[Key, str] = {}
+        self.missing_kinds: set[str] = set()
+        # Set once pools, children and pods are loaded: no reconcile runs before.
+        self.synced = asyncio.Event()
+        self._tombstones: set[tuple[str, str, str]] = set()  # deleted during the sync
+        self.plans: dict[Key, Plan] = {}  # the last plan per ModelDeployment (autoscaler)
+        self.rendered: dict[Key, int] = {}  # the replica count last rendered
+        self.scaling: dict[Key, ScalingUpdate] = {}  # autoscaler decisions not written yet
+        self.state_to_store: dict[Key, dict[str, str]] = {}  # annotations not written yet
+        self._writing: dict[Key, Mapping[str, Any]] = {}  # status expected after our patch
+
+    def md_upsert(self, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        old = self.mds.get(key)
+        self.mds[key] = slim(obj)
+        if old is None or _generation(old) != _generation(obj) or (
+                ObjectMeta.from_body(old).deletion_timestamp
+                != ObjectMeta.from_body(obj).deletion_timestamp):
+            self.fleet.invalidate()
+        if old is None or (_rv(old) != _rv(obj) and not self._own_echo(key, old, obj)):
+            self.queue.add(key)
+
+    def _own_echo(self, key: Key, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether ``new`` differs from ``old`` only by what this reconciler wrote itself:
+        its status patch (in flight or answered) or its scaler-state annotation. Such a
+        watch event needs no reconcile (it would only compute the same status again)."""
+        was, now = ObjectMeta.from_body(old), ObjectMeta.from_body(new)
+        mine = (ANNOTATION_SCALER_STATE,)
+        if (was.generation, was.deletion_timestamp, dict(was.labels)) != (
+                now.generation, now.deletion_timestamp, dict(now.labels)):
+            return False
+        if ({k: v for k, v in was.annotations.items() if k not in mine}
+                != {k: v for k, v in now.annotations.items() if k not in mine}):
+            return False
+        status = new.get("status") or {}
+        return status == (old.get("status") or {}) or status == self._writing.get(key)
+
+    def md_deleted(self, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        self.mds.pop(key, None)
+        entry = self.index.get(key)
+        self.index.forget(key)
+        self.fleet.forget(key)
+        if entry is not None and entry.placed is not None:
+            self._replan(entry.placed)  # its room is free: spilled and waiting models may move
+        self.queue.forget(key)
+        self.apply_errors.pop(key, None)
+        for table in (self.plans, self.rendered, self.scaling, self.state_to_store):
+            table.pop(key, None)
+        metrics.forget(*key)
+
+    def pool_upsert(self, obj: Mapping[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        try:
+            pool: ServingPool | None = parse_serving_pool(dict(obj))
+        except SpecError as err:
+            logger.warning("ServingPool %s is invalid and is ignored: %s", name, err)
+            pool = None
+        before = self.pools.get(name)
+        if pool is None:
+            self.pools.pop(name, None)
+        else:
+            self.pools[name] = pool
+        if before != pool:
+            self.fleet.pools_changed()
+            self._replan(name)
+
+    def pool_deleted(self, obj: Mapping[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        self._tombstone("ServingPool", "", name)
+        if self.pools.pop(name, None) is not None:
+            self.fleet.pools_changed()
+            self._replan(name)
+
+    def _replan(self, pool: str) -> None:
+        affected = self.index.affected(pool)
+        if affected:
+            logger.info("ServingPool %s changed: re-planning %d ModelDeployments", pool,
+                        len(affected))
+        for key in affected:
+            self.queue.add(key)
+
+    def node_upsert(self, obj: Mapping[str, Any]) -> None:
+        for pool in self.fleet.node_upsert(obj, self.pools.values()):
+            self._replan(pool)
+
+    def node_deleted(self, obj: Mapping[str, Any]) -> None:
+        for pool in self.fleet.node_deleted(obj, self.pools.values()):
+            self._replan(pool)
+
+    def child_upsert(self, obj: Mapping[str, Any]) -> None:
+        ns, name = key_of(obj)
+        old = self.children.get(str(obj.get("kind") or ""), ns, name)
+        if old is None or _placement_facts(old) != _placement_facts(obj):
+            self.fleet.invalidate()  # the fleet reads a child's pool label and spec only
+        owner = self.children.upsert(obj)
+        if owner is not None and owner in self.mds and (
+                old is None or _reconcile_facts(old) != _reconcile_facts(obj)):
+            self.queue.add(owner)
+
+    def child_deleted(self, obj: Mapping[str, Any]) -> None:
+        ns, name = key_of(obj)
+        self._tombstone(str(obj.get("kind")), ns, name)
+        self.fleet.invalidate()
+        owner = self.children.remove(str(obj.get("kind")), ns, name)
+        if owner is not None and owner in self.mds:
+            self.queue.add(owner)
+
+    def pod_upsert(self, obj: Mapping[str, Any]) -> None:
+        self._pod_owner(self.pods.upsert(obj))
+
+    def pod_deleted(self, obj: Mapping[str, Any]) -> None:
+        self._tombstone("Pod", *key_of(obj))
+        self._pod_owner(self.pods.remove(obj))
+
+    def _tombstone(self, kind: str, namespace: str, name: str) -> None:
+        if not self.synced.is_set():
+            self._tombstones.add((kind, namespace, name))
+
+    def _pod_owner(self, group: Key | None) -> None:
+        if group is None:
+            return
+        if group in self.mds:
+            self.queue.add(group)
+            return
+        ns, label = group
+        for key in self.mds:  # long names: the label value is a hash of the name
+            if key[0] == ns and label_value(key[1]) == label:
+                self.queue.add(key)
