@@ -202,3 +202,35 @@ def test_the_search_reaches_fleets_where_the_fresh_greedy_is_not_monotone() -> N
     after = fleet_totals(members, replan(members, POOLS, capacities(grown(nodes, more)),
                                          _fresh(members, nodes), Objective.COST))
     assert no_worse(after, before)
+
+
+def _small_fleet(kinds: list[tuple[str, str, int]]) -> list[Member]:
+    mds = []
+    for index, (params, quant, priority) in enumerate(kinds):
+        mds.append(parse_model_deployment({
+            "apiVersion": "wattserve.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": f"m{index:02d}", "namespace": "ns"},
+            "spec": {"model": {"name": "m", "source": "hf://org/m", "parameters": params,
+                               "quantization": quant, "contextLength": 2048},
+                     "slo": {"latencyP95Ms": 3000},
+                     "expectedLoad": {"requestsPerSecond": "0.05", "promptTokens": 256,
+                                      "outputTokens": 128},
+                     "scaling": {"maxReplicas": 8}, "priority": priority}}))
+    return members_of(mds, POOLS)
+
+
+def test_a_node_added_elsewhere_does_not_cost_a_running_fleet_its_packing() -> None:
+    """Found by the search above against the re-plan before 'what runs stays exactly where
+    it runs': the running replicas were re-packed first-fit in another order on the mixed
+    4/8-vCPU nodes, one no longer fitted where it ran, and the fleet got dearer."""
+    members = _small_fleet([("135M", "q4_1", 0), ("360M", "q4_k_m", 1)]
+                           + [("135M", "q4_1", 0)] * 9)
+    nodes: Nodes = {"cpu-general": [4, 4, 4], "cpu-small": [4, 4, 8], "cpu-eu": [],
+                    "gpu-l4": [], "gpu-h100": []}
+    got = _fresh(members, nodes)
+    before = fleet_totals(members, got)
+    running = [seeded(m, got[m.key], BY_NAME) for m in members]
+    after_got = assign(running, POOLS, capacities(grown(nodes, {"cpu-general": [4]})), 0.0,
+                       Rebalance(0.0, 0.0))
+    assert no_worse(fleet_totals(members, after_got), before)
+    assert all(after_got[k].candidate is not None for k, a in got.items() if a.candidate)
