@@ -234,3 +234,20 @@ def test_a_node_added_elsewhere_does_not_cost_a_running_fleet_its_packing() -> N
                        Rebalance(0.0, 0.0))
     assert no_worse(fleet_totals(members, after_got), before)
     assert all(after_got[k].candidate is not None for k, a in got.items() if a.candidate)
+
+
+def test_a_pool_that_shrank_below_what_runs_on_it_re_packs_its_models() -> None:
+    """Staying exactly as it runs is for pools that still hold what runs: when a node goes
+    (cordoned, deleted), the models that no longer fit move (here: spill) as before."""
+    members = _small_fleet([("135M", "q4_1", 0)] * 6)
+    nodes: Nodes = {"cpu-general": [], "cpu-small": [8, 8], "cpu-eu": [16],
+                    "gpu-l4": [], "gpu-h100": []}
+    got = _fresh(members, nodes)
+    on_small = [k for k, a in got.items() if a.candidate and a.candidate.pool == "cpu-small"]
+    assert len(on_small) >= 3
+    running = [seeded(m, got[m.key], BY_NAME) for m in members]
+    shrunk = capacities(nodes | {"cpu-small": [8]})
+    after = assign(running, POOLS, shrunk, 0.0, Rebalance())
+    assert_fits(after, shrunk)
+    assert any(after[k].candidate is not None and after[k].candidate.pool != "cpu-small"
+               for k in on_small)

@@ -122,12 +122,17 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
                 and member.current_replicas):
             held[member.key] = (where, books[where].force(member.current_request,
                                                           member.current_replicas))
+    # A pool whose running models fit its total is taken to run them as they are (the
+    # scheduler found them nodes): there each can stay exactly as it runs, whatever order
+    # the ledger charged them in. A pool that shrank below what runs on it re-packs them.
+    over = {name for name, book in books.items() if not book.capacity.total.holds(book.used)}
     out: dict[Key, Assignment] = {}
     for member in order(members):
         where, allocation = held.pop(member.key, (None, None))
         if where is not None and allocation is not None:
             books[where].release(allocation)
-        got = out[member.key] = _assign_one(member, by_name, books, now, policy, allocation)
+        stays = allocation if where not in over else None
+        got = out[member.key] = _assign_one(member, by_name, books, now, policy, stays)
         if got.candidate is None and where is not None and member.current_request is not None:
             # not placed, but its workload keeps running where it is: still counted there
             books[where].force(member.current_request, member.current_replicas)
