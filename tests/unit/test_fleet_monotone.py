@@ -12,6 +12,7 @@ because of the design (re-plan from the incumbent), not because the fleets are e
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, find, given, settings
@@ -170,7 +171,7 @@ def test_the_operators_replan_after_capacity_grows_never_costs_more(
         for index, member in enumerate(members):  # what the operator reads back
             live = seeded(member, got[member.key], BY_NAME)
             running.append(live if live.current_pool is None
-                           else Member(**{**live.__dict__, "placed_at": now - ages[index]}))
+                           else replace(live, placed_at=now - ages[index]))
         nodes = grown(nodes, more)
         after_got = assign(running, POOLS, capacities(nodes), now, policy)
         for member in members:
