@@ -16,6 +16,11 @@ Re-balancing with hysteresis: a member that already runs on a pool with room sta
 unless the better pool saves at least ``Rebalance.min_gain`` of its objective AND it has
 been on its current pool for ``Rebalance.dwell_seconds``; so a model moves back from a
 spill pool once, not back and forth.
+
+Capacity that grows never makes a re-plan worse: a running model can always stay exactly
+as it runs (it takes back the room it held, on the nodes it held), it moves only where its
+own objective is lower, and unplaced models only take free room; :func:`replan` does the
+same from a previous plan for `wattserve plan --incumbent` (docs/placement.md §7).
 """
 
 from __future__ import annotations
