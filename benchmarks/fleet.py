@@ -20,13 +20,19 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "operator"))
+# --code DIR: plan with another copy of the operator package (e.g. `git archive` of the code
+# before a change); read before the imports below.
+CODE = (Path(sys.argv[sys.argv.index("--code") + 1]) if "--code" in sys.argv[:-1]
+        else ROOT / "operator")
+sys.path.insert(0, str(CODE))
 
 from wattserve.api import (  # noqa: E402
     ModelDeployment,
@@ -35,7 +41,9 @@ from wattserve.api import (  # noqa: E402
     parse_model_deployment,
     parse_serving_pool,
 )
+from wattserve.planning import fleet as fleet_module  # noqa: E402
 from wattserve.planning import optimum, plan  # noqa: E402
+from wattserve.planning.capacity import shape_capacity  # noqa: E402
 from wattserve.planning.fleet import Member, assign, totals  # noqa: E402
 
 REGIONS = [("us", 1.0, 481), ("eu", 1.15, 56), ("no", 1.3, 30), ("in", 0.8, 713),
@@ -107,7 +115,29 @@ def fleet(size: int, seed: int) -> list[ModelDeployment]:
     return out
 
 
-def run_one(size: int, seed: int, time_limit: float) -> dict[str, Any]:
+def _grown(members: list[Member], pool_set: list[ServingPool], greedy: dict[Any, Any],
+           time_limit: float, grow: int) -> dict[str, Any]:
+    """Capacity grows by ``grow`` nodes on every CPU pool: the fresh greedy there, the
+    re-plan from the plan before (fleet.replan, where this code has it) and the optimum."""
+    caps = {p.name: shape_capacity(p, p.spec.max_nodes + (0 if p.spec.is_gpu else grow))
+            for p in pool_set}
+    fresh = totals(members, {k: a.candidate for k, a in
+                             assign(members, pool_set, caps).items()})
+    out: dict[str, Any] = {"grown_fresh": vars(fresh)}
+    replan = getattr(fleet_module, "replan", None)
+    if replan is not None:
+        started, cpu = time.perf_counter(), time.process_time()
+        again = replan(members, pool_set, caps, greedy)
+        out["replan_s"] = time.perf_counter() - started
+        out["replan_cpu_s"] = time.process_time() - cpu
+        out["grown_replan"] = vars(totals(members, {k: a.candidate
+                                                    for k, a in again.items()}))
+    out["grown_optimum"] = vars(optimum.solve(members, pool_set, caps,
+                                              time_limit_s=time_limit).totals)
+    return out
+
+
+def run_one(size: int, seed: int, time_limit: float, grow: int = 0) -> dict[str, Any]:
     pool_set = pools(size)
     mds = fleet(size, seed)
     started, cpu = time.perf_counter(), time.process_time()
@@ -125,7 +155,8 @@ def run_one(size: int, seed: int, time_limit: float) -> dict[str, Any]:
     best = optimum.solve(members, pool_set, time_limit_s=time_limit)
     o = best.totals
     spilled = sum(1 for x in greedy.values() if x.spilled_from)
-    return {
+    grown = _grown(members, pool_set, greedy, time_limit, grow) if grow else {}
+    return {**grown,
         "models": size, "pools": len(pool_set), "seed": seed,
         "evaluate_s": evaluate_s, "evaluate_cpu_s": evaluate_cpu, "assign_s": assign_s,
         "assign_cpu_s": assign_cpu, "ilp_s": best.seconds,
@@ -141,9 +172,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "| optimum $/h | all-GPU $/h | greedy ÷ optimum | greedy ÷ all-GPU | greedy kW "
              "| greedy kgCO2/h | evaluate s (CPU s) | assign s (CPU s) | ILP s (status) |",
              "|" + "---|" * 14]
+    coded = any("code" in r for r in rows)
+    if coded:
+        lines = ["| code " + lines[0], "|---" + lines[1]]
     for r in rows:
         g, o, a = r["greedy"], r["optimum"], r["all_gpu"]
         lines.append(
+            (f"| {r['code']} " if coded else "") +
             f"| {r['models']} × {r['pools']} | {r['seed']} | {g['placed']} / {o['placed']} / "
             f"{a['placed']} | {r['spilled']} | {g['usd_per_hour']:.2f} | "
             f"{o['usd_per_hour']:.2f} | {a['usd_per_hour']:.2f} | "
@@ -155,6 +190,42 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def grown_markdown(rows: list[dict[str, Any]], grow: int) -> str:
+    lines = [f"| code | models | seed | $/h before | + {grow} node(s) per CPU pool: fresh greedy "
+             "$/h | re-plan from before $/h | optimum $/h | fresh ÷ before | re-plan ÷ before "
+             "| re-plan ÷ optimum | re-plan s (CPU s) |", "|" + "---|" * 11]
+    for r in rows:
+        before, fresh, best = (r["greedy"]["usd_per_hour"], r["grown_fresh"]["usd_per_hour"],
+                               r["grown_optimum"]["usd_per_hour"])
+        again = r.get("grown_replan", {}).get("usd_per_hour")
+        cells = ("-", "-", "-", "-") if again is None else (
+            f"{again:.2f}", f"{again / before:.4f}", f"{again / best:.4f}",
+            f"{r['replan_s']:.3f} ({r['replan_cpu_s']:.3f})")
+        lines.append(f"| {r.get('code', 'this')} | {r['models']} | {r['seed']} | {before:.2f} "
+                     f"| {fresh:.2f} | {cells[0]} | {best:.2f} | {fresh / before:.4f} | "
+                     f"{cells[1]} | {cells[2]} | {cells[3]} |")
+    return "\n".join(lines)
+
+
+def _side_by_side(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every fleet planned by the code before (--baseline) and this code, alternately, each
+    in a fresh process (cold memos)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            for seed in range(args.seeds):
+                for label, code in (("before", Path(args.baseline)), ("after", ROOT / "operator")):
+                    print(f"fleet of {size}, seed {seed}, code {label} …", file=sys.stderr,
+                          flush=True)
+                    out = Path(tmp) / "rows.json"
+                    subprocess.run([sys.executable, __file__, "--code", str(code), "--sizes",
+                                    str(size), "--seed", str(seed), "--grow", str(args.grow),
+                                    "--time-limit", str(args.time_limit), "--json", str(out)],
+                                   check=True, stdout=subprocess.DEVNULL, timeout=1800)
+                    rows.extend({**row, "code": label} for row in json.loads(out.read_text()))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10,100,1000")
@@ -162,16 +233,28 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--markdown")
     parser.add_argument("--json")
+    parser.add_argument("--seed", type=int, help="only this seed")
+    parser.add_argument("--grow", type=int, default=0,
+                        help="also grow every CPU pool by this many nodes and re-plan")
+    parser.add_argument("--code", help="the operator package tree to plan with")
+    parser.add_argument("--baseline", help="an operator tree of the code before: plan every "
+                        "fleet with it and with this code, alternately, fresh processes")
     args = parser.parse_args()
     if not optimum.available():
         print(optimum.MISSING_SCIPY, file=sys.stderr)
         return 2
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        for seed in range(args.seeds):
-            print(f"fleet of {size}, seed {seed} …", file=sys.stderr, flush=True)
-            rows.append(run_one(size, seed, args.time_limit))
+    if args.baseline:
+        rows = _side_by_side(args)
+    else:
+        seeds = [args.seed] if args.seed is not None else range(args.seeds)
+        for size in (int(s) for s in args.sizes.split(",")):
+            for seed in seeds:
+                print(f"fleet of {size}, seed {seed} …", file=sys.stderr, flush=True)
+                rows.append(run_one(size, seed, args.time_limit, args.grow))
     text = markdown(rows)
+    if args.grow:
+        text += "\n\n" + grown_markdown(rows, args.grow)
     if hasattr(os, "getloadavg"):
         text += f"\n\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     worst = max(r["greedy_vs_optimum"] for r in rows)

@@ -92,3 +92,42 @@ def test_bad_fleet_flags_exit_2_with_one_line(bad: list[str],
 def test_an_empty_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "-f", str(tmp_path), "--pools", POOLS]) == 2
     assert "directory has no .yaml files" in capsys.readouterr().err
+
+
+def test_a_plan_from_the_incumbent_after_the_pool_grew_keeps_or_improves_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    assert main(["plan", "-f", str(twelve(folder)), "--pools", POOLS, "-o", "json",
+                 "--no-optimum"]) == 0
+    before = tmp_path / "before.json"
+    before.write_text(capsys.readouterr().out)
+    grown = tmp_path / "pools.yaml"  # cpu-general: 3 -> 4 nodes, room for two more models
+    grown.write_text(Path(POOLS).read_text().replace("maxNodes: 3", "maxNodes: 4", 1))
+    assert main(["plan", "-f", str(folder), "--pools", str(grown), "-o", "json",
+                 "--no-optimum", "--incumbent", str(before)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {row["placement"]: row for row in data["fleet"]}
+    now, was = rows["wattserve (from incumbent)"], rows["incumbent (--incumbent)"]
+    assert now["placed"] == was["placed"] == 12
+    assert float(now["usdPerHour"]) < float(was["usdPerHour"])
+    old = {m["modelDeployment"]: m["fleet"]["pool"]
+           for m in json.loads(before.read_text())["models"]}
+    pools = {m["modelDeployment"]: m["fleet"]["pool"] for m in data["models"]}
+    moved = sorted(name for name in pools if pools[name] != old[name])
+    assert len(moved) == 2 and all(pools[name] == "cpu-general" for name in moved)
+
+
+@pytest.mark.parametrize("text", ["{}", "models: [1]", "models: [{namespace: default, "
+                                  "modelDeployment: smol-00, fleet: {pool: cpu-general}}]",
+                                  "[unclosed"])
+def test_a_bad_incumbent_exits_2_with_one_line(text: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    assert main(["plan", "-f", str(twelve(folder)), "--pools", POOLS, "--no-optimum",
+                 "--incumbent", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wattserve plan: --incumbent: ")

@@ -94,10 +94,9 @@ def test_adding_capacity_never_makes_the_optimal_fleet_cost_more(
         assert after.usd_per_hour <= before.usd_per_hour * (1 + 1e-4) + 1e-9
 
 
-# The greedy (first fit in priority order) is NOT monotone in capacity: Hypothesis finds
-# fleets where one more node lets an early model take the better pool and a later one then
-# spills or stays unplaced. The exact optimum is monotone (above); docs/placement.md §7 says
-# so, and the operator's fleet placement is compared with that optimum in benchmarks/fleet.py.
+# The greedy planned from nothing (first fit in priority order) is NOT monotone in capacity;
+# what the operator and `wattserve plan --incumbent` produce is: re-planned from the plan
+# before, never worse (tests/unit/test_fleet_monotone.py; docs/placement.md §7).
 
 
 def test_the_optimum_places_what_fits_and_beats_all_gpu_on_the_example_twelve() -> None:

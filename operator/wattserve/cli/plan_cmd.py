@@ -20,8 +20,8 @@ from wattserve.api import (
     parse_model_deployment,
     parse_serving_pool,
 )
+from wattserve.cli.plan_fleet import IncumbentError, plan_fleet
 from wattserve.cli.plan_fleet import data as fleet_data
-from wattserve.cli.plan_fleet import plan_fleet
 from wattserve.cli.plan_fleet import table as fleet_table
 from wattserve.cli.table import render_table
 from wattserve.planning import Candidate, Plan, plan
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds the exact solver may run (default 30)")
     fleet.add_argument("--no-optimum", action="store_true",
                        help="skip the exact solve (ILP)")
+    fleet.add_argument("--incumbent", metavar="FILE",
+                       help="a previous `plan -o json|yaml` of this fleet: re-plan from it "
+                       "(models keep their pools unless their own objective improves; never "
+                       "costs more than it while it still fits, e.g. after pools grew)")
     return parser
 
 
@@ -97,9 +101,24 @@ def run(argv: list[str]) -> int:
 def _run_fleet(args: argparse.Namespace, models: list[ModelDeployment],
                pools: list[ServingPool]) -> int:
     objective = Objective(args.fleet_objective)
-    members, greedy, rows = plan_fleet(models, pools, objective=objective,
-                                       with_optimum=not args.no_optimum,
-                                       time_limit_s=args.time_limit)
+    incumbent = None
+    if args.incumbent is not None:
+        try:
+            text = Path(args.incumbent).read_text()
+            if len(text) > MAX_INPUT_CHARS:
+                raise OSError(f"larger than {MAX_INPUT_CHARS} characters")
+            incumbent = yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            first = " ".join(str(exc).split())  # one line (YAML errors span several)
+            print(f"wattserve plan: --incumbent: {args.incumbent}: {first}", file=sys.stderr)
+            return 2
+    try:
+        members, greedy, rows = plan_fleet(models, pools, objective=objective,
+                                           with_optimum=not args.no_optimum,
+                                           time_limit_s=args.time_limit, incumbent=incumbent)
+    except IncumbentError as exc:
+        print(f"wattserve plan: --incumbent: {exc}", file=sys.stderr)
+        return 2
     payload = fleet_data(members, greedy, rows, pools, objective)
     if args.output == "table":
         print(fleet_table(payload))

@@ -11,15 +11,17 @@ from typing import Any
 from wattserve.api import ModelDeployment, Objective, ServingPool
 from wattserve.cli.table import render_table
 from wattserve.planning import optimum
-from wattserve.planning.capacity import Ledger, replica_request, shape_capacity
+from wattserve.planning.capacity import Ledger, Resources, replica_request, shape_capacity
 from wattserve.planning.fleet import (
     Assignment,
+    Key,
     Member,
     Totals,
     assign,
     candidate_rates,
     fleet_plan,
     members_of,
+    replan,
     totals,
 )
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -33,17 +35,70 @@ class Row:
     note: str = ""
 
 
+class IncumbentError(ValueError):
+    """A previous plan (--incumbent) that cannot be read; the message names the field."""
+
+
+def incumbent_of(payload: object, members: list[Member],
+                 pools: list[ServingPool]) -> dict[Key, Assignment]:
+    """The placements of a previous `wattserve plan -o json|yaml` fleet output, as
+    assignments on the members' current plans (a model or pool no longer there, or no
+    longer feasible, is taken as unplaced)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("models"), list):
+        raise IncumbentError("models: missing (not a `wattserve plan -o json` fleet output)")
+    by_key = {member.key: member for member in members}
+    gpu = {pool.name for pool in pools if pool.spec.is_gpu}
+    out: dict[Key, Assignment] = {}
+    for index, item in enumerate(payload["models"]):
+        where = f"models[{index}]"
+        if not isinstance(item, dict):
+            raise IncumbentError(f"{where}: not a mapping")
+        fleet, placement = item.get("fleet") or {}, item.get("placement") or {}
+        key = (str(item.get("namespace", "")), str(item.get("modelDeployment", "")))
+        member = by_key.get(key)
+        pool = fleet.get("pool") if isinstance(fleet, dict) else None
+        if member is None or pool is None:
+            continue
+        cand = next((c for c in member.plan.candidates if c.pool == pool and c.feasible), None)
+        if cand is None:
+            continue
+        try:
+            replicas = int(fleet["replicas"])
+            request = Resources(float(placement["cpuRequest"]),
+                                float(placement["memoryRequestGiB"]),
+                                int(placement.get("tensorParallel") or 1) if pool in gpu else 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IncumbentError(f"{where}: fleet.replicas, placement.cpuRequest and "
+                                 f"placement.memoryRequestGiB must be numbers ({exc})") from None
+        if replicas < 1:
+            raise IncumbentError(f"{where}.fleet.replicas: must be >= 1, got {replicas}")
+        out[key] = Assignment(key, cand, "", request=request, replicas=replicas)
+    return out
+
+
 def plan_fleet(models: list[ModelDeployment], pools: list[ServingPool], *,
-               objective: Objective, with_optimum: bool,
-               time_limit_s: float) -> tuple[list[Member], dict[Any, Assignment], list[Row]]:
+               objective: Objective, with_optimum: bool, time_limit_s: float,
+               incumbent: object = None,
+               ) -> tuple[list[Member], dict[Any, Assignment], list[Row]]:
+    """``incumbent``: a previous plan's output (--incumbent); the fleet is then re-planned
+    from it and never costs more than it while it still fits (see fleet.replan)."""
     _progress(f"planning {len(models)} models on {len(pools)} pools …")
     started = time.perf_counter()
     members = members_of(models, pools)
-    greedy = assign(members, pools)
+    rows = []
+    if incumbent is None:
+        greedy = assign(members, pools)
+        name, note = "wattserve (greedy)", "per-model evaluation + fleet assignment"
+    else:
+        before = incumbent_of(incumbent, members, pools)
+        rows.append(Row("incumbent (--incumbent)",
+                        totals(members, {k: a.candidate for k, a in before.items()}), 0.0,
+                        "the previous plan, costed with today's figures"))
+        greedy = replan(members, pools, None, before, objective)
+        name, note = "wattserve (from incumbent)", "better of: incumbent improved, fresh greedy"
     greedy_s = time.perf_counter() - started
-    rows = [Row("wattserve (greedy)",
-                totals(members, {k: a.candidate for k, a in greedy.items()}), greedy_s,
-                "per-model evaluation + fleet assignment")]
+    rows.insert(0, Row(name, totals(members, {k: a.candidate for k, a in greedy.items()}),
+                       greedy_s, note))
     gpu_pools = [pool for pool in pools if pool.spec.is_gpu]
     started = time.perf_counter()
     on_gpu = assign(members, gpu_pools)

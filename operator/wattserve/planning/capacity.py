@@ -177,6 +177,10 @@ class Ledger:
         self._take(allocation)
         return allocation
 
+    def restore(self, allocation: Allocation) -> None:
+        """Take back exactly an allocation that was released (what runs stays where it is)."""
+        self._take(allocation)
+
     def release(self, allocation: Allocation) -> None:
         for index, amount in allocation:
             self.free[index] = self.free[index] + amount

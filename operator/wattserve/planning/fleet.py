@@ -16,6 +16,11 @@ Re-balancing with hysteresis: a member that already runs on a pool with room sta
 unless the better pool saves at least ``Rebalance.min_gain`` of its objective AND it has
 been on its current pool for ``Rebalance.dwell_seconds``; so a model moves back from a
 spill pool once, not back and forth.
+
+Capacity that grows never makes a re-plan worse: a running model can always stay exactly
+as it runs (it takes back the room it held, on the nodes it held), it moves only where its
+own objective is lower, and unplaced models only take free room; :func:`replan` does the
+same from a previous plan for `wattserve plan --incumbent` (docs/placement.md §7).
 """
 
 from __future__ import annotations
@@ -122,13 +127,17 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
                 and member.current_replicas):
             held[member.key] = (where, books[where].force(member.current_request,
                                                           member.current_replicas))
+    # A pool whose running models fit its total is taken to run them as they are (the
+    # scheduler found them nodes): there each can stay exactly as it runs, whatever order
+    # the ledger charged them in. A pool that shrank below what runs on it re-packs them.
+    over = {name for name, book in books.items() if not book.capacity.total.holds(book.used)}
     out: dict[Key, Assignment] = {}
     for member in order(members):
-        where = None
-        if member.key in held:
-            where, allocation = held.pop(member.key)
+        where, allocation = held.pop(member.key, (None, None))
+        if where is not None and allocation is not None:
             books[where].release(allocation)
-        got = out[member.key] = _assign_one(member, by_name, books, now, policy)
+        stays = allocation if where not in over else None
+        got = out[member.key] = _assign_one(member, by_name, books, now, policy, stays)
         if got.candidate is None and where is not None and member.current_request is not None:
             # not placed, but its workload keeps running where it is: still counted there
             books[where].force(member.current_request, member.current_replicas)
@@ -136,21 +145,29 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
 
 
 def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[str, Ledger],
-                now: float, policy: Rebalance) -> Assignment:
+                now: float, policy: Rebalance, held: Allocation | None = None) -> Assignment:
+    """``held``: where the member's running replicas sit (just released). Staying as it runs
+    always fits: it takes back exactly that allocation, so a re-plan never leaves a running
+    model without room, and it only moves to a pool its own objective ranks better."""
     ranked = [cand for cand in rank_feasible(member.plan, member.md.spec.placement.pool)
               if cand.pool in pools and cand.pool in books]
     if not ranked:
         return Assignment(member.key, None, member.plan.reason)
     objective = member.md.spec.objective
-    options: list[tuple[Candidate, Resources, int]] = []
+    options: list[tuple[Candidate, Resources, int, Allocation | None]] = []
     full: list[str] = []
     for cand in ranked:
         request = replica_request(cand, pools[cand.pool])
         replicas = cand.replicas
         if cand.pool == member.current_pool:
             replicas = max(replicas, member.current_replicas)
+            if (held is not None and member.current_request is not None
+                    and member.current_request.holds(request)
+                    and replicas <= member.current_replicas):
+                options.append((cand, request, replicas, held))  # stays as it runs
+                continue
         if books[cand.pool].fits(request, replicas):
-            options.append((cand, request, replicas))
+            options.append((cand, request, replicas, None))
         elif not options:
             full.append(f"{cand.pool} full: {books[cand.pool].usage()}")
     if not options:
@@ -163,7 +180,7 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
     if current is not None and current is not choice:
         gain = 1 - _figure(choice[0], objective) / max(_figure(current[0], objective), 1e-300)
         age = math.inf if member.placed_at is None else now - member.placed_at
-        if gain < policy.min_gain:
+        if gain < max(policy.min_gain, 0.0):  # never a move its own objective ranks worse
             note = (f"staying on {current[0].pool}: {choice[0].pool} would save {gain:.0%} "
                     f"(< {policy.min_gain:.0%})")
             choice = current
@@ -172,8 +189,11 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
                     f"after {policy.dwell_seconds:.0f} s on a pool ({age:.0f} s so far)")
             choice = current
             recheck = policy.dwell_seconds - age
-    cand, request, replicas = choice
-    books[cand.pool].place(request, replicas)
+    cand, request, replicas, stays = choice
+    if stays is not None:
+        books[cand.pool].restore(stays)
+    else:
+        books[cand.pool].place(request, replicas)
     spilled = ranked[0].pool if cand is not ranked[0] else None
     if note:
         reason = f"{note}; {cand.pool} at {metric_text(objective, cand)}"
@@ -183,6 +203,51 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
         reason = member.plan.reason
     return Assignment(member.key, cand, reason, spilled_from=spilled, request=request,
                       replicas=replicas, recheck_after_s=recheck)
+
+
+STATELESS = Rebalance(min_gain=0.0, dwell_seconds=0.0)  # a plan, not a live move
+
+
+def better(first: Totals, second: Totals, objective: Objective) -> bool:
+    """Whether ``first`` is a strictly better fleet: more models placed, then a lower
+    fleet objective."""
+    if first.placed != second.placed:
+        return first.placed > second.placed
+    return first.objective(objective) < second.objective(objective)
+
+
+def seeded(member: Member, incumbent: Assignment | None,
+           pools: Mapping[str, ServingPool]) -> Member:
+    """The member as if ``incumbent`` ran: its pool, replicas and pod request."""
+    if incumbent is None or incumbent.candidate is None:
+        return replace(member, current_pool=None, current_replicas=0, current_request=None)
+    cand = incumbent.candidate
+    request = (incumbent.request if incumbent.replicas and incumbent.request != Resources()
+               else replica_request(cand, pools[cand.pool]))
+    return replace(member, current_pool=cand.pool,
+                   current_replicas=incumbent.replicas or cand.replicas,
+                   current_request=request, placed_at=None)
+
+
+def replan(members: Sequence[Member], pools: Sequence[ServingPool],
+           capacities: Mapping[str, PoolCapacity] | None,
+           incumbent: Mapping[Key, Assignment], objective: Objective = Objective.COST,
+           ) -> dict[Key, Assignment]:
+    """Re-plan a fleet from a previous plan (``incumbent``, e.g. the plan before capacity
+    grew): the better of (a) the incumbent improved — every model keeps its placement or
+    moves where its own objective is lower, placed models stay placed, unplaced ones take
+    free room — and (b) the fresh greedy. (a) is never worse than the incumbent when the
+    incumbent still fits ``capacities`` (it does when capacity only grew) and every model's
+    objective is ``objective``; so neither is the result."""
+    by_name = {pool.name: pool for pool in pools}
+    improved = assign([seeded(m, incumbent.get(m.key), by_name) for m in members], pools,
+                      capacities, policy=STATELESS)
+    fresh = assign([seeded(m, None, by_name) for m in members], pools, capacities)
+    pick = {k: a.candidate for k, a in fresh.items()}
+    keep = {k: a.candidate for k, a in improved.items()}
+    if better(totals(members, pick), totals(members, keep), objective):
+        return fresh
+    return improved
 
 
 def _figure(cand: Candidate, objective: Objective) -> float:

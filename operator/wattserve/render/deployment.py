@@ -9,6 +9,8 @@ from wattserve.render.inputs import RenderInputs
 from wattserve.render.meta import object_meta, scrape_annotations, selector_labels, service_name
 from wattserve.render.workload import PORT_NAME, pod_spec, serving_container, storage
 
+DRAIN_DELAY_S = 5  # < terminationGracePeriodSeconds (30) - uvicorn's graceful 5 s
+
 
 def render_deployment(inputs: RenderInputs) -> dict[str, Any]:
     store = storage(inputs)
@@ -17,6 +19,11 @@ def render_deployment(inputs: RenderInputs) -> dict[str, Any]:
     # to the Kubernetes API: no service-account token.
     read_only = inputs.candidate.engine == "llamacpp"
     container = serving_container(inputs, store, read_only_root=read_only)
+    # A pod that is deleted (a move, a scale-down, a rollout) leaves the Service's endpoints
+    # while it gets SIGTERM; kube-proxy on every node takes a moment to drop it. It keeps
+    # accepting for DRAIN_DELAY_S first (kubelet's sleep action: no binary needed), then
+    # uvicorn finishes what is in flight: no new connection meets a closed port.
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": DRAIN_DELAY_S}}}
     # GPUs are scarce: replace in place rather than surge onto GPUs that may not exist.
     strategy = ({"maxSurge": 0, "maxUnavailable": 1} if inputs.gpu
                 else {"maxSurge": 1, "maxUnavailable": 0})
