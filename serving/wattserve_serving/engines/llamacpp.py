@@ -1,9 +1,12 @@
 """llama.cpp engine (llama-cpp-python on a GGUF file), CPU.
 
-One `Llama` context serves one generation at a time, so generation runs on a single
-worker thread; the event loop only receives token pieces via `call_soon_threadsafe`.
-Closing the async iterator (client disconnect) sets a cancel flag the worker checks
-before every token, so token production stops within one token.
+One `Llama` context computes one token at a time, on a single worker thread; the event
+loop only receives token pieces via `call_soon_threadsafe`. With ``parallel`` > 1 up to
+that many admitted requests share the thread first-token-fairly (`first_token.py`): every
+request gets its prefill and first token before any continues its decode, and a request
+resumed after another re-uses the KV cache prefix the two share. ``parallel`` 1 serves
+requests strictly in turn. Closing the async iterator (client disconnect) sets a cancel
+flag the worker checks before every token, so token production stops within one token.
 
 Chat rendering and tokenization run on a second thread (`_prep`), never on the event
 loop. Message contents are tokenized with `special=False`, so `<|im_start|>` typed by a
@@ -14,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import random
 import re
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import numpy as np
 
 from wattserve_serving.engines.base import (
     ChatPrompt,
@@ -31,6 +37,7 @@ from wattserve_serving.engines.base import (
     PreparedPrompt,
     SamplingParams,
 )
+from wattserve_serving.engines.first_token import FirstTokenScheduler
 from wattserve_serving.engines.stops import StopMatcher
 
 _DONE = object()
@@ -39,16 +46,19 @@ log = logging.getLogger("wattserve_serving")
 
 class LlamaCppEngine:
     engine_name = "llamacpp"
-    max_concurrency = 1
 
-    def __init__(self, model_path: str, threads: int, context_length: int) -> None:
+    def __init__(self, model_path: str, threads: int, context_length: int,
+                 parallel: int = 1) -> None:
         self.model_path = model_path
+        self.max_concurrency = max(1, parallel)
         self.threads = threads
         self.context_length = context_length
         self._llm: Any = None
         self._formatter: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-prep")
+        self._scheduler: FirstTokenScheduler[_Generation] = FirstTokenScheduler(
+            self._step, parallel=self.max_concurrency, name="llamacpp")
 
     # -- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -88,6 +98,7 @@ class LlamaCppEngine:
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._prep.shutdown(wait=False, cancel_futures=True)
+        self._scheduler.stop()
         self._llm = None
 
     # -- prompts -----------------------------------------------------------------
@@ -168,13 +179,14 @@ class LlamaCppEngine:
         self._require()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
-        cancel = threading.Event()
 
         def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        future: Future[None] = self._executor.submit(self._run, prompt, params, cancel, emit)
-        future.add_done_callback(_swallow)
+        job = _Generation(list(prompt.token_ids), params, StopMatcher(params.stop + prompt.stop),
+                          emit)
+        self._scheduler.submit(job)
         try:
             while True:
                 item = await queue.get()
@@ -187,69 +199,86 @@ class LlamaCppEngine:
                 if item.finish_reason is not None:
                     return
         finally:
-            cancel.set()
+            job.cancel.set()
 
-    def _run(
-        self,
-        prompt: PreparedPrompt,
-        params: SamplingParams,
-        cancel: threading.Event,
-        emit: Callable[[object], None],
-    ) -> None:
-        try:
-            self._generate_sync(prompt, params, cancel, emit)
-        except BaseException as exc:
-            emit(exc)
-        finally:
-            emit(_DONE)
+    def _ensure_cached(self, tokens: list[int]) -> None:
+        """Make the context hold ``tokens`` with the last one's logits fresh, re-using the
+        longest prefix already in the KV cache (the shared chat template and system prompt,
+        or all of it when this generation ran last)."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens]
+        n = min(len(cached), len(tokens))
+        if n:
+            diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
+            n = int(diff[0]) if diff.size else n
+        n = min(n, len(tokens) - 1)  # the last token is evaluated again for its logits
+        if n < llm.n_tokens:
+            if n > 0 and llm._ctx.kv_cache_seq_rm(-1, n, -1):
+                llm.n_tokens = n
+            else:
+                llm.reset()
+                n = 0
+        llm.eval(tokens[n:])
 
-    def _generate_sync(
-        self,
-        prompt: PreparedPrompt,
-        params: SamplingParams,
-        cancel: threading.Event,
-        emit: Callable[[object], None],
-    ) -> None:
+    def _step(self, job: _Generation) -> bool:
+        """One token of ``job`` (prefill first when it has none); True when it finished."""
         import llama_cpp
 
         llm = self._llm
         if llm is None:
             raise EngineNotReady("model not loaded")
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
-        vocab = llm._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop + prompt.stop)
-        produced = 0
-        finish = "length"
-        if cancel.is_set():
-            return
-        for token in llm.generate(
-            list(prompt.token_ids),
-            top_k=params.top_k or 40,  # llama-cpp-python's default when unset
-            top_p=params.top_p,
-            min_p=0.05,
-            temp=params.temperature,
-            repeat_penalty=1.0,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-        ):
-            if cancel.is_set():
-                return
-            if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            produced += 1  # noqa: SIM113 - counts only non-EOG tokens
-            text, stopped = stops.feed(decoder.decode(llm.detokenize([token])))
-            if stopped:
-                emit(Chunk(text, 1, "stop"))
-                return
-            if produced >= params.max_tokens:
-                emit(Chunk(text + stops.flush() + decoder.decode(b"", final=True), 1, "length"))
-                return
-            emit(Chunk(text, 1))
-        emit(Chunk(stops.flush() + decoder.decode(b"", final=True), 0, finish))
+        params = job.params
+        if job.sampler is None:
+            llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
+            job.sampler = llm._init_sampler(
+                top_k=params.top_k or 40,  # llama-cpp-python's default when unset
+                top_p=params.top_p,
+                min_p=0.05,
+                temp=params.temperature,
+                repeat_penalty=1.0,
+                frequency_penalty=params.frequency_penalty,
+                presence_penalty=params.presence_penalty,
+            )
+        self._ensure_cached(job.tokens)
+        token = int(job.sampler.sample(llm._ctx, -1))
+        job.tokens.append(token)
+        if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            job.emit(Chunk(job.stops.flush() + job.decoder.decode(b"", final=True), 0, "stop"))
+            return True
+        job.produced += 1
+        text, stopped = job.stops.feed(job.decoder.decode(llm.detokenize([token])))
+        if stopped:
+            job.emit(Chunk(text, 1, "stop"))
+            return True
+        if job.produced >= params.max_tokens:
+            job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
+                           "length"))
+            return True
+        if len(job.tokens) >= llm.n_ctx():
+            job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
+                           "length"))
+            return True
+        job.emit(Chunk(text, 1))
+        return False
 
 
-def _swallow(future: Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
+class _Generation:
+    """One request's state between its tokens (the scheduler may run others in between)."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, stops: StopMatcher,
+                 emit: Callable[[object], None]) -> None:
+        self.tokens = prompt_ids  # prompt + generated; the last one not yet evaluated
+        self.params = params
+        self.stops = stops
+        self.emit = emit
+        self.cancel = threading.Event()
+        self.sampler: Any = None
+        self.produced = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def fail(self, exc: BaseException) -> None:
+        self.emit(exc)
+
+    def close(self) -> None:
+        self.sampler = None
+        self.emit(_DONE)
