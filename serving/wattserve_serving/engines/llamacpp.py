@@ -59,6 +59,7 @@ class LlamaCppEngine:
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-prep")
         self._scheduler: FirstTokenScheduler[_Generation] = FirstTokenScheduler(
             self._step, parallel=self.max_concurrency, name="llamacpp")
+        self._owner: _Generation | None = None  # the job whose tokens the KV cache holds
 
     # -- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -201,24 +202,40 @@ class LlamaCppEngine:
         finally:
             job.cancel.set()
 
-    def _ensure_cached(self, tokens: list[int]) -> None:
-        """Make the context hold ``tokens`` with the last one's logits fresh, re-using the
-        longest prefix already in the KV cache (the shared chat template and system prompt,
-        or all of it when this generation ran last)."""
+    def _ensure_cached(self, job: _Generation) -> None:
+        """Make the context hold ``job.tokens`` with the last one's logits fresh, re-using
+        the longest prefix already in the KV cache (the shared chat template, or all of it
+        when this job ran last).
+
+        Resumed after another job, a job's tokens are evaluated again exactly as they were
+        the first time (from its first prefill's start: the rest of the prompt in one batch,
+        then each generated token alone), so its KV cache and hence its output are the ones
+        serving it without interruption gives (llama.cpp's numbers depend on the batching).
+        """
         llm = self._llm
+        tokens = job.tokens
         cached = llm.input_ids[: llm.n_tokens]
         n = min(len(cached), len(tokens))
         if n:
             diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
             n = int(diff[0]) if diff.size else n
         n = min(n, len(tokens) - 1)  # the last token is evaluated again for its logits
+        if job.prefill_from is None:
+            job.prefill_from = n
+        elif self._owner is not job:
+            n = min(n, job.prefill_from)
         if n < llm.n_tokens:
             if n > 0 and llm._ctx.kv_cache_seq_rm(-1, n, -1):
                 llm.n_tokens = n
             else:
                 llm.reset()
                 n = 0
-        llm.eval(tokens[n:])
+        self._owner = job
+        if n < job.prompt_len:
+            llm.eval(tokens[n:job.prompt_len])
+            n = job.prompt_len
+        for token in tokens[n:]:
+            llm.eval([token])
 
     def _step(self, job: _Generation) -> bool:
         """One token of ``job`` (prefill first when it has none); True when it finished."""
@@ -228,6 +245,8 @@ class LlamaCppEngine:
         if llm is None:
             raise EngineNotReady("model not loaded")
         params = job.params
+        if not job.tokens:
+            raise EngineError("empty prompt: nothing to generate from")
         if job.sampler is None:
             llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
             job.sampler = llm._init_sampler(
@@ -239,7 +258,7 @@ class LlamaCppEngine:
                 frequency_penalty=params.frequency_penalty,
                 presence_penalty=params.presence_penalty,
             )
-        self._ensure_cached(job.tokens)
+        self._ensure_cached(job)
         token = int(job.sampler.sample(llm._ctx, -1))
         job.tokens.append(token)
         if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
@@ -268,6 +287,8 @@ class _Generation:
     def __init__(self, prompt_ids: list[int], params: SamplingParams, stops: StopMatcher,
                  emit: Callable[[object], None]) -> None:
         self.tokens = prompt_ids  # prompt + generated; the last one not yet evaluated
+        self.prompt_len = len(prompt_ids)
+        self.prefill_from: int | None = None  # where its first prefill started
         self.params = params
         self.stops = stops
         self.emit = emit
