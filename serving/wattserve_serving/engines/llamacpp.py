@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ctypes
 import logging
 import random
 import re
@@ -41,6 +42,9 @@ from wattserve_serving.engines.first_token import FirstTokenScheduler
 from wattserve_serving.engines.stops import StopMatcher
 
 _DONE = object()
+# A job switched away from keeps its KV cache up to this many tokens (SmolLM2-135M: ~23 KiB
+# per token, so <= ~12 MiB per waiting job); longer ones are evaluated again on resume.
+SAVE_MAX_TOKENS = 512
 log = logging.getLogger("wattserve_serving")
 
 
@@ -203,17 +207,26 @@ class LlamaCppEngine:
             job.cancel.set()
 
     def _ensure_cached(self, job: _Generation) -> None:
-        """Make the context hold ``job.tokens`` with the last one's logits fresh, re-using
-        the longest prefix already in the KV cache (the shared chat template, or all of it
-        when this job ran last).
+        """Make the context hold ``job.tokens`` with the last one's logits fresh.
 
-        Resumed after another job, a job's tokens are evaluated again exactly as they were
-        the first time (from its first prefill's start: the rest of the prompt in one batch,
-        then each generated token alone), so its KV cache and hence its output are the ones
-        serving it without interruption gives (llama.cpp's numbers depend on the batching).
+        A job's first step re-uses the longest prefix already in the KV cache (the shared
+        chat template; all of an identical prompt). A job switched away from keeps a copy
+        of its KV cache (``llama_state_seq_get_data``, ~23 KiB per token for SmolLM2) and
+        gets it back on resume, so its numbers, and hence its output, are exactly those of
+        serving it without interruption, and a resume costs a copy, not a prefill. Past
+        ``SAVE_MAX_TOKENS`` the copy is skipped and the job's tokens are evaluated again as
+        they were the first time (the rest of the prompt from its first prefill's start in
+        one batch, then each generated token alone: llama.cpp's numbers depend on batching).
         """
         llm = self._llm
+        owner, self._owner = self._owner, job
+        if owner is not None and owner is not job and not owner.closed:
+            owner.saved = self._save_state()
         tokens = job.tokens
+        if job.saved is not None and self._restore_state(job):
+            for token in tokens[llm.n_tokens:]:
+                llm.eval([token])
+            return
         cached = llm.input_ids[: llm.n_tokens]
         n = min(len(cached), len(tokens))
         if n:
@@ -222,7 +235,7 @@ class LlamaCppEngine:
         n = min(n, len(tokens) - 1)  # the last token is evaluated again for its logits
         if job.prefill_from is None:
             job.prefill_from = n
-        elif self._owner is not job:
+        elif owner is not job:
             n = min(n, job.prefill_from)
         if n < llm.n_tokens:
             if n > 0 and llm._ctx.kv_cache_seq_rm(-1, n, -1):
@@ -230,12 +243,41 @@ class LlamaCppEngine:
             else:
                 llm.reset()
                 n = 0
-        self._owner = job
         if n < job.prompt_len:
             llm.eval(tokens[n:job.prompt_len])
             n = job.prompt_len
         for token in tokens[n:]:
             llm.eval([token])
+
+    def _save_state(self) -> tuple[Any, int] | None:
+        import llama_cpp
+
+        llm = self._llm
+        n = int(llm.n_tokens)
+        if n == 0 or n > SAVE_MAX_TOKENS:
+            return None
+        ctx = llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:
+            return None
+        return buf, n
+
+    def _restore_state(self, job: _Generation) -> bool:
+        import llama_cpp
+
+        llm = self._llm
+        saved, job.saved = job.saved, None
+        assert saved is not None
+        buf, n = saved
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.reset()
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0) != len(buf):
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return False
+        llm.input_ids[:n] = job.tokens[:n]
+        llm.n_tokens = n
+        return True
 
     def _step(self, job: _Generation) -> bool:
         """One token of ``job`` (prefill first when it has none); True when it finished."""
@@ -289,6 +331,8 @@ class _Generation:
         self.tokens = prompt_ids  # prompt + generated; the last one not yet evaluated
         self.prompt_len = len(prompt_ids)
         self.prefill_from: int | None = None  # where its first prefill started
+        self.saved: tuple[Any, int] | None = None  # its KV cache while another job runs
+        self.closed = False
         self.params = params
         self.stops = stops
         self.emit = emit
@@ -301,5 +345,6 @@ class _Generation:
         self.emit(exc)
 
     def close(self) -> None:
-        self.sampler = None
+        self.closed = True
+        self.sampler = self.saved = None
         self.emit(_DONE)
