@@ -15,6 +15,8 @@ class FakeJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    silent: int = 0  # tokens that give the client no text (held back) before the first one
+    answered: bool = False
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc
@@ -34,6 +36,7 @@ def run(jobs: list[FakeJob], parallel: int, fail_on: str = "") -> list[str]:
         if job.name == fail_on:
             raise ValueError("boom")
         left[job.name] -= 1
+        job.answered = job.tokens - left[job.name] > job.silent
         return left[job.name] == 0
 
     sched: FirstTokenScheduler[FakeJob] = FirstTokenScheduler(step, parallel=parallel)
@@ -74,3 +77,9 @@ def test_a_cancelled_job_is_closed_without_another_step() -> None:
     jobs[1].cancel.set()
     order = run(jobs, parallel=4)
     assert order == ["a", "a"] and jobs[1].closed.is_set()
+
+
+def test_a_job_stays_first_until_the_client_has_seen_text() -> None:
+    # a's first two tokens are held back (e.g. a stop-string prefix): it keeps priority.
+    order = run([FakeJob("a", 4, silent=2), FakeJob("b", 2)], parallel=4)
+    assert order == ["a", "a", "a", "b", "a", "b"]

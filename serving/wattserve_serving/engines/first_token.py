@@ -4,7 +4,8 @@ A single llama.cpp context computes one token at a time. Served strictly in turn
 of n simultaneous requests waits for all n-1 earlier ones to *finish* before its first
 token: a burst of requests (e.g. the ones an activator held through a cold start) sees its
 time to first token grow with the burst. This scheduler instead runs, between any two
-tokens, the **oldest request that has no token yet** (its prefill and first token), and
+tokens, the **oldest request that has no token yet** (its prefill and first token; "first
+token" is the first one that gives the client text), and
 only when every request has its first token continues the **oldest** running one to its
 end (FIFO, so completion order and the total work stay those of serving in turn).
 
@@ -28,6 +29,8 @@ log = logging.getLogger("wattserve_serving")
 
 class Job(Protocol):
     cancel: threading.Event
+    answered: bool  # the client has seen text (a token held back by a stop-string prefix or
+    # an incomplete UTF-8 character is not an answer yet)
 
     def fail(self, exc: BaseException) -> None: ...
 
@@ -100,9 +103,10 @@ class FirstTokenScheduler(Generic[J]):
                 job.fail(exc)
                 finished = True
             if first:
-                fresh.popleft()
-                if not finished:
-                    running.append(job)
+                if finished:
+                    fresh.popleft()
+                elif job.answered:
+                    running.append(fresh.popleft())
             elif finished:
                 running.popleft()
             if finished:

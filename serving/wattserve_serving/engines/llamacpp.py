@@ -319,6 +319,7 @@ class LlamaCppEngine:
             job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
                            "length"))
             return True
+        job.answered = job.answered or bool(text)
         job.emit(Chunk(text, 1))
         return False
 
@@ -332,6 +333,7 @@ class _Generation:
         self.prompt_len = len(prompt_ids)
         self.prefill_from: int | None = None  # where its first prefill started
         self.saved: tuple[Any, int] | None = None  # its KV cache while another job runs
+        self.answered = False  # some text went to the client
         self.closed = False
         self.params = params
         self.stops = stops
