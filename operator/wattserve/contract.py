@@ -78,6 +78,8 @@ ENV_THREADS: Final = "WATTSERVE_THREADS"  # CPU threads for llama.cpp
 ENV_GPU_COUNT: Final = "WATTSERVE_GPU_COUNT"  # tensor parallel size for vLLM
 ENV_CONTEXT_LENGTH: Final = "WATTSERVE_CONTEXT_LENGTH"
 ENV_MAX_QUEUE: Final = "WATTSERVE_MAX_QUEUE"  # bounded queue length
+# llama.cpp: requests served first-token-fairly at once (1: strictly in turn)
+ENV_PARALLEL: Final = "WATTSERVE_PARALLEL"
 ENV_NODE_IDLE_WATTS: Final = "WATTSERVE_NODE_IDLE_WATTS"
 ENV_NODE_MAX_WATTS: Final = "WATTSERVE_NODE_MAX_WATTS"
 ENV_NODE_CPUS: Final = "WATTSERVE_NODE_CPUS"

@@ -6,13 +6,17 @@ with its own ServiceAccount (least privilege, see the chart):
 * ``resolve``: the model's Service (GET) -> its owning ModelDeployment (controller
   ownerReference) and its pod selector;
 * ``ready_endpoints``: the Service's pods that are Ready (LIST pods by that selector) ->
-  ``http://<podIP>:<port>``;
+  ``http://<podIP>:<port>``; a pod that has its IP but is not Ready yet is asked its own
+  readiness check (``GET /health``, what the kubelet's probe asks) and counts as ready when
+  it answers 200: the held requests go to it at once instead of after the kubelet's next
+  probe tick and the status update (up to a probe period + an API round trip later);
 * ``activate``: a merge patch of one annotation on the ModelDeployment
   (``contract.ANNOTATION_ACTIVATION``); the operator does the scaling and writes status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import os
@@ -105,10 +109,13 @@ def connection_in_cluster() -> Connection:
 class KubeDiscovery:
     """The Kubernetes API, with a short timeout per call (callers hold a deadline)."""
 
-    def __init__(self, conn: Connection, timeout_s: float = 5.0) -> None:
+    def __init__(self, conn: Connection, timeout_s: float = 5.0,
+                 probe_timeout_s: float = 0.5) -> None:
         self.conn = conn
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 3.0))
+        self.probe_timeout = aiohttp.ClientTimeout(total=probe_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._probes: aiohttp.ClientSession | None = None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.conn.token}"} if self.conn.token else {}
@@ -148,15 +155,32 @@ class KubeDiscovery:
         pods = await self._request(
             "GET", f"/api/v1/namespaces/{target.namespace}/pods"
                    f"?labelSelector={quote(selector)}")
-        out = []
+        out, starting = [], []
         for pod in pods.get("items") or ():
             status = pod.get("status") or {}
+            if not status.get("podIP") or (pod.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            url = f"http://{status['podIP']}:{target.port}"
             ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                         for c in status.get("conditions") or ())
-            if ready and status.get("podIP") and not (pod.get("metadata") or {}).get(
-                    "deletionTimestamp"):
-                out.append(f"http://{status['podIP']}:{target.port}")
+            if ready:
+                out.append(url)
+            elif status.get("phase") == "Running":
+                starting.append(url)
+        if not out and starting:
+            answers = await asyncio.gather(*(self._answers_ready(url) for url in starting))
+            out = [url for url, ok in zip(starting, answers, strict=True) if ok]
         return sorted(out)
+
+    async def _answers_ready(self, url: str) -> bool:
+        """The pod's own readiness check (``GET /health`` -> 200), asked directly."""
+        if self._probes is None:
+            self._probes = aiohttp.ClientSession(timeout=self.probe_timeout)
+        try:
+            async with self._probes.get(url + contract.HEALTH_PATH) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
 
     async def activate(self, target: Target) -> None:
         body = {"metadata": {"annotations": {contract.ANNOTATION_ACTIVATION: utcnow()}}}
@@ -165,5 +189,6 @@ class KubeDiscovery:
                                      f"{target.model_deployment}", json=body)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._probes):
+            if session is not None:
+                await session.close()

@@ -35,7 +35,7 @@ class Settings:
     queue_size: int = 100  # held requests per model; more get 503 at once
     deadline_s: float = 120.0  # a held request's longest wait for a ready replica
     activation_timeout_s: float = 600.0  # an episode's longest wait for a ready replica
-    poll_s: float = 0.2  # how often a waking model's pods are checked
+    poll_s: float = 0.1  # how often a waking model's pods are checked
     warm_s: float = 1.0  # ready endpoints are reused this long without asking again
     retry_after_s: int = 5
     api_attempts: int = 3  # tries of the wake-up patch (and tolerated failed polls)
@@ -151,7 +151,8 @@ class Holding:
         self.metrics.cold_starts.labels(gate.namespace, gate.service).inc()
         logger.info("woke %s/%s (ModelDeployment %s)", gate.namespace, gate.service,
                     target.model_deployment)
-        give_up = time.monotonic() + s.activation_timeout_s
+        woke = time.monotonic()
+        give_up = woke + s.activation_timeout_s
         failures = 0
         while time.monotonic() < give_up:
             await asyncio.sleep(s.poll_s)
@@ -164,6 +165,8 @@ class Holding:
                     raise
                 continue
             if endpoints:
+                logger.info("%s/%s ready %.3fs after the wake-up: %s", gate.namespace,
+                            gate.service, time.monotonic() - woke, ", ".join(endpoints))
                 return endpoints
         raise DiscoveryError(f"no replica became ready within {s.activation_timeout_s:.0f}s "
                              "of the wake-up")

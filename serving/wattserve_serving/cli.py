@@ -45,6 +45,9 @@ def parser(defaults: ServeConfig) -> argparse.ArgumentParser:
                    help=f"llama.cpp threads [cgroup cpu.max, {contract.ENV_THREADS}, cpu count]")
     p.add_argument("--max-queue", type=int, default=defaults.max_queue,
                    help=f"requests allowed to wait; beyond: 429 [{contract.ENV_MAX_QUEUE}]")
+    p.add_argument("--parallel", type=int, default=defaults.parallel,
+                   help="llama.cpp: requests served at once, first token first (1: in turn; "
+                        f"admitted: parallel + max-queue) [{contract.ENV_PARALLEL}]")
     p.add_argument("--context-length", type=int, default=defaults.context_length,
                    help=f"[{contract.ENV_CONTEXT_LENGTH}]")
     p.add_argument("--gpu-count", type=int, default=defaults.gpu_count,
@@ -60,7 +63,7 @@ def parse(argv: list[str]) -> ServeConfig:
     cfg.model = resolve_model(ns.model)
     cfg.model_name = ns.model_name
     cfg.engine, cfg.server, cfg.host, cfg.port = ns.engine, ns.server, ns.host, ns.port
-    cfg.threads, cfg.max_queue = ns.threads, ns.max_queue
+    cfg.threads, cfg.max_queue, cfg.parallel = ns.threads, ns.max_queue, ns.parallel
     cfg.context_length, cfg.gpu_count = ns.context_length, ns.gpu_count
     cfg.extra["log_level"] = ns.log_level
     problem = cfg.validate()

@@ -66,6 +66,7 @@ class ServeConfig:
     server: str = "uvicorn"
     threads: int = 1
     max_queue: int = DEFAULT_MAX_QUEUE
+    parallel: int = 1  # llama.cpp: requests interleaved first-token-fairly
     context_length: int = DEFAULT_CONTEXT_LENGTH
     gpu_count: int = 1
     pool: str = ""
@@ -102,6 +103,7 @@ class ServeConfig:
             port=_int_env(env, contract.ENV_PORT, contract.SERVING_PORT),
             threads=default_threads(env),
             max_queue=_int_env(env, contract.ENV_MAX_QUEUE, DEFAULT_MAX_QUEUE),
+            parallel=_int_env(env, contract.ENV_PARALLEL, 1),
             context_length=_int_env(env, contract.ENV_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
             gpu_count=_int_env(env, contract.ENV_GPU_COUNT, 1),
             pool=env.get(contract.ENV_POOL, ""),
@@ -123,6 +125,8 @@ class ServeConfig:
             return f"--threads: must be >= 1, got {self.threads}"
         if self.max_queue < 0:
             return f"--max-queue: must be >= 0, got {self.max_queue}"
+        if self.parallel < 1:
+            return f"--parallel: must be >= 1, got {self.parallel}"
         if self.context_length < 16:
             return f"--context-length: must be >= 16, got {self.context_length}"
         if self.engine == "llamacpp" and not Path(self.model).is_file():

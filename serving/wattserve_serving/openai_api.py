@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -70,8 +72,11 @@ class ServingAPI:
 
     async def _load(self) -> None:
         try:
+            began = time.perf_counter()
             await self.engine.load()
-            log.info("model %s loaded (%s)", self.model_name, self.engine.engine_name)
+            # The cold-start breakdown (docs/benchmarks-activator.md) reads this line.
+            log.info("model %s loaded (%s) in %.3fs; process up %.3fs", self.model_name,
+                     self.engine.engine_name, time.perf_counter() - began, _process_age_s())
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model load failed: %s", self.load_error)
@@ -351,3 +356,13 @@ def _unavailable(message: str) -> APIError:
     return APIError(
         503, f"Model not loaded: {message}", code="model_not_loaded", type_="service_unavailable"
     )
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; -1 where unknown)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return -1.0

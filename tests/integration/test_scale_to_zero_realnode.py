@@ -49,14 +49,16 @@ from e2e.harness.prometheus import LocalPrometheus, Target  # noqa: E402
 pytestmark = pytest.mark.integration
 REQUESTS = 16
 OPERATOR_IMAGE = "ghcr.io/wattserve/wattserve-operator:0.1.0"
-# Target of the issue: 3 s p99 from zero to first token. Measured here (2-CPU VM, one
-# llama.cpp replica serving the 16 held requests in turn; docs/benchmarks-activator.md): the
-# wake-up -> Ready cold start is 2.8-3.0 s, first token p50 3.5-4.3 s, p99 3.9-4.7 s. The 3 s
-# p99 is met by the cold start but not by the 16th request's first token, so the bound
-# asserted is 6 s (headroom for the shared machine); it fails if a probe tick (the 10 s it
-# was before), a retry loop or a second wake-up comes back on the path.
+# Target of the issue: 3 s p99 from zero to the first token (the first SSE event with text).
+# Measured here (2-CPU VM; docs/benchmarks-activator.md): client -> model loaded 1.6-2.1 s,
+# the activator forwards 0.1-0.25 s later (it asks the starting pod's /health itself), and
+# the replica serves the 16 held requests first-token-fairly (WATTSERVE_SERVING_PARALLEL=16),
+# so the 16th first token follows the 1st by ~0.15 s instead of ~1.1 s in turn: p99 2.1-2.7 s.
+# Asserted as is, no margin.
 TARGET_FIRST_TOKEN_P99_S = 3.0
-ASSERTED_FIRST_TOKEN_P99_S = 6.0
+ASSERTED_FIRST_TOKEN_P99_S = TARGET_FIRST_TOKEN_P99_S
+# First token = the first SSE event with generated text (the role-only event the server
+# sends when a request is admitted is not a token; it is recorded as "first_event").
 CLIENT = r"""
 import asyncio, json, time, aiohttp
 URL, N = "http://%(svc)s.%(ns)s.svc.cluster.local:%(port)d/v1/chat/completions", %(n)d
@@ -68,8 +70,11 @@ async def one(s, i):
             out["status"] = r.status
             async for line in r.content:
                 if line.startswith(b"data: ") and line.strip() != b"data: [DONE]":
-                    out.setdefault("ttft", time.monotonic() - t0)
-                    out["tokens"] += 1
+                    out.setdefault("first_event", time.monotonic() - t0)
+                    delta = json.loads(line[6:])["choices"][0].get("delta") or {}
+                    if delta.get("content"):
+                        out.setdefault("ttft", time.monotonic() - t0)
+                        out["tokens"] += 1
                 elif line.strip() == b"data: [DONE]":
                     out["done"] = True
     except Exception as e:
@@ -78,7 +83,9 @@ async def one(s, i):
     return out
 async def main():
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=240)) as s:
-        print(json.dumps(await asyncio.gather(*(one(s, i) for i in range(N)))))
+        wall = time.time()
+        res = await asyncio.gather(*(one(s, i) for i in range(N)))
+        print(json.dumps({"start_wall": wall, "results": res}))
 asyncio.run(main())
 """
 RESTRICTED_CONTAINER = {
@@ -105,7 +112,10 @@ def chart_with_activator(kube_cluster: Cluster, prometheus: LocalPrometheus,
     values.write_text(yaml.safe_dump({
         "prometheus": {"url": prometheus.url},
         "autoscaler": {"intervalSeconds": 2},
-        "operator": {"extraArgs": ["--promql-window", "10s", "--scrape-interval", "1"]},
+        "operator": {"extraArgs": ["--promql-window", "10s", "--scrape-interval", "1"],
+                     # llama.cpp replicas serve the held burst first-token-fairly.
+                     "extraEnv": [{"name": "WATTSERVE_SERVING_PARALLEL",
+                                   "value": str(REQUESTS)}]},
         "activator": {"enabled": True, "replicas": 1},
     }))
     install_chart(kube_cluster, "-f", str(values))
@@ -131,6 +141,53 @@ def _metric(url: str, name: str) -> float:
         text = resp.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def _stamp(text: str) -> float:
+    """RFC 3339 (kubectl --timestamps: nanoseconds; API fields: seconds) -> epoch seconds."""
+    import datetime
+
+    head, _, frac = text.rstrip("Z").partition(".")
+    when = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC)
+    return when.timestamp() + (float("0." + frac[:6]) if frac else 0.0)
+
+
+def _log_line(cluster: Cluster, ns: str, pod: str, needle: str) -> tuple[float, str] | None:
+    logs = cluster.kubectl("logs", pod, "-n", ns, "--timestamps", check=False).stdout
+    for line in logs.splitlines():
+        if needle in line:
+            stamp, _, rest = line.partition(" ")
+            return _stamp(stamp), rest
+    return None
+
+
+def _breakdown(cluster: Cluster, ns: str, selector: str, activator: str, start: float,
+               ttft: list[float]) -> dict[str, Any]:
+    """Where the time from zero to the first token went, seconds after the client started
+    (ms from log timestamps; pod conditions are whole seconds)."""
+    out: dict[str, Any] = {}
+    woke = _log_line(cluster, RELEASE_NS, activator, f"woke {ns}/")
+    ready = _log_line(cluster, RELEASE_NS, activator, "ready ")
+    if woke:
+        out["activator_woke"] = round(woke[0] - start, 3)
+    pods = _pods(cluster, ns, selector)
+    if pods:
+        p = pods[0]
+        out["pod_created"] = round(_stamp(p["metadata"]["creationTimestamp"]) - start, 1)
+        for cond in p["status"].get("conditions") or ():
+            out[f"pod_{cond['type']}"] = round(_stamp(cond["lastTransitionTime"]) - start, 1)
+        loaded = _log_line(cluster, ns, p["metadata"]["name"], " loaded (")
+        if loaded:
+            up = float(loaded[1].rsplit("process up ", 1)[1].rstrip("s \n"))
+            load = float(loaded[1].split(" in ", 1)[1].split("s;", 1)[0])
+            out["serving_process_start"] = round(loaded[0] - up - start, 3)
+            out["serving_model_load_s"] = round(load, 3)
+            out["serving_model_loaded"] = round(loaded[0] - start, 3)
+    if ready and "after the wake-up" in ready[1] and f"{ns}/" in ready[1]:
+        out["activator_forwards"] = round(ready[0] - start, 3)
+    out["first_token_first"] = round(ttft[0], 3)
+    out["first_token_last"] = round(ttft[-1], 3)
+    return out
 
 
 def _client_job(ns: str, svc: str, port: int, model: str) -> dict[str, Any]:
@@ -195,7 +252,8 @@ def test_every_request_to_a_model_at_zero_is_answered_after_one_wake_up(
                         "--timeout=280s", timeout=300)
         figures["job_s"] = round(time.monotonic() - woke, 1)
         out = cluster.kubectl("logs", "job/client", "-n", ns).stdout.strip().splitlines()
-        results: list[dict[str, Any]] = json.loads(out[-1])
+        client = json.loads(out[-1])
+        results: list[dict[str, Any]] = client["results"]
 
         assert len(results) == REQUESTS
         assert [r.get("status") for r in results] == [200] * REQUESTS, results
@@ -226,6 +284,8 @@ def test_every_request_to_a_model_at_zero_is_answered_after_one_wake_up(
             "status"])["idle"].get("lastColdStartSeconds") is not None and s, timeout=60,
             interval=1.0, what="the observed cold start in status.idle")
         figures["status_idle"] = status["idle"]
+        figures["breakdown"] = _breakdown(cluster, ns, selector, act[0]["metadata"]["name"],
+                                          float(client["start_wall"]), ttft)
         assert p99 <= ASSERTED_FIRST_TOKEN_P99_S, figures
     finally:
         sys.stderr.write(f"\n[realnode scale-to-zero] {REQUESTS} requests: "

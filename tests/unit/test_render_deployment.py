@@ -99,6 +99,15 @@ def test_gpu_env_has_the_gpu_count() -> None:
     assert env[contract.ENV_GPU_COUNT] == str(inputs.candidate.tensor_parallel)
 
 
+def test_the_parallel_setting_reaches_llamacpp_replicas_only() -> None:
+    assert contract.ENV_PARALLEL not in env_of(_serving(render_deployment(cpu_inputs())))
+    settings = replace(RenderSettings(), parallel=16)
+    cpu = replace(cpu_inputs(), settings=settings)
+    assert env_of(_serving(render_deployment(cpu)))[contract.ENV_PARALLEL] == "16"
+    gpu = replace(gpu_inputs(), settings=settings)
+    assert contract.ENV_PARALLEL not in env_of(_serving(render_deployment(gpu)))
+
+
 def test_labels_on_deployment_pods_and_service_name_md_pool_and_engine() -> None:
     inputs = cpu_inputs()
     dep, svc = render_deployment(inputs), render_service(inputs)

@@ -22,7 +22,14 @@ def test_env_overrides_images_policy_and_import_path() -> None:
 
 @pytest.mark.parametrize("env", [{"WATTSERVE_SERVING_IMAGE_CPU_PULL_POLICY": "Sometimes"},
                                  {"WATTSERVE_SERVING_IMPORT_PATH": "no-colon"},
-                                 {"WATTSERVE_SERVING_MAX_QUEUE": "-1"}])
+                                 {"WATTSERVE_SERVING_MAX_QUEUE": "-1"},
+                                 {"WATTSERVE_SERVING_PARALLEL": "-2"},
+                                 {"WATTSERVE_SERVING_PARALLEL": "many"}])
 def test_bad_settings_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
         settings_from_env(env)
+
+
+def test_parallel_defaults_to_the_serving_default_and_is_read() -> None:
+    assert settings_from_env({}).parallel == 0
+    assert settings_from_env({"WATTSERVE_SERVING_PARALLEL": "16"}).parallel == 16

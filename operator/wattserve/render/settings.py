@@ -29,6 +29,7 @@ ENV_HF_TOKEN_SECRET: Final = "WATTSERVE_HF_TOKEN_SECRET"
 ENV_HF_TOKEN_KEY: Final = "WATTSERVE_HF_TOKEN_SECRET_KEY"
 ENV_S3_SECRET: Final = "WATTSERVE_S3_CREDENTIALS_SECRET"
 ENV_MAX_QUEUE: Final = "WATTSERVE_SERVING_MAX_QUEUE"
+ENV_PARALLEL: Final = "WATTSERVE_SERVING_PARALLEL"
 ENV_API_KEY_SECRET: Final = "WATTSERVE_SERVING_API_KEY_SECRET"
 ENV_API_KEY_KEY: Final = "WATTSERVE_SERVING_API_KEY_SECRET_KEY"
 ENV_SERVING_NETWORK_POLICY: Final = "WATTSERVE_SERVING_NETWORK_POLICY"
@@ -64,6 +65,9 @@ class RenderSettings:
     s3_secret: str = ""
     # Bounded request queue per replica (WATTSERVE_MAX_QUEUE); 0 = the serving default.
     max_queue: int = 0
+    # llama.cpp requests served first-token-fairly at once (WATTSERVE_PARALLEL); 0 = the
+    # serving default (1, in turn). Admitted per replica: parallel + max queue.
+    parallel: int = 0
     # Secret whose key holds the serving API keys (one per line); "" = the API is open.
     api_key_secret: str = ""
     api_key_key: str = "api-keys"
@@ -117,6 +121,13 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
         raise SettingsError(f"{ENV_MAX_QUEUE}: must be an integer, got {raw_queue!r}") from None
     if max_queue < 0:
         raise SettingsError(f"{ENV_MAX_QUEUE}: must be >= 0, got {max_queue}")
+    raw_parallel = get(ENV_PARALLEL, "0")
+    try:
+        parallel = int(raw_parallel)
+    except ValueError:
+        raise SettingsError(f"{ENV_PARALLEL}: must be an integer, got {raw_parallel!r}") from None
+    if parallel < 0:
+        raise SettingsError(f"{ENV_PARALLEL}: must be >= 0, got {parallel}")
     import_path = get(ENV_IMPORT_PATH, DEFAULT_IMPORT_PATH)
     if ":" not in import_path:
         raise SettingsError(f"{ENV_IMPORT_PATH}: must be module:attribute, got {import_path!r}")
@@ -132,6 +143,7 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
         hf_token_key=get(ENV_HF_TOKEN_KEY, "token"),
         s3_secret=get(ENV_S3_SECRET, ""),
         max_queue=max_queue,
+        parallel=parallel,
         api_key_secret=get(ENV_API_KEY_SECRET, ""),
         api_key_key=get(ENV_API_KEY_KEY, "api-keys"),
         kuberay_pod_labels=(parse_labels(ENV_KUBERAY_POD_LABELS, env[ENV_KUBERAY_POD_LABELS])

@@ -58,6 +58,8 @@ def serving_env(inputs: RenderInputs, model_path: str) -> list[dict[str, Any]]:
         pairs.append((contract.ENV_GPU_COUNT, str(max(1, cand.tensor_parallel))))
     if inputs.settings.max_queue > 0:
         pairs.append((contract.ENV_MAX_QUEUE, str(inputs.settings.max_queue)))
+    if inputs.settings.parallel > 0 and cand.engine == "llamacpp":
+        pairs.append((contract.ENV_PARALLEL, str(inputs.settings.parallel)))
     return [{"name": name, "value": value} for name, value in pairs]
 
 

@@ -32,6 +32,7 @@ def make_engine(config: ServeConfig) -> Engine:
             model_path=config.model,
             threads=config.threads,
             context_length=config.context_length,
+            parallel=config.parallel,
         )
     if config.engine == "vllm":
         from wattserve_serving.engines.vllm import VLLMEngine

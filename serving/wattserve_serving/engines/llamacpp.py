@@ -1,9 +1,12 @@
 """llama.cpp engine (llama-cpp-python on a GGUF file), CPU.
 
-One `Llama` context serves one generation at a time, so generation runs on a single
-worker thread; the event loop only receives token pieces via `call_soon_threadsafe`.
-Closing the async iterator (client disconnect) sets a cancel flag the worker checks
-before every token, so token production stops within one token.
+One `Llama` context computes one token at a time, on a single worker thread; the event
+loop only receives token pieces via `call_soon_threadsafe`. With ``parallel`` > 1 up to
+that many admitted requests share the thread first-token-fairly (`first_token.py`): every
+request gets its prefill and first token before any continues its decode, and a request
+resumed after another re-uses the KV cache prefix the two share. ``parallel`` 1 serves
+requests strictly in turn. Closing the async iterator (client disconnect) sets a cancel
+flag the worker checks before every token, so token production stops within one token.
 
 Chat rendering and tokenization run on a second thread (`_prep`), never on the event
 loop. Message contents are tokenized with `special=False`, so `<|im_start|>` typed by a
@@ -14,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import ctypes
 import logging
 import random
 import re
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import numpy as np
 
 from wattserve_serving.engines.base import (
     ChatPrompt,
@@ -31,24 +38,32 @@ from wattserve_serving.engines.base import (
     PreparedPrompt,
     SamplingParams,
 )
+from wattserve_serving.engines.first_token import FirstTokenScheduler
 from wattserve_serving.engines.stops import StopMatcher
 
 _DONE = object()
+# A job switched away from keeps its KV cache up to this many tokens (SmolLM2-135M: ~23 KiB
+# per token, so <= ~12 MiB per waiting job); longer ones are evaluated again on resume.
+SAVE_MAX_TOKENS = 512
 log = logging.getLogger("wattserve_serving")
 
 
 class LlamaCppEngine:
     engine_name = "llamacpp"
-    max_concurrency = 1
 
-    def __init__(self, model_path: str, threads: int, context_length: int) -> None:
+    def __init__(self, model_path: str, threads: int, context_length: int,
+                 parallel: int = 1) -> None:
         self.model_path = model_path
+        self.max_concurrency = max(1, parallel)
         self.threads = threads
         self.context_length = context_length
         self._llm: Any = None
         self._formatter: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-prep")
+        self._scheduler: FirstTokenScheduler[_Generation] = FirstTokenScheduler(
+            self._step, parallel=self.max_concurrency, name="llamacpp")
+        self._owner: _Generation | None = None  # the job whose tokens the KV cache holds
 
     # -- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -88,6 +103,7 @@ class LlamaCppEngine:
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._prep.shutdown(wait=False, cancel_futures=True)
+        self._scheduler.stop()
         self._llm = None
 
     # -- prompts -----------------------------------------------------------------
@@ -168,13 +184,14 @@ class LlamaCppEngine:
         self._require()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
-        cancel = threading.Event()
 
         def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        future: Future[None] = self._executor.submit(self._run, prompt, params, cancel, emit)
-        future.add_done_callback(_swallow)
+        job = _Generation(list(prompt.token_ids), params, StopMatcher(params.stop + prompt.stop),
+                          emit)
+        self._scheduler.submit(job)
         try:
             while True:
                 item = await queue.get()
@@ -187,69 +204,149 @@ class LlamaCppEngine:
                 if item.finish_reason is not None:
                     return
         finally:
-            cancel.set()
+            job.cancel.set()
 
-    def _run(
-        self,
-        prompt: PreparedPrompt,
-        params: SamplingParams,
-        cancel: threading.Event,
-        emit: Callable[[object], None],
-    ) -> None:
-        try:
-            self._generate_sync(prompt, params, cancel, emit)
-        except BaseException as exc:
-            emit(exc)
-        finally:
-            emit(_DONE)
+    def _ensure_cached(self, job: _Generation) -> None:
+        """Make the context hold ``job.tokens`` with the last one's logits fresh.
 
-    def _generate_sync(
-        self,
-        prompt: PreparedPrompt,
-        params: SamplingParams,
-        cancel: threading.Event,
-        emit: Callable[[object], None],
-    ) -> None:
+        A job's first step re-uses the longest prefix already in the KV cache (the shared
+        chat template; all of an identical prompt). A job switched away from keeps a copy
+        of its KV cache (``llama_state_seq_get_data``, ~23 KiB per token for SmolLM2) and
+        gets it back on resume, so its numbers, and hence its output, are exactly those of
+        serving it without interruption, and a resume costs a copy, not a prefill. Past
+        ``SAVE_MAX_TOKENS`` the copy is skipped and the job's tokens are evaluated again as
+        they were the first time (the rest of the prompt from its first prefill's start in
+        one batch, then each generated token alone: llama.cpp's numbers depend on batching).
+        """
+        llm = self._llm
+        owner, self._owner = self._owner, job
+        if owner is not None and owner is not job and not owner.closed:
+            owner.saved = self._save_state()
+        tokens = job.tokens
+        if job.saved is not None and self._restore_state(job):
+            for token in tokens[llm.n_tokens:]:
+                llm.eval([token])
+            return
+        cached = llm.input_ids[: llm.n_tokens]
+        n = min(len(cached), len(tokens))
+        if n:
+            diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
+            n = int(diff[0]) if diff.size else n
+        n = min(n, len(tokens) - 1)  # the last token is evaluated again for its logits
+        if job.prefill_from is None:
+            job.prefill_from = n
+        elif owner is not job:
+            n = min(n, job.prefill_from)
+        if n < llm.n_tokens:
+            if n > 0 and llm._ctx.kv_cache_seq_rm(-1, n, -1):
+                llm.n_tokens = n
+            else:
+                llm.reset()
+                n = 0
+        if n < job.prompt_len:
+            llm.eval(tokens[n:job.prompt_len])
+            n = job.prompt_len
+        for token in tokens[n:]:
+            llm.eval([token])
+
+    def _save_state(self) -> tuple[Any, int] | None:
+        import llama_cpp
+
+        llm = self._llm
+        n = int(llm.n_tokens)
+        if n == 0 or n > SAVE_MAX_TOKENS:
+            return None
+        ctx = llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:
+            return None
+        return buf, n
+
+    def _restore_state(self, job: _Generation) -> bool:
+        import llama_cpp
+
+        llm = self._llm
+        saved, job.saved = job.saved, None
+        assert saved is not None
+        buf, n = saved
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.reset()
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0) != len(buf):
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return False
+        llm.input_ids[:n] = job.tokens[:n]
+        llm.n_tokens = n
+        return True
+
+    def _step(self, job: _Generation) -> bool:
+        """One token of ``job`` (prefill first when it has none); True when it finished."""
         import llama_cpp
 
         llm = self._llm
         if llm is None:
             raise EngineNotReady("model not loaded")
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
-        vocab = llm._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop + prompt.stop)
-        produced = 0
-        finish = "length"
-        if cancel.is_set():
-            return
-        for token in llm.generate(
-            list(prompt.token_ids),
-            top_k=params.top_k or 40,  # llama-cpp-python's default when unset
-            top_p=params.top_p,
-            min_p=0.05,
-            temp=params.temperature,
-            repeat_penalty=1.0,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-        ):
-            if cancel.is_set():
-                return
-            if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            produced += 1  # noqa: SIM113 - counts only non-EOG tokens
-            text, stopped = stops.feed(decoder.decode(llm.detokenize([token])))
-            if stopped:
-                emit(Chunk(text, 1, "stop"))
-                return
-            if produced >= params.max_tokens:
-                emit(Chunk(text + stops.flush() + decoder.decode(b"", final=True), 1, "length"))
-                return
-            emit(Chunk(text, 1))
-        emit(Chunk(stops.flush() + decoder.decode(b"", final=True), 0, finish))
+        params = job.params
+        if not job.tokens:
+            raise EngineError("empty prompt: nothing to generate from")
+        if job.sampler is None:
+            llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
+            job.sampler = llm._init_sampler(
+                top_k=params.top_k or 40,  # llama-cpp-python's default when unset
+                top_p=params.top_p,
+                min_p=0.05,
+                temp=params.temperature,
+                repeat_penalty=1.0,
+                frequency_penalty=params.frequency_penalty,
+                presence_penalty=params.presence_penalty,
+            )
+        self._ensure_cached(job)
+        token = int(job.sampler.sample(llm._ctx, -1))
+        job.tokens.append(token)
+        if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            job.emit(Chunk(job.stops.flush() + job.decoder.decode(b"", final=True), 0, "stop"))
+            return True
+        job.produced += 1
+        text, stopped = job.stops.feed(job.decoder.decode(llm.detokenize([token])))
+        if stopped:
+            job.emit(Chunk(text, 1, "stop"))
+            return True
+        if job.produced >= params.max_tokens:
+            job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
+                           "length"))
+            return True
+        if len(job.tokens) >= llm.n_ctx():
+            job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
+                           "length"))
+            return True
+        job.answered = job.answered or bool(text)
+        job.emit(Chunk(text, 1))
+        return False
 
 
-def _swallow(future: Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
+class _Generation:
+    """One request's state between its tokens (the scheduler may run others in between)."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, stops: StopMatcher,
+                 emit: Callable[[object], None]) -> None:
+        self.tokens = prompt_ids  # prompt + generated; the last one not yet evaluated
+        self.prompt_len = len(prompt_ids)
+        self.prefill_from: int | None = None  # where its first prefill started
+        self.saved: tuple[Any, int] | None = None  # its KV cache while another job runs
+        self.answered = False  # some text went to the client
+        self.closed = False
+        self.params = params
+        self.stops = stops
+        self.emit = emit
+        self.cancel = threading.Event()
+        self.sampler: Any = None
+        self.produced = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def fail(self, exc: BaseException) -> None:
+        self.emit(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sampler = self.saved = None
+        self.emit(_DONE)
