@@ -1,4 +1,5 @@
-"""A bounded load generator for the OpenAI-compatible API (loopback only).
+"""A bounded load generator for the OpenAI-compatible API (loopback, or addresses the caller
+names: e.g. the ClusterIP of a Service of this machine's dev cluster).
 
 Open-loop arrivals at a fixed rate for a fixed duration, with a cap on requests in
 flight and on the total count, so it always stops by itself.
@@ -35,10 +36,11 @@ class LoadResult:
 async def run_load(base_url: str, model: str, rate: float, duration_s: float, *,
                    max_tokens: int = 16, max_in_flight: int = 32,
                    max_requests: int = 10_000, prompt: str = "Say hello in one sentence.",
-                   timeout_s: float = 60.0) -> LoadResult:
+                   timeout_s: float = 60.0,
+                   allowed_hosts: frozenset[str] = frozenset()) -> LoadResult:
     host = urlparse(base_url).hostname or ""
-    if host not in LOOPBACK:
-        raise ValueError(f"load tests only target loopback, not {host!r}")
+    if host not in LOOPBACK and host not in allowed_hosts:
+        raise ValueError(f"load tests only target loopback or allowed_hosts, not {host!r}")
     result = LoadResult()
     gate = asyncio.Semaphore(max_in_flight)
     body = {"model": model, "max_tokens": max_tokens, "temperature": 0.0,
