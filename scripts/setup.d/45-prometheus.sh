@@ -2,11 +2,12 @@
 # Prometheus with Kubernetes service discovery, for the e2e suite (Debian's `prometheus` has
 # no kubernetes_sd_configs). Built from the Go module pinned in e2e/prometheus/ with only the
 # Kubernetes discoverer (plus the always-present static, file and HTTP ones), cached by the
-# hash of go.mod + go.sum; the e2e harness runs $WATTSERVE_CACHE/bin/prometheus-k8s-sd/prometheus.
+# hash of go.mod + go.sum + this script; the e2e harness runs $WATTSERVE_CACHE/bin/prometheus-k8s-sd/prometheus.
 set -euo pipefail
 cache="${WATTSERVE_CACHE:-$HOME/.cache/wattserve}"
 mod="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/e2e/prometheus"
-key=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-12)
+key=$(cat "$mod/go.mod" "$mod/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
+version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2}' "$mod/go.mod")
 out="$cache/bin/prometheus-k8s-sd-$key"
 link="$cache/bin/prometheus-k8s-sd"
 if [[ -x $out/prometheus ]]; then
@@ -22,6 +23,7 @@ log="$cache/logs/prometheus-k8s-sd-$key.build.log"
 echo "building Prometheus (Kubernetes discovery) from e2e/prometheus/go.mod; log: $log" >&2
 rm -rf "$out.tmp"
 ( cd "$mod" && nice go build -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags "-X github.com/prometheus/common/version.Version=$version" \
     -o "$out.tmp/" github.com/prometheus/prometheus/cmd/prometheus ) >"$log" 2>&1 &
 pid=$!
 t0=$(date +%s)
