@@ -37,7 +37,9 @@ async def run_load(base_url: str, model: str, rate: float, duration_s: float, *,
                    max_tokens: int = 16, max_in_flight: int = 32,
                    max_requests: int = 10_000, prompt: str = "Say hello in one sentence.",
                    timeout_s: float = 60.0,
-                   allowed_hosts: frozenset[str] = frozenset()) -> LoadResult:
+                   allowed_hosts: frozenset[str] = frozenset(),
+                   stop: asyncio.Event | None = None) -> LoadResult:
+    """Send for ``duration_s`` (or until ``stop`` is set), then wait for the answers."""
     host = urlparse(base_url).hostname or ""
     if host not in LOOPBACK and host not in allowed_hosts:
         raise ValueError(f"load tests only target loopback or allowed_hosts, not {host!r}")
@@ -66,7 +68,8 @@ async def run_load(base_url: str, model: str, rate: float, duration_s: float, *,
         start = time.monotonic()
         interval = 1.0 / rate if rate > 0 else duration_s
         next_at = start
-        while time.monotonic() - start < duration_s and result.sent < max_requests:
+        while (time.monotonic() - start < duration_s and result.sent < max_requests
+               and not (stop is not None and stop.is_set())):
             tasks.append(asyncio.create_task(one(client)))
             result.sent += 1
             next_at += interval
