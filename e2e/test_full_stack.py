@@ -205,7 +205,7 @@ def test_load_step_adds_a_real_pod_that_takes_load(stack: RealPodStack) -> None:
         return await run_load(url, SMOL_MODEL, rate=3.0, duration_s=LOAD_MAX_S, max_tokens=64,
                               prompt=LONG_PROMPT, max_in_flight=16, max_requests=600,
                               allowed_hosts=frozenset({urlparse(url).hostname or ""}),
-                              stop=stop)
+                              stop=stop, keepalive=False)
 
     result = asyncio.run(_with_watch(load(), stack, stop))
     assert result.ok > 0, result.errors
