@@ -35,9 +35,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Remember the first failed step of a module: later steps build on it."""
     yield
-    first = not getattr(item.module, "_failed_step", None)
-    if call.excinfo is not None and call.when in ("setup", "call") and first:
-        item.module._failed_step = item.name  # type: ignore[union-attr]
+    module = getattr(item, "module", None)
+    first = not getattr(module, "_failed_step", None)
+    if module is not None and call.excinfo is not None and call.when in ("setup", "call") \
+            and first:
+        module._failed_step = item.name
 
 
 @pytest.fixture(autouse=True)

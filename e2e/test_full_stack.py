@@ -16,6 +16,7 @@ import asyncio
 import glob
 import ipaddress
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -68,6 +69,12 @@ def _replicas(stack: RealPodStack, name: str) -> int:
     return int(_deployment(stack, name)["spec"]["replicas"])
 
 
+def _with_condition(stack: RealPodStack, name: str, kind: str, value: str) -> dict[str, Any]:
+    """The ModelDeployment's status if its condition ``kind`` is ``value``, else {}."""
+    status = md_status(stack.kube, stack.namespace, name)
+    return status if condition(status, kind).get("status") == value else {}
+
+
 def _assert_real_serving_pod(stack: RealPodStack, pod: dict[str, Any]) -> None:
     """A pod of the real node, running the serving image (not a kwok pod)."""
     assert _node_pool(stack, pod["spec"]["nodeName"]) == REAL_POOL, pod["spec"]["nodeName"]
@@ -112,15 +119,12 @@ def test_examples_land_where_the_plan_says(stack: RealPodStack) -> None:
         md = parse_model_deployment(doc)
         expected = plan(md, pools).chosen
         assert expected is not None, md.name
-        status = wait_until(
-            lambda md=md: (s := md_status(stack.kube, stack.namespace, md.name))
-            and condition(s, "Placed").get("status") == "True" and s,
-            90, f"{md.name} Placed")
+        status = wait_until(partial(_with_condition, stack, md.name, "Placed", "True"), 90,
+                            f"{md.name} Placed")
         assert status["placement"]["pool"] == expected.pool, md.name
         assert status["placement"]["engine"] == expected.engine
-        wait_until(lambda md=md: condition(md_status(stack.kube, stack.namespace, md.name),
-                                           "Ready").get("status") == "True",
-                   300, f"{md.name} Ready")
+        wait_until(partial(_with_condition, stack, md.name, "Ready", "True"), 300,
+                   f"{md.name} Ready")
         if md.name == SMOL:
             TIMINGS["apply_to_ready_smollm2_real_pod_s"] = time.monotonic() - started
         pods = _pods(stack, md.name)
