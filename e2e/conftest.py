@@ -1,7 +1,8 @@
 """e2e fixtures: the whole wattserve stack on the session's cluster (../conftest.py).
 
-``WATTSERVE_E2E_PROVIDER`` = ``local`` (default: the dev cluster, the operator and the real
-SmolLM2 app as local processes) or ``kind`` (see e2e/kind/: operator in-cluster).
+``WATTSERVE_E2E_PROVIDER`` = ``local`` (default: the dev cluster with its real node; the
+operator is the chart's pod and SmolLM2 is served by real pods, e2e/harness/realpods.py) or
+``kind`` (see e2e/kind/: operator in-cluster).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from kubeutil import Cluster
 
-from e2e.harness.stack import Kube, Stack
+from e2e.harness.realpods import RealPodStack, prometheus_binary
+from e2e.harness.stack import Kube
 
 PROVIDER = os.environ.get("WATTSERVE_E2E_PROVIDER", "local")
 
@@ -33,9 +35,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Remember the first failed step of a module: later steps build on it."""
     yield
-    first = not getattr(item.module, "_failed_step", None)
-    if call.excinfo is not None and call.when in ("setup", "call") and first:
-        item.module._failed_step = item.name  # type: ignore[union-attr]
+    module = getattr(item, "module", None)
+    first = not getattr(module, "_failed_step", None)
+    if module is not None and call.excinfo is not None and call.when in ("setup", "call") \
+            and first:
+        module._failed_step = item.name
 
 
 @pytest.fixture(autouse=True)
@@ -46,20 +50,34 @@ def _stop_after_a_failed_step(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if PROVIDER == "kind":
         yield from _kind_stack(kube_cluster, tmp_path_factory)
         return
     if PROVIDER != "local":
         pytest.fail(f"WATTSERVE_E2E_PROVIDER={PROVIDER!r}: expected local or kind", pytrace=False)
     assert kube_cluster.helm is not None, "helm binary missing: wattserve dev-cluster build"
+    state_dir = kube_cluster.extra.get("state_dir")
+    if kube_cluster.external or state_dir is None:
+        pytest.fail("the local provider needs the session dev cluster (unset KUBECONFIG)",
+                    pytrace=False)
+    from wattserve.devcluster.state import ClusterState
+
+    st = ClusterState.load(Path(state_dir))
+    if st is None or not st.real_node:
+        pytest.skip("the e2e suite serves from real pods: the session dev cluster has no real "
+                    "node (WATTSERVE_TEST_REAL_NODE=0, or this machine cannot run one)")
+    if not prometheus_binary().exists():
+        pytest.fail(f"{prometheus_binary()} missing (Prometheus with Kubernetes discovery): "
+                    "bash scripts/setup.sh 45", pytrace=False)
     workdir = tmp_path_factory.mktemp("e2e")
-    st = Stack(kube=_kube_with_helm(kube_cluster), workdir=workdir, namespace="e2e-models")
+    rp = RealPodStack(kube=_kube_with_helm(kube_cluster), workdir=workdir,
+                      namespace="e2e-models", state_dir=Path(state_dir))
     try:
-        yield st
+        yield rp
     finally:
-        st.stop_all()
-        for log in sorted(workdir.glob("*.log")):
+        rp.stop_all()
+        for log in sorted(workdir.rglob("*.log")):
             sys.stderr.write(f"\n--- {log.name} (last 40 lines) ---\n")
             sys.stderr.write("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 

@@ -1,71 +1,114 @@
-"""The whole loop: helm install → kubectl apply → placement → real tokens → autoscaling →
-faults → helm uninstall. Tests run in file order and share one stack (module scope).
+"""The whole loop on real pods (issue 11, item 4): helm install → kubectl apply → placement
+→ real tokens → autoscaling → faults → helm uninstall. Tests run in file order and share one
+stack (module scope, e2e/harness/realpods.py).
+
+What is real: the operator is the chart's pod on the dev cluster's real node; SmolLM2
+(examples/models/smollm2-135m-oci.yaml, placed on the real node's pool ``cpu-local``) is
+served by the pods of the operator's Deployment and reached through its Service; Prometheus
+discovers those pods with the chart PodMonitor's relabelling; scaling adds real pods.
+What is not: the GPU and ``cpu-general`` examples land on kwok nodes, whose pods run nothing.
+The steps that use them check placement, RBAC, events and bookkeeping, never serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import glob
-import os
+import ipaddress
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 from wattserve.api import load_yaml_documents, parse_model_deployment, parse_serving_pool
+from wattserve.devcluster.cni import POD_SUBNET
+from wattserve.devcluster.nodeconfig import POOL_NAME as REAL_POOL
 from wattserve.planning import plan
 
 from e2e.harness.loadgen import LONG_PROMPT, run_load
-from e2e.harness.stack import REPO, Stack, condition, md_status, wait_until
+from e2e.harness.realpods import RealPodStack, pod_ready
+from e2e.harness.stack import REPO, condition, md_status, wait_until
 
 MODELS = sorted(glob.glob(str(REPO / "examples" / "models" / "*.yaml")))
-# On kind (e2e/kind/README.md) GPU pods are placed but never start, and one small worker per
-# pool holds fewer replicas than planned: those steps check placement, not readiness.
-KIND = os.environ.get("WATTSERVE_E2E_PROVIDER", "local") == "kind"
-SMOL = "smollm2-135m"
+SMOL = "smollm2-135m-oci"  # the example served by real pods on the real node
+SMOL_MODEL = "smollm2-135m-instruct"
+SERVING_IMAGE = "ghcr.io/wattserve/wattserve-serving-cpu:0.1.0"
+OPERATOR_IMAGE = "ghcr.io/wattserve/wattserve-operator:0.1.0"
+SCALE_DOWN_DELAY_S = 30
+LOAD_MAX_S = 180  # the load step ends this long after it started at the latest,
+LOAD_AFTER_READY_S = 20  # or this long after the added pod is Ready
 TIMINGS: dict[str, float] = {}
 
 
-def _deployment(stack: Stack, name: str) -> dict[str, Any]:
+def _deployment(stack: RealPodStack, name: str) -> dict[str, Any]:
     items = stack.kube.get("deployments", "-n", stack.namespace, "-l",
                            f"wattserve.dev/model-deployment={name}")["items"]
     assert len(items) == 1, f"expected one Deployment for {name}, got {len(items)}"
     return dict(items[0])
 
 
-def _pods(stack: Stack, name: str) -> list[dict[str, Any]]:
+def _pods(stack: RealPodStack, name: str) -> list[dict[str, Any]]:
     pods: list[dict[str, Any]] = stack.kube.get(
         "pods", "-n", stack.namespace, "-l", f"wattserve.dev/model-deployment={name}")["items"]
     return pods
 
 
-def _node_pool(stack: Stack, node: str) -> str:
+def _ready_pods(stack: RealPodStack, name: str) -> list[dict[str, Any]]:
+    return [p for p in _pods(stack, name)
+            if pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def _node_pool(stack: RealPodStack, node: str) -> str:
     labels = stack.kube.get("node", node)["metadata"]["labels"]
     return str(labels.get("wattserve.dev/pool", ""))
 
 
-def _replicas(stack: Stack, name: str) -> int:
+def _replicas(stack: RealPodStack, name: str) -> int:
     return int(_deployment(stack, name)["spec"]["replicas"])
 
 
-def test_helm_install_and_operator_as_the_chart_service_account(stack: Stack) -> None:
+def _with_condition(stack: RealPodStack, name: str, kind: str, value: str) -> dict[str, Any]:
+    """The ModelDeployment's status if its condition ``kind`` is ``value``, else {}."""
+    status = md_status(stack.kube, stack.namespace, name)
+    return status if condition(status, kind).get("status") == value else {}
+
+
+def _assert_real_serving_pod(stack: RealPodStack, pod: dict[str, Any]) -> None:
+    """A pod of the real node, running the serving image (not a kwok pod)."""
+    assert _node_pool(stack, pod["spec"]["nodeName"]) == REAL_POOL, pod["spec"]["nodeName"]
+    assert pod["spec"]["containers"][0]["image"] == SERVING_IMAGE
+    started = pod["status"]["containerStatuses"][0]
+    assert started["containerID"].startswith("containerd://"), started
+    ip = ipaddress.ip_address(pod["status"]["podIP"])
+    assert ip in ipaddress.ip_network(POD_SUBNET), ip  # the node's CNI, not kwok's range
+
+
+def test_helm_install_runs_the_operator_as_the_charts_pod_on_the_real_node(
+        stack: RealPodStack) -> None:
     stack.install_chart()
     pools = stack.kube.get("servingpools")["items"]
-    assert {p["metadata"]["name"] for p in pools} >= {"cpu-general", "gpu-l4", "gpu-h100"}
+    assert {p["metadata"]["name"] for p in pools} >= {"cpu-general", "gpu-l4", "gpu-h100",
+                                                      REAL_POOL}
+    assert stack.operator is not None
+    pod = stack.operator.ready_pod()
+    assert _node_pool(stack, pod["spec"]["nodeName"]) == REAL_POOL
+    assert pod["spec"]["containers"][0]["image"] == OPERATOR_IMAGE
     # the operator's identity is the chart's ServiceAccount, with the chart's RBAC only
+    sa = pod["spec"]["serviceAccountName"]
     assert stack.sa_kubeconfig is not None
     whoami = stack.kube.run("kubectl", f"--kubeconfig={stack.sa_kubeconfig}", "auth", "whoami",
                             "-o", "jsonpath={.status.userInfo.username}").stdout
-    assert whoami.startswith("system:serviceaccount:wattserve-system:")
+    assert whoami == f"system:serviceaccount:wattserve-system:{sa}"
     denied = stack.kube.run("kubectl", f"--kubeconfig={stack.sa_kubeconfig}", "get", "secrets",
                             "-A", check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr
-    stack.start_prometheus()
-    stack.start_serving()
-    stack.start_operator()
 
 
-def test_examples_land_where_the_plan_says(stack: Stack) -> None:
+def test_examples_land_where_the_plan_says(stack: RealPodStack) -> None:
+    """Placement of every example. Only SmolLM2-oci runs (real node); the others' pods are
+    kwok pods that run nothing: their Ready is the simulated one (no serving is tested)."""
     started = time.monotonic()
     stack.kube.kubectl("apply", "-n", stack.namespace, "-f", str(REPO / "examples" / "models"))
     pools = [parse_serving_pool(d) for d in
@@ -76,24 +119,16 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
         md = parse_model_deployment(doc)
         expected = plan(md, pools).chosen
         assert expected is not None, md.name
-        status = wait_until(
-            lambda md=md: (s := md_status(stack.kube, stack.namespace, md.name))
-            and condition(s, "Placed").get("status") == "True" and s,
-            90, f"{md.name} Placed")
+        status = wait_until(partial(_with_condition, stack, md.name, "Placed", "True"), 90,
+                            f"{md.name} Placed")
         assert status["placement"]["pool"] == expected.pool, md.name
         assert status["placement"]["engine"] == expected.engine
-        if not KIND or md.name == SMOL:
-            wait_until(lambda md=md: condition(md_status(stack.kube, stack.namespace, md.name),
-                                               "Ready").get("status") == "True",
-                       600 if KIND else 300, f"{md.name} Ready")
+        wait_until(partial(_with_condition, stack, md.name, "Ready", "True"), 300,
+                   f"{md.name} Ready")
         if md.name == SMOL:
-            TIMINGS["apply_to_ready_smollm2_s"] = time.monotonic() - started
+            TIMINGS["apply_to_ready_smollm2_real_pod_s"] = time.monotonic() - started
         pods = _pods(stack, md.name)
         assert pods, md.name
-        if KIND:  # only the pods that fit on the single small worker are bound
-            pods = wait_until(lambda md=md: [p for p in _pods(stack, md.name)
-                                             if p["spec"].get("nodeName")],
-                              120, f"a {md.name} pod bound to a node")
         for pod in pods:
             node = pod["spec"].get("nodeName")
             assert node and _node_pool(stack, node) == expected.pool, (md.name, node)
@@ -107,7 +142,9 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
                                  "llama-70b-fp8": "gpu-h100", "llama-8b-low": "gpu-l4",
                                  "llama-8b-high": "gpu-h100", "minilm-embed": "cpu-general",
                                  # the model-image example at 0.1 req/s: the real node
-                                 "smollm2-135m-oci": "cpu-local"}
+                                 SMOL: REAL_POOL}
+    (real,) = _ready_pods(stack, SMOL)
+    _assert_real_serving_pod(stack, real)
     table = stack.kube.kubectl("get", "md", "-n", stack.namespace).stdout
     header, *rows = table.strip().splitlines()
     assert header.split()[:9] == ["NAME", "POOL", "ENGINE", "REPLICAS", "P95", "J/TOKEN",
@@ -121,62 +158,92 @@ def test_examples_land_where_the_plan_says(stack: Stack) -> None:
     assert {e["involvedObject"]["name"] for e in events} >= names
 
 
-def plan_pools(stack: Stack) -> dict[str, str]:
+def plan_pools(stack: RealPodStack) -> dict[str, str]:
     items = stack.kube.get("md", "-n", stack.namespace)["items"]
     return {i["metadata"]["name"]: i["status"]["placement"]["pool"] for i in items}
 
 
-def test_real_tokens_from_the_served_model(stack: Stack) -> None:
+def _served_by_pod(stack: RealPodStack) -> dict[str, float]:
+    """Requests each SmolLM2 pod answered, from Prometheus (found by pod discovery)."""
+    assert stack.prometheus is not None
+    rows = stack.prometheus.query(
+        f'sum by (pod, node) (wattserve_requests_total{{model_deployment="{SMOL}"}})')
+    return {r["metric"].get("pod", "") + "@" + r["metric"].get("node", ""):
+            float(r["value"][1]) for r in rows}
+
+
+def test_real_tokens_from_the_real_pod_through_its_service(stack: RealPodStack) -> None:
     from openai import OpenAI
 
-    client = OpenAI(base_url=stack.serving_url + "/v1", api_key="unused", timeout=60)
+    url = stack.service_url(SMOL)
+    client = OpenAI(base_url=url + "/v1", api_key="unused", timeout=60)
     reply = client.chat.completions.create(
-        model="smollm2-135m-instruct", max_tokens=24, temperature=0,
+        model=SMOL_MODEL, max_tokens=24, temperature=0,
         messages=[{"role": "user", "content": "What is the capital of France?"}])
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens > 0
+    # Prometheus found the pod by Kubernetes pod discovery, labelled as the PodMonitor says
+    (pod,) = _ready_pods(stack, SMOL)
+    key = f"{pod['metadata']['name']}@{pod['spec']['nodeName']}"
+    served = wait_until(lambda: _served_by_pod(stack).get(key), 30,
+                        f"Prometheus to scrape {key} through pod discovery")
+    assert served >= 1
 
 
-def test_load_step_scales_up_and_back_down(stack: Stack) -> None:
+def test_load_step_adds_a_real_pod_that_takes_load(stack: RealPodStack) -> None:
     stack.kube.kubectl("patch", "md", SMOL, "-n", stack.namespace, "--type=merge", "-p",
-                       '{"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 4, '
-                       '"scaleUpDelaySeconds": 0, "scaleDownDelaySeconds": 20}}}')
-    wait_until(lambda: _replicas(stack, SMOL) == 1, 120,
-               "the idle SmolLM2 deployment to settle at minReplicas")
+                       '{"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 2, '
+                       '"scaleUpDelaySeconds": 0, '
+                       f'"scaleDownDelaySeconds": {SCALE_DOWN_DELAY_S}}}}}}}')
+    wait_until(lambda: _replicas(stack, SMOL) == 1 and len(_ready_pods(stack, SMOL)) == 1,
+               120, "the idle SmolLM2 deployment to settle at one Ready pod")
+    (first,) = _ready_pods(stack, SMOL)
+    url = stack.service_url(SMOL)
+    before = _served_by_pod(stack)
     start = time.monotonic()
 
-    async def load() -> Any:
-        return await run_load(stack.serving_url, "smollm2-135m-instruct", rate=3.0,
-                              duration_s=60, max_tokens=64, prompt=LONG_PROMPT,
-                              max_in_flight=16, max_requests=400)
+    stop = asyncio.Event()
 
-    result = asyncio.run(_with_watch(load(), stack))
-    assert result.ok > 0
+    async def load() -> Any:
+        # open-loop load until the added pod has served for a while (bounded)
+        return await run_load(url, SMOL_MODEL, rate=3.0, duration_s=LOAD_MAX_S, max_tokens=64,
+                              prompt=LONG_PROMPT, max_in_flight=16, max_requests=600,
+                              allowed_hosts=frozenset({urlparse(url).hostname or ""}),
+                              stop=stop, keepalive=False)
+
+    result = asyncio.run(_with_watch(load(), stack, stop))
+    assert result.ok > 0, result.errors
     peak = TIMINGS.get("peak_replicas", 1)
-    assert peak > 1, f"no scale-up during the load step ({result.ok} ok, {result.errors})"
+    assert peak == 2, f"no scale-up during the load step ({result.ok} ok, {result.errors})"
     TIMINGS["scale_up_reaction_s"] = TIMINGS["first_scale_up_at"] - start
-    # new replicas are real pods placed by the scheduler on the CPU pool
-    wait_until(lambda: sum(1 for p in _pods(stack, SMOL)
-                           if p["spec"].get("nodeName")) >= (1 if KIND else 2), 60,
-               "scaled pods scheduled")
-    for pod in _pods(stack, SMOL):
-        if pod["spec"].get("nodeName"):
-            assert _node_pool(stack, pod["spec"]["nodeName"]) == "cpu-general"
-    stopped = time.monotonic()
-    wait_until(lambda: _replicas(stack, SMOL) < peak, 180,
-               "replicas to come back down after the load stops", interval=2)
-    TIMINGS["scale_down_after_load_s"] = time.monotonic() - stopped
+    if "second_pod_ready_at" in TIMINGS:
+        TIMINGS["load_step_to_new_real_pod_ready_s"] = TIMINGS["second_pod_ready_at"] - start
+    TIMINGS["load_step_p95_s"] = result.percentile(0.95)
+    # the added replica is a real pod on the real node that answered part of the load
+    pods = wait_until(lambda: len(_ready_pods(stack, SMOL)) == 2 and _ready_pods(stack, SMOL),
+                      120, "two Ready SmolLM2 pods")
+    (new,) = [p for p in pods if p["metadata"]["uid"] != first["metadata"]["uid"]]
+    _assert_real_serving_pod(stack, new)
+    key = f"{new['metadata']['name']}@{new['spec']['nodeName']}"
+    try:
+        wait_until(lambda: _served_by_pod(stack).get(key, 0) - before.get(key, 0), 30,
+                   f"requests answered by the new pod {key}")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; answered by pod: {_served_by_pod(stack)}; timings "
+                             f"{TIMINGS}; load {result.ok} ok, {result.errors}") from None
     status = md_status(stack.kube, stack.namespace, SMOL)
-    observed = status.get("observed", {})
-    assert observed, status
+    assert status.get("observed"), status
     assert status["current"]["source"] == "observed"
     assert float(status["current"]["joulesPerToken"]) > 0
     assert float(status["current"]["usdPerHour"]) > 0
     assert status.get("lastScale", {}).get("reason")
+    # left at two replicas for the next step (the scale-down is checked there)
+    assert _replicas(stack, SMOL) == 2
 
 
-async def _with_watch(coro: Any, stack: Stack) -> Any:
-    """Run the load while sampling the Deployment's replicas once a second."""
+async def _with_watch(coro: Any, stack: RealPodStack, stop: asyncio.Event) -> Any:
+    """Run the load while sampling the Deployment's replicas once a second; stop it once
+    the second pod has been Ready for LOAD_AFTER_READY_S."""
     task = asyncio.ensure_future(coro)
     peak = 1
     while not task.done():
@@ -184,44 +251,67 @@ async def _with_watch(coro: Any, stack: Stack) -> Any:
         if replicas > peak:
             peak = replicas
             TIMINGS.setdefault("first_scale_up_at", time.monotonic())
+        if (peak > 1 and "second_pod_ready_at" not in TIMINGS
+                and len(await asyncio.to_thread(_ready_pods, stack, SMOL)) >= 2):
+            TIMINGS["second_pod_ready_at"] = time.monotonic()
+        ready_at = TIMINGS.get("second_pod_ready_at")
+        if ready_at is not None and time.monotonic() - ready_at > LOAD_AFTER_READY_S:
+            stop.set()
         await asyncio.sleep(1)
     TIMINGS["peak_replicas"] = peak
     return task.result()
 
 
-def test_prometheus_down_holds_replicas_and_says_why(stack: Stack) -> None:
-    before = _replicas(stack, SMOL)
+def test_prometheus_stopped_holds_the_real_replicas_then_scaling_resumes(
+        stack: RealPodStack) -> None:
+    """Fail-static: with the load gone the autoscaler would scale down after
+    scaleDownDelaySeconds; without metrics it must hold the two real pods instead."""
+    assert _replicas(stack, SMOL) == 2
     earlier = len(_metrics_warnings(stack))  # e.g. the outage before the first scrape
     port = stack.stop_prometheus()
+    stopped = time.monotonic()
     status = wait_until(
         lambda: (s := md_status(stack.kube, stack.namespace, SMOL))
         and condition(s, "Scaled").get("reason") == "MetricsUnavailable" and s,
         60, "Scaled=Unknown/MetricsUnavailable")
     assert condition(status, "Scaled")["status"] == "Unknown"
-    time.sleep(3 * stack.autoscale_interval)  # several ticks without metrics
-    assert _replicas(stack, SMOL) == before
+    assert "keeping 2 replicas" in condition(status, "Scaled")["message"], status
+    # hold well past the scale-down delay (which would otherwise have ended by now)
+    hold_until = stopped + SCALE_DOWN_DELAY_S + 4 * stack.autoscale_interval
+    while time.monotonic() < hold_until:
+        assert _replicas(stack, SMOL) == 2, "replicas changed without metrics"
+        time.sleep(2)
+    assert len(_ready_pods(stack, SMOL)) == 2
     warnings = _metrics_warnings(stack)
     assert len(warnings) == earlier + 1, warnings  # one event for this outage, not one a tick
     assert warnings[-1].get("count", 1) == 1, warnings
+    assert "keeping 2 replicas" in warnings[-1]["message"], warnings[-1]
+    restarted = time.monotonic()
     stack.start_prometheus(port=port)
     wait_until(lambda: condition(md_status(stack.kube, stack.namespace, SMOL),
                                  "Scaled").get("reason") != "MetricsUnavailable",
                90, "metrics to come back")
+    # scaling resumes: the idle model goes back to one real pod
+    wait_until(lambda: _replicas(stack, SMOL) == 1, SCALE_DOWN_DELAY_S + 120,
+               "the scale-down once metrics are back", interval=2)
+    TIMINGS["prometheus_back_to_scale_down_s"] = time.monotonic() - restarted
+    wait_until(lambda: len(_pods(stack, SMOL)) == 1, 120, "the removed pod gone")
 
 
-def _metrics_warnings(stack: Stack) -> list[dict[str, Any]]:
+def _metrics_warnings(stack: RealPodStack) -> list[dict[str, Any]]:
     events = [e for e in stack.kube.get("events", "-n", stack.namespace)["items"]
               if e["involvedObject"]["name"] == SMOL and e["type"] == "Warning"
               and e.get("reason") == "MetricsUnavailable"]
     return sorted(events, key=lambda e: e.get("firstTimestamp") or "")
 
 
-def test_operator_killed_and_restarted_converges_without_duplicates(stack: Stack) -> None:
+def test_operator_pod_sigkilled_mid_change_converges_without_duplicates(
+        stack: RealPodStack) -> None:
     assert stack.operator is not None
     stack.kube.kubectl("patch", "md", "llama-8b-low", "-n", stack.namespace, "--type=merge",
                        "-p", '{"spec": {"expectedLoad": {"requestsPerSecond": "40"}}}')
-    stack.operator.kill()  # mid-flight: the change above may or may not have been handled
-    stack.start_operator()
+    before = stack.operator.kill()  # mid-flight: the change may or may not have been handled
+    stack.operator.wait_restarted(before)
     wait_until(lambda: md_status(stack.kube, stack.namespace, "llama-8b-low")
                .get("placement", {}).get("pool") == "gpu-h100", 90,
                "the re-plan after the restart")
@@ -255,7 +345,7 @@ spec:
 
 
 def test_bad_model_deployments_are_rejected_or_answered_and_disturb_nothing(
-        stack: Stack) -> None:
+        stack: RealPodStack) -> None:
     before = {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in
               stack.kube.get("deployments", "-n", stack.namespace)["items"]}
     rejected = stack.kube.kubectl("apply", "-n", stack.namespace, "-f", "-", input=BAD,
@@ -277,14 +367,14 @@ def test_bad_model_deployments_are_rejected_or_answered_and_disturb_nothing(
     assert all(after.get(n) == before[n] for n in untouched), "other workloads were disturbed"
 
 
-def test_helm_uninstall_leaves_only_the_crds(stack: Stack) -> None:
+def test_helm_uninstall_leaves_only_the_crds(stack: RealPodStack) -> None:
     stack.kube.kubectl("delete", "md", "--all", "-n", stack.namespace, "--wait=true",
                        timeout=120)
     wait_until(lambda: not stack.kube.get("deployments", "-n", stack.namespace)["items"],
                90, "children garbage-collected by owner references")
-    assert stack.operator is not None
-    stack.operator.stop()
     stack.uninstall_chart()
+    wait_until(lambda: not stack.kube.get("pods", "-n", "wattserve-system")["items"], 120,
+               "the operator pod gone")
     leftovers = []
     for kind in ("servingpools", "clusterroles", "clusterrolebindings"):
         items = stack.kube.get(kind, "-l", "app.kubernetes.io/instance=wattserve")["items"]

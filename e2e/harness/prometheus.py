@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's `prometheus` binary) on loopback, for tests and the demo.
 
 Scrapes static loopback targets every ``scrape_interval`` seconds; targets can be changed
-while it runs (the config is rewritten and reloaded through `/-/reload`).
+while it runs (the config is rewritten and reloaded through `/-/reload`). Whole scrape configs
+(e.g. Kubernetes service discovery, e2e/harness/podmonitor.py) can be added as they are.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class LocalPrometheus:
         self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         self.port = 0
         self.targets: list[Target] = []
+        # Scrape configs written as they are (e.g. Kubernetes service discovery jobs).
+        self.scrape_configs: list[dict[str, Any]] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,7 +66,7 @@ class LocalPrometheus:
                  "static_configs": [{"targets": [t.address], "labels": t.labels}
                                     for t in targets]}
                 for (job, path), targets in jobs.items()
-            ],
+            ] + list(self.scrape_configs),
         }
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -1,6 +1,6 @@
 """The full wattserve stack on the local control plane, as processes this harness owns.
 
-Used by the e2e suite and by `make demo`:
+Used by `make demo` (the e2e suite serves from real pods: e2e/harness/realpods.py):
 
 * the Helm chart installed for real (CRDs, RBAC, ServingPools), operator Deployment at 0;
 * the operator as a local process **authenticated as the chart's ServiceAccount** (a token
@@ -102,6 +102,19 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def adopt_existing_pools(kube: Kube) -> None:
+    """ServingPools of the chart's names made earlier by hand (other tests of the same
+    session, or a user) are handed to the Helm release instead of blocking the install."""
+    names = [p["name"] for p in yaml.safe_load(POOL_VALUES.read_text())["servingPools"]]
+    existing = {i["metadata"]["name"] for i in kube.get("servingpools")["items"]}
+    for name in sorted(existing & set(names)):
+        kube.kubectl("label", "--overwrite", "servingpool", name,
+                     "app.kubernetes.io/managed-by=Helm")
+        kube.kubectl("annotate", "--overwrite", "servingpool", name,
+                     f"meta.helm.sh/release-name={RELEASE}",
+                     f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}")
+
+
 @dataclass
 class Process:
     """A child process with its log file; ``kill`` is SIGKILL, ``stop`` is SIGTERM."""
@@ -159,16 +172,7 @@ class Stack:
 
     # -- chart --------------------------------------------------------------------------
     def adopt_existing_pools(self) -> None:
-        """ServingPools of the chart's names made earlier by hand (other tests of the same
-        session, or a user) are handed to the Helm release instead of blocking the install."""
-        names = [p["name"] for p in yaml.safe_load(POOL_VALUES.read_text())["servingPools"]]
-        existing = {i["metadata"]["name"] for i in self.kube.get("servingpools")["items"]}
-        for name in sorted(existing & set(names)):
-            self.kube.kubectl("label", "--overwrite", "servingpool", name,
-                              "app.kubernetes.io/managed-by=Helm")
-            self.kube.kubectl("annotate", "--overwrite", "servingpool", name,
-                              f"meta.helm.sh/release-name={RELEASE}",
-                              f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}")
+        adopt_existing_pools(self.kube)
 
     def install_chart(self) -> None:
         crd = self.kube.kubectl("get", "crd", "servingpools.wattserve.dev", check=False)
