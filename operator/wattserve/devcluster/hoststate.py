@@ -106,6 +106,14 @@ def set_sysctl(name: str, value: str) -> None:
         (SYS_ROOT / name).write_text(value + "\n")
 
 
+def _subdirs(top: Path) -> list[Path]:
+    """Every directory below ``top``; ones that vanish while walking (pods going) are skipped."""
+    found: list[Path] = []
+    for root, dirs, _files in os.walk(top, onerror=lambda _err: None):
+        found.extend(Path(root) / d for d in dirs)
+    return found
+
+
 def kill_cgroup_processes(before: list[str]) -> int:
     """SIGKILL every process in a node cgroup that did not exist before; return how many."""
     keep = set(before)
@@ -113,7 +121,7 @@ def kill_cgroup_processes(before: list[str]) -> int:
     for top in _cgroup_dirs():
         if str(top) in keep:
             continue
-        for procs in top.rglob("cgroup.procs"):
+        for procs in (d / "cgroup.procs" for d in [top, *_subdirs(top)]):
             try:
                 pids = [int(x) for x in procs.read_text().split()]
             except (OSError, ValueError):
@@ -131,7 +139,7 @@ def _remove_cgroups(before: list[str]) -> list[str]:
     for top in _cgroup_dirs():
         if str(top) in keep:
             continue
-        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        dirs = sorted(_subdirs(top), key=lambda p: -len(p.parts))
         for d in [*dirs, top]:
             try:
                 d.rmdir()
