@@ -101,33 +101,61 @@ def kube_cluster(
         _log("dev cluster stopped")
 
 
-@pytest.fixture(scope="session")
-def _real_node_lock() -> Iterator[None]:
-    """The machine runs one real node: sessions that want it take turns (bounded wait)."""
+_REAL_NODE_LOCK: list[object] = []  # the open lock file, held until the process exits
+
+
+def _take_real_node_lock() -> None:
+    """The machine runs one real node: sessions that want it take turns (bounded wait).
+
+    Taken once per process, before the first test when collection shows a test that needs the
+    session cluster (so the wait does not count against a test's timeout), else lazily.
+    """
     import fcntl
     import time
 
+    if _REAL_NODE_LOCK:
+        return
     path = os.environ.get("WATTSERVE_REAL_NODE_LOCK", "/tmp/wattserve-realnode.lock")
     limit = float(os.environ.get("WATTSERVE_REAL_NODE_WAIT", "3600"))
-    with open(path, "a+") as fh:
-        start = time.monotonic()
-        next_note = 0.0
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - start
-                if waited > limit:
-                    pytest.fail(f"the real node stayed held by another run for {limit:.0f} s")
-                if waited >= next_note:
-                    _log(f"waiting for the real node ({path} held by another run), {waited:.0f} s")
-                    next_note += 30
-                time.sleep(1)
+    fh = open(path, "a+")  # noqa: SIM115 - held for the whole session, closed at exit
+    start = time.monotonic()
+    next_note = 0.0
+    while True:
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            waited = time.monotonic() - start
+            if waited > limit:
+                fh.close()
+                pytest.exit(f"the real node stayed held by another run for {limit:.0f} s", 3)
+            if waited >= next_note:
+                _log(f"waiting for the real node ({path} held by another run), {waited:.0f} s")
+                next_note += 30
+            time.sleep(1)
+    _REAL_NODE_LOCK.append(fh)
+
+
+def _wants_real_node() -> bool:
+    return (
+        os.environ.get("WATTSERVE_TEST_CLUSTER", "").lower() != "skip"
+        and os.environ.get("WATTSERVE_TEST_REAL_NODE", "1") != "0"
+        and not os.environ.get("KUBECONFIG")
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if _wants_real_node() and any(
+        "kube_cluster" in getattr(item, "fixturenames", ()) for item in session.items
+    ):
+        _take_real_node_lock()
+
+
+@pytest.fixture(scope="session")
+def _real_node_lock() -> None:
+    _take_real_node_lock()
 
 
 @pytest.fixture(scope="session")
