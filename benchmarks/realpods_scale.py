@@ -39,6 +39,7 @@ from wattserve import contract  # noqa: E402
 from wattserve.devcluster.state import ClusterState  # noqa: E402
 
 from e2e import realpods as rp  # noqa: E402
+from e2e.harness.stack import wait_until  # noqa: E402
 
 NS = "bench"
 MD = "smollm2-135m"
@@ -104,7 +105,7 @@ def measure(seconds: float, keep: Path | None) -> dict[str, Any]:
         rp.apply(kube, NS, rp.smollm2_doc(MD, minReplicas=1, maxReplicas=1))
         result["apply_to_ready_s"] = round(rp.wait_ready(kube, NS, MD, 1, 300), 1)
         url = rp.service_url(kube, NS, MD)
-        rp.wait_until(lambda: chat_ok(url), 120, "a first answer through the ClusterIP")
+        wait_until(lambda: chat_ok(url), 120, "a first answer through the ClusterIP")
         result["apply_to_first_answer_s"] = round(time.monotonic() - started, 1)
         (pod,) = rp.ready_pods(kube, NS, MD)
         result["pod"] = {"requests": pod["spec"]["containers"][0]["resources"]["requests"],
@@ -120,8 +121,8 @@ def measure(seconds: float, keep: Path | None) -> dict[str, Any]:
         pods = rp.ready_pods(kube, NS, MD)
         for p in pods:  # each pod answers on its own address (the Service then spreads)
             pod_url = f"http://{p['status']['podIP']}:{contract.SERVING_PORT}"
-            rp.wait_until(lambda u=pod_url: chat_ok(u), 120,
-                          f"pod {p['metadata']['name']} answering")
+            wait_until(lambda u=pod_url: chat_ok(u), 120,  # type: ignore[misc]
+                       f"pod {p['metadata']['name']} answering")
         result["scale_to_second_serving_s"] = round(time.monotonic() - started, 1)
         result["nodes"] = sorted({p["spec"]["nodeName"] for p in pods})
         result["serving_rss_mib"] = serving_rss_mib()

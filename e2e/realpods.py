@@ -251,9 +251,11 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run_load(url: str, rate: float, duration_s: float, *, max_tokens: int = 32,
                    max_in_flight: int = 24, timeout_s: float = 60.0, window_s: float = 10.0,
-                   on_window: Callable[[Window], None] | None = None) -> Load:
+                   on_window: Callable[[Window], None] | None = None,
+                   samples: list[tuple[float, float]] | None = None) -> Load:
     """Open-loop arrivals at ``rate``/s for ``duration_s`` (bounded in flight and in time);
-    latency = request sent -> whole answer, counted in the window the request ends in."""
+    latency = request sent -> whole answer, counted in the window the request ends in;
+    ``samples`` gets (time.monotonic() when sent, latency) of every answered request."""
     if not _allowed(url):
         raise ValueError(f"load only targets loopback or the dev cluster's Services: {url}")
     result = Load()
@@ -291,6 +293,8 @@ async def run_load(url: str, rate: float, duration_s: float, *, max_tokens: int 
             result.ok += 1
             result.tokens += tokens
             result.latencies_s.append(end - start)
+            if samples is not None:
+                samples.append((start, end - start))
             current = window(end)
             current.ok += 1
             current.tokens += tokens
