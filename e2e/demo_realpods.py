@@ -109,12 +109,12 @@ def run(state: Path, kube: Kube, say: Callable[[str], None], load_s: float,
         watch_s: float) -> dict[str, Any]:
     """The live part; returns the measured figures (also written to state/measured.json)."""
     figures: dict[str, Any] = {}
-    prom = rp.KubePrometheus(state / "prometheus", kube.kubeconfig, scrape_interval=1.0)
+    prom = rp.KubePrometheus(state / "prometheus", kube, scrape_interval=1.0)
     prom.start()
     assert prom.process is not None
     (state / "pids.json").write_text(json.dumps({"prometheus": prom.process.pid}))
-    say(f"Prometheus {prom.url} (on the host) discovers serving pods through the Kubernetes "
-        "API with the chart PodMonitor's selection and relabelling")
+    say(f"Prometheus {prom.url} (on the host) finds the serving pods with the chart "
+        f"PodMonitor's selection and relabelling, through {prom.discovery}")
     say("helm install wattserve charts/wattserve -n wattserve-system (the operator as the "
         "chart's pod on the real node; ServingPools incl. cpu-local, the real node)")
     figures["helm_install_s"] = round(rp.install_chart(kube, state, rp.chart_values(prom.url)), 1)

@@ -10,26 +10,31 @@ relabelling.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import ipaddress
+import json
+import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import httpx
 import yaml
 from wattserve.devcluster.cni import NODE_IP
-from wattserve.devcluster.commands import SERVICE_CIDR
 from wattserve.devcluster.components import binary_paths
 from wattserve.devcluster.state import ClusterState
 from wattserve.render.meta import selector_labels
 
+from e2e.clusterload import (
+    LONG_PROMPT,
+    MODEL_NAME,
+    Load,
+    Window,
+    percentile,
+    run_closed,
+    run_load,
+)
 from e2e.harness.prometheus import LocalPrometheus, _duration
 from e2e.harness.stack import Kube, wait_until
 
@@ -37,13 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "wattserve"
 POOL_VALUES = CHART / "examples" / "pools-values.yaml"
 SMOLLM2 = REPO / "examples" / "models" / "smollm2-135m-oci.yaml"
-MODEL_NAME = "smollm2-135m-instruct"
 RELEASE, RELEASE_NS = "wattserve", "wattserve-system"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 MD_LABEL = "wattserve.dev/model-deployment"  # what the chart's PodMonitor selects on
-LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
-# Makes SmolLM2 write until max_tokens: each request costs a predictable amount of decode.
-LONG_PROMPT = "Count from one to one hundred in words, separated by commas."
+__all__ = ["LONG_PROMPT", "MODEL_NAME", "Load", "Window", "percentile", "run_closed", "run_load"]
 
 
 def cli(state: Path, *args: str, capture: bool = False) -> str:
@@ -143,30 +145,82 @@ def service_url(kube: Kube, namespace: str, name: str) -> str:
     return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
 
 
-class KubePrometheus(LocalPrometheus):
-    """LocalPrometheus whose one job finds serving pods through the Kubernetes API, as the
-    chart's PodMonitor does: pods with the wattserve.dev/model-deployment label, in every
-    namespace, their port named ``http`` (podMonitor.portName), /metrics, honor_labels, and
-    the node name relabelled into ``node`` (plus the namespace/pod/container labels that the
-    Prometheus Operator adds to every PodMonitor target)."""
+def k8s_sd_prometheus() -> str | None:
+    """A Prometheus build with Kubernetes service discovery (Debian's has none): the one
+    scripts/setup.d/45-prometheus.sh builds, or $WATTSERVE_PROMETHEUS."""
+    cache = Path(os.environ.get("WATTSERVE_CACHE", Path.home() / ".cache" / "wattserve"))
+    for candidate in (os.environ.get("WATTSERVE_PROMETHEUS", ""),
+                      str(cache / "bin" / "prometheus-k8s-sd" / "prometheus")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
 
-    def __init__(self, workdir: Path, kubeconfig: Path, scrape_interval: float = 1.0,
+
+def podmonitor_targets(pod_list: list[dict[str, Any]], port_name: str = "http"
+                       ) -> list[dict[str, Any]]:
+    """What Prometheus' Kubernetes pod discovery + the PodMonitor's relabelling keep, as
+    file_sd target groups: pods with the model-deployment label that are not Pending or done,
+    their container port named ``port_name``; labels namespace, pod, container and node."""
+    groups = []
+    for pod in pod_list:
+        meta, status = pod.get("metadata", {}), pod.get("status", {})
+        if MD_LABEL not in meta.get("labels", {}) or not status.get("podIP"):
+            continue
+        if status.get("phase") in ("Pending", "Succeeded", "Failed"):
+            continue
+        for container in pod.get("spec", {}).get("containers", []):
+            for port in container.get("ports", []):
+                if port.get("name") != port_name:
+                    continue
+                groups.append({"targets": [f"{status['podIP']}:{port['containerPort']}"],
+                               "labels": {"namespace": meta.get("namespace", ""),
+                                          "pod": meta.get("name", ""),
+                                          "container": container.get("name", ""),
+                                          "node": pod.get("spec", {}).get("nodeName", "")}})
+    return groups
+
+
+class KubePrometheus(LocalPrometheus):
+    """LocalPrometheus whose one job finds serving pods as the chart's PodMonitor does: pods
+    with the wattserve.dev/model-deployment label, in every namespace, their port named
+    ``http`` (podMonitor.portName), /metrics, honor_labels, the node name relabelled into
+    ``node`` (plus the namespace/pod/container labels the Prometheus Operator adds).
+
+    With a Prometheus that has Kubernetes service discovery (k8s_sd_prometheus()) that is
+    its own `kubernetes_sd_configs` + relabelling. Debian's Prometheus has none; then a
+    STAND-IN does the discovery: a thread lists the pods through the Kubernetes API every
+    second and writes the same targets for Prometheus' file discovery (podmonitor_targets).
+    """
+
+    def __init__(self, workdir: Path, kube: Kube, scrape_interval: float = 1.0,
                  host: str = NODE_IP, port_name: str = "http") -> None:
-        super().__init__(workdir, scrape_interval=scrape_interval, host=host)
-        self.kubeconfig = kubeconfig
+        binary = k8s_sd_prometheus()
+        super().__init__(workdir, scrape_interval=scrape_interval, host=host, binary=binary)
+        self.kube = kube
         self.port_name = port_name
+        self.kubernetes_sd = binary is not None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def discovery(self) -> str:
+        return ("Prometheus' Kubernetes service discovery" if self.kubernetes_sd else
+                "a stand-in for Kubernetes service discovery (Debian's Prometheus has none; "
+                "scripts/setup.d/45-prometheus.sh builds one)")
 
     def _write_config(self) -> Path:
         interval = _duration(self.scrape_interval)
-        job = {
+        job: dict[str, Any] = {
             "job_name": "wattserve-serving",
             "honor_labels": True,
             "metrics_path": "/metrics",
             "scrape_interval": interval,
             "scrape_timeout": _duration(max(0.5, self.scrape_interval * 0.8)),
-            "kubernetes_sd_configs": [{"role": "pod",
-                                       "kubeconfig_file": str(self.kubeconfig)}],
-            "relabel_configs": [
+        }
+        if self.kubernetes_sd:
+            job["kubernetes_sd_configs"] = [{"role": "pod",
+                                             "kubeconfig_file": str(self.kube.kubeconfig)}]
+            job["relabel_configs"] = [
                 {"source_labels": ["__meta_kubernetes_pod_labelpresent_"
                                    + _label_name(MD_LABEL)],
                  "regex": "true", "action": "keep"},
@@ -180,173 +234,46 @@ class KubePrometheus(LocalPrometheus):
                  "target_label": "container"},
                 # the chart's one relabeling:
                 {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
-            ],
-        }
+            ]
+        else:
+            self._targets_file().write_text("[]")
+            job["file_sd_configs"] = [{"files": [str(self._targets_file())],
+                                       "refresh_interval": "1s"}]
         config = {"global": {"scrape_interval": interval, "evaluation_interval": interval},
                   "scrape_configs": [job]}
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
+    def _targets_file(self) -> Path:
+        return self.workdir / "serving-pods.json"
+
+    def start(self, timeout: float = 30.0, port: int = 0) -> KubePrometheus:
+        super().start(timeout, port)
+        if not self.kubernetes_sd:
+            self._thread = threading.Thread(target=self._discover, daemon=True)
+            self._thread.start()
+        return self
+
+    def _discover(self) -> None:
+        last = ""
+        while not self._stop.wait(1.0):
+            try:
+                items = self.kube.get("pods", "-A", "-l", MD_LABEL)["items"]
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired):
+                continue
+            text = json.dumps(podmonitor_targets(items, self.port_name), sort_keys=True)
+            if text != last:
+                tmp = self._targets_file().with_suffix(".tmp")
+                tmp.write_text(text)
+                tmp.replace(self._targets_file())  # Prometheus never reads half a file
+                last = text
+
+    def stop(self) -> None:
+        self._stop.set()
+        super().stop()
+
 
 def _label_name(label: str) -> str:
     """A Kubernetes label as Prometheus' service discovery spells it in meta labels."""
     return "".join(ch if ch.isalnum() else "_" for ch in label)
-
-
-def _allowed(url: str) -> bool:
-    """Load only goes to loopback or to this dev cluster's Service addresses."""
-    try:
-        address = ipaddress.ip_address(urlparse(url).hostname or "")
-    except ValueError:
-        return False
-    return address in LOOPBACK or address in ipaddress.ip_network(SERVICE_CIDR)
-
-
-@dataclass
-class Window:
-    """Requests that finished in one time window."""
-
-    start_s: float
-    ok: int = 0
-    errors: int = 0
-    tokens: int = 0
-    latencies_s: list[float] = field(default_factory=list)
-
-    def p95(self) -> float:
-        return percentile(self.latencies_s, 0.95)
-
-
-@dataclass
-class Load:
-    sent: int = 0
-    ok: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    tokens: int = 0
-    latencies_s: list[float] = field(default_factory=list)
-    duration_s: float = 0.0
-    windows: list[Window] = field(default_factory=list)
-
-    def p95(self) -> float:
-        return percentile(self.latencies_s, 0.95)
-
-    def p50(self) -> float:
-        return percentile(self.latencies_s, 0.5)
-
-    @property
-    def requests_per_s(self) -> float:
-        return self.ok / self.duration_s if self.duration_s else 0.0
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.duration_s if self.duration_s else 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def run_load(url: str, rate: float, duration_s: float, *, max_tokens: int = 32,
-                   max_in_flight: int = 24, timeout_s: float = 60.0, window_s: float = 10.0,
-                   on_window: Callable[[Window], None] | None = None,
-                   samples: list[tuple[float, float]] | None = None) -> Load:
-    """Open-loop arrivals at ``rate``/s for ``duration_s`` (bounded in flight and in time);
-    latency = request sent -> whole answer, counted in the window the request ends in;
-    ``samples`` gets (time.monotonic() when sent, latency) of every answered request."""
-    if not _allowed(url):
-        raise ValueError(f"load only targets loopback or the dev cluster's Services: {url}")
-    result = Load()
-    gate = asyncio.Semaphore(max_in_flight)
-    body = {"model": MODEL_NAME, "max_tokens": max_tokens, "temperature": 0.0,
-            "messages": [{"role": "user", "content": LONG_PROMPT}]}
-    began = time.monotonic()
-    result.windows.append(Window(0.0))
-
-    def window(now: float) -> Window:
-        while now - began >= result.windows[-1].start_s + window_s:
-            done = result.windows[-1]
-            if on_window is not None:
-                on_window(done)
-            result.windows.append(Window(done.start_s + window_s))
-        return result.windows[-1]
-
-    def fail(kind: str) -> None:
-        result.errors[kind] = result.errors.get(kind, 0) + 1
-        window(time.monotonic()).errors += 1
-
-    async def one(client: httpx.AsyncClient) -> None:
-        async with gate:
-            start = time.monotonic()
-            try:
-                response = await client.post("/v1/chat/completions", json=body)
-            except httpx.HTTPError as exc:
-                fail(type(exc).__name__)
-                return
-            if response.status_code != 200:
-                fail(str(response.status_code))
-                return
-            end = time.monotonic()
-            tokens = int(response.json().get("usage", {}).get("completion_tokens", 0))
-            result.ok += 1
-            result.tokens += tokens
-            result.latencies_s.append(end - start)
-            if samples is not None:
-                samples.append((start, end - start))
-            current = window(end)
-            current.ok += 1
-            current.tokens += tokens
-            current.latencies_s.append(end - start)
-
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as client:
-        tasks: list[asyncio.Task[None]] = []
-        while time.monotonic() - began < duration_s:
-            tasks.append(asyncio.ensure_future(one(client)))
-            result.sent += 1
-            window(time.monotonic())
-            await asyncio.sleep(1.0 / rate)
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_s + 10)
-    result.duration_s = time.monotonic() - began
-    if on_window is not None:
-        on_window(result.windows[-1])
-    return result
-
-
-async def run_closed(url: str, clients: int, duration_s: float, *,
-                     max_tokens: int = 32, timeout_s: float = 60.0) -> Load:
-    """``clients`` users each sending the next request when the last one ends: the most the
-    Service delivers (saturation throughput), one new connection per request."""
-    if not _allowed(url):
-        raise ValueError(f"load only targets loopback or the dev cluster's Services: {url}")
-    result = Load()
-    body = {"model": MODEL_NAME, "max_tokens": max_tokens, "temperature": 0.0,
-            "messages": [{"role": "user", "content": LONG_PROMPT}]}
-    began = time.monotonic()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=0)
-
-    async def user(client: httpx.AsyncClient) -> None:
-        while time.monotonic() - began < duration_s:
-            start = time.monotonic()
-            result.sent += 1
-            try:
-                response = await client.post("/v1/chat/completions", json=body)
-            except httpx.HTTPError as exc:
-                result.errors[type(exc).__name__] = result.errors.get(type(exc).__name__, 0) + 1
-                continue
-            if response.status_code != 200:
-                code = str(response.status_code)
-                result.errors[code] = result.errors.get(code, 0) + 1
-                await asyncio.sleep(0.2)
-                continue
-            result.ok += 1
-            result.tokens += int(response.json().get("usage", {}).get("completion_tokens", 0))
-            result.latencies_s.append(time.monotonic() - start)
-
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as client:
-        await asyncio.wait_for(asyncio.gather(*(user(client) for _ in range(clients))),
-                               timeout=duration_s + timeout_s + 10)
-    result.duration_s = time.monotonic() - began
-    return result
