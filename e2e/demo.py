@@ -276,9 +276,9 @@ def down() -> int:
             except ProcessLookupError:
                 pass
         pids_file.unlink()
-    if (STATE / "cluster").exists():
-        subprocess.run([sys.executable, "-m", "wattserve.cli.main", "dev-cluster",
-                        "--state-dir", str(STATE / "cluster"), "down"], check=False)
+    if not realpods.cluster_down(STATE):
+        say("`dev-cluster down` failed three times: see above")
+        return 1
     say("demo cleaned up")
     return 0
 

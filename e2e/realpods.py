@@ -75,10 +75,17 @@ def cluster_up(state: Path, real_node: bool = True) -> tuple[Kube, bool]:
     return Kube(kubeconfig, tools_dir(state)), bool(st is not None and st.real_node)
 
 
-def cluster_down(state: Path) -> None:
-    if (state / "cluster").exists():
-        subprocess.run([sys.executable, "-m", "wattserve.cli.main", "dev-cluster",
-                        "--state-dir", str(state / "cluster"), "down"], check=False)
+def cluster_down(state: Path, tries: int = 3) -> bool:
+    """`dev-cluster down`, again when it fails (the real node is shared: never leave it up)."""
+    if not (state / "cluster").exists():
+        return True
+    for _ in range(tries):
+        if subprocess.run([sys.executable, "-m", "wattserve.cli.main", "dev-cluster",
+                           "--state-dir", str(state / "cluster"), "down"],
+                          check=False).returncode == 0:
+            return True
+        time.sleep(2)
+    return False
 
 
 def restricted_namespace(kube: Kube, name: str) -> None:

@@ -113,7 +113,7 @@ def kill_cgroup_processes(before: list[str]) -> int:
     for top in _cgroup_dirs():
         if str(top) in keep:
             continue
-        for procs in top.rglob("cgroup.procs"):
+        for procs in (d / "cgroup.procs" for d in _subdirs(top, with_top=True)):
             try:
                 pids = [int(x) for x in procs.read_text().split()]
             except (OSError, ValueError):
@@ -125,13 +125,20 @@ def kill_cgroup_processes(before: list[str]) -> int:
     return killed
 
 
+def _subdirs(top: Path, with_top: bool = False) -> list[Path]:
+    """Directories below ``top``; cgroups that vanish during the walk (a container's, as its
+    runtime exits) are skipped, not an error (os.walk ignores them; Path.rglob raises)."""
+    out = [Path(root) / name for root, names, _ in os.walk(top) for name in names]
+    return [top, *out] if with_top else out
+
+
 def _remove_cgroups(before: list[str]) -> list[str]:
     keep = set(before)
     left = []
     for top in _cgroup_dirs():
         if str(top) in keep:
             continue
-        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        dirs = sorted(_subdirs(top), key=lambda p: -len(p.parts))
         for d in [*dirs, top]:
             try:
                 d.rmdir()
