@@ -73,12 +73,38 @@ def serving_rss_mib() -> list[float]:
     return sorted(out)
 
 
+def pods_cpu_s() -> float | None:
+    """CPU seconds used by every pod on the real node (the kubelet's kubepods cgroup)."""
+    for path in ("/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage",
+                 "/sys/fs/cgroup/cpu/kubepods/cpuacct.usage",
+                 "/sys/fs/cgroup/cpu,cpuacct/kubepods/cpuacct.usage"):
+        try:
+            return int(Path(path).read_text()) / 1e9
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / hz, sum(fields) / hz
+
+
 def phase(url: str, seconds: float, rate: float | None) -> dict[str, Any]:
+    pods0, (busy0, total0), t0 = pods_cpu_s(), machine_busy(), time.monotonic()
     closed = asyncio.run(rp.run_closed(url, clients=4, duration_s=seconds))
+    pods1, (busy1, total1), t1 = pods_cpu_s(), machine_busy(), time.monotonic()
+    cores = os.cpu_count() or 1
+    cpu = {"pods_cores": None if pods0 is None or pods1 is None
+           else round((pods1 - pods0) / (t1 - t0), 2),
+           "machine_busy_cores": round((busy1 - busy0) / (total1 - total0) * cores, 2)}
     offered = rate if rate is not None else round(1.5 * closed.requests_per_s, 2)
     opened = asyncio.run(rp.run_load(url, offered, seconds, window_s=seconds + 60))
     return {
-        "closed": {"rps": round(closed.requests_per_s, 3),
+        "closed": {"rps": round(closed.requests_per_s, 3), **cpu,
                    "tokens_per_s": round(closed.tokens_per_s, 1),
                    "p50_s": round(closed.p50(), 2), "p95_s": round(closed.p95(), 2),
                    "ok": closed.ok, "errors": closed.errors},
