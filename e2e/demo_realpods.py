@@ -182,8 +182,9 @@ def run(state: Path, kube: Kube, say: Callable[[str], None], load_s: float,
     while time.monotonic() < end:
         _status_line(kube, say, None)
         status = md_status(kube, NAMESPACE, MD)
-        if (status.get("replicas", {}).get("desired") == 1
-                and len(rp.pods(kube, NAMESPACE, MD)) == 1):
+        running = [p for p in rp.pods(kube, NAMESPACE, MD)
+                   if not p["metadata"].get("deletionTimestamp")]
+        if status.get("replicas", {}).get("desired") == 1 and len(running) == 1:
             down_at = time.monotonic()
             break
         time.sleep(5)
