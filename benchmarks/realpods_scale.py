@@ -73,30 +73,10 @@ def serving_rss_mib() -> list[float]:
     return sorted(out)
 
 
-def pods_cpu_s() -> float | None:
-    """CPU seconds used by every pod on the real node (the kubelet's kubepods cgroup)."""
-    for path in ("/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage",
-                 "/sys/fs/cgroup/cpu/kubepods/cpuacct.usage",
-                 "/sys/fs/cgroup/cpu,cpuacct/kubepods/cpuacct.usage"):
-        try:
-            return int(Path(path).read_text()) / 1e9
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / hz, sum(fields) / hz
-
-
 def phase(url: str, seconds: float, rate: float | None) -> dict[str, Any]:
-    pods0, (busy0, total0), t0 = pods_cpu_s(), machine_busy(), time.monotonic()
+    pods0, (busy0, total0), t0 = rp.pods_cpu_s(), rp.machine_busy(), time.monotonic()
     closed = asyncio.run(rp.run_closed(url, clients=4, duration_s=seconds))
-    pods1, (busy1, total1), t1 = pods_cpu_s(), machine_busy(), time.monotonic()
+    pods1, (busy1, total1), t1 = rp.pods_cpu_s(), rp.machine_busy(), time.monotonic()
     cores = os.cpu_count() or 1
     cpu = {"pods_cores": None if pods0 is None or pods1 is None
            else round((pods1 - pods0) / (t1 - t0), 2),

@@ -284,3 +284,23 @@ class KubePrometheus(LocalPrometheus):
 def _label_name(label: str) -> str:
     """A Kubernetes label as Prometheus' service discovery spells it in meta labels."""
     return "".join(ch if ch.isalnum() else "_" for ch in label)
+
+
+def pods_cpu_s() -> float | None:
+    """CPU seconds used by every pod on the real node (the kubelet's kubepods cgroup)."""
+    for path in ("/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage",
+                 "/sys/fs/cgroup/cpu/kubepods/cpuacct.usage",
+                 "/sys/fs/cgroup/cpu,cpuacct/kubepods/cpuacct.usage"):
+        try:
+            return int(Path(path).read_text()) / 1e9
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / hz, sum(fields) / hz
