@@ -6,17 +6,23 @@ answer more requests per second than one does.
 Everything is real: the chart's operator pod renders the pods (Burstable: 500m requested, 1
 CPU limit, llama.cpp threads from the limit), containerd runs them, kube-proxy spreads the
 connections. The throughput comparison is closed loop (4 users back to back, a new connection
-per request) for the same time on the same machine, one after the other. The bound asserted
-is modest: on 2 vCPUs shared with other work, every pod together gets only the kubelet's
-kubepods cgroup weight (2 CPUs x 1024) against the other runnable processes, so a second pod
-adds what CPU is left (measured ratios: docs/benchmarks-realnode.md). It fails when the
-second pod is Pending, idle or adds nothing.
+per request) for the same time on the same machine, one after the other.
+
+A second pod can only add CPU that is free: every pod together runs in the kubelet's kubepods
+cgroup (weight 2 CPUs x 1024) against the machine's other runnable processes. On the shared
+2-vCPU development VM all pods together got 0.83 of a core and 2 pods served 0.8-1.12 x what
+1 served (docs/benchmarks-realnode.md). So the test measures the CPU that processes outside
+the pods used while 2 pods served: when that left the pods less than 1.4 vCPUs, the
+throughput comparison is skipped with the figures (everything before it is still asserted);
+otherwise 2 pods must serve >= 1.25 x what 1 serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +53,8 @@ from e2e import realpods  # noqa: E402
 pytestmark = pytest.mark.integration
 MD = "smollm2-cap"
 SECONDS = 25.0
-MIN_GAIN = 1.1  # 2 pods vs 1, closed loop; 1.12 on the loaded shared VM (benchmarks-realnode.md)
+MIN_GAIN = 1.25  # 2 pods vs 1 (closed loop) when the node's 2 vCPUs are free for the pods
+MIN_FREE_CORES = 1.4  # what the pods must have had for the comparison to mean anything
 
 
 def _apply(cluster: Cluster, ns: str, replicas: int) -> None:
@@ -100,13 +107,24 @@ def test_two_real_replicas_fit_the_real_node_take_load_and_serve_more_than_one(
     pods = _ready_pods(kube_cluster, ns)
     assert {_node_pool(kube_cluster, p["spec"]["nodeName"]) for p in pods} == {POOL_NAME}
     before = {p["metadata"]["name"]: _requests_served(p) for p in pods}
+    pods0, (busy0, total0), t0 = realpods.pods_cpu_s(), realpods.machine_busy(), time.monotonic()
     two = asyncio.run(realpods.run_closed(url, clients=4, duration_s=SECONDS))
+    pods1, (busy1, total1), t1 = realpods.pods_cpu_s(), realpods.machine_busy(), time.monotonic()
     assert two.ok and not two.errors, two.errors
+    cores = os.cpu_count() or 1
+    busy = (busy1 - busy0) / (total1 - total0) * cores
+    pods_cores = (pods1 - pods0) / (t1 - t0) if pods0 is not None and pods1 is not None else 0.0
+    free_for_pods = cores - (busy - pods_cores)
     served = {p["metadata"]["name"]: _requests_served(p) - before[p["metadata"]["name"]]
               for p in pods}
     gain = two.requests_per_s / one.requests_per_s
-    print(f"1 pod: {one.requests_per_s:.2f} req/s p95 {one.p95():.2f}s; 2 pods: "
-          f"{two.requests_per_s:.2f} req/s p95 {two.p95():.2f}s; ratio {gain:.2f}; "
-          f"per pod {served}")
+    figures = (f"1 pod: {one.requests_per_s:.2f} req/s p95 {one.p95():.2f}s; 2 pods: "
+               f"{two.requests_per_s:.2f} req/s p95 {two.p95():.2f}s; ratio {gain:.2f}; "
+               f"per pod {served}; machine busy {busy:.2f} of {cores} vCPUs, pods "
+               f"{pods_cores:.2f}, left for the pods {free_for_pods:.2f}")
+    print(figures)
     assert all(count >= 0.25 * two.ok for count in served.values()), served
-    assert gain >= MIN_GAIN, f"2 pods serve {gain:.2f}x what 1 serves"
+    if free_for_pods < MIN_FREE_CORES:
+        pytest.skip(f"other work left the pods {free_for_pods:.2f} vCPUs: the capacity gain "
+                    f"cannot be measured on this machine now ({figures})")
+    assert gain >= MIN_GAIN, f"2 pods serve {gain:.2f}x what 1 serves ({figures})"
