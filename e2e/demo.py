@@ -1,11 +1,17 @@
 """`make demo`: the whole wattserve loop on this machine, told as a story.
 
-    python -m e2e.demo up      # cluster, chart, operator, real SmolLM2, Prometheus, load, report
-    python -m e2e.demo down    # stop what `up` left running and remove the dev cluster
+    python -m e2e.demo up [--no-real-node]   # cluster, chart, SmolLM2 pods, load, report
+    python -m e2e.demo down                  # stop what `up` left running, remove the cluster
 
-`up` uses the local dev cluster (built from Go modules) unless WATTSERVE_DEMO_KUBECONFIG
-names another cluster (kind, or the current kubeconfig). Everything it starts keeps
-running afterwards, so `kubectl get md -n demo` keeps telling the story; `down` cleans up.
+`up` uses the local dev cluster (built from Go modules) with its real node: the operator
+runs as the chart's pod and SmolLM2 as real pods that the autoscaler adds and removes
+(e2e/demo_realpods.py). Where the machine cannot run the real node (not root, not Linux, a
+missing package) or with --no-real-node, it says so in one line and the live part runs on
+kwok pods with one local SmolLM2 process standing in for them (the flow below). With
+WATTSERVE_DEMO_KUBECONFIG it uses that cluster (kind, or the current kubeconfig) the same
+way. The closing report plans the example fleet (e2e/fleet_report.py). Everything `up`
+starts keeps running afterwards, so `kubectl get md -n demo` keeps telling the story;
+`down` cleans up.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from wattserve.cli.table import render_table
+from wattserve.devcluster import realnode
 from wattserve.devcluster.components import binary_paths
 
+from e2e import demo_realpods, fleet_report, realpods
 from e2e.harness.loadgen import LONG_PROMPT, run_load
 from e2e.harness.stack import REPO, Kube, Stack, condition, md_status, wait_until
 
@@ -33,15 +41,17 @@ START = time.monotonic()
 # WATTSERVE_DEMO_QUICK=1 (CI): a shorter load and scale-down watch; the story and the closing
 # report are the same.
 QUICK = os.environ.get("WATTSERVE_DEMO_QUICK", "") not in ("", "0")
-LOAD_S = 25 if QUICK else 45
-WATCH_S = 40 if QUICK else 60
+LOAD_S = 60 if QUICK else 120  # real pods: long enough for both phases (1 pod, then 2)
+WATCH_S = 50 if QUICK else 60
+KWOK_LOAD_S = 25 if QUICK else 45
+KWOK_WATCH_S = 40 if QUICK else 60
 
 
 def say(message: str) -> None:
     print(f"[{time.monotonic() - START:6.1f}s] {message}", flush=True)
 
 
-def _cluster() -> Kube:
+def _cluster(real_node: bool = False) -> Kube:
     bins = binary_paths()
     bin_dir = STATE / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -56,7 +66,8 @@ def _cluster() -> Kube:
     say("starting the local Kubernetes control plane (etcd, apiserver, controller-manager, "
         "scheduler, kwok node pools)")
     subprocess.run([sys.executable, "-m", "wattserve.cli.main", "dev-cluster",
-                    "--state-dir", str(STATE / "cluster"), "up"], check=True)
+                    "--state-dir", str(STATE / "cluster"), "up",
+                    *(() if real_node else ("--no-real-node",))], check=True)
     kubeconfig = subprocess.run(
         [sys.executable, "-m", "wattserve.cli.main", "dev-cluster", "--state-dir",
          str(STATE / "cluster"), "kubeconfig"], check=True, capture_output=True,
@@ -138,9 +149,48 @@ def _watts(candidate: dict[str, Any]) -> float:
     return float(candidate["joulesPerToken"]) * tokens_per_s
 
 
-def up() -> int:
+def up(real_node: bool = True) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
-    kube = _cluster()
+    why = "--no-real-node" if not real_node else realnode.host_reason()
+    if os.environ.get("WATTSERVE_DEMO_KUBECONFIG"):
+        return _up_kwok(_cluster())
+    if why is None:
+        say("starting the local Kubernetes cluster: control plane, kwok node pools and the "
+            "real node (containerd, kubelet, kube-proxy, CoreDNS on this machine)")
+        kube, real = realpods.cluster_up(STATE, real_node=True)
+        if real:
+            return _up_real(kube)
+        why = "the real node did not start (see the `up` log above)"
+        say(f"no real node ({why}): the live part runs on kwok pods with one local SmolLM2 "
+            "process standing in for them")
+        return _up_kwok(kube)
+    say(f"no real node ({why}): the live part runs on kwok pods with one local SmolLM2 "
+        "process standing in for them")
+    return _up_kwok(_cluster(real_node=False))
+
+
+def _up_real(kube: Kube) -> int:
+    figures = demo_realpods.run(STATE, kube, say, LOAD_S, WATCH_S)
+    _fleet()
+    figures["demo_s"] = round(time.monotonic() - START, 1)
+    (STATE / "measured.json").write_text(json.dumps(figures, indent=2))
+    print(f"\nMeasured: {json.dumps(figures)}")
+    print(f"\nStill running: `KUBECONFIG={kube.kubeconfig} {kube.bin_dir}/kubectl get md,pods "
+          f"-n {NAMESPACE}`; `make demo-down` cleans up.")
+    say("demo done")
+    if not demo_realpods.scaled_up_and_down(figures):
+        say("the scale-up or the scale-down did not happen on the real pods (see above)")
+        return 1
+    return 0
+
+
+def _fleet() -> None:
+    report = fleet_report.build(fleet_report.load_fleet(), fleet_report.load_pools())
+    print("\nThe whole fleet, cost, energy and carbon at the planned load:\n"
+          + fleet_report.text(report))
+
+
+def _up_kwok(kube: Kube) -> int:
     stack = Stack(kube=kube, workdir=STATE, namespace=NAMESPACE, autoscale_interval=3.0)
     say("helm install charts/wattserve (CRDs, RBAC, ServingPools cpu-general, gpu-l4, gpu-h100)")
     stack.install_chart()
@@ -162,12 +212,14 @@ def up() -> int:
     kube.kubectl("patch", "md", "smollm2-135m", "-n", NAMESPACE, "--type=merge", "-p",
                  '{"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 4, '
                  '"scaleDownDelaySeconds": 20}}}')
-    say(f"driving {LOAD_S} s of load at 3 req/s of 64-token answers against the real SmolLM2 "
+    say(f"driving {KWOK_LOAD_S} s of load at 3 req/s of 64-token answers against the real "
+        "SmolLM2 "
         "(about 3x what its one thread decodes)")
     asyncio.run(_load_with_progress(stack, kube))
-    say(f"load stopped; watching the scale-down for up to {WATCH_S} s")
-    _watch(kube, WATCH_S)
+    say(f"load stopped; watching the scale-down for up to {KWOK_WATCH_S} s")
+    _watch(kube, KWOK_WATCH_S)
     print("\nCost, energy and carbon at the planned load:\n" + _versus_gpu(kube))
+    _fleet()
     print(f"\nStill running: `KUBECONFIG={kube.kubeconfig} {kube.bin_dir}/kubectl get md -n "
           f"{NAMESPACE}`; OpenAI API at {stack.serving_url}/v1; `make demo-down` cleans up.")
     say("demo done")
@@ -176,7 +228,8 @@ def up() -> int:
 
 async def _load_with_progress(stack: Stack, kube: Kube) -> None:
     task = asyncio.ensure_future(run_load(stack.serving_url, "smollm2-135m-instruct", rate=3.0,
-                                          duration_s=LOAD_S, max_tokens=64, prompt=LONG_PROMPT,
+                                          duration_s=KWOK_LOAD_S, max_tokens=64,
+                                          prompt=LONG_PROMPT,
                                           max_in_flight=16, max_requests=300))
     while not task.done():
         await asyncio.to_thread(_line, kube)
@@ -223,19 +276,19 @@ def down() -> int:
             except ProcessLookupError:
                 pass
         pids_file.unlink()
-    if (STATE / "cluster").exists():
-        subprocess.run([sys.executable, "-m", "wattserve.cli.main", "dev-cluster",
-                        "--state-dir", str(STATE / "cluster"), "down"], check=False)
+    if not realpods.cluster_down(STATE):
+        say("`dev-cluster down` failed three times: see above")
+        return 1
     say("demo cleaned up")
     return 0
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["up"]:
-        return up()
+    if argv[:1] == ["up"] and set(argv[1:]) <= {"--no-real-node"}:
+        return up(real_node="--no-real-node" not in argv[1:])
     if argv[:1] == ["down"]:
         return down()
-    print("usage: python -m e2e.demo up|down", file=sys.stderr)
+    print("usage: python -m e2e.demo up [--no-real-node] | down", file=sys.stderr)
     return 2
 
 

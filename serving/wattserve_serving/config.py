@@ -14,6 +14,7 @@ SERVERS: tuple[str, ...] = ("uvicorn", "ray")
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_CONTEXT_LENGTH = 2048
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1: cpu.cfs_quota_us, cpu.cfs_period_us
 
 
 def cgroup_cpu_limit(path: Path = CGROUP_CPU_MAX) -> float | None:
@@ -31,10 +32,28 @@ def cgroup_cpu_limit(path: Path = CGROUP_CPU_MAX) -> float | None:
     return limit if limit > 0 else None
 
 
-def default_threads(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX) -> int:
+def cgroup_v1_cpu_limit(directory: Path = CGROUP_V1_CPU) -> float | None:
+    """CPU limit from cgroup v1 CFS quota/period (quota -1 = none), or None."""
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text().strip())
+        period = int((directory / "cpu.cfs_period_us").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def container_cpu_limit(cpu_max: Path = CGROUP_CPU_MAX,
+                        cpu_v1: Path = CGROUP_V1_CPU) -> float | None:
+    """The container's CPU limit (cgroup v2, else v1), or None when it has none."""
+    limit = cgroup_cpu_limit(cpu_max)
+    return limit if limit is not None else cgroup_v1_cpu_limit(cpu_v1)
+
+
+def default_threads(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX,
+                    cpu_v1: Path = CGROUP_V1_CPU) -> int:
     """llama.cpp threads: the pod's CPU limit, else WATTSERVE_THREADS, else os.cpu_count()."""
     env = os.environ if env is None else env
-    limit = cgroup_cpu_limit(cpu_max)
+    limit = container_cpu_limit(cpu_max, cpu_v1)
     if limit is not None:
         return max(1, int(limit))  # a fractional limit rounds down (min 1 thread)
     raw = env.get(contract.ENV_THREADS, "").strip()
@@ -46,12 +65,13 @@ def default_threads(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP
     return os.cpu_count() or 1
 
 
-def pod_cpus(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX) -> float:
+def pod_cpus(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX,
+             cpu_v1: Path = CGROUP_V1_CPU) -> float:
     """CPUs this pod may use, for the power model: cgroup limit, else threads, else node."""
-    limit = cgroup_cpu_limit(cpu_max)
+    limit = container_cpu_limit(cpu_max, cpu_v1)
     if limit is not None:
         return limit
-    return float(default_threads(env, cpu_max))
+    return float(default_threads(env, cpu_max, cpu_v1))
 
 
 @dataclass

@@ -304,18 +304,20 @@ def _accelerator(spec: Fields) -> Accelerator | None:
 def _tuning(spec: Fields) -> Tuning:
     tuning = spec.child("tuning", _keys("decodeEfficiency", "prefillEfficiency",
                                         "cpuDecodeGFLOPSPerCore", "cpuPrefillGFLOPSPerCore",
-                                        "coldStartSeconds"))
+                                        "coldStartSeconds", "cpuMillisPerThread"))
     for key in ("decodeEfficiency", "prefillEfficiency"):
         value = tuning.decimal(key, positive=True)
         if value is not None and value > 1:
             raise SpecError(tuning.at(key), f"must be <= 1, got {value}")
     cold = tuning.integer("coldStartSeconds", minimum=0)
+    millis = tuning.integer("cpuMillisPerThread", minimum=100, maximum=1000)
     return Tuning(
         decode_efficiency=tuning.decimal("decodeEfficiency", positive=True),
         prefill_efficiency=tuning.decimal("prefillEfficiency", positive=True),
         cpu_decode_gflops_per_core=tuning.decimal("cpuDecodeGFLOPSPerCore", positive=True),
         cpu_prefill_gflops_per_core=tuning.decimal("cpuPrefillGFLOPSPerCore", positive=True),
         cold_start_seconds=None if cold is None else float(cold),
+        cpu_millis_per_thread=millis,
     )
 
 

@@ -177,6 +177,9 @@ class Tuning:
     cpu_decode_gflops_per_core: float | None = None
     cpu_prefill_gflops_per_core: float | None = None
     cold_start_seconds: float | None = None
+    # CPU pools: millicores a llama.cpp thread requests (None = 1000, Guaranteed QoS). Below
+    # 1000 a replica is Burstable (limit = its threads), so a small node holds more of them.
+    cpu_millis_per_thread: int | None = None
 
 
 @dataclass(frozen=True)

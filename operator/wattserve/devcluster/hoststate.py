@@ -106,14 +106,6 @@ def set_sysctl(name: str, value: str) -> None:
         (SYS_ROOT / name).write_text(value + "\n")
 
 
-def _subdirs(top: Path) -> list[Path]:
-    """Every directory below ``top``; ones that vanish while walking (pods going) are skipped."""
-    found: list[Path] = []
-    for root, dirs, _files in os.walk(top, onerror=lambda _err: None):
-        found.extend(Path(root) / d for d in dirs)
-    return found
-
-
 def kill_cgroup_processes(before: list[str]) -> int:
     """SIGKILL every process in a node cgroup that did not exist before; return how many."""
     keep = set(before)
@@ -121,7 +113,7 @@ def kill_cgroup_processes(before: list[str]) -> int:
     for top in _cgroup_dirs():
         if str(top) in keep:
             continue
-        for procs in (d / "cgroup.procs" for d in [top, *_subdirs(top)]):
+        for procs in (d / "cgroup.procs" for d in _subdirs(top, with_top=True)):
             try:
                 pids = [int(x) for x in procs.read_text().split()]
             except (OSError, ValueError):
@@ -131,6 +123,13 @@ def kill_cgroup_processes(before: list[str]) -> int:
                     os.kill(pid, signal.SIGKILL)
                     killed += 1
     return killed
+
+
+def _subdirs(top: Path, with_top: bool = False) -> list[Path]:
+    """Directories below ``top``; cgroups that vanish during the walk (a container's, as its
+    runtime exits) are skipped, not an error (os.walk ignores them; Path.rglob raises)."""
+    out = [Path(root) / name for root, names, _ in os.walk(top) for name in names]
+    return [top, *out] if with_top else out
 
 
 def _remove_cgroups(before: list[str]) -> list[str]:

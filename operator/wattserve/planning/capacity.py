@@ -67,7 +67,7 @@ class PoolCapacity:
 def replica_request(cand: Candidate, pool: ServingPool) -> Resources:
     """What one replica's pod requests (as render/workload.py writes it)."""
     gpus = max(1, cand.tensor_parallel) if pool.spec.is_gpu else 0
-    return Resources(float(max(1, cand.cpu_request)), float(max(1, cand.memory_request_gib)),
+    return Resources(cand.cpu_millis / 1000, float(max(1, cand.memory_request_gib)),
                      gpus)
 
 

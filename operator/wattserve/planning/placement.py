@@ -34,7 +34,7 @@ class Candidate:
     reason: str  # why infeasible, why it lost, or why it was chosen
     replicas: int = 0
     nodes: int = 0
-    cpu_request: int = 0
+    cpu_request: int = 0  # whole CPUs (the limit on CPU pools)
     memory_request_gib: int = 0
     memory_gib: float = 0.0  # weights + overhead + one full-context KV cache
     predicted_p95_ms: float = math.inf
@@ -47,6 +47,12 @@ class Candidate:
     grams_co2_per_million_tokens: float = math.inf
     performance: ReplicaPerformance | None = None
     over_budget: bool = False  # infeasible only because of spec.budget
+    cpu_request_millis: int = 0  # the CPU request in millicores; 0 = cpu_request x 1000
+
+    @property
+    def cpu_millis(self) -> int:
+        """What one replica requests, in millicores (at least 1 CPU when not planned)."""
+        return self.cpu_request_millis or max(1, self.cpu_request) * 1000
 
     def score(self, objective: Objective) -> tuple[float, ...]:
         """Sort key: the objective first, the others break ties."""
@@ -286,6 +292,7 @@ def _evaluate_shape(md: ModelDeployment, shape: Shape, base: dict[str, Any], tar
             "engine": shape.engine, "tensor_parallel": shape.tensor_parallel,
             "threads": shape.threads, "replicas_per_node": shape.replicas_per_node,
             "cpu_request": shape.cpu_request, "memory_request_gib": shape.memory_request_gib,
+            "cpu_request_millis": shape.cpu_request_millis or shape.cpu_request * 1000,
             "memory_gib": shape.memory.needed_gib, "performance": perf,
         }
         fields.update(extra)

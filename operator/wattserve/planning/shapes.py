@@ -29,11 +29,12 @@ class Shape:
     threads: int  # CPU threads (llama.cpp) or host CPUs requested (GPU)
     tensor_parallel: int  # GPUs per replica; 0 on CPU pools
     memory: MemoryFit
-    cpu_request: int
+    cpu_request: int  # whole CPUs: the CPU limit on CPU pools
     memory_request_gib: int
     replicas_per_node: int
     performance: ReplicaPerformance | None
     problem: str | None = None
+    cpu_request_millis: int = 0  # the CPU request in millicores; 0 = cpu_request x 1000
 
 
 def engines_for(model: ModelSpec, pool: ServingPool) -> list[str]:
@@ -108,9 +109,13 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
     prefill_gflops = tuning.cpu_prefill_gflops_per_core or c.CPU_PREFILL_GFLOPS_PER_CORE
     efficiency = tuning.decode_efficiency or c.CPU_DECODE_EFFICIENCY
     weights = weight_bytes(model)
+    per_thread = tuning.cpu_millis_per_thread or 1000
     for threads in options:
-        per_node = min(usable // threads, int(spec.node.memory_gib * 0.9 // memory_request))
-        share = max(threads / spec.node.cpu, memory_request / spec.node.memory_gib)
+        # A replica requests per_thread millicores a thread and may use `threads` CPUs (its
+        # limit): below 1000 a small node holds more replicas, each bursting into idle cores.
+        millis = threads * per_thread
+        per_node = min(usable * 1000 // millis, int(spec.node.memory_gib * 0.9 // memory_request))
+        share = max(millis / 1000 / spec.node.cpu, memory_request / spec.node.memory_gib)
         bandwidth = min(spec.node.memory_bandwidth_gbps,
                         threads * c.CPU_PER_CORE_BANDWIDTH_GBPS) * 1e9 * efficiency
         perf = ReplicaPerformance(
@@ -138,7 +143,8 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
             problem = f"a {threads}-thread replica does not fit on a node"
         yield Shape(pool=pool, engine=engine, threads=threads, tensor_parallel=0, memory=fit,
                     cpu_request=threads, memory_request_gib=memory_request,
-                    replicas_per_node=max(per_node, 0), performance=perf, problem=problem)
+                    replicas_per_node=max(per_node, 0), performance=perf, problem=problem,
+                    cpu_request_millis=millis)
         if not fit.fits:
             return  # RAM does not depend on the thread count: no other shape fits either
 

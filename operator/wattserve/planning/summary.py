@@ -61,6 +61,7 @@ def placement_summary(plan: Plan) -> dict[str, Any]:
             replicasPerNode=chosen.replicas_per_node,
             nodes=chosen.nodes,
             cpuRequest=chosen.cpu_request,
+            cpuRequestMillis=chosen.cpu_millis,
             memoryRequestGiB=chosen.memory_request_gib,
             predictedTTFTP95Ms=decimal_string(chosen.predicted_ttft_p95_ms),
             capacityRPSPerReplica=decimal_string(chosen.capacity_rps_per_replica),

@@ -31,14 +31,15 @@ def shape_of(placement: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
     """The identity of a placement for replica purposes (None when not placed)."""
     if not placement or not placement.get("pool"):
         return None
+    whole = max(1, int(placement.get("cpuRequest") or 0))  # statuses before cpuRequestMillis
     return (placement.get("pool"), placement.get("engine"), placement.get("tensorParallel"),
             placement.get("threads"), placement.get("cpuRequest"),
-            placement.get("memoryRequestGiB"))
+            placement.get("cpuRequestMillis") or whole * 1000, placement.get("memoryRequestGiB"))
 
 
 def candidate_shape(cand: Candidate) -> tuple[Any, ...]:
     return (cand.pool, cand.engine, cand.tensor_parallel, cand.threads, cand.cpu_request,
-            cand.memory_request_gib)
+            cand.cpu_millis, cand.memory_request_gib)
 
 
 def desired_replicas(

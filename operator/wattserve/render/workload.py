@@ -67,8 +67,10 @@ def resources(inputs: RenderInputs) -> dict[str, Any]:
     """Requests from the plan; limits: memory always, CPU on CPU pools, GPUs on GPU pools."""
     cand = inputs.candidate
     cpu = str(max(1, cand.cpu_request))
+    millis = cand.cpu_millis
     memory = f"{max(1, cand.memory_request_gib)}Gi"
-    requests: dict[str, str] = {"cpu": cpu, "memory": memory}
+    requested = str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+    requests: dict[str, str] = {"cpu": requested, "memory": memory}
     limits: dict[str, str] = {"memory": memory}
     accelerator = inputs.pool.spec.accelerator
     if accelerator is not None:
@@ -76,7 +78,9 @@ def resources(inputs: RenderInputs) -> dict[str, Any]:
         requests[accelerator.resource_name] = gpus
         limits[accelerator.resource_name] = gpus
     else:
-        limits["cpu"] = cpu  # Guaranteed QoS: llama.cpp threads = the CPUs it may use
+        # The limit is the llama.cpp threads (the serving app reads its threads from it); with
+        # a request below it (the pool's tuning.cpuMillisPerThread) the pod is Burstable.
+        limits["cpu"] = cpu
     return {"requests": requests, "limits": limits}
 
 
