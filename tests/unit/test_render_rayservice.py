@@ -325,3 +325,16 @@ def test_ray_cpu_image_setting_comes_from_env() -> None:
         "ghcr.io/wattserve/wattserve-serving-cpu-ray:")
     assert settings_from_env({"WATTSERVE_SERVING_IMAGE_RAY_CPU": "reg/r:2"}).image_ray_cpu \
         == "reg/r:2"
+
+
+def test_both_ray_images_carry_the_wget_kuberays_probes_run() -> None:
+    """KubeRay v1.5.0 injects probes `bash -c 'wget ... | grep success'` into Ray containers
+    without their own: without wget every Ray pod stays unready."""
+    from pathlib import Path
+
+    from wattserve.images import load_definitions
+
+    assert "wget" in load_definitions()["serving-cpu-ray"].debian
+    gpu = (Path(__file__).resolve().parents[2] / "serving" / "Dockerfile.gpu").read_text()
+    install = next(line for line in gpu.splitlines() if "apt-get install" in line)
+    assert "wget" in install.split()
