@@ -1,0 +1,81 @@
+"""KubeRay on the real node, measured: SmolLM2 served by real Ray pods (issue 12).
+
+    python benchmarks/ray_realnode.py [--runs 1] [--json out.json]
+
+Runs ``tests/integration/test_kuberay_realnode.py`` (it takes the real-node lock itself and
+starts a private dev cluster with the real node, without the node's default images:
+``WATTSERVE_NODE_IMAGES=0``) ``--runs`` times and prints, per run and side by side: apply ->
+RayService Ready -> first streamed token, scale-up -> new worker Ready -> its replica serving,
+scale-down -> one replica -> worker pod gone, and the working-set memory of every Ray pod
+(kubelet summary API). The figures are the test's own (``$WATTSERVE_RAY_FIGURES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = "tests/integration/test_kuberay_realnode.py"
+ROWS = (
+    ("apply_to_rayservice_ready_s", "apply -> RayService Ready (s)"),
+    ("apply_to_first_token_s", "apply -> first streamed token (s)"),
+    ("first_token_request_s", "first request: time to first token (s)"),
+    ("scale_up_to_worker_ready_s", "1 -> 2: new Ray worker pod Ready (s)"),
+    ("scale_up_to_new_replica_serving_s", "1 -> 2: new replica answering (s)"),
+    ("scale_down_to_one_replica_s", "2 -> 1: Serve at one replica (s)"),
+    ("scale_down_to_worker_pod_gone_s", "2 -> 1: idle worker pod gone (s)"),
+)
+
+
+def one_run(index: int, timeout_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
+        figures = Path(tmp) / "figures.json"
+        env = {**os.environ, "WATTSERVE_NODE_IMAGES": "0",
+               "WATTSERVE_RAY_FIGURES": str(figures)}
+        cmd = [sys.executable, "-m", "pytest", TEST, "-x", "-q", "-s", "-p", "no:cacheprovider"]
+        print(f"run {index}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=timeout_s, check=False)
+        out: dict[str, Any] = json.loads(figures.read_text()) if figures.is_file() else {}
+        out["passed"] = proc.returncode == 0
+        return out
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    head = "| | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |"
+    lines = [head, "|---" * (len(runs) + 1) + "|"]
+    for key, label in ROWS:
+        lines.append(f"| {label} | " + " | ".join(str(r.get(key, "—")) for r in runs) + " |")
+    for key in ("memory_working_set_mib_1_replica", "memory_working_set_mib_2_replicas"):
+        for i, run in enumerate(runs):
+            pods = run.get(key) or {}
+            cells = ", ".join(f"{name.rsplit('-', 2)[-2] if 'worker' in name else 'head'} "
+                              f"{mib} MiB" for name, mib in sorted(pods.items()))
+            lines.append(f"| {key} (run {i + 1}) | {cells or '—'} |" + " |" * (len(runs) - 1))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.runs < 1:
+        print("--runs: must be >= 1", file=sys.stderr)
+        return 2
+    runs = [one_run(i + 1, args.timeout) for i in range(args.runs)]
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2) + "\n")
+    print(table(runs))
+    return 0 if all(r["passed"] for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
