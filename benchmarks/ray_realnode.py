@@ -52,12 +52,19 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines = [head, "|---" * (len(runs) + 1) + "|"]
     for key, label in ROWS:
         lines.append(f"| {label} | " + " | ".join(str(r.get(key, "—")) for r in runs) + " |")
-    for key in ("memory_working_set_mib_1_replica", "memory_working_set_mib_2_replicas"):
-        for i, run in enumerate(runs):
-            pods = run.get(key) or {}
-            cells = ", ".join(f"{name.rsplit('-', 2)[-2] if 'worker' in name else 'head'} "
-                              f"{mib} MiB" for name, mib in sorted(pods.items()))
-            lines.append(f"| {key} (run {i + 1}) | {cells or '—'} |" + " |" * (len(runs) - 1))
+    for key, label in (("memory_working_set_mib_1_replica", "1 replica"),
+                       ("memory_working_set_mib_2_replicas", "2 replicas")):
+        for role in ("head", "worker"):
+            cells = []
+            for run in runs:
+                pods = run.get(key) or {}
+                mib = [v for name, v in sorted(pods.items()) if f"-{role}-" in name]
+                cells.append(" / ".join(f"{v:.0f}" for v in mib) or "—")
+            lines.append(f"| {role} pod working set, {label} (MiB) | " + " | ".join(cells)
+                         + " |")
+    cells = [f"{(r.get('node_cpu_2_replicas') or {}).get('requested_m', '—')} of "
+             f"{(r.get('node_cpu_2_replicas') or {}).get('allocatable_m', '—')}" for r in runs]
+    lines.append("| node CPU requested, 2 replicas (m) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -157,6 +157,27 @@ def _memory_mib(cluster: Cluster, ns: str) -> dict[str, float]:
     return out
 
 
+def _node_cpu_m(cluster: Cluster, node: str) -> dict[str, int]:
+    """The node's allocatable CPU and the CPU requests of every pod running there (m)."""
+
+    def milli(value: str) -> int:
+        return int(value[:-1]) if value.endswith("m") else int(float(value) * 1000)
+
+    requested = 0
+    for pod in cluster.get_json("pods", "-A", "--field-selector",
+                                f"spec.nodeName={node}")["items"]:
+        if pod["status"].get("phase") in ("Succeeded", "Failed"):
+            continue
+        containers = pod["spec"]["containers"]
+        regular = sum(milli(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
+                      for c in containers)
+        init = max((milli(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
+                    for c in pod["spec"].get("initContainers", [])), default=0)
+        requested += max(regular, init)
+    allocatable = milli(cluster.get_json("node", node)["status"]["allocatable"]["cpu"])
+    return {"allocatable_m": allocatable, "requested_m": requested}
+
+
 def _diagnose(cluster: Cluster, ns: str) -> str:
     parts = [cluster.kubectl("get", "pods,rayservice,raycluster", "-n", ns, "-o", "wide",
                              check=False).stdout]
@@ -285,6 +306,7 @@ def test_scale_up_adds_a_ray_worker_and_replica_and_scale_down_releases_it(
     figures.note("scale_up_to_new_replica_serving_s", round(time.monotonic() - started, 1))
     assert _answer(first_ip) and _answer(served["serve_ip"])
     figures.note("memory_working_set_mib_2_replicas", _memory_mib(cluster, ns))
+    figures.note("node_cpu_2_replicas", _node_cpu_m(cluster, head["spec"]["nodeName"]))
 
     started = time.monotonic()
     cluster.apply(_rendered(ns, replicas=1), "-n", ns)

@@ -307,7 +307,7 @@ def test_cpu_ray_pods_use_the_ray_image_and_a_small_head() -> None:
     assert head["image"] == worker["image"] == "reg/ray:1"
     assert head["resources"]["requests"]["cpu"] == "250m"
     assert cpu["autoscalerOptions"]["resources"]["requests"]["cpu"] == "100m"
-    memory = f"{max(1, cpu_inputs.candidate.memory_request_gib) + 1}Gi"
+    memory = f"{max(1, cpu_inputs.candidate.memory_request_gib) * 1024 + 512}Mi"
     assert worker["resources"]["requests"]["memory"] == memory
     assert worker["resources"]["limits"]["memory"] == memory
     gpu_inputs = _inputs("llama-3.1-8b-high-load.yaml", settings=settings)

@@ -54,8 +54,9 @@ _DNS1035: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 HEAD_CPU: Final = {False: "250m", True: "1"}
 HEAD_MEMORY: Final = {False: "2Gi", True: "4Gi"}
 # On CPU pools a Ray worker holds, besides the replica the plan sized, Ray's own processes
-# (raylet, dashboard and runtime-env agents, the node's Serve proxy): their memory on top.
-RAY_WORKER_OVERHEAD_GIB: Final = 1
+# (raylet, dashboard and runtime-env agents, the node's Serve proxy): their memory on top
+# (a SmolLM2 worker's whole working set measured 651 MiB: docs/benchmarks-ray.md).
+RAY_WORKER_OVERHEAD_MIB: Final = 512
 # The autoscaler sidecar polls the GCS and the API server every few seconds.
 AUTOSCALER_RESOURCES: Final = {"requests": {"cpu": "100m", "memory": "512Mi"},
                                "limits": {"memory": "512Mi"}}
@@ -163,7 +164,8 @@ def _worker(inputs: RenderInputs) -> dict[str, Any]:
     container = serving_container(inputs, store, name="ray-worker", with_probes=False)
     container["image"] = inputs.settings.ray_image_for(inputs.gpu)
     if not inputs.gpu:
-        memory = f"{max(1, inputs.candidate.memory_request_gib) + RAY_WORKER_OVERHEAD_GIB}Gi"
+        plan_mib = max(1, inputs.candidate.memory_request_gib) * 1024
+        memory = f"{plan_mib + RAY_WORKER_OVERHEAD_MIB}Mi"
         container["resources"]["requests"]["memory"] = memory
         container["resources"]["limits"]["memory"] = memory
     container["securityContext"] = dict(RESTRICTED_CONTAINER)
