@@ -41,8 +41,10 @@ from typing import Any
 
 import openai
 import pytest
+import yaml
 from kubeutil import Cluster, unique_name, wait_for
 from test_kuberay_operator import running_kuberay
+from test_operator_support import Operator, wait_condition
 from test_real_pods_loop import _node_paths, _ready, _restricted_namespace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,6 +240,56 @@ def ray_node(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
     with running_kuberay(kube_cluster, tmp_path_factory.mktemp("kuberay"),
                          "--use-kubernetes-proxy") as cluster:
         yield cluster
+
+
+def _cpu_local_pool() -> dict[str, Any]:
+    docs = yaml.safe_load_all((REPO / "examples" / "pools.yaml").read_text())
+    (pool,) = [d for d in docs if d and d["metadata"]["name"] == POOL_NAME]
+    return dict(pool)
+
+
+def test_operator_runs_a_rayservice_model_deployment_to_ready_on_real_ray_pods(
+        ray_node: Cluster, tmp_path: Path) -> None:
+    """The operator in the loop (first in this module: its pods are gone before the
+    squeezed scaling test starts): a ModelDeployment with ``backend: rayservice``, planned
+    on the real node's pool, becomes a RayService that the real KubeRay runs; the operator
+    reads KubeRay's real status into ``Ready=True`` and the model answers through Serve."""
+    cluster, ns = ray_node, unique_name("wsrayop")
+    _restricted_namespace(cluster, ns)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established",
+                    "crd/modeldeployments.wattserve.dev", "--timeout=60s")
+    cluster.apply(_cpu_local_pool())
+    doc = _md_doc(ns)
+    doc["spec"]["scaling"]["maxReplicas"] = 1
+    for key in ("uid", "generation"):
+        doc["metadata"].pop(key, None)
+    operator = Operator(cluster, ns, tmp_path)
+    operator.start()
+    try:
+        started = time.monotonic()
+        cluster.apply(doc, "-n", ns)
+        try:
+            md = wait_condition(cluster, ns, "smollm2-ray", "Ready", "True",
+                                timeout=READY_TIMEOUT_S)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_diagnose(cluster, ns)}\noperator log:\n"
+                                 f"{operator.log()[-2500:]}") from exc
+        print(f"[ray-realnode] operator: MD apply -> Ready=True "
+              f"{time.monotonic() - started:.1f}s", flush=True)
+        assert md["status"]["placement"]["pool"] == POOL_NAME
+        rs = cluster.get_json("rayservice", rayservice_name("smollm2-ray"), "-n", ns)
+        assert rs["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+        workers = [p for p in _pods(cluster, ns, "worker") if _ready(p)]
+        assert len(workers) == 1
+        serve_ip = cluster.get_json("service", f"{rs['metadata']['name']}-serve-svc", "-n",
+                                    ns)["spec"]["clusterIP"]
+        assert _await(cluster, ns, lambda: _answer(serve_ip), 60, "an answer through Serve")
+    finally:
+        operator.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        wait_for(lambda: not cluster.get_json("pods", "-n", ns)["items"], timeout=180,
+                 interval=2.0, what="the operator test's Ray pods gone")
 
 
 @pytest.fixture(scope="module")
