@@ -41,7 +41,7 @@ def one_run(index: int, timeout_s: float) -> dict[str, Any]:
         env = {**os.environ, "WATTSERVE_NODE_IMAGES": "0",
                "WATTSERVE_RAY_FIGURES": str(figures)}
         cmd = [sys.executable, "-m", "pytest", TEST, "-x", "-q", "-s", "-p", "no:cacheprovider",
-               "-k", "not operator"]
+               "-k", "not operator", f"--timeout={int(timeout_s)}"]
         print(f"run {index}: {' '.join(cmd)}", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=timeout_s, check=False)
         out: dict[str, Any] = json.loads(figures.read_text()) if figures.is_file() else {}

@@ -63,7 +63,9 @@ from wattserve.render.rayservice import rayservice_name  # noqa: E402
 from tests.unit.factories import example_pools  # noqa: E402
 from tests.unit.test_render_support import example_md_doc  # noqa: E402
 
-pytestmark = pytest.mark.integration
+# The first test also pays for the session's real-node start and the Ray image import, and
+# Ray starts slowly on 2 busy vCPUs: more than the suite's 600 s per test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 MODEL_NAME = "smollm2-135m-instruct"
 RAY_IMAGE = "serving-cpu-ray"
 IDLE_TIMEOUT_S = 20
