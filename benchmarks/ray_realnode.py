@@ -2,23 +2,26 @@
 
     python benchmarks/ray_realnode.py [--runs 1] [--json out.json]
 
-Runs ``tests/integration/test_kuberay_realnode.py`` (it takes the real-node lock itself and
-starts a private dev cluster with the real node, without the node's default images:
-``WATTSERVE_NODE_IMAGES=0``) ``--runs`` times and prints, per run and side by side: apply ->
-RayService Ready -> first streamed token, scale-up -> new worker Ready -> its replica serving,
-scale-down -> one replica -> worker pod gone, and the working-set memory of every Ray pod
-(kubelet summary API). The figures are the test's own (``$WATTSERVE_RAY_FIGURES``); the
-module's operator-in-the-loop test is left out (it measures nothing printed here).
+Runs ``tests/integration/test_kuberay_realnode.py`` (a private dev cluster with the real
+node, without the node's default images: ``WATTSERVE_NODE_IMAGES=0``; the machine's
+real-node lock is taken here, per run) ``--runs`` times and prints, per run and side by
+side: apply -> RayService Ready -> first streamed token, scale-up -> new worker Ready -> its
+replica serving, scale-down -> one replica -> worker pod gone, the working-set memory of
+every Ray pod (kubelet summary API) and the node's CPU requests. The figures are the
+test's own (``$WATTSERVE_RAY_FIGURES``); the module's operator-in-the-loop test is left out
+(it measures nothing printed here).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +38,36 @@ ROWS = (
 )
 
 
+def _take_real_node(path: str, wait_s: float) -> Any:
+    """The machine's real-node lock, held for one run (the test session inside then uses a
+    private lock path): the wait does not count against the test's own timeout."""
+    fh = open(path, "a+")  # noqa: SIM115 - returned, closed by the caller
+    started = time.monotonic()
+    next_note = 0.0
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            waited = time.monotonic() - started
+            if waited > wait_s:
+                fh.close()
+                raise SystemExit(f"the real node stayed held for {wait_s:.0f} s") from None
+            if waited >= next_note:
+                print(f"waiting for the real node ({path}), {waited:.0f} s", file=sys.stderr,
+                      flush=True)
+                next_note += 30
+            time.sleep(1)
+
+
 def one_run(index: int, timeout_s: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
+    lock_path = os.environ.get("WATTSERVE_REAL_NODE_LOCK", "/tmp/wattserve-realnode.lock")
+    with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp, \
+            _take_real_node(lock_path, 3600):
         figures = Path(tmp) / "figures.json"
         env = {**os.environ, "WATTSERVE_NODE_IMAGES": "0",
-               "WATTSERVE_RAY_FIGURES": str(figures)}
+               "WATTSERVE_RAY_FIGURES": str(figures),
+               "WATTSERVE_REAL_NODE_LOCK": str(Path(tmp) / "inner.lock")}
         cmd = [sys.executable, "-m", "pytest", TEST, "-x", "-q", "-s", "-p", "no:cacheprovider",
                "-k", "not operator", f"--timeout={int(timeout_s)}"]
         print(f"run {index}: {' '.join(cmd)}", file=sys.stderr, flush=True)
