@@ -25,14 +25,29 @@ def _doc(name: str) -> dict[str, object]:
 
 def test_every_image_has_one_definition() -> None:
     specs = load_definitions()
-    assert set(specs) == {"operator", "serving-cpu", "serving-cpu-smollm2", "model-smollm2"}
+    assert set(specs) == {"operator", "serving-cpu", "serving-cpu-smollm2", "model-smollm2",
+                          "serving-cpu-ray"}
     assert specs["serving-cpu-smollm2"].base == "serving-cpu"
+
+
+def test_ray_image_is_the_serving_image_plus_what_kuberays_probes_run() -> None:
+    """KubeRay (v1.5.0) injects probes running `wget ... | grep success` in bash: the Ray
+    image carries wget, and the same hash-locked wheels (ray[serve], llama.cpp) as
+    serving-cpu."""
+    specs = load_definitions()
+    ray, cpu = specs["serving-cpu-ray"], specs["serving-cpu"]
+    assert set(ray.debian) == {*cpu.debian, "wget"}
+    assert ray.python == cpu.python and ray.python is not None
+    assert ray.user == cpu.user and not ray.base
+    lock = (ROOT / ray.python.lock).read_text()
+    assert "\nray==" in lock or lock.startswith("ray==")
 
 
 def test_committed_dockerfiles_are_the_generated_ones() -> None:
     files = dockerfiles(load_definitions())
     assert set(files) == {"operator/Dockerfile", "serving/Dockerfile.cpu",
-                          "e2e/kind/Dockerfile.serving-cpu", "serving/Dockerfile.model-smollm2"}
+                          "e2e/kind/Dockerfile.serving-cpu", "serving/Dockerfile.model-smollm2",
+                          "serving/Dockerfile.cpu-ray"}
     for path, text in files.items():
         assert (ROOT / path).read_text() == text, \
             f"{path} differs from its definition: run `wattserve images dockerfile --write`"
@@ -139,7 +154,7 @@ def test_inputs_hash_follows_every_input_and_nothing_else(tmp_path: Path) -> Non
     (root / "serving/wattserve_serving/cli.py").write_text("# changed\n")
     again = {name: inputs_hash(name, specs, root) for name in specs}
     assert {name for name in specs if again[name] != after[name]} == {
-        "operator", "serving-cpu", "serving-cpu-smollm2"}
+        "operator", "serving-cpu", "serving-cpu-smollm2", "serving-cpu-ray"}
     # Operator code the serving image prunes away: the operator image only.
     (root / "operator/wattserve/planning/memory.py").write_text("# changed\n")
     third = {name: inputs_hash(name, specs, root) for name in specs}
@@ -147,7 +162,7 @@ def test_inputs_hash_follows_every_input_and_nothing_else(tmp_path: Path) -> Non
     (root / "operator/wattserve/contract.py").write_text("# changed\n")
     fourth = {name: inputs_hash(name, specs, root) for name in specs}
     assert {name for name in specs if fourth[name] != third[name]} == {
-        "operator", "serving-cpu", "serving-cpu-smollm2"}
+        "operator", "serving-cpu", "serving-cpu-smollm2", "serving-cpu-ray"}
 
 
 def test_base_rootfs_key_is_the_sorted_package_list() -> None:

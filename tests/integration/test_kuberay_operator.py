@@ -10,6 +10,7 @@ Serve application is never deployed: serving through Ray pods needs the real nod
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -56,33 +57,34 @@ def _crd_dir() -> Path:
     return Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "bases"
 
 
-@pytest.fixture(scope="module", name="kuberay")
-def kuberay_fixture(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-                    ) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def running_kuberay(cluster: Cluster, log_dir: Path, *extra_args: str) -> Iterator[Cluster]:
+    """KubeRay's CRDs applied and its operator running on this host against ``cluster``
+    (``extra_args``: more operator flags); stopped on exit."""
     binary = binary_paths()["kuberay-operator"]
     if not os.access(binary, os.X_OK):
         pytest.fail(f"no KubeRay operator at {binary}: run scripts/setup.sh 60", pytrace=False)
     for crd in sorted(_crd_dir().glob("ray.io_*.yaml")):
-        kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd),
-                             timeout=120)
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd),
+                        timeout=120)
     for crd in ("rayclusters", "rayservices"):
         wait_for(lambda crd=crd: any(
             c.get("type") == "Established" and c.get("status") == "True"
-            for c in kube_cluster.get_json("crd", f"{crd}.ray.io").get("status", {})
+            for c in cluster.get_json("crd", f"{crd}.ray.io").get("status", {})
             .get("conditions") or ()), timeout=60, what=f"CRD {crd}.ray.io Established")
-    log_path = tmp_path_factory.mktemp("kuberay") / "operator.log"
+    log_path = log_dir / "operator.log"
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
         [str(binary), "--metrics-addr=0", "--health-probe-bind-address=0",
-         "--enable-leader-election=false", "--log-stdout-encoder=console"],
-        env=kube_cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+         "--enable-leader-election=false", "--log-stdout-encoder=console", *extra_args],
+        env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         time.sleep(2)
         if proc.poll() is not None:
             pytest.fail(f"KubeRay operator exited: {log_path.read_text()[-2000:]}",
                         pytrace=False)
-        kube_cluster.extra["kuberay_log"] = log_path
-        yield kube_cluster
+        cluster.extra["kuberay_log"] = log_path
+        yield cluster
     finally:
         proc.terminate()
         try:
@@ -91,6 +93,13 @@ def kuberay_fixture(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFact
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+
+
+@pytest.fixture(scope="module", name="kuberay")
+def kuberay_fixture(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[Cluster]:
+    with running_kuberay(kube_cluster, tmp_path_factory.mktemp("kuberay")) as cluster:
+        yield cluster
 
 
 def _rendered(namespace: str, name: str, replicas: int) -> dict[str, Any]:

@@ -275,3 +275,66 @@ def test_serve_config_validates_against_ray_serves_own_schema() -> None:
         (dep,) = app.deployments
         assert dep.num_replicas == 3
         assert app.import_path == "wattserve_serving.ray_app:app"
+
+
+def test_each_worker_advertises_exactly_one_replicas_resources_to_ray() -> None:
+    """Ray's resources are set on the worker, not derived by KubeRay from the container (it
+    would round millicores and read the limit): one Serve replica fills one worker, so a
+    replica more makes the autoscaler add a worker, on CPU and GPU pools alike."""
+    for file, params in (("smollm2-135m.yaml", {"num-cpus"}),
+                         ("llama-3.1-8b-high-load.yaml", {"num-cpus", "num-gpus"})):
+        rs = render_rayservice(_inputs(file))
+        (worker,) = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+        actor = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0][
+            "deployments"][0]["ray_actor_options"]
+        assert set(worker["rayStartParams"]) == params
+        assert worker["rayStartParams"]["num-cpus"] == str(actor["num_cpus"])
+        if "num-gpus" in params:
+            assert worker["rayStartParams"]["num-gpus"] == str(actor["num_gpus"])
+
+
+def test_cpu_ray_pods_use_the_ray_image_and_a_small_head() -> None:
+    """CPU pools: the serving-cpu-ray image (KubeRay's probes need its wget) on head and
+    workers; the head (no replicas) asks a quarter CPU and the autoscaler a tenth, so a
+    2-vCPU node holds them and Serve workers; workers get Ray's own memory on top of the
+    plan's. GPU pools keep the GPU image, a whole CPU for the head and the plan's memory."""
+    settings = RenderSettings(image_cpu="reg/cpu:1", image_ray_cpu="reg/ray:1",
+                              image_gpu="reg/gpu:1")
+    cpu_inputs = _inputs("smollm2-135m.yaml", settings=settings)
+    cpu = render_rayservice(cpu_inputs)["spec"]["rayClusterConfig"]
+    head = cpu["headGroupSpec"]["template"]["spec"]["containers"][0]
+    worker = cpu["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert head["image"] == worker["image"] == "reg/ray:1"
+    assert head["resources"]["requests"]["cpu"] == "250m"
+    assert cpu["autoscalerOptions"]["resources"]["requests"]["cpu"] == "100m"
+    memory = f"{max(1, cpu_inputs.candidate.memory_request_gib) * 1024 + 512}Mi"
+    assert worker["resources"]["requests"]["memory"] == memory
+    assert worker["resources"]["limits"]["memory"] == memory
+    gpu_inputs = _inputs("llama-3.1-8b-high-load.yaml", settings=settings)
+    gpu = render_rayservice(gpu_inputs)["spec"]["rayClusterConfig"]
+    gpu_head = gpu["headGroupSpec"]["template"]["spec"]["containers"][0]
+    gpu_worker = gpu["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert gpu_head["image"] == gpu_worker["image"] == "reg/gpu:1"
+    assert gpu_head["resources"]["requests"]["cpu"] == "1"
+    assert gpu_worker["resources"]["requests"]["memory"] == \
+        f"{max(1, gpu_inputs.candidate.memory_request_gib)}Gi"
+
+
+def test_ray_cpu_image_setting_comes_from_env() -> None:
+    assert settings_from_env({}).image_ray_cpu.startswith(
+        "ghcr.io/wattserve/wattserve-serving-cpu-ray:")
+    assert settings_from_env({"WATTSERVE_SERVING_IMAGE_RAY_CPU": "reg/r:2"}).image_ray_cpu \
+        == "reg/r:2"
+
+
+def test_both_ray_images_carry_the_wget_kuberays_probes_run() -> None:
+    """KubeRay v1.5.0 injects probes `bash -c 'wget ... | grep success'` into Ray containers
+    without their own: without wget every Ray pod stays unready."""
+    from pathlib import Path
+
+    from wattserve.images import load_definitions
+
+    assert "wget" in load_definitions()["serving-cpu-ray"].debian
+    gpu = (Path(__file__).resolve().parents[2] / "serving" / "Dockerfile.gpu").read_text()
+    install = next(line for line in gpu.splitlines() if "apt-get install" in line)
+    assert "wget" in install.split()

@@ -46,8 +46,19 @@ DEPLOYMENT_NAME: Final = "wattserve"  # serving/wattserve_serving/ray_app.py DEP
 # (ray-operator utils/validation.go, MaxRayServiceNameLength).
 MAX_RAYSERVICE_NAME: Final = 47
 _DNS1035: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-HEAD_MEMORY: Final = {False: "2Gi", True: "4Gi"}  # CPU pool, GPU pool (multi-GB vLLM image)
-AUTOSCALER_RESOURCES: Final = {"requests": {"cpu": "200m", "memory": "512Mi"},
+# Keyed by "GPU pool?". The head runs no replicas (num-cpus 0): the GCS, the Serve controller
+# and proxy, the dashboard; mostly idle once the app is deployed, so a quarter CPU on CPU
+# pools (a 2-vCPU node then holds the head, its autoscaler and two 1-CPU Serve workers:
+# docs/benchmarks-ray.md has the measured memory). GPU pools keep a whole CPU and the room
+# the multi-GB vLLM image's imports need.
+HEAD_CPU: Final = {False: "250m", True: "1"}
+HEAD_MEMORY: Final = {False: "2Gi", True: "4Gi"}
+# On CPU pools a Ray worker holds, besides the replica the plan sized, Ray's own processes
+# (raylet, dashboard and runtime-env agents, the node's Serve proxy): their memory on top
+# (a SmolLM2 worker's whole working set measured 651 MiB: docs/benchmarks-ray.md).
+RAY_WORKER_OVERHEAD_MIB: Final = 512
+# The autoscaler sidecar polls the GCS and the API server every few seconds.
+AUTOSCALER_RESOURCES: Final = {"requests": {"cpu": "100m", "memory": "512Mi"},
                                "limits": {"memory": "512Mi"}}
 RESTRICTED_CONTAINER: Final = {"allowPrivilegeEscalation": False,
                                "capabilities": {"drop": ["ALL"]},
@@ -65,11 +76,18 @@ def rayservice_name(md_name: str) -> str:
     return f"ws-{stem}-{digest}" if stem else f"ws-{digest}"
 
 
-def serve_config(inputs: RenderInputs, model_path: str) -> dict[str, Any]:
+def replica_actor_options(inputs: RenderInputs) -> dict[str, Any]:
+    """What one Serve replica asks Ray for: exactly what one worker pod advertises
+    (:func:`_worker` sets the same ``num-cpus``/``num-gpus`` explicitly), so each replica
+    takes a whole worker and a replica that does not fit makes the autoscaler add one."""
     cand = inputs.candidate
-    actor: dict[str, Any] = {"num_cpus": max(1, cand.cpu_request)}
     if inputs.gpu:
-        actor = {"num_cpus": 1, "num_gpus": max(1, cand.tensor_parallel)}
+        return {"num_cpus": 1, "num_gpus": max(1, cand.tensor_parallel)}
+    return {"num_cpus": max(1, cand.cpu_request)}
+
+
+def serve_config(inputs: RenderInputs, model_path: str) -> dict[str, Any]:
+    actor = replica_actor_options(inputs)
     env = {item["name"]: item["value"] for item in serving_env(inputs, model_path)}
     return {
         "applications": [{
@@ -105,10 +123,11 @@ def _head(inputs: RenderInputs) -> dict[str, Any]:
     memory = HEAD_MEMORY[inputs.gpu]
     container = {
         "name": "ray-head",
-        "image": inputs.image,
+        "image": inputs.settings.ray_image_for(inputs.gpu),
         "imagePullPolicy": inputs.pull_policy,
         "ports": ports,
-        "resources": {"requests": {"cpu": "1", "memory": memory}, "limits": {"memory": memory}},
+        "resources": {"requests": {"cpu": HEAD_CPU[inputs.gpu], "memory": memory},
+                      "limits": {"memory": memory}},
         "securityContext": dict(RESTRICTED_CONTAINER),
     }
     return {
@@ -143,14 +162,26 @@ def worker_bounds(inputs: RenderInputs) -> tuple[int, int, int]:
 def _worker(inputs: RenderInputs) -> dict[str, Any]:
     store = storage(inputs)
     container = serving_container(inputs, store, name="ray-worker", with_probes=False)
+    container["image"] = inputs.settings.ray_image_for(inputs.gpu)
+    if not inputs.gpu:
+        plan_mib = max(1, inputs.candidate.memory_request_gib) * 1024
+        memory = f"{plan_mib + RAY_WORKER_OVERHEAD_MIB}Mi"
+        container["resources"]["requests"]["memory"] = memory
+        container["resources"]["limits"]["memory"] = memory
     container["securityContext"] = dict(RESTRICTED_CONTAINER)
     low, current, high = worker_bounds(inputs)
+    # Ray's resources set explicitly, not derived by KubeRay from the container's CPU/GPU
+    # figures (which round millicores and count the limit): one replica per worker.
+    actor = replica_actor_options(inputs)
+    params = {"num-cpus": str(actor["num_cpus"])}
+    if "num_gpus" in actor:
+        params["num-gpus"] = str(actor["num_gpus"])
     return {
         "groupName": inputs.pool.name,
         "replicas": current,
         "minReplicas": low,
         "maxReplicas": high,
-        "rayStartParams": {},
+        "rayStartParams": params,
         "template": {
             "metadata": {"labels": inputs.labels, "annotations": scrape_annotations()},
             "spec": pod_spec(inputs, store, [container]),

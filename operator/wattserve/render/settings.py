@@ -13,6 +13,9 @@ from typing import Final
 DEFAULT_VERSION: Final = "0.1.0"
 DEFAULT_IMAGE_CPU: Final = f"ghcr.io/wattserve/wattserve-serving-cpu:{DEFAULT_VERSION}"
 DEFAULT_IMAGE_GPU: Final = f"ghcr.io/wattserve/wattserve-serving-gpu:{DEFAULT_VERSION}"
+# RayServices on CPU pools: serving-cpu plus wget, which KubeRay's injected probes run
+# (operator/wattserve/images/definitions/serving-cpu-ray.yaml).
+DEFAULT_IMAGE_RAY_CPU: Final = f"ghcr.io/wattserve/wattserve-serving-cpu-ray:{DEFAULT_VERSION}"
 DEFAULT_IMPORT_PATH: Final = "wattserve_serving.ray_app:app"
 DEFAULT_RAY_VERSION: Final = "2.60.0"
 MODELS_DIR: Final = "/models"
@@ -21,6 +24,7 @@ PULL_POLICIES: Final = frozenset({"Always", "IfNotPresent", "Never"})
 ENV_IMAGE_CPU: Final = "WATTSERVE_SERVING_IMAGE_CPU"
 ENV_IMAGE_CPU_PULL: Final = "WATTSERVE_SERVING_IMAGE_CPU_PULL_POLICY"
 ENV_IMAGE_GPU: Final = "WATTSERVE_SERVING_IMAGE_GPU"
+ENV_IMAGE_RAY_CPU: Final = "WATTSERVE_SERVING_IMAGE_RAY_CPU"
 ENV_IMAGE_GPU_PULL: Final = "WATTSERVE_SERVING_IMAGE_GPU_PULL_POLICY"
 ENV_IMPORT_PATH: Final = "WATTSERVE_SERVING_IMPORT_PATH"
 ENV_RAY_VERSION: Final = "WATTSERVE_RAY_VERSION"
@@ -52,6 +56,7 @@ class RenderSettings:
 
     image_cpu: str = DEFAULT_IMAGE_CPU
     image_gpu: str = DEFAULT_IMAGE_GPU
+    image_ray_cpu: str = DEFAULT_IMAGE_RAY_CPU  # backend rayservice on CPU pools
     pull_policy_cpu: str = "IfNotPresent"
     pull_policy_gpu: str = "IfNotPresent"
     import_path: str = DEFAULT_IMPORT_PATH
@@ -81,6 +86,10 @@ class RenderSettings:
 
     def image_for(self, gpu: bool) -> str:
         return self.image_gpu if gpu else self.image_cpu
+
+    def ray_image_for(self, gpu: bool) -> str:
+        """The Ray head/worker image of a RayService (the GPU image carries Ray already)."""
+        return self.image_gpu if gpu else self.image_ray_cpu
 
     def pull_policy_for(self, gpu: bool) -> str:
         return self.pull_policy_gpu if gpu else self.pull_policy_cpu
@@ -134,6 +143,7 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
     return RenderSettings(
         image_cpu=get(ENV_IMAGE_CPU, DEFAULT_IMAGE_CPU),
         image_gpu=get(ENV_IMAGE_GPU, DEFAULT_IMAGE_GPU),
+        image_ray_cpu=get(ENV_IMAGE_RAY_CPU, DEFAULT_IMAGE_RAY_CPU),
         pull_policy_cpu=policy(ENV_IMAGE_CPU_PULL),
         pull_policy_gpu=policy(ENV_IMAGE_GPU_PULL),
         import_path=import_path,
