@@ -112,10 +112,9 @@ def chart_with_activator(kube_cluster: Cluster, prometheus: LocalPrometheus,
     values.write_text(yaml.safe_dump({
         "prometheus": {"url": prometheus.url},
         "autoscaler": {"intervalSeconds": 2},
-        "operator": {"extraArgs": ["--promql-window", "10s", "--scrape-interval", "1"],
-                     # llama.cpp replicas serve the held burst first-token-fairly.
-                     "extraEnv": [{"name": "WATTSERVE_SERVING_PARALLEL",
-                                   "value": str(REQUESTS)}]},
+        "operator": {"extraArgs": ["--promql-window", "10s", "--scrape-interval", "1"]},
+        # llama.cpp replicas serve the held burst first-token-fairly.
+        "serving": {"parallel": REQUESTS},
         "activator": {"enabled": True, "replicas": 1},
     }))
     install_chart(kube_cluster, "-f", str(values))
