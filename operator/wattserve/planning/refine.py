@@ -1,0 +1,200 @@
+"""The operator's fleet placement: the greedy (planning/fleet.py), then — where the fleet is
+small enough — the exact ILP over the same choices, bounded in time, taken only when it is
+strictly better and keeps every rule the greedy keeps (docs/placement.md §7).
+
+The greedy fills each model's best pool in priority order; on tight pools that sends a
+small model to a dear GPU pool when a cheap pool's room went to a model that saves less
+there. The ILP (HiGHS through ``scipy.optimize.milp``, ``time_limit`` ≤ 0.3 s) minimises the
+fleet's $/hour over the models whose objective is cost, with:
+
+- every model the greedy placed still placed (priority decides who gets a full pool; the
+  ILP never trades a placed model for two others);
+- a running model (``Member.current_pool``) offered only its current pool and the pools
+  the greedy's hysteresis would let it move to (its own objective lower by at least
+  ``Rebalance.min_gain``, after ``Rebalance.dwell_seconds``), and a move penalty of
+  ``MOVE_PENALTY`` of its cost: no running model pays more or moves for nothing, so a
+  re-plan never flaps and stays monotone in capacity (tests/unit/test_fleet_monotone.py);
+- models with another objective (energy, carbon, balanced) kept where the greedy put them.
+
+Pool capacity is aggregated in the ILP; the choice is then realised by the greedy itself
+(``assign(prefer=...)``: per-node first-fit, what runs stays as it runs), and the result
+is taken only when it places as many models at a lower fleet $/hour. Without scipy, past
+``MAX_COLUMNS`` model × pool choices or when the solver finds nothing in time, the
+greedy's placement stands.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Mapping, Sequence
+
+from wattserve.api.types import Objective, ServingPool
+from wattserve.planning import fleet
+from wattserve.planning.capacity import PoolCapacity, Resources, replica_request, shape_capacity
+from wattserve.planning.fleet import (
+    Assignment,
+    Key,
+    Member,
+    Rebalance,
+    Totals,
+    _figure,
+    assign,
+    better,
+    candidate_rates,
+    totals,
+)
+from wattserve.planning.placement import Candidate, rank_feasible
+
+TIME_LIMIT_S = 0.3  # HiGHS wall-clock bound per re-plan
+MAX_COLUMNS = 4000  # model × pool choices; past this the greedy stands (1,000 × 20 = 20,000)
+MOVE_PENALTY = 0.01  # share of a running model's cost added to a move: no moves for nothing
+
+Column = tuple[int, Candidate, Resources, int]  # (member index, candidate, request, replicas)
+
+
+def place(members: Sequence[Member], pools: Sequence[ServingPool],
+          capacities: Mapping[str, PoolCapacity] | None = None, now: float = 0.0,
+          policy: Rebalance | None = None, time_limit_s: float = TIME_LIMIT_S,
+          max_columns: int = MAX_COLUMNS) -> dict[Key, Assignment]:
+    """The greedy's assignment, or the ILP's realised when it is strictly better."""
+    policy = policy or Rebalance()
+    greedy = assign(members, pools, capacities, now, policy)
+    if not members or importlib.util.find_spec("scipy") is None:
+        return greedy
+    choice = _solve(members, pools, capacities, greedy, now, policy, time_limit_s, max_columns)
+    if choice is None:
+        return greedy
+    steered = assign(members, pools, capacities, now, policy, prefer=choice)
+    if not _keeps(members, greedy, steered):
+        return greedy
+    if better(_totals(members, steered), _totals(members, greedy), Objective.COST):
+        return steered
+    return greedy
+
+
+def replan(members: Sequence[Member], pools: Sequence[ServingPool],
+           capacities: Mapping[str, PoolCapacity] | None,
+           incumbent: Mapping[Key, Assignment], objective: Objective = Objective.COST,
+           ) -> dict[Key, Assignment]:
+    """:func:`wattserve.planning.fleet.replan` with :func:`place` for both of its plans."""
+    return fleet.replan(members, pools, capacities, incumbent, objective, assigner=place)
+
+
+def _totals(members: Sequence[Member], got: Mapping[Key, Assignment]) -> Totals:
+    return totals(members, {key: a.candidate for key, a in got.items()})
+
+
+def _keeps(members: Sequence[Member], greedy: Mapping[Key, Assignment],
+           steered: Mapping[Key, Assignment]) -> bool:
+    """Every model the greedy placed is placed; no running model pays more for its own
+    objective than where it runs."""
+    for member in members:
+        old, new = greedy[member.key].candidate, steered[member.key].candidate
+        if old is not None and new is None:
+            return False
+        if member.current_pool is not None and new is not None:
+            here = next((c for c in member.plan.candidates
+                         if c.pool == member.current_pool and c.feasible), None)
+            objective = member.md.spec.objective
+            if here is not None and _figure(new, objective) > _figure(here, objective) * (
+                    1 + 1e-12):
+                return False
+    return True
+
+
+def _columns(members: Sequence[Member], by_name: Mapping[str, ServingPool],
+             caps: Mapping[str, PoolCapacity], greedy: Mapping[Key, Assignment], now: float,
+             policy: Rebalance) -> list[Column]:
+    out: list[Column] = []
+    for index, member in enumerate(members):
+        ranked = [cand for cand in rank_feasible(member.plan, member.md.spec.placement.pool)
+                  if cand.pool in by_name and cand.pool in caps]
+        got = greedy[member.key].candidate
+        if member.md.spec.objective is not Objective.COST:
+            ranked = [got] if got is not None else []  # kept where the greedy put it
+        here = next((c for c in ranked if c.pool == member.current_pool), None)
+        for cand in ranked:
+            request = replica_request(cand, by_name[cand.pool])
+            replicas = cand.replicas
+            if here is not None and cand is here:
+                replicas = max(replicas, member.current_replicas)
+                if member.current_request is not None and member.current_request.holds(
+                        request):
+                    request = member.current_request
+            elif here is not None and not _may_move(member, here, cand, now, policy):
+                continue
+            out.append((index, cand, request, replicas))
+    return out
+
+
+def _may_move(member: Member, here: Candidate, cand: Candidate, now: float,
+              policy: Rebalance) -> bool:
+    """The greedy's hysteresis: a running model moves only where its own objective is lower
+    by ``min_gain`` (and never higher), after ``dwell_seconds`` on its pool."""
+    objective = member.md.spec.objective
+    gain = 1 - _figure(cand, objective) / max(_figure(here, objective), 1e-300)
+    age = math.inf if member.placed_at is None else now - member.placed_at
+    return gain >= max(policy.min_gain, 0.0) and gain > 0 and age >= policy.dwell_seconds
+
+
+def _solve(members: Sequence[Member], pools: Sequence[ServingPool],
+           capacities: Mapping[str, PoolCapacity] | None,
+           greedy: Mapping[Key, Assignment], now: float, policy: Rebalance,
+           time_limit_s: float, max_columns: int) -> dict[Key, str] | None:
+    import numpy as np
+    from scipy.optimize import (  # type: ignore[import-untyped,unused-ignore]
+        Bounds,
+        LinearConstraint,
+        milp,
+    )
+    from scipy.sparse import coo_array  # type: ignore[import-untyped,unused-ignore]
+
+    by_name = {pool.name: pool for pool in pools}
+    caps = {pool.name: shape_capacity(pool) for pool in pools} | dict(capacities or {})
+    columns = _columns(members, by_name, caps, greedy, now, policy)
+    if not columns or len(columns) > max_columns:
+        return None
+    n_x, n_m = len(columns), len(members)
+    values = []
+    for index, cand, _, _ in columns:
+        member = members[index]
+        usd = candidate_rates(member.md, cand)[0]
+        if member.current_pool is not None and cand.pool != member.current_pool:
+            usd *= 1 + MOVE_PENALTY
+        values.append(usd)
+    penalty = 10.0 * (sum(values) + 1.0)  # an unplaced model costs more than any fleet
+    cost = np.array(values + [penalty] * n_m)
+    pool_row = {name: n_m + 3 * p for p, name in enumerate(sorted(caps))}
+    rows, cols, data = [], [], []
+    for col, (index, cand, request, replicas) in enumerate(columns):
+        rows.append(index)  # each model once or not at all
+        cols.append(col)
+        data.append(1.0)
+        base = pool_row[cand.pool]
+        for r, amount in enumerate((request.cpu, request.memory_gib, float(request.gpus))):
+            if amount:
+                rows.append(base + r)
+                cols.append(col)
+                data.append(amount * replicas)
+    for index in range(n_m):
+        rows.append(index)
+        cols.append(n_x + index)
+        data.append(1.0)
+    limits = []
+    for name in sorted(caps):
+        total = caps[name].total
+        limits += [total.cpu, total.memory_gib, float(total.gpus)]
+    matrix = coo_array((data, (rows, cols)), shape=(n_m + len(limits), n_x + n_m)).tocsr()
+    lower = np.array([1.0] * n_m + [-np.inf] * len(limits))
+    upper = np.array([1.0] * n_m + limits)
+    # what the greedy placed stays placed: its "unplaced" variable is fixed at 0
+    unplaced_max = [0.0 if greedy[m.key].candidate is not None else 1.0 for m in members]
+    bounds = Bounds(np.zeros(n_x + n_m), np.array([1.0] * n_x + unplaced_max))
+    result = milp(cost, constraints=LinearConstraint(matrix, lower, upper),
+                  integrality=np.ones(n_x + n_m), bounds=bounds,
+                  options={"time_limit": time_limit_s, "presolve": True})
+    if result.x is None:
+        return None
+    return {members[index].key: cand.pool for col, (index, cand, _, _) in enumerate(columns)
+            if result.x[col] > 0.5}
