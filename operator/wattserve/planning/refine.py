@@ -47,7 +47,7 @@ from wattserve.planning.fleet import (
 from wattserve.planning.placement import Candidate, rank_feasible
 
 TIME_LIMIT_S = 0.3  # HiGHS wall-clock bound per re-plan
-MAX_COLUMNS = 4000  # model × pool choices; past this the greedy stands (1,000 × 20 = 20,000)
+MAX_COLUMNS = 20_000  # model × pool choices (1,000 models × 20 pools); past it the greedy stands
 MOVE_PENALTY = 0.01  # share of a running model's cost added to a move: no moves for nothing
 
 Column = tuple[int, Candidate, Resources, int]  # (member index, candidate, request, replicas)
@@ -60,17 +60,20 @@ def place(members: Sequence[Member], pools: Sequence[ServingPool],
     """The greedy's assignment, or the ILP's realised when it is strictly better."""
     policy = policy or Rebalance()
     greedy = assign(members, pools, capacities, now, policy)
-    if not members or importlib.util.find_spec("scipy") is None:
+    if not members or not have_scipy():
         return greedy
     choice = _solve(members, pools, capacities, greedy, now, policy, time_limit_s, max_columns)
     if choice is None:
         return greedy
     steered = assign(members, pools, capacities, now, policy, prefer=choice)
-    if not _keeps(members, greedy, steered):
-        return greedy
-    if better(_totals(members, steered), _totals(members, greedy), Objective.COST):
+    if _keeps(members, greedy, steered) and better(
+            _totals(members, steered), _totals(members, greedy), Objective.COST):
         return steered
     return greedy
+
+
+def have_scipy() -> bool:
+    return importlib.util.find_spec("scipy") is not None
 
 
 def replan(members: Sequence[Member], pools: Sequence[ServingPool],
