@@ -1,25 +1,27 @@
-"""The operator's fleet placement: the greedy (planning/fleet.py), then — where the fleet is
-small enough — the exact ILP over the same choices, bounded in time, taken only when it is
-strictly better and keeps every rule the greedy keeps (docs/placement.md §7).
+"""The operator's fleet placement: the greedy (planning/fleet.py), then the fleet's linear
+program over the same choices, taken only when it is strictly better and keeps every rule
+the greedy keeps (docs/placement.md §7).
 
 The greedy fills each model's best pool in priority order; on tight pools that sends a
 small model to a dear GPU pool when a cheap pool's room went to a model that saves less
-there. The ILP (HiGHS through ``scipy.optimize.milp``, ``time_limit`` ≤ 0.3 s) minimises the
-fleet's $/hour over the models whose objective is cost, with:
+there. HiGHS (through ``scipy.optimize.milp``) minimises the fleet's $/hour over the models
+whose objective is cost — the LP relaxation always (each model then prefers the pool with
+its largest share), the exact ILP too for fleets up to ``EXACT_MAX_COLUMNS`` model × pool
+choices (``time_limit`` 0.3 s) — with:
 
 - every model the greedy placed still placed (priority decides who gets a full pool; the
-  ILP never trades a placed model for two others);
+  program never trades a placed model for two others);
 - a running model (``Member.current_pool``) offered only its current pool and the pools
   the greedy's hysteresis would let it move to (its own objective lower by at least
   ``Rebalance.min_gain``, after ``Rebalance.dwell_seconds``), and a move penalty of
   ``MOVE_PENALTY`` of its cost: no running model pays more or moves for nothing, so a
-  re-plan never flaps and stays monotone in capacity (tests/unit/test_fleet_monotone.py);
+  re-plan never flaps and stays monotone in capacity (tests/unit/test_fleet_refine.py);
 - models with another objective (energy, carbon, balanced) kept where the greedy put them.
 
-Pool capacity is aggregated in the ILP; the choice is then realised by the greedy itself
-(``assign(prefer=...)``: per-node first-fit, what runs stays as it runs), and the result
-is taken only when it places as many models at a lower fleet $/hour. Without scipy, past
-``MAX_COLUMNS`` model × pool choices or when the solver finds nothing in time, the
+Pool capacity is aggregated in the program; each choice is then realised by the greedy
+itself (``assign(prefer=...)``: preferred pool first, per-node first-fit, what runs stays
+as it runs), and taken only when it places as many models at a lower fleet $/hour.
+Without scipy, past ``MAX_COLUMNS`` choices or when HiGHS finds nothing in time, the
 greedy's placement stands.
 """
 
@@ -46,8 +48,10 @@ from wattserve.planning.fleet import (
 )
 from wattserve.planning.placement import Candidate, rank_feasible
 
-TIME_LIMIT_S = 0.3  # HiGHS wall-clock bound per re-plan
+TIME_LIMIT_S = 0.3  # HiGHS wall-clock bound of the ILP per re-plan
+LP_TIME_LIMIT_S = 1.0  # and of the LP relaxation (≈ 0.1 CPU s at 1,000 × 20)
 MAX_COLUMNS = 20_000  # model × pool choices (1,000 models × 20 pools); past it the greedy stands
+EXACT_MAX_COLUMNS = 4_000  # the ILP too up to here (≈ 200 models × 20 pools)
 MOVE_PENALTY = 0.01  # share of a running model's cost added to a move: no moves for nothing
 
 Column = tuple[int, Candidate, Resources, int]  # (member index, candidate, request, replicas)
@@ -56,20 +60,22 @@ Column = tuple[int, Candidate, Resources, int]  # (member index, candidate, requ
 def place(members: Sequence[Member], pools: Sequence[ServingPool],
           capacities: Mapping[str, PoolCapacity] | None = None, now: float = 0.0,
           policy: Rebalance | None = None, time_limit_s: float = TIME_LIMIT_S,
-          max_columns: int = MAX_COLUMNS) -> dict[Key, Assignment]:
-    """The greedy's assignment, or the ILP's realised when it is strictly better."""
+          max_columns: int = MAX_COLUMNS,
+          exact_max_columns: int = EXACT_MAX_COLUMNS) -> dict[Key, Assignment]:
+    """The greedy's assignment, or the best strictly better one of: the LP relaxation's
+    choice and (up to ``exact_max_columns``) the ILP's, each realised by the greedy."""
     policy = policy or Rebalance()
     greedy = assign(members, pools, capacities, now, policy)
     if not members or not have_scipy():
         return greedy
-    choice = _solve(members, pools, capacities, greedy, now, policy, time_limit_s, max_columns)
-    if choice is None:
-        return greedy
-    steered = assign(members, pools, capacities, now, policy, prefer=choice)
-    if _keeps(members, greedy, steered) and better(
-            _totals(members, steered), _totals(members, greedy), Objective.COST):
-        return steered
-    return greedy
+    best, best_totals = greedy, _totals(members, greedy)
+    for choice in _choices(members, pools, capacities, greedy, now, policy, time_limit_s,
+                           max_columns, exact_max_columns):
+        got = assign(members, pools, capacities, now, policy, prefer=choice)
+        got_totals = _totals(members, got)
+        if _keeps(members, greedy, got) and better(got_totals, best_totals, Objective.COST):
+            best, best_totals = got, got_totals
+    return best
 
 
 def have_scipy() -> bool:
@@ -141,10 +147,13 @@ def _may_move(member: Member, here: Candidate, cand: Candidate, now: float,
     return gain >= max(policy.min_gain, 0.0) and gain > 0 and age >= policy.dwell_seconds
 
 
-def _solve(members: Sequence[Member], pools: Sequence[ServingPool],
-           capacities: Mapping[str, PoolCapacity] | None,
-           greedy: Mapping[Key, Assignment], now: float, policy: Rebalance,
-           time_limit_s: float, max_columns: int) -> dict[Key, str] | None:
+def _choices(members: Sequence[Member], pools: Sequence[ServingPool],
+             capacities: Mapping[str, PoolCapacity] | None,
+             greedy: Mapping[Key, Assignment], now: float, policy: Rebalance,
+             time_limit_s: float, max_columns: int,
+             exact_max_columns: int) -> list[dict[Key, str]]:
+    """Each member's preferred pool from the LP relaxation (its largest share) and, for
+    small enough fleets, from the ILP (HiGHS within ``time_limit_s``)."""
     import numpy as np
     from scipy.optimize import (  # type: ignore[import-untyped,unused-ignore]
         Bounds,
@@ -157,7 +166,7 @@ def _solve(members: Sequence[Member], pools: Sequence[ServingPool],
     caps = {pool.name: shape_capacity(pool) for pool in pools} | dict(capacities or {})
     columns = _columns(members, by_name, caps, greedy, now, policy)
     if not columns or len(columns) > max_columns:
-        return None
+        return []
     n_x, n_m = len(columns), len(members)
     values = []
     for index, cand, _, _ in columns:
@@ -194,10 +203,21 @@ def _solve(members: Sequence[Member], pools: Sequence[ServingPool],
     # what the greedy placed stays placed: its "unplaced" variable is fixed at 0
     unplaced_max = [0.0 if greedy[m.key].candidate is not None else 1.0 for m in members]
     bounds = Bounds(np.zeros(n_x + n_m), np.array([1.0] * n_x + unplaced_max))
-    result = milp(cost, constraints=LinearConstraint(matrix, lower, upper),
-                  integrality=np.ones(n_x + n_m), bounds=bounds,
-                  options={"time_limit": time_limit_s, "presolve": True})
-    if result.x is None:
-        return None
-    return {members[index].key: cand.pool for col, (index, cand, _, _) in enumerate(columns)
-            if result.x[col] > 0.5}
+    constraints = LinearConstraint(matrix, lower, upper)
+    out = []
+    relaxed = milp(cost, constraints=constraints, bounds=bounds,
+                   options={"time_limit": LP_TIME_LIMIT_S, "presolve": True})
+    if relaxed.x is not None:
+        share: dict[int, tuple[float, str]] = {}
+        for col, (index, cand, _, _) in enumerate(columns):
+            if relaxed.x[col] > share.get(index, (1e-6, ""))[0]:
+                share[index] = (float(relaxed.x[col]), cand.pool)
+        out.append({members[index].key: pool for index, (_, pool) in share.items()})
+    if n_x <= exact_max_columns:
+        exact = milp(cost, constraints=constraints, integrality=np.ones(n_x + n_m),
+                     bounds=bounds, options={"time_limit": time_limit_s, "presolve": True})
+        if exact.x is not None:
+            out.append({members[index].key: cand.pool
+                        for col, (index, cand, _, _) in enumerate(columns)
+                        if exact.x[col] > 0.5})
+    return out
