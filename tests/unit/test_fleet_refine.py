@@ -6,15 +6,20 @@ adding capacity never makes the operator's re-plan cost more."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
+from typing import Any
 
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from wattserve.api import Objective
+from wattserve.api import Objective, ServingPool, parse_model_deployment, parse_serving_pool
 from wattserve.planning import optimum, refine
+from wattserve.planning.capacity import PoolCapacity, Resources
 from wattserve.planning.fleet import Member, Rebalance, assign, members_of, seeded
 
 from e2e import fleet_report
+from tests.unit.factories import EXAMPLES, example_pool_docs
 from tests.unit.test_fleet_monotone import (
     BY_NAME,
     POOLS,
@@ -134,3 +139,38 @@ def test_a_plan_from_the_incumbent_with_the_ilp_never_costs_more(
         got = refine.replan(members, POOLS, capacities(nodes), got, Objective.COST)
         assert no_worse(fleet_totals(members, got), before)
         assert_fits(got, capacities(nodes))
+
+
+
+def _cheap_pool(doc: dict[str, Any], name: str, price: str) -> ServingPool:
+    doc = copy.deepcopy(doc)
+    doc["metadata"] = {"name": name}
+    doc["spec"]["nodeSelector"] = {"wattserve.dev/pool": name}
+    doc["spec"]["pricing"]["usdPerNodeHour"] = price
+    doc["spec"]["maxNodes"] = 10
+    return parse_serving_pool(doc)
+
+
+def test_identical_models_keep_the_greedys_plan_no_reshuffle_on_a_tie() -> None:
+    """Twelve copies of SmolLM2 on a CPU pool of 3 counted nodes that holds six
+    (tests/integration/test_fleet_placement.py's case): every split costs the same, so the
+    program's plan (a shuffle, cheaper only by float noise) must not replace the greedy's;
+    else models move between pools for nothing and their status says the wrong reason."""
+    docs = {d["metadata"]["name"]: d for d in example_pool_docs()}
+    pools = [parse_serving_pool(d) for d in docs.values()] + [
+        _cheap_pool(docs["cpu-general"], "fl-cpu", "0.01"),
+        _cheap_pool(docs["gpu-l4"], "fl-gpu", "0.03")]
+    caps = {"fl-cpu": PoolCapacity("fl-cpu", (Resources(16.0, 64.0),) * 3, "nodes"),
+            "fl-gpu": PoolCapacity("fl-gpu", (Resources(48.0, 192.0, 4),) * 2, "nodes",
+                                   True)}
+    doc = yaml.safe_load((EXAMPLES / "models" / "smollm2-135m.yaml").read_text())
+    mds = []
+    for index in range(12):
+        doc["metadata"] = {"name": f"smol-{index:02d}", "namespace": "ns"}
+        mds.append(parse_model_deployment(doc))
+    members = members_of(mds, pools)
+    greedy = assign(members, pools, caps)
+    got = refine.place(members, pools, caps)
+    assert {k: a.candidate for k, a in got.items()} == {k: a.candidate
+                                                       for k, a in greedy.items()}
+    assert {a.candidate.pool for a in got.values() if a.candidate} == {"fl-cpu", "fl-gpu"}

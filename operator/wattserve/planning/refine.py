@@ -52,6 +52,7 @@ TIME_LIMIT_S = 0.3  # HiGHS wall-clock bound of the ILP per re-plan
 LP_TIME_LIMIT_S = 1.0  # and of the LP relaxation (≈ 0.1 CPU s at 1,000 × 20)
 MAX_COLUMNS = 20_000  # model × pool choices (1,000 models × 20 pools); past it the greedy stands
 EXACT_MAX_COLUMNS = 4_000  # the ILP too up to here (≈ 200 models × 20 pools)
+MIN_GAIN = 1e-4  # share of the fleet's $/hour the program's plan must save to be taken
 MOVE_PENALTY = 0.01  # share of a running model's cost added to a move: no moves for nothing
 
 Column = tuple[int, Candidate, Resources, int]  # (member index, candidate, request, replicas)
@@ -73,9 +74,17 @@ def place(members: Sequence[Member], pools: Sequence[ServingPool],
                            max_columns, exact_max_columns):
         got = assign(members, pools, capacities, now, policy, prefer=choice)
         got_totals = _totals(members, got)
-        if _keeps(members, greedy, got) and better(got_totals, best_totals, Objective.COST):
+        if _keeps(members, greedy, got) and _gains(got_totals, best_totals):
             best, best_totals = got, got_totals
     return best
+
+
+def _gains(new: Totals, old: Totals) -> bool:
+    """More placed, or as many at least ``MIN_GAIN`` cheaper: a tie (identical models
+    shuffled, float noise) keeps the greedy's plan, so a re-plan is stable."""
+    if new.placed != old.placed:
+        return better(new, old, Objective.COST)
+    return new.usd_per_hour < old.usd_per_hour * (1 - MIN_GAIN)
 
 
 def have_scipy() -> bool:
