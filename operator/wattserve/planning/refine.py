@@ -67,7 +67,7 @@ def place(members: Sequence[Member], pools: Sequence[ServingPool],
     choice and (up to ``exact_max_columns``) the ILP's, each realised by the greedy."""
     policy = policy or Rebalance()
     greedy = assign(members, pools, capacities, now, policy)
-    if not members or not have_scipy():
+    if not members or not have_scipy() or _each_on_its_best(members, greedy):
         return greedy
     best, best_totals = greedy, _totals(members, greedy)
     for choice in _choices(members, pools, capacities, greedy, now, policy, time_limit_s,
@@ -77,6 +77,12 @@ def place(members: Sequence[Member], pools: Sequence[ServingPool],
         if _keeps(members, greedy, got) and _gains(got_totals, best_totals):
             best, best_totals = got, got_totals
     return best
+
+
+def _each_on_its_best(members: Sequence[Member], greedy: Mapping[Key, Assignment]) -> bool:
+    """Every model placed on its own best pool: no fleet costs less (nothing to solve)."""
+    return all(greedy[m.key].candidate is not None and greedy[m.key].spilled_from is None
+               for m in members)
 
 
 def _gains(new: Totals, old: Totals) -> bool:
