@@ -15,7 +15,7 @@ from wattserve.api.types import ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.capacity import node_in_pool, pool_capacity, template_request
 from wattserve.planning.fleet import Assignment, Member, Rebalance
-from wattserve.planning.refine import place
+from wattserve.planning.refine import place, warm_up
 
 Key = tuple[str, str]
 ChildKey = tuple[str, str]
@@ -51,6 +51,7 @@ class FleetState:
         self._pools_version = 0
         self._result: dict[Key, tuple[Member, Assignment]] | None = None
         self._computed_at = 0.0
+        warm_up()  # scipy's import (≈ 0.5 s) at start, not inside a reconcile
 
     def invalidate(self) -> None:
         self._result = None

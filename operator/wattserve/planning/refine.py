@@ -97,6 +97,14 @@ def have_scipy() -> bool:
     return importlib.util.find_spec("scipy") is not None
 
 
+def warm_up() -> None:
+    """Import the solver now (a long-running caller's start), so that the first re-plan
+    does not pay for it."""
+    if have_scipy():
+        importlib.import_module("scipy.optimize")
+        importlib.import_module("scipy.sparse")
+
+
 def replan(members: Sequence[Member], pools: Sequence[ServingPool],
            capacities: Mapping[str, PoolCapacity] | None,
            incumbent: Mapping[Key, Assignment], objective: Objective = Objective.COST,
