@@ -1,15 +1,20 @@
 """Fleet placement benchmark: wattserve's greedy placement vs everything on GPUs vs the exact
 optimum (ILP, HiGHS through scipy.optimize.milp), on generated fleets, side by side.
 
-Fleets (seeded): 70 % small models (135M-1.7B, GGUF, 0.05-3 req/s), 25 % mid (7-8B fp8 or
-Q4_K_M, 0.2-10 req/s), 5 % large (70B fp8, 0.5-8 req/s); SLOs drawn from 3-30 s p95.
+Fleets: examples/fleet (18 models) on examples/pools.yaml (maxNodes 3/2/2), and generated
+(seeded): 70 % small models (135M-1.7B, GGUF, 0.05-3 req/s), 25 % mid (7-8B fp8 or Q4_K_M,
+0.2-10 req/s), 5 % large (70B fp8, 0.5-8 req/s); SLOs drawn from 3-30 s p95.
 Pools: 20 = 5 regions (price × 0.8-1.3, grid 30-713 gCO2/kWh) × {16-vCPU CPU, 8-vCPU CPU,
-4 × L4, 8 × H100}; the cheap CPU pools are sized to hold about half the small models, so
-the fleet must spill. Every placement is costed by the same planner; the objective is the
-fleet's $/hour. Times: the per-model evaluation (plan() of every model on every pool), the
-fleet assignment, and the ILP solve, measured in the same run.
+4 × L4, 8 × H100}; "loose": the cheap CPU pools are sized to hold about half the small
+models, so the fleet must spill; "tight": few CPU and L4 nodes (as the example pools'
+maxNodes), so the cheap pools fill. Placements side by side in one run: the greedy alone
+(fleet.assign, the code before) and the operator's (refine.place: the greedy, then the
+exact ILP within 0.3 s where it is better). Every placement is costed by the same planner;
+the objective is the fleet's $/hour. Times: the per-model evaluation (plan() of every
+model on every pool), the fleet assignment, and the ILP solve, measured in the same run.
 
-    python benchmarks/fleet.py [--sizes 10,100,1000] [--seeds 3] [--time-limit 60]
+    python benchmarks/fleet.py [--fleets example,loose,tight] [--sizes 10,100,1000]
+                               [--seeds 3] [--time-limit 60]
                                [--markdown out.md] [--json out.json]
 """
 
@@ -53,16 +58,20 @@ MID = [("8B", "fp8", 8192), ("7B", "q4_k_m", 8192), ("8B", "bf16", 8192)]
 LARGE = [("70B", "fp8", 8192)]
 
 
-def pools(fleet_size: int) -> list[ServingPool]:
+def pools(fleet_size: int, tight: bool = False) -> list[ServingPool]:
+    """Loose: the cheap CPU pools hold about half the small models, L4 pools room to spare.
+    Tight (as examples/pools.yaml's maxNodes 3/2/2): a few CPU and L4 nodes per region, so
+    the cheap pools fill and who gets them decides the fleet's cost."""
     base = {d["metadata"]["name"]: d for d in load_yaml_documents(
         (ROOT / "examples" / "pools.yaml").read_text())}
     out = []
-    small_cpu_nodes = max(1, fleet_size // 40)  # about half the small models fit on CPU
+    small_cpu_nodes = max(1, fleet_size // (150 if tight else 40))
+    l4_nodes = max(1, fleet_size // 60) if tight else max(2, fleet_size // 12)
     for region, price, grams in REGIONS:
         for kind, src, nodes, scale in (
                 ("cpu16", "cpu-general", small_cpu_nodes, 1.0),
                 ("cpu8", "cpu-general", small_cpu_nodes, 0.5),
-                ("l4", "gpu-l4", max(2, fleet_size // 12), 1.0),
+                ("l4", "gpu-l4", l4_nodes, 1.0),
                 ("h100", "gpu-h100", max(2, fleet_size // 25), 1.0)):
             doc = json.loads(json.dumps(base[src]))
             name = f"{kind}-{region}"
@@ -137,9 +146,38 @@ def _grown(members: list[Member], pool_set: list[ServingPool], greedy: dict[Any,
     return out
 
 
-def run_one(size: int, seed: int, time_limit: float, grow: int = 0) -> dict[str, Any]:
-    pool_set = pools(size)
-    mds = fleet(size, seed)
+def example_fleet() -> tuple[list[ServingPool], list[ModelDeployment]]:
+    """examples/fleet/ (18 models) on examples/pools.yaml (maxNodes 3/2/2): tight."""
+    pool_set = [parse_serving_pool(d) for d in load_yaml_documents(
+        (ROOT / "examples" / "pools.yaml").read_text())]
+    mds = [parse_model_deployment(d) for path in sorted((ROOT / "examples" / "fleet").glob(
+        "*.yaml")) for d in load_yaml_documents(path.read_text())]
+    return pool_set, mds
+
+
+def _operator(members: list[Member], pool_set: list[ServingPool]) -> tuple[Any, float, float]:
+    """The operator's placement (planning/refine.place, where this code has it): best of 3."""
+    try:
+        from wattserve.planning import refine
+    except ImportError:
+        return None, 0.0, 0.0
+    got, wall, cpu_s = None, float("inf"), float("inf")
+    for _ in range(3):
+        started, cpu = time.perf_counter(), time.process_time()
+        got = refine.place(members, pool_set)
+        wall = min(wall, time.perf_counter() - started)
+        cpu_s = min(cpu_s, time.process_time() - cpu)
+    return got, wall, cpu_s
+
+
+def run_one(size: int, seed: int, time_limit: float, grow: int = 0,
+            kind: str = "loose") -> dict[str, Any]:
+    if kind == "example":
+        pool_set, mds = example_fleet()
+        size = len(mds)
+    else:
+        pool_set = pools(size, tight=kind == "tight")
+        mds = fleet(size, seed)
     started, cpu = time.perf_counter(), time.process_time()
     members = [Member(md, plan(md, pool_set)) for md in mds]  # every model on every pool
     evaluate_s, evaluate_cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -156,7 +194,13 @@ def run_one(size: int, seed: int, time_limit: float, grow: int = 0) -> dict[str,
     o = best.totals
     spilled = sum(1 for x in greedy.values() if x.spilled_from)
     grown = _grown(members, pool_set, greedy, time_limit, grow) if grow else {}
-    return {**grown,
+    placed, place_s, place_cpu = _operator(members, pool_set)
+    if placed is None:  # code before planning/refine.py: the operator ran the greedy
+        placed, place_s, place_cpu = greedy, assign_s, assign_cpu
+    w = totals(members, {k: x.candidate for k, x in placed.items()})
+    return {**grown, "fleet": kind,
+        "operator": vars(w), "operator_s": place_s, "operator_cpu_s": place_cpu,
+        "operator_vs_optimum": w.usd_per_hour / o.usd_per_hour if o.usd_per_hour else None,
         "models": size, "pools": len(pool_set), "seed": seed,
         "evaluate_s": evaluate_s, "evaluate_cpu_s": evaluate_cpu, "assign_s": assign_s,
         "assign_cpu_s": assign_cpu, "ilp_s": best.seconds,
@@ -168,10 +212,12 @@ def run_one(size: int, seed: int, time_limit: float, grow: int = 0) -> dict[str,
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| models × pools | seed | placed greedy / opt / all-GPU | spilled | greedy $/h "
-             "| optimum $/h | all-GPU $/h | greedy ÷ optimum | greedy ÷ all-GPU | greedy kW "
-             "| greedy kgCO2/h | evaluate s (CPU s) | assign s (CPU s) | ILP s (status) |",
-             "|" + "---|" * 14]
+    lines = ["| fleet | models × pools | seed | placed greedy / opt / all-GPU | spilled "
+             "| greedy $/h | wattserve $/h | optimum $/h | all-GPU $/h | greedy ÷ optimum "
+             "| wattserve ÷ optimum | greedy ÷ all-GPU | greedy kW "
+             "| greedy kgCO2/h | evaluate s (CPU s) | assign s (CPU s) "
+             "| wattserve s (CPU s) | ILP s (status) |",
+             "|" + "---|" * 18]
     coded = any("code" in r for r in rows)
     if coded:
         lines = ["| code " + lines[0], "|---" + lines[1]]
@@ -179,14 +225,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         g, o, a = r["greedy"], r["optimum"], r["all_gpu"]
         lines.append(
             (f"| {r['code']} " if coded else "") +
+            f"| {r.get('fleet', 'loose')} "
             f"| {r['models']} × {r['pools']} | {r['seed']} | {g['placed']} / {o['placed']} / "
             f"{a['placed']} | {r['spilled']} | {g['usd_per_hour']:.2f} | "
+            f"{r['operator']['usd_per_hour']:.2f} | "
             f"{o['usd_per_hour']:.2f} | {a['usd_per_hour']:.2f} | "
-            f"{r['greedy_vs_optimum']:.4f} | {r['greedy_vs_all_gpu']:.3f} | "
+            f"{r['greedy_vs_optimum']:.4f} | {r['operator_vs_optimum']:.4f} | "
+            f"{r['greedy_vs_all_gpu']:.3f} | "
             f"{g['watts'] / 1000:.2f} | {g['grams_co2_per_hour'] / 1000:.2f} | "
             f"{r['evaluate_s']:.2f} ({r['evaluate_cpu_s']:.2f}) | {r['assign_s']:.3f} "
-            f"({r['assign_cpu_s']:.3f}) | {r['ilp_s']:.2f} "
-            f"({r['ilp_status']}) |")
+            f"({r['assign_cpu_s']:.3f}) | {r['operator_s']:.3f} ({r['operator_cpu_s']:.3f}) "
+            f"| {r['ilp_s']:.2f} ({r['ilp_status']}) |")
     return "\n".join(lines)
 
 
@@ -220,6 +269,7 @@ def _side_by_side(args: argparse.Namespace) -> list[dict[str, Any]]:
                     out = Path(tmp) / "rows.json"
                     subprocess.run([sys.executable, __file__, "--code", str(code), "--sizes",
                                     str(size), "--seed", str(seed), "--grow", str(args.grow),
+                                    "--fleets", "loose",
                                     "--time-limit", str(args.time_limit), "--json", str(out)],
                                    check=True, stdout=subprocess.DEVNULL, timeout=1800)
                     rows.extend({**row, "code": label} for row in json.loads(out.read_text()))
@@ -229,6 +279,8 @@ def _side_by_side(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--fleets", default="example,loose,tight",
+                        help="example (examples/fleet on examples/pools.yaml), loose, tight")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--markdown")
@@ -248,18 +300,24 @@ def main() -> int:
         rows = _side_by_side(args)
     else:
         seeds = [args.seed] if args.seed is not None else range(args.seeds)
-        for size in (int(s) for s in args.sizes.split(",")):
-            for seed in seeds:
-                print(f"fleet of {size}, seed {seed} …", file=sys.stderr, flush=True)
-                rows.append(run_one(size, seed, args.time_limit, args.grow))
+        kinds = args.fleets.split(",")
+        if "example" in kinds:
+            print("examples/fleet …", file=sys.stderr, flush=True)
+            rows.append(run_one(0, 0, args.time_limit, args.grow, "example"))
+        for kind in (k for k in kinds if k != "example"):
+            for size in (int(s) for s in args.sizes.split(",")):
+                for seed in seeds:
+                    print(f"{kind} fleet of {size}, seed {seed} …", file=sys.stderr,
+                          flush=True)
+                    rows.append(run_one(size, seed, args.time_limit, args.grow, kind))
     text = markdown(rows)
     if args.grow:
         text += "\n\n" + grown_markdown(rows, args.grow)
     if hasattr(os, "getloadavg"):
         text += f"\n\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-    worst = max(r["greedy_vs_optimum"] for r in rows)
-    text += (f"\n\nworst greedy ÷ optimum: {worst:.4f}; median: "
-             f"{statistics.median(r['greedy_vs_optimum'] for r in rows):.4f}")
+    for key, label in (("greedy_vs_optimum", "greedy"), ("operator_vs_optimum", "wattserve")):
+        text += (f"\n\nworst {label} ÷ optimum: {max(r[key] for r in rows):.4f}; median: "
+                 f"{statistics.median(r[key] for r in rows):.4f}")
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")

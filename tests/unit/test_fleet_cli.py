@@ -34,8 +34,8 @@ def test_a_directory_is_planned_as_a_fleet_against_all_gpu_and_the_optimum(
     assert data["models"][6]["placement"]["reason"].startswith(
         "cpu-general full: 48/48 vCPU committed")
     rows = {row["placement"]: row for row in data["fleet"]}
-    assert set(rows) == {"wattserve (greedy)", "everything on GPU", "optimum (ILP)"}
-    greedy, gpu, best = (rows["wattserve (greedy)"], rows["everything on GPU"],
+    assert set(rows) == {"wattserve", "everything on GPU", "optimum (ILP)"}
+    greedy, gpu, best = (rows["wattserve"], rows["everything on GPU"],
                          rows["optimum (ILP)"])
     assert greedy["placed"] == gpu["placed"] == best["placed"] == 12
     assert float(best["usdPerHour"]) <= float(greedy["usdPerHour"]) < float(gpu["usdPerHour"])
@@ -49,7 +49,7 @@ def test_the_fleet_table_shows_models_pools_and_the_comparison(
     assert main(["plan", "-f", str(twelve(tmp_path)), "--pools", POOLS]) == 0
     out = capsys.readouterr().out
     assert "cpu-general  maxNodes       48/48 vCPU committed" in out
-    for row in ("wattserve (greedy)", "everything on GPU", "optimum (ILP)", "COST VS OPTIMUM"):
+    for row in ("wattserve", "everything on GPU", "optimum (ILP)", "COST VS OPTIMUM"):
         assert row in out
 
 
@@ -61,7 +61,7 @@ def test_without_scipy_the_optimum_is_skipped_with_one_line(
     captured = capsys.readouterr()
     assert captured.err.strip() == f"wattserve plan: {optimum.MISSING_SCIPY}"
     data = yaml.safe_load(captured.out)
-    assert [row["placement"] for row in data["fleet"]] == ["wattserve (greedy)",
+    assert [row["placement"] for row in data["fleet"]] == ["wattserve",
                                                           "everything on GPU"]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from wattserve.api import ModelDeployment, Objective, ServingPool
 from wattserve.cli.table import render_table
-from wattserve.planning import optimum
+from wattserve.planning import optimum, refine
 from wattserve.planning.capacity import Ledger, Resources, replica_request, shape_capacity
 from wattserve.planning.fleet import (
     Assignment,
@@ -21,7 +21,6 @@ from wattserve.planning.fleet import (
     candidate_rates,
     fleet_plan,
     members_of,
-    replan,
     totals,
 )
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -87,14 +86,15 @@ def plan_fleet(models: list[ModelDeployment], pools: list[ServingPool], *,
     members = members_of(models, pools)
     rows = []
     if incumbent is None:
-        greedy = assign(members, pools)
-        name, note = "wattserve (greedy)", "per-model evaluation + fleet assignment"
+        greedy = refine.place(members, pools)
+        name, note = "wattserve", ("per-model evaluation + fleet assignment (greedy, then the "
+                                   "exact ILP within 0.3 s where it is better)")
     else:
         before = incumbent_of(incumbent, members, pools)
         rows.append(Row("incumbent (--incumbent)",
                         totals(members, {k: a.candidate for k, a in before.items()}), 0.0,
                         "the previous plan, costed with today's figures"))
-        greedy = replan(members, pools, None, before, objective)
+        greedy = refine.replan(members, pools, None, before, objective)
         name, note = "wattserve (from incumbent)", "better of: incumbent improved, fresh greedy"
     greedy_s = time.perf_counter() - started
     rows.insert(0, Row(name, totals(members, {k: a.candidate for k, a in greedy.items()}),

@@ -1,6 +1,6 @@
 """The fleet as the operator sees it: nodes per pool, each ModelDeployment's plan (cached
 per generation and pool set) and what runs where, turned into the fleet assignment by the
-pure :func:`wattserve.planning.fleet.assign`. No API calls: the reconciler feeds it."""
+pure :func:`wattserve.planning.refine.place`. No API calls: the reconciler feeds it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.types import ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.capacity import node_in_pool, pool_capacity, template_request
-from wattserve.planning.fleet import Assignment, Member, Rebalance, assign
+from wattserve.planning.fleet import Assignment, Member, Rebalance
+from wattserve.planning.refine import place, warm_up
 
 Key = tuple[str, str]
 ChildKey = tuple[str, str]
@@ -50,6 +51,7 @@ class FleetState:
         self._pools_version = 0
         self._result: dict[Key, tuple[Member, Assignment]] | None = None
         self._computed_at = 0.0
+        warm_up()  # scipy's import (≈ 0.5 s) at start, not inside a reconcile
 
     def invalidate(self) -> None:
         self._result = None
@@ -115,7 +117,7 @@ class FleetState:
                 continue
             members.append(_member(planned[0], planned[1], body, children_of(key), by_name))
         capacities = {pool.name: pool_capacity(pool, self.nodes.values()) for pool in pools}
-        got = assign(members, pools, capacities, clock, self.policy)
+        got = place(members, pools, capacities, clock, self.policy)
         self._result = {m.key: (m, got[m.key]) for m in members}
         self._computed_at = clock
         return self._result, True

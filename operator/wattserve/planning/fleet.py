@@ -26,7 +26,7 @@ same from a previous plan for `wattserve plan --incumbent` (docs/placement.md §
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from wattserve.api.types import ModelDeployment, Objective, ServingPool
@@ -111,8 +111,11 @@ def order(members: Iterable[Member]) -> list[Member]:
 
 def assign(members: Sequence[Member], pools: Sequence[ServingPool],
            capacities: Mapping[str, PoolCapacity] | None = None, now: float = 0.0,
-           policy: Rebalance | None = None) -> dict[Key, Assignment]:
-    """Place the fleet greedily in member order; ``capacities`` default to maxNodes shapes."""
+           policy: Rebalance | None = None, prefer: Mapping[Key, str] | None = None,
+           ) -> dict[Key, Assignment]:
+    """Place the fleet greedily in member order; ``capacities`` default to maxNodes shapes.
+    ``prefer``: a pool to try first for some members (the fleet optimum's choice, see
+    planning/refine.py); the rules for running models (hysteresis, never evict) still hold."""
     policy = policy or Rebalance()
     by_name = {pool.name: pool for pool in pools}
     caps = dict(capacities or {})
@@ -137,7 +140,8 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
         if where is not None and allocation is not None:
             books[where].release(allocation)
         stays = allocation if where not in over else None
-        got = out[member.key] = _assign_one(member, by_name, books, now, policy, stays)
+        got = out[member.key] = _assign_one(member, by_name, books, now, policy, stays,
+                                            (prefer or {}).get(member.key))
         if got.candidate is None and where is not None and member.current_request is not None:
             # not placed, but its workload keeps running where it is: still counted there
             books[where].force(member.current_request, member.current_replicas)
@@ -145,7 +149,8 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
 
 
 def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[str, Ledger],
-                now: float, policy: Rebalance, held: Allocation | None = None) -> Assignment:
+                now: float, policy: Rebalance, held: Allocation | None = None,
+                prefer: str | None = None) -> Assignment:
     """``held``: where the member's running replicas sit (just released). Staying as it runs
     always fits: it takes back exactly that allocation, so a re-plan never leaves a running
     model without room, and it only moves to a pool its own objective ranks better."""
@@ -153,6 +158,9 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
               if cand.pool in pools and cand.pool in books]
     if not ranked:
         return Assignment(member.key, None, member.plan.reason)
+    best = ranked[0]
+    if prefer is not None:
+        ranked.sort(key=lambda cand: cand.pool != prefer)  # stable: the rest keep their rank
     objective = member.md.spec.objective
     options: list[tuple[Candidate, Resources, int, Allocation | None]] = []
     full: list[str] = []
@@ -194,9 +202,12 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
         books[cand.pool].restore(stays)
     else:
         books[cand.pool].place(request, replicas)
-    spilled = ranked[0].pool if cand is not ranked[0] else None
+    spilled = best.pool if cand is not best else None
     if note:
         reason = f"{note}; {cand.pool} at {metric_text(objective, cand)}"
+    elif spilled is not None and not full:  # its better pool had room: the fleet optimum
+        reason = (f"{cand.pool} at {metric_text(objective, cand)}: the fleet optimum gives "
+                  f"{spilled}'s room to models that save more there")
     elif spilled is not None:
         reason = "; ".join(full) + f"; {cand.pool} at {metric_text(objective, cand)}"
     else:
@@ -232,17 +243,20 @@ def seeded(member: Member, incumbent: Assignment | None,
 def replan(members: Sequence[Member], pools: Sequence[ServingPool],
            capacities: Mapping[str, PoolCapacity] | None,
            incumbent: Mapping[Key, Assignment], objective: Objective = Objective.COST,
+           assigner: Callable[..., dict[Key, Assignment]] | None = None,
            ) -> dict[Key, Assignment]:
     """Re-plan a fleet from a previous plan (``incumbent``, e.g. the plan before capacity
     grew): the better of (a) the incumbent improved — every model keeps its placement or
     moves where its own objective is lower, placed models stay placed, unplaced ones take
     free room — and (b) the fresh greedy. (a) is never worse than the incumbent when the
     incumbent still fits ``capacities`` (it does when capacity only grew) and every model's
-    objective is ``objective``; so neither is the result."""
+    objective is ``objective``; so neither is the result. ``assigner``: :func:`assign` or
+    one that is never worse than it (planning/refine.place)."""
+    assigner = assigner or assign
     by_name = {pool.name: pool for pool in pools}
-    improved = assign([seeded(m, incumbent.get(m.key), by_name) for m in members], pools,
+    improved = assigner([seeded(m, incumbent.get(m.key), by_name) for m in members], pools,
                       capacities, policy=STATELESS)
-    fresh = assign([seeded(m, None, by_name) for m in members], pools, capacities)
+    fresh = assigner([seeded(m, None, by_name) for m in members], pools, capacities)
     pick = {k: a.candidate for k, a in fresh.items()}
     keep = {k: a.candidate for k, a in improved.items()}
     if better(totals(members, pick), totals(members, keep), objective):
