@@ -123,20 +123,18 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
             raise SettingsError(f"{name}: must be one of {sorted(PULL_POLICIES)}, got {value!r}")
         return value
 
-    raw_queue = get(ENV_MAX_QUEUE, "0")
-    try:
-        max_queue = int(raw_queue)
-    except ValueError:
-        raise SettingsError(f"{ENV_MAX_QUEUE}: must be an integer, got {raw_queue!r}") from None
-    if max_queue < 0:
-        raise SettingsError(f"{ENV_MAX_QUEUE}: must be >= 0, got {max_queue}")
-    raw_parallel = get(ENV_PARALLEL, "0")
-    try:
-        parallel = int(raw_parallel)
-    except ValueError:
-        raise SettingsError(f"{ENV_PARALLEL}: must be an integer, got {raw_parallel!r}") from None
-    if parallel < 0:
-        raise SettingsError(f"{ENV_PARALLEL}: must be >= 0, got {parallel}")
+    def count(name: str) -> int:
+        raw = get(name, "0")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}: must be an integer, got {raw!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name}: must be >= 0, got {value}")
+        return value
+
+    max_queue = count(ENV_MAX_QUEUE)
+    parallel = count(ENV_PARALLEL)
     import_path = get(ENV_IMPORT_PATH, DEFAULT_IMPORT_PATH)
     if ":" not in import_path:
         raise SettingsError(f"{ENV_IMPORT_PATH}: must be module:attribute, got {import_path!r}")
