@@ -45,7 +45,7 @@ import yaml
 from kubeutil import Cluster, unique_name, wait_for
 from test_kuberay_operator import running_kuberay
 from test_operator_support import Operator, wait_condition
-from test_real_pods_loop import _node_paths, _ready, _restricted_namespace
+from test_real_pods_loop import _node_paths, _ready, _restricted_namespace, require_real_node
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -55,7 +55,6 @@ from wattserve import images  # noqa: E402
 from wattserve.api import parse_model_deployment  # noqa: E402
 from wattserve.devcluster import realnode  # noqa: E402
 from wattserve.devcluster.nodeconfig import POOL_NAME  # noqa: E402
-from wattserve.devcluster.state import ClusterState  # noqa: E402
 from wattserve.planning import plan  # noqa: E402
 from wattserve.render import RenderInputs, RenderSettings, render_rayservice  # noqa: E402
 from wattserve.render.rayservice import rayservice_name  # noqa: E402
@@ -226,14 +225,7 @@ def _await(cluster: Cluster, ns: str, predicate: Any, timeout: float, what: str)
 def ray_node(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The Ray and model images on the real node and the KubeRay operator running (the
     node's default images are not needed: WATTSERVE_NODE_IMAGES=0 starts it faster)."""
-    if kube_cluster.external:
-        pytest.skip("external cluster: the dev cluster's real node is not there")
-    why = realnode.host_reason()
-    if why is not None:
-        pytest.skip(f"this machine cannot run a real node: {why}")
-    st = ClusterState.load(Path(kube_cluster.extra["state_dir"]))
-    if st is None or not st.real_node:
-        pytest.skip("the session dev cluster has no real node (WATTSERVE_TEST_REAL_NODE=0?)")
+    require_real_node(kube_cluster)
     socket = _node_paths(kube_cluster).socket
     started = time.monotonic()
     refs = images.ensure_images(socket, ["model-smollm2", RAY_IMAGE],

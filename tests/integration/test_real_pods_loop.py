@@ -51,16 +51,22 @@ def _node_paths(cluster: Cluster) -> containerd.Paths:
     return containerd.Paths(dirs.containerd_root, dirs.containerd_state, dirs.conf, dirs.cni_conf)
 
 
-@pytest.fixture(scope="module")
-def node_images(kube_cluster: Cluster) -> list[str]:
-    if kube_cluster.external:
+def require_real_node(cluster: Cluster) -> ClusterState:
+    """The session dev cluster's state, or skip (with why) where no real node runs."""
+    if cluster.external:
         pytest.skip("external cluster: the dev cluster's real node is not there")
     why = realnode.host_reason()
     if why is not None:
         pytest.skip(f"this machine cannot run a real node: {why}")
-    st = ClusterState.load(Path(kube_cluster.extra["state_dir"]))
+    st = ClusterState.load(Path(cluster.extra["state_dir"]))
     if st is None or not st.real_node:
         pytest.skip("the session dev cluster has no real node (WATTSERVE_TEST_REAL_NODE=0?)")
+    return st
+
+
+@pytest.fixture(scope="module")
+def node_images(kube_cluster: Cluster) -> list[str]:
+    require_real_node(kube_cluster)
     listing = containerd.ctr(_node_paths(kube_cluster), "images", "ls", "-q").stdout.split()
     wanted = [
         "ghcr.io/wattserve/wattserve-operator:0.1.0",
