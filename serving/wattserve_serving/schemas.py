@@ -181,6 +181,22 @@ def completion_response(
     }
 
 
+def _chunk(
+    obj: str, rid: str, model: str, created: int, choice: dict[str, Any] | None,
+    usage_: dict[str, int] | None,
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": rid,
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": [] if choice is None else [choice],
+    }
+    if usage_ is not None:
+        chunk["usage"] = usage_
+    return chunk
+
+
 def chat_chunk(
     rid: str,
     model: str,
@@ -189,19 +205,9 @@ def chat_chunk(
     finish: str | None = None,
     usage_: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    choices = [] if delta is None else [
-        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-    ]
-    chunk: dict[str, Any] = {
-        "id": rid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    }
-    if usage_ is not None:
-        chunk["usage"] = usage_
-    return chunk
+    choice = None if delta is None else {
+        "index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return _chunk("chat.completion.chunk", rid, model, created, choice, usage_)
 
 
 def completion_chunk(
@@ -212,19 +218,9 @@ def completion_chunk(
     finish: str | None = None,
     usage_: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    choices = [] if text is None else [
-        {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-    ]
-    chunk: dict[str, Any] = {
-        "id": rid,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    }
-    if usage_ is not None:
-        chunk["usage"] = usage_
-    return chunk
+    choice = None if text is None else {
+        "index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    return _chunk("text_completion", rid, model, created, choice, usage_)
 
 
 def models_list(model: str, created: int) -> dict[str, Any]:
