@@ -11,9 +11,7 @@ where ``r`` is the windowed rate (``W`` seconds), ``r / W`` the variance of that
 estimate for Poisson arrivals, ``v`` the variance per second of the rate's tick-to-tick
 rises (an EWMA of ``max(0, dr)^2 / dt``: large on bursty traffic, small on steady traffic),
 so ``v x lead`` is how far a random walk drifts over the lead, and ``z`` = 1.645 (one-sided
-95 %). ``v`` is taken net of what the window's own sampling noise puts into it
-(:func:`poisson_rise_variance`), which ``r / W`` already holds.
-Headroom is therefore sized by what the traffic has actually done, not by a
+95 %). Headroom is therefore sized by what the traffic has actually done, not by a
 constant: a steady trace gets a few per cent, a bursty one a lot. The drift variance is
 capped at ``r^2`` (the drift's standard deviation at the rate itself): ``v`` remembers
 rises for ~20 ticks, and uncapped it kept a load that had stopped planned for long after

@@ -14,9 +14,7 @@ Pure: no clock, no I/O; the caller passes ``now`` and keeps the returned state. 
    (``target_utilization``; 0.95 for goal energy/carbon or a joules-per-token budget:
    fewer, busier replicas). Queued requests add a drain term
    ``queued / SLO`` to the arrival rate. Hysteresis: scale down only to a count that also
-   meets a ``tolerance``-tighter threshold, at the planned rate plus the rise the trend
-   predicts over the start-up time (a replica removed now takes that long to come
-   back). Saturated replicas plan for served + backlog
+   meets a ``tolerance``-tighter threshold. Saturated replicas plan for served + backlog
    growth. Once two steps faster than the start-up time caught the policy (see
    :mod:`forecast`), the busiest settled window's count is held through lulls.
 4. Reactive guard: observed p95 above the SLO -> at least ``ceil(ready x p95 / SLO)``
