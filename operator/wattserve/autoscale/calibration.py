@@ -13,7 +13,7 @@ import math
 
 from wattserve.autoscale.model import ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation
-from wattserve.autoscale.queueing import Load, predict, prefill_wait, service_time
+from wattserve.autoscale.queueing import Load, predict, service_time
 
 # A sanity guard only: the live check measured a real process 35x faster than the seeded
 # model, so a tight cap (it was 4x) kept the model wrong.
@@ -64,21 +64,14 @@ def calibrate(
         return state, speed, corr, tcorr
     # Little's law: sequences in service = rate x time in service. Compare the measured
     # side with the model's as a ratio of EWMAs (a mean of ratios of small, noisy
-    # integers would be biased). What is in flight includes prompts waiting for the
-    # prefill stage, so the model's side counts that wait too: without it, the queue in
-    # front of prefill read as a slower replica (long-prompt traces learned 0.8x), and
-    # the slower speed then counted the same wait a second time in the prediction.
+    # integers would be biased).
     a = spec.ewma_alpha
-    in_service = service_time(spec.capacity, load, obs.in_flight / ready, 1.0)
-    wait = prefill_wait(spec.capacity, load, rate / ready, 1.0) \
-        if spec.calibrate_prefill_wait else 0.0
-    if math.isfinite(wait):
-        modelled = rate * (in_service + wait)
-        busy = (1 - a) * state.busy_ewma + a * obs.in_flight
-        work = (1 - a) * state.work_ewma + a * modelled
-        state = state.evolve(busy_ewma=busy, work_ewma=work)
-        if busy >= 0.5:
-            speed = min(max(work / busy, _SPEED_BOUNDS[0]), _SPEED_BOUNDS[1])
+    modelled = rate * service_time(spec.capacity, load, obs.in_flight / ready, 1.0)
+    busy = (1 - a) * state.busy_ewma + a * obs.in_flight
+    work = (1 - a) * state.work_ewma + a * modelled
+    state = state.evolve(busy_ewma=busy, work_ewma=work)
+    if busy >= 0.5:
+        speed = min(max(work / busy, _SPEED_BOUNDS[0]), _SPEED_BOUNDS[1])
     if rate <= 0:
         return state, speed, corr, tcorr
     p = predict(spec.capacity, load, ready, speed=speed, tail_factor=spec.tail_factor)

@@ -57,25 +57,15 @@ def volatility(old: float, last_rate: float | None, last_time: float | None, rat
 
 
 def upper_rate(rate: float, window_s: float, vol: float, trend: float, lead_s: float,
-               z: float = Z_BAND, *, net_of_noise: bool = True) -> float:
+               z: float = Z_BAND) -> float:
     """Upper edge of the arrival-rate band at the end of the lead (see module doc)."""
     rate = max(rate, 0.0)
-    if net_of_noise:
-        vol -= poisson_rise_variance(rate, window_s)
     # The drift is that of the rate's own level: capped at the rate itself, so a rate that
     # has fallen to nothing keeps no headroom from the rises that brought the load that
     # left (holding capacity after a load falls is the scale-down window's job).
     drift = min(max(vol, 0.0) * max(lead_s, 0.0), rate * rate)
     spread = rate / max(window_s, 1e-9) + drift
     return rate + max(trend, 0.0) * max(lead_s, 0.0) + z * math.sqrt(spread)
-
-
-def poisson_rise_variance(rate: float, window_s: float) -> float:
-    """What :func:`volatility` reads on a *constant* Poisson rate: two windows ``dt``
-    apart differ by ``N(0, 2 r dt / W^2)``, so a rise's expected square is
-    ``r dt / W^2`` and, per second, ``r / W^2``. That much of the EWMA is the window's
-    sampling noise (already in the band as ``r / W``), not drift of the rate."""
-    return max(rate, 0.0) / max(window_s, 1e-9) ** 2
 
 
 def rate_changed(rate: float, last_rate: float | None, dt_s: float, window_s: float,

@@ -78,11 +78,6 @@ def decide(
     steady = now if moved or state.steady_since is None else state.steady_since
     settled = now - steady >= spec.metrics_window_s
     load, lengths = lengths_to_plan(spec, state, obs, settled)
-    # While the windows fill (a window after the first observation, plus the time
-    # requests take, the SLO: the window counts completions) the windowed rate climbs
-    # towards the rate by construction: no rise of the traffic's, so neither the trend
-    # nor the band's volatility learns from it.
-    filled = now - since >= spec.metrics_window_s + slo_s
     if now - since >= spec.metrics_window_s and settled:
         calibrated, speed, corr, tcorr = calibrate(spec, state, obs, load, ready)
     else:  # the windows are filling or mix two regimes: rates lag what is in flight
@@ -95,12 +90,10 @@ def decide(
         return Prediction(p.p95_s * corr, p.ttft_p95_s + tcorr, p.concurrency, p.utilization)
 
     trend = state.trend
-    if filled and state.last_rate is not None and state.last_time is not None \
-            and now > state.last_time:
+    if state.last_rate is not None and state.last_time is not None and now > state.last_time:
         slope = (rate - state.last_rate) / (now - state.last_time)
         trend = (1.0 - spec.ewma_alpha * 2) * trend + spec.ewma_alpha * 2 * slope
-    vol = volatility(state.volatility, state.last_rate, state.last_time, rate, now) \
-        if filled else state.volatility
+    vol = volatility(state.volatility, state.last_rate, state.last_time, rate, now)
     tick = now - state.last_time if state.last_time is not None and now > state.last_time \
         else 15.0
     backlog = (obs.queued or 0.0) + (obs.in_flight or 0.0)
@@ -143,11 +136,7 @@ def decide(
         ttft_thr, ttft_down = _thresholds(ttft_slo, floor.ttft_p95_s, margin, spec.tolerance)
     util_cap = spec.planned_utilization()
     r_up = _smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
-    # A replica removed now takes the start-up time to come back: while the rate rises,
-    # scale down only to what the rate reached by then still leaves room for.
-    keep_rate = plan_rate + (max(trend, 0.0) * (cold + tick) if spec.trend_holds_scale_down
-                             else 0.0)
-    r_down = _smallest(pred, keep_rate, lo, hi, lat_down, ttft_down,
+    r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
                        util_cap * (1.0 - spec.tolerance))
     conflict = r_up is None or unreachable
     # Recurring steps faster than the lead time (see forecast.py): hold what the busiest
@@ -262,8 +251,7 @@ def _plan_rate(spec: ScalingInputs, obs: Observation, load: Load, ready: int, sp
         elif spec.rate_band:
             rate = little_rate(rate, obs.in_flight, service)
     if spec.rate_band:
-        rate = upper_rate(rate, spec.metrics_window_s, vol, 0.0, lead_s, spec.band_z,
-                          net_of_noise=spec.band_net_of_noise)
+        rate = upper_rate(rate, spec.metrics_window_s, vol, 0.0, lead_s, spec.band_z)
     return rate + queued / slo_s
 
 

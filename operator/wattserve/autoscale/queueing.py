@@ -126,27 +126,14 @@ def predict(
     a = load.rate * s_full
     w95 = _wait_p95(c, a, s_full, scv)
     if m > 1:  # batched replicas prefill one prompt at a time: an M/G/1 stage of its own
-        wait = prefill_wait(cap, load, lam_r, speed, scv)
-        if math.isinf(wait):
+        prefill = _prefill(cap, load, speed)
+        rho_p = lam_r * prefill
+        if rho_p >= 1.0:
             return Prediction(math.inf, math.inf, n, 1.0)
-        w95 += PREFILL_WAIT_P95_OVER_MEAN * wait
+        w95 += PREFILL_WAIT_P95_OVER_MEAN * prefill * rho_p / (1.0 - rho_p) * (1.0 + scv) / 2.0
     util = n if m == 1 else lam_r * load.gen_tokens / (cap.per_stream_tps(m) * m * speed)
     ttft = tail_factor * _prefill(cap, load, speed) + w95
     return Prediction(s95 + w95, ttft, n, min(1.0, util))
-
-
-def prefill_wait(cap: Capacity, load: Load, rate_per_replica: float, speed: float = 1.0,
-                 scv: float = 1.0) -> float:
-    """Mean wait for the prefill stage of a batched replica (M/G/1, Pollaczek-Khinchine):
-    ``rho / (1 - rho) x P/prefill_tps x (1 + cs^2) / 2``; 0 for one-sequence replicas
-    (their wait is the slot queue's), infinite at or past saturation."""
-    if cap.max_concurrency <= 1 or rate_per_replica <= 0:
-        return 0.0
-    prefill = _prefill(cap, load, speed)
-    rho = rate_per_replica * prefill
-    if rho >= 1.0:
-        return math.inf
-    return prefill * rho / (1.0 - rho) * (1.0 + scv) / 2.0
 
 
 def _prefill(cap: Capacity, load: Load, speed: float) -> float:
