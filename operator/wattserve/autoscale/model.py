@@ -69,6 +69,7 @@ class ScalingInputs:
     forecast: bool = False  # extrapolate a rising rate over cold start + window lag
     rate_band: bool = True  # plan for the upper edge of the arrival-rate band (forecast.py)
     band_z: float = 1.645  # ... this many standard deviations (one-sided 95 %)
+    asymptote_floor: bool = True  # margin above the p95 the most replicas give at the rate
     saturation_queue: float = 1.0  # queued per ready replica that means "saturated now"
     max_scale_up_step: int = 4  # per decision: max(2 x current, current + this)
     # Live facts (None: derive from the state).

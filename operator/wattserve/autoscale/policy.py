@@ -130,10 +130,17 @@ def decide(
     floor = pred(1, 0.0)
     ttft_slo = None if spec.slo_ttft_p95_ms is None else spec.slo_ttft_p95_ms / 1000.0
     unreachable = floor.p95_s > slo_s or (ttft_slo is not None and floor.ttft_p95_s > ttft_slo)
-    lat_thr, lat_down = _thresholds(slo_s, floor.p95_s, margin, spec.tolerance)
+    # What replicas can change at this rate is the latency above what the most replicas
+    # would give (batch fluctuations and prefill queues remain at any count), not above
+    # an idle replica's: on a flat curve a margin above the idle floor is reachable only
+    # at the limit. Never stricter than above the idle floor, never above the SLO.
+    most = pred(hi, plan_rate) if spec.asymptote_floor else floor
+    lat_thr, lat_down = _margin_thresholds(slo_s, floor.p95_s, most.p95_s, margin,
+                                           spec.tolerance)
     ttft_thr = ttft_down = None
     if ttft_slo is not None:
-        ttft_thr, ttft_down = _thresholds(ttft_slo, floor.ttft_p95_s, margin, spec.tolerance)
+        ttft_thr, ttft_down = _margin_thresholds(ttft_slo, floor.ttft_p95_s,
+                                                 most.ttft_p95_s, margin, spec.tolerance)
     util_cap = spec.planned_utilization()
     r_up = _smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
     r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
@@ -300,6 +307,18 @@ def _thresholds(slo: float, floor: float, margin: float, tol: float) -> tuple[fl
     up = max(floor + (1.0 - margin) * room, floor * (1.0 + tol))
     down = max(floor + (1.0 - margin) * (1.0 - tol) * room, floor * (1.0 + tol / 2))
     return up, down
+
+
+def _margin_thresholds(slo: float, floor: float, most: float, margin: float, tol: float
+                       ) -> tuple[float, float]:
+    """:func:`_thresholds` above the idle ``floor``, relaxed towards the SLO when what the
+    most replicas give (``most``) leaves less room above it than the idle floor does."""
+    up, down = _thresholds(slo, floor, margin, tol)
+    if not math.isfinite(most) or most <= floor or most >= slo:
+        return up, down
+    up_most, down_most = _thresholds(slo, most, margin, tol)
+    up = max(up, min(up_most, slo))
+    return up, max(down, min(down_most, up))
 
 
 def _smallest(
