@@ -1,0 +1,291 @@
+"""A load step on the real node that scaling can meet, and how long until it is met (issue 13,
+item 5): tests/integration/test_load_step_realnode.py and benchmarks/load_step_realnode.py.
+
+On a dev cluster with the real node, the chart installed (operator pod, autoscaler reading a
+real Prometheus) and SmolLM2 (min 1, max 2 replicas, the real-node pool `cpu-local` holds 2):
+
+1. one replica's speed ``mu1`` is measured (closed loop: answers/s with the pod always busy);
+2. open-loop load at ``BASE`` x mu1 for ``BASE_S`` s, then a step to ``STEP`` x mu1 (one replica
+   cannot meet it, two can) for ``STEP_S`` s, every request a new connection through the
+   Service's ClusterIP (kube-proxy spreads them);
+3. the figures of the claim: (a) the added pod's start-up, created -> Ready from its own
+   timestamps; (b) the autoscaler's decision interval from the operator's config; (c) the time
+   from the step until the p95 of the requests *sent from then on* (every window of
+   ``WINDOW_S`` s of sends starting then or later) is under the SLO;
+4. the allowance for the backlog built before capacity arrived, derived: ``B`` requests were
+   outstanding (sent, not answered) when the added pod served its first request; all of them
+   wait at the first pod, which from then on receives 1/2 of the new requests (kube-proxy
+   spreads new connections evenly), so it drains them with its spare capacity
+   ``(mu2 - lambda) / 2``, where ``mu2`` is measured with both pods (closed loop, after the
+   step) and ``lambda`` is the offered rate actually sent: allowance = ``2 B / (mu2 - lambda)``;
+5. bound = a + b + allowance + 1 s (pod timestamps are whole seconds).
+
+The pure parts (windows, backlog, allowance) are unit tested in tests/unit/test_loadstep.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from wattserve import contract
+
+from e2e import realpods as rp
+from e2e.harness.stack import Kube, condition, md_status, wait_until
+
+MD = "smollm2-step"
+RELEASE_NS = "wattserve-system"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=wattserve,app.kubernetes.io/component=operator"
+INTERVAL_ENV = "WATTSERVE_AUTOSCALE_INTERVAL_SECONDS"
+INTERVAL_FLAG = "--autoscale-interval"
+BASE, STEP = 0.3, 1.4  # x one replica's measured speed: before / after the step
+BASE_S, STEP_S = 8.0, 50.0
+WINDOW_S = 10.0  # seconds of sends per p95 window
+SLIDE_S = 0.5  # windows start every SLIDE_S seconds
+PODS = 2  # what the real node holds (cpu-local: 2 x 500m requested)
+STAMP_RESOLUTION_S = 1.0  # creationTimestamp / lastTransitionTime are whole seconds
+MAX_TOKENS = 32
+
+
+# -- pure: what the samples say -------------------------------------------------------------
+Sample = tuple[float, float]  # (sent, latency) in time.monotonic() seconds
+
+
+def p95(values: Sequence[float]) -> float:
+    return rp.percentile(list(values), 0.95)
+
+
+def window_p95s(samples: Sequence[Sample], start: float, end: float,
+                window_s: float = WINDOW_S, slide_s: float = SLIDE_S
+                ) -> list[tuple[float, float, int]]:
+    """(window start, p95, count) of the requests sent in [t, t + window_s), for t = start,
+    start + slide_s, ... while the window fits before ``end``; empty windows are left out."""
+    out = []
+    k = 0
+    while start + k * slide_s + window_s <= end + 1e-9:
+        t = start + k * slide_s
+        lat = [lat for sent, lat in samples if t <= sent < t + window_s]
+        if lat:
+            out.append((t, p95(lat), len(lat)))
+        k += 1
+    return out
+
+
+def recovery_s(samples: Sequence[Sample], step: float, end: float, slo_s: float,
+               window_s: float = WINDOW_S, slide_s: float = SLIDE_S) -> float | None:
+    """Seconds from ``step`` to the first window start from which every window of sends has
+    p95 <= ``slo_s`` (0 when none after the step exceeds it); None when the last window still
+    exceeds it or no window fits."""
+    windows = window_p95s(samples, step, end, window_s, slide_s)
+    if not windows or windows[-1][1] > slo_s:
+        return None
+    last_bad = max((i for i, (_, value, _) in enumerate(windows) if value > slo_s), default=-1)
+    if last_bad < 0:
+        return 0.0
+    return windows[last_bad + 1][0] - step
+
+
+def outstanding(samples: Sequence[Sample], at: float) -> int:
+    """Requests sent at or before ``at`` and answered after it (the backlog then)."""
+    return sum(1 for sent, lat in samples if sent <= at < sent + lat)
+
+
+def backlog_allowance_s(backlog: int, capacity_all: float, offered: float,
+                        pods: int = PODS) -> float:
+    """Seconds the pod holding ``backlog`` needs to drain it when new requests are spread
+    evenly over ``pods`` pods of ``capacity_all`` answers/s together: backlog / its spare
+    capacity ((capacity_all - offered) / pods); infinite when there is none."""
+    spare = (capacity_all - offered) / pods
+    return math.inf if spare <= 0 else backlog / spare
+
+
+def offered_rate(samples: Sequence[Sample], start: float, end: float) -> float:
+    """Requests per second sent in [start, end) (every request answered: no errors)."""
+    return sum(1 for sent, _ in samples if start <= sent < end) / max(end - start, 1e-9)
+
+
+def interval_from_container(container: dict[str, Any]) -> float | None:
+    """The autoscaler's decision interval as the operator container is configured: the
+    ``--autoscale-interval`` flag (it wins) or the environment variable."""
+    args = [*container.get("command", []), *container.get("args", [])]
+    for i, arg in enumerate(args):
+        if arg == INTERVAL_FLAG and i + 1 < len(args):
+            return float(args[i + 1])
+        if arg.startswith(INTERVAL_FLAG + "="):
+            return float(arg.split("=", 1)[1])
+    for env in container.get("env", []):
+        if env.get("name") == INTERVAL_ENV and env.get("value"):
+            return float(env["value"])
+    return None
+
+
+def stamp(text: str) -> float:
+    """An API timestamp (RFC 3339, whole seconds) as epoch seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
+
+
+def ready_at(pod: dict[str, Any]) -> float | None:
+    cond = [c for c in pod.get("status", {}).get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"]
+    return stamp(cond[0]["lastTransitionTime"]) if cond else None
+
+
+# -- live ---------------------------------------------------------------------------------
+def operator_interval_s(kube: Kube) -> float:
+    deps = kube.get("deployments", "-n", RELEASE_NS, "-l", OPERATOR_SELECTOR)["items"]
+    assert len(deps) == 1, f"expected one operator Deployment, found {len(deps)}"
+    (container,) = [c for c in deps[0]["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == "operator"]
+    value = interval_from_container(container)
+    assert value is not None, "the operator container sets no autoscale interval"
+    return value
+
+
+def _served(pod: dict[str, Any]) -> float:
+    import httpx
+
+    url = f"http://{pod['status']['podIP']}:{contract.SERVING_PORT}/metrics"
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(contract.REQUESTS_TOTAL + "{") and 'status="200"' in line)
+
+
+class Watcher:
+    """When a pod that was not there at the start is first seen Ready, then serving."""
+
+    def __init__(self, kube: Kube, ns: str, first: set[str]) -> None:
+        self.kube, self.ns, self.first = kube, ns, first
+        self.ready: float | None = None
+        self.serving: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while self.serving is None and not self._stop.wait(0.5):
+            try:
+                new = [p for p in rp.ready_pods(self.kube, self.ns, MD)
+                       if p["metadata"]["name"] not in self.first]
+            except (RuntimeError, ValueError):
+                continue
+            if new and self.ready is None:
+                self.ready = time.monotonic()
+            if new and _served(new[0]) > 0:
+                self.serving = time.monotonic()
+
+
+def _cpu_phase(url: str, clients: int, seconds: float) -> tuple[rp.Load, dict[str, float]]:
+    """A closed-loop phase, and the CPU the pods had: all pods together, and what processes
+    outside the pods left them (cores - (machine busy - pods))."""
+    pods0, (busy0, total0), t0 = rp.pods_cpu_s(), rp.machine_busy(), time.monotonic()
+    load = asyncio.run(rp.run_closed(url, clients=clients, duration_s=seconds,
+                                     max_tokens=MAX_TOKENS))
+    pods1, (busy1, total1), t1 = rp.pods_cpu_s(), rp.machine_busy(), time.monotonic()
+    cores = os.cpu_count() or 1
+    busy = (busy1 - busy0) / max(total1 - total0, 1e-9) * cores
+    pods = (pods1 - pods0) / (t1 - t0) if pods0 is not None and pods1 is not None else math.nan
+    return load, {"machine_busy_cores": round(busy, 2), "pods_cores": round(pods, 2),
+                  "free_for_pods_cores": round(cores - (busy - pods), 2)}
+
+
+def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Apply the model in ``ns`` (restricted, existing), measure, return the figures."""
+    figures: dict[str, Any] = {"interval_s": operator_interval_s(kube)}
+    doc = rp.smollm2_doc(MD, minReplicas=1, maxReplicas=PODS, scaleUpDelaySeconds=0,
+                         scaleDownDelaySeconds=600)
+    slo_s = doc["spec"]["slo"]["latencyP95Ms"] / 1000.0
+    figures["slo_s"] = slo_s
+    started = time.monotonic()
+    rp.apply(kube, ns, doc)
+    rp.wait_ready(kube, ns, MD, 1, 240)
+    url = rp.service_url(kube, ns, MD)
+    wait_until(lambda: asyncio.run(rp.run_closed(url, 1, 0.1, max_tokens=4)).ok, 120,
+               "a first answer through the ClusterIP", interval=1.0)
+    figures["apply_to_first_answer_s"] = round(time.monotonic() - started, 1)
+    first = {p["metadata"]["name"] for p in rp.ready_pods(kube, ns, MD)}
+    one, cpu_one = _cpu_phase(url, clients=2, seconds=10.0)
+    assert one.ok and not one.errors, f"one replica: {one.errors}"
+    mu1 = one.requests_per_s
+    figures.update(mu1=round(mu1, 2), one_p95_s=round(one.p95(), 2), cpu_one=cpu_one)
+    say(f"one replica: {mu1:.2f} answers/s (closed loop, p95 {one.p95():.2f} s); load "
+        f"{BASE} x for {BASE_S:.0f} s, then a step to {STEP} x = {STEP * mu1:.2f} req/s for "
+        f"{STEP_S:.0f} s (SLO p95 {slo_s:.1f} s, decision interval {figures['interval_s']:g} s)")
+
+    step_at: list[float] = []
+
+    def rate_at(elapsed: float) -> float:
+        if elapsed < BASE_S:
+            return BASE * mu1
+        if not step_at:
+            step_at.append(time.monotonic())
+        return STEP * mu1
+
+    samples: list[Sample] = []
+    wall_minus_mono = time.time() - time.monotonic()
+    with Watcher(kube, ns, first) as watch:
+        began = time.monotonic()
+        load = asyncio.run(rp.run_load(url, STEP * mu1, BASE_S + STEP_S, max_tokens=MAX_TOKENS,
+                                       max_in_flight=64, window_s=BASE_S + STEP_S + 120,
+                                       samples=samples, rate_at=rate_at))
+    step, end = step_at[0], began + BASE_S + STEP_S
+    figures.update(sent=load.sent, answered=load.ok, errors=dict(load.errors))
+    new = [p for p in rp.pods(kube, ns, MD) if p["metadata"]["name"] not in first]
+    figures["replicas_desired"] = md_status(kube, ns, MD).get("replicas", {}).get("desired")
+    figures["scaled"] = condition(md_status(kube, ns, MD), "Scaled").get("reason")
+    base = [lat for sent, lat in samples if sent < step]
+    figures["base_p95_s"] = round(p95(base), 2) if base else None
+    lam = offered_rate(samples, step, end)
+    windows = window_p95s(samples, step, end)
+    figures.update(offered=round(lam, 2), step_x=round(lam / mu1, 2),
+                   worst_window_p95_s=round(max(w[1] for w in windows), 2) if windows else None)
+    c = recovery_s(samples, step, end, slo_s)
+    figures["recovery_s"] = None if c is None else round(c, 1)
+    if new:
+        pod = new[0]
+        created = stamp(pod["metadata"]["creationTimestamp"])
+        ready = ready_at(pod)
+        figures["decision_s"] = round(created - (step + wall_minus_mono), 1)
+        figures["startup_s"] = None if ready is None else round(ready - created, 1)
+    figures["seen_ready_s"] = None if watch.ready is None else round(watch.ready - step, 1)
+    figures["seen_serving_s"] = None if watch.serving is None else round(watch.serving - step, 1)
+    if watch.serving is not None:
+        figures["backlog"] = outstanding(samples, watch.serving)
+    if len(rp.ready_pods(kube, ns, MD)) >= PODS:
+        two, cpu_two = _cpu_phase(url, clients=4 * PODS, seconds=10.0)
+        figures.update(mu2=round(two.requests_per_s, 2), cpu_two=cpu_two,
+                       two_errors=dict(two.errors))
+        if "backlog" in figures:
+            allowance = backlog_allowance_s(figures["backlog"], two.requests_per_s, lam)
+            figures["allowance_s"] = round(allowance, 1) if math.isfinite(allowance) else None
+            if figures.get("startup_s") is not None and math.isfinite(allowance):
+                figures["bound_s"] = round(figures["startup_s"] + figures["interval_s"]
+                                           + allowance + STAMP_RESOLUTION_S, 1)
+    say(summary(figures))
+    return figures
+
+
+def summary(f: dict[str, Any]) -> str:
+    return (f"step {f.get('offered')} req/s ({f.get('step_x')} x one replica's "
+            f"{f.get('mu1')}/s); errors {f.get('errors') or 'none'}; decision "
+            f"{f.get('decision_s')} s after the step, start-up (a) {f.get('startup_s')} s, "
+            f"interval (b) {f.get('interval_s')} s, backlog {f.get('backlog')} at first "
+            f"service ({f.get('seen_serving_s')} s), 2 pods {f.get('mu2')}/s, allowance "
+            f"{f.get('allowance_s')} s; p95 back under {f.get('slo_s')} s (c) "
+            f"{f.get('recovery_s')} s after the step (worst window {f.get('worst_window_p95_s')}"
+            f" s), bound {f.get('bound_s')} s; pods' CPU {f.get('cpu_two')}")
