@@ -44,8 +44,10 @@ RELEASE_NS = "wattserve-system"
 OPERATOR_SELECTOR = "app.kubernetes.io/name=wattserve,app.kubernetes.io/component=operator"
 INTERVAL_ENV = "WATTSERVE_AUTOSCALE_INTERVAL_SECONDS"
 INTERVAL_FLAG = "--autoscale-interval"
+WINDOW_FLAG = "--promql-window"
 BASE, STEP = 0.3, 1.4  # x one replica's measured speed: before / after the step
 BASE_S, STEP_S = 8.0, 50.0
+ONE_S = 4.0  # seconds of one user back to back: one replica's speed
 WINDOW_S = 10.0  # seconds of sends per p95 window
 SLIDE_S = 0.5  # windows start every SLIDE_S seconds
 PODS = 2  # what the real node holds (cpu-local: 2 x 500m requested)
@@ -105,11 +107,6 @@ def backlog_allowance_s(backlog: int, capacity_all: float, offered: float,
     return math.inf if spare <= 0 else backlog / spare
 
 
-def offered_rate(samples: Sequence[Sample], start: float, end: float) -> float:
-    """Requests per second sent in [start, end) (every request answered: no errors)."""
-    return sum(1 for sent, _ in samples if start <= sent < end) / max(end - start, 1e-9)
-
-
 def interval_from_container(container: dict[str, Any]) -> float | None:
     """The autoscaler's decision interval as the operator container is configured: the
     ``--autoscale-interval`` flag (it wins) or the environment variable."""
@@ -125,6 +122,24 @@ def interval_from_container(container: dict[str, Any]) -> float | None:
     return None
 
 
+def promql_window_from_container(container: dict[str, Any]) -> float:
+    """The operator's PromQL window (``--promql-window``, e.g. ``10s`` or ``1m``), seconds;
+    or WATTSERVE_PROMQL_WINDOW, or the operator's default (1m)."""
+    args = [*container.get("command", []), *container.get("args", [])]
+    env = {e.get("name"): e.get("value") for e in container.get("env", [])}
+    text = env.get("WATTSERVE_PROMQL_WINDOW") or "1m"
+    for i, arg in enumerate(args):
+        if arg == WINDOW_FLAG and i + 1 < len(args):
+            text = args[i + 1]
+        elif arg.startswith(WINDOW_FLAG + "="):
+            text = arg.split("=", 1)[1]
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * units[unit]
+    return float(text)
+
+
 def stamp(text: str) -> float:
     """An API timestamp (RFC 3339, whole seconds) as epoch seconds."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
@@ -137,14 +152,12 @@ def ready_at(pod: dict[str, Any]) -> float | None:
 
 
 # -- live ---------------------------------------------------------------------------------
-def operator_interval_s(kube: Kube) -> float:
+def operator_container(kube: Kube) -> dict[str, Any]:
     deps = kube.get("deployments", "-n", RELEASE_NS, "-l", OPERATOR_SELECTOR)["items"]
     assert len(deps) == 1, f"expected one operator Deployment, found {len(deps)}"
     (container,) = [c for c in deps[0]["spec"]["template"]["spec"]["containers"]
                     if c["name"] == "operator"]
-    value = interval_from_container(container)
-    assert value is not None, "the operator container sets no autoscale interval"
-    return value
+    return dict(container)
 
 
 def _served(pod: dict[str, Any]) -> float:
@@ -206,8 +219,12 @@ def _cpu_phase(url: str, clients: int, seconds: float) -> tuple[rp.Load, dict[st
 
 def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Apply the model in ``ns`` (restricted, existing), measure, return the figures."""
-    figures: dict[str, Any] = {"interval_s": operator_interval_s(kube)}
-    doc = rp.smollm2_doc(MD, minReplicas=1, maxReplicas=PODS, scaleUpDelaySeconds=0,
+    container = operator_container(kube)
+    interval = interval_from_container(container)
+    window = promql_window_from_container(container)
+    assert interval is not None, "the operator container sets no autoscale interval"
+    figures: dict[str, Any] = {"interval_s": interval, "promql_window_s": window}
+    doc = rp.smollm2_doc(MD, minReplicas=1, maxReplicas=1, scaleUpDelaySeconds=0,
                          scaleDownDelaySeconds=600)
     slo_s = doc["spec"]["slo"]["latencyP95Ms"] / 1000.0
     figures["slo_s"] = slo_s
@@ -218,22 +235,34 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
     wait_until(lambda: asyncio.run(rp.run_closed(url, 1, 0.1, max_tokens=4)).ok, 120,
                "a first answer through the ClusterIP", interval=1.0)
     figures["apply_to_first_answer_s"] = round(time.monotonic() - started, 1)
-    first = {p["metadata"]["name"] for p in rp.ready_pods(kube, ns, MD)}
-    one, cpu_one = _cpu_phase(url, clients=2, seconds=10.0)
+    # One replica's speed: one user back to back (the replica serves one request at a time),
+    # 1 / the median answer time. Measured with maxReplicas 1: this load is one a good policy
+    # scales up for (measured: the pod added 11-17 s before the step when max was 2 already).
+    one, cpu_one = _cpu_phase(url, clients=1, seconds=ONE_S)
     assert one.ok and not one.errors, f"one replica: {one.errors}"
-    mu1 = one.requests_per_s
-    figures.update(mu1=round(mu1, 2), one_p95_s=round(one.p95(), 2), cpu_one=cpu_one)
-    say(f"one replica: {mu1:.2f} answers/s (closed loop, p95 {one.p95():.2f} s); load "
+    mu1 = 1.0 / rp.percentile(one.latencies_s, 0.5)
+    figures.update(mu1=round(mu1, 2), one_p50_s=round(one.p50(), 2), cpu_one=cpu_one)
+    # Then idle until the operator's metrics window no longer holds that load, and only then
+    # maxReplicas 2: the autoscaler starts the step from a quiet view of the model.
+    time.sleep(window + interval)
+    doc["spec"]["scaling"]["maxReplicas"] = PODS
+    rp.apply(kube, ns, doc)
+    time.sleep(interval + 1.0)
+    first = {p["metadata"]["name"] for p in rp.pods(kube, ns, MD)}
+    assert len(first) == 1, f"pods before any load at maxReplicas {PODS}: {sorted(first)}"
+    say(f"one replica: {mu1:.2f} answers/s (1 / median answer time, {one.ok} in turn); load "
         f"{BASE} x for {BASE_S:.0f} s, then a step to {STEP} x = {STEP * mu1:.2f} req/s for "
-        f"{STEP_S:.0f} s (SLO p95 {slo_s:.1f} s, decision interval {figures['interval_s']:g} s)")
+        f"{STEP_S:.0f} s (SLO p95 {slo_s:.1f} s, decision interval {interval:g} s)")
 
     step_at: list[float] = []
+    step_sends = [0]
 
-    def rate_at(elapsed: float) -> float:
+    def rate_at(elapsed: float) -> float:  # called once after every send
         if elapsed < BASE_S:
             return BASE * mu1
         if not step_at:
             step_at.append(time.monotonic())
+        step_sends[0] += 1
         return STEP * mu1
 
     samples: list[Sample] = []
@@ -250,7 +279,7 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
     figures["scaled"] = condition(md_status(kube, ns, MD), "Scaled").get("reason")
     base = [lat for sent, lat in samples if sent < step]
     figures["base_p95_s"] = round(p95(base), 2) if base else None
-    lam = offered_rate(samples, step, end)
+    lam = step_sends[0] / (end - step)  # every request sent, answered or not
     windows = window_p95s(samples, step, end)
     figures.update(offered=round(lam, 2), step_x=round(lam / mu1, 2),
                    worst_window_p95_s=round(max(w[1] for w in windows), 2) if windows else None)

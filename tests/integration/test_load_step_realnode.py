@@ -95,7 +95,10 @@ def test_a_load_step_two_replicas_can_meet_is_met_within_startup_plus_one_interv
     starved = (f["offered"] - f["mu1"]) * (loadstep.STEP_S - loadstep.WINDOW_S) / f["mu1"]
     assert starved > f["slo_s"], f
     # The autoscaler added the second real pod after the step, and it served.
-    assert f.get("decision_s") is not None and f["decision_s"] >= -loadstep.STAMP_RESOLUTION_S, f
+    assert f.get("decision_s") is not None, f"no pod added ({loadstep.summary(f)})"
+    assert f["decision_s"] >= -loadstep.STAMP_RESOLUTION_S, (
+        f"the pod was added before the step, at {loadstep.BASE} x one replica's speed "
+        f"({loadstep.summary(f)})")
     assert f.get("startup_s") is not None and f.get("seen_serving_s") is not None, f
     assert f["replicas_desired"] == loadstep.PODS, f
     assert "mu2" in f, f"the second pod is not Ready after the load ({f})"

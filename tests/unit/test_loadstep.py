@@ -9,8 +9,8 @@ import math
 from e2e.loadstep import (
     backlog_allowance_s,
     interval_from_container,
-    offered_rate,
     outstanding,
+    promql_window_from_container,
     recovery_s,
     stamp,
     window_p95s,
@@ -65,11 +65,6 @@ def test_allowance_is_the_backlog_over_the_spare_capacity_of_the_pod_that_holds_
     assert backlog_allowance_s(0, 8.0, 5.6) == 0.0
 
 
-def test_offered_rate_counts_the_sends_in_the_span() -> None:
-    samples = [(t / 4, 0.1) for t in range(40)]  # 4/s for 10 s
-    assert offered_rate(samples, 2.0, 10.0) == 4.0
-
-
 def test_the_interval_flag_wins_over_the_environment() -> None:
     env = [{"name": "WATTSERVE_AUTOSCALE_INTERVAL_SECONDS", "value": "30"}]
     assert interval_from_container({"env": env}) == 30.0
@@ -81,3 +76,11 @@ def test_the_interval_flag_wins_over_the_environment() -> None:
 
 def test_api_timestamps_are_epoch_seconds() -> None:
     assert stamp("2026-11-30T06:00:01Z") - stamp("2026-11-30T06:00:00Z") == 1.0
+
+
+def test_the_promql_window_is_read_from_the_flag_or_the_environment() -> None:
+    assert promql_window_from_container({"command": ["--promql-window", "10s"]}) == 10.0
+    assert promql_window_from_container({"args": ["--promql-window=2m"]}) == 120.0
+    env = [{"name": "WATTSERVE_PROMQL_WINDOW", "value": "30s"}]
+    assert promql_window_from_container({"env": env}) == 30.0
+    assert promql_window_from_container({}) == 60.0
