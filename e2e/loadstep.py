@@ -242,23 +242,27 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
     assert one.ok and not one.errors, f"one replica: {one.errors}"
     mu1 = 1.0 / rp.percentile(one.latencies_s, 0.5)
     figures.update(mu1=round(mu1, 2), one_p50_s=round(one.p50(), 2), cpu_one=cpu_one)
-    # Then idle until the operator's metrics window no longer holds that load, and only then
-    # maxReplicas 2: the autoscaler starts the step from a quiet view of the model.
-    time.sleep(window + interval)
-    doc["spec"]["scaling"]["maxReplicas"] = PODS
-    rp.apply(kube, ns, doc)
-    time.sleep(interval + 1.0)
+    # The base load starts with maxReplicas still 1, and runs for the operator's metrics window
+    # (+ one decision) before maxReplicas becomes 2: the autoscaler then sees a steady base,
+    # not the measurement above or the start of traffic, and the step comes BASE_S later.
     first = {p["metadata"]["name"] for p in rp.pods(kube, ns, MD)}
-    assert len(first) == 1, f"pods before any load at maxReplicas {PODS}: {sorted(first)}"
+    assert len(first) == 1, f"pods at maxReplicas 1: {sorted(first)}"
+    pre_s = window + interval
+    doc["spec"]["scaling"]["maxReplicas"] = PODS
     say(f"one replica: {mu1:.2f} answers/s (1 / median answer time, {one.ok} in turn); load "
-        f"{BASE} x for {BASE_S:.0f} s, then a step to {STEP} x = {STEP * mu1:.2f} req/s for "
-        f"{STEP_S:.0f} s (SLO p95 {slo_s:.1f} s, decision interval {interval:g} s)")
+        f"{BASE} x for {pre_s:.0f} s at maxReplicas 1, then {BASE_S:.0f} s at {PODS}, then a "
+        f"step to {STEP} x = {STEP * mu1:.2f} req/s for {STEP_S:.0f} s (SLO p95 {slo_s:.1f} s, "
+        f"decision interval {interval:g} s)")
 
     step_at: list[float] = []
     step_sends = [0]
+    raised: list[threading.Thread] = []
 
     def rate_at(elapsed: float) -> float:  # called once after every send
-        if elapsed < BASE_S:
+        if elapsed >= pre_s and not raised:
+            raised.append(threading.Thread(target=rp.apply, args=(kube, ns, doc), daemon=True))
+            raised[0].start()
+        if elapsed < pre_s + BASE_S:
             return BASE * mu1
         if not step_at:
             step_at.append(time.monotonic())
@@ -269,15 +273,18 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
     wall_minus_mono = time.time() - time.monotonic()
     with Watcher(kube, ns, first) as watch:
         began = time.monotonic()
-        load = asyncio.run(rp.run_load(url, STEP * mu1, BASE_S + STEP_S, max_tokens=MAX_TOKENS,
-                                       max_in_flight=64, window_s=BASE_S + STEP_S + 120,
+        load = asyncio.run(rp.run_load(url, STEP * mu1, pre_s + BASE_S + STEP_S,
+                                       max_tokens=MAX_TOKENS, max_in_flight=64,
+                                       window_s=pre_s + BASE_S + STEP_S + 120,
                                        samples=samples, rate_at=rate_at))
-    step, end = step_at[0], began + BASE_S + STEP_S
+    raised[0].join(timeout=30)
+    step, end = step_at[0], began + pre_s + BASE_S + STEP_S
     figures.update(sent=load.sent, answered=load.ok, errors=dict(load.errors))
     new = [p for p in rp.pods(kube, ns, MD) if p["metadata"]["name"] not in first]
     figures["replicas_desired"] = md_status(kube, ns, MD).get("replicas", {}).get("desired")
-    figures["scaled"] = condition(md_status(kube, ns, MD), "Scaled").get("reason")
-    base = [lat for sent, lat in samples if sent < step]
+    scaled = condition(md_status(kube, ns, MD), "Scaled")
+    figures["scaled"] = f"{scaled.get('reason')}: {scaled.get('message', '')[:160]}"
+    base = [lat for sent, lat in samples if step - BASE_S <= sent < step]
     figures["base_p95_s"] = round(p95(base), 2) if base else None
     lam = step_sends[0] / (end - step)  # every request sent, answered or not
     windows = window_p95s(samples, step, end)
