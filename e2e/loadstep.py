@@ -173,10 +173,12 @@ def _served(pod: dict[str, Any]) -> float:
 
 
 class Watcher:
-    """When a pod that was not there at the start is first seen Ready, then serving."""
+    """When a pod that was not there at the start is first seen Ready, then serving; and the
+    autoscaler's Scaled condition when the new pod is first seen (why it was added)."""
 
     def __init__(self, kube: Kube, ns: str, first: set[str]) -> None:
         self.kube, self.ns, self.first = kube, ns, first
+        self.why: str | None = None
         self.ready: float | None = None
         self.serving: float | None = None
         self._stop = threading.Event()
@@ -193,10 +195,14 @@ class Watcher:
     def _run(self) -> None:
         while self.serving is None and not self._stop.wait(0.5):
             try:
-                new = [p for p in rp.ready_pods(self.kube, self.ns, MD)
-                       if p["metadata"]["name"] not in self.first]
+                pods = [p for p in rp.pods(self.kube, self.ns, MD)
+                        if p["metadata"]["name"] not in self.first]
+                if pods and self.why is None:
+                    scaled = condition(md_status(self.kube, self.ns, MD), "Scaled")
+                    self.why = f"{scaled.get('reason')}: {scaled.get('message', '')[:200]}"
             except (RuntimeError, ValueError):
                 continue
+            new = [p for p in pods if rp.is_ready(p)]
             if new and self.ready is None:
                 self.ready = time.monotonic()
             if new and _served(new[0]) > 0:
@@ -298,6 +304,7 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
         ready = ready_at(pod)
         figures["decision_s"] = round(created - (step + wall_minus_mono), 1)
         figures["startup_s"] = None if ready is None else round(ready - created, 1)
+    figures["why_added"] = watch.why
     figures["seen_ready_s"] = None if watch.ready is None else round(watch.ready - step, 1)
     figures["seen_serving_s"] = None if watch.serving is None else round(watch.serving - step, 1)
     if watch.serving is not None:
