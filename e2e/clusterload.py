@@ -79,12 +79,10 @@ def percentile(values: list[float], q: float) -> float:
 async def run_load(url: str, rate: float, duration_s: float, *, max_tokens: int = 32,
                    max_in_flight: int = 24, timeout_s: float = 60.0, window_s: float = 10.0,
                    on_window: Callable[[Window], None] | None = None,
-                   samples: list[tuple[float, float]] | None = None,
-                   rate_at: Callable[[float], float] | None = None) -> Load:
+                   samples: list[tuple[float, float]] | None = None) -> Load:
     """Open-loop arrivals at ``rate``/s for ``duration_s`` (bounded in flight and in time);
     latency = request sent -> whole answer, counted in the window the request ends in;
-    ``samples`` gets (time.monotonic() when sent, latency) of every answered request;
-    ``rate_at(seconds since the start)``, when given, replaces ``rate`` (a load step)."""
+    ``samples`` gets (time.monotonic() when sent, latency) of every answered request."""
     if not _allowed(url):
         raise ValueError(f"load only targets loopback or the dev cluster's Services: {url}")
     result = Load()
@@ -135,9 +133,8 @@ async def run_load(url: str, rate: float, duration_s: float, *, max_tokens: int 
         while time.monotonic() - began < duration_s:
             tasks.append(asyncio.ensure_future(one(client)))
             result.sent += 1
-            now = time.monotonic()
-            window(now)
-            await asyncio.sleep(1.0 / (rate if rate_at is None else rate_at(now - began)))
+            window(time.monotonic())
+            await asyncio.sleep(1.0 / rate)
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_s + 10)
     result.duration_s = time.monotonic() - began
     if on_window is not None:
