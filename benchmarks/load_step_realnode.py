@@ -8,9 +8,9 @@ One dev cluster with the real node (private state dir, removed at the end), a re
 on the host that finds the serving pods as the chart's PodMonitor does (e2e/harness/realpods.py),
 the chart installed with helm (operator pod, autoscaler every 2 s, 10 s PromQL window), then
 per run, in a fresh restricted namespace: SmolLM2 (min 1, max 2), the procedure of
-e2e/loadstep.py (one replica's speed; base load 0.3 x; a step to 1.4 x for 50 s; both pods'
-speed after it). Prints each run's figures and one table; ``--out`` writes them as JSON.
-About 2 min per run plus ~40 s for the cluster: keep N <= 4 (the node is shared: <= 15 min).
+e2e/loadstep.py (one replica's speed at maxReplicas 1; idle; maxReplicas 2; a step from
+idle to 1.4 x one replica's speed for 50 s; both pods' speed after it). Prints each run's figures and one table; ``--out`` writes them as JSON.
+About 1.7 min per run plus ~40 s for the cluster: keep N <= 4 (the node is shared: <= 15 min).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def verdict(f: dict[str, Any]) -> str:
     if f.get("mu2") is None or free < 1.4 or f["mu2"] <= f["offered"]:
         return f"not measurable (pods had {free} vCPU)"
     if (f.get("decision_s") or 0) < -loadstep.STAMP_RESOLUTION_S:
-        return "pod added before the step"
+        return "pod added before the step (while idle)"
     ok = (not f["errors"] and f.get("recovery_s") is not None and f.get("bound_s") is not None
           and f["recovery_s"] <= f["bound_s"])
     return "met" if ok else "NOT met"
