@@ -9,7 +9,8 @@ on the host that finds the serving pods as the chart's PodMonitor does (e2e/harn
 the chart installed with helm (operator pod, autoscaler every 2 s, 10 s PromQL window), then
 per run, in a fresh restricted namespace: SmolLM2 (min 1, max 2), the procedure of
 e2e/loadstep.py (one replica's speed at maxReplicas 1; idle; maxReplicas 2; a step from
-idle to 1.4 x one replica's speed for 50 s; both pods' speed after it). Prints each run's figures and one table; ``--out`` writes them as JSON.
+idle to 1.4 x one replica's speed for 50 s; both pods' speed after it). Prints each run's
+figures and one table; ``--out`` writes them as JSON.
 About 1.7 min per run plus ~40 s for the cluster: keep N <= 4 (the node is shared: <= 15 min).
 """
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wattserve import contract
+from wattserve.render.meta import selector_labels
 
 from e2e import realpods as rp
 from e2e.harness.stack import Kube, condition, md_status, wait_until
@@ -162,10 +164,10 @@ def operator_container(kube: Kube) -> dict[str, Any]:
     return dict(container)
 
 
-def _served(pod: dict[str, Any]) -> float:
+def _served(pod_ip: str) -> float:
     import httpx
 
-    url = f"http://{pod['status']['podIP']}:{contract.SERVING_PORT}/metrics"
+    url = f"http://{pod_ip}:{contract.SERVING_PORT}/metrics"
     try:
         text = httpx.get(url, timeout=5).text
     except httpx.HTTPError:
@@ -176,38 +178,69 @@ def _served(pod: dict[str, Any]) -> float:
 
 class Watcher:
     """When a pod that was not there at the start is first seen Ready, then serving; and the
-    autoscaler's Scaled condition when the new pod is first seen (why it was added)."""
+    autoscaler's Scaled condition when the new pod is first seen (why it was added).
+
+    One ``kubectl get pods --watch`` process streams the pods' changes (polling kubectl
+    twice a second cost the 2-vCPU machine a good part of a core, taken from the pods under
+    test); the new pod's own /metrics tell when it answered its first request."""
+
+    TEMPLATE = ('{.metadata.name}|{.status.podIP}|'
+                '{.status.conditions[?(@.type=="Ready")].status}|'
+                '{.metadata.deletionTimestamp}{"\\n"}')
 
     def __init__(self, kube: Kube, ns: str, first: set[str]) -> None:
         self.kube, self.ns, self.first = kube, ns, first
         self.why: str | None = None
         self.ready: float | None = None
         self.serving: float | None = None
+        self._ip: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen[str] | None = None
+        self._threads = [threading.Thread(target=self._watch, daemon=True),
+                         threading.Thread(target=self._poll, daemon=True)]
 
     def __enter__(self) -> Watcher:
-        self._thread.start()
+        selector = ",".join(f"{k}={v}" for k, v in selector_labels(MD).items())
+        kubectl = self.kube.bin_dir / "kubectl"
+        self._proc = subprocess.Popen(
+            [str(kubectl if kubectl.exists() else "kubectl"), "get", "pods", "-n", self.ns,
+             "-l", selector, "--watch", "-o", f"jsonpath={self.TEMPLATE}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.kube.env())
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        while self.serving is None and not self._stop.wait(0.5):
+        if self._proc is not None:
+            self._proc.terminate()
             try:
-                pods = [p for p in rp.pods(self.kube, self.ns, MD)
-                        if p["metadata"]["name"] not in self.first]
-                if pods and self.why is None:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def _watch(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            name, ip, ready, deleting = [*line.rstrip("\n").split("|"), "", "", "", ""][:4]
+            if not name or name in self.first or deleting:
+                continue
+            if self.why is None:
+                try:
                     scaled = condition(md_status(self.kube, self.ns, MD), "Scaled")
                     self.why = f"{scaled.get('reason')}: {scaled.get('message', '')[:200]}"
-            except (RuntimeError, ValueError):
-                continue
-            new = [p for p in pods if rp.is_ready(p)]
-            if new and self.ready is None:
-                self.ready = time.monotonic()
-            if new and _served(new[0]) > 0:
+                except (RuntimeError, ValueError):
+                    self.why = "-"
+            if ready == "True" and ip and self.ready is None:
+                self.ready, self._ip = time.monotonic(), ip
+            if self._stop.is_set():
+                return
+
+    def _poll(self) -> None:
+        while self.serving is None and not self._stop.wait(0.5):
+            if self._ip is not None and _served(self._ip) > 0:
                 self.serving = time.monotonic()
 
 
