@@ -287,7 +287,7 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
     # load, then maxReplicas 2, one decision more, and the step from idle: the pod the step
     # needs can only come from the step. (A base load first was tried: 0.2 and 0.3 x one
     # replica's speed; the operator image's policy answered the start of any traffic with
-    # SLOConflictsWithMaxReplicas and added the pod 6-8 s before the step in 8 of 8 runs,
+    # SLOConflictsWithMaxReplicas and added the pod 6-8 s before the step in 9 of 9 runs,
     # so the step was never measured; docs/benchmarks-realnode.md.)
     time.sleep(window + interval)
     doc["spec"]["scaling"]["maxReplicas"] = PODS
