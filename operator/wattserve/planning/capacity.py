@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 from wattserve import contract
@@ -59,9 +60,15 @@ class PoolCapacity:
     source: str  # "nodes" (counted from the cluster) or "maxNodes" (the pool's shape)
     gpu: bool = False
 
-    @property
+    @cached_property
     def total(self) -> Resources:
-        return sum(self.nodes, Resources())
+        """The nodes' sum, computed once per capacity (a ``maxNodes`` pool may list
+        100,000 virtual nodes; every ledger and fleet assignment reads it)."""
+        cpu = memory = 0.0
+        gpus = 0
+        for node in self.nodes:  # left to right, as ``sum(nodes, Resources())`` adds
+            cpu, memory, gpus = cpu + node.cpu, memory + node.memory_gib, gpus + node.gpus
+        return Resources(cpu, memory, gpus)
 
 
 def replica_request(cand: Candidate, pool: ServingPool) -> Resources:
@@ -149,6 +156,10 @@ class Ledger:
         self.capacity = capacity
         self.free = list(capacity.nodes)
         self._free_total = capacity.total  # kept in step with ``free``: a quick reject
+        # Per request: no node before this index holds a copy of it. Free room only shrinks
+        # between releases (a release moves the hint back), so first-fit starts there
+        # instead of re-reading every full node of a 100,000-node pool for every replica.
+        self._skip: dict[Resources, int] = {}
 
     def fits(self, request: Resources, replicas: int) -> bool:
         return self._pack(request, replicas) is not None
@@ -163,15 +174,7 @@ class Ledger:
 
     def force(self, request: Resources, replicas: int) -> Allocation:
         """Reserve what already runs, even where it does not fit (it is there)."""
-        allocation: Allocation = []
-        left = replicas
-        for index, node in enumerate(self.free):
-            if left == 0:
-                break  # placed: the other nodes need no look (a pool may have 100,000)
-            take = min(left, _copies(node, request))
-            if take:
-                allocation.append((index, request.times(take)))
-                left -= take
+        allocation, left = self._first_fit(request, replicas)
         if left and self.free:  # over capacity: the rest is charged to the first node
             allocation.append((0, request.times(left)))
         self._take(allocation)
@@ -185,6 +188,9 @@ class Ledger:
         for index, amount in allocation:
             self.free[index] = self.free[index] + amount
             self._free_total = self._free_total + amount
+            for request, start in self._skip.items():
+                if index < start:
+                    self._skip[request] = index
 
     def _take(self, allocation: Allocation) -> None:
         for index, amount in allocation:
@@ -194,16 +200,26 @@ class Ledger:
     def _pack(self, request: Resources, replicas: int) -> Allocation | None:
         if not self._free_total.holds(request.times(replicas)):
             return None
+        packed, left = self._first_fit(request, replicas)
+        return packed if left == 0 else None
+
+    def _first_fit(self, request: Resources, replicas: int) -> tuple[Allocation, int]:
+        """First-fit over the nodes (read only): the allocation and the replicas left over.
+        Stops at the first nodes that hold them (a pool may have 100,000)."""
         packed: Allocation = []
         left = replicas
-        for index, node in enumerate(self.free):
-            if left == 0:
-                break
-            take = min(left, _copies(node, request))
+        start = index = self._skip.get(request, 0)
+        free = self.free
+        while left and index < len(free):
+            take = min(left, _copies(free[index], request))
             if take:
                 packed.append((index, request.times(take)))
                 left -= take
-        return packed if left == 0 else None
+            elif not packed:
+                start = index + 1  # holds no copy now, nor after any take
+            index += 1
+        self._skip[request] = start
+        return packed, left
 
     @property
     def used(self) -> Resources:
