@@ -91,7 +91,9 @@ class Intake:
         key = key_of(obj)
         old = self.mds.get(key)
         self.mds[key] = slim(obj)
-        if old is None or _generation(old) != _generation(obj) or (
+        if old is None:
+            self.fleet.added(key)  # placed after the others when it comes last in order
+        elif _generation(old) != _generation(obj) or (
                 ObjectMeta.from_body(old).deletion_timestamp
                 != ObjectMeta.from_body(obj).deletion_timestamp):
             self.fleet.invalidate()

@@ -171,13 +171,13 @@ class Reconciler(Intake):
         """This ModelDeployment's share of the fleet assignment; when the assignment is new,
         every other ModelDeployment whose pool it changes is queued."""
         pools = sorted(self.pools.values(), key=lambda p: p.name)
-        fleet, fresh = self.fleet.assignment(self.mds, pools, self.children.of)
-        if fresh:
-            for other, (_, got) in fleet.items():
-                entry = self.index.get(other)
-                pool = got.candidate.pool if got.candidate is not None else None
-                if other != key and entry is not None and entry.planned != pool:
-                    self.queue.add(other)
+        fleet, changed = self.fleet.assignment(self.mds, pools, self.children.of)
+        for other in changed:  # whose assignment is new (all when computed afresh)
+            entry = self.index.get(other)
+            got = fleet[other][1]
+            pool = got.candidate.pool if got.candidate is not None else None
+            if other != key and entry is not None and entry.planned != pool:
+                self.queue.add(other)
         found = fleet.get(key)
         if found is None:
             return FleetChoice()
