@@ -47,9 +47,9 @@ class FleetPlacement:
         if self.books is None:
             return None
         ordered = sorted(newcomers, key=Member.order)
-        if ordered and self.last is not None and ordered[0].order() <= self.last:
-            return None  # not last in the greedy's order
-        if any(m.current_pool is not None or m.key in self.result for m in ordered):
+        if (ordered and self.last is not None and ordered[0].order() <= self.last) or any(
+                m.current_pool is not None or m.key in self.result for m in ordered):
+            self.books = None  # not last in the greedy's order, or holding room already
             return None
         got: dict[Key, Assignment] = {}
         for member in ordered:
