@@ -17,6 +17,7 @@ from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
+from wattserve.controller.triggers import Trigger
 from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ async def _resync(rec: Reconciler, config: OperatorConfig) -> None:
             if RAYSERVICE.kind in rec.missing_kinds and await _rayservice_served(rec):
                 rec.missing_kinds.discard(RAYSERVICE.kind)  # KubeRay was installed
             for key in list(rec.mds):
-                rec.queue.add(key)
+                rec.enqueue(key, Trigger.RESYNC)
 
 
 async def _rayservice_served(rec: Reconciler) -> bool:

@@ -31,6 +31,7 @@ from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import post, utcnow
 from wattserve.controller.intake import Intake
 from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.controller.triggers import Trigger
 from wattserve.planning import Plan
 from wattserve.planning.fleet import fleet_plan
 from wattserve.reconcile.decide import Observed, Outcome, ScalingUpdate, decide
@@ -88,7 +89,7 @@ class Reconciler(Intake):
         self.scaling[key] = update if pending is None else pending.then(update)
         if store:
             self.state_to_store[key] = dict(store)
-        self.queue.add(key)
+        self.enqueue(key, Trigger.AUTOSCALER)
 
     # ---- the reconcile ------------------------------------------------------------------
     def observe(self, key: Key, scaling: ScalingUpdate | None = None) -> Observed | None:
@@ -177,7 +178,7 @@ class Reconciler(Intake):
             got = fleet[other][1]
             pool = got.candidate.pool if got.candidate is not None else None
             if other != key and entry is not None and entry.planned != pool:
-                self.queue.add(other)
+                self.enqueue(other, Trigger.FLEET)
         found = fleet.get(key)
         if found is None:
             return FleetChoice()
@@ -264,6 +265,7 @@ class Reconciler(Intake):
         await self.synced.wait()
         while True:
             key = await self.queue.get()
+            metrics.RECONCILE_TRIGGERS.labels(self.trigger_of(key)).inc()
             started = time.perf_counter()
             result = "error"
             try:
@@ -367,7 +369,7 @@ class Reconciler(Intake):
         stale = self.children.owners() | fresh.owners()
         self.children = fresh
         for key in stale & set(self.mds):
-            self.queue.add(key)
+            self.enqueue(key, Trigger.RESYNC)
 
     async def relist_forever(self) -> None:
         while True:
