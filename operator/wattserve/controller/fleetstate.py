@@ -24,7 +24,6 @@ from wattserve.planning.capacity import (
 )
 from wattserve.planning.fleet import Assignment, Member, Rebalance
 from wattserve.planning.incremental import FleetPlacement, place_fleet
-from wattserve.planning.refine import warm_up
 
 Key = tuple[str, str]
 ChildKey = tuple[str, str]
@@ -64,7 +63,9 @@ class FleetState:
         # Per pool list, until a node changes (a pool's total is computed once per capacity).
         self._capacities: tuple[list[ServingPool], dict[str, PoolCapacity]] | None = None
         self._computed_at = 0.0
-        warm_up()  # scipy's import (≈ 0.5 s) at start, not inside a reconcile
+        # scipy (≈ 48 MB resident, ≈ 0.5 s to import) is imported by the first fleet that
+        # needs the fleet's program (planning/refine.py), not at start: a fleet where every
+        # model gets its own best pool never pays for it.
 
     def invalidate(self) -> None:
         self._result = None
