@@ -18,7 +18,7 @@ from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
-from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
+from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, owner_of, slim
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.fleetstate import FleetState
 from wattserve.controller.triggers import Trigger
@@ -117,9 +117,7 @@ class Intake:
             self.fleet.invalidate()
         if old is None:
             self.enqueue(key, Trigger.CREATED)
-        elif _rv(old) == _rv(obj):
-            return
-        elif self._own_echo(key, old, obj):
+        elif _rv(old) == _rv(obj) or self._own_echo(key, old, obj):  # as cached or written
             metrics.OWN_ECHOES.labels("ModelDeployment").inc()
         else:
             self.enqueue(key, Trigger.STATUS_BY_OTHERS if _same_but_status(old, obj)
@@ -199,12 +197,12 @@ class Intake:
         old = self.children.get(str(obj.get("kind") or ""), ns, name)
         if old is None or _placement_facts(old) != _placement_facts(obj):
             self.fleet.invalidate()  # the fleet reads a child's pool label and spec only
-        owner = self.children.upsert(obj)
+        owner = self.children.upsert(obj) or owner_of(obj)
         if owner is None or owner not in self.mds:
             return
         if old is None or _reconcile_facts(old) != _reconcile_facts(obj):
             self.enqueue(owner, Trigger.CHILD)
-        else:
+        else:  # the echo of our apply (as its answer cached), or a change nothing reads
             metrics.OWN_ECHOES.labels(str(obj.get("kind") or "")).inc()
 
     def child_deleted(self, obj: Mapping[str, Any]) -> None:

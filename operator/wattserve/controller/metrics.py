@@ -31,8 +31,8 @@ RECONCILE_TRIGGERS = Counter("wattserve_operator_reconcile_triggers",
                              "Reconciles by what queued them first (controller/intake.py "
                              "Trigger)", ["trigger"])
 OWN_ECHOES = Counter("wattserve_operator_own_echoes",
-                     "Watch events recognised as the echo of the reconciler's own write "
-                     "(they queue nothing)", ["kind"])
+                     "Watch events that bring nothing new: the echo of the reconciler's own "
+                     "write or an object as already cached (they queue nothing)", ["kind"])
 
 API_REQUESTS = Counter("wattserve_operator_api_requests",
                        "Kubernetes API requests sent by the reconciler (not kopf's watches)",
