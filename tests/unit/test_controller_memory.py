@@ -1,9 +1,13 @@
-"""The caches keep compacted copies: equal to what the watch delivered (minus
-managedFields), sharing keys and short strings between objects, never aliasing the event."""
+"""The operator's memory: the caches keep compacted copies (equal to what the watch delivered
+minus managedFields, sharing keys and short strings, never aliasing the event), and the
+operator's process loads no client library it does not use."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 from wattserve.controller.cache import SHARED_MAX, ChildCache, compact, slim
@@ -51,3 +55,16 @@ def test_the_cache_never_aliases_the_watch_event() -> None:
     assert cached["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == (
         "IfNotPresent")
     assert "managedFields" not in cached["metadata"]
+
+
+def test_the_operator_process_loads_no_unused_kubernetes_client_library() -> None:
+    code = ("import sys\n"
+            "from wattserve.controller.cli import _without_unused_clients\n"
+            "_without_unused_clients()\n"
+            "import kopf, wattserve.controller.app\n"
+            "assert kopf.login_with_kubeconfig\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('kubernetes', 'kubernetes_asyncio', 'pykube') and sys.modules[m] is not None))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ), check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
