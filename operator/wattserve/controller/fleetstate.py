@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api.cluster import Node
 from wattserve.api.types import ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.capacity import (
@@ -30,18 +31,6 @@ ChildKey = tuple[str, str]
 MAX_AGE_S: Final = 5.0  # a computed assignment is reused this long unless invalidated
 
 
-def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
-    """What capacity needs of a Node: labels, cordon, allocatable, Ready (no heartbeats)."""
-    meta = node.get("metadata") or {}
-    status = node.get("status") or {}
-    ready = [{"type": "Ready", "status": c.get("status")}
-             for c in status.get("conditions") or () if c.get("type") == "Ready"]
-    return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})},
-            "spec": {"unschedulable": bool((node.get("spec") or {}).get("unschedulable"))},
-            "status": {"allocatable": dict(status.get("allocatable") or {}),
-                       "conditions": ready}}
-
-
 def _epoch(text: object) -> float | None:
     if not isinstance(text, str):
         return None
@@ -54,7 +43,7 @@ def _epoch(text: object) -> float | None:
 class FleetState:
     def __init__(self, policy: Rebalance | None = None) -> None:
         self.policy = policy or Rebalance()
-        self.nodes: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, Node] = {}
         self._plans: dict[Key, tuple[tuple[Any, ...], ModelDeployment, Plan]] = {}
         self._pools_version = 0
         self._result: dict[Key, tuple[Member, Assignment]] | None = None
@@ -81,9 +70,10 @@ class FleetState:
         self.invalidate()
 
     def node_upsert(self, obj: Mapping[str, Any], pools: Iterable[ServingPool]) -> set[str]:
-        """Cache the node; the pools whose capacity changed (empty if nothing did)."""
-        slim = slim_node(obj)
-        name = str(slim["metadata"]["name"])
+        """Cache the node (typed: what capacity reads of it); the pools whose capacity
+        changed (empty if nothing did)."""
+        slim = Node.from_body(obj)
+        name = slim.name
         before = self.nodes.get(name)
         if before == slim:
             return set()
@@ -94,7 +84,7 @@ class FleetState:
                 or (before is not None and node_in_pool(before, p))}
 
     def node_deleted(self, obj: Mapping[str, Any], pools: Iterable[ServingPool]) -> set[str]:
-        before = self.nodes.pop(str((obj.get("metadata") or {}).get("name")), None)
+        before = self.nodes.pop(Node.from_body(obj).name, None)
         if before is None:
             return set()
         self._capacities = None

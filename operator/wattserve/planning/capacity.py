@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any, Final
 
 from wattserve import contract
+from wattserve.api.cluster import Node, container_requests
 from wattserve.api.types import ServingPool
 from wattserve.planning.placement import Candidate
 
@@ -87,11 +88,13 @@ def shape_capacity(pool: ServingPool, max_nodes: int | None = None) -> PoolCapac
     return PoolCapacity(pool.name, (node,) * count, "maxNodes", spec.is_gpu)
 
 
-def pool_capacity(pool: ServingPool, nodes: Iterable[Mapping[str, Any]]) -> PoolCapacity:
-    """Capacity from the pool's schedulable nodes, else from ``maxNodes`` × node shape."""
+def pool_capacity(pool: ServingPool,
+                  nodes: Iterable[Node | Mapping[str, Any]]) -> PoolCapacity:
+    """Capacity from the pool's schedulable nodes, else from ``maxNodes`` × node shape.
+    ``nodes``: typed (the operator's cache), or Node bodies (typed here, once)."""
     resource = (pool.spec.accelerator.resource_name if pool.spec.accelerator is not None
                 else None)
-    members = [node for node in nodes if node_in_pool(node, pool)]
+    members = [node for node in map(as_node, nodes) if node_in_pool(node, pool)]
     if not members:
         return shape_capacity(pool)
     counted = sorted((node_allocatable(node, resource) for node in members
@@ -99,37 +102,32 @@ def pool_capacity(pool: ServingPool, nodes: Iterable[Mapping[str, Any]]) -> Pool
     return PoolCapacity(pool.name, tuple(counted), "nodes", pool.spec.is_gpu)
 
 
+def as_node(node: Node | Mapping[str, Any]) -> Node:
+    return node if isinstance(node, Node) else Node.from_body(node)
+
+
 def template_request(workload: Mapping[str, Any], gpu_resource: str | None) -> Resources:
     """What one pod of a Deployment's template requests (all containers)."""
-    template = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     total = Resources()
-    for container in template.get("containers") or ():
-        requests = (container.get("resources") or {}).get("requests") or {}
+    for requests in container_requests(workload):
         gpus = int(quantity(requests.get(gpu_resource, "0"))) if gpu_resource else 0
         total = total + Resources(quantity(requests.get("cpu", "0")),
                                   quantity(requests.get("memory", "0")) / 2**30, gpus)
     return total
 
 
-def node_in_pool(node: Mapping[str, Any], pool: ServingPool) -> bool:
-    labels = (node.get("metadata") or {}).get("labels") or {}
+def node_in_pool(node: Node, pool: ServingPool) -> bool:
     wanted = dict(pool.spec.node_selector) or {contract.LABEL_K8S_POOL: pool.name}
-    return all(labels.get(key) == value for key, value in wanted.items())
+    return all(node.labels.get(key) == value for key, value in wanted.items())
 
 
-def schedulable(node: Mapping[str, Any]) -> bool:
+def schedulable(node: Node) -> bool:
     """Not cordoned and not reported NotReady."""
-    if (node.get("spec") or {}).get("unschedulable"):
-        return False
-    for condition in (node.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready" and condition.get("status") == "False":
-            return False
-    return True
+    return not node.unschedulable and not node.not_ready
 
 
-def node_allocatable(node: Mapping[str, Any], gpu_resource: str | None) -> Resources:
-    status = node.get("status") or {}
-    alloc = status.get("allocatable") or status.get("capacity") or {}
+def node_allocatable(node: Node, gpu_resource: str | None) -> Resources:
+    alloc = node.allocatable
     gpus = int(quantity(alloc.get(gpu_resource, "0"))) if gpu_resource else 0
     return Resources(quantity(alloc.get("cpu", "0")),
                      quantity(alloc.get("memory", "0")) / 2**30, gpus)
