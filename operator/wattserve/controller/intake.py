@@ -73,6 +73,9 @@ def _same_but_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         now.generation, dict(now.labels), dict(now.annotations), new.get("spec"))
 
 
+OURS_KEPT: Final = 4  # resourceVersions of our own writes remembered per ModelDeployment
+
+
 class Intake:
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
@@ -94,6 +97,7 @@ class Intake:
         self.scaling: dict[Key, ScalingUpdate] = {}  # autoscaler decisions not written yet
         self.state_to_store: dict[Key, dict[str, str]] = {}  # annotations not written yet
         self._writing: dict[Key, Mapping[str, Any]] = {}  # status expected after our patch
+        self._ours: dict[Key, list[str]] = {}  # resourceVersions our last writes produced
         self.triggers: dict[Key, Trigger] = {}  # what first queued each key since its last run
 
     def enqueue(self, key: Key, trigger: Trigger) -> None:
@@ -105,9 +109,24 @@ class Intake:
         """What queued the reconcile of ``key`` that starts now (a timer when nothing did)."""
         return self.triggers.pop(key, Trigger.TIMER)
 
+    def wrote(self, key: Key, live: Mapping[str, Any]) -> None:
+        """Remember the resourceVersion one of our writes produced: its watch event is our
+        echo, even when it arrives after the answer to a later write of ours."""
+        rv = _rv(live)
+        if rv:
+            ours = self._ours.setdefault(key, [])
+            ours.append(rv)
+            del ours[:-OURS_KEPT]
+
     def md_upsert(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         old = self.mds.get(key)
+        ours, rv = self._ours.get(key, []), _rv(obj)
+        if old is not None and rv in ours and _rv(old) in ours and (
+                ours.index(str(_rv(old))) > ours.index(str(rv))):
+            # the late echo of an earlier write of ours: the cache holds a later one already
+            metrics.OWN_ECHOES.labels("ModelDeployment").inc()
+            return
         self.mds[key] = slim(obj)
         if old is None:
             self.fleet.added(key)  # placed after the others when it comes last in order
@@ -117,7 +136,7 @@ class Intake:
             self.fleet.invalidate()
         if old is None:
             self.enqueue(key, Trigger.CREATED)
-        elif _rv(old) == _rv(obj) or self._own_echo(key, old, obj):  # as cached or written
+        elif _rv(old) == rv or rv in ours or self._own_echo(key, old, obj):  # cached, ours
             metrics.OWN_ECHOES.labels("ModelDeployment").inc()
         else:
             self.enqueue(key, Trigger.STATUS_BY_OTHERS if _same_but_status(old, obj)
@@ -149,7 +168,7 @@ class Intake:
         self.queue.forget(key)
         self.apply_errors.pop(key, None)
         for table in (self.plans, self.rendered, self.scaling, self.state_to_store,
-                      self.triggers):
+                      self.triggers, self._ours):
             table.pop(key, None)
         metrics.forget(*key)
 

@@ -237,6 +237,7 @@ class Reconciler(Intake):
         finally:
             self._writing.pop(key, None)
         if isinstance(live, dict) and key in self.mds:
+            self.wrote(key, live)
             self.mds[key] = slim(live)
 
     async def _store(self, key: Key, annotations: Mapping[str, str]) -> None:
@@ -250,6 +251,7 @@ class Reconciler(Intake):
                 logger.warning("storing the scaler state of %s/%s failed: %s", *key, err)
             return
         if isinstance(live, dict) and key in self.mds:
+            self.wrote(key, live)
             self.mds[key] = slim(live)
 
     def _record_metrics(self, key: Key, outcome: Outcome) -> None:
