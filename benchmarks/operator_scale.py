@@ -116,11 +116,15 @@ class OperatorProcess:
         return sum(float(m.group(1)) for m in re.finditer(
             rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
-    def by_label(self, name: str) -> dict[str, float]:
-        """A labelled counter's values by its one label."""
+    def by_label(self, name: str) -> dict[str, float] | None:
+        """A labelled counter's values by its one label (None: the operator has no such
+        counter, e.g. an older version)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=10) as resp:
             text = resp.read().decode()
+        if not any(f"# HELP {family} " in text
+                   for family in (name, name.removesuffix("_total"))):
+            return None
         out: dict[str, float] = {}
         for m in re.finditer(rf'^{re.escape(name)}{{[a-z]+="([^"]*)"}} ([0-9.e+]+)$', text,
                              re.M):
@@ -340,7 +344,10 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
     return out
 
 
-def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+def _delta(after: dict[str, float] | None,
+           before: dict[str, float] | None) -> dict[str, float] | None:
+    if after is None or before is None:
+        return None
     return {k: v - before.get(k, 0.0) for k, v in sorted(after.items())
             if v - before.get(k, 0.0)}
 
