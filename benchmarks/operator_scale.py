@@ -116,6 +116,21 @@ class OperatorProcess:
         return sum(float(m.group(1)) for m in re.finditer(
             rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
+    def by_label(self, name: str) -> dict[str, float] | None:
+        """A labelled counter's values by its one label (None: the operator has no such
+        counter, e.g. an older version)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as resp:
+            text = resp.read().decode()
+        if not any(f"# HELP {family} " in text
+                   for family in (name, name.removesuffix("_total"))):
+            return None
+        out: dict[str, float] = {}
+        for m in re.finditer(rf'^{re.escape(name)}{{[a-z]+="([^"]*)"}} ([0-9.e+]+)$', text,
+                             re.M):
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+        return out
+
     def writes(self) -> float:
         """Reconciler requests other than reads (list/get)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
@@ -263,6 +278,8 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
         server_before = _apiserver_wattserve_requests()
         ops_before = op.metric("wattserve_operator_api_requests_total")
         rec_before = op.metric("wattserve_operator_reconcile_total")
+        triggers_before = op.by_label("wattserve_operator_reconcile_triggers_total")
+        echoes_before = op.by_label("wattserve_operator_own_echoes_total")
         cpu_before = op.cpu_seconds()
         out["load_average"] = os.getloadavg()[0]
         t0 = time.monotonic()
@@ -280,6 +297,10 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
         _wait_quiet(op, count)  # pods created, Degraded=Unschedulable reported, queue empty
         out["settled_seconds"] = time.monotonic() - t0
         out["reconciles"] = op.metric("wattserve_operator_reconcile_total") - rec_before
+        out["triggers"] = _delta(op.by_label("wattserve_operator_reconcile_triggers_total"),
+                                 triggers_before)
+        out["own_echoes"] = _delta(op.by_label("wattserve_operator_own_echoes_total"),
+                                   echoes_before)
         out["operator_requests"] = op.metric("wattserve_operator_api_requests_total") - ops_before
         out["server_requests"] = _apiserver_wattserve_requests() - server_before - count
         out["peak_rss_mb"] = op.peak_rss_mb()
@@ -323,6 +344,20 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
     return out
 
 
+def _delta(after: dict[str, float] | None,
+           before: dict[str, float] | None) -> dict[str, float] | None:
+    if after is None or before is None:
+        return None
+    return {k: v - before.get(k, 0.0) for k, v in sorted(after.items())
+            if v - before.get(k, 0.0)}
+
+
+def _split(counts: dict[str, float] | None, n: int) -> str:
+    if counts is None:
+        return "not counted (no such metric)"
+    return ", ".join(f"{k} {v:.0f} ({v / n:.2f})" for k, v in counts.items()) or "none"
+
+
 def markdown(r: dict[str, Any]) -> str:
     n = r["count"]
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -348,6 +383,12 @@ def markdown(r: dict[str, Any]) -> str:
          f"{r['settled_seconds']:.1f} s", ""),
         ("reconciles (create → settled)", f"{r['reconciles']:.0f}",
          f"{r['reconciles'] / n:.2f} per ModelDeployment"),
+        ("reconciles by what queued them (per ModelDeployment)",
+         _split(r.get("triggers"), n),
+         "created / changed / status-by-others = the ModelDeployment's own events; "
+         "child, pod = observations"),
+        ("watch events recognised as our own writes (queued nothing)",
+         _split(r.get("own_echoes"), n), "an echo never queues a reconcile"),
         ("reconciler API requests", f"{r['operator_requests']:.0f}",
          f"{r['operator_requests'] / n:.2f} per ModelDeployment, "
          f"{r['operator_requests'] / max(1, r['reconciles']):.2f} per reconcile"),

@@ -63,7 +63,8 @@ class FakePrometheus:
         self.queries.append(promql)
         self.last_error = None
         if self.down:
-            self.last_error = QueryError(promql, "unreachable: connection refused")
+            self.last_error = QueryError(promql, "unreachable: connection refused",
+                                         unreachable=True)
             return None
         # The query's first selector names the metric it is about (the energy queries also
         # name the serving pods' in-flight gauge, inside their join).

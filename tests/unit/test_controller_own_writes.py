@@ -85,3 +85,27 @@ def test_a_deployment_status_change_of_timestamps_only_queues_nothing() -> None:
     ready["status"]["readyReplicas"] = 1
     rec.child_upsert(ready)
     assert len(rec.queue) == 1
+
+
+def test_the_late_echo_of_an_earlier_status_patch_queues_nothing_and_keeps_the_cache() -> None:
+    """Two patches answered (rv 101, then 102) before the watch delivers the first: the
+    event of rv 101 is ours, older than the cache, and changes neither queue nor cache."""
+    rec, _ = _placed()
+    base = copy.deepcopy(rec.mds[KEY])
+    first, second = copy.deepcopy(base), copy.deepcopy(base)
+    first["metadata"]["resourceVersion"] = "101"
+    first["status"] = {**base.get("status", {}), "observed": {"requestRate": 1}}
+    second["metadata"]["resourceVersion"] = "102"
+    second["status"] = {**base.get("status", {}), "observed": {"requestRate": 2}}
+    rec.wrote(KEY, first)  # what _write_status does with each answer
+    rec.wrote(KEY, second)
+    rec.mds[KEY] = copy.deepcopy(second)
+    rec.md_upsert(copy.deepcopy(first))
+    assert not rec.queue and rec.mds[KEY]["metadata"]["resourceVersion"] == "102"
+    rec.md_upsert(copy.deepcopy(second))
+    assert not rec.queue
+    theirs = copy.deepcopy(second)
+    theirs["metadata"]["resourceVersion"] = "103"
+    theirs["status"]["observed"] = {"requestRate": 3}
+    rec.md_upsert(theirs)  # a status write that is not ours still queues
+    assert len(rec.queue) == 1

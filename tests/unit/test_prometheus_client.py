@@ -116,6 +116,7 @@ def test_http_errors_are_no_data(prom: str) -> None:
     c = client(prom)
     assert c.query_value("q") is None
     assert c.last_error is not None and "HTTP 503" in c.last_error.reason
+    assert not c.last_error.unreachable  # it answered
 
 
 def test_a_slow_server_times_out_as_no_data(prom: str) -> None:
@@ -125,6 +126,7 @@ def test_a_slow_server_times_out_as_no_data(prom: str) -> None:
     assert c.query_value("slow") is None
     assert time.monotonic() - started < 0.9
     assert c.last_error is not None and "unreachable" in c.last_error.reason
+    assert c.last_error.unreachable  # a flag, not a message prefix, says so
 
 
 def test_connection_refused_is_no_data() -> None:
@@ -134,3 +136,4 @@ def test_connection_refused_is_no_data() -> None:
     c = client(f"http://127.0.0.1:{port}", timeout_s=1.0)
     assert c.query_value("up") is None
     assert c.last_error is not None and "unreachable" in c.last_error.reason
+    assert c.last_error.unreachable

@@ -30,6 +30,7 @@ class QueryError:
 
     query: str
     reason: str
+    unreachable: bool = False  # the server did not answer (connection, DNS, timeout)
 
 
 class PrometheusClient:
@@ -73,7 +74,7 @@ class PrometheusClient:
             return self._fail(promql, f"HTTP {exc.code}")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             # URLError wraps connection refused / DNS; TimeoutError and resets are OSError.
-            return self._fail(promql, f"unreachable: {exc}")
+            return self._fail(promql, f"unreachable: {exc}", unreachable=True)
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -111,8 +112,8 @@ class PrometheusClient:
             total += number
         return total
 
-    def _fail(self, promql: str, reason: str) -> float | None:
-        self.last_error = QueryError(promql, reason)
+    def _fail(self, promql: str, reason: str, unreachable: bool = False) -> float | None:
+        self.last_error = QueryError(promql, reason, unreachable)
         return None
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from wattserve import contract
 from wattserve.controller.kubeapi import ApiError
+from wattserve.controller.triggers import Trigger
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render import SettingsError
 from wattserve.render.children import ENDPOINTSLICE
@@ -75,7 +76,7 @@ async def refresh_once(rec: Any, service: tuple[str, str]) -> None:
         rec.activator = found
         for key, body in list(rec.mds.items()):
             if _needs(body):
-                rec.queue.add(key)
+                rec.enqueue(key, Trigger.ACTIVATION)
 
 
 async def watch_activator(rec: Any, service: tuple[str, str], interval_s: float = 5.0) -> None:

@@ -17,6 +17,7 @@ from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
+from wattserve.controller.triggers import Trigger
 from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
         prefix="wattserve.dev", key="last-handled-configuration")
     # All handlers are async: keep the thread pool for sync handlers tiny.
     settings.execution.max_workers = 2
+    # kopf keeps one worker per object (holding its last event's full body) until it has been
+    # idle this long; our handlers only copy into the caches, so let them go soon (a create
+    # wave of 1,000 touches ~4,000 objects within a few seconds).
+    settings.queueing.idle_timeout = 0.5
     return settings
 
 
@@ -145,7 +150,7 @@ async def _resync(rec: Reconciler, config: OperatorConfig) -> None:
             if RAYSERVICE.kind in rec.missing_kinds and await _rayservice_served(rec):
                 rec.missing_kinds.discard(RAYSERVICE.kind)  # KubeRay was installed
             for key in list(rec.mds):
-                rec.queue.add(key)
+                rec.enqueue(key, Trigger.RESYNC)
 
 
 async def _rayservice_served(rec: Reconciler) -> bool:

@@ -56,7 +56,7 @@ class FailFast:
         err = self.client.last_error
         if value is None and err is not None and not self.error:
             self.error = err.reason
-        if err is not None and err.reason.startswith("unreachable"):
+        if err is not None and err.unreachable:
             self.down = True
         return value
 

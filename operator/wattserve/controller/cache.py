@@ -6,8 +6,9 @@ so a thousand ModelDeployments cost a few MB.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from wattserve import contract
 from wattserve.render.meta import OWNER_KIND
@@ -16,21 +17,41 @@ Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str]  # (kind, name)
 
 
+SHARED_MAX: Final = 64  # strings up to this long are shared between cached objects
+
+
+def compact(value: Any) -> Any:
+    """A copy whose keys and short strings are shared (``sys.intern``) with every other
+    cached object: a thousand Deployments repeat the same keys and values ("containers",
+    "IfNotPresent", label values, ...) and each JSON decode makes its own copies. Halves
+    the caches' memory; the values compare equal, and are only read."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: compact(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_MAX:
+        return sys.intern(value)
+    return value
+
+
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = dict(obj.get("metadata") or {})
-    meta.pop("managedFields", None)
-    return {**obj, "metadata": meta}
+    """What the caches keep of an object: all but ``metadata.managedFields``, compacted."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    out: dict[str, Any] = compact({**obj, "metadata": meta})
+    return out
 
 
 def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    return {
+    out: dict[str, Any] = compact({
         "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "deletionTimestamp")
                      if k in meta},
         "status": {k: status[k] for k in ("phase", "conditions", "containerStatuses",
                                           "initContainerStatuses") if k in status},
-    }
+    })
+    return out
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:

@@ -18,9 +18,10 @@ from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
-from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, slim
+from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, owner_of, slim
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.fleetstate import FleetState
+from wattserve.controller.triggers import Trigger
 from wattserve.controller.workqueue import WorkQueue
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance
@@ -65,6 +66,16 @@ def _reconcile_facts(child: Mapping[str, Any]) -> tuple[Any, ...]:
             status)
 
 
+def _same_but_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether only ``status`` (or the resourceVersion, managedFields, ...) differs."""
+    was, now = ObjectMeta.from_body(old), ObjectMeta.from_body(new)
+    return (was.generation, dict(was.labels), dict(was.annotations), old.get("spec")) == (
+        now.generation, dict(now.labels), dict(now.annotations), new.get("spec"))
+
+
+OURS_KEPT: Final = 4  # resourceVersions of our own writes remembered per ModelDeployment
+
+
 class Intake:
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
@@ -86,17 +97,50 @@ class Intake:
         self.scaling: dict[Key, ScalingUpdate] = {}  # autoscaler decisions not written yet
         self.state_to_store: dict[Key, dict[str, str]] = {}  # annotations not written yet
         self._writing: dict[Key, Mapping[str, Any]] = {}  # status expected after our patch
+        self._ours: dict[Key, list[str]] = {}  # resourceVersions our last writes produced
+        self.triggers: dict[Key, Trigger] = {}  # what first queued each key since its last run
+
+    def enqueue(self, key: Key, trigger: Trigger) -> None:
+        """Queue a reconcile of ``key``, remembering what first asked for it."""
+        self.triggers.setdefault(key, trigger)
+        self.queue.add(key)
+
+    def trigger_of(self, key: Key) -> Trigger:
+        """What queued the reconcile of ``key`` that starts now (a timer when nothing did)."""
+        return self.triggers.pop(key, Trigger.TIMER)
+
+    def wrote(self, key: Key, live: Mapping[str, Any]) -> None:
+        """Remember the resourceVersion one of our writes produced: its watch event is our
+        echo, even when it arrives after the answer to a later write of ours."""
+        rv = _rv(live)
+        if rv:
+            ours = self._ours.setdefault(key, [])
+            ours.append(rv)
+            del ours[:-OURS_KEPT]
 
     def md_upsert(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         old = self.mds.get(key)
+        ours, rv = self._ours.get(key, []), _rv(obj)
+        if old is not None and rv in ours and _rv(old) in ours and (
+                ours.index(str(_rv(old))) > ours.index(str(rv))):
+            # the late echo of an earlier write of ours: the cache holds a later one already
+            metrics.OWN_ECHOES.labels("ModelDeployment").inc()
+            return
         self.mds[key] = slim(obj)
-        if old is None or _generation(old) != _generation(obj) or (
+        if old is None:
+            self.fleet.added(key)  # placed after the others when it comes last in order
+        elif _generation(old) != _generation(obj) or (
                 ObjectMeta.from_body(old).deletion_timestamp
                 != ObjectMeta.from_body(obj).deletion_timestamp):
             self.fleet.invalidate()
-        if old is None or (_rv(old) != _rv(obj) and not self._own_echo(key, old, obj)):
-            self.queue.add(key)
+        if old is None:
+            self.enqueue(key, Trigger.CREATED)
+        elif _rv(old) == rv or rv in ours or self._own_echo(key, old, obj):  # cached, ours
+            metrics.OWN_ECHOES.labels("ModelDeployment").inc()
+        else:
+            self.enqueue(key, Trigger.STATUS_BY_OTHERS if _same_but_status(old, obj)
+                         else Trigger.CHANGED)
 
     def _own_echo(self, key: Key, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         """Whether ``new`` differs from ``old`` only by what this reconciler wrote itself:
@@ -123,7 +167,8 @@ class Intake:
             self._replan(entry.placed)  # its room is free: spilled and waiting models may move
         self.queue.forget(key)
         self.apply_errors.pop(key, None)
-        for table in (self.plans, self.rendered, self.scaling, self.state_to_store):
+        for table in (self.plans, self.rendered, self.scaling, self.state_to_store,
+                      self.triggers, self._ours):
             table.pop(key, None)
         metrics.forget(*key)
 
@@ -156,7 +201,7 @@ class Intake:
             logger.info("ServingPool %s changed: re-planning %d ModelDeployments", pool,
                         len(affected))
         for key in affected:
-            self.queue.add(key)
+            self.enqueue(key, Trigger.POOL)
 
     def node_upsert(self, obj: Mapping[str, Any]) -> None:
         for pool in self.fleet.node_upsert(obj, self.pools.values()):
@@ -171,10 +216,13 @@ class Intake:
         old = self.children.get(str(obj.get("kind") or ""), ns, name)
         if old is None or _placement_facts(old) != _placement_facts(obj):
             self.fleet.invalidate()  # the fleet reads a child's pool label and spec only
-        owner = self.children.upsert(obj)
-        if owner is not None and owner in self.mds and (
-                old is None or _reconcile_facts(old) != _reconcile_facts(obj)):
-            self.queue.add(owner)
+        owner = self.children.upsert(obj) or owner_of(obj)
+        if owner is None or owner not in self.mds:
+            return
+        if old is None or _reconcile_facts(old) != _reconcile_facts(obj):
+            self.enqueue(owner, Trigger.CHILD)
+        else:  # the echo of our apply (as its answer cached), or a change nothing reads
+            metrics.OWN_ECHOES.labels(str(obj.get("kind") or "")).inc()
 
     def child_deleted(self, obj: Mapping[str, Any]) -> None:
         ns, name = key_of(obj)
@@ -182,7 +230,7 @@ class Intake:
         self.fleet.invalidate()
         owner = self.children.remove(str(obj.get("kind")), ns, name)
         if owner is not None and owner in self.mds:
-            self.queue.add(owner)
+            self.enqueue(owner, Trigger.CHILD)
 
     def pod_upsert(self, obj: Mapping[str, Any]) -> None:
         self._pod_owner(self.pods.upsert(obj))
@@ -199,9 +247,9 @@ class Intake:
         if group is None:
             return
         if group in self.mds:
-            self.queue.add(group)
+            self.enqueue(group, Trigger.POD)
             return
         ns, label = group
         for key in self.mds:  # long names: the label value is a hash of the name
             if key[0] == ns and label_value(key[1]) == label:
-                self.queue.add(key)
+                self.enqueue(key, Trigger.POD)

@@ -27,6 +27,13 @@ PREDICTED_P95 = Gauge(contract.OP_PREDICTED_P95_SECONDS,
 API_ERRORS = Counter(contract.OP_API_ERRORS_TOTAL.removesuffix("_total"),
                      "Kubernetes API errors by verb and HTTP status", ["verb", "code"])
 
+RECONCILE_TRIGGERS = Counter("wattserve_operator_reconcile_triggers",
+                             "Reconciles by what queued them first (controller/triggers.py)",
+                             ["trigger"])
+OWN_ECHOES = Counter("wattserve_operator_own_echoes",
+                     "Watch events that bring nothing new: the echo of the reconciler's own "
+                     "write or an object as already cached (they queue nothing)", ["kind"])
+
 API_REQUESTS = Counter("wattserve_operator_api_requests",
                        "Kubernetes API requests sent by the reconciler (not kopf's watches)",
                        ["verb"])

@@ -31,6 +31,7 @@ from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import post, utcnow
 from wattserve.controller.intake import Intake
 from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.controller.triggers import Trigger
 from wattserve.planning import Plan
 from wattserve.planning.fleet import fleet_plan
 from wattserve.reconcile.decide import Observed, Outcome, ScalingUpdate, decide
@@ -88,7 +89,7 @@ class Reconciler(Intake):
         self.scaling[key] = update if pending is None else pending.then(update)
         if store:
             self.state_to_store[key] = dict(store)
-        self.queue.add(key)
+        self.enqueue(key, Trigger.AUTOSCALER)
 
     # ---- the reconcile ------------------------------------------------------------------
     def observe(self, key: Key, scaling: ScalingUpdate | None = None) -> Observed | None:
@@ -171,13 +172,13 @@ class Reconciler(Intake):
         """This ModelDeployment's share of the fleet assignment; when the assignment is new,
         every other ModelDeployment whose pool it changes is queued."""
         pools = sorted(self.pools.values(), key=lambda p: p.name)
-        fleet, fresh = self.fleet.assignment(self.mds, pools, self.children.of)
-        if fresh:
-            for other, (_, got) in fleet.items():
-                entry = self.index.get(other)
-                pool = got.candidate.pool if got.candidate is not None else None
-                if other != key and entry is not None and entry.planned != pool:
-                    self.queue.add(other)
+        fleet, changed = self.fleet.assignment(self.mds, pools, self.children.of)
+        for other in changed:  # whose assignment is new (all when computed afresh)
+            entry = self.index.get(other)
+            got = fleet[other][1]
+            pool = got.candidate.pool if got.candidate is not None else None
+            if other != key and entry is not None and entry.planned != pool:
+                self.enqueue(other, Trigger.FLEET)
         found = fleet.get(key)
         if found is None:
             return FleetChoice()
@@ -236,6 +237,7 @@ class Reconciler(Intake):
         finally:
             self._writing.pop(key, None)
         if isinstance(live, dict) and key in self.mds:
+            self.wrote(key, live)
             self.mds[key] = slim(live)
 
     async def _store(self, key: Key, annotations: Mapping[str, str]) -> None:
@@ -249,6 +251,7 @@ class Reconciler(Intake):
                 logger.warning("storing the scaler state of %s/%s failed: %s", *key, err)
             return
         if isinstance(live, dict) and key in self.mds:
+            self.wrote(key, live)
             self.mds[key] = slim(live)
 
     def _record_metrics(self, key: Key, outcome: Outcome) -> None:
@@ -264,6 +267,7 @@ class Reconciler(Intake):
         await self.synced.wait()
         while True:
             key = await self.queue.get()
+            metrics.RECONCILE_TRIGGERS.labels(self.trigger_of(key)).inc()
             started = time.perf_counter()
             result = "error"
             try:
@@ -367,7 +371,7 @@ class Reconciler(Intake):
         stale = self.children.owners() | fresh.owners()
         self.children = fresh
         for key in stale & set(self.mds):
-            self.queue.add(key)
+            self.enqueue(key, Trigger.RESYNC)
 
     async def relist_forever(self) -> None:
         while True:

@@ -15,9 +15,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 from wattserve import contract
+from wattserve.api.cluster import Node, container_requests
 from wattserve.api.types import ServingPool
 from wattserve.planning.placement import Candidate
 
@@ -59,9 +61,15 @@ class PoolCapacity:
     source: str  # "nodes" (counted from the cluster) or "maxNodes" (the pool's shape)
     gpu: bool = False
 
-    @property
+    @cached_property
     def total(self) -> Resources:
-        return sum(self.nodes, Resources())
+        """The nodes' sum, computed once per capacity (a ``maxNodes`` pool may list
+        100,000 virtual nodes; every ledger and fleet assignment reads it)."""
+        cpu = memory = 0.0
+        gpus = 0
+        for node in self.nodes:  # left to right, as ``sum(nodes, Resources())`` adds
+            cpu, memory, gpus = cpu + node.cpu, memory + node.memory_gib, gpus + node.gpus
+        return Resources(cpu, memory, gpus)
 
 
 def replica_request(cand: Candidate, pool: ServingPool) -> Resources:
@@ -80,11 +88,13 @@ def shape_capacity(pool: ServingPool, max_nodes: int | None = None) -> PoolCapac
     return PoolCapacity(pool.name, (node,) * count, "maxNodes", spec.is_gpu)
 
 
-def pool_capacity(pool: ServingPool, nodes: Iterable[Mapping[str, Any]]) -> PoolCapacity:
-    """Capacity from the pool's schedulable nodes, else from ``maxNodes`` × node shape."""
+def pool_capacity(pool: ServingPool,
+                  nodes: Iterable[Node | Mapping[str, Any]]) -> PoolCapacity:
+    """Capacity from the pool's schedulable nodes, else from ``maxNodes`` × node shape.
+    ``nodes``: typed (the operator's cache), or Node bodies (typed here, once)."""
     resource = (pool.spec.accelerator.resource_name if pool.spec.accelerator is not None
                 else None)
-    members = [node for node in nodes if node_in_pool(node, pool)]
+    members = [node for node in map(as_node, nodes) if node_in_pool(node, pool)]
     if not members:
         return shape_capacity(pool)
     counted = sorted((node_allocatable(node, resource) for node in members
@@ -92,37 +102,32 @@ def pool_capacity(pool: ServingPool, nodes: Iterable[Mapping[str, Any]]) -> Pool
     return PoolCapacity(pool.name, tuple(counted), "nodes", pool.spec.is_gpu)
 
 
+def as_node(node: Node | Mapping[str, Any]) -> Node:
+    return node if isinstance(node, Node) else Node.from_body(node)
+
+
 def template_request(workload: Mapping[str, Any], gpu_resource: str | None) -> Resources:
     """What one pod of a Deployment's template requests (all containers)."""
-    template = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     total = Resources()
-    for container in template.get("containers") or ():
-        requests = (container.get("resources") or {}).get("requests") or {}
+    for requests in container_requests(workload):
         gpus = int(quantity(requests.get(gpu_resource, "0"))) if gpu_resource else 0
         total = total + Resources(quantity(requests.get("cpu", "0")),
                                   quantity(requests.get("memory", "0")) / 2**30, gpus)
     return total
 
 
-def node_in_pool(node: Mapping[str, Any], pool: ServingPool) -> bool:
-    labels = (node.get("metadata") or {}).get("labels") or {}
+def node_in_pool(node: Node, pool: ServingPool) -> bool:
     wanted = dict(pool.spec.node_selector) or {contract.LABEL_K8S_POOL: pool.name}
-    return all(labels.get(key) == value for key, value in wanted.items())
+    return all(node.labels.get(key) == value for key, value in wanted.items())
 
 
-def schedulable(node: Mapping[str, Any]) -> bool:
+def schedulable(node: Node) -> bool:
     """Not cordoned and not reported NotReady."""
-    if (node.get("spec") or {}).get("unschedulable"):
-        return False
-    for condition in (node.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready" and condition.get("status") == "False":
-            return False
-    return True
+    return not node.unschedulable and not node.not_ready
 
 
-def node_allocatable(node: Mapping[str, Any], gpu_resource: str | None) -> Resources:
-    status = node.get("status") or {}
-    alloc = status.get("allocatable") or status.get("capacity") or {}
+def node_allocatable(node: Node, gpu_resource: str | None) -> Resources:
+    alloc = node.allocatable
     gpus = int(quantity(alloc.get(gpu_resource, "0"))) if gpu_resource else 0
     return Resources(quantity(alloc.get("cpu", "0")),
                      quantity(alloc.get("memory", "0")) / 2**30, gpus)
@@ -149,6 +154,10 @@ class Ledger:
         self.capacity = capacity
         self.free = list(capacity.nodes)
         self._free_total = capacity.total  # kept in step with ``free``: a quick reject
+        # Per request: no node before this index holds a copy of it. Free room only shrinks
+        # between releases (a release moves the hint back), so first-fit starts there
+        # instead of re-reading every full node of a 100,000-node pool for every replica.
+        self._skip: dict[Resources, int] = {}
 
     def fits(self, request: Resources, replicas: int) -> bool:
         return self._pack(request, replicas) is not None
@@ -163,15 +172,7 @@ class Ledger:
 
     def force(self, request: Resources, replicas: int) -> Allocation:
         """Reserve what already runs, even where it does not fit (it is there)."""
-        allocation: Allocation = []
-        left = replicas
-        for index, node in enumerate(self.free):
-            if left == 0:
-                break  # placed: the other nodes need no look (a pool may have 100,000)
-            take = min(left, _copies(node, request))
-            if take:
-                allocation.append((index, request.times(take)))
-                left -= take
+        allocation, left = self._first_fit(request, replicas)
         if left and self.free:  # over capacity: the rest is charged to the first node
             allocation.append((0, request.times(left)))
         self._take(allocation)
@@ -185,6 +186,9 @@ class Ledger:
         for index, amount in allocation:
             self.free[index] = self.free[index] + amount
             self._free_total = self._free_total + amount
+            for request, start in self._skip.items():
+                if index < start:
+                    self._skip[request] = index
 
     def _take(self, allocation: Allocation) -> None:
         for index, amount in allocation:
@@ -194,16 +198,26 @@ class Ledger:
     def _pack(self, request: Resources, replicas: int) -> Allocation | None:
         if not self._free_total.holds(request.times(replicas)):
             return None
+        packed, left = self._first_fit(request, replicas)
+        return packed if left == 0 else None
+
+    def _first_fit(self, request: Resources, replicas: int) -> tuple[Allocation, int]:
+        """First-fit over the nodes (read only): the allocation and the replicas left over.
+        Stops at the first nodes that hold them (a pool may have 100,000)."""
         packed: Allocation = []
         left = replicas
-        for index, node in enumerate(self.free):
-            if left == 0:
-                break
-            take = min(left, _copies(node, request))
+        start = index = self._skip.get(request, 0)
+        free = self.free
+        while left and index < len(free):
+            take = min(left, _copies(free[index], request))
             if take:
                 packed.append((index, request.times(take)))
                 left -= take
-        return packed if left == 0 else None
+            elif not packed:
+                start = index + 1  # holds no copy now, nor after any take
+            index += 1
+        self._skip[request] = start
+        return packed, left
 
     @property
     def used(self) -> Resources:

@@ -116,6 +116,15 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
     """Place the fleet greedily in member order; ``capacities`` default to maxNodes shapes.
     ``prefer``: a pool to try first for some members (the fleet optimum's choice, see
     planning/refine.py); the rules for running models (hysteresis, never evict) still hold."""
+    return assign_on_books(members, pools, capacities, now, policy, prefer)[0]
+
+
+def assign_on_books(members: Sequence[Member], pools: Sequence[ServingPool],
+                    capacities: Mapping[str, PoolCapacity] | None = None, now: float = 0.0,
+                    policy: Rebalance | None = None, prefer: Mapping[Key, str] | None = None,
+                    ) -> tuple[dict[Key, Assignment], dict[str, Ledger]]:
+    """:func:`assign`, and the ledgers as it left them (what newcomers that come after
+    every member in order would find: see :func:`assign_newcomer`)."""
     policy = policy or Rebalance()
     by_name = {pool.name: pool for pool in pools}
     caps = dict(capacities or {})
@@ -145,7 +154,16 @@ def assign(members: Sequence[Member], pools: Sequence[ServingPool],
         if got.candidate is None and where is not None and member.current_request is not None:
             # not placed, but its workload keeps running where it is: still counted there
             books[where].force(member.current_request, member.current_replicas)
-    return out
+    return out, books
+
+
+def assign_newcomer(member: Member, pools: Mapping[str, ServingPool],
+                    books: dict[str, Ledger], policy: Rebalance | None = None) -> Assignment:
+    """What :func:`assign` gives a member with nothing running (``current_pool`` None) that
+    comes after every member already placed on ``books``: its turn is last, it holds no
+    room before it, so the others' assignments do not change. Takes its room on ``books``."""
+    assert member.current_pool is None
+    return _assign_one(member, pools, books, 0.0, policy or Rebalance())
 
 
 def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[str, Ledger],

@@ -62,12 +62,15 @@ def place(members: Sequence[Member], pools: Sequence[ServingPool],
           capacities: Mapping[str, PoolCapacity] | None = None, now: float = 0.0,
           policy: Rebalance | None = None, time_limit_s: float = TIME_LIMIT_S,
           max_columns: int = MAX_COLUMNS,
-          exact_max_columns: int = EXACT_MAX_COLUMNS) -> dict[Key, Assignment]:
+          exact_max_columns: int = EXACT_MAX_COLUMNS,
+          greedy: Mapping[Key, Assignment] | None = None) -> dict[Key, Assignment]:
     """The greedy's assignment, or the best strictly better one of: the LP relaxation's
-    choice and (up to ``exact_max_columns``) the ILP's, each realised by the greedy."""
+    choice and (up to ``exact_max_columns``) the ILP's, each realised by the greedy.
+    ``greedy``: the greedy's assignment of the same inputs when the caller has it."""
     policy = policy or Rebalance()
-    greedy = assign(members, pools, capacities, now, policy)
-    if not members or not have_scipy() or _each_on_its_best(members, greedy):
+    greedy = dict(greedy) if greedy is not None else assign(members, pools, capacities, now,
+                                                            policy)
+    if greedy_stands(members, greedy):
         return greedy
     best, best_totals = greedy, _totals(members, greedy)
     for choice in _choices(members, pools, capacities, greedy, now, policy, time_limit_s,
@@ -77,6 +80,11 @@ def place(members: Sequence[Member], pools: Sequence[ServingPool],
         if _keeps(members, greedy, got) and _gains(got_totals, best_totals):
             best, best_totals = got, got_totals
     return best
+
+
+def greedy_stands(members: Sequence[Member], greedy: Mapping[Key, Assignment]) -> bool:
+    """Whether :func:`place` returns the greedy's assignment without solving anything."""
+    return not members or not have_scipy() or _each_on_its_best(members, greedy)
 
 
 def _each_on_its_best(members: Sequence[Member], greedy: Mapping[Key, Assignment]) -> bool:
