@@ -252,7 +252,7 @@ class Reconciler(Intake):
                                         key[1], {"metadata": {"annotations": dict(annotations)}})
         except ApiError as err:
             if err.status != 404:
-                logger.warning("storing the scaler state of %s/%s failed: %s", *key, err)
+                logger.warning("storing the memory annotations of %s/%s failed: %s", *key, err)
                 if key in self.mds:
                     self.state_to_store[key] = {**annotations,
                                                 **self.state_to_store.get(key, {})}
