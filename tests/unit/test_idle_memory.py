@@ -15,6 +15,7 @@ from wattserve import contract
 from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.autoscaling import AutoscaleSettings
 from wattserve.controller.config import OperatorConfig
+from wattserve.controller.kubeapi import ApiError
 from wattserve.controller.reconciler import Reconciler
 from wattserve.reconcile.idlestate import (
     ANNOTATION_IDLE_STATE,
@@ -26,7 +27,13 @@ from wattserve.reconcile.zero import iso
 
 from tests.unit.factories import example_pool_docs
 from tests.unit.test_controller_autoscaling import NOW, idle, placed_body, run_tick
-from tests.unit.test_controller_autoscaling_runtime import URL, EventApi, FakePrometheus, drain
+from tests.unit.test_controller_autoscaling_runtime import (
+    KEY,
+    URL,
+    EventApi,
+    FakePrometheus,
+    drain,
+)
 from tests.unit.test_controller_decide import merge, run
 from tests.unit.test_idle_scale_to_zero import ACTIVATOR, zero_body
 from tests.unit.test_render_support import example_md_doc
@@ -169,3 +176,45 @@ def test_a_model_at_zero_costs_no_memory_write_per_tick() -> None:
     assert patches[-1] == patches[0] == 1  # scaled to zero at the first tick, then no write
     memory = json.loads(api.md["metadata"]["annotations"][ANNOTATION_IDLE_STATE])
     assert memory["scaledToZeroAt"] == api.md["status"]["idle"]["scaledToZeroAt"]
+
+
+class FailingOnceApi(EventApi):
+    """The first object patch (the memory annotations) answers 500."""
+
+    failed = False
+
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str,
+                    patch: dict[str, Any]) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise ApiError(500, "etcd timeout")
+        return await super().patch(api_version, kind, namespace, name, patch)
+
+
+def test_a_failed_memory_write_is_tried_again() -> None:
+    async def scenario() -> tuple[EventApi, Reconciler]:
+        md = example_md_doc("smollm2-135m.yaml")
+        md["metadata"].update(resourceVersion="1", generation=1)
+        md["spec"]["scaling"].update(minReplicas=0, idleTimeoutSeconds=30)
+        api = FailingOnceApi(md)
+        rec = Reconciler(api, OperatorConfig())  # type: ignore[arg-type]
+        for doc in example_pool_docs():
+            rec.pool_upsert(doc)
+        rec.md_upsert(copy.deepcopy(md))
+        await drain(rec)
+        rec.synced.set()
+        scaler = Autoscaler(rec, AutoscaleSettings(prometheus_url=URL),
+                            client_factory=lambda: FakePrometheus(IDLE), clock=lambda: 1000.0)
+        await scaler.tick_all()
+        await drain(rec)  # scales to zero; storing its memory fails
+        assert api.failed and api.patches == [] and KEY in rec.state_to_store
+        rec.queue.forget(KEY)  # run the retry now instead of in STORE_RETRY_S
+        rec.queue.add(KEY)
+        await drain(rec)
+        return api, rec
+
+    api, rec = asyncio.run(scenario())
+    (written,) = api.patches
+    memory = json.loads(written["metadata"]["annotations"][ANNOTATION_IDLE_STATE])
+    assert memory["scaledToZeroAt"] == api.md["status"]["idle"]["scaledToZeroAt"]
+    assert KEY not in rec.state_to_store
