@@ -19,6 +19,7 @@ from typing import Any, Final
 from wattserve import contract
 from wattserve.controller.kubeapi import ApiError
 from wattserve.controller.triggers import Trigger
+from wattserve.reconcile.idlestate import idle_memory
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render import SettingsError
 from wattserve.render.children import ENDPOINTSLICE
@@ -61,7 +62,7 @@ def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> ActivatorEndpo
 def _needs(body: Mapping[str, Any]) -> bool:
     status = body.get("status") or {}
     return (status.get("replicas") or {}).get("desired") == 0 or bool(
-        (status.get("idle") or {}).get("wakeRequestedAt"))
+        idle_memory(body).get("wakeRequestedAt"))
 
 
 async def refresh_once(rec: Any, service: tuple[str, str]) -> None:

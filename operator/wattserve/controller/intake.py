@@ -26,6 +26,7 @@ from wattserve.controller.workqueue import WorkQueue
 from wattserve.planning import Plan
 from wattserve.planning.fleet import Rebalance
 from wattserve.reconcile.decide import ScalingUpdate
+from wattserve.reconcile.idlestate import ANNOTATION_IDLE_STATE
 from wattserve.reconcile.index import PlacementIndex
 from wattserve.reconcile.scaling import ANNOTATION_SCALER_STATE
 from wattserve.render.meta import label_value
@@ -144,10 +145,10 @@ class Intake:
 
     def _own_echo(self, key: Key, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
         """Whether ``new`` differs from ``old`` only by what this reconciler wrote itself:
-        its status patch (in flight or answered) or its scaler-state annotation. Such a
+        its status patch (in flight or answered) or its memory annotations. Such a
         watch event needs no reconcile (it would only compute the same status again)."""
         was, now = ObjectMeta.from_body(old), ObjectMeta.from_body(new)
-        mine = (ANNOTATION_SCALER_STATE,)
+        mine = (ANNOTATION_SCALER_STATE, ANNOTATION_IDLE_STATE)
         if (was.generation, was.deletion_timestamp, dict(was.labels)) != (
                 now.generation, now.deletion_timestamp, dict(now.labels)):
             return False

@@ -9,7 +9,9 @@ The reconciler is the one writer of ``status``. The autoscaler hands its decisio
 :meth:`Reconciler.scaled` (in-process: no status patch of its own, no round trip through
 the API server) and reads the last plan per ModelDeployment from :attr:`Reconciler.plans`
 and the count rendered from :attr:`Reconciler.rendered` (it never re-plans). The policy's
-memory is stored in an annotation (``wattserve.dev/scaler-state``) when the autoscaler asks.
+memory is stored on purpose in annotations, in one metadata patch: ``wattserve.dev/scaler-state``
+when the autoscaler asks, ``wattserve.dev/idle-state`` (scale to zero) when ``decide`` says
+it changed (:mod:`wattserve.reconcile.idlestate`); neither is read back from ``status``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ LISTED: Final = (DEPLOYMENT, SERVICE, RAYSERVICE, NETWORKPOLICY, POD, ENDPOINTSL
 
 logger = logging.getLogger(__name__)
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"
+STORE_RETRY_S: Final = 5.0  # a failed write of the memory annotations is tried again after
 
 
 def _generation(obj: Mapping[str, Any]) -> int:
@@ -158,8 +161,9 @@ class Reconciler(Intake):
             self.plans[key] = outcome.plan
         if outcome.desired_replicas is not None:
             self.rendered[key] = outcome.desired_replicas
-        if store:
-            await self._store(key, store)
+        annotations = {**(store or {}), **outcome.annotations}
+        if annotations:  # the policy's memory (scaler-state, idle-state): one patch, on change
+            await self._store(key, annotations)
         self._record_metrics(key, outcome)
         logger.debug("reconciled %s/%s: %s, %d applied, %d deleted, status %s", *key,
                      outcome.result, applied, deleted,
@@ -241,14 +245,18 @@ class Reconciler(Intake):
             self.mds[key] = slim(live)
 
     async def _store(self, key: Key, annotations: Mapping[str, str]) -> None:
-        """Write the annotations that keep the autoscaler's memory (a failure costs at most
-        that memory after a restart: logged, not retried)."""
+        """Write the annotations that keep the policy's memory. A failure is logged and
+        tried again by a later reconcile (a newer value of the same annotation wins)."""
         try:
             live = await self.api.patch(contract.API_VERSION, "ModelDeployment", key[0],
                                         key[1], {"metadata": {"annotations": dict(annotations)}})
         except ApiError as err:
             if err.status != 404:
-                logger.warning("storing the scaler state of %s/%s failed: %s", *key, err)
+                logger.warning("storing the memory annotations of %s/%s failed: %s", *key, err)
+                if key in self.mds:
+                    self.state_to_store[key] = {**annotations,
+                                                **self.state_to_store.get(key, {})}
+                    self.queue.add_after(key, STORE_RETRY_S)
             return
         if isinstance(live, dict) and key in self.mds:
             self.wrote(key, live)

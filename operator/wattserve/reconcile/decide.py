@@ -37,6 +37,7 @@ from wattserve.reconcile.health import (
     pod_problems,
     rayservice_health,
 )
+from wattserve.reconcile.idlestate import idle_memory, remember, remembered, with_memory
 from wattserve.reconcile.replicas import desired_replicas
 from wattserve.reconcile.zero import (
     ActivatorEndpoints,
@@ -114,6 +115,8 @@ class Outcome:
     pinned_pool: str | None = None
     desired_replicas: int | None = None
     ready: bool = False
+    idle_memory: Mapping[str, Any] | None = None  # scale to zero's memory after this reconcile
+    annotations: Mapping[str, str] = field(default_factory=dict)  # to store (only on change)
 
 
 def failure_reason(p: Plan) -> Reason:
@@ -202,7 +205,7 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
     """
     sc = obs.scaling
     if sc is None:
-        return _decide(obs, settings, now, planned)
+        return _remembered(obs.body, _decide(obs, settings, now, planned), idle_memory(obs.body))
     written = ModelDeploymentStatus.from_body(obs.body)
     patch = dict(sc.status)
     if sc.desired_replicas is not None:
@@ -211,14 +214,25 @@ def decide(obs: Observed, settings: RenderSettings, now: str,
         patch["conditions"] = cond.merge_conditions(written.conditions, [sc.condition],
                                                     written.generation, now)
     view = apply_merge_patch(written.raw, patch)
+    idle = sc.status.get("idle")
+    memory = remember(idle_memory(obs.body), idle if isinstance(idle, Mapping) else None)
     # A decision handed over means an autoscaler runs: its Scaled condition stands.
     disabled = obs.autoscaler_disabled and sc.condition is None
-    out = _decide(replace(obs, body={**obs.body, "status": view}, scaling=None,
-                          autoscaler_disabled=disabled), settings, now, planned)
+    body = with_memory({**obs.body, "status": view}, memory)
+    out = _decide(replace(obs, body=body, scaling=None, autoscaler_disabled=disabled),
+                  settings, now, planned)
     composed = compose(patch, out.status_patch or {})
     result = written.to_patch(apply_merge_patch(written.raw, composed)) or {}
     result |= {k: None for k, v in composed.items() if v is None and k in written.raw}
-    return replace(out, status_patch=result or None, events=sc.events + out.events)
+    return _remembered(obs.body, replace(out, status_patch=result or None,
+                                         events=sc.events + out.events), memory)
+
+
+def _remembered(before: Mapping[str, Any], out: Outcome, memory: Mapping[str, Any]) -> Outcome:
+    """``out`` with scale to zero's memory stored (see :mod:`.idlestate`)."""
+    final = out.idle_memory if out.idle_memory is not None else memory
+    patch, annotations = remembered(before, out.status_patch, final)
+    return replace(out, status_patch=patch, idle_memory=final, annotations=annotations)
 
 
 def _decide(obs: Observed, settings: RenderSettings, now: str, planned: Plan | None) -> Outcome:
@@ -255,6 +269,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     replicas = desired_replicas(cand, md.spec.scaling, st.desired_replicas, old_placement,
                                 child_replicas if isinstance(child_replicas, int) else None)
     events: list[Event] = []
+    memory = idle_memory(obs.body)
     idle_patch: dict[str, Any] = {}
     woken = wake(obs.body, replicas) if md.spec.backend is Backend.DEPLOYMENT else None
     if woken is not None:  # the activator holds requests: 0 -> 1 (the autoscaler goes on)
@@ -274,8 +289,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                    replicas, obs.pods)
     else:
         health = deployment_health(live, replicas)
-        body = obs.body if not idle_patch else {**obs.body, "status": {
-            **st.raw, "idle": {**st.idle, **idle_patch}}}
+        body = with_memory(obs.body, remember(memory, idle_patch)) if idle_patch else obs.body
         if obs.activator is not None and needs_activator(body, replicas, health.ready):
             wanted.append(activator_slice(inputs.owner, inputs.labels, obs.activator))
     apply: list[Mapping[str, Any]] = []
@@ -350,7 +364,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     return Outcome(result="placed", apply=tuple(apply), delete=tuple(delete),
                    status_patch=patch, events=tuple(events), plan=p, placed_pool=cand.pool,
                    pinned_pool=md.spec.placement.pool, desired_replicas=replicas,
-                   ready=health.ready)
+                   ready=health.ready, idle_memory=remember(memory, idle_patch | learned))
 
 
 def _with_fleet_fields(summary: dict[str, Any], old: Mapping[str, Any] | None, pool: str,

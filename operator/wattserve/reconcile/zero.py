@@ -4,10 +4,13 @@
   nothing (request rate, in-flight and queued all 0 over the PromQL window) for the idle
   timeout of :func:`wattserve.autoscale.idle.idle_timeout` goes to 0 replicas; at 0 it stays
   there (only an activation wakes it). ``status.idle`` says the timeout and why.
+* What these need across ticks and restarts (the idle memory) is read from the
+  ``wattserve.dev/idle-state`` annotation (:mod:`.idlestate`), never from ``status.idle``.
 * The reconcile (:func:`wake`): the activator annotates the ModelDeployment
-  (``contract.ANNOTATION_ACTIVATION``); an annotation newer than ``status.idle.scaledToZeroAt``
-  turns 0 into 1 replica. When the woken replica is Ready the wake-to-Ready time is learned
-  (:func:`learned_cold_start`) and feeds the next idle timeout.
+  (``contract.ANNOTATION_ACTIVATION``); an annotation newer than the stored scale to zero
+  (``scaledToZeroAt`` of the idle memory) turns 0 into 1 replica. When the woken replica
+  is Ready the wake-to-Ready time is learned (:func:`learned_cold_start`) and feeds the
+  next idle timeout.
 * While at zero, or woken and not Ready yet, the model's Service also routes to the
   activator: an extra EndpointSlice of that Service with the activator's pod addresses
   (:func:`activator_slice`); kube-proxy merges every slice of a Service. It is deleted once a
@@ -24,11 +27,12 @@ from typing import Any, Final
 
 from wattserve import contract
 from wattserve.api.conditions import Reason
-from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
+from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ModelDeployment
 from wattserve.autoscale.idle import IdleDecision, IdleInputs, idle_timeout, learn_cold_start
 from wattserve.autoscale.model import ScalingInputs
 from wattserve.autoscale.observe import Observation
+from wattserve.reconcile.idlestate import idle_memory
 from wattserve.render.meta import Owner, object_meta, service_name
 
 SCALED_TO_ZERO: Final = Reason.SCALED_TO_ZERO
@@ -61,15 +65,12 @@ def iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _idle_status(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    return ModelDeploymentStatus.from_body(body).idle
-
-
 # ---- the autoscaler's tick ------------------------------------------------------------
 
 def idle_inputs(md: ModelDeployment, spec: ScalingInputs, idle: Mapping[str, Any],
                 floor_s: float = 0.0) -> IdleInputs:
-    """Seeded from the placement (cold start, pool power and price), learned from status."""
+    """Seeded from the placement (cold start, pool power and price), learned (``idle``: the
+    idle memory, :func:`~wattserve.reconcile.idlestate.idle_memory`)."""
     learned = idle.get("coldStartSeconds")
     cold = float(learned) if isinstance(learned, (int, float)) and learned >= 0 else (
         spec.cold_start_s)
@@ -110,7 +111,7 @@ def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
               obs: Observation | None, current: int, now: float,
               window_s: float, floor_s: float = 0.0) -> IdleOutcome:
     """The scale-to-zero part of one autoscaler tick (``minReplicas: 0`` only)."""
-    idle = _idle_status(body)
+    idle = idle_memory(body)
     decision = idle_timeout(idle_inputs(md, spec, idle, floor_s))
     # coldStartSeconds belongs to the reconcile (learned from wake-ups); not written here.
     status: dict[str, Any] = {"timeoutSeconds": round(decision.seconds),
@@ -160,7 +161,7 @@ def wake(body: Mapping[str, Any], status_desired: int | None) -> str | None:
     asked = activation_time(body)
     if asked is None:
         return None
-    zeroed = parse_time(_idle_status(body).get("scaledToZeroAt"))
+    zeroed = parse_time(idle_memory(body).get("scaledToZeroAt"))
     if zeroed is not None and asked <= zeroed:
         return None
     annotations = ObjectMeta.from_body(body).annotations
@@ -169,7 +170,7 @@ def wake(body: Mapping[str, Any], status_desired: int | None) -> str | None:
 
 def learned_cold_start(body: Mapping[str, Any], ready: bool, now: float) -> dict[str, Any]:
     """``status.idle`` fields to write when a woken replica became Ready (else {})."""
-    idle = _idle_status(body)
+    idle = idle_memory(body)
     asked = parse_time(idle.get("wakeRequestedAt"))
     if asked is None or not ready:
         return {}
@@ -186,7 +187,7 @@ def needs_activator(body: Mapping[str, Any], replicas: int, ready: bool) -> bool
     """At zero, or woken and not Ready yet: requests must reach the activator."""
     if replicas == 0:
         return True
-    return not ready and parse_time(_idle_status(body).get("wakeRequestedAt")) is not None
+    return not ready and parse_time(idle_memory(body).get("wakeRequestedAt")) is not None
 
 
 def activator_slice(owner: Owner, labels: Mapping[str, str],
