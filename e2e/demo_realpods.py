@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from wattserve import contract
 
 from e2e import realpods as rp
 from e2e.harness.stack import Kube, condition, md_status, wait_until
@@ -56,16 +55,6 @@ def _chat_s(url: str) -> float | None:
     return time.monotonic() - started if response.status_code == 200 else None
 
 
-def _served(pod: dict[str, Any]) -> float:
-    url = f"http://{pod['status']['podIP']}:{contract.SERVING_PORT}/metrics"
-    try:
-        text = httpx.get(url, timeout=5).text
-    except httpx.HTTPError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(contract.REQUESTS_TOTAL + "{") and 'status="200"' in line)
-
-
 def _status_line(kube: Kube, say: Callable[[str], None], window: rp.Window | None) -> None:
     status = md_status(kube, NAMESPACE, MD)
     observed, replicas = status.get("observed", {}), status.get("replicas", {})
@@ -88,7 +77,8 @@ def _watch_second_pod(kube: Kube, timeline: Timeline, stop: threading.Event) -> 
         new = [p for p in pods if p["metadata"]["name"] not in first]
         if new and timeline.second_ready is None:
             timeline.second_ready = time.monotonic()
-        if new and timeline.second_serving is None and _served(new[0]) > 0:
+        if new and timeline.second_serving is None and rp.served_requests(
+                new[0]["status"]["podIP"]) > 0:
             timeline.second_serving = time.monotonic()
             return
 

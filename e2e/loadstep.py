@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from wattserve import contract
 from wattserve.render.meta import selector_labels
 
 from e2e import realpods as rp
@@ -164,18 +163,6 @@ def operator_container(kube: Kube) -> dict[str, Any]:
     return dict(container)
 
 
-def _served(pod_ip: str) -> float:
-    import httpx
-
-    url = f"http://{pod_ip}:{contract.SERVING_PORT}/metrics"
-    try:
-        text = httpx.get(url, timeout=5).text
-    except httpx.HTTPError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(contract.REQUESTS_TOTAL + "{") and 'status="200"' in line)
-
-
 class Watcher:
     """When a pod that was not there at the start is first seen Ready, then serving; and the
     autoscaler's Scaled condition when the new pod is first seen (why it was added).
@@ -240,7 +227,7 @@ class Watcher:
 
     def _poll(self) -> None:
         while self.serving is None and not self._stop.wait(0.5):
-            if self._ip is not None and _served(self._ip) > 0:
+            if self._ip is not None and rp.served_requests(self._ip) > 0:
                 self.serving = time.monotonic()
 
 

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
+from wattserve import contract
 from wattserve.devcluster.cni import NODE_IP
 from wattserve.devcluster.components import binary_paths
 from wattserve.devcluster.state import ClusterState
@@ -304,3 +306,15 @@ def machine_busy() -> tuple[float, float]:
     hz = os.sysconf("SC_CLK_TCK")
     idle = fields[3] + fields[4]
     return (sum(fields) - idle) / hz, sum(fields) / hz
+
+
+def served_requests(pod_ip: str) -> float:
+    """Requests the serving pod at ``pod_ip`` answered with 200 (its own /metrics; 0 when it
+    does not answer)."""
+    url = f"http://{pod_ip}:{contract.SERVING_PORT}/metrics"
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(contract.REQUESTS_TOTAL + "{") and 'status="200"' in line)
