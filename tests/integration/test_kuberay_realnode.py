@@ -314,7 +314,11 @@ def test_rayservice_serves_smollm2_on_real_ray_pods(ray_node: Cluster,
                                                      served: dict[str, Any]) -> None:
     cluster, ns = ray_node, served["ns"]
     (head,) = _pods(cluster, ns, "head")
-    workers = [p for p in _pods(cluster, ns, "worker") if _ready(p)]
+    # The worker serves (the first token came through it: the head runs no replica), but
+    # KubeRay's wget probes can time out on 2 busy vCPUs and turn it NotReady for a while:
+    # wait for it to be Ready again rather than read one instant.
+    workers = _await(cluster, ns, lambda: [
+        p for p in _pods(cluster, ns, "worker") if _ready(p)], 120, "the Ray worker pod Ready")
     assert len(workers) == 1, [p["metadata"]["name"] for p in workers]
     for pod in (head, *workers):
         assert pod["status"]["phase"] == "Running"
