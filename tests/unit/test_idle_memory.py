@@ -114,10 +114,31 @@ def test_editing_status_idle_by_hand_changes_no_tick() -> None:
 
 def test_active_rate_is_stored_only_when_it_moves_by_a_meaningful_share() -> None:
     body = with_memory(placed_body(), {"activeRate": 2.0})
-    assert memory_annotation(body, remember({"activeRate": 2.0}, {"activeRate": 2.05})) == {}
+    assert memory_annotation(body, remember({"activeRate": 2.0}, {"activeRate": 2.02})) == {}
     assert memory_annotation(body, {"activeRate": 2.5})
     assert memory_annotation(body, {"activeRate": 2.0, "since": iso(NOW)})
     assert memory_annotation(placed_body(), {}) == {}  # nothing to remember, nothing stored
+
+
+def test_a_steady_rate_is_stored_to_within_5_percent_and_then_costs_no_write() -> None:
+    """The ticks' average of the rate (stored only past the share) follows a steady rate to
+    within 5 % of it, and then stops writing: no drift far from the rate, no write per tick."""
+    from tests.unit.test_controller_autoscaling import busy
+
+    body = with_memory(placed_body(desired=1, minReplicas=0), {"activeRate": 1.0})
+    writes = []
+    for tick in range(40):
+        out = run_tick(body, busy(rate=2.0, p95=0.5), now=NOW + 15 * tick)
+        memory = remember(json.loads(body["metadata"]["annotations"][ANNOTATION_IDLE_STATE]),
+                          out.status_patch.get("idle"))
+        annotation = memory_annotation(body, memory)
+        writes.append(bool(annotation))
+        if annotation:
+            body = with_memory(body, memory)
+    rate = json.loads(body["metadata"]["annotations"][ANNOTATION_IDLE_STATE])["activeRate"]
+    assert abs(rate - 2.0) <= 0.05 * 2.0, rate
+    assert not any(writes[-20:]), writes  # settled: no write per tick
+    assert sum(writes) >= 3  # it did follow the rate up from 1.0
 
 
 # ---- (3) the runtime: one patch when the memory changes, none per idle tick -------------

@@ -28,7 +28,10 @@ from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
 ANNOTATION_IDLE_STATE: Final = "wattserve.dev/idle-state"
 MEMORY_KEYS: Final = ("since", "scaledToZeroAt", "wakeRequestedAt", "wokenAt",
                       "coldStartSeconds", "coldStartLearned", "activeRate")
-ACTIVE_RATE_SHARE: Final = 0.05  # activeRate is stored when it moves by more than 5 %
+# activeRate (an EWMA, weight 0.3 per tick) is stored when it moves by more than 1.5 %:
+# one tick moves it by 0.3 x its distance from the rate, so a steady rate is stored to
+# within 5 % (then writes stop), and a moving one is followed within one tick.
+ACTIVE_RATE_SHARE: Final = 0.015
 
 
 def _memory_only(raw: Mapping[str, Any]) -> dict[str, Any]:
