@@ -143,11 +143,12 @@ def test_a_steady_rate_is_stored_to_within_5_percent_and_then_costs_no_write() -
 
 # ---- (3) the runtime: one patch when the memory changes, none per idle tick -------------
 
-async def idle_model(timeout_s: int) -> tuple[Reconciler, EventApi]:
+async def idle_model(timeout_s: int, api_type: type[EventApi] = EventApi
+                     ) -> tuple[Reconciler, EventApi]:
     md = example_md_doc("smollm2-135m.yaml")
     md["metadata"].update(resourceVersion="1", generation=1)
     md["spec"]["scaling"].update(minReplicas=0, idleTimeoutSeconds=timeout_s)
-    api = EventApi(md)
+    api = api_type(md)
     rec = Reconciler(api, OperatorConfig())  # type: ignore[arg-type]
     for doc in example_pool_docs():
         rec.pool_upsert(doc)
@@ -213,17 +214,9 @@ class FailingOnceApi(EventApi):
 
 
 def test_a_failed_memory_write_is_tried_again() -> None:
-    async def scenario() -> tuple[EventApi, Reconciler]:
-        md = example_md_doc("smollm2-135m.yaml")
-        md["metadata"].update(resourceVersion="1", generation=1)
-        md["spec"]["scaling"].update(minReplicas=0, idleTimeoutSeconds=30)
-        api = FailingOnceApi(md)
-        rec = Reconciler(api, OperatorConfig())  # type: ignore[arg-type]
-        for doc in example_pool_docs():
-            rec.pool_upsert(doc)
-        rec.md_upsert(copy.deepcopy(md))
-        await drain(rec)
-        rec.synced.set()
+    async def scenario() -> tuple[FailingOnceApi, Reconciler]:
+        rec, api = await idle_model(30, FailingOnceApi)
+        assert isinstance(api, FailingOnceApi)
         scaler = Autoscaler(rec, AutoscaleSettings(prometheus_url=URL),
                             client_factory=lambda: FakePrometheus(IDLE), clock=lambda: 1000.0)
         await scaler.tick_all()
