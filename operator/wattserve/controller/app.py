@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import Any, Final
 
 import kopf
 from prometheus_client import start_http_server
@@ -21,6 +21,7 @@ from wattserve.controller.triggers import Trigger
 from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
 logger = logging.getLogger(__name__)
+EVENT_FLUSH_S: Final = 5.0  # on shutdown, how long queued Events may still be posted
 
 
 class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -136,6 +137,8 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(TimeoutError):  # Events still queued: a few seconds' grace
+            await asyncio.wait_for(rec.events.flush(), EVENT_FLUSH_S)
         await api.close()
 
 

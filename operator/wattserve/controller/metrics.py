@@ -34,6 +34,11 @@ OWN_ECHOES = Counter("wattserve_operator_own_echoes",
                      "Watch events that bring nothing new: the echo of the reconciler's own "
                      "write or an object as already cached (they queue nothing)", ["kind"])
 
+EVENTS_QUEUED = Gauge("wattserve_operator_events_queued",
+                      "Kubernetes Events recorded and not yet posted (controller/events.py)")
+EVENTS_DROPPED = Counter("wattserve_operator_events_dropped",
+                         "Kubernetes Events dropped, oldest first, when the queue was full")
+
 API_REQUESTS = Counter("wattserve_operator_api_requests",
                        "Kubernetes API requests sent by the reconciler (not kopf's watches)",
                        ["verb"])

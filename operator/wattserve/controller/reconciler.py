@@ -30,7 +30,7 @@ from wattserve.api.status import ObjectMeta
 from wattserve.controller import metrics
 from wattserve.controller.cache import ChildCache, Key, key_of, slim
 from wattserve.controller.config import OperatorConfig
-from wattserve.controller.events import post, utcnow
+from wattserve.controller.events import EventRecorder, utcnow
 from wattserve.controller.intake import Intake
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.triggers import Trigger
@@ -75,7 +75,7 @@ class Reconciler(Intake):
     def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
         super().__init__(config)
         self.api = api
-        self._posting: set[asyncio.Task[None]] = set()
+        self.events = EventRecorder(api, config.identity)
         self.activator: ActivatorEndpoints | None = None  # scale to zero (see .activation)
         self.activator_unknown = config.activator_service is not None  # until first listed
         self.active = True  # False while a peer with a higher priority runs (peering gate)
@@ -221,9 +221,7 @@ class Reconciler(Intake):
 
     async def _write_status(self, key: Key, body: Mapping[str, Any], outcome: Outcome) -> None:
         for event in outcome.events:  # posted in the background: never delays the status
-            task = asyncio.create_task(post(self.api, body, event, self.config.identity))
-            self._posting.add(task)
-            task.add_done_callback(self._posting.discard)
+            self.events.record(body, event)
             if event.reason == Reason.PLACED and outcome.plan and outcome.plan.chosen:
                 chosen = outcome.plan.chosen
                 metrics.PLACEMENTS_TOTAL.labels(chosen.pool, chosen.engine).inc()
