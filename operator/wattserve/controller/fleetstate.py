@@ -16,6 +16,7 @@ from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.cluster import Node
 from wattserve.api.types import ModelDeployment, ServingPool
+from wattserve.controller import metrics
 from wattserve.planning import Plan, plan
 from wattserve.planning.capacity import (
     PoolCapacity,
@@ -59,6 +60,28 @@ class FleetState:
     def invalidate(self) -> None:
         self._result = None
         self._added.clear()
+
+    def as_assigned(self, key: Key, child: Mapping[str, Any],
+                    pools: Mapping[str, ServingPool]) -> bool:
+        """Whether a new child of ``key`` runs exactly what the current assignment gave it
+        (its pool; for a Deployment also its replicas and pod request): the assignment's
+        ledgers already hold that room, so the fleet need not be placed afresh for it. (A
+        full pass would count it as running before the others' turns, which can only pick
+        another feasible assignment; it comes at the latest after ``MAX_AGE_S``.)"""
+        got = (self._result or {}).get(key)
+        assignment = got[1] if got is not None else None
+        if assignment is None or assignment.candidate is None:
+            return False
+        pool_name = assignment.candidate.pool
+        labels = (child.get("metadata") or {}).get("labels") or {}
+        if labels.get(contract.LABEL_K8S_POOL) != pool_name or pool_name not in pools:
+            return False
+        if child.get("kind") != "Deployment":
+            return True
+        accelerator = pools[pool_name].spec.accelerator
+        replicas = int((child.get("spec") or {}).get("replicas") or 0)
+        return replicas == assignment.replicas and template_request(
+            child, accelerator.resource_name if accelerator else None) == assignment.request
 
     def pools_changed(self) -> None:
         self._pools_version += 1
@@ -121,10 +144,13 @@ class FleetState:
         clock = time.time() if now is None else now
         if self._result is not None and clock - self._computed_at < MAX_AGE_S:
             if not self._added:
+                metrics.FLEET_PASSES.labels("reused").inc()
                 return self._result, ()
             placed = self._place_newcomers(mds, pools, children_of)
             if placed is not None:
+                metrics.FLEET_PASSES.labels("newcomers").inc()
                 return self._result, placed
+        metrics.FLEET_PASSES.labels("full").inc()
         by_name = {pool.name: pool for pool in pools}
         members = []
         for key, body in mds.items():

@@ -215,9 +215,16 @@ class Intake:
     def child_upsert(self, obj: Mapping[str, Any]) -> None:
         ns, name = key_of(obj)
         old = self.children.get(str(obj.get("kind") or ""), ns, name)
-        if old is None or _placement_facts(old) != _placement_facts(obj):
-            self.fleet.invalidate()  # the fleet reads a child's pool label and spec only
-        owner = self.children.upsert(obj) or owner_of(obj)
+        owner = owner_of(obj)
+        # The fleet reads the pool label and spec of the children ModelDeployments own (not,
+        # e.g., the EndpointSlices of our Services, which carry their labels); a new child
+        # created as assigned (a create wave's applies) changes nothing it booked.
+        if (old is not None or owner is not None) and (
+                old is None or _placement_facts(old) != _placement_facts(obj)) and not (
+                old is None and owner is not None
+                and self.fleet.as_assigned(owner, obj, self.pools)):
+            self.fleet.invalidate()
+        owner = self.children.upsert(obj) or owner
         if owner is None or owner not in self.mds:
             return
         if old is None or _reconcile_facts(old) != _reconcile_facts(obj):

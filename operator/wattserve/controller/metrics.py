@@ -34,6 +34,10 @@ OWN_ECHOES = Counter("wattserve_operator_own_echoes",
                      "Watch events that bring nothing new: the echo of the reconciler's own "
                      "write or an object as already cached (they queue nothing)", ["kind"])
 
+FLEET_PASSES = Counter("wattserve_operator_fleet_passes",
+                       "Fleet assignments by how they were made: full (every ModelDeployment "
+                       "placed afresh), newcomers (placed after the others), reused",
+                       ["kind"])
 EVENTS_QUEUED = Gauge("wattserve_operator_events_queued",
                       "Kubernetes Events recorded and not yet posted (controller/events.py)")
 EVENTS_DROPPED = Counter("wattserve_operator_events_dropped",
