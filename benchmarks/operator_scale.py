@@ -6,6 +6,11 @@ the operator renders (one Deployment and one Service per ModelDeployment, from t
 namespace of their own (deleted, and waited for, before the operator starts); "direct" is
 first apply -> every Deployment and Service listed (the same 2-s ``kubectl`` poll).
 
+Second, **minimal writes**: what any operator must at least write for the same result, sent
+by this client with no operator (per ModelDeployment: its create, its two children applied,
+one status patch; no Events, no second look), so the ratio it gives is the floor the
+operator's ratio can reach on this API server.
+
 Then, with the operator running as a subprocess (`python -m wattserve.controller`):
 
 * time from the first create until every ModelDeployment is Placed=True with its Deployment
@@ -55,8 +60,15 @@ from wattserve.devcluster.processes import free_port  # noqa: E402
 
 NAMESPACE = "wattserve-bench"
 DIRECT_NAMESPACE = "wattserve-bench-direct"
+MINIMAL_NAMESPACE = "wattserve-bench-minimal"
 POOL = "bench-unschedulable"
 MD_PATH = f"/apis/wattserve.dev/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
+
+
+def _say(message: str) -> None:
+    """Progress on stderr, with the wall-clock time (to line up with other recordings)."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def _kubectl(*args: str, stdin: str | None = None) -> str:
@@ -199,6 +211,43 @@ def _direct_children(count: int) -> list[dict[str, Any]]:
     return out
 
 
+async def minimal_writes(api: KubeApi, count: int) -> dict[str, Any]:
+    """What any operator must at least write, issued by this client with no operator: per
+    ModelDeployment its create, then its Deployment and Service (server-side applied, owned
+    by it) and one status patch (the pure ``decide``'s), 32 ModelDeployments in flight,
+    in a namespace of its own that no operator watches. No Events, no second reconcile."""
+    from wattserve.reconcile.decide import Observed, decide
+    from wattserve.render import RenderSettings
+
+    subprocess.run(["kubectl", "delete", "namespace", MINIMAL_NAMESPACE, "--wait=true",
+                    "--timeout=600s"], capture_output=True, check=False)
+    _kubectl("create", "namespace", MINIMAL_NAMESPACE)
+    pool = parse_serving_pool(_pool())
+    path = MD_PATH.replace(f"/namespaces/{NAMESPACE}/", f"/namespaces/{MINIMAL_NAMESPACE}/")
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        md = _md(i)
+        md["metadata"]["namespace"] = MINIMAL_NAMESPACE
+        async with sem:
+            live = await api.request("POST", path, body=md, verb="bench-create")
+            outcome = decide(Observed(body=live, pools=[pool]), RenderSettings(),
+                             "2026-01-01T00:00:00Z")
+            await asyncio.gather(*(api.apply(obj) for obj in outcome.apply))
+            if outcome.status_patch is not None:
+                await api.patch_status(MINIMAL_NAMESPACE, md["metadata"]["name"],
+                                       outcome.status_patch)
+
+    _say(f"minimal writes: {count} ModelDeployments")
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    out = {"minimal_seconds": time.monotonic() - t0}
+    _say(f"minimal writes: answered after {out['minimal_seconds']:.1f} s")
+    subprocess.run(["kubectl", "delete", "namespace", MINIMAL_NAMESPACE, "--wait=true",
+                    "--timeout=900s"], capture_output=True, check=False)
+    return out
+
+
 def _direct_progress() -> int:
     names = _kubectl("get", "deployments,services", "-n", DIRECT_NAMESPACE, "-o",
                      "name").split()
@@ -218,9 +267,11 @@ async def direct_baseline(api: KubeApi, count: int) -> dict[str, Any]:
         async with sem:
             await api.apply(obj)
 
+    _say(f"direct baseline: applying {len(children)} children")
     t0 = time.monotonic()
     await asyncio.gather(*(one(obj) for obj in children))
     applied = time.monotonic() - t0
+    _say(f"direct baseline: applies answered after {applied:.1f} s")
     while _direct_progress() < count:
         if time.monotonic() - t0 > 600:
             raise RuntimeError("direct baseline: timeout")
@@ -271,6 +322,7 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
     out: dict[str, Any] = {"count": count, "workers": workers,
                            "load_average_direct": os.getloadavg()[0]}
     out |= await direct_baseline(api, count)
+    out |= await minimal_writes(api, count)
     _kubectl("create", "namespace", NAMESPACE)
     op = OperatorProcess(log, workers)
     op.start()
@@ -281,8 +333,10 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
         rec_before = op.metric("wattserve_operator_reconcile_total")
         triggers_before = op.by_label("wattserve_operator_reconcile_triggers_total")
         echoes_before = op.by_label("wattserve_operator_own_echoes_total")
+        passes_before = op.by_label("wattserve_operator_fleet_passes_total")
         cpu_before = op.cpu_seconds()
         out["load_average"] = os.getloadavg()[0]
+        _say(f"operator: creating {count} ModelDeployments")
         t0 = time.monotonic()
         await _create_all(api, count)
         out["create_seconds"] = time.monotonic() - t0
@@ -294,6 +348,7 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
                 raise RuntimeError(f"timeout: {placed} placed, {children} with children")
             time.sleep(2.0)
         out["all_placed_seconds"] = time.monotonic() - t0
+        _say(f"operator: all Placed after {out['all_placed_seconds']:.1f} s; settling")
         out["reconciles_at_placed"] = op.metric("wattserve_operator_reconcile_total") - rec_before
         out["events_queued_at_placed"] = op.metric("wattserve_operator_events_queued")
         _wait_quiet(op, count)  # pods created, Degraded=Unschedulable reported, queue empty
@@ -303,11 +358,15 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
                                  triggers_before)
         out["own_echoes"] = _delta(op.by_label("wattserve_operator_own_echoes_total"),
                                    echoes_before)
+        out["fleet_passes"] = _delta(op.by_label("wattserve_operator_fleet_passes_total"),
+                                     passes_before)
         out["operator_requests"] = op.metric("wattserve_operator_api_requests_total") - ops_before
         out["server_requests"] = _apiserver_wattserve_requests() - server_before - count
         out["peak_rss_mb"] = op.peak_rss_mb()
         out["operator_cpu_seconds"] = op.cpu_seconds() - cpu_before
 
+        _say(f"operator: settled after {out['settled_seconds']:.1f} s; idle for "
+             f"{idle_seconds:.0f} s")
         # Idle: nothing changes for idle_seconds.
         ops_idle = op.metric("wattserve_operator_api_requests_total")
         server_idle = _apiserver_wattserve_requests()
@@ -322,6 +381,7 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
         out["idle_reconciles"] = op.metric("wattserve_operator_reconcile_total") - rec_idle
         out["peak_rss_mb"] = max(out["peak_rss_mb"], op.peak_rss_mb())
 
+        _say("operator: restart with everything in place")
         # Restart with everything in place: resume costs reads, not writes.
         op.stop()
         op = OperatorProcess(log, workers)
@@ -369,6 +429,10 @@ def markdown(r: dict[str, Any]) -> str:
         ("direct baseline: first apply → all Deployments + Services exist "
          f"({r['direct_objects']} server-side applies, 32 in flight, no operator)",
          f"{r['direct_seconds']:.1f} s", f"applies done after {r['direct_apply_seconds']:.1f} s"),
+        ("minimal writes, no operator: create + 2 applies + 1 status patch per "
+         "ModelDeployment, 32 in flight", f"{r['minimal_seconds']:.1f} s",
+         f"**{r['minimal_seconds'] / r['direct_apply_seconds']:.2f}×** the direct "
+         "baseline's applies (both: every write answered): the floor of any operator here"),
         ("first create → all Placed with Deployment + Service",
          f"{r['all_placed_seconds']:.1f} s", ""),
         ("**operator / direct**", f"**{r['all_placed_seconds'] / r['direct_seconds']:.2f}×**",
@@ -391,6 +455,8 @@ def markdown(r: dict[str, Any]) -> str:
          _split(r.get("triggers"), n),
          "created / changed / status-by-others = the ModelDeployment's own events; "
          "child, pod = observations"),
+        ("fleet assignments by kind (per ModelDeployment)", _split(r.get("fleet_passes"), n),
+         "full = every ModelDeployment placed afresh (O(N) each)"),
         ("watch events recognised as our own writes (queued nothing)",
          _split(r.get("own_echoes"), n), "an echo never queues a reconcile"),
         ("reconciler API requests", f"{r['operator_requests']:.0f}",
