@@ -219,10 +219,11 @@ class Intake:
         # The fleet reads the pool label and spec of the children ModelDeployments own (not,
         # e.g., the EndpointSlices of our Services, which carry their labels); a new child
         # created as assigned (a create wave's applies) changes nothing it booked.
-        if (old is not None or owner is not None) and (
-                old is None or _placement_facts(old) != _placement_facts(obj)) and not (
-                old is None and owner is not None
-                and self.fleet.as_assigned(owner, obj, self.pools)):
+        if old is None:
+            stale = owner is not None and not self.fleet.as_assigned(owner, obj, self.pools)
+        else:
+            stale = _placement_facts(old) != _placement_facts(obj)
+        if stale:
             self.fleet.invalidate()
         owner = self.children.upsert(obj) or owner
         if owner is None or owner not in self.mds:
