@@ -79,6 +79,16 @@ def _kubectl(*args: str, stdin: str | None = None) -> str:
                           check=True).stdout
 
 
+def _drop_namespace(namespace: str) -> None:
+    subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=true",
+                    "--timeout=900s"], capture_output=True, check=False)
+
+
+def _fresh_namespace(namespace: str) -> None:
+    _drop_namespace(namespace)
+    _kubectl("create", "namespace", namespace)
+
+
 def _md(i: int) -> dict[str, Any]:
     doc = yaml.safe_load((REPO / "examples" / "models" / "smollm2-135m.yaml").read_text())
     doc["metadata"] = {"name": f"bench-{i:04d}", "namespace": NAMESPACE}
@@ -222,9 +232,7 @@ async def minimal_writes(api: KubeApi, count: int) -> dict[str, Any]:
     from wattserve.reconcile.decide import Observed, decide
     from wattserve.render import RenderSettings
 
-    subprocess.run(["kubectl", "delete", "namespace", MINIMAL_NAMESPACE, "--wait=true",
-                    "--timeout=600s"], capture_output=True, check=False)
-    _kubectl("create", "namespace", MINIMAL_NAMESPACE)
+    _fresh_namespace(MINIMAL_NAMESPACE)
     pool = parse_serving_pool(_pool())
     path = MD_PATH.replace(f"/namespaces/{NAMESPACE}/", f"/namespaces/{MINIMAL_NAMESPACE}/")
     sem = asyncio.Semaphore(32)
@@ -246,8 +254,7 @@ async def minimal_writes(api: KubeApi, count: int) -> dict[str, Any]:
     await asyncio.gather(*(one(i) for i in range(count)))
     out = {"minimal_seconds": time.monotonic() - t0}
     _say(f"minimal writes: answered after {out['minimal_seconds']:.1f} s")
-    subprocess.run(["kubectl", "delete", "namespace", MINIMAL_NAMESPACE, "--wait=true",
-                    "--timeout=900s"], capture_output=True, check=False)
+    _drop_namespace(MINIMAL_NAMESPACE)
     return out
 
 
@@ -263,9 +270,7 @@ async def _children_listed(api: KubeApi, namespace: str) -> int:
 async def direct_baseline(api: KubeApi, count: int) -> dict[str, Any]:
     """The floor: the same children applied directly (no operator, no status, no Events)."""
     children = _direct_children(count)
-    subprocess.run(["kubectl", "delete", "namespace", DIRECT_NAMESPACE, "--wait=true",
-                    "--timeout=600s"], capture_output=True, check=False)
-    _kubectl("create", "namespace", DIRECT_NAMESPACE)
+    _fresh_namespace(DIRECT_NAMESPACE)
     sem = asyncio.Semaphore(32)
 
     async def one(obj: dict[str, Any]) -> None:
@@ -284,8 +289,7 @@ async def direct_baseline(api: KubeApi, count: int) -> dict[str, Any]:
     out = {"direct_objects": len(children), "direct_apply_seconds": applied,
            "direct_seconds": time.monotonic() - t0}
     t1 = time.monotonic()
-    subprocess.run(["kubectl", "delete", "namespace", DIRECT_NAMESPACE, "--wait=true",
-                    "--timeout=900s"], capture_output=True, check=False)
+    _drop_namespace(DIRECT_NAMESPACE)
     out["direct_cleanup_seconds"] = time.monotonic() - t1
     return out
 
