@@ -23,7 +23,7 @@ heavy-tailed, several hours, sparse) for SmolLM2 on CPU, Llama-8B on L4 and Llam
 H100 at two SLOs each, against the hindsight oracle and the cheapest baseline:
 
     python benchmarks/autoscale.py --bank [--seeds 1] [--hours 1] [--jobs 2] \
-        [--models smollm2-cpu] [--traces flash,sparse] [--markdown bank.md]
+        [--models smollm2-cpu] [--traces flash,sparse,path/to/trace.jsonl] [--markdown bank.md]
     python benchmarks/autoscale.py --bank --seeds 2,3      # held-out seeds
 """
 
@@ -52,9 +52,9 @@ from wattserve.simulate.sweep import (  # noqa: E402
 from wattserve.simulate.trace import (  # noqa: E402
     TraceRequest,
     generate_bursty,
-    read_azure_csv,
     scale_lengths,
 )
+from wattserve.simulate.trace_files import read_trace  # noqa: E402
 
 AZURE = ROOT / "benchmarks" / "traces" / "AzureLLMInferenceTrace_conv.csv"
 POOLS = ROOT / "examples" / "pools.yaml"
@@ -71,9 +71,9 @@ class Case:
 
     def trace(self, seed: int = 7) -> list[TraceRequest]:
         if self.name == "azure-cpu":
-            return scale_lengths(read_azure_csv(AZURE), 64, 64)
+            return scale_lengths(read_trace(AZURE), 64, 64)
         if self.name == "azure-gpu":
-            return read_azure_csv(AZURE)
+            return read_trace(AZURE)
         return generate_bursty(seed=seed, hours=3, mean_rate=3.0, prompt_mean=64,
                                gen_mean=64, burst_factor=2.0, burst_ramp_s=60.0)
 
@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                          "cuts the real traces")
     ap.add_argument("--jobs", type=int, default=2, help="bank: parallel processes")
     ap.add_argument("--models", help="bank: comma-separated model keys")
-    ap.add_argument("--traces", help="bank: comma-separated trace names")
+    ap.add_argument("--traces", help="bank: comma-separated trace names (azure, mooncake, "
+                    "the families) or paths of trace files to hold out (CSV/TSV, JSON lines; "
+                    "see wattserve simulate --trace)")
     ap.add_argument("--idle-timeout", type=float, default=None,
                     help="bank: idle timeout (s) of scale-to-zero entries")
     args = ap.parse_args(argv)
@@ -231,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
 def _bank(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     from wattserve.simulate.bank import bank_summary, bank_table, entries, run_bank
 
-    items = entries(seeds=[int(x) for x in args.seeds.split(",")], hours=args.hours,
-                    traces=args.traces.split(",") if args.traces else None,
-                    models=args.models.split(",") if args.models else None)
+    try:
+        items = entries(seeds=[int(x) for x in args.seeds.split(",")], hours=args.hours,
+                        traces=args.traces.split(",") if args.traces else None,
+                        models=args.models.split(",") if args.models else None)
+    except ValueError as exc:
+        print(f"autoscale --bank: {exc}", file=sys.stderr)
+        return 2
     say(f"trace bank: {len(items)} entries, {args.jobs} processes")
     start = time.monotonic()
     outcomes = run_bank(items, ROOT, jobs=args.jobs, idle_timeout_s=args.idle_timeout,

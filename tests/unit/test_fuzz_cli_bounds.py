@@ -102,11 +102,11 @@ def test_plan_refuses_numbers_past_the_crd_bounds(rps: int, params: int) -> None
                                st.text(max_size=25)), max_size=5))
 def test_trace_reader_fails_only_with_value_errors(tmp_path_factory: pytest.TempPathFactory,
                                                    rows: list[tuple[str, str, str]]) -> None:
-    from wattserve.simulate.trace import read_azure_csv
+    from wattserve.simulate.trace_files import read_trace
 
     path = tmp_path_factory.mktemp("t") / "trace.csv"
     text = HEADER + "".join(",".join(c.replace(",", "").replace("\n", "").replace("\r", "")
                                      .replace('"', "") for c in row) + "\n" for row in rows)
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     with contextlib.suppress(ValueError, KeyError):  # the CLI's one line, exit 2
-        read_azure_csv(path)
+        read_trace(path)

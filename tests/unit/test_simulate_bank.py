@@ -20,7 +20,8 @@ from wattserve.simulate.bank import (
     scenario,
 )
 from wattserve.simulate.families import Shape, generate
-from wattserve.simulate.trace import rate_series, read_mooncake
+from wattserve.simulate.trace import rate_series
+from wattserve.simulate.trace_files import read_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = Shape(64, 64)
@@ -64,12 +65,12 @@ def test_sparse_traces_have_minutes_between_requests_and_hours_of_silence() -> N
 def test_the_mooncake_trace_is_in_the_repository_with_its_licence() -> None:
     traces = ROOT / "benchmarks" / "traces"
     assert (traces / "LICENSE-APACHE-mooncake.txt").exists()
-    trace = read_mooncake(traces / "mooncake_conversation.csv")
+    trace = read_trace(traces / "mooncake_conversation.csv")
     assert len(trace) == 12031
     assert statistics.mean(r.prompt_tokens for r in trace) > 10000
     shared = ROOT.parent / "shared" / "traces" / "mooncake" / "conversation_trace.jsonl"
     if shared.exists():  # the original JSON lines read the same
-        assert read_mooncake(shared)[:100] == trace[:100]
+        assert read_trace(shared)[:100] == trace[:100]
 
 
 def test_bank_slos_sit_above_an_idle_replica_and_sparse_entries_allow_zero() -> None:

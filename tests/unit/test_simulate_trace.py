@@ -10,9 +10,9 @@ import pytest
 from wattserve.simulate.trace import (
     generate_bursty,
     rate_series,
-    read_azure_csv,
     scale_lengths,
 )
+from wattserve.simulate.trace_files import read_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE = ROOT / "benchmarks" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -25,7 +25,7 @@ def test_in_repo_azure_trace_is_there_with_its_license() -> None:
 
 
 def test_reads_the_azure_trace_as_one_hour_of_arrivals() -> None:
-    trace = read_azure_csv(AZURE)
+    trace = read_trace(AZURE)
     assert len(trace) == 19366
     assert trace[0].arrival_s == 0.0
     assert 3400 < trace[-1].arrival_s < 3600
@@ -40,10 +40,10 @@ def test_rate_and_length_scaling(tmp_path: Path) -> None:
     csv.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
                    "2023-11-16 18:15:46.6805900,100,40\n"
                    "2023-11-16 18:15:56.6805900,300,10\n")
-    fast = read_azure_csv(csv, rate_scale=2.0, length_scale=0.5)
+    fast = read_trace(csv, rate_scale=2.0, length_scale=0.5)
     assert [r.arrival_s for r in fast] == pytest.approx([0.0, 5.0])
     assert [(r.prompt_tokens, r.gen_tokens) for r in fast] == [(50, 20), (150, 5)]
-    fitted = scale_lengths(read_azure_csv(csv), prompt_mean=100, gen_mean=50)
+    fitted = scale_lengths(read_trace(csv), prompt_mean=100, gen_mean=50)
     assert statistics.mean(r.prompt_tokens for r in fitted) == pytest.approx(100)
     assert statistics.mean(r.gen_tokens for r in fitted) == pytest.approx(50)
 

@@ -23,7 +23,8 @@ from wattserve.simulate.families import FAMILIES, Shape, generate
 from wattserve.simulate.report import Summary
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
 from wattserve.simulate.sweep import ATTAINMENT_GOAL, Run, run_policy, sweep_policy
-from wattserve.simulate.trace import TraceRequest, read_azure_csv, read_mooncake, scale_lengths
+from wattserve.simulate.trace import TraceRequest, scale_lengths
+from wattserve.simulate.trace_files import read_trace
 
 RAY_BANK_TARGETS = (0.5, 1.0, 2.0, 4.0, 8.0)
 REAL_TRACES = ("azure", "mooncake")
@@ -62,7 +63,14 @@ class Entry:
     hours: float = 1.0  # generated families (long: x3, sparse: x6); real traces: cut
 
     @property
+    def from_file(self) -> bool:
+        """A trace file given by path (a held-out trace), not a bank name."""
+        return self.trace not in REAL_TRACES and self.trace not in FAMILIES
+
+    @property
     def label(self) -> str:
+        if self.from_file:
+            return f"{Path(self.trace).name} {self.model.key} SLO x{self.slo:g}"
         seed = "" if self.trace in REAL_TRACES else f"#{self.seed}"
         return f"{self.trace}{seed} {self.model.key} SLO x{self.slo:g}"
 
@@ -70,16 +78,27 @@ class Entry:
 def entries(*, seeds: Sequence[int] = (1,), hours: float = 1.0,
             traces: Sequence[str] | None = None, models: Sequence[str] | None = None
             ) -> list[Entry]:
-    names = list(traces) if traces else [*REAL_TRACES, *FAMILIES]
+    names = [_trace_name(t) for t in traces] if traces else [*REAL_TRACES, *FAMILIES]
     out: list[Entry] = []
     for m in MODELS:
         if models and m.key not in models:
             continue
         for name in names:
             for slo in SLO_FACTORS:
-                for seed in ((1,) if name in REAL_TRACES else seeds):
+                for seed in ((1,) if name not in FAMILIES else seeds):
                     out.append(Entry(name, m, slo, seed, hours))
     return out
+
+
+def _trace_name(name: str) -> str:
+    """A bank trace name, or a trace file's absolute path (checked to exist)."""
+    if name in REAL_TRACES or name in FAMILIES:
+        return name
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ValueError(f"trace {name!r}: neither a bank trace ({', '.join(REAL_TRACES)}, "
+                         f"{', '.join(FAMILIES)}) nor a file")
+    return str(path.resolve())
 
 
 def unit_rate(md: ModelDeployment, perf: Any, shape: Shape, slo_s: float,
@@ -107,14 +126,19 @@ def _real_trace(entry: Entry, root: Path) -> list[TraceRequest]:
     m = entry.model
     limit = entry.hours * 3600.0 if entry.hours < 1.0 else None
     if entry.trace == "azure":
-        trace = read_azure_csv(_find(root, "AzureLLMInferenceTrace_conv.csv"), limit_s=limit)
+        trace = read_trace(_find(root, "AzureLLMInferenceTrace_conv.csv"), limit_s=limit)
         return scale_lengths(trace, *m.fit_real) if m.fit_real else trace
     if entry.trace == "mooncake":
-        trace = read_mooncake(_find(root, "mooncake_conversation.csv"), limit_s=limit)
+        trace = read_trace(_find(root, "mooncake_conversation.csv"), limit_s=limit)
         if m.fit_real:  # a small model: keep the shape, 4x the model's prompt mean
             return scale_lengths(trace, 4 * m.fit_real[0], m.fit_real[1])
         return trace
-    raise ValueError(f"not a real trace: {entry.trace}")
+    trace = read_trace(entry.trace, limit_s=limit)
+    if m.fit_real and trace:  # a small model: its lengths, longer prompts kept longer
+        mean_prompt = sum(r.prompt_tokens for r in trace) / len(trace)
+        return scale_lengths(trace, m.fit_real[0] * min(4.0, max(1.0, mean_prompt / 1024)),
+                             m.fit_real[1])
+    return trace
 
 
 def _generated(entry: Entry, unit: float) -> list[TraceRequest]:
@@ -148,7 +172,7 @@ def scenario(entry: Entry, root: Path, pools: Sequence[ServingPool] | None = Non
     md = load_model(root / "examples" / "models" / entry.model.file)
     pools = pools if pools is not None else load_pools(root / "examples" / "pools.yaml")
     _pool, perf = place(md, pools)  # the pool does not depend on the SLO set below
-    real = entry.trace in REAL_TRACES
+    real = entry.trace not in FAMILIES
     trace = _real_trace(entry, root) if real else _generated(entry, 1.0)
     lat99, ttft99 = idle_p99(trace, perf)
     slo_s = _round_up(entry.slo * lat99)

@@ -27,16 +27,17 @@ from wattserve.simulate.sweep import POLICIES, Run, run_policy, sweep_policy, wi
 from wattserve.simulate.trace import (
     TraceRequest,
     generate_bursty,
-    read_azure_csv,
     scale_lengths,
 )
+from wattserve.simulate.trace_files import read_trace
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wattserve simulate", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--trace", help="Azure LLM inference trace CSV "
-                     "(TIMESTAMP, ContextTokens, GeneratedTokens)")
+    src.add_argument("--trace", help="trace file: CSV/TSV, JSON lines or a JSON array with "
+                     "an arrival time, prompt and output tokens per request (Azure 2023/2024, "
+                     "Mooncake, BurstGPT and other common column names)")
     src.add_argument("--generate", metavar="K=V,...",
                      help="seeded bursty trace: hours, rate, seed, prompt, gen, burst; or a "
                         "bank family: family=steady|diurnal|onoff|flash|heavy|long|sparse, "
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="baseline setting: HPA target (0-1), Ray target_ongoing_requests, "
                         "static replicas")
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
+    p.add_argument("--time-unit", choices=("s", "ms", "us"), default=None,
+                   help="unit of numeric arrival times (default: from the column name, "
+                        "else seconds; epochs in ms/us are recognised)")
     p.add_argument("--length-scale", type=float, default=1.0, help="multiply token lengths")
     p.add_argument("--fit-lengths", action="store_true",
                    help="rescale token lengths to the ModelDeployment's expectedLoad means")
@@ -119,8 +123,13 @@ def run(argv: list[str]) -> int:
         pools = load_pools(args.pools)
         pool, perf = place(md, pools)
         if args.trace:
-            trace = read_azure_csv(args.trace, rate_scale=args.rate_scale,
-                                   length_scale=args.length_scale)
+            try:
+                trace = read_trace(args.trace, rate_scale=args.rate_scale,
+                                   length_scale=args.length_scale, time_unit=args.time_unit)
+            except ValueError as exc:
+                raise ValueError(f"--trace {args.trace}: {exc}") from None
+            if not trace:
+                raise ValueError(f"--trace {args.trace}: no requests in the file")
         else:
             trace = _generate(args.generate)
         if args.fit_lengths:

@@ -1,14 +1,12 @@
-"""Request traces: the Azure LLM inference trace reader and a seeded bursty generator."""
+"""Request traces: the request type, bounds, a seeded bursty generator, rate and length
+helpers. Trace files are read by :mod:`wattserve.simulate.trace_files`."""
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 # Bounds that keep one simulation within minutes and a few GB, whatever the input says.
 MAX_SPAN_S = 31 * 24 * 3600.0  # a month of trace (after rate scaling)
@@ -27,57 +25,6 @@ class TraceRequest:
     arrival_s: float  # seconds from the start of the trace
     prompt_tokens: int
     gen_tokens: int
-
-
-def read_azure_csv(
-    path: str | Path, *, rate_scale: float = 1.0, length_scale: float = 1.0,
-    prompt_scale: float | None = None, limit_s: float | None = None,
-) -> list[TraceRequest]:
-    """Azure LLM inference trace (``TIMESTAMP, ContextTokens, GeneratedTokens``).
-
-    ``rate_scale`` > 1 compresses inter-arrival times (more requests/s, same shape);
-    ``length_scale`` multiplies both token counts (``prompt_scale`` overrides it for the
-    prompt); counts are rounded and kept >= 1.
-    """
-    _finite_positive("rate scale", rate_scale, 1e6)
-    _finite_positive("length scale", length_scale, 1e6)
-    p_scale = length_scale if prompt_scale is None else prompt_scale
-    _finite_positive("prompt scale", p_scale, 1e6)
-    out: list[TraceRequest] = []
-    t0: datetime | None = None
-    with open(path, newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            ts = _parse_ts(row["TIMESTAMP"])
-            if t0 is None:
-                t0 = ts
-            t = (ts - t0).total_seconds() / rate_scale
-            if limit_s is not None and t > limit_s:
-                break
-            if not 0 <= t <= MAX_SPAN_S:
-                raise ValueError(f"line {line}: TIMESTAMP is {t:.0f} s from the first row; "
-                                 f"a trace must span 0..{MAX_SPAN_S:.0f} s (31 days)")
-            if len(out) >= MAX_REQUESTS:
-                raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests")
-            prompt, gen = int(row["ContextTokens"]), int(row["GeneratedTokens"])
-            for name, value in (("ContextTokens", prompt), ("GeneratedTokens", gen)):
-                if not 0 <= value <= MAX_TOKENS:
-                    raise ValueError(f"line {line}: {name} must be 0..{MAX_TOKENS}, got {value}")
-            out.append(TraceRequest(
-                t,
-                max(1, min(MAX_TOKENS, round(prompt * p_scale))),
-                max(1, min(MAX_TOKENS, round(gen * length_scale))),
-            ))
-    out.sort(key=lambda r: r.arrival_s)
-    return out
-
-
-def _parse_ts(text: str) -> datetime:
-    text = text.strip()
-    if "." in text:  # 7 fractional digits in the Azure file; datetime takes 6
-        head, frac = text.split(".", 1)
-        text = f"{head}.{frac[:6]}"
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
 
 
 def generate_bursty(
@@ -159,28 +106,3 @@ def scale_lengths(trace: Iterable[TraceRequest], prompt_mean: float | None = Non
     return [TraceRequest(r.arrival_s, max(1, min(MAX_TOKENS, round(r.prompt_tokens * p))),
                          max(1, min(MAX_TOKENS, round(r.gen_tokens * g)))) for r in reqs]
 
-
-
-def read_mooncake(path: str | Path, *, limit_s: float | None = None) -> list[TraceRequest]:
-    """Mooncake (FAST'25) trace: JSON lines with ``timestamp`` (ms), ``input_length``,
-    ``output_length`` - or the compact CSV ``timestamp_ms,input_length,output_length``
-    kept in benchmarks/traces/."""
-    import json
-
-    out: list[TraceRequest] = []
-    with open(path, newline="") as fh:
-        if str(path).endswith(".csv"):
-            rows: Iterable[tuple[float, int, int]] = (
-                (float(r["timestamp_ms"]), int(r["input_length"]), int(r["output_length"]))
-                for r in csv.DictReader(fh))
-        else:
-            rows = ((float(d["timestamp"]), int(d["input_length"]), int(d["output_length"]))
-                    for d in map(json.loads, filter(str.strip, fh)))
-        for ts, prompt, gen in rows:
-            t = ts / 1000.0
-            if limit_s is not None and t > limit_s:
-                break
-            out.append(TraceRequest(t, max(1, min(MAX_TOKENS, prompt)),
-                                    max(1, min(MAX_TOKENS, gen))))
-    out.sort(key=lambda r: r.arrival_s)
-    return out

@@ -1,0 +1,210 @@
+"""Request traces from files of any common layout, one reader for all of them.
+
+A trace is one request per row: when it arrived, its prompt tokens, its output tokens.
+Public traces spell these differently, so the reader finds the three columns by name:
+
+* Azure LLM inference 2023/2024 CSV: ``TIMESTAMP`` (a date-time, 7 fraction digits,
+  optionally ``+00:00``), ``ContextTokens``, ``GeneratedTokens``;
+* Mooncake (FAST'25) JSON lines: ``timestamp`` (ms), ``input_length``, ``output_length``;
+* BurstGPT CSV: ``Timestamp`` (s), ``Request tokens``, ``Response tokens``;
+* any CSV/TSV, JSON lines or JSON array using the names in :data:`COLUMNS`.
+
+Arrival times are date-times or numbers. A number's unit comes from ``time_unit`` when
+given; else from the column's name (``_ms``, ``_us``, ``_s``); else Mooncake's ``timestamp``
+beside ``input_length`` is ms; else an epoch above 1e11 is ms and above 1e14 us; else
+seconds. Times are taken relative to the earliest row and sorted. Every refusal is a
+``ValueError`` naming the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wattserve.simulate.trace import MAX_REQUESTS, MAX_SPAN_S, MAX_TOKENS, TraceRequest
+
+# Normalised column names (lower case, runs of non-alphanumerics as "_") for each field.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "time": ("timestamp", "timestamp_ms", "timestamp_s", "timestamp_us", "arrival_time",
+             "arrival_time_s", "arrival_time_ms", "arrival_s", "arrival_ms", "arrival",
+             "time", "time_s", "time_ms", "start_time", "request_time", "created", "ts"),
+    "prompt": ("contexttokens", "context_tokens", "input_length", "input_len", "input_tokens",
+               "prompt_tokens", "prompt_len", "prompt_length", "request_tokens",
+               "num_input_tokens", "num_prompt_tokens", "in_tokens", "isl"),
+    "output": ("generatedtokens", "generated_tokens", "output_length", "output_len",
+               "output_tokens", "completion_tokens", "response_tokens", "gen_tokens",
+               "num_output_tokens", "decode_tokens", "out_tokens", "osl"),
+}
+TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}  # ticks per second
+MAX_FIELD = 1 << 20  # bytes in one CSV field (hash-id lists can be long)
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def _pick(names: list[str], field: str) -> str:
+    by_norm = {_norm(n): n for n in names}
+    for alias in COLUMNS[field]:
+        if alias in by_norm:
+            return by_norm[alias]
+    shown = ", ".join(repr(n) for n in names[:12]) or "none"
+    raise ValueError(f"no {field} column: expected one of {', '.join(COLUMNS[field])}; "
+                     f"the file has {shown}")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """(line number, row) for CSV/TSV (header row), JSON lines or one JSON array."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                         ) from None
+    head = text.lstrip()[:1]
+    if head == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {exc.lineno}: not JSON: {exc.msg}") from None
+        for i, obj in enumerate(data, start=1):
+            yield i, _object(obj, i)
+        return
+    if head == "{":
+        for i, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    raise ValueError(f"line {i}: not a JSON object: {exc}") from None
+                yield i, _object(obj, i)
+        return
+    first = text.split("\n", 1)[0]
+    delim = max(",\t;", key=first.count)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
+    old = csv.field_size_limit(MAX_FIELD)
+    try:
+        for i, row in enumerate(reader, start=2):
+            yield i, row
+    except csv.Error as exc:
+        raise ValueError(f"line {reader.line_num}: not CSV: {exc}") from None
+    finally:
+        csv.field_size_limit(old)
+
+
+def _object(obj: object, line: int) -> Mapping[str, Any]:
+    if not isinstance(obj, dict):
+        raise ValueError(f"line {line}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _tokens(row: Mapping[str, Any], col: str, line: int) -> int:
+    raw = row.get(col)
+    try:
+        value = float(raw) if isinstance(raw, (int, float, str)) and raw != "" else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_TOKENS):
+        raise ValueError(f"line {line}: {col} must be a whole number 0..{MAX_TOKENS}, "
+                         f"got {raw!r}")
+    return int(value)
+
+
+def _moment(raw: object, col: str, line: int) -> float | datetime:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                stamp = datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"line {line}: {col} is neither a number nor a date-time: "
+                                 f"{raw!r}") from None
+            if stamp.tzinfo is not None:
+                stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+            return stamp
+    else:
+        raise ValueError(f"line {line}: {col} is neither a number nor a date-time: {raw!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"line {line}: {col} must be finite, got {raw!r}")
+    return value
+
+
+def _unit(col: str, prompt_col: str, first: float, time_unit: str | None) -> float:
+    if time_unit is not None:
+        if time_unit not in TIME_UNITS:
+            raise ValueError(f"time unit must be one of {', '.join(TIME_UNITS)}, "
+                             f"got {time_unit!r}")
+        return TIME_UNITS[time_unit]
+    name = _norm(col)
+    for suffix, ticks in (("_ms", 1e3), ("_us", 1e6), ("_s", 1.0)):
+        if name.endswith(suffix):
+            return ticks
+    if name == "timestamp" and _norm(prompt_col) == "input_length":
+        return 1e3  # Mooncake's schema
+    return 1e6 if abs(first) > 1e14 else 1e3 if abs(first) > 1e11 else 1.0
+
+
+def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float = 1.0,
+               prompt_scale: float | None = None, limit_s: float | None = None,
+               time_unit: str | None = None) -> list[TraceRequest]:
+    """Read a trace file (see the module docstring), relative to its earliest request.
+
+    ``rate_scale`` > 1 compresses inter-arrival times (more requests/s, same shape);
+    ``length_scale`` multiplies both token counts (``prompt_scale`` overrides it for the
+    prompt); counts are rounded and kept >= 1; ``limit_s`` keeps the first seconds.
+    """
+    for name, value in (("rate scale", rate_scale), ("length scale", length_scale),
+                        ("prompt scale", length_scale if prompt_scale is None else prompt_scale)):
+        if not (math.isfinite(value) and 0 < value <= 1e6):
+            raise ValueError(f"{name} must be > 0 and <= 1e6, got {value}")
+    p_scale = length_scale if prompt_scale is None else prompt_scale
+    path = Path(path)
+    cols: tuple[str, str, str] | None = None
+    raw: list[tuple[int, float | datetime, int, int]] = []
+    for line, row in _rows(path):
+        if cols is None:
+            names = [str(k) for k in row if k is not None]
+            cols = (_pick(names, "time"), _pick(names, "prompt"), _pick(names, "output"))
+        if len(raw) >= MAX_REQUESTS:
+            raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests")
+        t_col, p_col, o_col = cols
+        raw.append((line, _moment(row.get(t_col), t_col, line), _tokens(row, p_col, line),
+                    _tokens(row, o_col, line)))
+    if cols is None:
+        return []
+    kinds = {type(m) for _, m, _, _ in raw}
+    if len(kinds) > 1:
+        raise ValueError(f"{cols[0]} mixes numbers and date-times")
+    if kinds == {datetime}:
+        t0d = min(m for _, m, _, _ in raw if isinstance(m, datetime))
+        rel = [(line, (m - t0d).total_seconds() if isinstance(m, datetime) else 0.0, p, o)
+               for line, m, p, o in raw]
+    else:
+        nums = [float(m) for _, m, _, _ in raw if isinstance(m, float)]
+        ticks = _unit(cols[0], cols[1], nums[0], time_unit)
+        t0 = min(nums)
+        rel = [(line, (float(m) - t0) / ticks if isinstance(m, float) else 0.0, p, o)
+               for line, m, p, o in raw]
+    out: list[TraceRequest] = []
+    for line, t, prompt, gen in rel:
+        t /= rate_scale
+        if t > MAX_SPAN_S:
+            raise ValueError(f"line {line}: {cols[0]} is {t:.0f} s after the first request; "
+                             f"a trace must span at most {MAX_SPAN_S:.0f} s (31 days)")
+        if limit_s is not None and t > limit_s:
+            continue
+        out.append(TraceRequest(t, max(1, min(MAX_TOKENS, round(prompt * p_scale))),
+                                max(1, min(MAX_TOKENS, round(gen * length_scale)))))
+    out.sort(key=lambda r: r.arrival_s)
+    return out

@@ -1,0 +1,131 @@
+"""Trace files of the public layouts read into one request list; bad files refused by line
+and column; `wattserve simulate --trace` and the bank take any of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from wattserve.simulate.bank import MODELS, entries, scenario
+from wattserve.simulate.cli import run
+from wattserve.simulate.trace import TraceRequest
+from wattserve.simulate.trace_files import read_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOL = ROOT / "examples" / "models" / "smollm2-135m.yaml"
+POOLS = ROOT / "examples" / "pools.yaml"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_azure_2024_timestamps_with_a_zone_and_seven_fraction_digits(tmp_path: Path) -> None:
+    path = _write(tmp_path, "code.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                  "2024-05-10 00:00:00.0099300+00:00,2048,28\n"
+                  "2024-05-10 00:00:01.5+00:00,7000,3\n"
+                  "2024-05-10 02:00:01+02:00,10,0\n")  # 00:00:01 UTC
+    assert read_trace(path) == [TraceRequest(0.0, 2048, 28), TraceRequest(0.99007, 10, 1),
+                                TraceRequest(1.49007, 7000, 3)]
+
+
+def test_burstgpt_seconds_and_spaced_column_names(tmp_path: Path) -> None:
+    path = _write(tmp_path, "BurstGPT_1.csv",
+                  "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                  "5,ChatGPT,472,18,490,Conversation log\n"
+                  "45,GPT-4,1087,0,1087,Conversation log\n"
+                  "47.5,ChatGPT,200,300,500,API log\n")
+    assert read_trace(path) == [TraceRequest(0.0, 472, 18), TraceRequest(40.0, 1087, 1),
+                                TraceRequest(42.5, 200, 300)]
+
+
+def test_mooncake_json_lines_are_milliseconds(tmp_path: Path) -> None:
+    rows = [{"timestamp": 3000, "input_length": 9000, "output_length": 12, "hash_ids": [1, 2]},
+            {"timestamp": 0, "input_length": 6758, "output_length": 500, "hash_ids": [0]}]
+    path = _write(tmp_path, "trace.jsonl", "\n".join(map(json.dumps, rows)) + "\n\n")
+    assert read_trace(path) == [TraceRequest(0.0, 6758, 500), TraceRequest(3.0, 9000, 12)]
+    array = _write(tmp_path, "trace.json", json.dumps(rows))
+    assert read_trace(array) == read_trace(path)
+
+
+def test_units_from_names_epochs_and_the_explicit_flag(tmp_path: Path) -> None:
+    tsv = _write(tmp_path, "t.tsv", "arrival_time_ms\tprompt_tokens\tcompletion_tokens\n"
+                 "1000\t5\t6\n1500\t7\t8\n")
+    assert [r.arrival_s for r in read_trace(tsv)] == [0.0, 0.5]
+    epoch_ms = _write(tmp_path, "e.csv", "timestamp,input_tokens,output_tokens\n"
+                      "1732900000000,5,6\n1732900002000,7,8\n")
+    assert [r.arrival_s for r in read_trace(epoch_ms)] == [0.0, 2.0]
+    plain = _write(tmp_path, "p.csv", "time,isl,osl\n10,5,6\n12,7,8\n")
+    assert [r.arrival_s for r in read_trace(plain)] == [0.0, 2.0]
+    assert [r.arrival_s for r in read_trace(plain, time_unit="ms")] == [0.0, 0.002]
+
+
+def test_scales_and_the_limit_apply_after_reading(tmp_path: Path) -> None:
+    path = _write(tmp_path, "p.csv", "time,isl,osl\n0,100,10\n10,100,10\n30,100,10\n")
+    got = read_trace(path, rate_scale=2.0, length_scale=0.5, prompt_scale=0.25, limit_s=5.0)
+    assert got == [TraceRequest(0.0, 25, 5), TraceRequest(5.0, 25, 5)]
+    assert read_trace(_write(tmp_path, "empty.csv", "")) == []
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("a.csv", "when,prompt,out\n1,2,3\n", "no time column"),
+    ("b.csv", "timestamp,prompt_tokens\n1,2\n", "no output column"),
+    ("c.csv", "time,isl,osl\n1,2,3\n2,x,3\n", "line 3: isl must be a whole number"),
+    ("d.csv", "time,isl,osl\n1,2,3\n2,2.5,3\n", "line 3: isl"),
+    ("e.csv", "time,isl,osl\n1,2,-3\n", "line 2: osl"),
+    ("f.csv", "time,isl,osl\nyesterday,2,3\n", "line 2: time is neither a number nor a date"),
+    ("g.csv", "time,isl,osl\n1,2,3\n2024-01-01 00:00:00,2,3\n", "mixes numbers and date-times"),
+    ("h.csv", "time,isl,osl\nnan,2,3\n", "must be finite"),
+    ("i.csv", "time,isl,osl\n0,2,3\n1e12,2,3\n", "at most 2678400 s"),
+    ("j.jsonl", '{"time": 1, "isl": 2, "osl": 3}\n{"time": 2,\n', "line 2: not a JSON object"),
+    ("k.jsonl", '{"time": 1, "isl": 2, "osl": 3}\n[1, 2]\n', "line 2: expected a JSON object"),
+    ("l.csv", "time,isl,osl\n1,2,\x003\n", "line"),
+])
+def test_bad_files_are_refused_naming_the_line_and_column(tmp_path: Path, name: str,
+                                                          text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_trace(_write(tmp_path, name, text))
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("time,isl,osl\n1,2,3 caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_trace(path)
+
+
+def test_simulate_replays_a_json_lines_trace_and_refuses_a_bad_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"timestamp": i * 400, "input_length": 64, "output_length": 32} for i in range(300)]
+    good = _write(tmp_path, "conv.jsonl", "\n".join(map(json.dumps, rows)))
+    assert run(["--trace", str(good), "--model", str(SMOL), "--pools", str(POOLS),
+                "--no-oracle", "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["requests"] == 300
+    bad = _write(tmp_path, "bad.csv", "time,isl,osl\n1,2,many\n")
+    assert run(["--trace", str(bad), "--model", str(SMOL), "--pools", str(POOLS)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"wattserve simulate: --trace {bad}: line 2: osl must be a whole number "
+                   "0..1000000, got 'many'"]
+    empty = _write(tmp_path, "empty.csv", "time,isl,osl\n")
+    assert run(["--trace", str(empty), "--model", str(SMOL), "--pools", str(POOLS)]) == 2
+    assert "no requests" in capsys.readouterr().err
+
+
+def test_the_bank_holds_out_a_trace_file_by_path(tmp_path: Path) -> None:
+    rows = [{"timestamp": i * 250, "input_length": 6000, "output_length": 40}
+            for i in range(400)]
+    path = _write(tmp_path, "kimi.jsonl", "\n".join(map(json.dumps, rows)))
+    items = entries(traces=[str(path), "azure"], models=["smollm2-cpu"])
+    assert [e.label for e in items][:2] == ["kimi.jsonl smollm2-cpu SLO x1.5",
+                                            "kimi.jsonl smollm2-cpu SLO x3"]
+    assert items[0].from_file and not items[2].from_file
+    scn = scenario(items[0], ROOT)
+    assert len(scn.trace) == 400 and scn.md.spec.scaling.min_replicas == 1
+    # A small model keeps the long prompts longer than its chat mean (4x at most).
+    assert scn.trace[0].prompt_tokens == 4 * MODELS[0].fit_real[0]  # type: ignore[index]
+    with pytest.raises(ValueError, match="neither a bank trace"):
+        entries(traces=[str(tmp_path / "missing.csv")])
