@@ -109,3 +109,26 @@ def test_the_simulation_is_deterministic() -> None:
     r2 = Simulation(trace, GPU, StaticPolicy(2)).run()
     assert [q.finish for q in r1.requests] == [q.finish for q in r2.requests]
     assert sum(r.energy_j for r in r1.replicas) == sum(r.energy_j for r in r2.replicas)
+
+
+class _Recorder(StaticPolicy):
+    """A static policy that records what the gauges read at each of its ticks."""
+
+    def __init__(self) -> None:
+        super().__init__(2, interval_s=15.0)
+        self.seen: list[tuple[float, tuple[float, float], int]] = []
+
+    def tick(self, view: ClusterView) -> int:
+        self.seen.append((view.now, view.scraped(), view.in_flight() + view.queued()))
+        return super().tick(view)
+
+
+def test_policies_read_gauges_as_last_scraped_not_at_their_own_tick() -> None:
+    # A batch of 4 lands exactly on the 15 s tick (traces on a time grid do this): the tick
+    # itself must not see it; the next scrape (15 x 1.618 = 24.27 s) does.
+    trace = [TraceRequest(15.0, 10, 2000) for _ in range(4)]
+    policy = _Recorder()
+    Simulation(trace, CPU, policy).run()
+    (t1, scraped1, now1), (t2, scraped2, _now2) = policy.seen[:2]
+    assert (t1, now1) == (15.0, 4) and scraped1 == (0.0, 0.0)
+    assert t2 == 30.0 and scraped2 == (2.0, 2.0)  # 2 replicas busy, 2 requests waiting

@@ -78,6 +78,7 @@ def test_the_servers_latency_histogram_does_not_include_the_activators_hold() ->
 
     from wattserve.simulate.engine import ClusterView
 
+    sim.scraped_at = sim.now  # Prometheus scraped the pods after the last request
     obs = observe(ClusterView(sim), 600.0, deque())
     assert obs.p95_latency_s is not None
     served = max(r.finish - r.arrival - r.held_s for r in res.requests)

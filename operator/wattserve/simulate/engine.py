@@ -29,6 +29,13 @@ class Completion:
     held: float = 0.0  # of ``latency``, time held at the router (not seen by the server)
 
 
+# Prometheus scrapes the serving pods' gauges every 15 s (the chart's PodMonitor) at a
+# phase that has nothing to do with the trace's clock: the golden-ratio fraction of the
+# interval is never a whole number of milliseconds.
+SCRAPE_EVERY_S = 15.0
+SCRAPE_PHASE = 0.6180339887
+
+
 class ClusterView:
     """What a policy may look at: replicas, gauges and the completion log."""
 
@@ -54,6 +61,18 @@ class ClusterView:
     def in_flight(self) -> int:
         return sum(r.in_service for r in self._sim.replicas if r.stopped_at is None)
 
+    def scraped(self) -> tuple[float, float]:
+        """In-flight and queued requests as Prometheus last scraped them: gauges are read
+        every ``scrape_every_s`` at a phase of their own, not at the policy's tick, so a
+        trace whose arrivals sit on a time grid (Mooncake's 3 s) is not always seen at the
+        instant of a batch."""
+        return self._sim.scraped
+
+    @property
+    def scraped_at(self) -> float:
+        """When Prometheus last scraped the pods (0 before the first scrape)."""
+        return self._sim.scraped_at
+
     def router_queued(self) -> int:
         """Requests held at the router because no replica is ready."""
         return len(self._sim.pending)
@@ -67,13 +86,16 @@ class ClusterView:
         """Arrival time of the most recent request (None before the first)."""
         return self._sim.last_arrival
 
-    def completions(self, window_s: float) -> list[Completion]:
-        cut = self._sim.now - window_s
+    def completions(self, window_s: float, until: float | None = None) -> list[Completion]:
+        """Requests completed within ``window_s`` before ``until`` (default: now)."""
+        end = self._sim.now if until is None else until
+        cut = end - window_s
         out: list[Completion] = []
         for c in reversed(self._sim.log):
             if c.finish <= cut:
                 break
-            out.append(c)
+            if c.finish <= end:
+                out.append(c)
         return out
 
     def energy_j(self) -> float:
@@ -118,7 +140,8 @@ class SimResult:
 class Simulation:
     def __init__(self, trace: Sequence[TraceRequest], perf: PerformanceModel, policy: Policy,
                  *, sample_every_s: float = 10.0, max_replicas_cap: int = 1000,
-                 activate_from_zero: bool = True) -> None:
+                 activate_from_zero: bool = True, scrape_every_s: float = SCRAPE_EVERY_S
+                 ) -> None:
         self.trace = trace
         self.perf = perf
         self.policy = policy
@@ -132,6 +155,9 @@ class Simulation:
         self._heap: list[tuple[float, int, int, int]] = []  # (t, seq, rid, version)
         self._seq = 0
         self._sample_every = sample_every_s
+        self._scrape_every = scrape_every_s
+        self.scraped: tuple[float, float] = (0.0, 0.0)
+        self.scraped_at = 0.0
         self._cap = max_replicas_cap
         self._rr = 0
         self._open = 0
@@ -212,6 +238,7 @@ class Simulation:
         self.decisions.append((0.0, self.desired, "initial"))
         next_tick = self.policy.interval_s
         next_sample = 0.0
+        next_scrape = SCRAPE_PHASE * self._scrape_every
         i = 0
         horizon = (reqs[-1].arrival if reqs else 0.0)
         while True:
@@ -223,6 +250,13 @@ class Simulation:
             t = min(t_arr, t_ev, t_tick, next_sample)
             if not math.isfinite(t):
                 break  # nothing can progress (no replicas and no policy ticks left)
+            if next_scrape <= t:  # a scrape only reads: no event of its own
+                self.now = next_scrape
+                self.scraped = (float(ClusterView(self).in_flight()),
+                                float(ClusterView(self).queued()))
+                self.scraped_at = next_scrape
+                next_scrape += self._scrape_every
+                continue
             self.now = t
             if t == next_sample:
                 self._sample()

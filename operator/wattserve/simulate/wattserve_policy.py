@@ -46,9 +46,12 @@ def histogram_quantile(q: float, values: list[float],
 
 def observe(view: ClusterView, window_s: float, energy: deque[tuple[float, float]]
             ) -> Observation:
-    """The Observation wattserve's PromQL would return at ``view.now``."""
-    done = view.completions(window_s)
-    span = min(window_s, max(view.now, 1e-9))
+    """The Observation wattserve's PromQL would return at ``view.now``: every series as of
+    Prometheus's last scrape of the pods (up to a scrape interval old), rates and
+    quantiles over the window that ends there."""
+    end = view.scraped_at
+    done = view.completions(window_s, until=end)
+    span = min(window_s, max(end, 1e-9))
     rate = len(done) / span
     gen = sum(c.gen for c in done) / span
     jpt = None
@@ -56,6 +59,7 @@ def observe(view: ClusterView, window_s: float, energy: deque[tuple[float, float
         (t0, e0), (t1, e1) = energy[0], energy[-1]
         if t1 > t0:
             jpt = (e1 - e0) / (t1 - t0) / gen
+    in_flight, queued = view.scraped()
     # The serving app's histograms start when a replica takes the request: time held by
     # the activator during a cold start is not in them.
     return Observation(
@@ -64,8 +68,8 @@ def observe(view: ClusterView, window_s: float, energy: deque[tuple[float, float
         p95_ttft_s=histogram_quantile(0.95, [c.ttft - c.held for c in done]),
         prompt_tps=sum(c.prompt for c in done) / span,
         generation_tps=gen,
-        in_flight=float(view.in_flight()),
-        queued=float(view.queued()),
+        in_flight=in_flight,
+        queued=queued,
         joules_per_token=jpt,
         energy_source="wattserve",
     )
