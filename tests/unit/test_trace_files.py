@@ -129,3 +129,15 @@ def test_the_bank_holds_out_a_trace_file_by_path(tmp_path: Path) -> None:
     assert scn.trace[0].prompt_tokens == 4 * MODELS[0].fit_real[0]  # type: ignore[index]
     with pytest.raises(ValueError, match="neither a bank trace"):
         entries(traces=[str(tmp_path / "missing.csv")])
+
+
+def test_simulate_replays_only_the_first_hours_asked_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = "".join(f"{i * 60},64,32\n" for i in range(120))  # one request a minute, 2 h
+    path = _write(tmp_path, "t.csv", "arrival_time_s,prompt_tokens,output_tokens\n" + rows)
+    assert run(["--trace", str(path), "--trace-hours", "0.5", "--model", str(SMOL),
+                "--pools", str(POOLS), "--no-oracle", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 31
+    assert run(["--trace", str(path), "--trace-hours", "0", "--model", str(SMOL),
+                "--pools", str(POOLS)]) == 2
+    assert capsys.readouterr().err.startswith("wattserve simulate: --trace-hours must be")

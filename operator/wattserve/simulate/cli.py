@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="baseline setting: HPA target (0-1), Ray target_ongoing_requests, "
                         "static replicas")
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
+    p.add_argument("--trace-hours", type=float, default=None,
+                   help="replay only the trace's first hours (after --rate-scale)")
     p.add_argument("--time-unit", choices=("s", "ms", "us"), default=None,
                    help="unit of numeric arrival times (default: from the column name, "
                         "else seconds; epochs in ms/us are recognised)")
@@ -125,7 +127,9 @@ def run(argv: list[str]) -> int:
         if args.trace:
             try:
                 trace = read_trace(args.trace, rate_scale=args.rate_scale,
-                                   length_scale=args.length_scale, time_unit=args.time_unit)
+                                   length_scale=args.length_scale, time_unit=args.time_unit,
+                                   limit_s=None if args.trace_hours is None
+                                   else args.trace_hours * 3600.0)
             except ValueError as exc:
                 raise ValueError(f"--trace {args.trace}: {exc}") from None
             if not trace:
@@ -179,6 +183,9 @@ def _check_flags(args: argparse.Namespace) -> str | None:
     for flag, value in (("--rate-scale", args.rate_scale), ("--length-scale", args.length_scale)):
         if not (math.isfinite(value) and 0 < value <= 1e6):
             return f"{flag} must be > 0 and <= 1e6, got {value}"
+    if args.trace_hours is not None and not (math.isfinite(args.trace_hours)
+                                             and 0 < args.trace_hours <= 744):
+        return f"--trace-hours must be > 0 and <= 744, got {args.trace_hours}"
     if args.setting is not None and not (math.isfinite(args.setting) and 0 < args.setting
                                          <= 1e6):
         return f"--setting must be > 0 and <= 1e6, got {args.setting}"

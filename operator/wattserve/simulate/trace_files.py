@@ -19,14 +19,14 @@ seconds. Times are taken relative to the earliest row and sorted. Every refusal 
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import json
 import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from wattserve.simulate.trace import MAX_REQUESTS, MAX_SPAN_S, MAX_TOKENS, TraceRequest
 
@@ -43,6 +43,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                "num_output_tokens", "decode_tokens", "out_tokens", "osl"),
 }
 TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}  # ticks per second
+MAX_ROWS = 4 * MAX_REQUESTS  # rows read (the span kept may be a part of them)
 MAX_FIELD = 1 << 20  # bytes in one CSV field (hash-id lists can be long)
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -62,37 +63,52 @@ def _pick(names: list[str], field: str) -> str:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """(line number, row) for CSV/TSV (header row), JSON lines or one JSON array."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-                         ) from None
-    head = text.lstrip()[:1]
-    if head == "[":
+    """(line number, row) for CSV/TSV (header row), JSON lines or one JSON array; streamed
+    except the JSON array."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {exc.lineno}: not JSON: {exc.msg}") from None
-        for i, obj in enumerate(data, start=1):
+            first = fh.readline()
+            while first and not first.strip():
+                first = fh.readline()
+            head = first.lstrip()[:1]
+            if head == "[":
+                yield from _json_array(first + fh.read())
+            elif head == "{":
+                yield from _json_lines(first, fh)
+            elif head:
+                yield from _csv_rows(first, fh)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+
+
+def _json_array(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ValueError("a JSON trace must be an array of objects")
+    for i, obj in enumerate(data, start=1):
+        yield i, _object(obj, i)
+
+
+def _json_lines(first: str, fh: TextIO) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for i, line in enumerate(itertools.chain([first], fh), start=1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise ValueError(f"line {i}: not a JSON object: {exc}") from None
             yield i, _object(obj, i)
-        return
-    if head == "{":
-        for i, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
-                    raise ValueError(f"line {i}: not a JSON object: {exc}") from None
-                yield i, _object(obj, i)
-        return
-    first = text.split("\n", 1)[0]
+
+
+def _csv_rows(first: str, fh: TextIO) -> Iterator[tuple[int, Mapping[str, Any]]]:
     delim = max(",\t;", key=first.count)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
+    reader = csv.DictReader(itertools.chain([first], fh), delimiter=delim)
     old = csv.field_size_limit(MAX_FIELD)
     try:
-        for i, row in enumerate(reader, start=2):
-            yield i, row
+        for row in reader:
+            yield reader.line_num, row
     except csv.Error as exc:
         raise ValueError(f"line {reader.line_num}: not CSV: {exc}") from None
     finally:
@@ -176,8 +192,8 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
         if cols is None:
             names = [str(k) for k in row if k is not None]
             cols = (_pick(names, "time"), _pick(names, "prompt"), _pick(names, "output"))
-        if len(raw) >= MAX_REQUESTS:
-            raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests")
+        if len(raw) >= MAX_ROWS:
+            raise ValueError(f"line {line}: more than {MAX_ROWS} rows; cut the file")
         t_col, p_col, o_col = cols
         raw.append((line, _moment(row.get(t_col), t_col, line), _tokens(row, p_col, line),
                     _tokens(row, o_col, line)))
@@ -204,6 +220,9 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
                              f"a trace must span at most {MAX_SPAN_S:.0f} s (31 days)")
         if limit_s is not None and t > limit_s:
             continue
+        if len(out) >= MAX_REQUESTS:
+            raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests in the span "
+                             "simulated; keep fewer hours")
         out.append(TraceRequest(t, max(1, min(MAX_TOKENS, round(prompt * p_scale))),
                                 max(1, min(MAX_TOKENS, round(gen * length_scale)))))
     out.sort(key=lambda r: r.arrival_s)
