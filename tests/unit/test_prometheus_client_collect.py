@@ -41,6 +41,7 @@ def test_queries_use_the_contract_metric_names_labels_and_window() -> None:
     assert contract.GENERATION_TOKENS_TOTAL in q.generation_tps
     assert q.in_flight == f"sum({contract.REQUESTS_IN_FLIGHT}{{{sel}}})"
     assert contract.REQUESTS_QUEUED in q.queued
+    assert q.busy == f"sum(rate({contract.REQUEST_LATENCY_SECONDS}_sum{{{sel}}}[2m]))"
     kepler = q.energy_watts[EnergySource.KEPLER]
     assert 'pod_namespace="prod"' in kepler and 'zone=~"package|dram"' in kepler
     assert "=~\"llama-" not in kepler  # pods are joined exactly, not matched by name prefix
@@ -77,7 +78,8 @@ def test_collect_fills_every_field_and_prefers_kepler_energy() -> None:
         "wattserve_requests_queued": 1.0,
     })
     obs = collect(fake, render(QueryTemplates(), "ns", "md"))
-    assert obs == Observation(2.0, 1.5, 0.2, 500.0, 200.0, 3.0, 1.0, 0.5, "kepler")
+    # busy: the duration histogram's _sum (the needle "wattserve_request_duration" again)
+    assert obs == Observation(2.0, 1.5, 0.2, 500.0, 200.0, 3.0, 1.0, 0.5, "kepler", busy=1.5)
     assert not any("DCGM" in q for q in fake.asked)  # stops at the first source that answers
 
 

@@ -261,7 +261,7 @@ def test_wattserve_query_sums_the_deployments_own_counters(prom: _ChartScrapes) 
 def test_every_template_parses_and_answers_on_the_real_prometheus(prom: _ChartScrapes) -> None:
     q = render(QueryTemplates(window=WINDOW), NS, NAME)
     for expr in (q.request_rate, q.p95_latency, q.p95_ttft, q.prompt_tps, q.generation_tps,
-                 q.in_flight, q.queued, *q.energy_watts.values()):
+                 q.in_flight, q.queued, q.busy, *q.energy_watts.values()):
         body = prom._get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
         assert body is not None and b'"status":"success"' in body, expr
     assert _value(prom, q.in_flight) == 0.0

@@ -19,6 +19,18 @@ from wattserve.autoscale.queueing import Load, predict, service_time
 # model, so a tight cap (it was 4x) kept the model wrong.
 _SPEED_BOUNDS = (1.0 / 64.0, 64.0)
 _TAIL_BOUNDS = (0.5, 3.0)
+_GAUGE_SCALE_BOUNDS = (0.25, 1.0)
+
+
+def gauge_scale(state: ScalerState) -> float:
+    """The share of the in-flight gauge, as read at ticks, that the time average of the
+    sequences in service explains (<= 1; 1 when unknown). Below 1 when the reads are
+    phase-locked to arrivals that come in batches on a clock (a 15 s scrape of a trace
+    or a client that sends every 3 s reads each batch just after it landed)."""
+    if state.busy_ewma < 0.5 or state.gauge_ewma < 0.5:
+        return 1.0
+    lo, hi = _GAUGE_SCALE_BOUNDS
+    return min(hi, max(lo, state.busy_ewma / state.gauge_ewma))
 
 
 def observed_load(spec: ScalingInputs, obs: Observation) -> Load:
@@ -60,16 +72,21 @@ def calibrate(
     """Update the online calibration; returns (state with EWMAs, speed, corr, tcorr)."""
     speed, corr, tcorr = state.speed, state.tail_correction, state.ttft_correction
     rate = load.rate
-    if ready <= 0 or obs.in_flight is None:
+    seen = obs.busy if obs.busy is not None else obs.in_flight
+    if ready <= 0 or seen is None:
         return state, speed, corr, tcorr
     # Little's law: sequences in service = rate x time in service. Compare the measured
     # side with the model's as a ratio of EWMAs (a mean of ratios of small, noisy
-    # integers would be biased).
+    # integers would be biased). The measured side is the window's time average (the
+    # duration histogram's sum per second) when there is one: the gauge is one instant,
+    # which arrivals on a clock can bias (see gauge_scale).
     a = spec.ewma_alpha
-    modelled = rate * service_time(spec.capacity, load, obs.in_flight / ready, 1.0)
-    busy = (1 - a) * state.busy_ewma + a * obs.in_flight
+    modelled = rate * service_time(spec.capacity, load, seen / ready, 1.0)
+    busy = (1 - a) * state.busy_ewma + a * seen
     work = (1 - a) * state.work_ewma + a * modelled
-    state = state.evolve(busy_ewma=busy, work_ewma=work)
+    gauge = state.gauge_ewma if obs.in_flight is None else (
+        (1 - a) * state.gauge_ewma + a * obs.in_flight)
+    state = state.evolve(busy_ewma=busy, work_ewma=work, gauge_ewma=gauge)
     if busy >= 0.5:
         speed = min(max(work / busy, _SPEED_BOUNDS[0]), _SPEED_BOUNDS[1])
     if rate <= 0:

@@ -106,6 +106,7 @@ class ScalerState:
     starts: tuple[tuple[float, int], ...] = ()  # (time, replicas added), recent scale-ups
     speed: float = 1.0  # measured / seeded service speed (ratio of the two EWMAs below)
     busy_ewma: float = 0.0  # EWMA of sequences in service (measured)
+    gauge_ewma: float = 0.0  # EWMA of the in-flight gauge as read at ticks
     work_ewma: float = 0.0  # EWMA of rate x modelled service time (the model's in-service)
     tail_correction: float = 1.0  # observed / predicted p95 (EWMA)
     ttft_correction: float = 0.0  # observed - predicted p95 TTFT, seconds (EWMA)
@@ -144,6 +145,7 @@ class ScalerState:
             starts=tuple((float(t), int(r)) for t, r in d.get("starts", [])),
             speed=float(d.get("speed", 1.0)),
             busy_ewma=float(d.get("busy_ewma", 0.0)),
+            gauge_ewma=float(d.get("gauge_ewma", 0.0)),
             work_ewma=float(d.get("work_ewma", 0.0)),
             tail_correction=float(d.get("tail_correction", 1.0)),
             ttft_correction=float(d.get("ttft_correction", 0.0)),

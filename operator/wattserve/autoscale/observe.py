@@ -24,6 +24,7 @@ class Observation:
     queued: float | None = None  # requests waiting for a slot now (all pods)
     joules_per_token: float | None = None
     energy_source: str | None = None
+    busy: float | None = None  # sequences in the servers on average over the window
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +52,7 @@ def collect(client: InstantQuery, queries: DeploymentQueries) -> Observation:
         prompt_tps=prompt,
         generation_tps=gen,
         in_flight=client.query_value(queries.in_flight),
+        busy=client.query_value(queries.busy),
         queued=client.query_value(queries.queued),
         joules_per_token=joules_per_token(watts, prompt, gen),
         energy_source=source,

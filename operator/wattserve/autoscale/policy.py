@@ -5,7 +5,9 @@ Pure: no clock, no I/O; the caller passes ``now`` and keeps the returned state. 
 1. Fail-static: no request rate, or any NaN / negative value -> replicas unchanged,
    ``MetricsUnavailable``; ``outage_started`` is true on the first such tick only.
 2. Calibrate the seeded capacity model (EWMA, :mod:`calibration`): service speed from
-   Little's law (``in_flight / request_rate`` is the measured time in service), a p95
+   Little's law (the window's time average of sequences in service - the duration
+   histogram's sum per second, else the in-flight gauge - over the request rate is the
+   measured time in service; a gauge that over-reads that average is scaled down), a p95
    correction (observed / predicted p95 at the ready replica count) and the mean
    lengths — only on settled windows (one traffic regime for a whole window).
 3. Predictive recommendation: the smallest replica count whose predicted p95 (see
@@ -30,8 +32,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
-from wattserve.autoscale.calibration import calibrate, lengths_to_plan
+from wattserve.autoscale.calibration import calibrate, gauge_scale, lengths_to_plan
 from wattserve.autoscale.forecast import (
     drop_newest,
     late_episodes,
@@ -83,6 +86,10 @@ def decide(
     else:  # the windows are filling or mix two regimes: rates lag what is in flight
         calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
                                           state.ttft_correction)
+
+    scale = gauge_scale(calibrated)
+    if scale < 1.0 and obs.in_flight is not None:
+        obs = replace(obs, in_flight=obs.in_flight * scale)
 
     def pred(replicas: int, lam: float) -> Prediction:
         p = predict(spec.capacity, Load(lam, load.prompt_tokens, load.gen_tokens), replicas,
@@ -232,7 +239,8 @@ def _usable(obs: Observation | None) -> bool:
     if obs is None or obs.request_rate is None:
         return False
     for value in (obs.request_rate, obs.p95_latency_s, obs.p95_ttft_s, obs.prompt_tps,
-                  obs.generation_tps, obs.in_flight, obs.queued, obs.joules_per_token):
+                  obs.generation_tps, obs.in_flight, obs.queued, obs.busy,
+                  obs.joules_per_token):
         if value is not None and (not math.isfinite(value) or value < 0):
             return False
     return True

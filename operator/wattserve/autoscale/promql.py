@@ -105,6 +105,9 @@ class QueryTemplates:
     generation_tps: str = _rate(contract.GENERATION_TOKENS_TOTAL)
     in_flight: str = _gauge(contract.REQUESTS_IN_FLIGHT)
     queued: str = _gauge(contract.REQUESTS_QUEUED)
+    # Sequences in the servers on average over the window (Little's law: the duration
+    # histogram's sum grows by one second per request in a server per second).
+    busy: str = _rate(contract.REQUEST_LATENCY_SECONDS + "_sum")
     pods: str = _PODS
     energy_kepler: str = _KEPLER
     energy_dcgm: str = _DCGM
@@ -128,6 +131,7 @@ class DeploymentQueries:
     generation_tps: str
     in_flight: str
     queued: str
+    busy: str
     energy_watts: dict[EnergySource, str] = field(default_factory=dict)
     energy_preference: tuple[EnergySource, ...] = ()
 
@@ -169,6 +173,7 @@ def render(t: QueryTemplates, namespace: str, name: str) -> DeploymentQueries:
         generation_tps=fill(t.generation_tps),
         in_flight=fill(t.in_flight),
         queued=fill(t.queued),
+        busy=fill(t.busy),
         energy_watts={
             EnergySource.KEPLER: fill(t.energy_kepler),
             EnergySource.DCGM: fill(t.energy_dcgm),

@@ -70,6 +70,7 @@ def observe(view: ClusterView, window_s: float, energy: deque[tuple[float, float
         generation_tps=gen,
         in_flight=in_flight,
         queued=queued,
+        busy=sum(c.latency - c.held for c in done) / span,
         joules_per_token=jpt,
         energy_source="wattserve",
     )
