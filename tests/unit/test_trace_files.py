@@ -141,3 +141,13 @@ def test_simulate_replays_only_the_first_hours_asked_for(
     assert run(["--trace", str(path), "--trace-hours", "0", "--model", str(SMOL),
                 "--pools", str(POOLS)]) == 2
     assert capsys.readouterr().err.startswith("wattserve simulate: --trace-hours must be")
+
+
+def test_simulate_says_when_even_the_oracle_cannot_meet_the_slo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = "".join(f"{i * 0.02:.2f},300,200\n" for i in range(6000))  # 50 req/s, 2 min
+    path = _write(tmp_path, "flood.csv", "time,isl,osl\n" + rows)
+    assert run(["--trace", str(path), "--model", str(SMOL), "--pools", str(POOLS),
+                "--max-replicas", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "note: even knowing the future, 2 replicas (the maximum) miss the SLO" in out

@@ -23,7 +23,14 @@ from typing import Any
 
 from wattserve.simulate.report import Summary, table
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
-from wattserve.simulate.sweep import POLICIES, Run, run_policy, sweep_policy, with_overrides
+from wattserve.simulate.sweep import (
+    ATTAINMENT_GOAL,
+    POLICIES,
+    Run,
+    run_policy,
+    sweep_policy,
+    with_overrides,
+)
 from wattserve.simulate.trace import (
     TraceRequest,
     generate_bursty,
@@ -221,6 +228,11 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
                 rh, kwh = v["replicaHours"], v["kwh"]
                 print(f"  {key:<24} replica-h {'n/a' if rh is None else f'{rh:.2f}x'}, "
                       f"kWh {'n/a' if kwh is None else f'{kwh:.2f}x'}")
+            if oracle.slo_attainment < ATTAINMENT_GOAL:
+                print(f"  note: even knowing the future, {scn.max_replicas} replicas (the "
+                      f"maximum) miss the SLO in {oracle.minutes_violated} minute(s): the "
+                      "SLO or the trace's rate is out of reach on this pool; raise "
+                      "maxReplicas (--max-replicas) or relax the SLO (--slo-ms)")
         if best is not None:
             print("\ncheapest setting reaching 99% SLO attainment:")
             for name, s in best.items():
