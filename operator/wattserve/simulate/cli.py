@@ -156,7 +156,10 @@ def run(argv: list[str]) -> int:
     scn = with_overrides(Scenario(md, perf, pool, trace, idle_timeout_s=args.idle_timeout),
                          max_replicas=args.max_replicas, latency_p95_ms=args.slo_ms,
                          min_replicas=args.min_replicas)
-    say = (lambda msg: print(msg, file=sys.stderr)) if args.sweep else None
+    # Progress on stderr (stdout stays the table or document) when the run is long.
+    span_h = scn.trace[-1].arrival_s / 3600.0 if scn.trace else 0.0
+    long_run = args.sweep or len(scn.trace) >= LONG_RUN_REQUESTS or span_h >= 2.0
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if long_run else None
     rows: list[Summary] = []
     best: dict[str, Summary | None] = {}
     shown: list[Run] = []
@@ -167,14 +170,17 @@ def run(argv: list[str]) -> int:
             best[name] = chosen.summary if chosen else None
             shown.append(chosen or min(runs, key=lambda r: -r.summary.slo_attainment))
         else:
-            r = run_policy(scn, name, args.setting if name != "wattserve" else None)
+            if say:
+                say(f"  {name}: replaying {len(scn.trace)} requests ({span_h:.1f} h)")
+            r = run_policy(scn, name, args.setting if name != "wattserve" else None,
+                           progress=say)
             rows.append(r.summary)
             shown.append(r)
     oracle = next((r for r in rows if r.policy == "oracle"), None)
     if oracle is None and not args.no_oracle:
         if say:
             say("  oracle: computing the hindsight oracle")
-        oracle = run_policy(scn, "oracle").summary
+        oracle = run_policy(scn, "oracle", progress=say).summary
     _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle)
     if args.plot:
         from wattserve.simulate.plot import plot_runs
@@ -183,6 +189,9 @@ def run(argv: list[str]) -> int:
                          title=f"{md.name} on {pool}", ttft_slo_s=scn.ttft_slo_s)
         print(f"plot: {path}", file=sys.stderr)
     return 0
+
+
+LONG_RUN_REQUESTS = 20_000
 
 
 def _check_flags(args: argparse.Namespace) -> str | None:
