@@ -29,9 +29,10 @@ class Completion:
     held: float = 0.0  # of ``latency``, time held at the router (not seen by the server)
 
 
-# Prometheus scrapes the serving pods' gauges every 15 s (the chart's PodMonitor) at a
+# Prometheus scrapes the serving pods' series every 15 s (the chart's PodMonitor) at a
 # phase that has nothing to do with the trace's clock: the golden-ratio fraction of the
-# interval is never a whole number of milliseconds.
+# interval is never a whole number of milliseconds. Policies that read Prometheus see
+# the gauges and the windows as of the last scrape.
 SCRAPE_EVERY_S = 15.0
 SCRAPE_PHASE = 0.6180339887
 
@@ -252,8 +253,7 @@ class Simulation:
                 break  # nothing can progress (no replicas and no policy ticks left)
             if next_scrape <= t:  # a scrape only reads: no event of its own
                 self.now = next_scrape
-                self.scraped = (float(ClusterView(self).in_flight()),
-                                float(ClusterView(self).queued()))
+                self.scraped = (float(view.in_flight()), float(view.queued()))
                 self.scraped_at = next_scrape
                 next_scrape += self._scrape_every
                 continue
