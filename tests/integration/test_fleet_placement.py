@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubeutil import Cluster, unique_name, wait_for
+from kubeutil import Cluster, WaitTimeout, unique_name, wait_for
 from test_operator_support import (  # noqa: F401  (fixtures are used by name)
     Operator,
     condition,
@@ -111,6 +111,23 @@ def _settled(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]] | No
     return out
 
 
+def _where_each_stands(cluster: Cluster, namespace: str) -> str:
+    """One line per copy: its Placed and Ready conditions and its pods' phases."""
+    lines = []
+    for name in _names():
+        try:
+            md = get_md(cluster, namespace, name)
+            pods = [p["status"].get("phase", "?") for p in pods_of(cluster, namespace, name)]
+        except Exception as exc:  # a diagnostic must not hide the failure
+            lines.append(f"  {name}: {exc}")
+            continue
+        cond = {t: condition(md, t) for t in ("Placed", "Ready")}
+        lines.append(f"  {name}: " + ", ".join(
+            f"{t}={c.get('status', '-')}/{c.get('reason', '-')}" for t, c in cond.items())
+            + f", pool {(md.get('status') or {}).get('placement', {}).get('pool')}, pods {pods}")
+    return "\n".join(lines)
+
+
 def _unschedulable(cluster: Cluster, namespace: str) -> list[str]:
     pods = cluster.get_json("pods", "-n", namespace)["items"]
     return [p["metadata"]["name"] for p in pods
@@ -125,8 +142,12 @@ def test_twelve_copies_fill_the_counted_pool_spill_the_rest_and_move_back(
     docs = [md_manifest(name, namespace) for name in _names()]
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
-    mds = wait_for(lambda: _settled(cluster, namespace), timeout=240,
-                   what="all twelve placed and Ready, or PoolsFull")
+    try:
+        mds = wait_for(lambda: _settled(cluster, namespace), timeout=240,
+                       what="all twelve placed and Ready, or PoolsFull")
+    except WaitTimeout as err:  # say which copies were not settled, and what the operator did
+        raise AssertionError(f"{err}\n{_where_each_stands(cluster, namespace)}\n"
+                             f"operator log (tail):\n{fleet_operator.log()[-3000:]}") from None
     where = {name: md["status"]["placement"].get("pool") for name, md in mds.items()}
     on_cpu = sorted(name for name, pool in where.items() if pool == cpu)
     # 3 counted nodes × 16 vCPU hold 12 replicas of 4 vCPU = 6 models of 2 (maxNodes is 10)
