@@ -15,7 +15,7 @@ MAX_TOKENS = 1_000_000  # per request, prompt or output
 MAX_RATE = 10_000.0  # generated requests/s (mean)
 
 
-def _finite_positive(name: str, value: float, upper: float) -> None:
+def finite_positive(name: str, value: float, upper: float) -> None:
     if not (math.isfinite(value) and 0 < value <= upper):
         raise ValueError(f"{name} must be > 0 and <= {upper:g}, got {value}")
 
@@ -37,10 +37,10 @@ def generate_bursty(
     (one period, trough at the start), bursts at exponentially spaced times that ramp up
     to ``burst_factor`` x the rate over ``burst_ramp_s``, hold, and ramp down, and
     log-normal (heavy-tailed, sigma 1) token lengths with the given means."""
-    _finite_positive("hours", hours, MAX_SPAN_S / 3600.0)
-    _finite_positive("rate", mean_rate, MAX_RATE)
-    _finite_positive("prompt", prompt_mean, MAX_TOKENS)
-    _finite_positive("gen", gen_mean, MAX_TOKENS)
+    finite_positive("hours", hours, MAX_SPAN_S / 3600.0)
+    finite_positive("rate", mean_rate, MAX_RATE)
+    finite_positive("prompt", prompt_mean, MAX_TOKENS)
+    finite_positive("gen", gen_mean, MAX_TOKENS)
     if not (math.isfinite(burst_factor) and 1.0 <= burst_factor <= 100.0):
         raise ValueError(f"burst must be 1..100, got {burst_factor}")
     if hours * 3600.0 * mean_rate > MAX_REQUESTS:

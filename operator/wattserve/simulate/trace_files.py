@@ -28,7 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from wattserve.simulate.trace import MAX_REQUESTS, MAX_SPAN_S, MAX_TOKENS, TraceRequest
+from wattserve.simulate.trace import (
+    MAX_REQUESTS,
+    MAX_SPAN_S,
+    MAX_TOKENS,
+    TraceRequest,
+    finite_positive,
+)
 
 # Normalised column names (lower case, runs of non-alphanumerics as "_") for each field.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -180,11 +186,10 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
     ``length_scale`` multiplies both token counts (``prompt_scale`` overrides it for the
     prompt); counts are rounded and kept >= 1; ``limit_s`` keeps the first seconds.
     """
-    for name, value in (("rate scale", rate_scale), ("length scale", length_scale),
-                        ("prompt scale", length_scale if prompt_scale is None else prompt_scale)):
-        if not (math.isfinite(value) and 0 < value <= 1e6):
-            raise ValueError(f"{name} must be > 0 and <= 1e6, got {value}")
     p_scale = length_scale if prompt_scale is None else prompt_scale
+    for name, value in (("rate scale", rate_scale), ("length scale", length_scale),
+                        ("prompt scale", p_scale)):
+        finite_positive(name, value, 1e6)
     path = Path(path)
     cols: tuple[str, str, str] | None = None
     raw: list[tuple[int, float | datetime, int, int]] = []
