@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     "the families) or paths of trace files to hold out (CSV/TSV, JSON lines; "
                     "see wattserve simulate --trace)")
     ap.add_argument("--idle-timeout", type=float, default=None,
-                    help="bank: idle timeout (s) of scale-to-zero entries")
+                    help="bank: a fixed idle timeout (s) for scale-to-zero entries (default: "
+                         "the operator's choice)")
     args = ap.parse_args(argv)
 
     def say(msg: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wattserve.autoscale.idle import (
+    DEFAULT_MISS_PENALTY_S,
     IdleInputs,
     idle_timeout,
     learn_cold_start,
@@ -117,7 +118,9 @@ def test_the_override_wins_and_the_message_keeps_the_models_answer() -> None:
     d = idle_timeout(IdleInputs(cold_start_s=300.0, idle_watts=20.0, slo_p95_s=2.0,
                                 override_s=30.0))
     assert d.seconds == 30.0 and d.reason == "Override"
-    assert "spec.scaling.idleTimeoutSeconds" in d.message and "360s" in d.message
+    # 300 s of cold start + one miss at the default price
+    assert "spec.scaling.idleTimeoutSeconds" in d.message and (
+        f"{300 + DEFAULT_MISS_PENALTY_S:.0f}s" in d.message)
 
 
 def test_the_maximum_caps_an_expensive_wake() -> None:

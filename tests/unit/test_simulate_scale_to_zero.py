@@ -10,7 +10,7 @@ from wattserve.simulate.baselines import StaticPolicy
 from wattserve.simulate.engine import Simulation
 from wattserve.simulate.report import summarize, table
 from wattserve.simulate.trace import TraceRequest
-from wattserve.simulate.wattserve_policy import DEFAULT_IDLE_TIMEOUT_S, WattservePolicy, observe
+from wattserve.simulate.wattserve_policy import WattservePolicy, observe
 
 CPU = SimplePerformance(decode_tps_single=100.0, aggregate_tps_max=100.0, max_concurrency=1,
                         prefill_tps=1000.0, cold_start_s=15.0, idle_watts=7.5,
@@ -67,7 +67,7 @@ def test_min_one_never_goes_to_zero() -> None:
     spec = ScalingInputs(**{**SPEC.__dict__, "min_replicas": 1})
     res = Simulation(trace, CPU, WattservePolicy(spec, initial_replicas=1)).run()
     assert res.cold_starts == 0 and min(n for _, n, _ in res.decisions) >= 1
-    assert WattservePolicy(spec).idle_timeout_s == DEFAULT_IDLE_TIMEOUT_S
+    assert WattservePolicy(spec).idle_timeout_s is None  # the operator's cost model
 
 
 def test_the_servers_latency_histogram_does_not_include_the_activators_hold() -> None:

@@ -3,12 +3,15 @@
 What the scale-to-zero logic needs from one tick or reconcile to the next, and across
 operator restarts, is its *idle memory*: when the model went idle (``since``), when it went
 to zero (``scaledToZeroAt``), when a wake-up was asked and done (``wakeRequestedAt``,
-``wokenAt``), the learned cold start (``coldStartSeconds``, ``coldStartLearned``) and the
-request rate while in use (``activeRate``). It is stored in the ``wattserve.dev/idle-state``
-annotation (JSON, the same field names), written by the reconciler with the scaler-state
-annotation, and only when it changes: ``activeRate``, which moves with every tick under load,
-is stored only when it moves by more than ``ACTIVE_RATE_SHARE`` of the stored value (the
-average goes on from the stored value), so an idle or steady model costs no write per tick.
+``wokenAt``), the learned cold start (``coldStartSeconds``, ``coldStartLearned``), the
+request rate while in use (``activeRate``) and the recent idle gaps (``gaps``, seconds from
+going idle to the next request, the last 24) that the idle timeout is learned from. It is
+stored in the ``wattserve.dev/idle-state`` annotation (JSON, the same field names), written
+by the reconciler with the scaler-state annotation, and only when it changes:
+``activeRate``, which moves with every tick under load, is stored only when it moves by
+more than ``ACTIVE_RATE_SHARE`` of the stored value (the average goes on from the stored
+value), so an idle or steady model costs no write per tick; ``gaps`` moves once per idle
+spell.
 
 ``status.idle`` reports the same fields for users and is never read back, with one
 exception, the migration: an object written by an operator older than the annotation has
@@ -27,7 +30,7 @@ from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
 
 ANNOTATION_IDLE_STATE: Final = "wattserve.dev/idle-state"
 MEMORY_KEYS: Final = ("since", "scaledToZeroAt", "wakeRequestedAt", "wokenAt",
-                      "coldStartSeconds", "coldStartLearned", "activeRate")
+                      "coldStartSeconds", "coldStartLearned", "activeRate", "gaps")
 # activeRate (an EWMA, weight 0.3 per tick) is stored when it moves by more than 1.5 %:
 # one tick moves it by 0.3 x its distance from the rate, so a steady rate is stored to
 # within 5 % (then writes stop), and a moving one is followed within one tick.

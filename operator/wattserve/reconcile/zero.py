@@ -23,13 +23,21 @@ import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from wattserve import contract
 from wattserve.api.conditions import Reason
 from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ModelDeployment
-from wattserve.autoscale.idle import IdleDecision, IdleInputs, idle_timeout, learn_cold_start
+from wattserve.autoscale.idle import (
+    MAX_GAPS,
+    IdleDecision,
+    IdleInputs,
+    idle_timeout,
+    inputs_for,
+    learn_cold_start,
+    remember_gap,
+)
 from wattserve.autoscale.model import ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.reconcile.idlestate import idle_memory
@@ -72,19 +80,26 @@ def idle_inputs(md: ModelDeployment, spec: ScalingInputs, idle: Mapping[str, Any
     """Seeded from the placement (cold start, pool power and price), learned (``idle``: the
     idle memory, :func:`~wattserve.reconcile.idlestate.idle_memory`)."""
     learned = idle.get("coldStartSeconds")
-    cold = float(learned) if isinstance(learned, (int, float)) and learned >= 0 else (
-        spec.cold_start_s)
     rate = idle.get("activeRate")
-    slo = spec.slo_p95_ms / 1000.0
-    if spec.slo_ttft_p95_ms is not None:
-        slo = min(slo, spec.slo_ttft_p95_ms / 1000.0)
     override = md.spec.scaling.idle_timeout_seconds
-    return IdleInputs(
-        cold_start_s=cold, idle_watts=spec.idle_watts_per_replica,
-        wake_watts=max(spec.max_watts_per_replica, spec.idle_watts_per_replica),
-        usd_per_hour=spec.usd_per_hour_per_replica, slo_p95_s=slo, floor_s=floor_s,
-        active_rate=float(rate) if isinstance(rate, (int, float)) and rate >= 0 else 0.0,
-        goal=spec.goal.value, override_s=None if override is None else float(override))
+    return inputs_for(
+        spec, cold_start_s=float(learned) if _number(learned) and learned >= 0 else None,
+        active_rate=float(rate) if _number(rate) and rate >= 0 else 0.0,
+        gaps=remembered_gaps(idle), floor_s=floor_s,
+        override_s=None if override is None else float(override))
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+def remembered_gaps(idle: Mapping[str, Any]) -> tuple[float, ...]:
+    """The idle gaps in the memory (anything else in that field is ignored)."""
+    raw = idle.get("gaps")
+    if not isinstance(raw, list):
+        return ()
+    return tuple(float(g) for g in raw if _number(g) and g >= 0)[-MAX_GAPS:]
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,12 @@ def is_idle(obs: Observation | None) -> bool:
     return obs.request_rate is None or obs.request_rate == 0
 
 
+def is_busy(obs: Observation | None) -> bool:
+    """Something served, running or queued over the window, positively known."""
+    return obs is not None and any((v or 0) > 0 for v in (obs.request_rate, obs.in_flight,
+                                                          obs.queued))
+
+
 def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
               obs: Observation | None, current: int, now: float,
               window_s: float, floor_s: float = 0.0) -> IdleOutcome:
@@ -125,11 +146,18 @@ def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
         zero_for = "" if since is None else f" for {now - since:.0f}s"
         return IdleOutcome(0, status, f"0 replicas{zero_for}: idle; the activator holds the "
                            "next request and wakes the model", decision)
+    woken = parse_time(idle.get("wakeRequestedAt")) or parse_time(idle.get("wokenAt"))
+    since = parse_time(idle.get("since"))
+    if since is not None and (is_busy(obs) or (woken is not None and woken > since)):
+        # The idle gap ended: at the wake-up if a request woke the model, else now (an
+        # outage of the metrics ends no gap: it stops the idle clock below).
+        end = woken if woken is not None and woken > since else now
+        status["gaps"] = list(remember_gap(remembered_gaps(idle), end - since))
+        status["since"] = None
+        return IdleOutcome(None, status, "", decision)  # a new idle spell starts later
     if not is_idle(obs):
         status["since"] = None
         return IdleOutcome(None, status, "", decision)
-    woken = parse_time(idle.get("wakeRequestedAt")) or parse_time(idle.get("wokenAt"))
-    since = parse_time(idle.get("since"))
     if since is None:
         since = now - window_s  # idleness is known only to the window's resolution
         if woken is not None:

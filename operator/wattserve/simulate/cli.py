@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override minReplicas (0: scale to zero; requests wait for a cold "
                         "start)")
     p.add_argument("--idle-timeout", type=float, default=None,
-                   help="seconds without requests before scaling to zero (minReplicas 0)")
+                   help="seconds without requests before scaling to zero (minReplicas 0; "
+                        "default: the operator's choice, from the cost of a wake and the "
+                        "model's idle gaps)")
     p.add_argument("--no-oracle", action="store_true",
                    help="do not compute the hindsight oracle beside the runs")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")

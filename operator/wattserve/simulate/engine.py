@@ -87,6 +87,11 @@ class ClusterView:
         """Arrival time of the most recent request (None before the first)."""
         return self._sim.last_arrival
 
+    @property
+    def woken_at(self) -> float | None:
+        """When a request last woke the model from zero replicas (None: never)."""
+        return self._sim.woken_at
+
     def completions(self, window_s: float, until: float | None = None) -> list[Completion]:
         """Requests completed within ``window_s`` before ``until`` (default: now)."""
         end = self._sim.now if until is None else until
@@ -167,6 +172,7 @@ class Simulation:
         self._activate = activate_from_zero
         self.cold_starts = 0
         self.last_arrival: float | None = None
+        self.woken_at: float | None = None  # the latest wake-up from zero by a request
 
     # -- scaling -----------------------------------------------------------------------
     def _scale_to(self, n: int, *, warm: bool = False) -> None:
@@ -217,6 +223,7 @@ class Simulation:
         if best is None:
             self.pending.append(req)
             if self._activate and self.desired == 0:
+                self.woken_at = self.now
                 self._scale_to(1)  # one wake-up however many requests wait
             return
         self._rr = (best.rid + 1) % max(n, 1)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 
 from wattserve import contract
+from wattserve.autoscale.idle import IdleDecision, idle_timeout, inputs_for, remember_gap
 from wattserve.autoscale.model import ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.autoscale.policy import decide
+from wattserve.autoscale.queueing import Load, predict
 from wattserve.simulate.engine import ClusterView
-
-DEFAULT_IDLE_TIMEOUT_S = 300.0  # minReplicas 0: idle this long -> zero replicas
 
 
 def histogram_quantile(q: float, values: list[float],
@@ -83,10 +84,17 @@ class WattservePolicy:
     interval_s: float = 15.0
     window_s: float = 60.0
     name: str = "wattserve"
-    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # used when spec.min_replicas == 0
+    # minReplicas 0: a fixed idle timeout (spec.scaling.idleTimeoutSeconds); None: the
+    # operator's cost model (wattserve.autoscale.idle), with what it learns here.
+    idle_timeout_s: float | None = None
     state: ScalerState | None = None
     reasons: list[str] = field(default_factory=list)
+    idle_decisions: list[IdleDecision] = field(default_factory=list)
     _energy: deque[tuple[float, float]] = field(default_factory=deque)
+    # The operator's idle memory (reconcile.zero), kept the same way.
+    _since: float | None = None
+    _gaps: tuple[float, ...] = ()
+    _active_rate: float | None = None
 
     def initial(self, view: ClusterView) -> int:
         # The deployment was created with this count: the first recommendation.
@@ -96,13 +104,13 @@ class WattservePolicy:
 
     def tick(self, view: ClusterView) -> int:
         now = view.now
-        if self.spec.min_replicas == 0 and self._idle(view):
-            self.reasons.append("ScaledToZero")
-            return 0
         self._energy.append((now, view.energy_j()))
         while self._energy and now - self._energy[0][0] > self.window_s:
             self._energy.popleft()
         obs = observe(view, self.window_s, self._energy)
+        if self.spec.min_replicas == 0 and self._to_zero(view, obs):
+            self.reasons.append("ScaledToZero")
+            return 0
         spec = replace(self.spec, current_replicas=view.desired,
                        ready_replicas=len(view.ready()), metrics_window_s=self.window_s)
         state = self.state or ScalerState(replicas=view.desired)
@@ -110,12 +118,39 @@ class WattservePolicy:
         self.reasons.append(decision.reason)
         return decision.desired_replicas
 
-    def _idle(self, view: ClusterView) -> bool:
-        """No request for ``idle_timeout_s`` and none in flight or held (or already at zero
-        with nothing waiting: the simulator's activator wakes a replica on arrival)."""
-        if view.in_flight() or view.queued():
-            return False
+    def idle_decision(self) -> IdleDecision:
+        """The idle timeout the operator would choose now (reconcile.zero.idle_tick)."""
+        spec = self.spec
+        load = Load(0.0, spec.expected_prompt_tokens, spec.expected_gen_tokens)
+        floor = predict(spec.capacity, load, 1, tail_factor=spec.tail_factor).p95_s
+        return idle_timeout(inputs_for(
+            spec, active_rate=self._active_rate or 0.0, gaps=self._gaps,
+            floor_s=floor if math.isfinite(floor) else 0.0, override_s=self.idle_timeout_s))
+
+    def _to_zero(self, view: ClusterView, obs: Observation) -> bool:
+        """The operator's idle tick: idle (nothing served, running or queued over the
+        window) for the idle timeout -> zero; at zero, only a request wakes the model. An
+        idle gap that ends (by a wake-up or a request) is remembered."""
+        now = view.now
+        if obs.request_rate:
+            prev = obs.request_rate if self._active_rate is None else self._active_rate
+            self._active_rate = 0.7 * prev + 0.3 * obs.request_rate
         if view.desired == 0:
-            return True
-        last = view.last_arrival
-        return view.now - (0.0 if last is None else last) >= self.idle_timeout_s
+            return not (view.in_flight() or view.queued())
+        woken = view.woken_at
+        idle = not (obs.in_flight or obs.queued or obs.request_rate)
+        since = self._since
+        if since is not None and (not idle or (woken is not None and woken > since)):
+            end = woken if woken is not None and woken > since else now
+            self._gaps = remember_gap(self._gaps, end - since)
+            self._since = None
+            return False  # a new idle spell starts at a later tick
+        if not idle:
+            return False
+        if self._since is None:
+            self._since = now - self.window_s
+            if woken is not None:
+                self._since = max(self._since, woken)
+        decision = self.idle_decision()
+        self.idle_decisions.append(decision)
+        return now - self._since >= decision.seconds
