@@ -3,6 +3,7 @@ over them, in the operator's tick and in the simulator alike."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -126,3 +127,22 @@ def test_learning_never_shortens_the_break_even() -> None:
     alone = idle_timeout(base)
     d = idle_timeout(replace(base, gaps=(3000.0, 5000.0, 4000.0, 3500.0, 6000.0, 2500.0)))
     assert d.seconds == alone.seconds and d.reason == alone.reason
+
+
+# ---- wattserve simulate says which idle timeout the operator would use ----------------
+
+def test_the_simulate_cli_reports_the_idle_timeout_at_min_replicas_zero(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from wattserve.simulate.cli import run
+
+    from tests.unit.test_simulate_report_cli import POOLS, SMOL
+
+    args = ["--generate", "family=sparse,unit=1,hours=2,seed=3", "--model", str(SMOL),
+            "--pools", str(POOLS), "--policy", "wattserve", "--no-oracle"]
+    assert run([*args, "--min-replicas", "0", "-o", "json"]) == 0
+    idle = json.loads(capsys.readouterr().out)["idleTimeout"]
+    assert idle["reason"] in ("BreakEven", "LearnedGaps") and idle["seconds"] >= 120
+    assert run([*args, "--min-replicas", "0", "--idle-timeout", "200"]) == 0
+    assert "scale to zero (Override" in capsys.readouterr().out
+    assert run([*args, "-o", "json"]) == 0  # minReplicas 1: nothing to report
+    assert "idleTimeout" not in json.loads(capsys.readouterr().out)

@@ -21,6 +21,7 @@ import math
 import sys
 from typing import Any
 
+from wattserve.autoscale.idle import IdleDecision
 from wattserve.simulate.report import Summary, table
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
 from wattserve.simulate.sweep import (
@@ -183,7 +184,8 @@ def run(argv: list[str]) -> int:
         if say:
             say("  oracle: computing the hindsight oracle")
         oracle = run_policy(scn, "oracle", progress=say).summary
-    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle)
+    idle = next((r.idle for r in shown if r.idle is not None), None)
+    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle, idle)
     if args.plot:
         from wattserve.simulate.plot import plot_runs
 
@@ -227,7 +229,8 @@ def _ratios(rows: list[Summary], oracle: Summary) -> dict[str, dict[str, float |
 
 
 def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
-          best: dict[str, Summary | None] | None, oracle: Summary | None = None) -> None:
+          best: dict[str, Summary | None] | None, oracle: Summary | None = None,
+          idle: IdleDecision | None = None) -> None:
     if fmt == "table":
         print(f"{scn.md.name} on {pool}: {len(scn.trace)} requests, SLO p95 "
               f"{scn.slo_s:g}s" + (f", TTFT {scn.ttft_slo_s:g}s" if scn.ttft_slo_s else ""))
@@ -249,6 +252,9 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
             for name, s in best.items():
                 print(f"  {name:<10} " + (f"{s.setting}: {s.replica_hours:.2f} replica-h, "
                                           f"{s.kwh:.3f} kWh" if s else "none"))
+        if idle is not None:
+            print(f"\nwattserve scale to zero ({idle.reason}, as the operator decides it at "
+                  f"the run's end): {idle.message}")
         return
     doc: dict[str, Any] = {
         "model": scn.md.name, "pool": pool, "requests": len(scn.trace),
@@ -259,6 +265,9 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
     if oracle is not None:
         doc["oracle"] = oracle.to_dict()
         doc["vsOracle"] = _ratios(rows, oracle)
+    if idle is not None:
+        doc["idleTimeout"] = {"seconds": idle.seconds, "reason": idle.reason,
+                              "message": idle.message}
     if fmt == "json":
         print(json.dumps(doc, indent=2))
     else:

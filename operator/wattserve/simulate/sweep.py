@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from wattserve.api import Objective
+from wattserve.autoscale.idle import IdleDecision
 from wattserve.simulate.baselines import HpaPolicy, RayServePolicy, StaticPolicy
 from wattserve.simulate.engine import Policy, SimResult, Simulation
 from wattserve.simulate.oracle import OracleInputs, oracle
@@ -30,6 +31,7 @@ RAY_TARGETS = (0.5, 0.75, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 class Run:
     summary: Summary
     result: SimResult
+    idle: IdleDecision | None = None  # wattserve at minReplicas 0: its last idle timeout
 
 
 def make_policy(name: str, scn: Scenario, setting: float | None = None) -> Policy:
@@ -70,7 +72,9 @@ def run_policy(scn: Scenario, name: str, setting: float | None = None,
     result = Simulation(scn.trace, scn.perf, policy).run()
     summary = summarize(result, scn.slo_s, scn.ttft_slo_s,
                         setting=setting_label(name, setting, policy))
-    return Run(summary, result)
+    idle = policy.idle_decisions[-1] if (
+        isinstance(policy, WattservePolicy) and policy.idle_decisions) else None
+    return Run(summary, result, idle)
 
 
 def oracle_inputs(scn: Scenario) -> OracleInputs:
