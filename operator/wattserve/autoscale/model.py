@@ -128,6 +128,7 @@ class ScalerState:
     peak_since: float | None = None  # ... set at this time
     scaled_down_at: float | None = None  # last decision that removed replicas
     last_backlog: float | None = None  # queued + in flight at the last tick
+    backlog_at: float | None = None  # last tick with requests queued at every ready replica
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -171,6 +172,7 @@ class ScalerState:
             scaled_down_at=(None if d.get("scaled_down_at") is None
                             else float(d["scaled_down_at"])),
             last_backlog=None if d.get("last_backlog") is None else float(d["last_backlog"]),
+            backlog_at=None if d.get("backlog_at") is None else float(d["backlog_at"]),
         )
 
     def evolve(self, **changes: Any) -> ScalerState:

@@ -81,7 +81,17 @@ def decide(
     steady = now if moved or state.steady_since is None else state.steady_since
     settled = now - steady >= spec.metrics_window_s
     load, lengths = lengths_to_plan(spec, state, obs, settled)
-    if now - since >= spec.metrics_window_s and settled:
+    # Nor on a window that held a backlog (requests queued at every ready replica): its
+    # latencies are waits for capacity that was missing, and its rate is what the ready
+    # replicas could finish, not what arrived. Fitted there, the corrections learn a
+    # cold start's queue as if it were the replicas' speed (a TTFT correction of 11 s,
+    # then every replica the maximum allows, on the `onoff` trace bank entries).
+    if (obs.queued or 0.0) >= max(1.0, spec.saturation_queue * max(ready, 1)):
+        backlog_at: float | None = now
+    else:
+        backlog_at = state.backlog_at
+    clear = backlog_at is None or now - backlog_at >= spec.metrics_window_s
+    if now - since >= spec.metrics_window_s and settled and clear:
         calibrated, speed, corr, tcorr = calibrate(spec, state, obs, load, ready)
     else:  # the windows are filling or mix two regimes: rates lag what is in flight
         calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
@@ -228,7 +238,7 @@ def decide(
         last_time=now, trend=trend, violations=violations, volatility=vol, unready=unready,
         last_ready=spec.ready_replicas, startup_s=startup, observing_since=since,
         steady_since=steady, prompt_tokens=lengths[0], gen_tokens=lengths[1],
-        last_backlog=backlog,
+        last_backlog=backlog, backlog_at=backlog_at,
         late_episodes=episodes, peak_replicas=peak, peak_since=peak_since,
         scaled_down_at=now if desired < current else state.scaled_down_at,
     )
