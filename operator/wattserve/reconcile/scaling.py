@@ -36,8 +36,8 @@ from wattserve.api.conditions import Reason
 from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
 from wattserve.api.types import Backend, ModelDeployment
 from wattserve.autoscale import Decision, Observation, ScalerState, ScalingInputs, decide
+from wattserve.autoscale.idleclock import idle_floor_s
 from wattserve.autoscale.model import Reason as PolicyReason
-from wattserve.autoscale.queueing import Load, predict
 from wattserve.planning.performance import ReplicaPerformance
 from wattserve.planning.placement import Candidate
 from wattserve.planning.summary import decimal_string
@@ -270,10 +270,7 @@ def _scale_to_zero(md: ModelDeployment, inputs: ScalingInputs, body: Mapping[str
                    state: ScalerState, now: float, window_s: float,
                    ) -> tuple[Decision, ScalerState, dict[str, Any]]:
     """minReplicas 0: the idle timeout decides 1 -> 0; at 0 only an activation wakes it."""
-    load = Load(0.0, inputs.expected_prompt_tokens, inputs.expected_gen_tokens)
-    floor = predict(inputs.capacity, load, 1, tail_factor=inputs.tail_factor).p95_s
-    out = zero.idle_tick(md, inputs, body, obs, current, now,
-                         window_s, floor if math.isfinite(floor) else 0.0)
+    out = zero.idle_tick(md, inputs, body, obs, current, now, window_s, idle_floor_s(inputs))
     if out.desired == 0:
         decision = dataclasses.replace(decision, desired_replicas=0,
                                        reason=str(zero.SCALED_TO_ZERO), message=out.message,

@@ -36,8 +36,8 @@ from wattserve.autoscale.idle import (
     idle_timeout,
     inputs_for,
     learn_cold_start,
-    remember_gap,
 )
+from wattserve.autoscale.idleclock import active_rate_after, advance
 from wattserve.autoscale.model import ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.reconcile.idlestate import idle_memory
@@ -110,24 +110,6 @@ class IdleOutcome:
     decision: IdleDecision
 
 
-def is_idle(obs: Observation | None) -> bool:
-    """Nothing served, running or queued over the window, positively known.
-
-    A replica that never served a request exports no request counter yet (the series is
-    born with the first request), so no request rate but an in-flight gauge of 0 (the
-    pods are scraped, Prometheus answers) is idle too. No in-flight figure: not known.
-    """
-    if obs is None or obs.in_flight is None or obs.in_flight != 0 or (obs.queued or 0) != 0:
-        return False
-    return obs.request_rate is None or obs.request_rate == 0
-
-
-def is_busy(obs: Observation | None) -> bool:
-    """Something served, running or queued over the window, positively known."""
-    return obs is not None and any((v or 0) > 0 for v in (obs.request_rate, obs.in_flight,
-                                                          obs.queued))
-
-
 def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
               obs: Observation | None, current: int, now: float,
               window_s: float, floor_s: float = 0.0) -> IdleOutcome:
@@ -139,29 +121,22 @@ def idle_tick(md: ModelDeployment, spec: ScalingInputs, body: Mapping[str, Any],
                               "reason": decision.reason, "message": decision.message}
     if obs is not None and obs.request_rate is not None and obs.request_rate > 0:
         old = idle.get("activeRate")
-        prev = float(old) if isinstance(old, (int, float)) else obs.request_rate
-        status["activeRate"] = round(0.7 * prev + 0.3 * obs.request_rate, 4)
+        status["activeRate"] = round(active_rate_after(
+            float(old) if _number(old) else None, obs.request_rate), 4)
     if current == 0:
-        since = parse_time(idle.get("scaledToZeroAt"))
-        zero_for = "" if since is None else f" for {now - since:.0f}s"
+        zeroed = parse_time(idle.get("scaledToZeroAt"))
+        zero_for = "" if zeroed is None else f" for {now - zeroed:.0f}s"
         return IdleOutcome(0, status, f"0 replicas{zero_for}: idle; the activator holds the "
                            "next request and wakes the model", decision)
     woken = parse_time(idle.get("wakeRequestedAt")) or parse_time(idle.get("wokenAt"))
-    since = parse_time(idle.get("since"))
-    if since is not None and (is_busy(obs) or (woken is not None and woken > since)):
-        # The idle gap ended: at the wake-up if a request woke the model, else now (an
-        # outage of the metrics ends no gap: it stops the idle clock below).
-        end = woken if woken is not None and woken > since else now
-        status["gaps"] = list(remember_gap(remembered_gaps(idle), end - since))
-        status["since"] = None
-        return IdleOutcome(None, status, "", decision)  # a new idle spell starts later
-    if not is_idle(obs):
+    clock = advance(parse_time(idle.get("since")), remembered_gaps(idle), obs, now=now,
+                    window_s=window_s, woken=woken)
+    if clock.gap_ended:
+        status["gaps"] = list(clock.gaps)
+    if clock.since is None:  # in use, a gap just ended, or idleness not known
         status["since"] = None
         return IdleOutcome(None, status, "", decision)
-    if since is None:
-        since = now - window_s  # idleness is known only to the window's resolution
-        if woken is not None:
-            since = max(since, woken)
+    since = clock.since
     status["since"] = iso(since)
     idle_for = now - since
     if idle_for < decision.seconds:

@@ -47,10 +47,12 @@ def make_policy(name: str, scn: Scenario, setting: float | None = None) -> Polic
         return RayServePolicy(setting if setting is not None else 2.0, min_replicas=lo,
                               max_replicas=hi, initial_replicas=start)
     if name == "wattserve":
-        fixed = scn.md.spec.scaling.idle_timeout_seconds
+        # A fixed idle timeout: the run's override, else the spec's (as the operator reads it).
+        fixed = scn.idle_timeout_s
+        if fixed is None and scn.md.spec.scaling.idle_timeout_seconds is not None:
+            fixed = float(scn.md.spec.scaling.idle_timeout_seconds)
         return WattservePolicy(scaling_inputs(scn.md, scn.perf), initial_replicas=start,
-                               idle_timeout_s=scn.idle_timeout_s if scn.idle_timeout_s
-                               is not None else None if fixed is None else float(fixed))
+                               idle_timeout_s=fixed)
     raise ValueError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
 
 

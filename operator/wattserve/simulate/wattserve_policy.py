@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 
 from wattserve import contract
-from wattserve.autoscale.idle import IdleDecision, idle_timeout, inputs_for, remember_gap
+from wattserve.autoscale.idle import IdleDecision, idle_timeout, inputs_for
+from wattserve.autoscale.idleclock import active_rate_after, advance, idle_floor_s
 from wattserve.autoscale.model import ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.autoscale.policy import decide
-from wattserve.autoscale.queueing import Load, predict
 from wattserve.simulate.engine import ClusterView
 
 
@@ -120,37 +119,22 @@ class WattservePolicy:
 
     def idle_decision(self) -> IdleDecision:
         """The idle timeout the operator would choose now (reconcile.zero.idle_tick)."""
-        spec = self.spec
-        load = Load(0.0, spec.expected_prompt_tokens, spec.expected_gen_tokens)
-        floor = predict(spec.capacity, load, 1, tail_factor=spec.tail_factor).p95_s
         return idle_timeout(inputs_for(
-            spec, active_rate=self._active_rate or 0.0, gaps=self._gaps,
-            floor_s=floor if math.isfinite(floor) else 0.0, override_s=self.idle_timeout_s))
+            self.spec, active_rate=self._active_rate or 0.0, gaps=self._gaps,
+            floor_s=idle_floor_s(self.spec), override_s=self.idle_timeout_s))
 
     def _to_zero(self, view: ClusterView, obs: Observation) -> bool:
-        """The operator's idle tick: idle (nothing served, running or queued over the
-        window) for the idle timeout -> zero; at zero, only a request wakes the model. An
-        idle gap that ends (by a wake-up or a request) is remembered."""
-        now = view.now
+        """The operator's idle tick (reconcile.zero.idle_tick) on the same clock: idle for
+        the idle timeout -> zero; at zero, only a request wakes the model."""
         if obs.request_rate:
-            prev = obs.request_rate if self._active_rate is None else self._active_rate
-            self._active_rate = 0.7 * prev + 0.3 * obs.request_rate
+            self._active_rate = active_rate_after(self._active_rate, obs.request_rate)
         if view.desired == 0:
             return not (view.in_flight() or view.queued())
-        woken = view.woken_at
-        idle = not (obs.in_flight or obs.queued or obs.request_rate)
-        since = self._since
-        if since is not None and (not idle or (woken is not None and woken > since)):
-            end = woken if woken is not None and woken > since else now
-            self._gaps = remember_gap(self._gaps, end - since)
-            self._since = None
-            return False  # a new idle spell starts at a later tick
-        if not idle:
+        clock = advance(self._since, self._gaps, obs, now=view.now, window_s=self.window_s,
+                        woken=view.woken_at)
+        self._since, self._gaps = clock.since, clock.gaps
+        if clock.since is None:
             return False
-        if self._since is None:
-            self._since = now - self.window_s
-            if woken is not None:
-                self._since = max(self._since, woken)
         decision = self.idle_decision()
         self.idle_decisions.append(decision)
-        return now - self._since >= decision.seconds
+        return view.now - clock.since >= decision.seconds
