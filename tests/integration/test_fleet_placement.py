@@ -112,20 +112,31 @@ def _settled(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]] | No
 
 
 def _where_each_stands(cluster: Cluster, namespace: str) -> str:
-    """One line per copy: its Placed and Ready conditions and its pods' phases."""
+    """One line per copy: its Placed and Ready conditions, its pods' phases and Ready
+    conditions, and its Deployment's ready counts (stale operator status, or pods that
+    never turned Ready?)."""
     lines = []
     for name in _names():
         try:
             md = get_md(cluster, namespace, name)
-            pods = [p["status"].get("phase", "?") for p in pods_of(cluster, namespace, name)]
+            pods = [(p["status"].get("phase", "?"), _pod_ready(p))
+                    for p in pods_of(cluster, namespace, name)]
+            dep = cluster.get_json("deployment", name, "-n", namespace).get("status") or {}
         except Exception as exc:  # a diagnostic must not hide the failure
             lines.append(f"  {name}: {exc}")
             continue
         cond = {t: condition(md, t) for t in ("Placed", "Ready")}
         lines.append(f"  {name}: " + ", ".join(
             f"{t}={c.get('status', '-')}/{c.get('reason', '-')}" for t, c in cond.items())
-            + f", pool {(md.get('status') or {}).get('placement', {}).get('pool')}, pods {pods}")
+            + f", pool {(md.get('status') or {}).get('placement', {}).get('pool')}, pods "
+            f"(phase, Ready) {pods}, Deployment ready/available "
+            f"{dep.get('readyReplicas')}/{dep.get('availableReplicas')} of {dep.get('replicas')}")
     return "\n".join(lines)
+
+
+def _pod_ready(pod: dict[str, Any]) -> str:
+    return next((c.get("status", "?") for c in pod.get("status", {}).get("conditions") or ()
+                 if c.get("type") == "Ready"), "-")
 
 
 def _unschedulable(cluster: Cluster, namespace: str) -> list[str]:
