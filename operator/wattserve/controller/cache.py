@@ -59,6 +59,14 @@ def key_of(obj: Mapping[str, Any]) -> Key:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def resource_version(obj: Mapping[str, Any] | None) -> str | None:
+    """``metadata.resourceVersion`` (None for no object, or none given)."""
+    if obj is None:
+        return None
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    return None if rv is None else str(rv)
+
+
 def owner_of(obj: Mapping[str, Any]) -> Key | None:
     """The ModelDeployment controlling a child, from its ownerReferences."""
     meta = obj.get("metadata") or {}
@@ -91,13 +99,23 @@ class ChildCache:
             return previous
         children = self._by_owner.setdefault(owner, {})
         old = children.get((kind, name))
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
-        if old is not None and rv is not None and (
-                (old.get("metadata") or {}).get("resourceVersion") == rv):
+        rv = resource_version(obj)
+        if old is not None and rv is not None and resource_version(old) == rv:
             return None
         children[(kind, name)] = slim(obj)
         self._owner_of[(kind, ns, name)] = owner
         return owner
+
+    def answered(self, obj: Mapping[str, Any], before: str | None) -> None:
+        """Cache the answer to a write of ours, unless the watch delivered the object while
+        the write was in flight (its resourceVersion is no longer ``before``, the one cached
+        when the write began). That event is the echo of the write or newer than the
+        answer: the Deployment controller's status update landing between the server's
+        answer and our reading it. Overwriting it with the older answer would leave the
+        cache stale with no event left to correct it. (An event older than the write is
+        followed by the write's own echo.)"""
+        if resource_version(self.get(str(obj.get("kind") or ""), *key_of(obj))) == before:
+            self.upsert(obj)
 
     def remove(self, kind: str, namespace: str, name: str) -> Key | None:
         owner = self._owner_of.pop((kind, namespace, name), None)

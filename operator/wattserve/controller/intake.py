@@ -18,7 +18,15 @@ from wattserve.api import SpecError, parse_serving_pool
 from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
-from wattserve.controller.cache import ChildCache, Key, PodCache, key_of, owner_of, slim
+from wattserve.controller.cache import (
+    ChildCache,
+    Key,
+    PodCache,
+    key_of,
+    owner_of,
+    resource_version,
+    slim,
+)
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.fleetstate import FleetState
 from wattserve.controller.triggers import Trigger
@@ -36,10 +44,6 @@ logger = logging.getLogger("wattserve.controller.reconciler")
 
 def _generation(obj: Mapping[str, Any]) -> int:
     return ObjectMeta.from_body(obj).generation
-
-
-def _rv(obj: Mapping[str, Any] | None) -> str | None:
-    return None if obj is None else ObjectMeta.from_body(obj).resource_version
 
 
 # What the reconcile reads of a Deployment's status (health, rollout); the rest (timestamps,
@@ -113,18 +117,29 @@ class Intake:
     def wrote(self, key: Key, live: Mapping[str, Any]) -> None:
         """Remember the resourceVersion one of our writes produced: its watch event is our
         echo, even when it arrives after the answer to a later write of ours."""
-        rv = _rv(live)
+        rv = resource_version(live)
         if rv:
             ours = self._ours.setdefault(key, [])
             ours.append(rv)
             del ours[:-OURS_KEPT]
 
+    def md_answered(self, key: Key, live: Any, before: str | None) -> None:
+        """Take the answer to a write of ours to a ModelDeployment (status or annotations):
+        its resourceVersion is ours; it is cached unless the watch delivered the object
+        while the write was in flight (``before``: the resourceVersion cached as it began),
+        which is the write's echo or a change newer than the answer."""
+        if not isinstance(live, dict) or key not in self.mds:
+            return
+        self.wrote(key, live)
+        if resource_version(self.mds[key]) == before:
+            self.mds[key] = slim(live)
+
     def md_upsert(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         old = self.mds.get(key)
-        ours, rv = self._ours.get(key, []), _rv(obj)
-        if old is not None and rv in ours and _rv(old) in ours and (
-                ours.index(str(_rv(old))) > ours.index(str(rv))):
+        ours, rv = self._ours.get(key, []), resource_version(obj)
+        if old is not None and rv in ours and resource_version(old) in ours and (
+                ours.index(str(resource_version(old))) > ours.index(str(rv))):
             # the late echo of an earlier write of ours: the cache holds a later one already
             metrics.OWN_ECHOES.labels("ModelDeployment").inc()
             return
@@ -137,7 +152,8 @@ class Intake:
             self.fleet.invalidate()
         if old is None:
             self.enqueue(key, Trigger.CREATED)
-        elif _rv(old) == rv or rv in ours or self._own_echo(key, old, obj):  # cached, ours
+        elif resource_version(old) == rv or rv in ours or self._own_echo(key, old, obj):
+            # cached already, or ours
             metrics.OWN_ECHOES.labels("ModelDeployment").inc()
         else:
             self.enqueue(key, Trigger.STATUS_BY_OTHERS if _same_but_status(old, obj)

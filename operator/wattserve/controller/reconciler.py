@@ -28,7 +28,7 @@ from wattserve.api.conditions import Reason
 from wattserve.api.patching import apply_merge_patch
 from wattserve.api.status import ObjectMeta
 from wattserve.controller import metrics
-from wattserve.controller.cache import ChildCache, Key, key_of, slim
+from wattserve.controller.cache import ChildCache, Key, key_of, resource_version
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import EventRecorder, utcnow
 from wattserve.controller.intake import Intake
@@ -199,9 +199,11 @@ class Reconciler(Intake):
                 self.children.remove(kind, ns, name)
             except ApiError as err:
                 first = first or err
+        before = [resource_version(self.children.get(obj["kind"], ns, obj["metadata"]["name"]))
+                  for obj in outcome.apply]  # what the cache held as each write began
         results = await asyncio.gather(*(self.api.apply(obj) for obj in outcome.apply),
                                         return_exceptions=True)
-        for obj, live in zip(outcome.apply, results, strict=True):
+        for obj, live, was in zip(outcome.apply, results, before, strict=True):
             if isinstance(live, ApiError):
                 if live.status == 404 and obj["kind"] == RAYSERVICE.kind:
                     self.missing_kinds.add(RAYSERVICE.kind)  # reported as RayServiceCRDMissing
@@ -212,7 +214,7 @@ class Reconciler(Intake):
             elif isinstance(live, BaseException):
                 raise live
             elif isinstance(live, dict):
-                self.children.upsert(live)
+                self.children.answered(live, was)
         if first is None:
             self.apply_errors.pop(key, None)
         else:  # reported by the next decide(): Degraded=ApplyFailed + one Warning Event
@@ -229,6 +231,7 @@ class Reconciler(Intake):
             return
         # Its watch event may come before the answer: recognised as our own (no reconcile).
         cached = self.mds.get(key) or body
+        before = resource_version(self.mds.get(key))
         self._writing[key] = apply_merge_patch(cached.get("status") or {}, outcome.status_patch)
         try:
             live = await self.api.patch_status(key[0], key[1], outcome.status_patch)
@@ -238,13 +241,12 @@ class Reconciler(Intake):
             raise
         finally:
             self._writing.pop(key, None)
-        if isinstance(live, dict) and key in self.mds:
-            self.wrote(key, live)
-            self.mds[key] = slim(live)
+        self.md_answered(key, live, before)
 
     async def _store(self, key: Key, annotations: Mapping[str, str]) -> None:
         """Write the annotations that keep the policy's memory. A failure is logged and
         tried again by a later reconcile (a newer value of the same annotation wins)."""
+        before = resource_version(self.mds.get(key))
         try:
             live = await self.api.patch(contract.API_VERSION, "ModelDeployment", key[0],
                                         key[1], {"metadata": {"annotations": dict(annotations)}})
@@ -256,9 +258,7 @@ class Reconciler(Intake):
                                                 **self.state_to_store.get(key, {})}
                     self.queue.add_after(key, STORE_RETRY_S)
             return
-        if isinstance(live, dict) and key in self.mds:
-            self.wrote(key, live)
-            self.mds[key] = slim(live)
+        self.md_answered(key, live, before)
 
     def _record_metrics(self, key: Key, outcome: Outcome) -> None:
         chosen = outcome.plan.chosen if outcome.plan else None
