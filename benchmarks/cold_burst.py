@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,17 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "serving"))
 sys.path.insert(0, str(ROOT / "operator"))
 
+from wattserve.devcluster.processes import free_port  # noqa: E402
 from wattserve_activator.discovery import Target  # noqa: E402
 from wattserve_activator.holding import Settings  # noqa: E402
 from wattserve_activator.server import Activator, make_runner  # noqa: E402
 
 CONFIGS = ("in-turn", "first-token-fair")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Spawning:

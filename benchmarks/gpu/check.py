@@ -20,7 +20,6 @@ import asyncio
 import importlib.util
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from wattserve.devcluster.processes import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare as cmp
@@ -104,11 +104,6 @@ def plan_prediction(md_doc: dict[str, Any], level: cmp.LevelResult, prompt_token
         raise RuntimeError(f"wattserve plan failed: {proc.stderr.strip()[-500:]}")
     return cmp.read_plan(yaml.safe_load(proc.stdout))
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -238,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     began = time.monotonic()
     model = args.model_path or default_model_path()
-    port = args.port or _free_port()
+    port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log = args.out.with_suffix(".server.log")
     proc = start_server(model, port, log)

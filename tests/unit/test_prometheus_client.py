@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.parse
@@ -13,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 from wattserve.autoscale.prometheus import PrometheusClient
+from wattserve.devcluster.processes import free_port
 
 NOW = 1_700_000_000.0
 
@@ -130,9 +130,7 @@ def test_a_slow_server_times_out_as_no_data(prom: str) -> None:
 
 
 def test_connection_refused_is_no_data() -> None:
-    with socket.socket() as s:  # a port nothing listens on: bind, read it, close
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     c = client(f"http://127.0.0.1:{port}", timeout_s=1.0)
     assert c.query_value("up") is None
     assert c.last_error is not None and "unreachable" in c.last_error.reason
