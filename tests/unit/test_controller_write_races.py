@@ -1,7 +1,8 @@
 """A watch event that lands while a write of ours is in flight is never overwritten by the
 write's older answer: the cache would stay stale with no event left to correct it (the
 Deployment controller's readyReplicas update racing our apply left a ModelDeployment
-Ready=False for good, with its Deployment available)."""
+Ready=False for good, with its Deployment available). Nor is it by a re-LIST that was
+served before it."""
 
 from __future__ import annotations
 
@@ -101,3 +102,60 @@ def test_a_user_change_racing_our_status_patch_is_kept_and_reconciled() -> None:
     assert md["metadata"]["resourceVersion"] == "901"  # the change, then our patch of it
     assert md["spec"]["slo"]["p95LatencyMs"] == 1234
     assert patches[-1]["observedGeneration"] == 2  # the change was reconciled, not lost
+
+
+class ListingApi(EventApi):
+    """LISTs answer what the server held when the LIST was served (``listed``); while the
+    first one is out, ``during`` runs (the watch delivering what changed meanwhile)."""
+
+    def __init__(self, md: dict[str, Any]) -> None:
+        super().__init__(md)
+        self.listed: dict[str, list[dict[str, Any]]] = {}
+        self.during: Any = None
+
+    async def list_all(self, api_version: str, kind: str, namespace: str | None,
+                       label_selector: str = "") -> list[dict[str, Any]]:
+        items = copy.deepcopy(self.listed.get(kind, []))
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()
+        return [{k: v for k, v in item.items() if k not in ("apiVersion", "kind")}
+                for item in items]
+
+
+def _children(rec: Reconciler) -> dict[tuple[str, str], dict[str, Any]]:
+    return rec.children.of(KEY)
+
+
+def test_a_relist_drops_a_child_whose_deletion_the_watch_missed() -> None:
+    async def scenario() -> dict[tuple[str, str], dict[str, Any]]:
+        rec, api = await placed(ListingApi)
+        api.listed = {"Deployment": [_deployment(rec)]}  # the Service is gone
+        await rec.relist_children()
+        return _children(rec)
+
+    assert [kind for kind, _ in asyncio.run(scenario())] == ["Deployment"]
+
+
+def test_a_relist_keeps_what_the_watch_delivered_while_it_was_out() -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
+        rec, api = await placed(ListingApi)
+        dep = copy.deepcopy(_deployment(rec))
+        dep["metadata"]["resourceVersion"] = "50"
+        rec.children.upsert(dep)
+        service = next(c for (kind, _), c in _children(rec).items() if kind == "Service")
+        api.listed = {"Deployment": [dep], "Service": [service]}  # served before the events
+        ready = copy.deepcopy(dep)
+        ready["metadata"]["resourceVersion"] = "51"
+        ready["status"] = {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+
+        def watch() -> None:
+            rec.child_upsert(ready)  # the Deployment controller's update
+            rec.child_deleted(service)  # someone deletes the Service
+        api.during = watch
+        await rec.relist_children()
+        return _deployment(rec), _children(rec)
+
+    dep, children = asyncio.run(scenario())
+    assert dep["metadata"]["resourceVersion"] == "51" and dep["status"]["readyReplicas"] == 2
+    assert [kind for kind, _ in children] == ["Deployment"]  # the deleted one stays deleted

@@ -82,6 +82,7 @@ class ChildCache:
     def __init__(self) -> None:
         self._by_owner: dict[Key, dict[ChildKey, dict[str, Any]]] = {}
         self._owner_of: dict[tuple[str, str, str], Key] = {}  # (kind, ns, name) -> owner
+        self._touched: set[tuple[str, str, str]] | None = None  # while a re-LIST is out
 
     def __len__(self) -> int:
         return len(self._owner_of)
@@ -91,6 +92,8 @@ class ChildCache:
         echo of a write whose answer is cached already: same resourceVersion)."""
         kind = str(obj.get("kind") or "")
         ns, name = key_of(obj)
+        if self._touched is not None:
+            self._touched.add((kind, ns, name))
         owner = owner_of(obj)
         previous = self._owner_of.get((kind, ns, name))
         if previous is not None and previous != owner:
@@ -118,6 +121,8 @@ class ChildCache:
             self.upsert(obj)
 
     def remove(self, kind: str, namespace: str, name: str) -> Key | None:
+        if self._touched is not None:
+            self._touched.add((kind, namespace, name))
         owner = self._owner_of.pop((kind, namespace, name), None)
         if owner is not None:
             children = self._by_owner.get(owner, {})
@@ -125,6 +130,24 @@ class ChildCache:
             if not children:
                 self._by_owner.pop(owner, None)
         return owner
+
+    def relisting(self, started: bool = True) -> None:
+        """A re-LIST starts: remember what the watch changes until :meth:`renewed` (or
+        forget it: ``started=False``, the LIST failed)."""
+        self._touched = set() if started else None
+
+    def renewed(self, fresh: ChildCache) -> ChildCache:
+        """The cache after a re-LIST: ``fresh`` (what the LIST returned), except for the
+        objects the watch changed or deleted while it was out. The watch's version of
+        those is at least as new as the LIST's, or the LIST's comes next on the watch;
+        taking the LIST's could put back an older status, or a deleted object, for good."""
+        touched, self._touched = self._touched or set(), None
+        for kind, ns, name in touched:
+            fresh.remove(kind, ns, name)
+            mine = self.get(kind, ns, name)
+            if mine is not None:
+                fresh.upsert(mine)
+        return fresh
 
     def of(self, owner: Key) -> dict[ChildKey, dict[str, Any]]:
         return dict(self._by_owner.get(owner, {}))

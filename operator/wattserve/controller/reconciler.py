@@ -360,6 +360,18 @@ class Reconciler(Intake):
 
     async def relist_children(self) -> None:
         """Replace the child cache with a fresh LIST (a watch gap can hide a deletion)."""
+        self.children.relisting()
+        try:
+            fresh = await self._list_children()
+        except BaseException:
+            self.children.relisting(False)
+            raise
+        stale = self.children.owners() | fresh.owners()
+        self.children = self.children.renewed(fresh)
+        for key in stale & set(self.mds):
+            self.enqueue(key, Trigger.RESYNC)
+
+    async def _list_children(self) -> ChildCache:
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         fresh = ChildCache()
         for api_version, kind in ((k.api_version, k.kind) for k in CHILD_KINDS.values()):
@@ -374,10 +386,7 @@ class Reconciler(Intake):
                     raise
                 for item in items:
                     fresh.upsert({**item, "apiVersion": api_version, "kind": kind})
-        stale = self.children.owners() | fresh.owners()
-        self.children = fresh
-        for key in stale & set(self.mds):
-            self.enqueue(key, Trigger.RESYNC)
+        return fresh
 
     async def relist_forever(self) -> None:
         while True:
