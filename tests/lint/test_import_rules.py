@@ -60,3 +60,32 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
     found = imported_modules(bad)
     assert _hits("wattserve.controller.kubeapi", FORBIDDEN_IN_PURE)
     assert {"wattserve.controller", "kopf"} <= found
+
+
+def raw_metadata_reads(path: Path) -> list[int]:
+    """Lines with a ``<x>.get("metadata") or {}`` chain: the reconcile logic reads an
+    object's metadata through the typed ``api.status.ObjectMeta``, parsed at the edge."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return sorted(node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or)
+                  and any(_gets_metadata(value) for value in node.values))
+
+
+def _gets_metadata(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get" and bool(node.args)
+            and isinstance(node.args[0], ast.Constant) and node.args[0].value == "metadata")
+
+
+@pytest.mark.parametrize("package", ("reconcile", "autoscale", "planning"))
+def test_the_reconcile_logic_reads_metadata_typed(package: str) -> None:
+    found = {path.relative_to(PACKAGE).as_posix(): lines
+             for path in sorted((PACKAGE / package).rglob("*.py"))
+             if (lines := raw_metadata_reads(path))}
+    assert found == {}
+
+
+def test_the_metadata_rule_sees_a_raw_read(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text('def f(o):\n    return (o.get("metadata") or {}).get("labels")\n')
+    assert raw_metadata_reads(bad) == [2]

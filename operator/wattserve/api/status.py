@@ -36,6 +36,7 @@ class ObjectMeta:
     deletion_timestamp: str | None = None
     annotations: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, Any] = field(default_factory=dict)
+    owner_references: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ObjectMeta:
@@ -47,7 +48,9 @@ class ObjectMeta:
                    resource_version=None if rv is None else str(rv),
                    deletion_timestamp=None if deleted is None else str(deleted),
                    annotations=mapping(meta.get("annotations")),
-                   labels=mapping(meta.get("labels")))
+                   labels=mapping(meta.get("labels")),
+                   owner_references=tuple(r for r in meta.get("ownerReferences") or ()
+                                          if isinstance(r, Mapping)))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.conditions import PLAN_FAILURES, Reason
 from wattserve.api.patching import apply_merge_patch, compose
-from wattserve.api.status import ModelDeploymentStatus
+from wattserve.api.status import ModelDeploymentStatus, ObjectMeta, mapping
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -126,7 +126,7 @@ def failure_reason(p: Plan) -> Reason:
 
 def _children_pool(children: Mapping[ChildKey, Mapping[str, Any]]) -> str | None:
     for child in children.values():
-        pool = ((child.get("metadata") or {}).get("labels") or {}).get(contract.LABEL_K8S_POOL)
+        pool = ObjectMeta.from_body(child).labels.get(contract.LABEL_K8S_POOL)
         if pool:
             return str(pool)
     return None
@@ -388,8 +388,8 @@ def _make_before_break(obj: Mapping[str, Any], live: Mapping[str, Any] | None,
     stays until the rollout is complete."""
     if obj.get("kind") != "Deployment" or live is None:
         return obj
-    live_pool = (((live.get("spec") or {}).get("template") or {}).get("metadata")
-                 or {}).get("labels", {}).get(contract.LABEL_K8S_POOL)
+    template = mapping(mapping(live.get("spec")).get("template"))
+    live_pool = ObjectMeta.from_body(template).labels.get(contract.LABEL_K8S_POOL)
     live_strategy = (live.get("spec") or {}).get("strategy")
     if live_pool == pool and (live_strategy != _MOVE_STRATEGY or _rolled_out(live)):
         return obj
@@ -403,7 +403,6 @@ _MOVE_STRATEGY: Final = {"type": "RollingUpdate",
 def _rolled_out(live: Mapping[str, Any]) -> bool:
     spec, status = live.get("spec") or {}, live.get("status") or {}
     want = int(spec.get("replicas") or 0)
-    meta = live.get("metadata") or {}
-    return (int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    return (int(status.get("observedGeneration") or 0) >= ObjectMeta.from_body(live).generation
             and int(status.get("updatedReplicas") or 0) >= want
             and int(status.get("replicas") or 0) <= want)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from wattserve.api.status import ObjectMeta
+
 
 def first_difference(desired: Any, actual: Any, path: str = "") -> str | None:
     """The path of the first field where ``actual`` does not match ``desired``, or None."""
@@ -51,7 +53,7 @@ def matches(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) -> boo
 def foreign_controller(actual: Mapping[str, Any], owner_uid: str) -> bool:
     """A child whose controller is another object (e.g. a deleted and re-created
     ModelDeployment of the same name): it must be replaced, not patched."""
-    for ref in (actual.get("metadata") or {}).get("ownerReferences") or ():
+    for ref in ObjectMeta.from_body(actual).owner_references:
         if ref.get("controller") and ref.get("uid") != owner_uid:
             return True
     return False

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from wattserve.api.patching import apply_merge_patch, compose
-from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
+from wattserve.api.status import ModelDeploymentStatus, ObjectMeta, mapping
 
 ANNOTATION_IDLE_STATE: Final = "wattserve.dev/idle-state"
 MEMORY_KEYS: Final = ("since", "scaledToZeroAt", "wakeRequestedAt", "wokenAt",
@@ -75,10 +75,9 @@ def encode(memory: Mapping[str, Any]) -> str:
 
 def with_memory(body: Mapping[str, Any], memory: Mapping[str, Any]) -> dict[str, Any]:
     """``body`` as it reads once ``memory`` is stored (a view; nothing is written)."""
-    meta = dict(body.get("metadata") or {})
-    meta["annotations"] = {**(meta.get("annotations") or {}),
-                           ANNOTATION_IDLE_STATE: encode(memory)}
-    return {**body, "metadata": meta}
+    annotations = {**ObjectMeta.from_body(body).annotations,
+                   ANNOTATION_IDLE_STATE: encode(memory)}
+    return {**body, "metadata": {**mapping(body.get("metadata")), "annotations": annotations}}
 
 
 def _rate_moved(old: Any, new: Any) -> bool:
