@@ -64,6 +64,11 @@ def test_simulate_refuses_absurd_traces(tmp_path: Path, rows: str, needle: str) 
     ("rate=-1", "rate"), ("burst=-5", "burst"), ("rate=inf", "rate"), ("hours=nan", "hours"),
     ("rate=0", "rate"), ("hours=1e9", "hours"), ("rate=9000,hours=700", "requests"),
     ("seed=nan", "seed"), ("rate=x", "rate"),
+    # the bank's families: a unit rate or length without a bound never finished
+    ("family=steady,unit=1e12", "unit"), ("family=flash,unit=nan", "unit"),
+    ("family=onoff,hours=1e9", "hours"), ("family=heavy,prompt=0", "prompt"),
+    ("family=diurnal,gen=inf", "gen"), ("family=long,hours=200,unit=10", "requests"),
+    ("family=sparse,seed=nan", "seed"), ("family=nope", "family"),
 ])
 def test_simulate_refuses_absurd_generators(spec: str, needle: str) -> None:
     _refused(_cli("simulate", "--generate", spec, "--model", SMOL, "--pools", POOLS), needle)

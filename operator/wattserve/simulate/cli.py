@@ -97,6 +97,9 @@ def _generate(spec: str) -> list[TraceRequest]:
             kv[key.strip()] = float(value)
         except ValueError:
             raise ValueError(f"--generate {key.strip()}: not a number: {value!r}") from None
+    seed = kv.get("seed", 1)
+    if not (math.isfinite(seed) and abs(seed) < 2**63):
+        raise ValueError(f"--generate seed must be a finite integer, got {seed}")
     if family is not None:
         from wattserve.simulate.families import Shape, generate
 
@@ -104,15 +107,12 @@ def _generate(spec: str) -> list[TraceRequest]:
         if set(kv) - known_f:
             raise ValueError(f"unknown --generate keys {sorted(set(kv) - known_f)}; "
                              f"use {sorted(known_f | {'family'})}")
-        return generate(family, seed=int(kv.get("seed", 1)), unit_rate=kv.get("unit", 1.0),
+        return generate(family, seed=int(seed), unit_rate=kv.get("unit", 1.0),
                         shape=Shape(kv.get("prompt", 256.0), kv.get("gen", 128.0)),
                         hours=kv.get("hours", 1.0))
     known = {"hours", "rate", "seed", "prompt", "gen", "burst"}
     if set(kv) - known:
         raise ValueError(f"unknown --generate keys {sorted(set(kv) - known)}; use {sorted(known)}")
-    seed = kv.get("seed", 1)
-    if not (math.isfinite(seed) and abs(seed) < 2**63):
-        raise ValueError(f"--generate seed must be a finite integer, got {seed}")
     return generate_bursty(seed=int(seed), hours=kv.get("hours", 1.0),
                            mean_rate=kv.get("rate", 2.0), prompt_mean=kv.get("prompt", 256.0),
                            gen_mean=kv.get("gen", 128.0), burst_factor=kv.get("burst", 2.5))

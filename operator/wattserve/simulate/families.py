@@ -23,9 +23,16 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wattserve.simulate.trace import TraceRequest
+from wattserve.simulate.trace import (
+    MAX_REQUESTS,
+    MAX_SPAN_S,
+    MAX_TOKENS,
+    TraceRequest,
+    finite_positive,
+)
 
 FAMILIES = ("steady", "diurnal", "onoff", "flash", "heavy", "long", "sparse")
+PEAK_UNITS = 20.0  # the highest rate of any family, in units (a flash crowd: 2 x 10)
 
 
 @dataclass(frozen=True)
@@ -85,8 +92,14 @@ def generate(family: str, *, seed: int, unit_rate: float, shape: Shape,
     """A trace of ``family`` (see the module docstring) lasting ``hours``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {', '.join(FAMILIES)}")
-    if unit_rate <= 0 or hours <= 0:
-        raise ValueError("unit_rate and hours must be positive")
+    finite_positive("hours", hours, MAX_SPAN_S / 3600.0)
+    finite_positive("unit", unit_rate, MAX_REQUESTS / PEAK_UNITS)
+    finite_positive("prompt", shape.prompt_mean, MAX_TOKENS)
+    finite_positive("gen", shape.gen_mean, MAX_TOKENS)
+    # The thinning draws at the family's peak rate; at most 5 draws per request allowed
+    # keeps the steady family (4 units of 20) within the requests any trace may hold.
+    if hours * 3600.0 * unit_rate * PEAK_UNITS > 5 * MAX_REQUESTS:
+        raise ValueError(f"hours x unit would make more than about {MAX_REQUESTS} requests")
     rng = random.Random(f"{family}:{seed}")
     horizon = hours * 3600.0
     u = unit_rate
