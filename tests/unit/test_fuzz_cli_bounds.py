@@ -115,3 +115,22 @@ def test_trace_reader_fails_only_with_value_errors(tmp_path_factory: pytest.Temp
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     with contextlib.suppress(ValueError, KeyError):  # the CLI's one line, exit 2
         read_trace(path)
+
+
+@pytest.mark.parametrize(("which", "content", "needle"), [
+    ("--model", None, "--model"),  # a directory
+    ("--model", b"\xd6\xff binary", "not a UTF-8 text file"),
+    ("--pools", b"", "is empty"),
+    ("--pools", b"kind: ModelDeployment\n", "no ServingPool document"),
+    ("--model", b"kind: ServingPool\n", "no ModelDeployment document"),
+])
+def test_simulate_names_the_unreadable_manifest(tmp_path: Path, which: str,
+                                                content: bytes | None, needle: str) -> None:
+    path = tmp_path / "given.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    files = {"--model": SMOL, "--pools": POOLS, which: str(path)}
+    _refused(_cli("simulate", "--generate", "hours=0.1", "--model", files["--model"],
+                  "--pools", files["--pools"]), needle)

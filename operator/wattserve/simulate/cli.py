@@ -131,8 +131,14 @@ def run(argv: list[str]) -> int:
         print(f"wattserve simulate: {problem}", file=sys.stderr)
         return 2
     try:
-        md = load_model(args.model)
-        pools = load_pools(args.pools)
+        try:
+            md = load_model(args.model)
+        except OSError as exc:
+            raise ValueError(f"--model {args.model}: {exc.strerror or exc}") from None
+        try:
+            pools = load_pools(args.pools)
+        except OSError as exc:
+            raise ValueError(f"--pools {args.pools}: {exc.strerror or exc}") from None
         pool, perf = place(md, pools)
         if args.trace:
             try:
@@ -142,6 +148,8 @@ def run(argv: list[str]) -> int:
                                    else args.trace_hours * 3600.0)
             except ValueError as exc:
                 raise ValueError(f"--trace {args.trace}: {exc}") from None
+            except OSError as exc:  # missing, a directory, unreadable: name the flag
+                raise ValueError(f"--trace {args.trace}: {exc.strerror or exc}") from None
             if not trace:
                 raise ValueError(f"--trace {args.trace}: no requests in the file")
         else:
