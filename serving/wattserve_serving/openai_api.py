@@ -34,7 +34,13 @@ from wattserve_serving.engines.base import (
 )
 from wattserve_serving.errors import APIError, from_validation_error
 from wattserve_serving.metrics import ServingMetrics
-from wattserve_serving.prompts import check_message_count, check_size, prepare, sampling
+from wattserve_serving.prompts import (
+    check_message_count,
+    check_response_format,
+    check_size,
+    prepare,
+    sampling,
+)
 from wattserve_serving.request_body import ClientGone, body_limit, off_loop, read_json
 from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
 
@@ -150,6 +156,7 @@ class ServingAPI:
             ticket = self._reserve()  # admission before any tokenizing
             prompt, param = await prepare(self.engine, req)
             params = sampling(self.engine, req, len(prompt.token_ids), param)
+            await check_response_format(self.engine, params)
             if req.stream:
                 streaming = True  # the stream records its own status when it ends
                 handed, ticket = ticket, None

@@ -137,6 +137,7 @@ def sampling(
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
         ignore_eos=req.ignore_eos,
+        json_schema=req.response_format.schema_text() if req.response_format else None,
     )
 
 
@@ -146,3 +147,24 @@ def message_dict(message: S.ChatMessage) -> dict[str, Any]:
     if message.name:
         out["name"] = message.name
     return out
+
+
+async def check_response_format(engine: Engine, params: SamplingParams) -> None:
+    """A JSON ``response_format`` needs an engine with structured outputs and a schema it
+    can enforce; otherwise a 400 naming ``response_format`` before any token is made."""
+    if params.json_schema is None:
+        return
+    check = getattr(engine, "check_json_schema", None)
+    if check is None:
+        raise APIError(
+            400,
+            f"'response_format' is not supported by this server's {engine.engine_name} "
+            "engine; remove it.",
+            param="response_format",
+            code="unsupported_parameter",
+        )
+    try:
+        await check(params.json_schema)
+    except ValueError as exc:
+        raise APIError(400, f"Invalid 'response_format': {exc}", param="response_format",
+                       code="invalid_value") from None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -38,6 +39,35 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(_Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(_Strict):
+    """OpenAI's ``response_format``: free text, any JSON object, or JSON of a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("'json_schema' is required when type is 'json_schema'")
+        return self
+
+    def schema_text(self) -> str | None:
+        """The JSON schema the output must match, as canonical JSON (None: free text)."""
+        if self.type == "text":
+            return None
+        schema = self.json_schema.schema_ if self.json_schema is not None else None
+        if self.type == "json_object" or schema is None:
+            schema = {"type": "object"}
+        return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
 class _SamplingFields(_Strict):
     model: str
     max_tokens: int | None = Field(default=None, ge=1)
@@ -53,6 +83,7 @@ class _SamplingFields(_Strict):
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     user: str | None = None
     ignore_eos: bool = False  # extension (vLLM has the same): benchmarks
+    response_format: ResponseFormat | None = None  # engines with structured outputs only
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -102,7 +133,6 @@ class CompletionRequest(_SamplingFields):
 _OFF: dict[str, tuple[Any, ...]] = {
     "logprobs": (None, False, 0),
     "top_logprobs": (None, 0),
-    "response_format": (None, {"type": "text"}),
     "tools": (None, []),
     "tool_choice": (None, "none", "auto"),
     "functions": (None, []),

@@ -98,7 +98,6 @@ def test_validation_errors_are_400_invalid_request(client: openai.OpenAI) -> Non
 
 @pytest.mark.parametrize("kwargs", [
     {"logprobs": True}, {"top_logprobs": 2, "logprobs": True},
-    {"response_format": {"type": "json_object"}},
     {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
     {"logit_bias": {"1": 10}},
 ])

@@ -28,6 +28,9 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
+    # The output must be JSON matching this schema (canonical JSON text); None: free text.
+    # Only engines with ``check_json_schema`` (structured outputs) are handed one.
+    json_schema: str | None = None
 
 
 @dataclass(frozen=True)

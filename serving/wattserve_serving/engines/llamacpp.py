@@ -9,8 +9,10 @@ requests strictly in turn. Closing the async iterator (client disconnect) sets a
 flag the worker checks before every token, so token production stops within one token.
 
 Chat rendering and tokenization run on a second thread (`_prep`), never on the event
-loop. Message contents are tokenized with `special=False`, so `<|im_start|>` typed by a
-user is text, not a role marker; only the chat template's own text yields special tokens.
+loop; so does compiling a ``response_format`` JSON schema into a llama.cpp grammar, which
+the request's sampler then enforces token by token (structured outputs). Message contents
+are tokenized with `special=False`, so `<|im_start|>` typed by a user is text, not a role
+marker; only the chat template's own text yields special tokens.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ _DONE = object()
 # A job switched away from keeps its KV cache up to this many tokens (SmolLM2-135M: ~23 KiB
 # per token, so <= ~12 MiB per waiting job); longer ones are evaluated again on resume.
 SAVE_MAX_TOKENS = 512
+MAX_GRAMMAR_CHARS = 100_000  # a JSON schema's grammar; a few KB for the schemas in use
+GRAMMARS_KEPT = 64  # compiled grammars kept, by schema text
+_LOOSE_CHAR = r'char ::= [^"\\]'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
 log = logging.getLogger("wattserve_serving")
 
 
@@ -64,6 +70,8 @@ class LlamaCppEngine:
         self._scheduler: FirstTokenScheduler[_Generation] = FirstTokenScheduler(
             self._step, parallel=self.max_concurrency, name="llamacpp")
         self._owner: _Generation | None = None  # the job whose tokens the KV cache holds
+        self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar (bounded)
+        self._grammars_lock = threading.Lock()  # the prep thread fills it, the worker reads
 
     # -- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -176,6 +184,44 @@ class LlamaCppEngine:
                 if text:
                     ids += self._tokenize_sync(text, first, False)
         return ids
+
+    # -- structured outputs ------------------------------------------------------
+    async def check_json_schema(self, schema: str) -> None:
+        """Compile ``schema`` to a llama.cpp grammar (off the event loop) and keep it for
+        the sampler; ValueError when it cannot be enforced."""
+        self._require()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._prep, self._grammar, schema)
+
+    def _grammar(self, schema: str) -> Any:
+        import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        with self._grammars_lock:
+            grammar = self._grammars.get(schema)
+        if grammar is not None:
+            return grammar
+        try:
+            grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
+        except Exception as exc:  # the converter asserts on what it does not know
+            raise ValueError(f"the JSON schema cannot be enforced: {exc}") from None
+        # llama-cpp-python's converter lets a string hold raw control characters (a
+        # newline inside a string is not JSON; json.loads refuses it): llama.cpp's own
+        # converter excludes them, and so does this.
+        grammar._grammar = grammar._grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+        if len(grammar._grammar) > MAX_GRAMMAR_CHARS:
+            raise ValueError(f"the JSON schema's grammar is larger than {MAX_GRAMMAR_CHARS} "
+                             "characters (long minItems, minLength or nesting?)")
+        parsed = llama_cpp.llama_sampler_init_grammar(
+            self._require()._model.vocab, grammar._grammar.encode(), grammar._root.encode())
+        if not parsed:
+            raise ValueError("the JSON schema's grammar does not parse in llama.cpp")
+        llama_cpp.llama_sampler_free(parsed)
+        with self._grammars_lock:
+            while len(self._grammars) >= GRAMMARS_KEPT:
+                self._grammars.pop(next(iter(self._grammars)))
+            self._grammars[schema] = grammar
+        return grammar
 
     # -- generation --------------------------------------------------------------
     async def generate(
@@ -299,6 +345,7 @@ class LlamaCppEngine:
                 repeat_penalty=1.0,
                 frequency_penalty=params.frequency_penalty,
                 presence_penalty=params.presence_penalty,
+                grammar=None if params.json_schema is None else self._grammar(params.json_schema),
             )
         self._ensure_cached(job)
         token = int(job.sampler.sample(llm._ctx, -1))
