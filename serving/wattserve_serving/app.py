@@ -33,6 +33,7 @@ def new_fastapi(**kwargs: object) -> FastAPI:
 def mount(app: FastAPI, api: ServingAPI) -> None:
     """Plain Starlette routes (no FastAPI dependency injection on the hot path)."""
     app.add_route("/v1/models", api.models, methods=["GET"])
+    app.add_route("/v1/models/{model:path}", api.model, methods=["GET"])
     app.add_route("/v1/chat/completions", api.chat_completions, methods=["POST"])
     app.add_route("/v1/completions", api.completions, methods=["POST"])
     app.add_route(contract.HEALTH_PATH, api.health, methods=["GET"])

@@ -121,6 +121,15 @@ class ServingAPI:
             return exc.response()
         return JSONResponse(S.models_list(self.model_name, self.created))
 
+    async def model(self, request: Request) -> Response:
+        """``GET /v1/models/{model}``: the served model, or 404 for any other id."""
+        try:
+            self.keys.check(request)
+            self._check_model(str(request.path_params.get("model", "")))
+        except APIError as exc:
+            return exc.response()
+        return JSONResponse(S.models_list(self.model_name, self.created)["data"][0])
+
     # -- generation endpoints ----------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
         return await self._handle(request, chat=True)

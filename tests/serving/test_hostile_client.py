@@ -242,11 +242,14 @@ def test_api_keys_guard_the_openai_endpoints(fake_server_factory: Any,
         assert resp.status_code == 401, (headers, resp.text)
         assert resp.json()["error"]["code"] == "invalid_api_key"
     assert httpx.get(server.url + "/v1/models", timeout=10).status_code == 401
+    assert httpx.get(server.url + "/v1/models/fake", timeout=10).status_code == 401
     for key in ("k-one", "k-two"):
         auth = {"Authorization": f"Bearer {key}"}
         assert httpx.post(server.url + CHAT, json=OK_CHAT, headers=auth,
                           timeout=10).status_code == 200
         assert httpx.get(server.url + "/v1/models", headers=auth, timeout=10).status_code == 200
+        assert httpx.get(server.url + "/v1/models/fake", headers=auth,
+                         timeout=10).status_code == 200
     assert httpx.get(server.url + "/health", timeout=10).status_code == 200
     assert httpx.get(server.url + "/metrics", timeout=10).status_code == 200
 

@@ -58,6 +58,14 @@ def test_models_list(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == ["smollm2"]
 
 
+def test_models_retrieve(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("smollm2")
+    assert (model.id, model.object, model.owned_by) == ("smollm2", "model", "wattserve")
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("org/other-model")
+    assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
 def test_chat_non_streaming(client: openai.OpenAI, reference_tokenizer: Any) -> None:
     messages = [{"role": "user", "content": "What is the capital of France? One word."}]
     resp = client.chat.completions.create(model="smollm2", messages=messages,  # type: ignore[arg-type]
