@@ -3,9 +3,11 @@
 from wattserve.api.errors import SpecError
 from wattserve.api.parse import (
     API_VERSION,
+    MAX_MANIFEST_CHARS,
     load_yaml_documents,
     parse_model_deployment,
     parse_serving_pool,
+    read_manifest,
 )
 from wattserve.api.types import (
     SLO,
@@ -33,6 +35,7 @@ from wattserve.api.types import (
 
 __all__ = [
     "API_VERSION",
+    "MAX_MANIFEST_CHARS",
     "SLO",
     "Accelerator",
     "Architecture",
@@ -58,4 +61,5 @@ __all__ = [
     "load_yaml_documents",
     "parse_model_deployment",
     "parse_serving_pool",
+    "read_manifest",
 ]

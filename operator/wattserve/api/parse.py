@@ -7,6 +7,7 @@ field paths, so `wattserve plan` rejects exactly what the API server rejects.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
@@ -319,6 +320,22 @@ def _tuning(spec: Fields) -> Tuning:
         cold_start_seconds=None if cold is None else float(cold),
         cpu_millis_per_thread=millis,
     )
+
+
+MAX_MANIFEST_CHARS: Final = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
+
+
+def read_manifest(path: str | Path) -> str:
+    """A manifest file's text. A binary or oversized file is a SpecError naming it; an
+    OSError (missing, a directory) is left to the caller, which knows the flag."""
+    with Path(path).open(encoding="utf-8") as fh:
+        try:
+            text = fh.read(MAX_MANIFEST_CHARS + 1)
+        except UnicodeDecodeError:
+            raise SpecError(str(path), "not a UTF-8 text file") from None
+    if len(text) > MAX_MANIFEST_CHARS:
+        raise SpecError(str(path), f"larger than {MAX_MANIFEST_CHARS >> 20} MiB")
+    return text
 
 
 def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import yaml
 
 from wattserve.api import (
+    MAX_MANIFEST_CHARS,
     ModelDeployment,
     Objective,
     ServingPool,
@@ -19,6 +20,7 @@ from wattserve.api import (
     load_yaml_documents,
     parse_model_deployment,
     parse_serving_pool,
+    read_manifest,
 )
 from wattserve.cli.plan_fleet import IncumbentError, plan_fleet
 from wattserve.cli.plan_fleet import data as fleet_data
@@ -133,7 +135,7 @@ class _InputError(Exception):
     pass
 
 
-MAX_INPUT_CHARS = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
+MAX_INPUT_CHARS = MAX_MANIFEST_CHARS
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -174,17 +176,15 @@ def _docs(path: str, kind: str) -> list[dict[str, Any]]:
     try:
         if path == "-":
             text = sys.stdin.read(MAX_INPUT_CHARS + 1)
+            if len(text) > MAX_INPUT_CHARS:
+                raise SpecError(path, f"larger than {MAX_INPUT_CHARS >> 20} MiB")
         else:
-            with Path(path).open(encoding="utf-8") as fh:
-                text = fh.read(MAX_INPUT_CHARS + 1)
-        if len(text) > MAX_INPUT_CHARS:
-            raise _InputError(f"{path}: larger than {MAX_INPUT_CHARS // (1 << 20)} MiB")
+            text = read_manifest(path)
+        docs = load_yaml_documents(text, path)
     except OSError as exc:
         raise _InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise _InputError(f"{path}: not a UTF-8 text file") from None
-    try:
-        docs = load_yaml_documents(text, path)
     except SpecError as exc:
         raise _InputError(str(exc)) from None
     out = []

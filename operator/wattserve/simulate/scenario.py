@@ -16,6 +16,7 @@ from wattserve.api import (
     load_yaml_documents,
     parse_model_deployment,
     parse_serving_pool,
+    read_manifest,
 )
 from wattserve.autoscale.inputs import capacity_of, scaling_inputs
 from wattserve.autoscale.performance import PerformanceModel
@@ -58,24 +59,8 @@ class Scenario:
         return self.md.spec.scaling.min_replicas == 0
 
 
-MAX_MANIFEST_CHARS = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
-
-
-def _manifest_text(path: str | Path) -> str:
-    """The file's text; a binary or oversized file is a ValueError naming it (an OSError,
-    e.g. a directory, is left to the caller, which names the flag)."""
-    try:
-        with Path(path).open(encoding="utf-8") as fh:
-            text = fh.read(MAX_MANIFEST_CHARS + 1)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
-    if len(text) > MAX_MANIFEST_CHARS:
-        raise ValueError(f"{path}: larger than {MAX_MANIFEST_CHARS >> 20} MiB")
-    return text
-
-
 def load_model(path: str | Path) -> ModelDeployment:
-    docs = load_yaml_documents(_manifest_text(path), str(path))
+    docs = load_yaml_documents(read_manifest(path), str(path))
     mds = [d for d in docs if d.get("kind") == "ModelDeployment"]
     if not mds:
         raise ValueError(f"{path}: no ModelDeployment document")
@@ -83,7 +68,7 @@ def load_model(path: str | Path) -> ModelDeployment:
 
 
 def load_pools(path: str | Path) -> list[ServingPool]:
-    docs = load_yaml_documents(_manifest_text(path), str(path))
+    docs = load_yaml_documents(read_manifest(path), str(path))
     pools = [parse_serving_pool(d) for d in docs if d.get("kind") == "ServingPool"]
     if not pools:
         raise ValueError(f"{path}: no ServingPool document")
