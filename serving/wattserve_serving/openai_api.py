@@ -38,6 +38,7 @@ from wattserve_serving.prompts import (
     check_message_count,
     check_response_format,
     check_size,
+    choice_params,
     prepare,
     sampling,
 )
@@ -220,10 +221,12 @@ class ServingAPI:
             raise _unavailable(self.load_error or "model is still loading")
 
     async def _tokens(
-        self, prompt: PreparedPrompt, params: SamplingParams, start: float
+        self, prompt: PreparedPrompt, params: SamplingParams, start: float, first: bool = True
     ) -> AsyncIterator[Chunk]:
-        """Engine chunks, with token counters, TTFT and inter-token latency recorded."""
-        self.metrics.prompt_tokens.inc(len(prompt.token_ids))
+        """Engine chunks, with token counters, TTFT and inter-token latency recorded. The
+        prompt and the time to first token count once per request: for its first choice."""
+        if first:
+            self.metrics.prompt_tokens.inc(len(prompt.token_ids))
         last: float | None = None
         stream = self.engine.generate(prompt, params)
         try:
@@ -232,7 +235,8 @@ class ServingAPI:
                     now = time.perf_counter()
                     self.metrics.generation_tokens.inc(chunk.tokens)
                     if last is None:
-                        self.metrics.ttft.observe(now - start)
+                        if first:
+                            self.metrics.ttft.observe(now - start)
                     else:
                         gap = (now - last) / chunk.tokens
                         for _ in range(chunk.tokens):
@@ -253,27 +257,29 @@ class ServingAPI:
         ticket: Ticket,
         start: float,
     ) -> Response:
-        parts: list[str] = []
-        produced, finish = 0, "stop"
+        choices: list[tuple[str, str]] = []
+        produced = 0
+        echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
         async with ticket:
-            try:
-                async for chunk in self._tokens(prompt, params, start):
-                    parts.append(chunk.text)
-                    produced += chunk.tokens
-                    finish = chunk.finish_reason or finish
-            except EngineError as exc:
-                log.error("generation failed: %s", exc)
-                raise APIError(500, "generation failed", type_="server_error") from exc
-        text = "".join(parts)
+            for index in range(req.n):
+                parts: list[str] = [echo]
+                finish = "stop"
+                try:
+                    async for chunk in self._tokens(prompt, choice_params(params, index), start,
+                                                    first=index == 0):
+                        parts.append(chunk.text)
+                        produced += chunk.tokens
+                        finish = chunk.finish_reason or finish
+                except EngineError as exc:
+                    log.error("generation failed: %s", exc)
+                    raise APIError(500, "generation failed", type_="server_error") from exc
+                choices.append(("".join(parts), finish))
         usage = S.usage(len(prompt.token_ids), produced)
         if chat:
-            return JSONResponse(
-                S.chat_response(S.new_id("chatcmpl"), self.model_name, text, finish, usage)
-            )
-        if isinstance(req, S.CompletionRequest) and req.echo:
-            text = prompt.text + text
+            return JSONResponse(S.chat_response(S.new_id("chatcmpl"), self.model_name, choices,
+                                                usage))
         return JSONResponse(
-            S.completion_response(S.new_id("cmpl"), self.model_name, text, finish, usage)
+            S.completion_response(S.new_id("cmpl"), self.model_name, choices, usage)
         )
 
     def _stream(
@@ -301,25 +307,29 @@ class ServingAPI:
             produced = 0
             try:
                 async with ticket:
-                    if chat:
-                        role = {"role": "assistant", "content": ""}
-                        yield sse(S.chat_chunk(rid, model, created, role))
-                    elif isinstance(req, S.CompletionRequest) and req.echo:
-                        yield sse(S.completion_chunk(rid, model, created, prompt.text))
-                    async for chunk in self._tokens(prompt, params, start):
-                        produced += chunk.tokens
-                        if not chunk.text and chunk.finish_reason is None:
-                            continue
+                    for i in range(req.n):  # choice after choice, each with its index
                         if chat:
-                            delta = {"content": chunk.text} if chunk.text else {}
-                            payload = S.chat_chunk(
-                                rid, model, created, delta, chunk.finish_reason
-                            )
-                        else:
-                            payload = S.completion_chunk(
-                                rid, model, created, chunk.text, chunk.finish_reason
-                            )
-                        yield sse(payload)
+                            role = {"role": "assistant", "content": ""}
+                            yield sse(S.chat_chunk(rid, model, created, role, index=i))
+                        elif isinstance(req, S.CompletionRequest) and req.echo:
+                            yield sse(S.completion_chunk(rid, model, created, prompt.text,
+                                                         index=i))
+                        async for chunk in self._tokens(prompt, choice_params(params, i), start,
+                                                        first=i == 0):
+                            produced += chunk.tokens
+                            if not chunk.text and chunk.finish_reason is None:
+                                continue
+                            if chat:
+                                delta = {"content": chunk.text} if chunk.text else {}
+                                payload = S.chat_chunk(
+                                    rid, model, created, delta, chunk.finish_reason, index=i
+                                )
+                            else:
+                                payload = S.completion_chunk(
+                                    rid, model, created, chunk.text, chunk.finish_reason,
+                                    index=i
+                                )
+                            yield sse(payload)
                 if include_usage:
                     usage = S.usage(len(prompt.token_ids), produced)
                     maker = S.chat_chunk if chat else S.completion_chunk

@@ -6,6 +6,7 @@ prompt is tokenized after admission, by the engine off the event loop.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from wattserve_serving import schemas as S
@@ -139,6 +140,14 @@ def sampling(
         ignore_eos=req.ignore_eos,
         json_schema=req.response_format.schema_text() if req.response_format else None,
     )
+
+
+def choice_params(params: SamplingParams, index: int) -> SamplingParams:
+    """The sampling of choice ``index`` of ``n``: a request's seed makes the whole set
+    reproducible, each choice drawing from a seed of its own (seed + index)."""
+    if index == 0 or params.seed is None:
+        return params
+    return replace(params, seed=(params.seed + index) % 2**64)
 
 
 def message_dict(message: S.ChatMessage) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+MAX_CHOICES = 16  # `n`: each choice is a generation of its own on this server's one slot
 
 
 class _Strict(BaseModel):
@@ -74,7 +75,7 @@ class _SamplingFields(_Strict):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0, le=1_000_000)
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choices, made one after another
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = Field(default=None, max_length=16)
@@ -179,8 +180,9 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def chat_response(
-    rid: str, model: str, text: str, finish: str, usage_: dict[str, int]
+    rid: str, model: str, choices: list[tuple[str, str]], usage_: dict[str, int]
 ) -> dict[str, Any]:
+    """A chat completion of ``choices``: (text, finish_reason) for each, in index order."""
     return {
         "id": rid,
         "object": "chat.completion",
@@ -188,25 +190,27 @@ def chat_response(
         "model": model,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": None,
                 "finish_reason": finish,
             }
+            for index, (text, finish) in enumerate(choices)
         ],
         "usage": usage_,
     }
 
 
 def completion_response(
-    rid: str, model: str, text: str, finish: str, usage_: dict[str, int]
+    rid: str, model: str, choices: list[tuple[str, str]], usage_: dict[str, int]
 ) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "text_completion",
         "created": now(),
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+                    for index, (text, finish) in enumerate(choices)],
         "usage": usage_,
     }
 
@@ -234,9 +238,10 @@ def chat_chunk(
     delta: dict[str, Any] | None,
     finish: str | None = None,
     usage_: dict[str, int] | None = None,
+    index: int = 0,
 ) -> dict[str, Any]:
     choice = None if delta is None else {
-        "index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        "index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
     return _chunk("chat.completion.chunk", rid, model, created, choice, usage_)
 
 
@@ -247,9 +252,10 @@ def completion_chunk(
     text: str | None,
     finish: str | None = None,
     usage_: dict[str, int] | None = None,
+    index: int = 0,
 ) -> dict[str, Any]:
     choice = None if text is None else {
-        "index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        "index": index, "text": text, "logprobs": None, "finish_reason": finish}
     return _chunk("text_completion", rid, model, created, choice, usage_)
 
 

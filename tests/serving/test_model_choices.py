@@ -1,0 +1,108 @@
+"""``n`` choices with the real SmolLM2 model and the official `openai` client: n answers
+indexed 0..n-1, the prompt counted once and every choice's tokens in ``usage``, a seeded
+set reproducible (its first choice is the single answer of the same seed), streamed choices
+equal to the same request unstreamed, on both endpoints; /metrics counts the prompt once."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import openai
+import pytest
+
+from serving_helpers import LoopbackServer
+
+pytestmark = pytest.mark.model
+
+ASK = [{"role": "user", "content": "Say something about the sea."}]
+NO_EOS = {"ignore_eos": True}  # every choice runs to max_tokens: exact usage
+
+
+@pytest.fixture(scope="module")
+def client(model_server: LoopbackServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
+                         timeout=120)
+
+
+def _chat(client: openai.OpenAI, **kw: object) -> openai.types.chat.ChatCompletion:
+    return client.chat.completions.create(  # type: ignore[call-overload, no-any-return]
+        model="smollm2", messages=ASK, **kw)
+
+
+def test_n_choices_are_indexed_and_counted_once_for_the_prompt(
+        client: openai.OpenAI) -> None:
+    one = _chat(client, max_tokens=6, seed=11, extra_body=NO_EOS)
+    three = _chat(client, n=3, max_tokens=6, seed=11, extra_body=NO_EOS)
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert all(c.finish_reason == "length" and c.message.content for c in three.choices)
+    assert three.usage is not None and one.usage is not None
+    assert three.usage.prompt_tokens == one.usage.prompt_tokens
+    assert three.usage.completion_tokens == 3 * 6
+    # Seeded: the set is reproducible, its first choice is the single answer of that seed,
+    # and the other choices are samples of their own, not copies.
+    assert three.choices[0].message.content == one.choices[0].message.content
+    again = _chat(client, n=3, max_tokens=6, seed=11, extra_body=NO_EOS)
+    assert [c.message.content for c in again.choices] == \
+        [c.message.content for c in three.choices]
+    assert len({c.message.content for c in three.choices}) > 1
+
+
+def test_streamed_choices_equal_the_unstreamed_answer(client: openai.OpenAI) -> None:
+    whole = _chat(client, n=2, max_tokens=8, seed=5)
+    texts: dict[int, str] = defaultdict(str)
+    finishes: dict[int, str | None] = {}
+    roles: list[int] = []
+    usage = None
+    for chunk in _chat(client, n=2, max_tokens=8, seed=5, stream=True,
+                       stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.role == "assistant":
+                roles.append(choice.index)
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason is not None:
+                finishes[choice.index] = choice.finish_reason
+    assert roles == [0, 1]
+    assert [texts[0], texts[1]] == [c.message.content for c in whole.choices]
+    assert [finishes[0], finishes[1]] == [c.finish_reason for c in whole.choices]
+    assert usage is not None and whole.usage is not None
+    assert usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_completions_endpoint_answers_n_choices_with_echo(client: openai.OpenAI) -> None:
+    resp = client.completions.create(model="smollm2", prompt="The sea is", n=2, max_tokens=4,
+                                     seed=3, echo=True, extra_body=NO_EOS)
+    assert [c.index for c in resp.choices] == [0, 1]
+    assert all(c.text.startswith("The sea is") for c in resp.choices)
+    assert resp.usage is not None and resp.usage.completion_tokens == 8
+    streamed: dict[int, str] = defaultdict(str)
+    for chunk in client.completions.create(model="smollm2", prompt="The sea is", n=2,
+                                           max_tokens=4, seed=3, echo=True, stream=True,
+                                           extra_body=NO_EOS):
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.text
+    assert [streamed[0], streamed[1]] == [c.text for c in resp.choices]
+
+
+def test_metrics_count_the_prompt_once_and_every_choice(model_server: LoopbackServer,
+                                                        client: openai.OpenAI) -> None:
+    keys = ("wattserve_prompt_tokens_total", "wattserve_generation_tokens_total",
+            "wattserve_time_to_first_token_seconds_count",
+            "wattserve_inter_token_latency_seconds_count")
+    before = model_server.metrics()
+    resp = _chat(client, n=4, max_tokens=3, seed=1, extra_body=NO_EOS)
+    after = model_server.metrics()
+    prompt, generated, ttft, itl = (after[k] - before[k] for k in keys)
+    assert resp.usage is not None
+    assert prompt == resp.usage.prompt_tokens
+    assert generated == 4 * 3
+    assert ttft == 1  # one time to first token per request, not per choice
+    assert itl == 4 * (3 - 1)  # the gaps within each choice
+
+
+def test_too_many_choices_is_a_400_naming_n(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        _chat(client, n=17, max_tokens=2)
+    assert err.value.body is not None
+    assert err.value.body.get("param") == "n"  # type: ignore[union-attr]
