@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,10 +31,12 @@ from wattserve_serving.engines.base import (
     EngineNotReady,
     PreparedPrompt,
     SamplingParams,
+    TokenLogprob,
 )
 from wattserve_serving.errors import APIError, from_validation_error
 from wattserve_serving.metrics import ServingMetrics
 from wattserve_serving.prompts import (
+    check_logprobs,
     check_message_count,
     check_response_format,
     check_size,
@@ -42,12 +44,17 @@ from wattserve_serving.prompts import (
     prepare,
     sampling,
 )
-from wattserve_serving.request_body import ClientGone, body_limit, off_loop, read_json
+from wattserve_serving.request_body import (
+    ClientGone,
+    body_limit,
+    off_loop,
+    read_json,
+    unless_client_leaves,
+)
 from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
 
 log = logging.getLogger("wattserve_serving")
 M = TypeVar("M", bound=BaseModel)
-R = TypeVar("R")
 RETRY_AFTER_S = 1
 
 CLIENT_CLOSED = 499  # nginx's "client closed request", on REQUESTS_TOTAL only
@@ -163,6 +170,7 @@ class ServingAPI:
             self._check_model(req.model)
             self._check_ready()
             check_size(self.engine, req)
+            check_logprobs(self.engine, req)
             ticket = self._reserve()  # admission before any tokenizing
             prompt, param = await prepare(self.engine, req)
             params = sampling(self.engine, req, len(prompt.token_ids), param)
@@ -171,7 +179,7 @@ class ServingAPI:
                 streaming = True  # the stream records its own status when it ends
                 handed, ticket = ticket, None
                 return self._stream(req, chat, prompt, params, handed, start)
-            response = await _unless_client_leaves(
+            response = await unless_client_leaves(
                 request, self._complete(req, chat, prompt, params, ticket, start)
             )
             status = 200
@@ -257,23 +265,26 @@ class ServingAPI:
         ticket: Ticket,
         start: float,
     ) -> Response:
-        choices: list[tuple[str, str]] = []
+        choices: list[S.Choice] = []
         produced = 0
         echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
         async with ticket:
             for index in range(req.n):
                 parts: list[str] = [echo]
+                entries: list[TokenLogprob] = []
                 finish = "stop"
                 try:
                     async for chunk in self._tokens(prompt, choice_params(params, index), start,
                                                     first=index == 0):
                         parts.append(chunk.text)
+                        entries.extend(chunk.logprobs)
                         produced += chunk.tokens
                         finish = chunk.finish_reason or finish
                 except EngineError as exc:
                     log.error("generation failed: %s", exc)
                     raise APIError(500, "generation failed", type_="server_error") from exc
-                choices.append(("".join(parts), finish))
+                choices.append(("".join(parts), finish,
+                                _logprobs(params, chat, entries, len(echo))))
         usage = S.usage(len(prompt.token_ids), produced)
         if chat:
             return JSONResponse(S.chat_response(S.new_id("chatcmpl"), self.model_name, choices,
@@ -314,21 +325,25 @@ class ServingAPI:
                         elif isinstance(req, S.CompletionRequest) and req.echo:
                             yield sse(S.completion_chunk(rid, model, created, prompt.text,
                                                          index=i))
+                        held: list[TokenLogprob] = []  # of tokens whose text is held back
+                        offset = 0
                         async for chunk in self._tokens(prompt, choice_params(params, i), start,
                                                         first=i == 0):
                             produced += chunk.tokens
+                            held.extend(chunk.logprobs)
                             if not chunk.text and chunk.finish_reason is None:
                                 continue
+                            lp = _logprobs(params, chat, held, offset)
+                            offset += sum(len(e.token) for e in held)
+                            held = []
                             if chat:
                                 delta = {"content": chunk.text} if chunk.text else {}
-                                payload = S.chat_chunk(
-                                    rid, model, created, delta, chunk.finish_reason, index=i
-                                )
+                                payload = S.chat_chunk(rid, model, created, delta,
+                                                       chunk.finish_reason, index=i, logprobs=lp)
                             else:
-                                payload = S.completion_chunk(
-                                    rid, model, created, chunk.text, chunk.finish_reason,
-                                    index=i
-                                )
+                                payload = S.completion_chunk(rid, model, created, chunk.text,
+                                                             chunk.finish_reason, index=i,
+                                                             logprobs=lp)
                             yield sse(payload)
                 if include_usage:
                     usage = S.usage(len(prompt.token_ids), produced)
@@ -345,30 +360,13 @@ class ServingAPI:
         return GuardedStreamingResponse(events(), on_close=record)
 
 
-async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, R]) -> R:
-    """Run `work`; cancel it (and its generation) when the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_disconnected(request))
-    try:
-        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise ClientGone
-    finally:
-        watch.cancel()
-        task.cancel()
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the ASGI server reports that the client went away."""
-    while True:
-        message = await request.receive()
-        if message.get("type") == "http.disconnect":
-            return
-        await asyncio.sleep(0.05)  # a server that answers at once must not spin the loop
+def _logprobs(
+    params: SamplingParams, chat: bool, entries: list[TokenLogprob], offset: int
+) -> dict[str, Any] | None:
+    """A choice's (or a chunk's) ``logprobs`` in the endpoint's format; None when not asked."""
+    if params.logprobs is None:
+        return None
+    return S.chat_logprobs(entries) if chat else S.completion_logprobs(entries, offset)
 
 
 def _validate(model: type[M], body: dict[str, Any]) -> M:

@@ -139,7 +139,28 @@ def sampling(
         frequency_penalty=req.frequency_penalty,
         ignore_eos=req.ignore_eos,
         json_schema=req.response_format.schema_text() if req.response_format else None,
+        logprobs=req.wanted_logprobs(),
     )
+
+
+def check_logprobs(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    """Log probabilities need an engine that reports them (``max_logprobs``), chat's
+    ``top_logprobs`` needs ``logprobs: true`` (as OpenAI), and ``echo`` is refused with
+    them: the prompt's own log probabilities are not computed."""
+    param = req.logprob_param()
+    if param is None:
+        return
+    if int(getattr(engine, "max_logprobs", 0)) < max(1, req.wanted_logprobs() or 0):
+        raise APIError(
+            400, f"'{param}' is not supported by this server's {engine.engine_name} engine; "
+            "remove it.", param=param, code="unsupported_parameter")
+    if req.wanted_logprobs() is None:
+        raise APIError(400, "'top_logprobs' requires 'logprobs' to be true.",
+                       param="top_logprobs", code="invalid_value")
+    if isinstance(req, S.CompletionRequest) and req.echo:
+        raise APIError(
+            400, "'echo' with 'logprobs' is not supported: this server does not compute the "
+            "prompt's log probabilities.", param="echo", code="unsupported_parameter")
 
 
 def choice_params(params: SamplingParams, index: int) -> SamplingParams:

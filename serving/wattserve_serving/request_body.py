@@ -8,9 +8,10 @@ each failure is an OpenAI-style 4xx without exception text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
@@ -30,6 +31,7 @@ MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 _PARSE_SLOTS = threading.BoundedSemaphore(2)
 _buffered = {"bytes": 0}
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def body_limit(context_length: int) -> int:
@@ -159,3 +161,29 @@ def _too_large(limit: int) -> APIError:
     return APIError(
         413, f"Request body too large: the limit is {limit} bytes.", code="body_too_large"
     )
+
+
+async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, R]) -> R:
+    """Run `work`; cancel it (and its generation) when the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone
+    finally:
+        watch.cancel()
+        task.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the ASGI server reports that the client went away."""
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            return
+        await asyncio.sleep(0.05)  # a server that answers at once must not spin the loop

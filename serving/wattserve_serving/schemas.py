@@ -9,8 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wattserve_serving.engines.base import TokenLogprob
+
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 MAX_CHOICES = 16  # `n`: each choice is a generation of its own on this server's one slot
+MAX_TOP_LOGPROBS = 20  # chat `top_logprobs`, OpenAI's bound
+MAX_COMPLETION_LOGPROBS = 5  # completions `logprobs`, OpenAI's bound
 
 
 class _Strict(BaseModel):
@@ -96,9 +100,19 @@ class _SamplingFields(_Strict):
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def wanted_logprobs(self) -> int | None:
+        """Alternatives to report per token (0: the chosen token only); None: no logprobs."""
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+    def logprob_param(self) -> str | None:
+        """The log-probability parameter the request turns on, if any."""
+        return "logprobs" if self.logprobs else "top_logprobs" if self.top_logprobs else None
 
 
 class CompletionRequest(_SamplingFields):
@@ -106,9 +120,16 @@ class CompletionRequest(_SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's completions default
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)
 
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
+
+    def wanted_logprobs(self) -> int | None:
+        return self.logprobs
+
+    def logprob_param(self) -> str | None:
+        return None if self.logprobs is None else "logprobs"
 
     def prompt_text(self) -> str | None:
         """The single text prompt, or None when several or token ids were sent."""
@@ -132,8 +153,6 @@ class CompletionRequest(_SamplingFields):
 # OpenAI parameters this server does not implement, with the values that mean "off".
 # A request that turns one on gets a 400 naming it instead of a silently different answer.
 _OFF: dict[str, tuple[Any, ...]] = {
-    "logprobs": (None, False, 0),
-    "top_logprobs": (None, 0),
     "tools": (None, []),
     "tool_choice": (None, "none", "auto"),
     "functions": (None, []),
@@ -157,7 +176,7 @@ def unsupported_param(body: dict[str, Any]) -> str | None:
         if name not in body:
             continue
         value = body[name]
-        # bool is an int: `logprobs: 0` is off, `logprobs: True` is not, so compare types.
+        # bool is an int: `best_of: 1` is off, `best_of: True` is not, so compare types.
         if not any(type(value) is type(o) and value == o for o in off):
             return name
     return None
@@ -179,10 +198,13 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+Choice = tuple[str, str, dict[str, Any] | None]  # text, finish_reason, logprobs
+
+
 def chat_response(
-    rid: str, model: str, choices: list[tuple[str, str]], usage_: dict[str, int]
+    rid: str, model: str, choices: list[Choice], usage_: dict[str, int]
 ) -> dict[str, Any]:
-    """A chat completion of ``choices``: (text, finish_reason) for each, in index order."""
+    """A chat completion of ``choices`` (text, finish_reason, logprobs), in index order."""
     return {
         "id": rid,
         "object": "chat.completion",
@@ -192,27 +214,50 @@ def chat_response(
             {
                 "index": index,
                 "message": {"role": "assistant", "content": text},
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": finish,
             }
-            for index, (text, finish) in enumerate(choices)
+            for index, (text, finish, logprobs) in enumerate(choices)
         ],
         "usage": usage_,
     }
 
 
 def completion_response(
-    rid: str, model: str, choices: list[tuple[str, str]], usage_: dict[str, int]
+    rid: str, model: str, choices: list[Choice], usage_: dict[str, int]
 ) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "text_completion",
         "created": now(),
         "model": model,
-        "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-                    for index, (text, finish) in enumerate(choices)],
+        "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+                    for index, (text, finish, logprobs) in enumerate(choices)],
         "usage": usage_,
     }
+
+
+def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's ``logprobs``: each token with its bytes and its alternatives."""
+    def one(token: str, raw: bytes, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(raw)}
+
+    return {"content": [{**one(e.token, e.token_bytes, e.logprob),
+                         "top_logprobs": [one(*alt) for alt in e.top]} for e in entries],
+            "refusal": None}
+
+
+def completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    """A completion choice's legacy ``logprobs``; ``offset``: where the first token's text
+    starts in the choice's text (characters)."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {"tokens": [e.token for e in entries],
+            "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{token: lp for token, _, lp in e.top} for e in entries],
+            "text_offset": offsets}
 
 
 def _chunk(
@@ -239,9 +284,10 @@ def chat_chunk(
     finish: str | None = None,
     usage_: dict[str, int] | None = None,
     index: int = 0,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     choice = None if delta is None else {
-        "index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     return _chunk("chat.completion.chunk", rid, model, created, choice, usage_)
 
 
@@ -253,9 +299,10 @@ def completion_chunk(
     finish: str | None = None,
     usage_: dict[str, int] | None = None,
     index: int = 0,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     choice = None if text is None else {
-        "index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        "index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
     return _chunk("text_completion", rid, model, created, choice, usage_)
 
 

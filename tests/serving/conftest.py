@@ -59,3 +59,12 @@ def model_server(request: pytest.FixtureRequest) -> Iterator[LoopbackServer]:
         server = LoopbackServer(cfg).start()
         yield server
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def openai_client(model_server: LoopbackServer) -> object:
+    """The official `openai` client against this module's real-model server."""
+    import openai
+
+    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
+                         timeout=120)

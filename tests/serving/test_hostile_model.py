@@ -97,7 +97,6 @@ def test_validation_errors_are_400_invalid_request(client: openai.OpenAI) -> Non
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"logprobs": True}, {"top_logprobs": 2, "logprobs": True},
     {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
     {"logit_bias": {"1": 10}},
 ])

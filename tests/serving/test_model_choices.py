@@ -19,9 +19,8 @@ NO_EOS = {"ignore_eos": True}  # every choice runs to max_tokens: exact usage
 
 
 @pytest.fixture(scope="module")
-def client(model_server: LoopbackServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+def client(openai_client: openai.OpenAI) -> openai.OpenAI:
+    return openai_client
 
 
 def _chat(client: openai.OpenAI, **kw: object) -> openai.types.chat.ChatCompletion:

@@ -31,6 +31,20 @@ class SamplingParams:
     # The output must be JSON matching this schema (canonical JSON text); None: free text.
     # Only engines with ``check_json_schema`` (structured outputs) are handed one.
     json_schema: str | None = None
+    # Report each generated token's log probability and this many alternatives (None: off).
+    # Only engines with ``max_logprobs`` > 0 are handed one.
+    logprobs: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log probability under the model (before temperature, top-k,
+    top-p or a grammar), with the most likely alternatives at that step, best first."""
+
+    token: str
+    token_bytes: bytes
+    logprob: float
+    top: tuple[tuple[str, bytes, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,7 @@ class Chunk:
     text: str
     tokens: int
     finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per token when asked for (in order)
 
 
 @runtime_checkable

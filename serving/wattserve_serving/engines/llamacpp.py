@@ -39,8 +39,10 @@ from wattserve_serving.engines.base import (
     EngineNotReady,
     PreparedPrompt,
     SamplingParams,
+    TokenLogprob,
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
+from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
 from wattserve_serving.engines.stops import StopMatcher
 
 _DONE = object()
@@ -61,6 +63,7 @@ class LlamaCppEngine:
                  parallel: int = 1) -> None:
         self.model_path = model_path
         self.max_concurrency = max(1, parallel)
+        self.max_logprobs = MAX_LOGPROBS  # alternatives per token it can report
         self.threads = threads
         self.context_length = context_length
         self._llm: Any = None
@@ -354,21 +357,27 @@ class LlamaCppEngine:
             job.emit(Chunk(job.stops.flush() + job.decoder.decode(b"", final=True), 0, "stop"))
             return True
         job.produced += 1
+        lp = () if params.logprobs is None else (self._logprob(token, params.logprobs),)
         text, stopped = job.stops.feed(job.decoder.decode(llm.detokenize([token])))
         if stopped:
-            job.emit(Chunk(text, 1, "stop"))
+            job.emit(Chunk(text, 1, "stop", lp))
             return True
-        if job.produced >= params.max_tokens:
+        if job.produced >= params.max_tokens or len(job.tokens) >= llm.n_ctx():
             job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
-                           "length"))
-            return True
-        if len(job.tokens) >= llm.n_ctx():
-            job.emit(Chunk(text + job.stops.flush() + job.decoder.decode(b"", final=True), 1,
-                           "length"))
+                           "length", lp))
             return True
         job.answered = job.answered or bool(text)
-        job.emit(Chunk(text, 1))
+        job.emit(Chunk(text, 1, None, lp))
         return False
+
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        """``token``'s log probability in the logits the sampler just drew it from."""
+        import llama_cpp
+
+        llm = self._llm
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                    shape=(llm.n_vocab(),))
+        return token_logprob(row, token, top, lambda t: bytes(llm.detokenize([t])))
 
 
 class _Generation:
