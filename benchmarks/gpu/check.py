@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import platform
 import subprocess
@@ -156,7 +157,48 @@ async def openai_checks(base: str) -> dict[str, Any]:
         out["bad_input"] = {"ok": 400 <= exc.status_code < 500, "status": exc.status_code,
                             "type": (exc.body or {}).get("type") if isinstance(exc.body, dict)
                             else None}
+    out.update(await feature_checks(client))
     await client.close()
+    return out
+
+
+async def feature_checks(client: Any) -> dict[str, Any]:
+    """Structured outputs, logprobs and ``n`` on real vLLM (wired without a GPU to try them:
+    this is their first real run)."""
+    import openai
+
+    out: dict[str, Any] = {}
+    ask = [{"role": "user", "content": "Name a city and its country as JSON."}]
+    schema = {"type": "object", "properties": {"city": {"type": "string"},
+                                               "country": {"type": "string"}},
+              "required": ["city", "country"], "additionalProperties": False}
+    try:
+        resp = await client.chat.completions.create(
+            model=MODEL_NAME, messages=ask, max_tokens=64, temperature=0,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "city", "schema": schema}})
+        text = resp.choices[0].message.content or ""
+        try:
+            parsed = json.loads(text) if resp.choices[0].finish_reason == "stop" else None
+        except ValueError:
+            parsed = None  # not JSON: the grammar did not hold
+        out["json_schema"] = {"ok": isinstance(parsed, dict) and set(parsed) == {"city",
+                                                                               "country"},
+                              "text": text[:200]}
+        resp = await client.chat.completions.create(
+            model=MODEL_NAME, messages=ask, max_tokens=8, temperature=0, logprobs=True,
+            top_logprobs=3)
+        content = (resp.choices[0].logprobs.content or []) if resp.choices[0].logprobs else []
+        out["logprobs"] = {"ok": bool(content) and all(
+            e.logprob <= 0 and len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token
+            for e in content), "tokens": len(content)}
+        resp = await client.chat.completions.create(
+            model=MODEL_NAME, messages=ask, max_tokens=8, n=3, seed=1)
+        out["n"] = {"ok": [c.index for c in resp.choices] == [0, 1, 2],
+                    "completion_tokens": resp.usage.completion_tokens if resp.usage else None}
+    except openai.APIStatusError as exc:
+        out["features_error"] = {"ok": False, "status": exc.status_code,
+                                 "body": str(exc.body)[:300]}
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from unittest import mock
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import vllm
 from vllm.config import ModelConfig
+from vllm.logprobs import FlatLogprobs, Logprob
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.tokenizers.protocol import TokenizerLike
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -35,10 +37,28 @@ WORDS = ["Hello", " there", ",", " friend", "!"]
 MAX_MODEL_LEN = 4096
 
 
+def _position(j: int, top: int) -> dict[int, Logprob]:
+    """vLLM's logprobs of position ``j`` (sampled token id ``j``): the ``top`` best by rank,
+    and the sampled token, ranked first at even positions and 99th at odd ones."""
+    ranked = {1000 + r: Logprob(-0.5 * r, rank=r, decoded_token=f"alt{r}")
+              for r in range(1, top + 1)}
+    if j % 2 == 0:
+        ranked.pop(1001, None)
+        ranked[j] = Logprob(-0.5, rank=1, decoded_token=WORDS[j])
+    else:
+        ranked[j] = Logprob(-7.0, rank=99, decoded_token=WORDS[j])
+    return ranked
+
+
 def _output(request_id: str, text: str, n_tokens: int, finish: str | None,
-            finished: bool) -> RequestOutput:
+            finished: bool, top: int | None = None) -> RequestOutput:
+    logprobs = None
+    if top is not None:  # cumulative, as the real engine's CUMULATIVE outputs
+        logprobs = FlatLogprobs()
+        for j in range(n_tokens):
+            logprobs.append(_position(j, top))
     completion = CompletionOutput(index=0, text=text, token_ids=list(range(n_tokens)),
-                                  cumulative_logprob=None, logprobs=None,
+                                  cumulative_logprob=None, logprobs=logprobs,
                                   finish_reason=finish)
     return RequestOutput(request_id=request_id, prompt=None, prompt_token_ids=[1],
                          prompt_logprobs=None, outputs=[completion], finished=finished)
@@ -58,6 +78,7 @@ class Fakes:
         engine = mock.create_autospec(AsyncLLM, instance=True)
         config = mock.create_autospec(ModelConfig, instance=True)
         config.max_model_len = MAX_MODEL_LEN
+        config.max_logprobs = 20  # ModelConfig's default
         engine.model_config = config
         tokenizer = mock.create_autospec(TokenizerLike, instance=True)
         tokenizer.apply_chat_template.side_effect = (
@@ -79,7 +100,8 @@ class Fakes:
             await asyncio.sleep(self.delay_s)
             last = i == n - 1
             reason = ("length" if n < len(WORDS) else "stop") if last else None
-            yield _output(request_id, "".join(WORDS[: i + 1]), i + 1, reason, last)
+            yield _output(request_id, "".join(WORDS[: i + 1]), i + 1, reason, last,
+                          sampling_params.logprobs)
 
 
 @pytest.fixture
@@ -182,5 +204,109 @@ def test_vllm_engine_behind_the_api(fakes: Fakes) -> None:
         assert resp["usage"]["completion_tokens"] == 5
         assert resp["usage"]["prompt_tokens"] == len("<user>hi<assistant>")
         assert server.metrics()["wattserve_generation_tokens_total"] == 5
+    finally:
+        server.stop()
+
+
+def test_logprobs_are_asked_of_vllm_and_read_from_its_sample_logprobs(fakes: Fakes) -> None:
+    async def scenario() -> None:
+        engine = VLLMEngine("org/m")
+        assert engine.max_logprobs == 0  # nothing to report before the model is loaded
+        await engine.load()
+        assert engine.max_logprobs == 20
+        params = SamplingParams(max_tokens=5, logprobs=3)
+        chunks = [c async for c in engine.generate(PreparedPrompt("x", [1]), params)]
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert sampling.logprobs == 3
+        entries = [e for c in chunks for e in c.logprobs]
+        assert [e.token for e in entries] == WORDS
+        assert [len(c.logprobs) for c in chunks] == [c.tokens for c in chunks]
+        even, odd = entries[0], entries[1]
+        assert (even.logprob, even.token_bytes) == (-0.5, b"Hello")
+        assert [t for t, _, _ in even.top] == ["Hello", "alt2", "alt3"]  # chosen ranked 1st
+        assert odd.logprob == -7.0  # ranked 99th: not among its alternatives
+        assert [(t, lp) for t, _, lp in odd.top] == [("alt1", -0.5), ("alt2", -1.0),
+                                                    ("alt3", -1.5)]
+        plain = [c async for c in engine.generate(PreparedPrompt("x", [1]),
+                                                  SamplingParams(max_tokens=2))]
+        assert fakes.engines[0].generate.call_args.args[1].logprobs is None
+        assert all(c.logprobs == () for c in plain)
+
+    asyncio.run(scenario())
+
+
+def test_logprobs_behind_the_api(fakes: Fakes) -> None:
+    cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
+    server = LoopbackServer(cfg).start()
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10,
+                "logprobs": True, "top_logprobs": 2}
+        resp = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=10).json()
+        content = resp["choices"][0]["logprobs"]["content"]
+        assert [e["token"] for e in content] == WORDS
+        assert [a["token"] for a in content[1]["top_logprobs"]] == ["alt1", "alt2"]
+        body = {"model": "m", "prompt": "hi", "max_tokens": 3, "logprobs": 1}
+        resp = httpx.post(server.url + "/v1/completions", json=body, timeout=10).json()
+        assert resp["choices"][0]["logprobs"]["tokens"] == WORDS[:3]
+        assert resp["choices"][0]["logprobs"]["text_offset"] == [0, 5, 11]
+        too_many = httpx.post(server.url + "/v1/chat/completions", timeout=10, json={
+            **body, "messages": [{"role": "user", "content": "hi"}], "logprobs": True,
+            "top_logprobs": 21})
+        assert too_many.status_code == 400
+    finally:
+        server.stop()
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def test_json_schemas_are_checked_by_vllms_own_backends_and_handed_to_vllm(
+        fakes: Fakes) -> None:
+    """xgrammar and llguidance run here for real (CPU); only the engine core is a fake."""
+    async def scenario() -> None:
+        engine = VLLMEngine("org/m")
+        await engine.load()
+        schema = json.dumps(CITY, sort_keys=True)
+        await engine.check_json_schema(schema)
+        for bad, says in (({"type": "object", "properties": {"a": {"type": "nosuchtype"}}},
+                           "nosuchtype"),
+                          ({"type": "integer", "minimum": 5, "maximum": 1}, "minimum"),
+                          ({"$ref": "#/defs/missing"}, "missing")):
+            with pytest.raises(ValueError, match=says):
+                await engine.check_json_schema(json.dumps(bad))
+        params = SamplingParams(max_tokens=2, json_schema=schema)
+        [c async for c in engine.generate(PreparedPrompt("x", [1]), params)]
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert sampling.structured_outputs is not None
+        assert sampling.structured_outputs.json == schema
+        [c async for c in engine.generate(PreparedPrompt("x", [1]), SamplingParams(max_tokens=1))]
+        assert fakes.engines[0].generate.call_args.args[1].structured_outputs is None
+
+    asyncio.run(scenario())
+
+
+def test_response_format_behind_the_api(fakes: Fakes) -> None:
+    cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
+    server = LoopbackServer(cfg).start()
+    try:
+        chat = {"model": "m", "messages": [{"role": "user", "content": "a city?"}],
+                "max_tokens": 5}
+        fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY}}
+        ok = httpx.post(server.url + "/v1/chat/completions", timeout=10,
+                        json={**chat, "response_format": fmt})
+        assert ok.status_code == 200, ok.text
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert json.loads(sampling.structured_outputs.json) == CITY
+        ok = httpx.post(server.url + "/v1/chat/completions", timeout=10,
+                        json={**chat, "response_format": {"type": "json_object"}})
+        assert ok.status_code == 200, ok.text
+        assert json.loads(fakes.engines[0].generate.call_args.args[1]
+                          .structured_outputs.json) == {"type": "object"}
+        bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}
+        refused = httpx.post(server.url + "/v1/chat/completions", timeout=10,
+                             json={**chat, "response_format": bad})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "response_format"
+        assert refused.json()["error"]["code"] == "invalid_value"
     finally:
         server.stop()

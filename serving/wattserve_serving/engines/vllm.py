@@ -4,7 +4,10 @@ Written against vllm 0.29.0 (serving/constraints-gpu.txt), where `AsyncLLMEngine
 alias of `vllm.v1.engine.async_llm.AsyncLLM`: the model config is the `model_config`
 attribute, `get_tokenizer()` is synchronous (awaited when a version makes it a coroutine),
 `generate(TokensPrompt, SamplingParams, request_id)` yields CUMULATIVE outputs, `abort` is a
-coroutine. tests/serving/vllm_real.py checks all of it against the real package.
+coroutine, `SamplingParams(logprobs=k)` fills each output's sample logprobs (a list, or
+`FlatLogprobs`, of {token id: Logprob} by position) and `structured_outputs` takes
+`StructuredOutputsParams(json=…)`. tests/serving/vllm_real.py checks all of it against the
+real package (xgrammar and llguidance run there for real).
 
 Installed with the `wattserve[gpu]` extra. vLLM batches internally, so many requests
 may be in flight at once (`max_concurrency`); its own scheduler queues beyond that.
@@ -15,10 +18,12 @@ accounting are the same for both engines.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from wattserve_serving.engines.base import (
@@ -28,7 +33,9 @@ from wattserve_serving.engines.base import (
     EngineNotReady,
     PreparedPrompt,
     SamplingParams,
+    TokenLogprob,
 )
+from wattserve_serving.engines.logprobs import MAX_LOGPROBS
 
 DEFAULT_MAX_CONCURRENCY = 256
 
@@ -49,16 +56,21 @@ class VLLMEngine:
         self.context_length = context_length or 0
         self.max_concurrency = max_concurrency
         self._engine_kwargs = engine_kwargs or {}
+        self.max_logprobs = 0  # alternatives per token; vLLM's `max_logprobs` once loaded
         self._engine: Any = None
         self._tokenizer: Any = None
         self._vllm: Any = None
+        self._structured: Any = None  # vLLM's StructuredOutputsParams, once imported
 
     async def load(self) -> None:
         try:
             import vllm
         except ImportError as exc:
             raise EngineError("vLLM is not installed (pip install 'wattserve[gpu]')") from exc
+        from vllm.sampling_params import StructuredOutputsParams
+
         self._vllm = vllm
+        self._structured = StructuredOutputsParams
         kwargs: dict[str, Any] = {
             "model": self.model,
             "tensor_parallel_size": self.tensor_parallel_size,
@@ -72,6 +84,9 @@ class VLLMEngine:
         max_len = getattr(engine.model_config, "max_model_len", None)
         if isinstance(max_len, int) and max_len > 0:
             self.context_length = max_len
+        limit = getattr(engine.model_config, "max_logprobs", MAX_LOGPROBS)  # -1: the vocab
+        self.max_logprobs = (min(limit, MAX_LOGPROBS) if isinstance(limit, int) and limit >= 0
+                             else MAX_LOGPROBS)
         self._engine = engine
 
     def ready(self) -> bool:
@@ -99,6 +114,14 @@ class VLLMEngine:
         self._require()
         return list(self._tokenizer.encode(text, add_special_tokens=add_bos))
 
+    async def check_json_schema(self, schema: str) -> None:
+        """ValueError unless vLLM's default ("auto") structured-output backends can enforce
+        ``schema``: xgrammar, else llguidance, as vLLM's own request validation tries them
+        (its last resort, outlines, is not tried: such a schema is refused here)."""
+        self._require()
+        await asyncio.to_thread(_check_schema, self._vllm.SamplingParams, self._structured,
+                                schema)
+
     async def generate(
         self, prompt: PreparedPrompt, params: SamplingParams
     ) -> AsyncIterator[Chunk]:
@@ -114,6 +137,9 @@ class VLLMEngine:
             presence_penalty=params.presence_penalty,
             frequency_penalty=params.frequency_penalty,
             ignore_eos=params.ignore_eos,
+            logprobs=params.logprobs,  # raw model log-softmax: vLLM's default logprobs_mode
+            structured_outputs=None if params.json_schema is None
+            else self._structured(json=params.json_schema),
         )
         request_id = uuid.uuid4().hex
         sent_chars = 0
@@ -131,19 +157,74 @@ class VLLMEngine:
                 n_tokens = len(completion.token_ids)
                 finish = completion.finish_reason if output.finished else None
                 piece, sent_chars = text[sent_chars:], len(text)
+                lp: tuple[TokenLogprob, ...] = ()
+                if params.logprobs is not None:
+                    lp = _token_logprobs(completion.token_ids, completion.logprobs,
+                                         range(sent_tokens, n_tokens), params.logprobs)
                 produced, sent_tokens = n_tokens - sent_tokens, n_tokens
                 if output.finished:
                     finished = True
-                    yield Chunk(piece, produced, _finish(finish))
+                    yield Chunk(piece, produced, _finish(finish), lp)
                     return
                 if produced or piece:
-                    yield Chunk(piece, produced)
+                    yield Chunk(piece, produced, None, lp)
             finished = True
             yield Chunk("", 0, "stop")
         finally:
             if not finished:
                 with contextlib.suppress(Exception):  # the request may already be gone
                     await _maybe_await(engine.abort(request_id))
+
+
+def _check_schema(sampling: Any, structured: Any, schema: str) -> None:
+    from vllm.exceptions import VLLMValidationError
+    from vllm.v1.structured_output.backend_guidance import (
+        has_guidance_unsupported_json_features,
+        validate_guidance_grammar,
+    )
+    from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
+
+    try:
+        params = sampling(structured_outputs=structured(json=schema))
+    except (VLLMValidationError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        validate_xgrammar_grammar(params)
+        return
+    except (VLLMValidationError, ValueError) as exc:
+        first = exc
+    if has_guidance_unsupported_json_features(json.loads(schema)):
+        raise ValueError(str(first)) from None
+    try:
+        validate_guidance_grammar(params, tokenizer=None)
+    except (VLLMValidationError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _token_logprobs(
+    token_ids: Sequence[int], positions: Sequence[Mapping[int, Any] | None] | None,
+    new: range, top: int
+) -> tuple[TokenLogprob, ...]:
+    """Our entries for the ``new`` positions of vLLM's sample logprobs (a list of
+    {token id: Logprob(logprob, rank, decoded_token)}, or its FlatLogprobs): each holds
+    the sampled token and the ``top`` best by rank (the sampled one also when outside)."""
+    if positions is None:
+        raise EngineError("vLLM returned no logprobs for a request that asked for them")
+    entries = []
+    for i in new:
+        ranked = positions[i] or {}
+        chosen = ranked.get(token_ids[i])
+        if chosen is None:
+            raise EngineError(f"vLLM's logprobs lack the sampled token at position {i}")
+        best = sorted((p for p in ranked.values() if p.rank is not None and p.rank <= top),
+                      key=lambda p: int(p.rank))[:top]
+        entries.append(TokenLogprob(*_piece(chosen), tuple(_piece(p) for p in best)))
+    return tuple(entries)
+
+
+def _piece(p: Any) -> tuple[str, bytes, float]:
+    text = str(p.decoded_token or "")
+    return text, text.encode("utf-8"), float(p.logprob)
 
 
 def _finish(reason: object) -> str:
