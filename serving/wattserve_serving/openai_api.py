@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,15 +172,15 @@ class ServingAPI:
             check_size(self.engine, req)
             check_logprobs(self.engine, req)
             ticket = self._reserve()  # admission before any tokenizing
-            prompt, param = await prepare(self.engine, req)
-            params = sampling(self.engine, req, len(prompt.token_ids), param)
-            await check_response_format(self.engine, params)
+            prompts, param = await prepare(self.engine, req)
+            work = [(p, sampling(self.engine, req, len(p.token_ids), param)) for p in prompts]
+            await check_response_format(self.engine, work[0][1])
             if req.stream:
                 streaming = True  # the stream records its own status when it ends
                 handed, ticket = ticket, None
-                return self._stream(req, chat, prompt, params, handed, start)
+                return self._stream(req, chat, work, handed, start)
             response = await unless_client_leaves(
-                request, self._complete(req, chat, prompt, params, ticket, start)
+                request, self._complete(req, chat, work, ticket, start)
             )
             status = 200
             return response
@@ -229,11 +229,13 @@ class ServingAPI:
             raise _unavailable(self.load_error or "model is still loading")
 
     async def _tokens(
-        self, prompt: PreparedPrompt, params: SamplingParams, start: float, first: bool = True
+        self, prompt: PreparedPrompt, params: SamplingParams, start: float, index: int, n: int
     ) -> AsyncIterator[Chunk]:
-        """Engine chunks, with token counters, TTFT and inter-token latency recorded. The
-        prompt and the time to first token count once per request: for its first choice."""
-        if first:
+        """Engine chunks of choice ``index`` (``n`` per prompt), with token counters, TTFT and
+        inter-token latency recorded: a prompt counts once (with its first choice), the time
+        to first token once per request (with choice 0)."""
+        first = index == 0
+        if index % n == 0:
             self.metrics.prompt_tokens.inc(len(prompt.token_ids))
         last: float | None = None
         stream = self.engine.generate(prompt, params)
@@ -260,22 +262,20 @@ class ServingAPI:
         self,
         req: S.ChatCompletionRequest | S.CompletionRequest,
         chat: bool,
-        prompt: PreparedPrompt,
-        params: SamplingParams,
+        work: list[tuple[PreparedPrompt, SamplingParams]],
         ticket: Ticket,
         start: float,
     ) -> Response:
         choices: list[S.Choice] = []
         produced = 0
-        echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
         async with ticket:
-            for index in range(req.n):
+            for index, prompt, params in _choices(req, work):
+                echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
                 parts: list[str] = [echo]
                 entries: list[TokenLogprob] = []
                 finish = "stop"
                 try:
-                    async for chunk in self._tokens(prompt, choice_params(params, index), start,
-                                                    first=index == 0):
+                    async for chunk in self._tokens(prompt, params, start, index, req.n):
                         parts.append(chunk.text)
                         entries.extend(chunk.logprobs)
                         produced += chunk.tokens
@@ -285,7 +285,7 @@ class ServingAPI:
                     raise APIError(500, "generation failed", type_="server_error") from exc
                 choices.append(("".join(parts), finish,
                                 _logprobs(params, chat, entries, len(echo))))
-        usage = S.usage(len(prompt.token_ids), produced)
+        usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
         if chat:
             return JSONResponse(S.chat_response(S.new_id("chatcmpl"), self.model_name, choices,
                                                 usage))
@@ -297,8 +297,7 @@ class ServingAPI:
         self,
         req: S.ChatCompletionRequest | S.CompletionRequest,
         chat: bool,
-        prompt: PreparedPrompt,
-        params: SamplingParams,
+        work: list[tuple[PreparedPrompt, SamplingParams]],
         ticket: Ticket,
         start: float,
     ) -> Response:
@@ -318,7 +317,7 @@ class ServingAPI:
             produced = 0
             try:
                 async with ticket:
-                    for i in range(req.n):  # choice after choice, each with its index
+                    for i, prompt, params in _choices(req, work):
                         if chat:
                             role = {"role": "assistant", "content": ""}
                             yield sse(S.chat_chunk(rid, model, created, role, index=i))
@@ -327,8 +326,7 @@ class ServingAPI:
                                                          index=i))
                         held: list[TokenLogprob] = []  # of tokens whose text is held back
                         offset = 0
-                        async for chunk in self._tokens(prompt, choice_params(params, i), start,
-                                                        first=i == 0):
+                        async for chunk in self._tokens(prompt, params, start, i, req.n):
                             produced += chunk.tokens
                             held.extend(chunk.logprobs)
                             if not chunk.text and chunk.finish_reason is None:
@@ -346,7 +344,7 @@ class ServingAPI:
                                                              logprobs=lp)
                             yield sse(payload)
                 if include_usage:
-                    usage = S.usage(len(prompt.token_ids), produced)
+                    usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
                     maker = S.chat_chunk if chat else S.completion_chunk
                     yield sse(maker(rid, model, created, None, None, usage))
                 yield DONE
@@ -358,6 +356,17 @@ class ServingAPI:
                 yield DONE
 
         return GuardedStreamingResponse(events(), on_close=record)
+
+
+def _choices(
+    req: S.ChatCompletionRequest | S.CompletionRequest,
+    work: list[tuple[PreparedPrompt, SamplingParams]],
+) -> Iterator[tuple[int, PreparedPrompt, SamplingParams]]:
+    """Choice after choice: ``n`` per prompt, prompt after prompt, indexed as OpenAI does
+    (prompt p's choice i is ``p * n + i``)."""
+    for p, (prompt, params) in enumerate(work):
+        for i in range(req.n):
+            yield p * req.n + i, prompt, choice_params(params, i)
 
 
 def _logprobs(

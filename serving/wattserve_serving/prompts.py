@@ -39,7 +39,11 @@ def check_size(engine: Engine, req: S.ChatCompletionRequest | S.CompletionReques
         chars = sum(len(m.text()) + len(m.name or "") for m in req.messages)
     else:
         param = "prompt"
-        chars = len(req.prompt_text() or "")
+        prompts = req.prompt_list()
+        if len(prompts) > S.MAX_PROMPTS:
+            raise APIError(400, f"Invalid 'prompt': {len(prompts)} prompts; at most "
+                           f"{S.MAX_PROMPTS} per request.", param="prompt", code="invalid_value")
+        chars = max(len(p) if isinstance(p, str) else 0 for p in prompts)
     limit = ctx * MAX_CHARS_PER_TOKEN
     if chars > limit:
         raise APIError(
@@ -53,7 +57,8 @@ def check_size(engine: Engine, req: S.ChatCompletionRequest | S.CompletionReques
 
 async def prepare(
     engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest
-) -> tuple[PreparedPrompt, str]:
+) -> tuple[list[PreparedPrompt], str]:
+    """The request's prompts (chat: one), tokenized; and the parameter that holds them."""
     if isinstance(req, S.ChatCompletionRequest):
         messages = [message_dict(m) for m in req.messages]
         try:
@@ -63,20 +68,18 @@ async def prepare(
         ids = chat.token_ids
         if ids is None:
             ids = await engine.tokenize(chat.text, add_bos=chat.add_bos)
-        return PreparedPrompt(chat.text, ids, chat.stop), "messages"
-    token_ids = req.prompt_ids()
-    if token_ids is not None:
-        return await _id_prompt(engine, req, token_ids), "prompt"
-    text = req.prompt_text()
-    if text is None:
-        raise APIError(
-            400, "Invalid 'prompt': only one prompt per request is supported.",
-            param="prompt", code="invalid_value",
-        )
-    ids = await engine.tokenize(text, add_bos=True)
-    if not ids:
-        raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
-    return PreparedPrompt(text, ids), "prompt"
+        return [PreparedPrompt(chat.text, ids, chat.stop)], "messages"
+    prepared = []
+    for prompt in req.prompt_list():
+        if isinstance(prompt, list):
+            prepared.append(await _id_prompt(engine, req, prompt))
+            continue
+        ids = await engine.tokenize(prompt, add_bos=True)
+        if not ids:
+            raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
+        prepared.append(PreparedPrompt(prompt, ids))
+    return prepared, "prompt"
+
 
 async def _id_prompt(engine: Engine, req: S.CompletionRequest, ids: list[int]) -> PreparedPrompt:
     """A prompt given as token ids: each must be in the vocabulary."""

@@ -13,6 +13,7 @@ from wattserve_serving.engines.base import TokenLogprob
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 MAX_CHOICES = 16  # `n`: each choice is a generation of its own on this server's one slot
+MAX_PROMPTS = 64  # prompts in one completions request, each generated in turn
 MAX_TOP_LOGPROBS = 20  # chat `top_logprobs`, OpenAI's bound
 MAX_COMPLETION_LOGPROBS = 5  # completions `logprobs`, OpenAI's bound
 
@@ -131,23 +132,13 @@ class CompletionRequest(_SamplingFields):
     def logprob_param(self) -> str | None:
         return None if self.logprobs is None else "logprobs"
 
-    def prompt_text(self) -> str | None:
-        """The single text prompt, or None when several or token ids were sent."""
+    def prompt_list(self) -> list[str | list[int]]:
+        """Each prompt: one text, several texts, one list of token ids, or several."""
         if isinstance(self.prompt, str):
-            return self.prompt
-        if len(self.prompt) == 1 and isinstance(self.prompt[0], str):
-            return self.prompt[0]
-        return None
-
-    def prompt_ids(self) -> list[int] | None:
-        """The single token-id prompt, or None when text or several prompts were sent."""
-        if isinstance(self.prompt, str) or not self.prompt:
-            return None
+            return [self.prompt]
         if all(isinstance(t, int) for t in self.prompt):
-            return [t for t in self.prompt if isinstance(t, int)]
-        if len(self.prompt) == 1 and isinstance(self.prompt[0], list):
-            return list(self.prompt[0])
-        return None
+            return [[t for t in self.prompt if isinstance(t, int)]]
+        return [p for p in self.prompt if isinstance(p, (str, list))]
 
 
 # OpenAI parameters this server does not implement, with the values that mean "off".

@@ -105,3 +105,36 @@ def test_too_many_choices_is_a_400_naming_n(client: openai.OpenAI) -> None:
         _chat(client, n=17, max_tokens=2)
     assert err.value.body is not None
     assert err.value.body.get("param") == "n"  # type: ignore[union-attr]
+
+
+def test_several_prompts_answer_n_choices_each_in_prompt_order(
+        model_server: LoopbackServer, client: openai.OpenAI) -> None:
+    prompts = ["The sea is", "Mountains are"]
+    singles = [client.completions.create(model="smollm2", prompt=p, max_tokens=4, seed=3,
+                                         extra_body=NO_EOS) for p in prompts]
+    before = model_server.metrics()
+    batch = client.completions.create(model="smollm2", prompt=prompts, n=2, max_tokens=4,
+                                      seed=3, extra_body=NO_EOS)
+    after = model_server.metrics()
+    assert [c.index for c in batch.choices] == [0, 1, 2, 3]  # prompt p, choice i: p * n + i
+    assert batch.choices[0].text == singles[0].choices[0].text
+    assert batch.choices[2].text == singles[1].choices[0].text
+    assert batch.usage is not None
+    prompt_tokens = sum(s.usage.prompt_tokens for s in singles if s.usage)
+    assert batch.usage.prompt_tokens == prompt_tokens
+    assert batch.usage.completion_tokens == 4 * 4
+    assert after["wattserve_prompt_tokens_total"] - before["wattserve_prompt_tokens_total"] \
+        == prompt_tokens
+    streamed: dict[int, str] = defaultdict(str)
+    for chunk in client.completions.create(model="smollm2", prompt=prompts, n=2, max_tokens=4,
+                                           seed=3, stream=True, extra_body=NO_EOS):
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.text
+    assert [streamed[i] for i in range(4)] == [c.text for c in batch.choices]
+
+
+def test_several_token_id_prompts(client: openai.OpenAI) -> None:
+    ids = [[1, 504, 3391, 314], [1, 22, 3391]]
+    resp = client.completions.create(model="smollm2", prompt=ids, max_tokens=2, seed=1)
+    assert [c.index for c in resp.choices] == [0, 1]
+    assert resp.usage is not None and resp.usage.prompt_tokens == 7
