@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,8 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from wattserve_serving import schemas as S
+from wattserve_serving import tools as T
 from wattserve_serving.admission import AdmissionGate, QueueFull, Ticket
 from wattserve_serving.auth import APIKeys, load_keys
+from wattserve_serving.choices import StreamedChoice, Work, each_choice, logprobs_of, tool_mode
 from wattserve_serving.config import ServeConfig, pod_cpus
 from wattserve_serving.energy import EnergyMeter, select_source
 from wattserve_serving.engines.base import (
@@ -40,7 +42,7 @@ from wattserve_serving.prompts import (
     check_message_count,
     check_response_format,
     check_size,
-    choice_params,
+    check_tools,
     prepare,
     sampling,
 )
@@ -171,10 +173,11 @@ class ServingAPI:
             self._check_ready()
             check_size(self.engine, req)
             check_logprobs(self.engine, req)
+            check_tools(req)
             ticket = self._reserve()  # admission before any tokenizing
             prompts, param = await prepare(self.engine, req)
             work = [(p, sampling(self.engine, req, len(p.token_ids), param)) for p in prompts]
-            await check_response_format(self.engine, work[0][1])
+            await check_response_format(self.engine, work[0][1], req)
             if req.stream:
                 streaming = True  # the stream records its own status when it ends
                 handed, ticket = ticket, None
@@ -262,14 +265,14 @@ class ServingAPI:
         self,
         req: S.ChatCompletionRequest | S.CompletionRequest,
         chat: bool,
-        work: list[tuple[PreparedPrompt, SamplingParams]],
+        work: Work,
         ticket: Ticket,
         start: float,
     ) -> Response:
         choices: list[S.Choice] = []
         produced = 0
         async with ticket:
-            for index, prompt, params in _choices(req, work):
+            for index, prompt, params in each_choice(req, work):
                 echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
                 parts: list[str] = [echo]
                 entries: list[TokenLogprob] = []
@@ -284,10 +287,12 @@ class ServingAPI:
                     log.error("generation failed: %s", exc)
                     raise APIError(500, "generation failed", type_="server_error") from exc
                 choices.append(("".join(parts), finish,
-                                _logprobs(params, chat, entries, len(echo))))
+                                logprobs_of(params, chat, entries, len(echo))))
         usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
         if chat:
-            return JSONResponse(S.chat_response(S.new_id("chatcmpl"), self.model_name, choices,
+            how = tool_mode(req)
+            answers = [(*T.answer(text, finish, how), lp) for text, finish, lp in choices]
+            return JSONResponse(S.chat_response(S.new_id("chatcmpl"), self.model_name, answers,
                                                 usage))
         return JSONResponse(
             S.completion_response(S.new_id("cmpl"), self.model_name, choices, usage)
@@ -297,7 +302,7 @@ class ServingAPI:
         self,
         req: S.ChatCompletionRequest | S.CompletionRequest,
         chat: bool,
-        work: list[tuple[PreparedPrompt, SamplingParams]],
+        work: Work,
         ticket: Ticket,
         start: float,
     ) -> Response:
@@ -317,31 +322,23 @@ class ServingAPI:
             produced = 0
             try:
                 async with ticket:
-                    for i, prompt, params in _choices(req, work):
+                    for i, prompt, params in each_choice(req, work):
                         if chat:
                             role = {"role": "assistant", "content": ""}
                             yield sse(S.chat_chunk(rid, model, created, role, index=i))
                         elif isinstance(req, S.CompletionRequest) and req.echo:
                             yield sse(S.completion_chunk(rid, model, created, prompt.text,
                                                          index=i))
-                        held: list[TokenLogprob] = []  # of tokens whose text is held back
-                        offset = 0
+                        out = StreamedChoice(chat, params, tool_mode(req))
                         async for chunk in self._tokens(prompt, params, start, i, req.n):
                             produced += chunk.tokens
-                            held.extend(chunk.logprobs)
-                            if not chunk.text and chunk.finish_reason is None:
+                            piece = out.feed(chunk)
+                            if piece is None:
                                 continue
-                            lp = _logprobs(params, chat, held, offset)
-                            offset += sum(len(e.token) for e in held)
-                            held = []
-                            if chat:
-                                delta = {"content": chunk.text} if chunk.text else {}
-                                payload = S.chat_chunk(rid, model, created, delta,
-                                                       chunk.finish_reason, index=i, logprobs=lp)
-                            else:
-                                payload = S.completion_chunk(rid, model, created, chunk.text,
-                                                             chunk.finish_reason, index=i,
-                                                             logprobs=lp)
+                            body, finish, lp = piece
+                            maker = S.chat_chunk if chat else S.completion_chunk
+                            payload = maker(rid, model, created, body, finish, index=i,
+                                            logprobs=lp)
                             yield sse(payload)
                 if include_usage:
                     usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
@@ -356,26 +353,6 @@ class ServingAPI:
                 yield DONE
 
         return GuardedStreamingResponse(events(), on_close=record)
-
-
-def _choices(
-    req: S.ChatCompletionRequest | S.CompletionRequest,
-    work: list[tuple[PreparedPrompt, SamplingParams]],
-) -> Iterator[tuple[int, PreparedPrompt, SamplingParams]]:
-    """Choice after choice: ``n`` per prompt, prompt after prompt, indexed as OpenAI does
-    (prompt p's choice i is ``p * n + i``)."""
-    for p, (prompt, params) in enumerate(work):
-        for i in range(req.n):
-            yield p * req.n + i, prompt, choice_params(params, i)
-
-
-def _logprobs(
-    params: SamplingParams, chat: bool, entries: list[TokenLogprob], offset: int
-) -> dict[str, Any] | None:
-    """A choice's (or a chunk's) ``logprobs`` in the endpoint's format; None when not asked."""
-    if params.logprobs is None:
-        return None
-    return S.chat_logprobs(entries) if chat else S.completion_logprobs(entries, offset)
 
 
 def _validate(model: type[M], body: dict[str, Any]) -> M:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from wattserve_serving import schemas as S
+from wattserve_serving import tools as T
 from wattserve_serving.engines.base import Engine, PreparedPrompt, SamplingParams
 from wattserve_serving.errors import APIError
 
@@ -60,7 +61,7 @@ async def prepare(
 ) -> tuple[list[PreparedPrompt], str]:
     """The request's prompts (chat: one), tokenized; and the parameter that holds them."""
     if isinstance(req, S.ChatCompletionRequest):
-        messages = [message_dict(m) for m in req.messages]
+        messages = chat_messages(req)
         try:
             chat = await engine.render_chat(messages)
         except (ValueError, TypeError) as exc:
@@ -141,7 +142,7 @@ def sampling(
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
         ignore_eos=req.ignore_eos,
-        json_schema=req.response_format.schema_text() if req.response_format else None,
+        json_schema=req.answer_schema(),
         logprobs=req.wanted_logprobs(),
     )
 
@@ -174,30 +175,60 @@ def choice_params(params: SamplingParams, index: int) -> SamplingParams:
     return replace(params, seed=(params.seed + index) % 2**64)
 
 
+def chat_messages(req: S.ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The messages for the chat template: tool calls and results written as text, and the
+    tools described in the first system message when the answer may call them."""
+    messages = [message_dict(m) for m in req.messages]
+    how = req.tool_mode()
+    if how != "off" and req.tools:
+        about = T.system_text(req.tools, how, req.tool_choice)
+        if messages and messages[0]["role"] == "system":
+            messages[0]["content"] = f"{messages[0]['content']}\n\n{about}".lstrip()
+        else:
+            messages.insert(0, {"role": "system", "content": about})
+    return messages
+
+
 def message_dict(message: S.ChatMessage) -> dict[str, Any]:
     role = "system" if message.role == "developer" else message.role
-    out: dict[str, Any] = {"role": role, "content": message.text()}
+    content = message.text()
+    if message.tool_calls:
+        content = T.history_text(content, message.tool_calls)
+    elif message.role == "tool":
+        content = T.tool_result_text(message.tool_call_id, content)
+    out: dict[str, Any] = {"role": role, "content": content}
     if message.name:
         out["name"] = message.name
     return out
 
 
-async def check_response_format(engine: Engine, params: SamplingParams) -> None:
-    """A JSON ``response_format`` needs an engine with structured outputs and a schema it
-    can enforce; otherwise a 400 naming ``response_format`` before any token is made."""
+async def check_response_format(
+    engine: Engine, params: SamplingParams, req: S.ChatCompletionRequest | S.CompletionRequest
+) -> None:
+    """A JSON ``response_format``, or ``tools``, need an engine with structured outputs and a
+    schema it can enforce; otherwise a 400 naming the field before any token is made."""
     if params.json_schema is None:
         return
+    field = "response_format"
+    if isinstance(req, S.ChatCompletionRequest) and req.tool_mode() != "off":
+        field = "tools"
     check = getattr(engine, "check_json_schema", None)
     if check is None:
         raise APIError(
             400,
-            f"'response_format' is not supported by this server's {engine.engine_name} "
+            f"'{field}' is not supported by this server's {engine.engine_name} "
             "engine; remove it.",
-            param="response_format",
+            param=field,
             code="unsupported_parameter",
         )
     try:
         await check(params.json_schema)
     except ValueError as exc:
-        raise APIError(400, f"Invalid 'response_format': {exc}", param="response_format",
+        raise APIError(400, f"Invalid '{field}': {exc}", param=field,
                        code="invalid_value") from None
+
+
+def check_tools(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    if isinstance(req, S.ChatCompletionRequest):
+        formatted = req.response_format is not None and req.response_format.type != "text"
+        T.check(req.tools, req.tool_choice, formatted)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wattserve_serving import tools as T
 from wattserve_serving.engines.base import TokenLogprob
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -32,6 +33,8 @@ class ChatMessage(_Strict):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[T.ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool's result: the call it answers
 
     def text(self) -> str:
         if self.content is None:
@@ -91,6 +94,10 @@ class _SamplingFields(_Strict):
     ignore_eos: bool = False  # extension (vLLM has the same): benchmarks
     response_format: ResponseFormat | None = None  # engines with structured outputs only
 
+    def answer_schema(self) -> str | None:
+        """The JSON schema the answer must match (``response_format``), or None."""
+        return self.response_format.schema_text() if self.response_format else None
+
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
@@ -103,6 +110,20 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[T.Tool] | None = None
+    tool_choice: T.ToolChoice | None = None
+    parallel_tool_calls: bool = True
+
+    def tool_mode(self) -> T.Mode:
+        return T.mode(self.tools, self.tool_choice)
+
+    def answer_schema(self) -> str | None:
+        """The JSON schema the answer must match (tools or ``response_format``), or None."""
+        how = self.tool_mode()
+        if how == "off" or not self.tools:
+            return super().answer_schema()
+        schema = T.answer_schema(self.tools, how, self.tool_choice, self.parallel_tool_calls)
+        return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -144,8 +165,6 @@ class CompletionRequest(_SamplingFields):
 # OpenAI parameters this server does not implement, with the values that mean "off".
 # A request that turns one on gets a 400 naming it instead of a silently different answer.
 _OFF: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
     "logit_bias": (None, {}),
@@ -190,25 +209,21 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 Choice = tuple[str, str, dict[str, Any] | None]  # text, finish_reason, logprobs
+ChatChoice = tuple[dict[str, Any], str, dict[str, Any] | None]  # message, finish, logprobs
 
 
 def chat_response(
-    rid: str, model: str, choices: list[Choice], usage_: dict[str, int]
+    rid: str, model: str, choices: list[ChatChoice], usage_: dict[str, int]
 ) -> dict[str, Any]:
-    """A chat completion of ``choices`` (text, finish_reason, logprobs), in index order."""
+    """A chat completion of ``choices`` (message, finish_reason, logprobs), in index order."""
     return {
         "id": rid,
         "object": "chat.completion",
         "created": now(),
         "model": model,
         "choices": [
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": logprobs,
-                "finish_reason": finish,
-            }
-            for index, (text, finish, logprobs) in enumerate(choices)
+            {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
+            for index, (message, finish, logprobs) in enumerate(choices)
         ],
         "usage": usage_,
     }

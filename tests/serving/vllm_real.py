@@ -310,3 +310,23 @@ def test_response_format_behind_the_api(fakes: Fakes) -> None:
         assert refused.json()["error"]["code"] == "invalid_value"
     finally:
         server.stop()
+
+
+def test_tools_go_to_vllm_as_a_json_schema_its_backends_accept(fakes: Fakes) -> None:
+    cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
+    server = LoopbackServer(cfg).start()
+    try:
+        tools = [{"type": "function", "function": {"name": "city", "parameters": CITY}}]
+        body = {"model": "m", "messages": [{"role": "user", "content": "a city?"}],
+                "max_tokens": 5, "tools": tools, "tool_choice": "required"}
+        resp = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=10)
+        assert resp.status_code == 200, resp.text
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        schema = json.loads(sampling.structured_outputs.json)
+        items = schema["properties"]["tool_calls"]["items"]["anyOf"]
+        assert [i["properties"]["name"] for i in items] == [{"const": "city"}]
+        assert items[0]["properties"]["arguments"] == CITY
+        prompt = fakes.engines[0].generate.call_args.args[0]["prompt_token_ids"]
+        assert "You can call these tools" in "".join(chr(t) for t in prompt[1:])
+    finally:
+        server.stop()

@@ -1,0 +1,180 @@
+"""Tool calling (OpenAI ``tools`` / ``tool_choice``) on any engine with structured outputs.
+
+The tools are described to the model in a system message, and its answer is held by a JSON
+schema (the engine's structured outputs) to ``{"tool_calls": [{"name", "arguments"}]}`` or,
+with ``tool_choice: "auto"``, ``{"response": "..."}`` — the generic format llama.cpp's own
+server uses for models whose chat template has no tool syntax. The answer is then mapped to
+OpenAI's ``tool_calls`` (arguments as a JSON string, ids ``call_…``), so a call always names
+a declared tool and its arguments always match that tool's ``parameters``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wattserve_serving.errors import APIError
+
+MAX_TOOLS = 128  # OpenAI's bound
+Mode = Literal["off", "auto", "required", "named"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class FunctionDef(_Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class FunctionName(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class CalledFunction(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Strict):
+    """A call in an assistant message of the conversation so far."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+def mode(tools: list[Tool] | None, choice: ToolChoice | None) -> Mode:
+    """How the answer is held: no tools, free to call or answer, must call, must call one."""
+    if not tools or choice == "none":
+        return "off"
+    if isinstance(choice, NamedToolChoice):
+        return "named"
+    return "required" if choice == "required" else "auto"
+
+
+def check(tools: list[Tool] | None, choice: ToolChoice | None, formatted: bool) -> None:
+    """400s, naming the field, for tool settings that cannot be honoured."""
+    names = [t.function.name for t in tools or []]
+    if len(names) > MAX_TOOLS:
+        raise APIError(400, f"Invalid 'tools': {len(names)} tools; at most {MAX_TOOLS}.",
+                       param="tools", code="invalid_value")
+    if len(set(names)) != len(names):
+        raise APIError(400, "Invalid 'tools': two tools have the same name.", param="tools",
+                       code="invalid_value")
+    if choice not in (None, "none", "auto") and not names:
+        raise APIError(400, "'tool_choice' is set but 'tools' is empty.", param="tool_choice",
+                       code="invalid_value")
+    if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+        raise APIError(400, f"Invalid 'tool_choice': no tool is named "
+                       f"'{choice.function.name}'.", param="tool_choice", code="invalid_value")
+    if formatted and mode(tools, choice) != "off":
+        raise APIError(400, "'response_format' cannot be combined with 'tools'; use one.",
+                       param="response_format", code="invalid_value")
+
+
+def answer_schema(tools: list[Tool], how: Mode, choice: ToolChoice | None,
+                  parallel: bool) -> dict[str, Any]:
+    """The JSON schema the model's answer must match."""
+    chosen = [t for t in tools if not isinstance(choice, NamedToolChoice)
+              or t.function.name == choice.function.name]
+    items = [{"type": "object", "properties": {
+        "name": {"const": t.function.name},
+        "arguments": t.function.parameters or {"type": "object"}},
+        "required": ["name", "arguments"], "additionalProperties": False} for t in chosen]
+    calls: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": items}}
+    if how == "named" or not parallel:
+        calls["maxItems"] = 1
+    calling = {"type": "object", "properties": {"tool_calls": calls},
+               "required": ["tool_calls"], "additionalProperties": False}
+    if how != "auto":
+        return calling
+    answering = {"type": "object", "properties": {"response": {"type": "string"}},
+                 "required": ["response"], "additionalProperties": False}
+    return {"anyOf": [calling, answering]}
+
+
+def system_text(tools: list[Tool], how: Mode, choice: ToolChoice | None) -> str:
+    """What the model is told about the tools and the answer's format."""
+    listed = json.dumps([{"name": t.function.name, "description": t.function.description or "",
+                          "parameters": t.function.parameters or {"type": "object"}}
+                         for t in tools], ensure_ascii=False)
+    call = '{"tool_calls": [{"name": "TOOL", "arguments": {ARGUMENTS}}]}'
+    if how == "named" and isinstance(choice, NamedToolChoice):
+        ask = f"Call the tool {choice.function.name}. Reply with JSON only, in this form: {call}"
+    elif how == "required":
+        ask = f"Call a tool. Reply with JSON only, in this form: {call}"
+    else:
+        ask = (f"To call a tool, reply with JSON only, in this form: {call}\n"
+               'To answer without a tool, reply with JSON only, in this form: '
+               '{"response": "YOUR ANSWER"}')
+    return f"You can call these tools: {listed}\n{ask}"
+
+
+def history_text(content: str, calls: list[ToolCall]) -> str:
+    """An earlier assistant turn that called tools, as the model would have written it."""
+    written = [{"name": c.function.name, "arguments": _loads_or_text(c.function.arguments)}
+               for c in calls]
+    prefix = content + "\n" if content else ""
+    return prefix + json.dumps({"tool_calls": written}, ensure_ascii=False)
+
+
+def tool_result_text(call_id: str | None, content: str) -> str:
+    return json.dumps({"tool_response": {"tool_call_id": call_id or "", "content": content}},
+                      ensure_ascii=False)
+
+
+def answer(text: str, finish: str, how: Mode) -> tuple[dict[str, Any], str]:
+    """The assistant message and finish_reason for a held answer (``text`` as generated)."""
+    plain = {"role": "assistant", "content": text}
+    if how == "off" or finish != "stop":
+        return plain, finish  # cut short ("length"): incomplete JSON, as generated
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return plain, finish  # a stop string of the request's own cut the JSON
+    if isinstance(value, dict) and isinstance(value.get("response"), str):
+        return {"role": "assistant", "content": value["response"]}, "stop"
+    if not isinstance(value, dict) or not isinstance(value.get("tool_calls"), list):
+        return plain, finish
+    calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+              "function": {"name": str(c.get("name", "")),
+                           "arguments": json.dumps(c.get("arguments", {}), ensure_ascii=False)}}
+             for c in value["tool_calls"] if isinstance(c, dict)]
+    # OpenAI: "tool_calls" when the model chose to call, "stop" when a named call was forced.
+    return ({"role": "assistant", "content": None, "tool_calls": calls},
+            "stop" if how == "named" else "tool_calls")
+
+
+def delta(message: dict[str, Any]) -> dict[str, Any]:
+    """A streamed chat delta carrying a whole answer: its content or its tool calls."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return {"content": message.get("content") or ""}
+    return {"tool_calls": [{"index": j, **call} for j, call in enumerate(calls)]}
+
+
+def _loads_or_text(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
