@@ -68,13 +68,15 @@ class ResponseFormat(_Strict):
         return self
 
     def schema_text(self) -> str | None:
-        """The JSON schema the output must match, as canonical JSON (None: free text)."""
+        """The JSON schema the output must match, as compact JSON in the order given (the
+        grammar writes an object's properties in that order, as OpenAI does); None: free
+        text."""
         if self.type == "text":
             return None
         schema = self.json_schema.schema_ if self.json_schema is not None else None
         if self.type == "json_object" or schema is None:
             schema = {"type": "object"}
-        return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        return json.dumps(schema, separators=(",", ":"))
 
 
 class _SamplingFields(_Strict):
@@ -123,7 +125,7 @@ class ChatCompletionRequest(_SamplingFields):
         if how == "off" or not self.tools:
             return super().answer_schema()
         schema = T.answer_schema(self.tools, how, self.tool_choice, self.parallel_tool_calls)
-        return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        return json.dumps(schema, separators=(",", ":"))
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -57,7 +57,9 @@ def test_a_json_schema_is_followed(client: openai.OpenAI) -> None:
                              "json_schema": {"name": "city", "schema": CITY, "strict": True}})
         if resp.choices[0].finish_reason == "stop":
             finished += 1
-            _city(json.loads(resp.choices[0].message.content or ""))
+            answer = json.loads(resp.choices[0].message.content or "")
+            _city(answer)
+            assert list(answer) == list(CITY["properties"])  # in the schema's order
     assert finished >= 1
 
 
