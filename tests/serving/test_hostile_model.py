@@ -97,8 +97,7 @@ def test_validation_errors_are_400_invalid_request(client: openai.OpenAI) -> Non
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-    {"logit_bias": {"1": 10}},
+    {"logit_bias": {"1": 10}}, {"functions": [{"name": "f", "parameters": {}}]},
 ])
 def test_unimplemented_parameters_are_refused(client: openai.OpenAI,
                                               kwargs: dict[str, Any]) -> None:
