@@ -37,30 +37,41 @@ def tool_mode(req: S.ChatCompletionRequest | S.CompletionRequest) -> T.Mode:
 
 class StreamedChoice:
     """One streamed choice: engine chunks in, the pieces to send out. Log probabilities of
-    tokens whose text a stop string holds back ride with the next piece; a tool-holding
-    answer is sent whole when it ends (mapped to ``tool_calls`` or ``content``)."""
+    tokens whose text a stop string holds back ride with the next piece. A tool-holding
+    answer is mapped when it ends (``tool_calls``), except the text of an ``auto`` answer
+    that responds without a tool, which streams as it is decoded."""
 
     def __init__(self, chat: bool, params: SamplingParams, how: T.Mode) -> None:
         self.chat, self.params, self.how = chat, params, how
         self.held: list[TokenLogprob] = []
         self.offset = 0
         self.text: list[str] | None = [] if chat and how != "off" else None
+        self.response = T.ResponseText()
 
     def feed(self, chunk: Chunk) -> tuple[Any, str | None, dict[str, Any] | None] | None:
         self.held.extend(chunk.logprobs)
         if self.text is not None:
-            self.text.append(chunk.text)
-            if chunk.finish_reason is None:
-                return None
-        elif not chunk.text and chunk.finish_reason is None:
+            return self._held(chunk)
+        if not chunk.text and chunk.finish_reason is None:
             return None
-        lp = logprobs_of(self.params, self.chat, self.held, self.offset)
-        self.offset += sum(len(e.token) for e in self.held)
-        self.held = []
-        if self.text is not None:
-            message, finish = T.answer("".join(self.text), chunk.finish_reason or "stop",
-                                       self.how)
-            return T.delta(message), finish, lp
+        lp = self._logprobs()
         if self.chat:
             return ({"content": chunk.text} if chunk.text else {}), chunk.finish_reason, lp
         return chunk.text, chunk.finish_reason, lp
+
+    def _held(self, chunk: Chunk) -> tuple[Any, str | None, dict[str, Any] | None] | None:
+        assert self.text is not None
+        self.text.append(chunk.text)
+        said = self.response.feed(chunk.text) if self.how == "auto" else ""
+        if chunk.finish_reason is None:
+            return ({"content": said}, None, self._logprobs()) if said else None
+        message, finish = T.answer("".join(self.text), chunk.finish_reason, self.how)
+        if self.response.body is not None:  # a response, streamed as decoded
+            return ({"content": said} if said else {}), finish, self._logprobs()
+        return T.delta(message), finish, self._logprobs()
+
+    def _logprobs(self) -> dict[str, Any] | None:
+        lp = logprobs_of(self.params, self.chat, self.held, self.offset)
+        self.offset += sum(len(e.token) for e in self.held)
+        self.held = []
+        return lp

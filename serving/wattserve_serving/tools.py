@@ -11,6 +11,7 @@ a declared tool and its arguments always match that tool's ``parameters``.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any, Literal
 
@@ -143,11 +144,54 @@ def tool_result_text(call_id: str | None, content: str) -> str:
                       ensure_ascii=False)
 
 
+_RESPONSE = re.compile(r'\{\s*"response"\s*:\s*"')
+
+
+class ResponseText:
+    """The text of an ``auto`` answer of the ``{"response": "..."}`` form, decoded as it is
+    generated, so it can be streamed: ``feed`` returns what can be decoded so far (nothing
+    while the form is undecided, and never for a tool call). Each character is read once."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.body: int | None = None  # where the response string's characters start in raw
+        self.pos = 0  # raw decoded up to here (a whole number of characters and escapes)
+        self.closed = False
+
+    def feed(self, piece: str) -> str:
+        self.raw += piece
+        if self.body is None:
+            match = _RESPONSE.match(self.raw.lstrip())
+            if match is None:
+                return ""
+            self.body = self.pos = len(self.raw) - len(self.raw.lstrip()) + match.end()
+        raw, i, last = self.raw, self.pos, self.pos
+        while not self.closed and i < len(raw):
+            if raw[i] == '"':
+                self.closed = True
+                break
+            step = 6 if raw.startswith("\\u", i) else 2 if raw[i] == "\\" else 1
+            if i + step > len(raw):
+                break  # an escape still arriving
+            last, i = i, i + step
+        if i - last == 6 and raw[last + 2] in "dD" and raw[last + 3] in "89abAB":
+            i = last  # half a surrogate pair: wait for the other half
+        try:
+            text = json.loads(f'"{raw[self.pos:i]}"', strict=False)
+        except ValueError:
+            return ""
+        self.pos = i
+        return str(text)
+
+
 def answer(text: str, finish: str, how: Mode) -> tuple[dict[str, Any], str]:
     """The assistant message and finish_reason for a held answer (``text`` as generated)."""
     plain = {"role": "assistant", "content": text}
-    if how == "off" or finish != "stop":
-        return plain, finish  # cut short ("length"): incomplete JSON, as generated
+    if how == "off":
+        return plain, finish
+    if finish != "stop":  # cut short ("length"): what a response says so far, else as is
+        said = ResponseText().feed(text) if how == "auto" else ""
+        return ({"role": "assistant", "content": said} if said else plain), finish
     try:
         value = json.loads(text)
     except ValueError:

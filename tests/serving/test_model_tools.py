@@ -105,6 +105,28 @@ def test_streamed_tool_calls_equal_the_unstreamed_ones(client: openai.OpenAI) ->
     assert finishes == ["stop"]
 
 
+def test_an_auto_answer_without_a_tool_streams_as_it_is_written(client: openai.OpenAI) -> None:
+    ask: Any = [{"role": "user", "content": "What is 2 plus 3?"}]
+    client.chat.completions.create(model="smollm2", messages=ask, max_tokens=1)  # warm-up
+    whole = client.chat.completions.create(model="smollm2", messages=ask, tools=TOOLS,
+                                           max_tokens=60, temperature=0)
+    pieces: list[str] = []
+    calls: list[Any] = []
+    for chunk in client.chat.completions.create(model="smollm2", messages=ask, tools=TOOLS,
+                                                max_tokens=60, temperature=0, stream=True):
+        for c in chunk.choices:
+            pieces += [c.delta.content] if c.delta.content else []
+            calls += c.delta.tool_calls or []
+    message = whole.choices[0].message
+    if message.tool_calls:  # the model chose a tool: sent whole, as the named case
+        assert [c.function.name for c in calls if c.function] == \
+            [c.function.name for c in message.tool_calls]
+        return
+    assert "".join(pieces) == message.content and message.content
+    assert not message.content.startswith("{")  # the text, not the JSON around it
+    assert len(pieces) > 1  # streamed piece by piece, not in one delta at the end
+
+
 def test_a_conversation_with_tool_calls_and_results(client: openai.OpenAI) -> None:
     called: list[Any] = [
         *ASK,
