@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import ipaddress
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -182,6 +183,22 @@ def test_real_tokens_from_the_real_pod_through_its_service(stack: RealPodStack) 
         messages=[{"role": "user", "content": "What is the capital of France?"}])
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens > 0
+    # The image serves the whole API: a forced tool call, log probabilities, two choices.
+    called = client.chat.completions.create(
+        model=SMOL_MODEL, max_tokens=40, temperature=0,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[{"type": "function", "function": {"name": "weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": False}}}],
+        tool_choice={"type": "function", "function": {"name": "weather"}})
+    (call,) = called.choices[0].message.tool_calls or []
+    assert call.function.name == "weather" and set(json.loads(call.function.arguments)) == {
+        "city"}
+    sampled = client.chat.completions.create(
+        model=SMOL_MODEL, max_tokens=4, n=2, logprobs=True, top_logprobs=2,
+        messages=[{"role": "user", "content": "Hi"}])
+    assert [c.index for c in sampled.choices] == [0, 1]
+    assert all(c.logprobs and c.logprobs.content for c in sampled.choices)
     # Prometheus found the pod by Kubernetes pod discovery, labelled as the PodMonitor says
     (pod,) = _ready_pods(stack, SMOL)
     key = f"{pod['metadata']['name']}@{pod['spec']['nodeName']}"
