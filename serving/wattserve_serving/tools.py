@@ -98,20 +98,47 @@ def answer_schema(tools: list[Tool], how: Mode, choice: ToolChoice | None,
     """The JSON schema the model's answer must match."""
     chosen = [t for t in tools if not isinstance(choice, NamedToolChoice)
               or t.function.name == choice.function.name]
-    items = [{"type": "object", "properties": {
-        "name": {"const": t.function.name},
-        "arguments": t.function.parameters or {"type": "object"}},
-        "required": ["name", "arguments"], "additionalProperties": False} for t in chosen]
+    defs: dict[str, Any] = {}
+    items = []
+    for k, tool in enumerate(chosen):
+        arguments = tool.function.parameters or {"type": "object"}
+        if _has_ref(arguments):  # its "#/..." pointers must still find their targets
+            defs[f"tool{k}"] = _rebased(arguments, f"#/$defs/tool{k}")
+            arguments = {"$ref": f"#/$defs/tool{k}"}
+        items.append({"type": "object", "properties": {
+            "name": {"const": tool.function.name}, "arguments": arguments},
+            "required": ["name", "arguments"], "additionalProperties": False})
     calls: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": items}}
     if how == "named" or not parallel:
         calls["maxItems"] = 1
     calling = {"type": "object", "properties": {"tool_calls": calls},
                "required": ["tool_calls"], "additionalProperties": False}
-    if how != "auto":
-        return calling
-    answering = {"type": "object", "properties": {"response": {"type": "string"}},
-                 "required": ["response"], "additionalProperties": False}
-    return {"anyOf": [calling, answering]}
+    schema: dict[str, Any] = calling
+    if how == "auto":
+        answering = {"type": "object", "properties": {"response": {"type": "string"}},
+                     "required": ["response"], "additionalProperties": False}
+        schema = {"anyOf": [calling, answering]}
+    return {**schema, "$defs": defs} if defs else schema
+
+
+def _has_ref(value: Any) -> bool:
+    if isinstance(value, dict):
+        return isinstance(value.get("$ref"), str) or any(_has_ref(v) for v in value.values())
+    return isinstance(value, list) and any(_has_ref(v) for v in value)
+
+
+def _rebased(value: Any, base: str) -> Any:
+    """A tool's ``parameters`` moved under ``base``: its local ``$ref`` pointers ("#",
+    "#/$defs/X", "#/properties/…", as pydantic writes them) rewritten to point there."""
+    if isinstance(value, dict):
+        out = {k: _rebased(v, base) for k, v in value.items()}
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            out["$ref"] = base + ref[1:]
+        return out
+    if isinstance(value, list):
+        return [_rebased(v, base) for v in value]
+    return value
 
 
 def system_text(tools: list[Tool], how: Mode, choice: ToolChoice | None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from serving_helpers import LoopbackServer
 
@@ -125,6 +126,33 @@ def test_an_auto_answer_without_a_tool_streams_as_it_is_written(client: openai.O
     assert "".join(pieces) == message.content and message.content
     assert not message.content.startswith("{")  # the text, not the JSON around it
     assert len(pieces) > 1  # streamed piece by piece, not in one delta at the end
+
+
+class Address(BaseModel):
+    city: str
+    country: str
+
+
+class Person(BaseModel):
+    name: str
+    home: Address
+    work: Address | None
+
+
+def test_a_pydantic_tool_with_nested_models_is_called_with_valid_arguments(
+        client: openai.OpenAI) -> None:
+    """pydantic writes nested models as "#/$defs/..." pointers; they must still resolve
+    once the tool's parameters sit inside the answer's schema."""
+    tool: Any = openai.pydantic_function_tool(Person)
+    assert "$defs" in tool["function"]["parameters"]
+    resp = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Ada lives in London, UK."}],
+        tools=[tool, *TOOLS], max_tokens=120, temperature=0,
+        tool_choice={"type": "function", "function": {"name": "Person"}})
+    choice = resp.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    (call,) = choice.message.tool_calls or []
+    Person.model_validate_json(call.function.arguments)
 
 
 def test_a_conversation_with_tool_calls_and_results(client: openai.OpenAI) -> None:

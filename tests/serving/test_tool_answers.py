@@ -46,3 +46,18 @@ def test_answers_cut_short_or_not_json_come_back_as_generated() -> None:
     assert T.answer("not json", "stop", "auto")[0]["content"] == "not json"
     assert T.answer("plain", "stop", "off") == ({"role": "assistant", "content": "plain"},
                                                 "stop")
+
+
+def test_a_tools_own_pointers_still_resolve_inside_the_answer_schema() -> None:
+    params = {"$defs": {"A": {"type": "string"}},
+              "properties": {"a": {"$ref": "#/$defs/A"}, "again": {"$ref": "#"}}}
+    tool = T.Tool.model_validate({"type": "function",
+                                  "function": {"name": "f", "parameters": params}})
+    plain = T.Tool.model_validate({"type": "function", "function": {"name": "g"}})
+    schema = T.answer_schema([plain, tool], "required", None, True)
+    items = schema["properties"]["tool_calls"]["items"]["anyOf"]
+    assert items[0]["properties"]["arguments"] == {"type": "object"}  # no pointers: inline
+    assert items[1]["properties"]["arguments"] == {"$ref": "#/$defs/tool1"}
+    moved = schema["$defs"]["tool1"]
+    assert moved["properties"]["a"] == {"$ref": "#/$defs/tool1/$defs/A"}
+    assert moved["properties"]["again"] == {"$ref": "#/$defs/tool1"}
