@@ -316,7 +316,10 @@ def test_tools_go_to_vllm_as_a_json_schema_its_backends_accept(fakes: Fakes) -> 
     cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
     server = LoopbackServer(cfg).start()
     try:
-        tools = [{"type": "function", "function": {"name": "city", "parameters": CITY}}]
+        nested = {"$defs": {"Place": CITY}, "type": "object",
+                  "properties": {"home": {"$ref": "#/$defs/Place"}}, "required": ["home"]}
+        tools = [{"type": "function", "function": {"name": "city", "parameters": CITY}},
+                 {"type": "function", "function": {"name": "home", "parameters": nested}}]
         body = {"model": "m", "messages": [{"role": "user", "content": "a city?"}],
                 "max_tokens": 5, "tools": tools, "tool_choice": "required"}
         resp = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=10)
@@ -324,8 +327,11 @@ def test_tools_go_to_vllm_as_a_json_schema_its_backends_accept(fakes: Fakes) -> 
         sampling = fakes.engines[0].generate.call_args.args[1]
         schema = json.loads(sampling.structured_outputs.json)
         items = schema["properties"]["tool_calls"]["items"]["anyOf"]
-        assert [i["properties"]["name"] for i in items] == [{"const": "city"}]
+        assert [i["properties"]["name"] for i in items] == [{"const": "city"},
+                                                            {"const": "home"}]
         assert items[0]["properties"]["arguments"] == CITY
+        assert schema["$defs"]["tool1"]["properties"]["home"] == {
+            "$ref": "#/$defs/tool1/$defs/Place"}  # accepted by xgrammar above, for real
         prompt = fakes.engines[0].generate.call_args.args[0]["prompt_token_ids"]
         assert "You can call these tools" in "".join(chr(t) for t in prompt[1:])
     finally:
