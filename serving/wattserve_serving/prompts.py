@@ -144,7 +144,26 @@ def sampling(
         ignore_eos=req.ignore_eos,
         json_schema=req.answer_schema(),
         logprobs=req.wanted_logprobs(),
+        logit_bias=_logit_bias(engine, req),
     )
+
+
+def _logit_bias(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest
+                ) -> tuple[tuple[int, float], ...]:
+    try:
+        pairs = req.logit_bias_pairs()
+    except ValueError as exc:
+        raise APIError(400, f"Invalid 'logit_bias': {exc}.", param="logit_bias",
+                       code="invalid_value") from None
+    vocab_size = getattr(engine, "vocab_size", None)
+    if pairs and vocab_size is not None:
+        size = int(vocab_size())
+        bad = next((t for t, _ in pairs if t >= size), None)
+        if bad is not None:
+            raise APIError(400, f"Invalid 'logit_bias': token id {bad} is outside the "
+                           f"vocabulary (0..{size - 1}).", param="logit_bias",
+                           code="invalid_value")
+    return pairs
 
 
 def check_logprobs(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:

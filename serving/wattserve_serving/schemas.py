@@ -17,6 +17,7 @@ MAX_CHOICES = 16  # `n`: each choice is a generation of its own on this server's
 MAX_PROMPTS = 64  # prompts in one completions request, each generated in turn
 MAX_TOP_LOGPROBS = 20  # chat `top_logprobs`, OpenAI's bound
 MAX_COMPLETION_LOGPROBS = 5  # completions `logprobs`, OpenAI's bound
+MAX_LOGIT_BIAS = 300  # tokens in `logit_bias`, OpenAI's bound
 
 
 class _Strict(BaseModel):
@@ -95,6 +96,18 @@ class _SamplingFields(_Strict):
     user: str | None = None
     ignore_eos: bool = False  # extension (vLLM has the same): benchmarks
     response_format: ResponseFormat | None = None  # engines with structured outputs only
+    logit_bias: dict[str, float] | None = Field(default=None, max_length=MAX_LOGIT_BIAS)
+
+    def logit_bias_pairs(self) -> tuple[tuple[int, float], ...]:
+        """(token id, bias) pairs; ValueError naming the first key or value out of bounds."""
+        pairs = []
+        for key, bias in (self.logit_bias or {}).items():
+            if not key.strip().isdigit():
+                raise ValueError(f"'{key}' is not a token id")
+            if not -100.0 <= bias <= 100.0:
+                raise ValueError(f"the bias of token {key} is {bias}; it must be in -100..100")
+            pairs.append((int(key), bias))
+        return tuple(pairs)
 
     def answer_schema(self) -> str | None:
         """The JSON schema the answer must match (``response_format``), or None."""
@@ -169,7 +182,6 @@ class CompletionRequest(_SamplingFields):
 _OFF: dict[str, tuple[Any, ...]] = {
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
-    "logit_bias": (None, {}),
     "best_of": (None, 1),
     "suffix": (None, ""),
     "audio": (None,),

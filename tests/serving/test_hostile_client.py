@@ -204,7 +204,7 @@ def test_prompt_that_cannot_fit_is_refused_before_tokenizing(fake_server_factory
 @pytest.mark.parametrize(("param", "value"), [
     ("logprobs", True), ("top_logprobs", 3), ("response_format", {"type": "json_object"}),
     ("tools", [{"type": "function", "function": {"name": "f"}}]),
-    ("logit_bias", {"1": 5}), ("functions", [{"name": "f"}]),
+    ("best_of", 2), ("functions", [{"name": "f"}]),
 ])
 def test_unimplemented_parameters_are_400(server: Any, param: str, value: Any) -> None:
     resp = httpx.post(server.url + CHAT, json={**OK_CHAT, param: value}, timeout=10)

@@ -97,7 +97,7 @@ def test_validation_errors_are_400_invalid_request(client: openai.OpenAI) -> Non
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"logit_bias": {"1": 10}}, {"functions": [{"name": "f", "parameters": {}}]},
+    {"functions": [{"name": "f", "parameters": {}}]}, {"function_call": {"name": "f"}},
 ])
 def test_unimplemented_parameters_are_refused(client: openai.OpenAI,
                                               kwargs: dict[str, Any]) -> None:

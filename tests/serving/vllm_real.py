@@ -160,9 +160,12 @@ def test_sampling_values_the_api_allows_are_accepted_by_real_sampling_params(
         for params in (SamplingParams(max_tokens=1, top_k=0, top_p=1.0),
                        SamplingParams(max_tokens=2, top_k=40, temperature=1.5, seed=None,
                                       presence_penalty=2.0, frequency_penalty=-2.0,
-                                      ignore_eos=True)):
+                                      ignore_eos=True),
+                       SamplingParams(max_tokens=1, logit_bias=((5, -100.0), (7, 100.0)))):
             chunks = [c async for c in engine.generate(PreparedPrompt("x", [1]), params)]
             assert chunks[-1].finish_reason is not None
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert sampling.logit_bias == {5: -100.0, 7: 100.0}  # as vLLM's SamplingParams holds it
 
     asyncio.run(scenario())
 

@@ -34,6 +34,8 @@ class SamplingParams:
     # Report each generated token's log probability and this many alternatives (None: off).
     # Only engines with ``max_logprobs`` > 0 are handed one.
     logprobs: int | None = None
+    # OpenAI's logit_bias: (token id, bias added to its logit) pairs, applied before sampling.
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)

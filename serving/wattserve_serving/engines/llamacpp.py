@@ -43,6 +43,7 @@ from wattserve_serving.engines.base import (
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
 from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
+from wattserve_serving.engines.sampler import sampler_chain
 from wattserve_serving.engines.stops import StopMatcher
 
 _DONE = object()
@@ -339,17 +340,9 @@ class LlamaCppEngine:
         if not job.tokens:
             raise EngineError("empty prompt: nothing to generate from")
         if job.sampler is None:
-            llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
-            job.sampler = llm._init_sampler(
-                top_k=params.top_k or 40,  # llama-cpp-python's default when unset
-                top_p=params.top_p,
-                min_p=0.05,
-                temp=params.temperature,
-                repeat_penalty=1.0,
-                frequency_penalty=params.frequency_penalty,
-                presence_penalty=params.presence_penalty,
-                grammar=None if params.json_schema is None else self._grammar(params.json_schema),
-            )
+            seed = params.seed if params.seed is not None else random.getrandbits(32)
+            grammar = None if params.json_schema is None else self._grammar(params.json_schema)
+            job.sampler = sampler_chain(llm, params, grammar, seed)
         self._ensure_cached(job)
         token = int(job.sampler.sample(llm._ctx, -1))
         job.tokens.append(token)

@@ -138,6 +138,7 @@ class VLLMEngine:
             frequency_penalty=params.frequency_penalty,
             ignore_eos=params.ignore_eos,
             logprobs=params.logprobs,  # raw model log-softmax: vLLM's default logprobs_mode
+            logit_bias=dict(params.logit_bias) or None,
             structured_outputs=None if params.json_schema is None
             else self._structured(json=params.json_schema),
         )
