@@ -86,15 +86,7 @@ async def _id_prompt(engine: Engine, req: S.CompletionRequest, ids: list[int]) -
     """A prompt given as token ids: each must be in the vocabulary."""
     if not ids:
         raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
-    vocab_size = getattr(engine, "vocab_size", None)
-    if vocab_size is not None:
-        size = int(vocab_size())
-        bad = next((t for t in ids if not 0 <= t < size), None)
-        if bad is not None:
-            raise APIError(
-                400, f"Invalid 'prompt': token id {bad} is outside the vocabulary "
-                f"(0..{size - 1}).", param="prompt", code="invalid_value",
-            )
+    _check_vocabulary(engine, ids, "prompt")
     text = ""
     if req.echo:
         detokenize = getattr(engine, "detokenize", None)
@@ -155,15 +147,21 @@ def _logit_bias(engine: Engine, req: S.ChatCompletionRequest | S.CompletionReque
     except ValueError as exc:
         raise APIError(400, f"Invalid 'logit_bias': {exc}.", param="logit_bias",
                        code="invalid_value") from None
-    vocab_size = getattr(engine, "vocab_size", None)
-    if pairs and vocab_size is not None:
-        size = int(vocab_size())
-        bad = next((t for t, _ in pairs if t >= size), None)
-        if bad is not None:
-            raise APIError(400, f"Invalid 'logit_bias': token id {bad} is outside the "
-                           f"vocabulary (0..{size - 1}).", param="logit_bias",
-                           code="invalid_value")
+    _check_vocabulary(engine, [t for t, _ in pairs], "logit_bias")
     return pairs
+
+
+def _check_vocabulary(engine: Engine, ids: list[int], param: str) -> None:
+    """A 400 naming ``param`` for the first id outside the engine's vocabulary (engines
+    that do not tell their vocabulary's size leave the check to their own validation)."""
+    vocab_size = getattr(engine, "vocab_size", None)
+    if not ids or vocab_size is None:
+        return
+    size = int(vocab_size())
+    bad = next((t for t in ids if not 0 <= t < size), None)
+    if bad is not None:
+        raise APIError(400, f"Invalid '{param}': token id {bad} is outside the vocabulary "
+                       f"(0..{size - 1}).", param=param, code="invalid_value")
 
 
 def check_logprobs(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
