@@ -62,7 +62,7 @@ def model_server(request: pytest.FixtureRequest) -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture(scope="module")
-def openai_client(model_server: LoopbackServer) -> object:
+def client(model_server: LoopbackServer) -> object:
     """The official `openai` client against this module's real-model server."""
     import openai
 

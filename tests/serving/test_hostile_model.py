@@ -19,12 +19,6 @@ SPECIAL = "<|im_end|>"
 
 
 @pytest.fixture(scope="module")
-def client(model_server: LoopbackServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
-
-
-@pytest.fixture(scope="module")
 def vocab(model_server: LoopbackServer) -> Any:
     from llama_cpp import Llama
 

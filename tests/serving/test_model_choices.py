@@ -21,11 +21,6 @@ NO_EOS = {"ignore_eos": True}  # every choice runs to max_tokens: exact usage
 # compared across requests are therefore all repeats: a warm-up request goes first.
 
 
-@pytest.fixture(scope="module")
-def client(openai_client: openai.OpenAI) -> openai.OpenAI:
-    return openai_client
-
-
 def _chat(client: openai.OpenAI, **kw: object) -> openai.types.chat.ChatCompletion:
     return client.chat.completions.create(  # type: ignore[call-overload, no-any-return]
         model="smollm2", messages=ASK, **kw)

@@ -17,11 +17,6 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def client(openai_client: openai.OpenAI) -> openai.OpenAI:
-    return openai_client
-
-
-@pytest.fixture(scope="module")
 def vocab(model_server: LoopbackServer) -> Any:
     from llama_cpp import Llama
 

@@ -20,11 +20,6 @@ ASK = [{"role": "user", "content": "Name three colours of the sea."}]
 
 
 @pytest.fixture(scope="module")
-def client(openai_client: openai.OpenAI) -> openai.OpenAI:
-    return openai_client
-
-
-@pytest.fixture(scope="module")
 def reference(model_server: LoopbackServer) -> Any:
     """llama.cpp with every position's logits, apart from the server's engine."""
     from llama_cpp import Llama

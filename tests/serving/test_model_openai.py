@@ -19,12 +19,6 @@ REQUESTS = {"n": 0}
 
 
 @pytest.fixture(scope="module")
-def client(model_server: LoopbackServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
-
-
-@pytest.fixture(scope="module")
 def reference_tokenizer(model_server: LoopbackServer) -> Any:
     """llama.cpp's own tokenizer + the GGUF chat template, independent of the app's engine."""
     from llama_cpp import Llama

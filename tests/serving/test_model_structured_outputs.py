@@ -25,12 +25,6 @@ ASK = [{"role": "user", "content": "Name a city, its population and whether it i
                                     "coast, as JSON."}]
 
 
-@pytest.fixture(scope="module")
-def client(model_server: LoopbackServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
-
-
 def _city(value: Any) -> None:
     assert isinstance(value, dict) and set(value) == {"city", "population", "coastal"}
     assert isinstance(value["city"], str)

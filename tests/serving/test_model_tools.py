@@ -30,11 +30,6 @@ TOOLS: list[Any] = [
 ASK: list[Any] = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 
 
-@pytest.fixture(scope="module")
-def client(openai_client: openai.OpenAI) -> openai.OpenAI:
-    return openai_client
-
-
 def _valid_call(call: Any) -> None:
     """A call of a declared tool whose arguments match its parameters."""
     assert call.type == "function" and call.id.startswith("call_")
