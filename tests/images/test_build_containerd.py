@@ -94,7 +94,10 @@ def containerd() -> Iterator[Containerd]:
     problems = missing_tools() + [f"{t} not found" for t in ("containerd", "ctr", "runc")
                                   if shutil.which(t) is None]
     if problems:
-        pytest.skip("the registry-less builder cannot run here: " + ", ".join(problems))
+        why = "the registry-less builder cannot run here: " + ", ".join(problems)
+        if os.environ.get("CI"):  # CI's machine has them: a missing install step, not a skip
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     daemon = Containerd(Path(tempfile.mkdtemp(prefix="wsctd-", dir="/tmp")))
     try:
         yield daemon
