@@ -29,6 +29,11 @@ from wattserve.api import (
 )
 from wattserve.planning import plan
 
+# The weight formats the generated models draw from: a fixed list (the API's first ten),
+# so a format added to the API does not change the generated fleets or their recorded plans.
+FORMATS = tuple(Quantization(q) for q in (
+    "fp32", "bf16", "fp16", "fp8", "int8", "q8_0", "q5_k_m", "q4_k_m", "q4_1", "q4_0"))
+
 GPU_TYPES = (  # type, memory GiB, bandwidth GB/s, bf16 TFLOPS, watts, $/GPU-hour
     ("nvidia-l4", 24, 300, 121, 72, 0.80),
     ("nvidia-a100-80gb", 80, 2039, 312, 400, 4.10),
@@ -66,7 +71,7 @@ def make_models(count: int, rng: random.Random) -> list[ModelDeployment]:
     models = []
     for index in range(count):
         params = int(rng.choice(sizes))
-        quant = rng.choice(list(Quantization))
+        quant = rng.choice(FORMATS)
         spec = ModelDeploymentSpec(
             model=ModelSpec(name=f"m{index}", source="hf://org/model", parameters=params,
                             quantization=quant, context_length=rng.choice((2048, 8192, 32768))),

@@ -128,7 +128,9 @@ def test_the_longest_numbers_the_crd_admits_are_planned() -> None:
         *parents, leaf = where.split(".")
         for key in parents:
             node = node.setdefault(key, {})
-        node[leaf] = "9" * (max_len - 1) + ("T" if leaf == "parameters" else "9")
+        node[leaf] = "9" * (max_len - 1) + ("T" if leaf.endswith("arameters") else "9")
+        if leaf == "activeParameters":  # at most the parameters
+            node["parameters"] = node[leaf]
         plan(parse_model_deployment(doc), example_pools())  # before: OverflowError
 
 

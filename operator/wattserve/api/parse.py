@@ -112,8 +112,8 @@ def parse_model_deployment(obj: object) -> ModelDeployment:
 def _model(spec: Fields) -> ModelSpec:
     model = spec.child(
         "model",
-        _keys("name", "source", "parameters", "quantization", "contextLength", "task",
-              "architecture"),
+        _keys("name", "source", "parameters", "activeParameters", "quantization",
+              "contextLength", "task", "architecture"),
         required=True,
     )
     arch = model.child("architecture", _keys("layers", "hiddenSize", "attentionHeads", "kvHeads"))
@@ -130,10 +130,20 @@ def _model(spec: Fields) -> ModelSpec:
     raw_source = model.raw("source")
     if isinstance(raw_source, str) and raw_source.startswith("s3://"):
         raise SpecError(model.at("source"), S3_UNSUPPORTED)
+    total = parse_parameter_count(parameters, model.at("parameters"))
+    active = None
+    if model.raw("activeParameters") is not None:
+        active = parse_parameter_count(model.raw("activeParameters"),
+                                       model.at("activeParameters"))
+        if active > total:
+            raise SpecError(model.at("activeParameters"),
+                            f"must be <= parameters ({parameters}), got "
+                            f"{model.raw('activeParameters')!r}")
     return ModelSpec(
         name=model.req_string("name", max_length=253),
         source=_source(model),
-        parameters=parse_parameter_count(parameters, model.at("parameters")),
+        parameters=total,
+        active_parameters=active,
         quantization=model.enum("quantization", Quantization, Quantization.BF16),
         context_length=model.int_default("contextLength", 4096, minimum=128, maximum=10_000_000),
         task=model.enum("task", Task, Task.CHAT),

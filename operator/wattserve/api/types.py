@@ -16,11 +16,18 @@ class Quantization(StrEnum):
     FP16 = "fp16"
     FP8 = "fp8"
     INT8 = "int8"
+    INT4 = "int4"  # 4-bit weights, 16-bit activations: AWQ, GPTQ (vLLM)
+    MXFP4 = "mxfp4"  # OCP microscaling FP4 (gpt-oss): vLLM, and llama.cpp as GGUF
     Q8_0 = "q8_0"
+    Q6_K = "q6_k"
     Q5_K_M = "q5_k_m"
+    Q5_0 = "q5_0"
     Q4_K_M = "q4_k_m"
     Q4_1 = "q4_1"
     Q4_0 = "q4_0"
+    IQ4_XS = "iq4_xs"
+    Q3_K_M = "q3_k_m"
+    Q2_K = "q2_k"
 
 
 class Task(StrEnum):
@@ -66,6 +73,14 @@ class ModelSpec:
     context_length: int = 4096
     task: Task = Task.CHAT
     architecture: Architecture = field(default_factory=Architecture)
+    # Mixture of experts: the parameters one token runs through (shared layers plus the
+    # experts it is routed to). None: a dense model, every parameter is active.
+    active_parameters: int | None = None
+
+    @property
+    def active(self) -> int:
+        """Parameters each token computes with (all of them for a dense model)."""
+        return self.parameters if self.active_parameters is None else self.active_parameters
 
 
 @dataclass(frozen=True)

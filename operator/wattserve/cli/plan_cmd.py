@@ -215,8 +215,11 @@ def _shape(cand: Candidate) -> str:
 
 def _table(md: ModelDeployment, result: Plan) -> str:
     spec = md.spec
+    size = f"{spec.model.parameters / 1e9:g}B"
+    if spec.model.active_parameters is not None:
+        size += f" ({spec.model.active_parameters / 1e9:g}B active)"
     header = (f"ModelDeployment {md.namespace}/{md.name}: {spec.model.name} "
-              f"({spec.model.parameters / 1e9:g}B {spec.model.quantization.value}), "
+              f"({size} {spec.model.quantization.value}), "
               f"SLO p95 {spec.slo.latency_p95_ms} ms, "
               f"{spec.expected_load.requests_per_second:g} req/s, objective {spec.objective.value}")
     rows = []

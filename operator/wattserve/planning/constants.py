@@ -13,37 +13,54 @@ from wattserve.api.types import Quantization
 
 GIB: Final = 1024**3
 
-# Bytes of weights per parameter. Block formats from llama.cpp's ggml-quants:
-# Q8_0 = 34 bytes per 32 weights; Q4_0 = 18/32; Q4_1 = 20/32; Q5_K_M and Q4_K_M are
-# mixes whose reported average is ~5.69 and ~4.89 bits per weight.
+# Bytes of weights per parameter. Block formats from llama.cpp's ggml-common.h (bytes per
+# block of weights): Q8_0 34/32, Q6_K 210/256, Q5_0 22/32, Q4_1 20/32, Q4_0 18/32,
+# IQ4_XS 136/256, MXFP4 17/32 (32 FP4 values and one 8-bit shared exponent, as in the OCP
+# MX spec). The K-quant mixes keep some tensors at a higher type; their averages are the
+# bits per weight llama.cpp's tools/quantize/README.md reports for Llama 2 7B: Q5_K_M
+# ~5.69 (README: 5.68), Q4_K_M ~4.89 (README: 4.84), Q3_K_M 3.91, Q2_K 3.35.
+# INT4 (AWQ, GPTQ: 4-bit weights in groups of 128 with a 16-bit scale and a 4-bit zero
+# point each, the libraries' default group size): 4 + 20/128 = 4.16 bits.
 BYTES_PER_PARAMETER: Final[dict[Quantization, float]] = {
     Quantization.FP32: 4.0,
     Quantization.BF16: 2.0,
     Quantization.FP16: 2.0,
     Quantization.FP8: 1.0,
     Quantization.INT8: 1.0,
+    Quantization.INT4: (4 + 20 / 128) / 8,
+    Quantization.MXFP4: 17 / 32,
     Quantization.Q8_0: 34 / 32,
+    Quantization.Q6_K: 210 / 256,
     Quantization.Q5_K_M: 5.69 / 8,
+    Quantization.Q5_0: 22 / 32,
     Quantization.Q4_K_M: 4.89 / 8,
     Quantization.Q4_1: 20 / 32,
     Quantization.Q4_0: 18 / 32,
+    Quantization.IQ4_XS: 136 / 256,
+    Quantization.Q3_K_M: 3.91 / 8,
+    Quantization.Q2_K: 3.35 / 8,
 }
 
 # Which weight formats each engine serves. vLLM loads GGUF files too, but its GGUF
 # path is documented as experimental and slower; VLLM_GGUF_EFFICIENCY discounts it.
+# INT4 checkpoints (AWQ, GPTQ) are vLLM's (safetensors, Marlin kernels); MXFP4 is served
+# natively by vLLM (gpt-oss) and by llama.cpp as a GGUF type.
 GGUF_FORMATS: Final = frozenset({
-    Quantization.Q8_0, Quantization.Q5_K_M, Quantization.Q4_K_M, Quantization.Q4_1,
-    Quantization.Q4_0,
+    Quantization.Q8_0, Quantization.Q6_K, Quantization.Q5_K_M, Quantization.Q5_0,
+    Quantization.Q4_K_M, Quantization.Q4_1, Quantization.Q4_0, Quantization.IQ4_XS,
+    Quantization.Q3_K_M, Quantization.Q2_K,
 })
 LLAMACPP_FORMATS: Final = GGUF_FORMATS | {Quantization.FP32, Quantization.FP16,
-                                          Quantization.BF16}
+                                          Quantization.BF16, Quantization.MXFP4}
 VLLM_FORMATS: Final = frozenset({
     Quantization.FP32, Quantization.BF16, Quantization.FP16, Quantization.FP8,
-    Quantization.INT8,
+    Quantization.INT8, Quantization.INT4, Quantization.MXFP4,
 }) | GGUF_FORMATS
 VLLM_GGUF_EFFICIENCY: Final = 0.6
 
-# FP8/INT8 tensor cores (Ada, Hopper) double dense throughput over BF16.
+# FP8/INT8 tensor cores (Ada, Hopper) double dense throughput over BF16. INT4 (W4A16) and
+# MXFP4 weights are dequantized to 16 bits for the matmuls on Ada and Hopper (no FP4
+# tensor cores before Blackwell): no compute speedup, only fewer bytes to read.
 LOW_PRECISION_COMPUTE_SPEEDUP: Final[dict[Quantization, float]] = {
     Quantization.FP8: 2.0,
     Quantization.INT8: 2.0,

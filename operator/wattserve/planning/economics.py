@@ -48,8 +48,8 @@ _CAPACITY_MAX = 65536
 
 def capacity_rps(perf: ReplicaPerformance, prompt: int, output: int, targets: Targets) -> float:
     """The highest per-replica arrival rate that still meets the targets (0 if none)."""
-    key = (perf.weight_bytes, perf.kv_bytes_per_sequence, perf.flops_per_token,
-           perf.bandwidth_bytes_s, perf.compute_flops_s, perf.prefill_tps,
+    key = (perf.weight_bytes, perf.active_fraction, perf.kv_bytes_per_sequence,
+           perf.flops_per_token, perf.bandwidth_bytes_s, perf.compute_flops_s, perf.prefill_tps,
            perf.max_concurrency, perf.step_overhead_s, prompt, output, targets.latency_p95_s,
            targets.ttft_p95_s, targets.max_utilization)
     found = _CAPACITY.get(key)

@@ -31,17 +31,20 @@ def weight_bytes(model: ModelSpec) -> float:
 
 @lru_cache(maxsize=4096)
 def model_shape(model: ModelSpec) -> ModelShape:
-    """Architecture hints where given, else the documented estimate from the size."""
+    """Architecture hints where given, else the documented estimate from the size (the
+    active parameters of a mixture of experts: its attention is that of a dense model of
+    about that size, e.g. Mixtral 8x7B's is Mistral 7B's)."""
     arch = model.architecture
+    size = model.active
     layers = arch.layers
     hidden = arch.hidden_size
     if layers is None and hidden is None:
-        layers = max(1, round((model.parameters / (12 * c.DEFAULT_ASPECT_RATIO**2)) ** (1 / 3)))
+        layers = max(1, round((size / (12 * c.DEFAULT_ASPECT_RATIO**2)) ** (1 / 3)))
     if hidden is None:
         assert layers is not None
-        hidden = max(64, round(math.sqrt(model.parameters / (12 * layers))))
+        hidden = max(64, round(math.sqrt(size / (12 * layers))))
     if layers is None:
-        layers = max(1, round(model.parameters / (12 * hidden * hidden)))
+        layers = max(1, round(size / (12 * hidden * hidden)))
     heads = arch.attention_heads or max(1, round(hidden / 128))
     kv_heads = arch.kv_heads or max(1, round(heads * c.DEFAULT_GQA_RATIO))
     return ModelShape(layers=layers, hidden_size=hidden, attention_heads=heads,
@@ -54,7 +57,7 @@ _KV_BYTES: dict[tuple[int, object], float] = {}
 
 def kv_bytes_per_token(model: ModelSpec) -> float:
     """K and V for every layer: 2 × layers × kv_heads × head_dim × bytes per element."""
-    key = (model.parameters, model.architecture)
+    key = (model.active, model.architecture)
     found = _KV_BYTES.get(key)
     if found is None:
         if len(_KV_BYTES) >= 4096:

@@ -5,6 +5,14 @@ Decode of one step reads every weight once plus each sequence's KV cache, and do
 ``max(bytes / (efficiency × bandwidth), flops × batch / (efficiency × peak))``. Batching
 (GPU) amortises the weight read until the step becomes compute-bound. Prefill is
 compute-bound: ``2 × parameters`` FLOPs per prompt token.
+
+A mixture of experts computes with its *active* parameters only (``flops_per_token``,
+prefill), and one step reads the weights its batch is routed to: a share
+``1 - (1 - f)^batch`` of them, ``f`` = active / total parameters (each token routed
+independently). One sequence reads exactly its active weights; large batches read nearly
+all. The share treats shared layers as experts, so between those ends it over-counts
+the bytes read (the safe side): e.g. Qwen3-30B-A3B at batch 4, 11 GB-equivalent of
+parameters counted against ~8 GB routed.
 """
 
 from __future__ import annotations
@@ -34,11 +42,20 @@ class ReplicaPerformance:
     max_watts: float  # the replica's share of node power at full load
     usd_per_hour: float  # the replica's share of the node price
     grams_co2_per_kwh: float
+    active_fraction: float = 1.0  # active / total parameters (< 1: a mixture of experts)
+
+    def weights_read(self, batch: float) -> float:
+        """Weight bytes one decode step reads with ``batch`` sequences (see the module)."""
+        if self.active_fraction >= 1.0:
+            return self.weight_bytes
+        b = batch if batch > 1.0 else 1.0
+        share: float = 1.0 - (1.0 - self.active_fraction) ** b
+        return self.weight_bytes * share
 
     def step_seconds(self, batch: float) -> float:
         """Duration of one decode step with ``batch`` sequences (batch ≥ 1)."""
         b = batch if batch > 1.0 else 1.0
-        memory = (self.weight_bytes + b * self.kv_bytes_per_sequence) / self.bandwidth_bytes_s
+        memory = (self.weights_read(b) + b * self.kv_bytes_per_sequence) / self.bandwidth_bytes_s
         compute = b * self.flops_per_token / self.compute_flops_s
         return (memory if memory > compute else compute) + self.step_overhead_s
 
@@ -124,6 +141,8 @@ def _batch_for_rate(perf: ReplicaPerformance, rate: float, prompt: int, output: 
     flat = rate * (a + output * perf.step_seconds(1) / slow)
     if flat <= 1.0:
         return flat  # fewer than one sequence on average: steps run at batch 1
+    if perf.active_fraction < 1.0:
+        return _batch_by_bisection(perf, rate, a, output, slow)
     mem_alpha = perf.weight_bytes / perf.bandwidth_bytes_s + perf.step_overhead_s
     mem_gamma = perf.kv_bytes_per_sequence / perf.bandwidth_bytes_s
     comp_gamma = perf.flops_per_token / perf.compute_flops_s
@@ -136,6 +155,28 @@ def _batch_for_rate(perf: ReplicaPerformance, rate: float, prompt: int, output: 
         if abs(rate * (a + output * perf.step_seconds(batch) / slow) - batch) <= 1e-6 * batch:
             best = min(best, batch)
     return best
+
+
+def _batch_by_bisection(perf: ReplicaPerformance, rate: float, a: float, output: int,
+                        slow: float) -> float:
+    """The same fixed point when the step is not piecewise linear in B (a mixture of
+    experts reads more of its weights as the batch grows): the first B, doubling from 1,
+    where Little's law is no longer short of B, then bisection. inf past max_concurrency."""
+    def short(batch: float) -> float:  # > 0 while B sequences arrive faster than leave
+        return rate * (a + output * perf.step_seconds(batch) / slow) - batch
+
+    low, high = 1.0, 2.0
+    while short(high) > 0:
+        if high > perf.max_concurrency:
+            return math.inf
+        low, high = high, high * 2
+    while high - low > 1e-9 * high:
+        mid = (low + high) / 2
+        if short(mid) > 0:
+            low = mid
+        else:
+            high = mid
+    return high
 
 
 def _batched_core(perf: ReplicaPerformance, rate: float, prompt: int,

@@ -85,8 +85,8 @@ def shapes_for(model: ModelSpec, pool: ServingPool, engine: str,
     """The shapes the pool offers, smallest first (memoised per model dimensions, pool,
     engine and, on GPUs, the typical sequence length)."""
     is_gpu = pool.spec.is_gpu
-    key = (model.parameters, model.quantization, model.context_length, model.architecture,
-           pool, engine, typical_tokens if is_gpu else 0)
+    key = (model.parameters, model.active_parameters, model.quantization, model.context_length,
+           model.architecture, pool, engine, typical_tokens if is_gpu else 0)
     entry = _SHAPES.get(key)
     if entry is None:
         if len(_SHAPES) >= _SHAPES_MAX:
@@ -122,10 +122,10 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
             engine=engine,
             weight_bytes=weights,
             kv_bytes_per_sequence=0.0,  # one short sequence: KV reads are small next to weights
-            flops_per_token=2.0 * model.parameters,
+            flops_per_token=2.0 * model.active,
             bandwidth_bytes_s=bandwidth,
             compute_flops_s=threads * decode_gflops * 1e9,
-            prefill_tps=threads * prefill_gflops * 1e9 / (2.0 * model.parameters),
+            prefill_tps=threads * prefill_gflops * 1e9 / (2.0 * model.active),
             max_concurrency=c.CPU_MAX_CONCURRENCY,
             step_overhead_s=0.0,
             cold_start_s=tuning.cold_start_seconds or c.COLD_START_SECONDS[engine],
@@ -134,6 +134,7 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
             + (spec.power.max_watts - spec.power.idle_watts) * threads / spec.node.cpu,
             usd_per_hour=spec.usd_per_node_hour * share,
             grams_co2_per_kwh=spec.grams_co2_per_kwh,
+            active_fraction=model.active / model.parameters,
         )
         problem = None
         if not fit.fits:
@@ -184,10 +185,10 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
             engine=engine,
             weight_bytes=weights,
             kv_bytes_per_sequence=kv_per_token * typical_tokens / 2,
-            flops_per_token=2.0 * model.parameters,
+            flops_per_token=2.0 * model.active,
             bandwidth_bytes_s=acc.memory_bandwidth_gbps * 1e9 * tp * decode_eff * tp_eff,
             compute_flops_s=peak * decode_eff,
-            prefill_tps=peak * prefill_eff / (2.0 * model.parameters),
+            prefill_tps=peak * prefill_eff / (2.0 * model.active),
             max_concurrency=max(1, fit.max_sequences),
             step_overhead_s=c.GPU_STEP_OVERHEAD_S,
             cold_start_s=tuning.cold_start_seconds or c.COLD_START_SECONDS[engine],
@@ -195,6 +196,7 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
             max_watts=spec.power.max_watts * share,
             usd_per_hour=spec.usd_per_node_hour * share,
             grams_co2_per_kwh=spec.grams_co2_per_kwh,
+            active_fraction=model.active / model.parameters,
         )
         yield Shape(pool=pool, engine=engine, threads=cpu_request, tensor_parallel=tp,
                     memory=fit, cpu_request=cpu_request, memory_request_gib=memory_request,
