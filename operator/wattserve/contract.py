@@ -71,6 +71,7 @@ OP_API_ERRORS_TOTAL: Final = "wattserve_operator_api_errors_total"  # counter
 ENV_MODEL_NAME: Final = "WATTSERVE_MODEL_NAME"  # served model id (OpenAI `model`)
 ENV_MODEL_PATH: Final = "WATTSERVE_MODEL_PATH"  # local path or hf id
 ENV_ENGINE: Final = "WATTSERVE_ENGINE"  # llamacpp | vllm
+ENV_TASK: Final = "WATTSERVE_TASK"  # chat | completion (generate) | embedding (/v1/embeddings)
 ENV_POOL: Final = "WATTSERVE_POOL"
 ENV_NAMESPACE: Final = "WATTSERVE_NAMESPACE"
 ENV_MODEL_DEPLOYMENT: Final = "WATTSERVE_MODEL_DEPLOYMENT"

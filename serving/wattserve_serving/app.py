@@ -36,6 +36,7 @@ def mount(app: FastAPI, api: ServingAPI) -> None:
     app.add_route("/v1/models/{model:path}", api.model, methods=["GET"])
     app.add_route("/v1/chat/completions", api.chat_completions, methods=["POST"])
     app.add_route("/v1/completions", api.completions, methods=["POST"])
+    app.add_route("/v1/embeddings", api.embeddings, methods=["POST"])
     app.add_route(contract.HEALTH_PATH, api.health, methods=["GET"])
     app.add_route(contract.METRICS_PATH, api.metrics_endpoint, methods=["GET"])
 

@@ -15,7 +15,7 @@ import threading
 from typing import NoReturn
 
 from wattserve import contract
-from wattserve_serving.config import ENGINES, SERVERS, ServeConfig
+from wattserve_serving.config import ENGINES, SERVERS, TASKS, ServeConfig
 from wattserve_serving.model_files import resolve_model
 
 PROG = "wattserve-serve"
@@ -38,6 +38,9 @@ def parser(defaults: ServeConfig) -> argparse.ArgumentParser:
                    help=f"served model id [{contract.ENV_MODEL_NAME}; default: file stem]")
     p.add_argument("--engine", default=defaults.engine, choices=ENGINES,
                    help=f"[{contract.ENV_ENGINE}]")
+    p.add_argument("--task", default=defaults.task, choices=TASKS,
+                   help="chat and completion generate text; embedding serves /v1/embeddings "
+                        f"[{contract.ENV_TASK}]")
     p.add_argument("--server", default="uvicorn", choices=SERVERS)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=defaults.port, help=f"[{contract.ENV_PORT}]")
@@ -63,6 +66,7 @@ def parse(argv: list[str]) -> ServeConfig:
     cfg.model = resolve_model(ns.model)
     cfg.model_name = ns.model_name
     cfg.engine, cfg.server, cfg.host, cfg.port = ns.engine, ns.server, ns.host, ns.port
+    cfg.task = ns.task
     cfg.threads, cfg.max_queue, cfg.parallel = ns.threads, ns.max_queue, ns.parallel
     cfg.context_length, cfg.gpu_count = ns.context_length, ns.gpu_count
     cfg.extra["log_level"] = ns.log_level
@@ -132,6 +136,7 @@ def _run_ray(cfg: ServeConfig) -> int:
 
     args = {
         "model": cfg.model, "model_name": cfg.model_name, "engine": cfg.engine,
+        "task": cfg.task,
         "threads": cfg.threads, "max_queue": cfg.max_queue,
         "context_length": cfg.context_length, "gpu_count": cfg.gpu_count,
     }

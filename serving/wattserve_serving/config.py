@@ -10,6 +10,9 @@ from pathlib import Path
 from wattserve import contract
 
 ENGINES: tuple[str, ...] = ("llamacpp", "vllm")
+# What the model is served for (the ModelDeployment's spec.model.task): chat and completion
+# generate text; embedding answers /v1/embeddings only.
+TASKS: tuple[str, ...] = ("chat", "completion", "embedding")
 SERVERS: tuple[str, ...] = ("uvicorn", "ray")
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_CONTEXT_LENGTH = 2048
@@ -81,6 +84,7 @@ class ServeConfig:
     model: str = ""
     model_name: str = ""
     engine: str = "llamacpp"
+    task: str = "chat"
     host: str = "127.0.0.1"
     port: int = contract.SERVING_PORT
     server: str = "uvicorn"
@@ -120,6 +124,7 @@ class ServeConfig:
             model=env.get(contract.ENV_MODEL_PATH, ""),
             model_name=env.get(contract.ENV_MODEL_NAME, ""),
             engine=env.get(contract.ENV_ENGINE, "llamacpp") or "llamacpp",
+            task=env.get(contract.ENV_TASK, "chat") or "chat",
             port=_int_env(env, contract.ENV_PORT, contract.SERVING_PORT),
             threads=default_threads(env),
             max_queue=_int_env(env, contract.ENV_MAX_QUEUE, DEFAULT_MAX_QUEUE),
@@ -137,6 +142,10 @@ class ServeConfig:
             return f"--model: required (or set {contract.ENV_MODEL_PATH})"
         if self.engine not in ENGINES:
             return f"--engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}"
+        if self.task not in TASKS:
+            return f"--task: must be one of {', '.join(TASKS)}, got {self.task!r}"
+        if self.task == "embedding" and self.engine != "llamacpp":
+            return "--task: embedding is served by the llamacpp engine only"
         if self.server not in SERVERS:
             return f"--server: must be one of {', '.join(SERVERS)}, got {self.server!r}"
         if not 0 < self.port < 65536:

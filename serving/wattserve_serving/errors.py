@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
 INVALID_REQUEST = "invalid_request_error"
+M = TypeVar("M", bound=BaseModel)
 
 
 class APIError(Exception):
@@ -65,3 +66,18 @@ def from_validation_error(exc: ValidationError) -> APIError:
 def _is_union_tag(part: object) -> bool:
     # pydantic puts union member names ("str", "list[TextPart]") into error locations.
     return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
+
+
+def validate(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` as ``model``, or the 400 naming its first offending field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+
+
+def unavailable(message: str) -> APIError:
+    """503: the model is not loaded (yet, or it failed to)."""
+    return APIError(
+        503, f"Model not loaded: {message}", code="model_not_loaded", type_="service_unavailable"
+    )

@@ -13,12 +13,11 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from wattserve_serving import embeddings
 from wattserve_serving import schemas as S
 from wattserve_serving import tools as T
 from wattserve_serving.admission import AdmissionGate, QueueFull, Ticket
@@ -35,7 +34,7 @@ from wattserve_serving.engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from wattserve_serving.errors import APIError, from_validation_error
+from wattserve_serving.errors import APIError, unavailable, validate
 from wattserve_serving.metrics import ServingMetrics
 from wattserve_serving.prompts import (
     check_logprobs,
@@ -56,7 +55,6 @@ from wattserve_serving.request_body import (
 from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
 
 log = logging.getLogger("wattserve_serving")
-M = TypeVar("M", bound=BaseModel)
 RETRY_AFTER_S = 1
 
 CLIENT_CLOSED = 499  # nginx's "client closed request", on REQUESTS_TOTAL only
@@ -135,7 +133,7 @@ class ServingAPI:
         """``GET /v1/models/{model}``: the served model, or 404 for any other id."""
         try:
             self.keys.check(request)
-            self._check_model(str(request.path_params.get("model", "")))
+            self.check_model(str(request.path_params.get("model", "")))
         except APIError as exc:
             return exc.response()
         return JSONResponse(S.models_list(self.model_name, self.created)["data"][0])
@@ -147,6 +145,9 @@ class ServingAPI:
     async def completions(self, request: Request) -> Response:
         return await self._handle(request, chat=False)
 
+    async def embeddings(self, request: Request) -> Response:
+        return await embeddings.serve(self, request)
+
     async def _handle(self, request: Request, chat: bool) -> Response:
         start = time.perf_counter()
         status = 500
@@ -154,6 +155,9 @@ class ServingAPI:
         ticket: Ticket | None = None
         try:
             self.keys.check(request)
+            if isinstance(self.engine, embeddings.Embedder):
+                raise APIError(400, f"The model '{self.model_name}' serves embeddings; use "
+                               "/v1/embeddings.", param="model", code="model_not_supported")
             body = await read_json(request, body_limit(self.engine.context_length))
             check_message_count(body, self.engine.context_length)  # before validating them
             unsupported = S.unsupported_param(body)
@@ -166,15 +170,15 @@ class ServingAPI:
                 )
             req: S.ChatCompletionRequest | S.CompletionRequest
             if chat:
-                req = await off_loop(_validate, S.ChatCompletionRequest, body)
+                req = await off_loop(validate, S.ChatCompletionRequest, body)
             else:
-                req = await off_loop(_validate, S.CompletionRequest, body)
-            self._check_model(req.model)
-            self._check_ready()
+                req = await off_loop(validate, S.CompletionRequest, body)
+            self.check_model(req.model)
+            self.check_ready()
             check_size(self.engine, req)
             check_logprobs(self.engine, req)
             check_tools(req)
-            ticket = self._reserve()  # admission before any tokenizing
+            ticket = self.reserve()  # admission before any tokenizing
             prompts, param = await prepare(self.engine, req)
             work = [(p, sampling(self.engine, req, len(p.token_ids), param)) for p in prompts]
             await check_response_format(self.engine, work[0][1], req)
@@ -195,7 +199,7 @@ class ServingAPI:
             return Response(status_code=400)  # nobody reads it
         except EngineNotReady as exc:
             status = 503
-            return _unavailable(str(exc)).response()
+            return unavailable(str(exc)).response()
         except Exception:
             log.exception("request failed")
             status = 500
@@ -206,7 +210,7 @@ class ServingAPI:
             if not streaming:
                 self.metrics.request_done(status, time.perf_counter() - start)
 
-    def _reserve(self) -> Ticket:
+    def reserve(self) -> Ticket:
         try:
             return self.gate.reserve()
         except QueueFull:
@@ -218,7 +222,7 @@ class ServingAPI:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             ) from None
 
-    def _check_model(self, model: str) -> None:
+    def check_model(self, model: str) -> None:
         if model not in (self.model_name, self.config.model):
             raise APIError(
                 404,
@@ -227,9 +231,9 @@ class ServingAPI:
                 code="model_not_found",
             )
 
-    def _check_ready(self) -> None:
+    def check_ready(self) -> None:
         if not self.engine.ready():
-            raise _unavailable(self.load_error or "model is still loading")
+            raise unavailable(self.load_error or "model is still loading")
 
     async def _tokens(
         self, prompt: PreparedPrompt, params: SamplingParams, start: float, index: int, n: int
@@ -353,19 +357,6 @@ class ServingAPI:
                 yield DONE
 
         return GuardedStreamingResponse(events(), on_close=record)
-
-
-def _validate(model: type[M], body: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from exc
-
-
-def _unavailable(message: str) -> APIError:
-    return APIError(
-        503, f"Model not loaded: {message}", code="model_not_loaded", type_="service_unavailable"
-    )
 
 
 def _process_age_s() -> float:

@@ -86,7 +86,7 @@ async def _id_prompt(engine: Engine, req: S.CompletionRequest, ids: list[int]) -
     """A prompt given as token ids: each must be in the vocabulary."""
     if not ids:
         raise APIError(400, "Invalid 'prompt': must not be empty.", param="prompt")
-    _check_vocabulary(engine, ids, "prompt")
+    check_vocabulary(engine, ids, "prompt")
     text = ""
     if req.echo:
         detokenize = getattr(engine, "detokenize", None)
@@ -147,11 +147,11 @@ def _logit_bias(engine: Engine, req: S.ChatCompletionRequest | S.CompletionReque
     except ValueError as exc:
         raise APIError(400, f"Invalid 'logit_bias': {exc}.", param="logit_bias",
                        code="invalid_value") from None
-    _check_vocabulary(engine, [t for t, _ in pairs], "logit_bias")
+    check_vocabulary(engine, [t for t, _ in pairs], "logit_bias")
     return pairs
 
 
-def _check_vocabulary(engine: Engine, ids: list[int], param: str) -> None:
+def check_vocabulary(engine: object, ids: list[int], param: str) -> None:
     """A 400 naming ``param`` for the first id outside the engine's vocabulary (engines
     that do not tell their vocabulary's size leave the check to their own validation)."""
     vocab_size = getattr(engine, "vocab_size", None)

@@ -37,6 +37,7 @@ _ARG_FIELDS: dict[str, type] = {
     "model": str,
     "model_name": str,
     "engine": str,
+    "task": str,
     "threads": int,
     "max_queue": int,
     "context_length": int,
@@ -91,6 +92,10 @@ class WattserveDeployment:
     @ingress.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
         return await self.api.completions(request)
+
+    @ingress.post("/v1/embeddings")
+    async def embeddings(self, request: Request) -> Response:
+        return await self.api.embeddings(request)
 
     @ingress.get(contract.HEALTH_PATH)
     async def health(self, request: Request) -> Response:

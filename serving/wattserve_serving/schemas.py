@@ -170,11 +170,18 @@ class CompletionRequest(_SamplingFields):
 
     def prompt_list(self) -> list[str | list[int]]:
         """Each prompt: one text, several texts, one list of token ids, or several."""
-        if isinstance(self.prompt, str):
-            return [self.prompt]
-        if all(isinstance(t, int) for t in self.prompt):
-            return [[t for t in self.prompt if isinstance(t, int)]]
-        return [p for p in self.prompt if isinstance(p, (str, list))]
+        return texts_or_ids(self.prompt)
+
+
+def texts_or_ids(value: str | list[str] | list[int] | list[list[int]]
+                 ) -> list[str | list[int]]:
+    """OpenAI's four forms of a prompt or input as a list of items: one text, several
+    texts, one list of token ids, or several such lists."""
+    if isinstance(value, str):
+        return [value]
+    if all(isinstance(t, int) for t in value):
+        return [[t for t in value if isinstance(t, int)]]
+    return [item for item in value if isinstance(item, (str, list))]
 
 
 # OpenAI parameters this server does not implement, with the values that mean "off".

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines.base import Engine
 
-from serving_helpers import LoopbackServer, fake_config, smollm2_path
+from serving_helpers import LoopbackServer, fake_config, openai_client, smollm2_path
 
 # The CPU power model with known node numbers, so energy tests can bound the rate.
 MODEL_SERVER_ENV = {
@@ -64,7 +64,4 @@ def model_server(request: pytest.FixtureRequest) -> Iterator[LoopbackServer]:
 @pytest.fixture(scope="module")
 def client(model_server: LoopbackServer) -> object:
     """The official `openai` client against this module's real-model server."""
-    import openai
-
-    return openai.OpenAI(base_url=model_server.url + "/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+    return openai_client(model_server)

@@ -75,6 +75,14 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
+def openai_client(server: LoopbackServer) -> object:
+    """The official `openai` client against ``server`` (no retries: a failure shows)."""
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0,
+                         timeout=120)
+
+
 def fake_config(**overrides: object) -> ServeConfig:
     cfg = ServeConfig(model="fake.gguf", model_name="fake", engine="llamacpp", threads=1,
                       max_queue=4, context_length=64)

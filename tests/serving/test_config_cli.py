@@ -35,6 +35,8 @@ def test_config_from_env() -> None:
     assert cfg.labels() == {"model": "x", "engine": "llamacpp", "pool": "cpu-a",
                             "namespace": "ns", "model_deployment": "md"}
     assert ServeConfig.from_env({}).model_deployment == "local"
+    assert (ServeConfig.from_env({}).task, ServeConfig.from_env(
+        {contract.ENV_TASK: "embedding"}).task) == ("chat", "embedding")
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,8 @@ def test_config_from_env() -> None:
         (["--port", "70000"], "--port"),
         (["--bogus"], "--bogus"),
         (["--model", "/does/not/exist.gguf"], "--model"),
+        (["--task", "rerank"], "--task"),
+        (["--task", "embedding", "--engine", "vllm"], "--task"),
     ],
 )
 def test_cli_bad_args_one_line_exit_2(

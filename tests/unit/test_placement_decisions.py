@@ -162,3 +162,14 @@ def test_a_tight_slo_is_reported_as_an_slo_miss() -> None:
                                             ttft_p95_ms=None)), POOLS)
     h100 = next(c for c in result.candidates if c.pool == "gpu-h100")
     assert not h100.feasible and "SLO" in h100.reason
+
+
+def test_an_embedding_model_goes_to_cpu_pools_only() -> None:
+    """The serving image embeds with llama.cpp (/v1/embeddings); vLLM here only generates."""
+    doc = load_yaml_documents((EXAMPLES / "models" / "embedding-minilm.yaml").read_text())[0]
+    md = parse_model_deployment(doc)
+    result = plan(md, example_pools())
+    assert result.chosen is not None and result.chosen.engine == "llamacpp"
+    for cand in result.candidates:
+        if cand.pool.startswith("gpu-"):
+            assert not cand.feasible and "embedding models" in cand.reason

@@ -13,7 +13,13 @@ from wattserve.render import (
     selector_labels,
 )
 
-from tests.unit.test_render_support import cpu_inputs, env_of, gpu_inputs
+from tests.unit.test_render_support import (
+    cpu_inputs,
+    env_of,
+    example_md_doc,
+    gpu_inputs,
+    inputs_for,
+)
 
 
 def _pod(dep: dict) -> dict:
@@ -78,6 +84,7 @@ def test_serving_env_carries_engine_threads_context_and_pool_power() -> None:
     inputs = cpu_inputs()
     env = env_of(_serving(render_deployment(inputs)))
     assert env[contract.ENV_ENGINE] == "llamacpp"
+    assert env[contract.ENV_TASK] == "chat"
     assert env[contract.ENV_THREADS] == str(inputs.candidate.threads)
     assert env[contract.ENV_CONTEXT_LENGTH] == "2048"
     assert env[contract.ENV_MODEL_NAME] == "smollm2-135m-instruct"
@@ -90,6 +97,13 @@ def test_serving_env_carries_engine_threads_context_and_pool_power() -> None:
     assert env[contract.ENV_NODE_CPUS] == "16"
     assert env[contract.ENV_PORT] == str(contract.SERVING_PORT)
     assert contract.ENV_GPU_COUNT not in env
+
+
+def test_an_embedding_model_is_served_as_one_on_a_cpu_pool() -> None:
+    inputs = inputs_for(example_md_doc("embedding-minilm.yaml"))
+    env = env_of(_serving(render_deployment(inputs)))
+    assert (env[contract.ENV_TASK], env[contract.ENV_ENGINE]) == ("embedding", "llamacpp")
+    assert env[contract.ENV_MODEL_PATH].endswith(".gguf")  # llama.cpp reads GGUF only
 
 
 def test_gpu_env_has_the_gpu_count() -> None:

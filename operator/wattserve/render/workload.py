@@ -43,6 +43,7 @@ def serving_env(inputs: RenderInputs, model_path: str) -> list[dict[str, Any]]:
         (contract.ENV_MODEL_NAME, md.spec.model.name),
         (contract.ENV_MODEL_PATH, model_path),
         (contract.ENV_ENGINE, cand.engine),
+        (contract.ENV_TASK, md.spec.model.task.value),
         (contract.ENV_POOL, pool.name),
         (contract.ENV_NAMESPACE, md.namespace),
         (contract.ENV_MODEL_DEPLOYMENT, md.name),

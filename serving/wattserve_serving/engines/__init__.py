@@ -24,7 +24,13 @@ __all__ = [
 
 
 def make_engine(config: ServeConfig) -> Engine:
-    """Construct (not load) the engine named by `config.engine`."""
+    """Construct (not load) the engine named by `config.engine` (an embedder for
+    ``config.task == "embedding"``)."""
+    if config.engine == "llamacpp" and config.task == "embedding":
+        from wattserve_serving.engines.llamacpp_embed import LlamaCppEmbedder
+
+        return LlamaCppEmbedder(model_path=config.model, threads=config.threads,
+                                context_length=config.context_length)
     if config.engine == "llamacpp":
         from wattserve_serving.engines.llamacpp import LlamaCppEngine
 
