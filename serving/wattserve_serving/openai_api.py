@@ -33,6 +33,7 @@ from wattserve_serving.engines.base import (
     PreparedPrompt,
     SamplingParams,
     TokenLogprob,
+    Unsupported,
 )
 from wattserve_serving.errors import APIError, unavailable, validate
 from wattserve_serving.metrics import ServingMetrics
@@ -200,6 +201,9 @@ class ServingAPI:
         except EngineNotReady as exc:
             status = 503
             return unavailable(str(exc)).response()
+        except Unsupported as exc:
+            status = 400
+            return APIError(400, str(exc), param="model", code="model_not_supported").response()
         except Exception:
             log.exception("request failed")
             status = 500

@@ -146,3 +146,21 @@ def test_not_loaded_gives_503(fake_server_factory: Any) -> None:
         assert err["code"] == "model_not_loaded"
     finally:
         server.stop()
+
+
+class _NoTemplate(FakeEngine):
+    """Fault injection: a model with no chat template (as a base model's GGUF)."""
+
+    async def render_chat(self, messages: list[dict[str, Any]]) -> Any:
+        from wattserve_serving.engines.base import Unsupported
+
+        raise Unsupported("this model's GGUF has no chat template: use /v1/completions")
+
+
+def test_chat_without_a_chat_template_is_a_400_not_a_500(fake_server_factory: Any) -> None:
+    server = fake_server_factory(_NoTemplate(context_length=64))
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        err = assert_error(http.post(CHAT, json=OK_CHAT), 400, "model")
+        assert err["code"] == "model_not_supported" and "/v1/completions" in err["message"]
+        ok = http.post(COMPLETIONS, json={"model": "fake", "prompt": "hi", "max_tokens": 2})
+        assert ok.status_code == 200

@@ -15,6 +15,11 @@ class EngineNotReady(EngineError):
     """The model is not loaded (HTTP 503)."""
 
 
+class Unsupported(EngineError):
+    """The request asks for something this model cannot do, e.g. chat from a GGUF with no
+    chat template (HTTP 400: the client's to change, not a server failure)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Engine-neutral sampling parameters, already validated by the API layer."""

@@ -40,6 +40,7 @@ from wattserve_serving.engines.base import (
     PreparedPrompt,
     SamplingParams,
     TokenLogprob,
+    Unsupported,
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
 from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
@@ -127,7 +128,8 @@ class LlamaCppEngine:
     async def render_chat(self, messages: list[dict[str, Any]]) -> ChatPrompt:
         self._require()
         if self._formatter is None:
-            raise EngineError("the GGUF has no tokenizer.chat_template; use /v1/completions")
+            raise Unsupported("this model's GGUF has no chat template (tokenizer.chat_template): "
+                              "use /v1/completions")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prep, self._render_sync, messages)
 

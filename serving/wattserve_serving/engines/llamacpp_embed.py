@@ -23,6 +23,7 @@ from wattserve_serving.engines.base import (
     EngineNotReady,
     PreparedPrompt,
     SamplingParams,
+    Unsupported,
 )
 
 NOT_GENERATIVE = "this model serves embeddings: use /v1/embeddings"
@@ -130,11 +131,11 @@ class LlamaCppEmbedder:
 
     # -- not a generator -----------------------------------------------------------
     async def render_chat(self, messages: list[dict[str, Any]]) -> ChatPrompt:
-        raise EngineError(NOT_GENERATIVE)
+        raise Unsupported(NOT_GENERATIVE)
 
     async def generate(self, prompt: PreparedPrompt, params: SamplingParams
                        ) -> AsyncIterator[Chunk]:
-        raise EngineError(NOT_GENERATIVE)
+        raise Unsupported(NOT_GENERATIVE)
         yield  # pragma: no cover - makes this an async generator
 
 
