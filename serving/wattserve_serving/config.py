@@ -144,8 +144,6 @@ class ServeConfig:
             return f"--engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}"
         if self.task not in TASKS:
             return f"--task: must be one of {', '.join(TASKS)}, got {self.task!r}"
-        if self.task == "embedding" and self.engine != "llamacpp":
-            return "--task: embedding is served by the llamacpp engine only"
         if self.server not in SERVERS:
             return f"--server: must be one of {', '.join(SERVERS)}, got {self.server!r}"
         if not 0 < self.port < 65536:

@@ -51,7 +51,6 @@ def test_config_from_env() -> None:
         (["--bogus"], "--bogus"),
         (["--model", "/does/not/exist.gguf"], "--model"),
         (["--task", "rerank"], "--task"),
-        (["--task", "embedding", "--engine", "vllm"], "--task"),
     ],
 )
 def test_cli_bad_args_one_line_exit_2(

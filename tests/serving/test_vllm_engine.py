@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("WATTSERVE_CACHE") or Path.home() / ".cache" / "wattserve")
 GPU_VENV_PYTHON = CACHE / "venv-gpu" / "bin" / "python"
 REAL_CASES = Path(__file__).resolve().parent / "vllm_real.py"
+EMBED_CASES = Path(__file__).resolve().parent / "vllm_embed_real.py"  # --task embedding
 
 
 def test_make_engine_does_not_import_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,7 +37,8 @@ def test_make_engine_does_not_import_vllm(monkeypatch: pytest.MonkeyPatch) -> No
         asyncio.run(engine.load())
 
 
-def test_vllm_engine_against_the_real_vllm_package() -> None:
+@pytest.mark.parametrize("cases", [REAL_CASES, EMBED_CASES], ids=lambda p: p.stem)
+def test_vllm_engine_against_the_real_vllm_package(cases: Path) -> None:
     if not GPU_VENV_PYTHON.exists():
         pytest.fail(f"no GPU requirement venv at {GPU_VENV_PYTHON}: run "
                     "scripts/setup.sh 60 (installs vllm 0.29.0 for these tests)", pytrace=False)
@@ -45,7 +47,7 @@ def test_vllm_engine_against_the_real_vllm_package() -> None:
                                          str(REPO / "tests" / "serving")])
     proc = subprocess.run(
         [str(GPU_VENV_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "--noconftest", "--rootdir", str(REAL_CASES.parent), str(REAL_CASES)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=REAL_CASES.parent)
+         "--noconftest", "--rootdir", str(cases.parent), str(cases)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=cases.parent)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout

@@ -164,12 +164,13 @@ def test_a_tight_slo_is_reported_as_an_slo_miss() -> None:
     assert not h100.feasible and "SLO" in h100.reason
 
 
-def test_an_embedding_model_goes_to_cpu_pools_only() -> None:
-    """The serving image embeds with llama.cpp (/v1/embeddings); vLLM here only generates."""
+
+def test_an_embedding_model_goes_where_its_slo_allows_cpu_or_gpu() -> None:
+    """Both engines embed (/v1/embeddings: llama.cpp, vLLM's pooling runner)."""
     doc = load_yaml_documents((EXAMPLES / "models" / "embedding-minilm.yaml").read_text())[0]
     md = parse_model_deployment(doc)
-    result = plan(md, example_pools())
-    assert result.chosen is not None and result.chosen.engine == "llamacpp"
-    for cand in result.candidates:
-        if cand.pool.startswith("gpu-"):
-            assert not cand.feasible and "embedding models" in cand.reason
+    chosen = plan(md, example_pools()).chosen
+    assert chosen is not None and (chosen.pool, chosen.engine) == ("cpu-general", "llamacpp")
+    doc["spec"]["slo"]["latencyP95Ms"] = 1  # only a GPU answers this fast
+    chosen = plan(parse_model_deployment(doc), example_pools()).chosen
+    assert chosen is not None and chosen.engine == "vllm"

@@ -8,14 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattserve.api.conditions import Reason
-from wattserve.api.types import (
-    Budget,
-    EngineChoice,
-    ModelDeployment,
-    Objective,
-    ServingPool,
-    Task,
-)
+from wattserve.api.types import Budget, EngineChoice, ModelDeployment, Objective, ServingPool
 from wattserve.planning.economics import (
     Economics,
     Targets,
@@ -233,11 +226,8 @@ def _evaluate(md: ModelDeployment, pool: ServingPool, context: _Context) -> Cand
     if not engines:
         kind = "GPU" if pool.spec.is_gpu else "CPU"
         engine_note = "" if wanted is EngineChoice.AUTO else f" with engine {wanted.value}"
-        what = ("embedding models (served by llama.cpp only)"
-                if spec.model.task is Task.EMBEDDING and pool.spec.is_gpu
-                else f"{spec.model.quantization.value} weights")
-        return Candidate(**(base | {"reason": f"no engine serves {what} on a {kind} "
-                                              f"pool{engine_note}"}))
+        return Candidate(**(base | {"reason": f"no engine serves {spec.model.quantization.value} "
+                                              f"weights on a {kind} pool{engine_note}"}))
     prompt, output, targets = context.prompt, context.output, context.targets
     best: dict[str, Any] | None = None
     best_score: tuple[float, ...] = ()

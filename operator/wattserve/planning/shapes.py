@@ -38,12 +38,8 @@ class Shape:
 
 
 def engines_for(model: ModelSpec, pool: ServingPool) -> list[str]:
-    """Engines that can serve this weight format (and task) on this kind of pool. The
-    serving image answers /v1/embeddings with llama.cpp only: embedding models go to CPU
-    pools."""
+    """Engines that can serve this weight format on this kind of pool."""
     if pool.spec.is_gpu:
-        if model.task is Task.EMBEDDING:
-            return []
         return [c.ENGINE_VLLM] if model.quantization in c.VLLM_FORMATS else []
     return [c.ENGINE_LLAMACPP] if model.quantization in c.LLAMACPP_FORMATS else []
 

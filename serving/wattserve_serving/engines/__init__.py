@@ -40,6 +40,11 @@ def make_engine(config: ServeConfig) -> Engine:
             context_length=config.context_length,
             parallel=config.parallel,
         )
+    if config.engine == "vllm" and config.task == "embedding":
+        from wattserve_serving.engines.vllm_embed import VLLMEmbedder
+
+        return VLLMEmbedder(model=config.model, tensor_parallel_size=config.gpu_count,
+                            context_length=config.context_length)
     if config.engine == "vllm":
         from wattserve_serving.engines.vllm import VLLMEngine
 

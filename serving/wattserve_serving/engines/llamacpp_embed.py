@@ -5,33 +5,22 @@ The context is created with embeddings on, one sequence per decode, and a batch 
 the context, so every input is pooled over all its tokens at once (llama.cpp requires a
 whole sequence in one batch for pooled outputs). The pooling is the GGUF's own (mean for
 BERT-style models, last token for the decoder-based embedders); a GGUF that names none
-(a chat model's) is mean-pooled. Vectors are L2-normalised, as OpenAI's and vLLM's are.
+(a chat model's) is mean-pooled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from wattserve_serving.engines.base import (
-    ChatPrompt,
-    Chunk,
-    EngineError,
-    EngineNotReady,
-    PreparedPrompt,
-    SamplingParams,
-    Unsupported,
-)
-
-NOT_GENERATIVE = "this model serves embeddings: use /v1/embeddings"
+from wattserve_serving.engines.base import EngineError, EngineNotReady
+from wattserve_serving.engines.embedding import EmbeddingOnly, normalised
 
 
-class LlamaCppEmbedder:
+class LlamaCppEmbedder(EmbeddingOnly):
     engine_name = "llamacpp"
-    task = "embedding"
 
     def __init__(self, model_path: str, threads: int, context_length: int) -> None:
         self.model_path = model_path
@@ -121,7 +110,7 @@ class LlamaCppEmbedder:
                 llm._batch.add_sequence(ids, 0, True)  # every token an output: pooled
                 llm._ctx.decode(llm._batch)
                 row = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
-                out.append(_normalised(row[: self.dimensions]))
+                out.append(normalised(row[: self.dimensions]))
         except Exception as exc:
             raise EngineError(f"embedding failed: {exc}") from exc
         finally:
@@ -129,19 +118,3 @@ class LlamaCppEmbedder:
             llm._ctx.kv_cache_clear()
         return out
 
-    # -- not a generator -----------------------------------------------------------
-    async def render_chat(self, messages: list[dict[str, Any]]) -> ChatPrompt:
-        raise Unsupported(NOT_GENERATIVE)
-
-    async def generate(self, prompt: PreparedPrompt, params: SamplingParams
-                       ) -> AsyncIterator[Chunk]:
-        raise Unsupported(NOT_GENERATIVE)
-        yield  # pragma: no cover - makes this an async generator
-
-
-def _normalised(vector: Sequence[float]) -> list[float]:
-    values = [float(v) for v in vector]
-    norm = math.sqrt(math.fsum(v * v for v in values))
-    if not math.isfinite(norm) or norm == 0.0:
-        raise EngineError("the model returned a zero or non-finite embedding")
-    return [v / norm for v in values]
