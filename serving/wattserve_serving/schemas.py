@@ -269,14 +269,17 @@ def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
 
 def completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, Any]:
     """A completion choice's legacy ``logprobs``; ``offset``: where the first token's text
-    starts in the choice's text (characters)."""
+    starts in the choice's text (characters). Each ``top_logprobs`` dict holds the
+    alternatives and the token itself ("up to logprobs+1 elements", as OpenAI documents and
+    vLLM answers)."""
     offsets = []
     for e in entries:
         offsets.append(offset)
         offset += len(e.token)
     return {"tokens": [e.token for e in entries],
             "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": [{token: lp for token, _, lp in e.top} for e in entries],
+            "top_logprobs": [{token: lp for token, _, lp in e.top} | {e.token: e.logprob}
+                             for e in entries],
             "text_offset": offsets}
 
 

@@ -56,6 +56,14 @@ def test_completion_logprobs_are_llama_cpps_own(client: openai.OpenAI, reference
             [ref[t] for t in best], abs=2e-3)
         assert lp.text_offset[i] == sum(len(t) for t in lp.tokens[:i])
         reference.eval([greedy])
+    # OpenAI's "up to logprobs+1 elements": each dict holds the chosen token too, so with
+    # logprobs 0 it holds that token alone.
+    zero = client.completions.create(model="smollm2", prompt=prompt, max_tokens=4,
+                                     temperature=0.8, seed=2, logprobs=0)
+    lp0 = zero.choices[0].logprobs
+    assert lp0 is not None and lp0.tokens and lp0.token_logprobs and lp0.top_logprobs
+    assert lp0.top_logprobs == [{t: v} for t, v in zip(lp0.tokens, lp0.token_logprobs,
+                                                         strict=True)]
 
 
 def test_chat_logprobs_and_their_alternatives(client: openai.OpenAI) -> None:
