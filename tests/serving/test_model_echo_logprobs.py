@@ -253,8 +253,9 @@ def test_a_plain_request_after_an_echo_request_answers_exactly_as_after_a_plain_
     """Scoring a prompt puts the engine's KV cache back as it found it, so the echo request
     generates, and leaves the engine, exactly as the same request without echo: a plain
     request answers (text and log probabilities) as it did before, when the echo scored its
-    prompt, and as after the same request without echo, when it scored another prompt.
-    (llama.cpp's numbers depend on what the cache held: answers compared are all repeats.)"""
+    prompt or only scored another (max_tokens 0), and as after the same request without
+    echo, when it generated after another prompt. (llama.cpp's numbers depend on what the
+    cache held: answers compared are all repeats.)"""
     plain: dict[str, Any] = {"model": "smollm2", "prompt": TEXT, "max_tokens": 6,
                              "logprobs": 5, "temperature": 0, "extra_body": {"ignore_eos": True}}
     seeded = {**plain, "temperature": 1.0, "seed": 9}
@@ -276,6 +277,8 @@ def test_a_plain_request_after_an_echo_request_answers_exactly_as_after_a_plain_
     assert echoed.text == TEXT + before[1][0]
     assert (lp.tokens[n_prompt:], lp.token_logprobs[n_prompt:],
             lp.top_logprobs[n_prompt:]) == before[1][1]
+    assert answers() == before
+    client.completions.create(**{**other, "echo": True, "max_tokens": 0})  # scored alone
     assert answers() == before
     after: dict[bool, list[tuple[str, Any]]] = {}
     for echo in (False, True):
