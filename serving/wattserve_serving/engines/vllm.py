@@ -206,7 +206,6 @@ class VLLMEngine:
                 with contextlib.suppress(Exception):  # the request may already be gone
                     await _maybe_await(engine.abort(request_id))
 
-
     def _scored(self, ids: Sequence[int], positions: Sequence[Mapping[int, Any] | None] | None,
                 top: int) -> PromptLogprobs | None:
         """Our prompt entries from vLLM's prompt logprobs (position 0 None, then each
