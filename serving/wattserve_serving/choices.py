@@ -8,7 +8,13 @@ from typing import Any
 
 from wattserve_serving import schemas as S
 from wattserve_serving import tools as T
-from wattserve_serving.engines.base import Chunk, PreparedPrompt, SamplingParams, TokenLogprob
+from wattserve_serving.engines.base import (
+    Chunk,
+    PreparedPrompt,
+    PromptLogprobs,
+    SamplingParams,
+    TokenLogprob,
+)
 from wattserve_serving.prompts import choice_params
 
 Work = list[tuple[PreparedPrompt, SamplingParams]]  # each prompt with its sampling
@@ -24,11 +30,17 @@ def each_choice(req: S.ChatCompletionRequest | S.CompletionRequest,
 
 
 def logprobs_of(params: SamplingParams, chat: bool, entries: list[TokenLogprob],
-                offset: int) -> dict[str, Any] | None:
-    """A choice's (or a chunk's) ``logprobs`` in the endpoint's format; None when not asked."""
+                offset: int, prompt: PromptLogprobs | None = None) -> dict[str, Any] | None:
+    """A choice's (or a chunk's) ``logprobs`` in the endpoint's format, the echoed prompt's
+    first when given; None when not asked."""
     if params.logprobs is None:
         return None
-    return S.chat_logprobs(entries) if chat else S.completion_logprobs(entries, offset)
+    return S.chat_logprobs(entries) if chat else S.completion_logprobs(entries, offset, prompt)
+
+
+def echoes_logprobs(req: S.ChatCompletionRequest | S.CompletionRequest) -> bool:
+    """Whether each choice's ``logprobs`` begin with its echoed prompt's."""
+    return isinstance(req, S.CompletionRequest) and req.echo and req.logprobs is not None
 
 
 def tool_mode(req: S.ChatCompletionRequest | S.CompletionRequest) -> T.Mode:
@@ -41,10 +53,10 @@ class StreamedChoice:
     answer is mapped when it ends (``tool_calls``), except the text of an ``auto`` answer
     that responds without a tool, which streams as it is decoded."""
 
-    def __init__(self, chat: bool, params: SamplingParams, how: T.Mode) -> None:
+    def __init__(self, chat: bool, params: SamplingParams, how: T.Mode, offset: int = 0) -> None:
         self.chat, self.params, self.how = chat, params, how
         self.held: list[TokenLogprob] = []
-        self.offset = 0
+        self.offset = offset  # where the next token's text starts (after an echoed prompt)
         self.text: list[str] | None = [] if chat and how != "off" else None
         self.response = T.ResponseText()
 

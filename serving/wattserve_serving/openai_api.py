@@ -22,7 +22,14 @@ from wattserve_serving import schemas as S
 from wattserve_serving import tools as T
 from wattserve_serving.admission import AdmissionGate, QueueFull, Ticket
 from wattserve_serving.auth import APIKeys, load_keys
-from wattserve_serving.choices import StreamedChoice, Work, each_choice, logprobs_of, tool_mode
+from wattserve_serving.choices import (
+    StreamedChoice,
+    Work,
+    each_choice,
+    echoes_logprobs,
+    logprobs_of,
+    tool_mode,
+)
 from wattserve_serving.config import ServeConfig, pod_cpus
 from wattserve_serving.energy import EnergyMeter, select_source
 from wattserve_serving.engines.base import (
@@ -31,6 +38,7 @@ from wattserve_serving.engines.base import (
     EngineError,
     EngineNotReady,
     PreparedPrompt,
+    PromptLogprobs,
     SamplingParams,
     TokenLogprob,
     Unsupported,
@@ -39,6 +47,7 @@ from wattserve_serving.errors import APIError, unavailable, validate
 from wattserve_serving.metrics import ServingMetrics
 from wattserve_serving.prompts import (
     check_logprobs,
+    check_max_tokens,
     check_message_count,
     check_response_format,
     check_size,
@@ -161,7 +170,7 @@ class ServingAPI:
                                "/v1/embeddings.", param="model", code="model_not_supported")
             body = await read_json(request, body_limit(self.engine.context_length))
             check_message_count(body, self.engine.context_length)  # before validating them
-            unsupported = S.unsupported_param(body)
+            unsupported = S.unsupported_param(body, chat)
             if unsupported is not None:
                 raise APIError(
                     400,
@@ -177,6 +186,7 @@ class ServingAPI:
             self.check_model(req.model)
             self.check_ready()
             check_size(self.engine, req)
+            check_max_tokens(req)
             check_logprobs(self.engine, req)
             check_tools(req)
             ticket = self.reserve()  # admission before any tokenizing
@@ -279,6 +289,7 @@ class ServingAPI:
     ) -> Response:
         choices: list[S.Choice] = []
         produced = 0
+        scored: dict[int, PromptLogprobs] = {}  # each prompt's log probabilities (echo)
         async with ticket:
             for index, prompt, params in each_choice(req, work):
                 echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
@@ -287,15 +298,18 @@ class ServingAPI:
                 finish = "stop"
                 try:
                     async for chunk in self._tokens(prompt, params, start, index, req.n):
+                        if chunk.prompt is not None:
+                            scored[index // req.n] = chunk.prompt
                         parts.append(chunk.text)
                         entries.extend(chunk.logprobs)
                         produced += chunk.tokens
                         finish = chunk.finish_reason or finish
+                    echoed = _echoed(req, scored, index)
                 except EngineError as exc:
                     log.error("generation failed: %s", exc)
                     raise APIError(500, "generation failed", type_="server_error") from exc
                 choices.append(("".join(parts), finish,
-                                logprobs_of(params, chat, entries, len(echo))))
+                                logprobs_of(params, chat, entries, len(echo), echoed)))
         usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
         if chat:
             how = tool_mode(req)
@@ -328,17 +342,35 @@ class ServingAPI:
             # `usage` only when asked for (stream_options.include_usage), in its own chunk.
             include_usage = req.stream_options is not None and req.stream_options.include_usage
             produced = 0
+            echo = isinstance(req, S.CompletionRequest) and req.echo
+            scored: dict[int, PromptLogprobs] = {}  # each prompt's log probabilities (echo)
+
+            def echoed(i: int, text: str) -> bytes:
+                """The echoed prompt of choice ``i``, with its log probabilities when asked."""
+                lp = _echoed(req, scored, i)
+                logprobs = None if lp is None else S.completion_logprobs([], 0, lp)
+                return sse(S.completion_chunk(rid, model, created, text, index=i,
+                                              logprobs=logprobs))
+
             try:
                 async with ticket:
                     for i, prompt, params in each_choice(req, work):
+                        # With logprobs the echo waits for the prompt's (the engine's first
+                        # chunk, or choice 0's); without, it goes first.
+                        pending = echoes_logprobs(req) and i // req.n not in scored
                         if chat:
                             role = {"role": "assistant", "content": ""}
                             yield sse(S.chat_chunk(rid, model, created, role, index=i))
-                        elif isinstance(req, S.CompletionRequest) and req.echo:
-                            yield sse(S.completion_chunk(rid, model, created, prompt.text,
-                                                         index=i))
-                        out = StreamedChoice(chat, params, tool_mode(req))
+                        elif echo and not pending:
+                            yield echoed(i, prompt.text)
+                        out = StreamedChoice(chat, params, tool_mode(req),
+                                             len(prompt.text) if echo else 0)
                         async for chunk in self._tokens(prompt, params, start, i, req.n):
+                            if pending:
+                                if chunk.prompt is not None:
+                                    scored[i // req.n] = chunk.prompt
+                                yield echoed(i, prompt.text)  # EngineError when none came
+                                pending = False
                             produced += chunk.tokens
                             piece = out.feed(chunk)
                             if piece is None:
@@ -361,6 +393,18 @@ class ServingAPI:
                 yield DONE
 
         return GuardedStreamingResponse(events(), on_close=record)
+
+
+def _echoed(req: S.ChatCompletionRequest | S.CompletionRequest,
+            scored: dict[int, PromptLogprobs], index: int) -> PromptLogprobs | None:
+    """The log probabilities of choice ``index``'s echoed prompt (computed with the prompt's
+    first choice); None when not asked for. EngineError when the engine gave none."""
+    if not echoes_logprobs(req):
+        return None
+    prompt = scored.get(index // req.n)
+    if prompt is None:
+        raise EngineError("the engine returned no log probabilities for the prompt")
+    return prompt
 
 
 def _process_age_s() -> float:

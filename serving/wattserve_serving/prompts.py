@@ -137,6 +137,8 @@ def sampling(
         json_schema=req.answer_schema(),
         logprobs=req.wanted_logprobs(),
         logit_bias=_logit_bias(engine, req),
+        prompt_logprobs=req.logprobs if isinstance(req, S.CompletionRequest) and req.echo
+        else None,
     )
 
 
@@ -164,10 +166,19 @@ def check_vocabulary(engine: object, ids: list[int], param: str) -> None:
                        f"(0..{size - 1}).", param=param, code="invalid_value")
 
 
+def check_max_tokens(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    """``max_tokens`` 0 asks for the prompt alone: only with ``echo`` (as vLLM; the API
+    refuses 0 on chat already)."""
+    if isinstance(req, S.CompletionRequest) and req.max_tokens == 0 and not req.echo:
+        raise APIError(400, "Invalid 'max_tokens': 0 is allowed only with 'echo' (the prompt "
+                       "alone); it must be at least 1.", param="max_tokens",
+                       code="invalid_value")
+
+
 def check_logprobs(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
     """Log probabilities need an engine that reports them (``max_logprobs``), chat's
-    ``top_logprobs`` needs ``logprobs: true`` (as OpenAI), and ``echo`` is refused with
-    them: the prompt's own log probabilities are not computed."""
+    ``top_logprobs`` needs ``logprobs: true`` (as OpenAI), and ``echo`` with them an engine
+    that computes the prompt's own (``prompt_logprobs``)."""
     param = req.logprob_param()
     if param is None:
         return
@@ -178,18 +189,22 @@ def check_logprobs(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRe
     if req.wanted_logprobs() is None:
         raise APIError(400, "'top_logprobs' requires 'logprobs' to be true.",
                        param="top_logprobs", code="invalid_value")
-    if isinstance(req, S.CompletionRequest) and req.echo:
+    if isinstance(req, S.CompletionRequest) and req.echo and not getattr(
+            engine, "prompt_logprobs", False):
         raise APIError(
-            400, "'echo' with 'logprobs' is not supported: this server does not compute the "
-            "prompt's log probabilities.", param="echo", code="unsupported_parameter")
+            400, f"'echo' with 'logprobs' is not supported by this server's "
+            f"{engine.engine_name} engine: it does not compute the prompt's log "
+            "probabilities.", param="echo", code="unsupported_parameter")
 
 
 def choice_params(params: SamplingParams, index: int) -> SamplingParams:
     """The sampling of choice ``index`` of ``n``: a request's seed makes the whole set
-    reproducible, each choice drawing from a seed of its own (seed + index)."""
-    if index == 0 or params.seed is None:
+    reproducible, each choice drawing from a seed of its own (seed + index). The prompt's
+    log probabilities (echo) are computed once, with choice 0; the others echo those."""
+    if index == 0:
         return params
-    return replace(params, seed=(params.seed + index) % 2**64)
+    seed = None if params.seed is None else (params.seed + index) % 2**64
+    return replace(params, seed=seed, prompt_logprobs=None)
 
 
 def chat_messages(req: S.ChatCompletionRequest) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wattserve_serving import tools as T
-from wattserve_serving.engines.base import TokenLogprob
+from wattserve_serving.engines.base import PromptLogprobs, TokenLogprob
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 MAX_CHOICES = 16  # `n`: each choice is a generation of its own on this server's one slot
@@ -155,7 +155,8 @@ class ChatCompletionRequest(_SamplingFields):
 class CompletionRequest(_SamplingFields):
     # Text, one text in a list, token ids, or one list of token ids (OpenAI's four forms).
     prompt: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
-    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's completions default
+    # OpenAI's completions default; 0 (with echo only): the prompt alone, as OpenAI and vLLM.
+    max_tokens: int | None = Field(default=16, ge=0)
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)
 
@@ -198,12 +199,15 @@ _OFF: dict[str, tuple[Any, ...]] = {
     "guided_regex": (None,),
     "guided_choice": (None,),
     "guided_grammar": (None,),
+    "prompt_logprobs": (None,),  # vLLM's extension; `echo` with `logprobs` is OpenAI's way
 }
+# ... and on the chat endpoint only (vLLM's chat `echo` repeats the last message).
+_CHAT_OFF: dict[str, tuple[Any, ...]] = {"echo": (None, False)}
 
 
-def unsupported_param(body: dict[str, Any]) -> str | None:
+def unsupported_param(body: dict[str, Any], chat: bool = False) -> str | None:
     """The first parameter in `body` that asks for a feature this server lacks."""
-    for name, off in _OFF.items():
+    for name, off in (_OFF | _CHAT_OFF if chat else _OFF).items():
         if name not in body:
             continue
         value = body[name]
@@ -274,17 +278,35 @@ def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
             "refusal": None}
 
 
-def completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, Any]:
+def completion_logprobs(entries: list[TokenLogprob], offset: int,
+                        prompt: PromptLogprobs | None = None) -> dict[str, Any]:
     """A completion choice's legacy ``logprobs``; ``offset``: where the first token's text
-    starts in the choice's text (characters)."""
-    offsets = []
+    starts in the choice's text (characters). With ``prompt`` (``echo``), the prompt's
+    tokens come first, from offset 0: the first one with ``null`` log probability and
+    alternatives, as OpenAI and vLLM answer. Each ``top_logprobs`` dict holds the
+    alternatives and the token itself ("up to logprobs+1 elements", as OpenAI documents and
+    vLLM answers)."""
+    out: dict[str, list[Any]] = {"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                                 "text_offset": []}
+
+    def add(token: str, logprob: float | None, top: dict[str, float] | None, at: int) -> int:
+        out["tokens"].append(token)
+        out["token_logprobs"].append(logprob)
+        out["top_logprobs"].append(top)
+        out["text_offset"].append(at)
+        return at + len(token)
+
+    def one(e: TokenLogprob, at: int) -> int:
+        return add(e.token, e.logprob, {token: lp for token, _, lp in e.top} |
+                   {e.token: e.logprob}, at)
+
+    if prompt is not None:
+        at = add(prompt.first, None, None, 0)
+        for e in prompt.rest:
+            at = one(e, at)
     for e in entries:
-        offsets.append(offset)
-        offset += len(e.token)
-    return {"tokens": [e.token for e in entries],
-            "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": [{token: lp for token, _, lp in e.top} for e in entries],
-            "text_offset": offsets}
+        offset = one(e, offset)
+    return out
 
 
 def _chunk(

@@ -68,6 +68,12 @@ def server(fake_server_factory: Any) -> Any:
         (COMPLETIONS, {"model": "fake", "prompt": "y " * 70}, 400, "prompt"),
         (COMPLETIONS, {"model": "fake", "prompt": "hi", "max_tokens": 64}, 400, "max_tokens"),
         (COMPLETIONS, {"model": "nope", "prompt": "hi"}, 404, "model"),
+        (COMPLETIONS, {"model": "fake", "prompt": "hi", "max_tokens": 0}, 400, "max_tokens"),
+        (COMPLETIONS, {"model": "fake", "prompt": "hi", "echo": True, "logprobs": 6}, 400,
+         "logprobs"),
+        (COMPLETIONS, {"model": "fake", "prompt": "hi", "prompt_logprobs": 1}, 400,
+         "prompt_logprobs"),
+        (CHAT, {**OK_CHAT, "echo": True}, 400, "echo"),
     ],
 )
 def test_bad_request_gets_openai_error(
@@ -164,3 +170,15 @@ def test_chat_without_a_chat_template_is_a_400_not_a_500(fake_server_factory: An
         assert err["code"] == "model_not_supported" and "/v1/completions" in err["message"]
         ok = http.post(COMPLETIONS, json={"model": "fake", "prompt": "hi", "max_tokens": 2})
         assert ok.status_code == 200
+
+
+def test_echo_with_logprobs_on_an_engine_without_prompt_logprobs_is_400(
+        fake_server_factory: Any) -> None:
+    engine = FakeEngine()
+    engine.max_logprobs = 5  # type: ignore[attr-defined]  # generated tokens' only
+    server = fake_server_factory(engine)
+    body = {"model": "fake", "prompt": "hi", "max_tokens": 1, "logprobs": 1, "echo": True}
+    err = assert_error(httpx.post(server.url + COMPLETIONS, json=body, timeout=10), 400, "echo")
+    assert err["code"] == "unsupported_parameter"
+    ok = httpx.post(server.url + COMPLETIONS, json={**body, "echo": False}, timeout=10)
+    assert ok.status_code == 200, ok.text

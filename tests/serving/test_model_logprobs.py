@@ -1,7 +1,8 @@
 """Log probabilities with the real SmolLM2 model and the official `openai` client: chat's
 ``logprobs``/``top_logprobs`` and the completions endpoint's legacy ``logprobs``, checked
 against llama.cpp's own logits for the same tokens (a second, independent `Llama` with
-``logits_all``), streamed equal to unstreamed, and the 400s for what is not served."""
+``logits_all``), streamed equal to unstreamed, and the 400s for what is not served. The
+prompt's own (``echo``): test_model_echo_logprobs.py."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ def test_completion_logprobs_are_llama_cpps_own(client: openai.OpenAI, reference
             [ref[t] for t in best], abs=2e-3)
         assert lp.text_offset[i] == sum(len(t) for t in lp.tokens[:i])
         reference.eval([greedy])
+    # OpenAI's "up to logprobs+1 elements": each dict holds the chosen token too, so with
+    # logprobs 0 it holds that token alone.
+    zero = client.completions.create(model="smollm2", prompt=prompt, max_tokens=4,
+                                     temperature=0.8, seed=2, logprobs=0)
+    lp0 = zero.choices[0].logprobs
+    assert lp0 is not None and lp0.tokens and lp0.token_logprobs and lp0.top_logprobs
+    assert lp0.top_logprobs == [{t: v} for t, v in zip(lp0.tokens, lp0.token_logprobs,
+                                                         strict=True)]
 
 
 def test_chat_logprobs_and_their_alternatives(client: openai.OpenAI) -> None:
@@ -119,9 +128,6 @@ def test_logprobs_requests_the_server_cannot_serve_are_400(client: openai.OpenAI
             client.chat.completions.create(model="smollm2", messages=ASK,  # type: ignore
                                            max_tokens=2, **kwargs)
         assert err.value.body["param"] == param  # type: ignore[index]
-    for kwargs, param in [({"logprobs": 6}, "logprobs"), ({"logprobs": 1, "echo": True},
-                                                           "echo")]:
-        with pytest.raises(openai.BadRequestError) as err:
-            client.completions.create(model="smollm2", prompt="The sea", max_tokens=2,
-                                      **kwargs)  # type: ignore[arg-type]
-        assert err.value.body["param"] == param  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="smollm2", prompt="The sea", max_tokens=2, logprobs=6)
+    assert err.value.body["param"] == "logprobs"  # type: ignore[index]

@@ -50,8 +50,31 @@ def _position(j: int, top: int) -> dict[int, Logprob]:
     return ranked
 
 
+def _prompt_position(token: int, j: int, top: int) -> dict[int, Logprob]:
+    """vLLM's prompt logprobs of position ``j`` (prompt token ``token``): the prompt token
+    (ranked 50th) and the ``top`` best by rank."""
+    ranked = {2000 + r: Logprob(-0.25 * r, rank=r, decoded_token=f"p{r}")
+              for r in range(1, top + 1)}
+    ranked[token] = Logprob(-3.0 - j, rank=50, decoded_token=chr(token))
+    return ranked
+
+
+def _prompt_logprobs(ids: list[int], top: int | None, upto: int | None = None
+                     ) -> FlatLogprobs | None:
+    """vLLM's PromptLogprobs container (position 0 None), up to ``upto`` positions (a
+    chunked prefill's first part)."""
+    if top is None:
+        return None
+    container = FlatLogprobs()
+    container.append(None)
+    for j in range(1, len(ids) if upto is None else upto):
+        container.append(_prompt_position(ids[j], j, top))
+    return container
+
+
 def _output(request_id: str, text: str, n_tokens: int, finish: str | None,
-            finished: bool, top: int | None = None) -> RequestOutput:
+            finished: bool, top: int | None = None, prompt: list[int] | None = None,
+            prompt_logprobs: FlatLogprobs | None = None) -> RequestOutput:
     logprobs = None
     if top is not None:  # cumulative, as the real engine's CUMULATIVE outputs
         logprobs = FlatLogprobs()
@@ -60,8 +83,9 @@ def _output(request_id: str, text: str, n_tokens: int, finish: str | None,
     completion = CompletionOutput(index=0, text=text, token_ids=list(range(n_tokens)),
                                   cumulative_logprob=None, logprobs=logprobs,
                                   finish_reason=finish)
-    return RequestOutput(request_id=request_id, prompt=None, prompt_token_ids=[1],
-                         prompt_logprobs=None, outputs=[completion], finished=finished)
+    return RequestOutput(request_id=request_id, prompt=None, prompt_token_ids=prompt or [1],
+                         prompt_logprobs=prompt_logprobs, outputs=[completion],
+                         finished=finished)
 
 
 class Fakes:
@@ -87,6 +111,10 @@ class Fakes:
         tokenizer.encode.side_effect = (
             lambda text, truncation=None, max_length=None, add_special_tokens=True:
             ([1] if add_special_tokens else []) + [ord(c) for c in text])
+        tokenizer.decode.side_effect = (  # id 1: a special token (BOS)
+            lambda ids, skip_special_tokens=False: "".join(
+                ("" if skip_special_tokens else "<s>") if i == 1 else chr(i)
+                for i in ([ids] if isinstance(ids, int) else ids)))
         engine.get_tokenizer.return_value = tokenizer
         engine.generate.side_effect = self._generate
         self.engines.append(engine)
@@ -95,13 +123,18 @@ class Fakes:
     async def _generate(self, prompt: Any, sampling_params: Any, request_id: str,
                         **_: Any) -> AsyncIterator[RequestOutput]:
         assert isinstance(sampling_params, vllm.SamplingParams)
+        ids = list(prompt["prompt_token_ids"])
+        top = sampling_params.prompt_logprobs
+        if top is not None and len(ids) > 2:  # a chunked prefill: part of the prompt's first
+            yield _output(request_id, "", 0, None, False, prompt=ids,
+                          prompt_logprobs=_prompt_logprobs(ids, top, upto=2))
         n = min(sampling_params.max_tokens or len(WORDS), len(WORDS))
         for i in range(n):
             await asyncio.sleep(self.delay_s)
             last = i == n - 1
             reason = ("length" if n < len(WORDS) else "stop") if last else None
             yield _output(request_id, "".join(WORDS[: i + 1]), i + 1, reason, last,
-                          sampling_params.logprobs)
+                          sampling_params.logprobs, ids, _prompt_logprobs(ids, top))
 
 
 @pytest.fixture
@@ -337,5 +370,82 @@ def test_tools_go_to_vllm_as_a_json_schema_its_backends_accept(fakes: Fakes) -> 
             "$ref": "#/$defs/tool1/$defs/Place"}  # accepted by xgrammar above, for real
         prompt = fakes.engines[0].generate.call_args.args[0]["prompt_token_ids"]
         assert "You can call these tools" in "".join(chr(t) for t in prompt[1:])
+    finally:
+        server.stop()
+
+
+def test_prompt_logprobs_are_asked_of_vllm_and_read_from_its_prompt_logprobs(
+        fakes: Fakes) -> None:
+    """``prompt_logprobs=k`` goes to vLLM's SamplingParams; RequestOutput.prompt_logprobs (a
+    FlatLogprobs over the prompt, position 0 None, complete only after the prefill's last
+    chunk) becomes the first chunk's PromptLogprobs: the prompt token's own log probability
+    and the k best by rank."""
+    async def scenario() -> None:
+        engine = VLLMEngine("org/m")
+        await engine.load()
+        ids = [1, ord("a"), ord("b"), ord("c")]
+        params = SamplingParams(max_tokens=3, logprobs=1, prompt_logprobs=2)
+        chunks = [c async for c in engine.generate(PreparedPrompt("abc", ids), params)]
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert (sampling.prompt_logprobs, sampling.logprobs, sampling.max_tokens) == (2, 1, 3)
+        assert [c.prompt is not None for c in chunks] == [True, False, False]
+        assert [c.text for c in chunks] == ["Hello", " there", ","]  # the prefill chunk: none
+        prompt = chunks[0].prompt
+        assert prompt is not None and prompt.first == ""  # the BOS, as the echoed text has it
+        assert [(e.token, e.logprob) for e in prompt.rest] == [("a", -4.0), ("b", -5.0),
+                                                               ("c", -6.0)]
+        assert [[(t, lp) for t, _, lp in e.top] for e in prompt.rest] == \
+            [[("p1", -0.25), ("p2", -0.5)]] * 3
+        assert [e.token for c in chunks for e in c.logprobs] == WORDS[:3]
+        # max_tokens 0: the prompt's alone; vLLM computes one token, which is not sent.
+        alone = SamplingParams(max_tokens=0, logprobs=1, prompt_logprobs=0)
+        chunks = [c async for c in engine.generate(PreparedPrompt("abc", ids), alone)]
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert (sampling.max_tokens, sampling.logprobs, sampling.prompt_logprobs) == (1, None, 0)
+        assert len(chunks) == 1
+        assert (chunks[0].text, chunks[0].tokens, chunks[0].finish_reason) == ("", 0, "length")
+        assert chunks[0].prompt is not None and len(chunks[0].prompt.rest) == 3
+        assert all(e.top == () for e in chunks[0].prompt.rest)
+        fakes.engines[0].abort.assert_not_called()  # it finished
+        # ... and without log probabilities vLLM is not asked at all.
+        calls = fakes.engines[0].generate.call_count
+        plain = [c async for c in engine.generate(PreparedPrompt("abc", ids),
+                                                  SamplingParams(max_tokens=0))]
+        assert [(c.text, c.tokens, c.finish_reason) for c in plain] == [("", 0, "length")]
+        assert fakes.engines[0].generate.call_count == calls
+
+    asyncio.run(scenario())
+
+
+def test_echo_logprobs_behind_the_api(fakes: Fakes) -> None:
+    """lm-eval's loglikelihood request shape (token-id prompts, echo, logprobs 1, max_tokens
+    1, temperature 0) on the vLLM engine: the prompt's tokens first (the first with null),
+    then the generated one, text_offset along the echoed text."""
+    cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
+    server = LoopbackServer(cfg).start()
+    try:
+        ids = [[ord(c) for c in "abc"], [ord(c) for c in "xy"]]
+        body = {"model": "m", "prompt": ids, "max_tokens": 1, "logprobs": 1, "echo": True,
+                "temperature": 0, "seed": 1234}
+        resp = httpx.post(server.url + "/v1/completions", json=body, timeout=10)
+        assert resp.status_code == 200, resp.text
+        for choice, prompt in zip(resp.json()["choices"], ("abc", "xy"), strict=True):
+            lp = choice["logprobs"]
+            assert choice["text"] == prompt + "Hello"
+            assert lp["tokens"] == [*prompt, "Hello"]
+            assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+            assert lp["token_logprobs"][1:] == [-3.0 - j for j in range(1, len(prompt))] + [-0.5]
+            assert lp["top_logprobs"][1] == {"p1": -0.25, prompt[1]: -4.0}
+            assert lp["text_offset"] == list(range(len(prompt) + 1))
+        sampling = fakes.engines[0].generate.call_args.args[1]
+        assert (sampling.prompt_logprobs, sampling.logprobs) == (1, 1)
+        alone = httpx.post(server.url + "/v1/completions", timeout=10,
+                           json={**body, "prompt": "hi", "max_tokens": 0}).json()
+        choice = alone["choices"][0]
+        assert (choice["text"], choice["finish_reason"]) == ("hi", "length")
+        assert choice["logprobs"]["tokens"] == ["", "h", "i"]  # the BOS: no text
+        assert choice["logprobs"]["text_offset"] == [0, 0, 1]
+        assert alone["usage"] == {"prompt_tokens": 3, "completion_tokens": 0,
+                                  "total_tokens": 3}
     finally:
         server.stop()

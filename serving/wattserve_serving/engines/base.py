@@ -41,6 +41,10 @@ class SamplingParams:
     logprobs: int | None = None
     # OpenAI's logit_bias: (token id, bias added to its logit) pairs, applied before sampling.
     logit_bias: tuple[tuple[int, float], ...] = ()
+    # Report the prompt's own log probabilities with this many alternatives per token
+    # (completions ``echo`` with ``logprobs``; None: off). Only engines whose
+    # ``prompt_logprobs`` is True are handed one. ``max_tokens`` 0 with it: the prompt only.
+    prompt_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,17 @@ class TokenLogprob:
     token_bytes: bytes
     logprob: float
     top: tuple[tuple[str, bytes, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """The prompt's own log probabilities: its first token's text (nothing precedes it, so
+    it has none) and, for each later prompt token, its log probability given the tokens
+    before it, with the alternatives at that position (the same log-softmax as
+    `TokenLogprob`)."""
+
+    first: str
+    rest: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,13 +94,16 @@ class PreparedPrompt:
 class Chunk:
     """A piece of generated text and how many tokens produced it.
 
-    `finish_reason` is set on the last chunk only ("stop" or "length").
+    `finish_reason` is set on the last chunk only ("stop" or "length"). When the prompt's
+    log probabilities were asked for, the first chunk carries them (`prompt`); it may hold
+    no token.
     """
 
     text: str
     tokens: int
     finish_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] = ()  # one per token when asked for (in order)
+    prompt: PromptLogprobs | None = None
 
 
 @runtime_checkable

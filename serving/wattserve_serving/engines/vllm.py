@@ -5,9 +5,11 @@ alias of `vllm.v1.engine.async_llm.AsyncLLM`: the model config is the `model_con
 attribute, `get_tokenizer()` is synchronous (awaited when a version makes it a coroutine),
 `generate(TokensPrompt, SamplingParams, request_id)` yields CUMULATIVE outputs, `abort` is a
 coroutine, `SamplingParams(logprobs=k)` fills each output's sample logprobs (a list, or
-`FlatLogprobs`, of {token id: Logprob} by position) and `structured_outputs` takes
-`StructuredOutputsParams(json=…)`. tests/serving/vllm_real.py checks all of it against the
-real package (xgrammar and llguidance run there for real).
+`FlatLogprobs`, of {token id: Logprob} by position), `SamplingParams(prompt_logprobs=k)`
+fills `RequestOutput.prompt_logprobs` (the same container over the prompt's positions, the
+first None; complete once the prefill is, in every cumulative output from then on) and
+`structured_outputs` takes `StructuredOutputsParams(json=…)`. tests/serving/vllm_real.py
+checks all of it against the real package (xgrammar and llguidance run there for real).
 
 Installed with the `wattserve[gpu]` extra. vLLM batches internally, so many requests
 may be in flight at once (`max_concurrency`); its own scheduler queues beyond that.
@@ -32,6 +34,7 @@ from wattserve_serving.engines.base import (
     EngineError,
     EngineNotReady,
     PreparedPrompt,
+    PromptLogprobs,
     SamplingParams,
     TokenLogprob,
 )
@@ -57,6 +60,7 @@ class VLLMEngine:
         self.max_concurrency = max_concurrency
         self._engine_kwargs = engine_kwargs or {}
         self.max_logprobs = 0  # alternatives per token; vLLM's `max_logprobs` once loaded
+        self.prompt_logprobs = True  # the prompt's own too (completions echo)
         self._engine: Any = None
         self._tokenizer: Any = None
         self._vllm: Any = None
@@ -114,6 +118,12 @@ class VLLMEngine:
         self._require()
         return list(self._tokenizer.encode(text, add_special_tokens=add_bos))
 
+    async def detokenize(self, ids: list[int]) -> str:
+        """Token ids as text (an echoed token-id prompt), special tokens left out as the
+        llama.cpp engine does."""
+        self._require()
+        return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
+
     async def check_json_schema(self, schema: str) -> None:
         """ValueError unless vLLM's default ("auto") structured-output backends can enforce
         ``schema``: xgrammar, else llguidance, as vLLM's own request validation tries them
@@ -126,9 +136,14 @@ class VLLMEngine:
         self, prompt: PreparedPrompt, params: SamplingParams
     ) -> AsyncIterator[Chunk]:
         engine = self._require()
+        scoring = params.prompt_logprobs is not None
+        if params.max_tokens == 0 and not scoring:  # echo of the prompt alone
+            yield Chunk("", 0, "length")
+            return
         sampling = self._vllm.SamplingParams(
             n=1,
-            max_tokens=params.max_tokens,
+            # 0 (the prompt alone): vLLM computes one token, never sent (as vLLM's own server).
+            max_tokens=max(1, params.max_tokens),
             temperature=params.temperature,
             top_p=params.top_p,
             top_k=max(0, params.top_k),  # 0: off (vLLM's canonical value)
@@ -137,7 +152,8 @@ class VLLMEngine:
             presence_penalty=params.presence_penalty,
             frequency_penalty=params.frequency_penalty,
             ignore_eos=params.ignore_eos,
-            logprobs=params.logprobs,  # raw model log-softmax: vLLM's default logprobs_mode
+            logprobs=params.logprobs if params.max_tokens else None,  # raw model log-softmax
+            prompt_logprobs=params.prompt_logprobs,  # vLLM's default logprobs_mode
             logit_bias=dict(params.logit_bias) or None,
             structured_outputs=None if params.json_schema is None
             else self._structured(json=params.json_schema),
@@ -153,6 +169,20 @@ class VLLMEngine:
                 request_id,
             )
             async for output in stream:
+                scored: PromptLogprobs | None = None
+                if scoring:  # the first output with all of the prompt's
+                    scored = self._scored(prompt.token_ids, output.prompt_logprobs,
+                                          params.prompt_logprobs or 0)
+                    if scored is None and not output.finished and not output.outputs[0].token_ids:
+                        continue  # a prefill chunk: the rest of the prompt's come later
+                    if scored is None:
+                        raise EngineError("vLLM returned no prompt logprobs for a request "
+                                          "that asked for them")
+                    scoring = False
+                    if params.max_tokens == 0:
+                        finished = bool(output.finished)
+                        yield Chunk("", 0, "length", prompt=scored)
+                        return
                 completion = output.outputs[0]
                 text = str(completion.text)
                 n_tokens = len(completion.token_ids)
@@ -165,16 +195,26 @@ class VLLMEngine:
                 produced, sent_tokens = n_tokens - sent_tokens, n_tokens
                 if output.finished:
                     finished = True
-                    yield Chunk(piece, produced, _finish(finish), lp)
+                    yield Chunk(piece, produced, _finish(finish), lp, scored)
                     return
-                if produced or piece:
-                    yield Chunk(piece, produced, None, lp)
+                if produced or piece or scored is not None:
+                    yield Chunk(piece, produced, None, lp, scored)
             finished = True
             yield Chunk("", 0, "stop")
         finally:
             if not finished:
                 with contextlib.suppress(Exception):  # the request may already be gone
                     await _maybe_await(engine.abort(request_id))
+
+    def _scored(self, ids: Sequence[int], positions: Sequence[Mapping[int, Any] | None] | None,
+                top: int) -> PromptLogprobs | None:
+        """Our prompt entries from vLLM's prompt logprobs (position 0 None, then each
+        position's {token id: Logprob} of the prompt token and the best by rank); None
+        until they cover the whole prompt."""
+        if positions is None or len(positions) < len(ids) or not ids:
+            return None
+        first = str(self._tokenizer.decode([ids[0]], skip_special_tokens=True))
+        return PromptLogprobs(first, _token_logprobs(ids, positions, range(1, len(ids)), top))
 
 
 def _check_schema(sampling: Any, structured: Any, schema: str) -> None:
@@ -216,7 +256,7 @@ def _token_logprobs(
         ranked = positions[i] or {}
         chosen = ranked.get(token_ids[i])
         if chosen is None:
-            raise EngineError(f"vLLM's logprobs lack the sampled token at position {i}")
+            raise EngineError(f"vLLM's logprobs lack the token at position {i}")
         best = sorted((p for p in ranked.values() if p.rank is not None and p.rank <= top),
                       key=lambda p: int(p.rank))[:top]
         entries.append(TokenLogprob(*_piece(chosen), tuple(_piece(p) for p in best)))
@@ -225,7 +265,8 @@ def _token_logprobs(
 
 def _piece(p: Any) -> tuple[str, bytes, float]:
     text = str(p.decoded_token or "")
-    return text, text.encode("utf-8"), float(p.logprob)
+    # -inf (a token the model rules out) is not JSON: -9999.0, as vLLM's own server writes it.
+    return text, text.encode("utf-8"), max(float(p.logprob), -9999.0)
 
 
 def _finish(reason: object) -> str:
