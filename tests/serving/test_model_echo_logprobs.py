@@ -103,7 +103,7 @@ def test_scoring_in_smaller_blocks_gives_the_same_numbers(
     """The block size bounds memory, not the answer: blocks of two positions (the least: a
     one-token batch is computed by another path, with other numbers) score the prompt as
     one block does, and so do blocks that leave the last prompt token alone in a block."""
-    from wattserve_serving.engines import llamacpp
+    from wattserve_serving.engines import llamacpp_score
 
     def ask() -> Any:
         return _lp(client.completions.create(model="smollm2", prompt=SHORT, max_tokens=0,
@@ -112,11 +112,11 @@ def test_scoring_in_smaller_blocks_gives_the_same_numbers(
     whole = ask()
     n = len(whole.tokens)
     assert n > 4
-    monkeypatch.setattr(llamacpp, "PROMPT_LOGITS_BYTES", (n - 1) * 4 * 49152)  # n-1, then 1
+    monkeypatch.setattr(llamacpp_score, "PROMPT_LOGITS_BYTES", (n - 1) * 4 * 49152)  # n-1, 1
     blocks = ask()
     assert blocks.tokens == whole.tokens
     assert blocks.token_logprobs[1:] == pytest.approx(whole.token_logprobs[1:], abs=1e-4)
-    monkeypatch.setattr(llamacpp, "PROMPT_LOGITS_BYTES", 1)  # the smallest block: 2
+    monkeypatch.setattr(llamacpp_score, "PROMPT_LOGITS_BYTES", 1)  # the smallest block: 2
     assert ask().token_logprobs[1:] == pytest.approx(whole.token_logprobs[1:], abs=1e-4)
 
 
@@ -338,7 +338,7 @@ def test_a_scoring_cancelled_midway_leaves_the_engine_as_it_was(
     """A client that leaves while its prompt is scored stops the pass at the next block
     (checked before each), and the KV cache is put back: a plain request answers exactly
     as before."""
-    from wattserve_serving.engines import llamacpp
+    from wattserve_serving.engines import llamacpp, llamacpp_score
     from wattserve_serving.engines.base import PreparedPrompt, SamplingParams
 
     from serving_helpers import smollm2_path
@@ -347,7 +347,7 @@ def test_a_scoring_cancelled_midway_leaves_the_engine_as_it_was(
     plain = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True, logprobs=3)
     jobs: list[Any] = []
     blocks: list[int] = []
-    score, logprobs = llamacpp.LlamaCppEngine._score_prompt, llamacpp.token_logprobs
+    score, logprobs = llamacpp.LlamaCppEngine._score_prompt, llamacpp_score.token_logprobs
 
     def scoring(self: Any, job: Any) -> Any:
         jobs.append(job)
@@ -360,8 +360,8 @@ def test_a_scoring_cancelled_midway_leaves_the_engine_as_it_was(
         return logprobs(*args)
 
     monkeypatch.setattr(llamacpp.LlamaCppEngine, "_score_prompt", scoring)
-    monkeypatch.setattr(llamacpp, "token_logprobs", block)
-    monkeypatch.setattr(llamacpp, "PROMPT_LOGITS_BYTES", 8 * 4 * 49152)  # 8 positions
+    monkeypatch.setattr(llamacpp_score, "token_logprobs", block)
+    monkeypatch.setattr(llamacpp_score, "PROMPT_LOGITS_BYTES", 8 * 4 * 49152)  # 8 positions
 
     async def scenario() -> tuple[Any, Any, Any]:
         engine = llamacpp.LlamaCppEngine(str(smollm2_path()), 2, 512)

@@ -9,10 +9,9 @@ requests strictly in turn. Closing the async iterator (client disconnect) sets a
 flag the worker checks before every token, so token production stops within one token.
 
 Prompt log probabilities (completions ``echo`` with ``logprobs``) are computed in the
-request's first step by `_score_prompt`: the prompt is decoded again in blocks of at most
-``PROMPT_LOGITS_BYTES`` of logits, every position's logits turned into log probabilities
-before the next block, around a copy of the KV cache that is put back afterwards, so the
-request then generates, and leaves the engine, exactly as without them.
+request's first step (`llamacpp_score.py`): the prompt is decoded again in blocks of
+bounded logits, around a copy of the KV cache that is put back afterwards, so the request
+then generates, and leaves the engine, exactly as without them.
 
 Chat rendering and tokenization run on a second thread (`_prep`), never on the event
 loop; so does compiling a ``response_format`` JSON schema into a llama.cpp grammar, which
@@ -50,7 +49,8 @@ from wattserve_serving.engines.base import (
     Unsupported,
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
-from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob, token_logprobs
+from wattserve_serving.engines.llamacpp_score import score_prompt
+from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
 from wattserve_serving.engines.sampler import sampler_chain
 from wattserve_serving.engines.stops import StopMatcher
 
@@ -58,14 +58,6 @@ _DONE = object()
 # A job switched away from keeps its KV cache up to this many tokens (SmolLM2-135M: ~23 KiB
 # per token, so <= ~12 MiB per waiting job); longer ones are evaluated again on resume.
 SAVE_MAX_TOKENS = 512
-# The prompt's log probabilities are computed from the logits of this many bytes of prompt
-# positions at a time (SmolLM2, 49,152 tokens: 42 positions), never the whole prompt's.
-PROMPT_LOGITS_BYTES = 8 * 2**20
-# ... but never fewer positions than this: llama.cpp computes a batch of one token by another
-# path, whose numbers differ (SmolLM2: by up to 0.26 in a prompt token's log probability);
-# batches of 2 or more agree with one another and with a whole-prompt `logits_all` pass.
-# (The prompt's last block may hold one token: its last row scores no prompt token.)
-PROMPT_BLOCK_MIN = 2
 MAX_GRAMMAR_CHARS = 100_000  # a JSON schema's grammar; a few KB for the schemas in use
 GRAMMARS_KEPT = 64  # compiled grammars kept, by schema text
 _LOOSE_CHAR = r'char ::= [^"\\]'
@@ -394,71 +386,11 @@ class LlamaCppEngine:
         return False
 
     def _score_prompt(self, job: _Generation) -> PromptLogprobs | None:
-        """The log probability of each prompt token after the ones before it (None when the
-        job was cancelled meanwhile).
-
-        The KV cache is copied aside, the prompt is decoded from position 0 in blocks of
-        ``PROMPT_LOGITS_BYTES`` of logits (every position's logits asked for, with
-        llama.cpp's batch API; the context keeps a logits buffer of one block; no used row
-        from a one-token batch, see ``PROMPT_BLOCK_MIN``), each block's rows are turned into log
-        probabilities before the next block overwrites them, and the copy is put back: the
-        cache, its tokens and hence every later answer are those of never having scored the
-        prompt (the request's own generation then evaluates its prompt as any request
-        does). The cost is a second evaluation of the prompt, plus the copy (bounded by the
-        KV cache's size)."""
-        import llama_cpp
-        from llama_cpp import _internals
-
-        llm = self._llm
-        tokens = job.tokens[: job.prompt_len]
-        top = job.params.prompt_logprobs or 0
-        n_vocab = int(llm.n_vocab())
-        block = max(PROMPT_BLOCK_MIN, min(int(llm.n_batch), PROMPT_LOGITS_BYTES // (4 * n_vocab)))
-        pieces: dict[int, bytes] = {}
-
-        def piece(token: int) -> bytes:
-            if token not in pieces:
-                pieces[token] = bytes(llm.detokenize([token]))
-            return pieces[token]
-
-        first = piece(tokens[0]).decode("utf-8", errors="replace")
-        if len(tokens) == 1:
-            return PromptLogprobs(first)
-        entries: list[TokenLogprob] = []
-        saved = self._save_state(limit=None) if llm.n_tokens else None
-        batch = _internals.LlamaBatch(n_tokens=block, embd=0, n_seq_max=1)
-        try:
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            for start in range(0, len(tokens), block):
-                end = min(start + block, len(tokens))
-                if job.cancel.is_set():
-                    return None
-                batch.set_batch(tokens[start:end], n_past=start, logits_all=True)
-                llm._ctx.decode(batch)
-                rows = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm._ctx.ctx),
-                                             shape=(end - start, n_vocab))
-                following = tokens[start + 1: end + 1]  # the last row scores no prompt token
-                entries += token_logprobs(rows[: len(following)], following, top, piece)
-        finally:
-            batch.close()  # type: ignore[no-untyped-call]
-            self._put_back(saved)
-        return PromptLogprobs(first, tuple(entries))
-
-    def _put_back(self, saved: tuple[Any, int] | None) -> None:
-        """The KV cache as `_save_state` copied it (empty when there was no copy), its
-        tokens (``input_ids``, untouched meanwhile) counted again."""
-        import llama_cpp
-
-        llm = self._llm
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        if saved is not None:
-            buf, n = saved
-            if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0) == len(buf):
-                llm.n_tokens = n
-                return
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            log.warning("the KV cache could not be put back after scoring a prompt")
-        llm.reset()
+        """The prompt's log probabilities (None when the job was cancelled meanwhile), around
+        a copy of the KV cache that is put back (see `llamacpp_score`)."""
+        saved = self._save_state(limit=None) if self._llm.n_tokens else None
+        return score_prompt(self._llm, job.tokens[: job.prompt_len],
+                            job.params.prompt_logprobs or 0, job.cancel, saved)
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
         """``token``'s log probability in the logits the sampler just drew it from."""
