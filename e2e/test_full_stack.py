@@ -207,39 +207,6 @@ def test_real_tokens_from_the_real_pod_through_its_service(stack: RealPodStack) 
     assert served >= 1
 
 
-EMBED = "smollm2-embed"  # the same model image served as an embedding model
-
-
-def test_an_embedding_model_is_served_by_a_real_pod_then_removed(stack: RealPodStack) -> None:
-    """task: embedding reaches the real pod (WATTSERVE_TASK), which answers /v1/embeddings
-    through its Service; deleted afterwards so the load step has the node's room."""
-    from openai import OpenAI
-
-    doc = yaml.safe_load((REPO / "examples" / "models" / f"{SMOL}.yaml").read_text())
-    doc["metadata"] = {"name": EMBED, "namespace": stack.namespace}
-    doc["spec"]["model"].update({"name": "smollm2-embed", "task": "embedding",
-                                 "contextLength": 512})
-    doc["spec"]["placement"] = {"pool": REAL_POOL}
-    doc["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1}
-    stack.kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
-    try:
-        wait_until(partial(_with_condition, stack, EMBED, "Ready", "True"), 180,
-                   f"{EMBED} Ready")
-        (pod,) = _ready_pods(stack, EMBED)
-        _assert_real_serving_pod(stack, pod)
-        client = OpenAI(base_url=stack.service_url(EMBED) + "/v1", api_key="unused",
-                        timeout=60)
-        got = client.embeddings.create(model="smollm2-embed",
-                                       input=["The cat sat on the mat.", "Revenue grew."])
-        assert [d.index for d in got.data] == [0, 1]
-        assert all(len(d.embedding) == 576 for d in got.data)  # SmolLM2-135M's hidden size
-        assert got.usage.prompt_tokens > 0
-    finally:
-        stack.kube.kubectl("delete", "md", EMBED, "-n", stack.namespace, "--wait=true",
-                           timeout=120)
-        wait_until(lambda: not _pods(stack, EMBED), 120, f"{EMBED}'s pods gone")
-
-
 def test_load_step_adds_a_real_pod_that_takes_load(stack: RealPodStack) -> None:
     stack.kube.kubectl("patch", "md", SMOL, "-n", stack.namespace, "--type=merge", "-p",
                        '{"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 2, '
