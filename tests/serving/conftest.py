@@ -65,3 +65,12 @@ def model_server(request: pytest.FixtureRequest) -> Iterator[LoopbackServer]:
 def client(model_server: LoopbackServer) -> object:
     """The official `openai` client against this module's real-model server."""
     return openai_client(model_server)
+
+
+@pytest.fixture(scope="module")
+def reference(model_server: LoopbackServer) -> object:
+    """llama.cpp with every position's logits, apart from the server's engine."""
+    from llama_cpp import Llama
+
+    return Llama(model_path=model_server.config.model, n_ctx=512, logits_all=True,
+                 n_threads=2, verbose=False)

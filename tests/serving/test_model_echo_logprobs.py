@@ -9,7 +9,6 @@ the engine left exactly as a plain request leaves it; and the 400s for what is n
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import defaultdict
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 
-from serving_helpers import LoopbackServer
+from serving_helpers import LoopbackServer, log_softmax
 
 pytestmark = pytest.mark.model
 
@@ -32,25 +31,11 @@ TEXT = ("The tide came in slowly over the flat grey sand, filling the pools betw
 SHORT = "Tide pools along the rocky coast hold"
 
 
-@pytest.fixture(scope="module")
-def reference(model_server: LoopbackServer) -> Any:
-    """llama.cpp with every position's logits, apart from the server's engine."""
-    from llama_cpp import Llama
-
-    return Llama(model_path=model_server.config.model, n_ctx=512, logits_all=True,
-                 n_threads=2, verbose=False)
-
-
-def _log_softmax(row: np.ndarray) -> np.ndarray:
-    row = row.astype(np.float64)
-    return row - (row.max() + math.log(float(np.exp(row - row.max()).sum())))
-
-
 def _reference_rows(reference: Any, ids: list[int]) -> np.ndarray:
     """Row i: the log-softmax after ids[: i + 1]."""
     reference.reset()
     reference.eval(ids)
-    return np.stack([_log_softmax(np.asarray(reference.scores[i])) for i in range(len(ids))])
+    return np.stack([log_softmax(np.asarray(reference.scores[i])) for i in range(len(ids))])
 
 
 def _piece(reference: Any, token: int) -> str:
@@ -226,7 +211,7 @@ def test_lm_eval_local_completions_loglikelihood_request(
     rows = _reference_rows(reference, context)
     greedy = [int(rows[-1].argmax())]
     reference.eval(greedy)
-    greedy.append(int(_log_softmax(np.asarray(reference.scores[len(context)])).argmax()))
+    greedy.append(int(log_softmax(np.asarray(reference.scores[len(context)])).argmax()))
     unlikely = reference.tokenize(b" a purple elephant", add_bos=False)
     requests = [(context, greedy), (context, unlikely)]
     payload = {"model": "smollm2", "prompt": [c + k for c, k in requests], "temperature": 0,

@@ -13,25 +13,11 @@ import numpy as np
 import openai
 import pytest
 
-from serving_helpers import LoopbackServer
+from serving_helpers import log_softmax
 
 pytestmark = pytest.mark.model
 
 ASK = [{"role": "user", "content": "Name three colours of the sea."}]
-
-
-@pytest.fixture(scope="module")
-def reference(model_server: LoopbackServer) -> Any:
-    """llama.cpp with every position's logits, apart from the server's engine."""
-    from llama_cpp import Llama
-
-    return Llama(model_path=model_server.config.model, n_ctx=512, logits_all=True,
-                 n_threads=2, verbose=False)
-
-
-def _log_softmax(row: np.ndarray) -> np.ndarray:
-    row = row.astype(np.float64)
-    return row - (row.max() + math.log(float(np.exp(row - row.max()).sum())))
 
 
 def test_completion_logprobs_are_llama_cpps_own(client: openai.OpenAI, reference: Any) -> None:
@@ -46,7 +32,7 @@ def test_completion_logprobs_are_llama_cpps_own(client: openai.OpenAI, reference
     reference.eval(prompt)
     for i, (token, logprob, top) in enumerate(zip(lp.tokens, lp.token_logprobs,
                                                   lp.top_logprobs, strict=True)):
-        ref = _log_softmax(np.asarray(reference.scores[reference.n_tokens - 1]))
+        ref = log_softmax(np.asarray(reference.scores[reference.n_tokens - 1]))
         greedy = int(ref.argmax())
         piece = reference.detokenize([greedy]).decode("utf-8", errors="replace")
         assert token == piece, i  # temperature 0: the most likely token
