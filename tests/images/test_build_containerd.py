@@ -164,6 +164,44 @@ def test_serving_image_runs_wattserve_serve_and_holds_only_serving(
     assert (rc, out.strip()) == (0, "0.3.36"), out
 
 
+STALE_BYTE_CODE_PROBE = """
+import json, os, sys
+import uvicorn
+import wattserve_serving.app, wattserve_serving.cli, wattserve_serving.engines.llamacpp
+stale, checked = [], 0
+for mod in list(sys.modules.values()):
+    src, pyc = getattr(mod, "__file__", None), getattr(mod, "__cached__", None)
+    if not src or not src.endswith(".py") or "site-packages" not in src:
+        continue
+    checked += 1
+    try:
+        head = open(pyc, "rb").read(16)
+    except (OSError, TypeError):
+        stale.append(mod.__name__)
+        continue
+    if int.from_bytes(head[4:8], "little") & 1:  # hash-based: valid as built
+        continue
+    st = os.stat(src)  # timestamp-based: what the import system compares
+    if (int.from_bytes(head[8:12], "little"), int.from_bytes(head[12:16], "little")) != (
+            int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF):
+        stale.append(mod.__name__)
+print(json.dumps({"checked": checked, "stale": stale}))
+"""
+
+
+def test_serving_image_starts_from_byte_code_it_need_not_recompile(
+        containerd: Containerd, refs: dict[str, str]) -> None:
+    """Every module the server imports at start has byte code the import system accepts in
+    the image as built: a pod (read-only root) otherwise recompiles it at every cold start
+    (it did for half of them: numpy, uvicorn; docs/benchmarks-activator.md)."""
+    rc, out = containerd.run(refs["serving-cpu"], "env", "PYTHONDONTWRITEBYTECODE=1",
+                             "python", "-c", STALE_BYTE_CODE_PROBE)
+    assert rc == 0, out[-2000:]
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["checked"] > 150, found  # numpy, starlette, pydantic, llama_cpp, ...
+    assert found["stale"] == [], found
+
+
 def _get(url: str, body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})

@@ -349,6 +349,13 @@ def install_commands(spec: ImageSpec) -> list[str]:
                 cmds.append(f"find {site}/{top} -mindepth 1 -maxdepth 1 {names} "
                             "-exec rm -rf {} +")
         cmds.extend(f"! {py.venv}/bin/python -c 'import {mod}' 2>/dev/null" for mod in py.absent)
+        # Byte code that stays valid in the image: pip's .pyc files record their sources'
+        # mtimes, and in the image 2/3 of them were a second off, so a container recompiled
+        # half of what it imported at every start (numpy, uvicorn) and threw it away. The
+        # image is immutable, so its .pyc files are taken as they are (unchecked hashes).
+        # Serial: a chroot has no /dev/shm for compileall's worker processes.
+        cmds.append(f"{py.venv}/bin/python -m compileall -q -f --invalidation-mode "
+                    f"unchecked-hash {py.venv}/lib/python3.11/site-packages")
         cmds.append(f"rm -rf {WHEELS_DIR}")
     if spec.package_files is not None:
         pf = spec.package_files
