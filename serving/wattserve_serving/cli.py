@@ -12,10 +12,20 @@ import signal
 import socket
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
 from wattserve import contract
-from wattserve_serving.config import ENGINES, SERVERS, TASKS, ServeConfig
+from wattserve_serving.config import (
+    ENGINES,
+    SERVER_IMPORTED_AT,
+    SERVERS,
+    TASKS,
+    ServeConfig,
+    process_age_s,
+)
+from wattserve_serving.engines import Engine, make_engine
+from wattserve_serving.engines.base import LoadsEarly
 from wattserve_serving.model_files import resolve_model
 
 PROG = "wattserve-serve"
@@ -91,15 +101,32 @@ def run(argv: list[str]) -> int:
     return _run_uvicorn(cfg, level)
 
 
+def _engine_loading(cfg: ServeConfig) -> Engine:
+    """The engine, its load begun where it can begin before the app (llama.cpp)."""
+    engine = make_engine(cfg)
+    if isinstance(engine, LoadsEarly):
+        engine.begin_load()
+    return engine
+
+
 def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
-    import uvicorn
+    # The engine (numpy, llama_cpp) is imported and its model begins to load on a thread of
+    # its own while this one imports the web stack: a replica woken from zero answers its
+    # held requests that much sooner (docs/benchmarks-activator.md).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-import") as early:
+        engine_future = early.submit(_engine_loading, cfg)
+        import uvicorn
 
-    from wattserve_serving.app import create_app
-    from wattserve_serving.auth import KeyConfigError
-    from wattserve_serving.server import uvicorn_config
+        from wattserve_serving.app import create_app
+        from wattserve_serving.auth import KeyConfigError
+        from wattserve_serving.server import uvicorn_config
 
+        engine = engine_future.result()
+    # Logged once the model is loaded (openai_api.py): llama-cpp-python points stdout and
+    # stderr at /dev/null while it loads a model quietly, so a line written now may vanish.
+    cfg.extra[SERVER_IMPORTED_AT] = f"{process_age_s():.3f}"
     try:
-        app = create_app(cfg, wait_for_model=False)
+        app = create_app(cfg, engine=engine, wait_for_model=False)
     except KeyConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

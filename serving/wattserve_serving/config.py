@@ -169,3 +169,15 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         return default
+# ServeConfig.extra: the process age (s) at which the CLI had imported the server.
+SERVER_IMPORTED_AT = "server_imported_at"
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; -1 where unknown)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return -1.0

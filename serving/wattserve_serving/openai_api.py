@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,13 +28,14 @@ from wattserve_serving.choices import (
     logprobs_of,
     tool_mode,
 )
-from wattserve_serving.config import ServeConfig, pod_cpus
+from wattserve_serving.config import SERVER_IMPORTED_AT, ServeConfig, pod_cpus, process_age_s
 from wattserve_serving.energy import EnergyMeter, select_source
 from wattserve_serving.engines.base import (
     Chunk,
     Engine,
     EngineError,
     EngineNotReady,
+    LoadsEarly,
     PreparedPrompt,
     PromptLogprobs,
     SamplingParams,
@@ -97,10 +96,17 @@ class ServingAPI:
     async def _load(self) -> None:
         try:
             began = time.perf_counter()
+            if isinstance(self.engine, LoadsEarly) and self.engine.load_began is not None:
+                began = self.engine.load_began  # begun before the app (cli.py)
             await self.engine.load()
             # The cold-start breakdown (docs/benchmarks-activator.md) reads this line.
+            took, age = time.perf_counter() - began, process_age_s()
             log.info("model %s loaded (%s) in %.3fs; process up %.3fs", self.model_name,
-                     self.engine.engine_name, time.perf_counter() - began, _process_age_s())
+                     self.engine.engine_name, took, age)
+            imported = self.config.extra.get(SERVER_IMPORTED_AT)
+            if imported is not None:
+                log.info("server imported at process up %ss; the model began loading at "
+                         "process up %.3fs", imported, age - took)
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model load failed: %s", self.load_error)
@@ -405,13 +411,3 @@ def _echoed(req: S.ChatCompletionRequest | S.CompletionRequest,
     if prompt is None:
         raise EngineError("the engine returned no log probabilities for the prompt")
     return prompt
-
-
-def _process_age_s() -> float:
-    """Seconds since this process started (Linux /proc; -1 where unknown)."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return uptime - ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return -1.0

@@ -17,13 +17,14 @@ Single-node per pod (the Deployment backend) runs the same thing via
 # the ingress methods after Ray rewrites their signatures.
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from ray import serve
 from ray.serve import Application
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from wattserve import contract
-from wattserve_serving.app import new_fastapi
+from wattserve_serving.app import http_error
 from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines import make_engine
 from wattserve_serving.model_files import resolve_model
@@ -62,7 +63,8 @@ def config_from_args(args: dict[str, Any]) -> ServeConfig:
 
 # Everything the deployment class uses is defined above it: Ray serializes the class
 # when it is decorated.
-ingress = new_fastapi()
+ingress = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+ingress.add_exception_handler(HTTPException, http_error)
 
 
 @serve.deployment(name=DEPLOYMENT_NAME, health_check_period_s=10, health_check_timeout_s=30)

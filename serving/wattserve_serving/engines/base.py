@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -129,3 +132,37 @@ class Engine(Protocol):
     def generate(self, prompt: PreparedPrompt, params: SamplingParams) -> AsyncIterator[Chunk]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LoadsEarly(Protocol):
+    """An engine whose load runs on a thread of its own, so it can begin before the event
+    loop and the web stack exist (llama.cpp): a replica woken from zero then imports its
+    server while the model loads. ``load`` awaits that same load; ``load_began`` is when it
+    began (``time.perf_counter``), None before."""
+
+    load_began: float | None
+
+    def begin_load(self) -> None: ...
+
+
+class LoadsOnItsThread:
+    """`LoadsEarly` for an engine that loads with ``_load_sync`` on its own one-thread
+    ``_executor``: ``begin_load`` from any thread (idempotent), ``load`` awaits that load."""
+
+    _executor: ThreadPoolExecutor
+    _loading: Future[None] | None = None
+    load_began: float | None = None
+
+    def _load_sync(self) -> None:
+        raise NotImplementedError
+
+    def begin_load(self) -> None:
+        if self._loading is None:
+            self.load_began = time.perf_counter()
+            self._loading = self._executor.submit(self._load_sync)
+
+    async def load(self) -> None:
+        self.begin_load()
+        assert self._loading is not None
+        await asyncio.wrap_future(self._loading)

@@ -42,6 +42,7 @@ from wattserve_serving.engines.base import (
     Chunk,
     EngineError,
     EngineNotReady,
+    LoadsOnItsThread,
     PreparedPrompt,
     PromptLogprobs,
     SamplingParams,
@@ -65,7 +66,7 @@ _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
 log = logging.getLogger("wattserve_serving")
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(LoadsOnItsThread):
     engine_name = "llamacpp"
 
     def __init__(self, model_path: str, threads: int, context_length: int,
@@ -87,10 +88,6 @@ class LlamaCppEngine:
         self._grammars_lock = threading.Lock()  # the prep thread fills it, the worker reads
 
     # -- lifecycle ---------------------------------------------------------------
-    async def load(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._load_sync)
-
     def _load_sync(self) -> None:
         try:
             from llama_cpp import Llama

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from wattserve_serving.engines.base import EngineError, EngineNotReady
+from wattserve_serving.engines.base import EngineError, EngineNotReady, LoadsOnItsThread
 from wattserve_serving.engines.embedding import EmbeddingOnly, normalised
 
 
-class LlamaCppEmbedder(EmbeddingOnly):
+class LlamaCppEmbedder(LoadsOnItsThread, EmbeddingOnly):
     engine_name = "llamacpp"
 
     def __init__(self, model_path: str, threads: int, context_length: int) -> None:
@@ -33,9 +33,6 @@ class LlamaCppEmbedder(EmbeddingOnly):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-embed")
 
     # -- lifecycle ---------------------------------------------------------------
-    async def load(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._load_sync)
-
     def _load_sync(self) -> None:
         try:
             import llama_cpp
