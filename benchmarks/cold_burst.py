@@ -10,10 +10,14 @@ the burst. Two serving configurations, interleaved rounds (rotating order):
 * ``first-token-fair``: ``--parallel <requests>`` (every held request gets its prefill and
   first token before any continues its decode: after).
 
+``--baseline-src DIR`` adds a third configuration: ``first-token-fair`` served by the
+serving code of another checkout (``git worktree add DIR <rev>``), so a change to the
+serving process's own start (imports, model load) is measured side by side in one run.
+
 What it cannot show: a pod start, the kubelet, kube-proxy, an ``oci://`` image volume
 (tests/integration/test_scale_to_zero_realnode.py measures those on the real node).
 
-    python benchmarks/cold_burst.py --rounds 3 --requests 16 [--json]
+    python benchmarks/cold_burst.py --rounds 3 --requests 16 [--baseline-src DIR] [--json]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from wattserve_activator.holding import Settings  # noqa: E402
 from wattserve_activator.server import Activator, make_runner  # noqa: E402
 
 CONFIGS = ("in-turn", "first-token-fair")
+BASELINE = "first-token-fair, baseline code"
 
 
 
@@ -50,8 +55,8 @@ class Spawning:
     """Discovery whose wake-up starts a real serving process (what the operator and the
     kubelet do on a cluster); a replica is ready when its own /health answers 200."""
 
-    def __init__(self, parallel: int, threads: int) -> None:
-        self.parallel, self.threads = parallel, threads
+    def __init__(self, parallel: int, threads: int, src: Path = ROOT) -> None:
+        self.parallel, self.threads, self.src = parallel, threads, src
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.woke_at = 0.0
@@ -72,7 +77,7 @@ class Spawning:
 
     async def activate(self, target: Target) -> None:
         self.woke_at = time.monotonic()
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'serving'}",
+        env = {**os.environ, "PYTHONPATH": f"{self.src / 'operator'}:{self.src / 'serving'}",
                "WATTSERVE_ENERGY_SOURCE": "model"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wattserve_serving.cli", "--model", "smollm2",
@@ -108,8 +113,10 @@ async def one(s: aiohttp.ClientSession, url: str, t0: float) -> dict[str, Any]:
     return out
 
 
-async def round_(config: str, requests: int, threads: int) -> dict[str, Any]:
-    disco = Spawning(requests if config == "first-token-fair" else 1, threads)
+async def round_(config: str, requests: int, threads: int,
+                 baseline: Path | None = None) -> dict[str, Any]:
+    src = baseline if config == BASELINE and baseline is not None else ROOT
+    disco = Spawning(1 if config == "in-turn" else requests, threads, src)
     act = Activator(disco, Settings(deadline_s=120.0, poll_s=0.05))
     runner = make_runner(act.app())
     await runner.setup()
@@ -140,13 +147,16 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--requests", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="a checkout whose serving code is measured as a third configuration")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    rows: dict[str, list[dict[str, Any]]] = {c: [] for c in CONFIGS}
+    configs = CONFIGS + ((BASELINE,) if args.baseline_src else ())
+    rows: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
     for n in range(args.rounds):
-        order = CONFIGS if n % 2 == 0 else tuple(reversed(CONFIGS))
+        order = configs[n % len(configs):] + configs[:n % len(configs)]  # rotating
         for config in order:
-            r = asyncio.run(round_(config, args.requests, args.threads))
+            r = asyncio.run(round_(config, args.requests, args.threads, args.baseline_src))
             rows[config].append(r)
             print(f"round {n + 1}/{args.rounds} {config:17s} hold {r['mean_hold']:.2f}s "
                   f"first token p50 {pct(r['ttft'], 0.5):.2f}s p99 {pct(r['ttft'], 0.99):.2f}s"
@@ -167,6 +177,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({"meta": meta, "summary": summary}, indent=1))
         return 0
+    if args.baseline_src:
+        meta["baseline_src"] = str(args.baseline_src)
     print(f"{args.requests} held requests, {args.rounds} rounds (medians), {meta}")
     print("| serving | mean hold s | first token p50 s | p99 s | p99 after hold s | all done s |")
     print("|---|---|---|---|---|---|")
