@@ -20,7 +20,10 @@ real Prometheus) and SmolLM2 (min 1, max 2 replicas, the real-node pool `cpu-loc
    spreads new connections evenly), so it drains them with its spare capacity
    ``(mu2 - lambda) / 2``, where ``mu2`` is measured with both pods (closed loop, after the
    step) and ``lambda`` is the offered rate actually sent: allowance = ``2 B / (mu2 - lambda)``;
-5. bound = a + b + allowance + 1 s (pod timestamps are whole seconds).
+5. bound = a + b + allowance + 1 s (pod timestamps are whole seconds);
+6. whether two pods hold the SLO at all at that rate once the backlog is gone: their steady
+   p95 from ``mu2`` and ``lambda`` (M/D/2, the autoscaler's own queueing tail). On a slow
+   machine it can sit at the SLO itself, and then no scaling brings p95 under it.
 
 The pure parts (windows, backlog, allowance) are unit tested in tests/unit/test_loadstep.py.
 """
@@ -37,6 +40,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from wattserve.autoscale.queueing import erlang_c
 from wattserve.render.meta import selector_labels
 
 from e2e import realpods as rp
@@ -108,6 +112,22 @@ def backlog_allowance_s(backlog: int, capacity_all: float, offered: float,
     capacity ((capacity_all - offered) / pods); infinite when there is none."""
     spare = (capacity_all - offered) / pods
     return math.inf if spare <= 0 else backlog / spare
+
+
+def steady_p95_s(offered: float, capacity_all: float, pods: int = PODS) -> float:
+    """The p95 answer time ``pods`` pods of ``capacity_all`` answers/s together keep at
+    ``offered``/s once any backlog is gone. Each pod answers one request at a time in
+    ``S = pods / capacity_all`` s, the same for every request (32 tokens); the wait is the
+    autoscaler's own M/G/c tail (wattserve.autoscale.queueing, Allen-Cunneen) with no
+    service-time variance: ``S + S ln(C / 0.05) / (2 (c - a))``, C the Erlang C waiting
+    probability at ``a = offered x S``; infinite at or over capacity."""
+    if capacity_all <= 0 or offered >= capacity_all:
+        return math.inf
+    service = pods / capacity_all
+    a = offered * service
+    waiting = erlang_c(pods, a)
+    wait = 0.0 if waiting <= 0.05 else service * math.log(waiting / 0.05) / (2 * (pods - a))
+    return service + wait
 
 
 def interval_from_container(container: dict[str, Any]) -> float | None:
@@ -318,8 +338,10 @@ def run(kube: Kube, ns: str, say: Callable[[str], None] = print) -> dict[str, An
         figures["backlog"] = outstanding(samples, watch.serving)
     if len(rp.ready_pods(kube, ns, MD)) >= PODS:
         two, cpu_two = _cpu_phase(url, clients=4 * PODS, seconds=10.0)
+        steady = steady_p95_s(lam, two.requests_per_s)
         figures.update(mu2=round(two.requests_per_s, 2), cpu_two=cpu_two,
-                       two_errors=dict(two.errors))
+                       two_errors=dict(two.errors),
+                       steady_p95_s=round(steady, 2) if math.isfinite(steady) else None)
         if "backlog" in figures:
             allowance = backlog_allowance_s(figures["backlog"], two.requests_per_s, lam)
             figures["allowance_s"] = round(allowance, 1) if math.isfinite(allowance) else None
@@ -335,7 +357,8 @@ def summary(f: dict[str, Any]) -> str:
             f"{f.get('mu1')}/s); errors {f.get('errors') or 'none'}; decision "
             f"{f.get('decision_s')} s after the step, start-up (a) {f.get('startup_s')} s, "
             f"interval (b) {f.get('interval_s')} s, backlog {f.get('backlog')} at first "
-            f"service ({f.get('seen_serving_s')} s), 2 pods {f.get('mu2')}/s, allowance "
+            f"service ({f.get('seen_serving_s')} s), 2 pods {f.get('mu2')}/s (steady p95 "
+            f"{f.get('steady_p95_s')} s), allowance "
             f"{f.get('allowance_s')} s; p95 back under {f.get('slo_s')} s (c) "
             f"{f.get('recovery_s')} s after the step (worst window {f.get('worst_window_p95_s')}"
             f" s), bound {f.get('bound_s')} s; pods' CPU {f.get('cpu_two')}")
