@@ -110,6 +110,13 @@ def _engine_loading(cfg: ServeConfig) -> Engine:
 
 
 def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
+    from wattserve_serving.auth import KeyConfigError, load_keys
+
+    try:  # before the model's load begins: a quiet load points stderr at /dev/null (below)
+        load_keys()
+    except KeyConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     # The engine (numpy, llama_cpp) is imported and its model begins to load on a thread of
     # its own while this one imports the web stack: a replica woken from zero answers its
     # held requests that much sooner (docs/benchmarks-activator.md).
@@ -118,7 +125,6 @@ def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
         import uvicorn
 
         from wattserve_serving.app import create_app
-        from wattserve_serving.auth import KeyConfigError
         from wattserve_serving.server import uvicorn_config
 
         engine = engine_future.result()

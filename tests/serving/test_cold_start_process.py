@@ -106,3 +106,20 @@ def test_the_cli_loads_the_model_while_it_imports_its_server(tmp_path: Path) -> 
     assert len(imported) == 1 and len(loaded) == 1, text[-2000:]
     server_at, load_at = (float(x) for x in imported[0])
     assert load_at < server_at, text[-2000:]  # the load ran beside the server's imports
+
+
+def test_a_bad_key_file_is_one_line_on_stderr_and_exit_2_before_any_model_load(
+        tmp_path: Path) -> None:
+    """The model's quiet load points stderr at /dev/null while it runs, so the key check
+    comes first: its error must reach the pod's log."""
+    missing = tmp_path / "no-such-keys"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from wattserve_serving.cli import main; main()",
+         "--model", str(smollm2_path()), "--port", str(free_port())],
+        env={**os.environ, "WATTSERVE_API_KEY_FILE": str(missing)},
+        capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"wattserve-serve: error: WATTSERVE_API_KEY_FILE: cannot read {missing}: "
+                     "No such file or directory"], proc.stderr[-2000:]
+    assert " loaded (" not in proc.stderr
