@@ -41,10 +41,12 @@ def mount(app: Starlette, api: ServingAPI) -> None:
 
 
 def create_app(
-    config: ServeConfig, engine: Engine | None = None, wait_for_model: bool = False
+    config: ServeConfig, engine: Engine | None = None, wait_for_model: bool = False,
+    keys: tuple[str, ...] | None = None,
 ) -> Starlette:
-    """An ASGI app whose lifespan loads the model (in the background by default)."""
-    api = ServingAPI(config, engine if engine is not None else make_engine(config))
+    """An ASGI app whose lifespan loads the model (in the background by default); ``keys``:
+    the API keys already read (else `ServingAPI` reads them)."""
+    api = ServingAPI(config, engine if engine is not None else make_engine(config), keys)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

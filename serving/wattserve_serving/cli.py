@@ -113,7 +113,7 @@ def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
     from wattserve_serving.auth import KeyConfigError, load_keys
 
     try:  # before the model's load begins: a quiet load points stderr at /dev/null (below)
-        load_keys()
+        keys = load_keys()
     except KeyConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -131,11 +131,7 @@ def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
     # Logged once the model is loaded (openai_api.py): llama-cpp-python points stdout and
     # stderr at /dev/null while it loads a model quietly, so a line written now may vanish.
     cfg.extra[SERVER_IMPORTED_AT] = f"{process_age_s():.3f}"
-    try:
-        app = create_app(cfg, engine=engine, wait_for_model=False)
-    except KeyConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    app = create_app(cfg, engine=engine, wait_for_model=False, keys=keys)
     config = uvicorn_config(
         app, cfg.host, cfg.port,
         log_level="warning" if level == "info" else level,

@@ -169,6 +169,8 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         return default
+
+
 # ServeConfig.extra: the process age (s) at which the CLI had imported the server.
 SERVER_IMPORTED_AT = "server_imported_at"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -151,11 +151,9 @@ class LoadsOnItsThread:
     ``_executor``: ``begin_load`` from any thread (idempotent), ``load`` awaits that load."""
 
     _executor: ThreadPoolExecutor
+    _load_sync: Callable[[], None]  # the engine's own blocking load
     _loading: Future[None] | None = None
     load_began: float | None = None
-
-    def _load_sync(self) -> None:
-        raise NotImplementedError
 
     def begin_load(self) -> None:
         if self._loading is None:
