@@ -156,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     traces = a.traces.split(",") if a.traces else (
         list(FAMILIES) if a.no_real else None)
-    items = bank.entries(seeds=[int(s) for s in a.seeds.split(",")], hours=a.hours,
-                         traces=traces, models=a.models.split(",") if a.models else None)
+    try:
+        items = bank.entries(seeds=[int(s) for s in a.seeds.split(",")], hours=a.hours,
+                             traces=traces, models=a.models.split(",") if a.models else None)
+    except ValueError as exc:
+        print(f"autoscale_compare: {exc}", file=sys.stderr)
+        return 2
     if a.slo:
         items = [e for e in items if e.slo == a.slo]
     a.cache.mkdir(parents=True, exist_ok=True)

@@ -151,3 +151,83 @@ def test_simulate_says_when_even_the_oracle_cannot_meet_the_slo(
                 "--max-replicas", "2"]) == 0
     out = capsys.readouterr().out
     assert "note: even knowing the future, 2 replicas (the maximum) miss the SLO" in out
+
+
+def test_splitwise_vidur_gzip_and_epoch_nanoseconds_are_read(tmp_path: Path) -> None:
+    import gzip
+
+    splitwise = _write(tmp_path, "sw.csv", "request_id,request_type,application_id,"
+                       "arrival_timestamp,batch_size,prompt_size,token_size\n"
+                       "0,2,0,0.5,1,1020,43\n1,2,0,2.0,1,512,7\n")
+    assert read_trace(splitwise) == [TraceRequest(0.0, 1020, 43), TraceRequest(1.5, 512, 7)]
+    vidur = _write(tmp_path, "v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n"
+                   "10,100,5\n13,200,6\n")
+    assert read_trace(vidur) == [TraceRequest(0.0, 100, 5), TraceRequest(3.0, 200, 6)]
+    packed = tmp_path / "sw.csv.gz"  # read by its magic bytes, not its name
+    packed.write_bytes(gzip.compress(splitwise.read_bytes()))
+    assert read_trace(packed) == read_trace(splitwise)
+    ns = _write(tmp_path, "ns.csv", "ts,input_tokens,output_tokens\n"
+                "1714564800000000000,5,6\n1714564803000000000,7,8\n")
+    assert [r.arrival_s for r in read_trace(ns)] == [0.0, 3.0]
+    # Lower-case RFC 3339 separators are date-times too.
+    rfc = _write(tmp_path, "r.csv", "time,isl,osl\n2023-11-16t18:15:47.5z,1,1\n"
+                 "2023-11-16T18:15:49.5Z,1,1\n")
+    assert [r.arrival_s for r in read_trace(rfc)] == [0.0, 2.0]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # A quote opened and never closed swallows the rest: named where it opens, cut short.
+    ("time,isl,osl\n0,1,1\n" + "".join(f"{i},1,1\n" for i in range(1, 5))
+     + '5,"10,5\n' + "".join(f"{i},1,1\n" for i in range(6, 3000)),
+     r"^line 7: a quoted field opened here is not closed on its line$"),
+    ("\n\ntime,isl,osl\n0,1,1\n1,x,2\n", r"^line 5: isl must be"),
+    ('\n{"time": 0, "isl": 1, "osl": 1}\n{"time": 1, "isl": 1}\n',
+     r"^line 3: osl must be a whole number 0\.\.1000000, got nothing \(missing\)$"),
+    ('{"time": 0, "isl": true, "osl": 1}\n', r"^line 1: isl must be a whole number"),
+    ("time,isl,osl\n0,1,1\n2023-01-01,2,2\n", r"^line 3: time mixes numbers and date-times"),
+    ("time,isl,osl\n2023-01-01 00:00:00,1,1\n2023-01-01 00:00:01Z,1,1\n",
+     r"^line 3: time mixes date-times with and without a time zone"),
+    ("time,isl,osl\n0,1," + "9" * 500 + "\n", r"^line 2: osl must .*\(502 characters\)$"),
+])
+def test_refusals_name_the_right_line_in_one_short_line(tmp_path: Path, text: str,
+                                                       message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        read_trace(_write(tmp_path, "bad.csv" if "{" not in text else "bad.jsonl", text))
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200
+
+
+def test_the_span_limit_applies_to_the_part_replayed(tmp_path: Path) -> None:
+    path = _write(tmp_path, "weeks.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                  "2024-05-01 00:00:00,10,10\n2024-05-01 00:00:05,10,10\n"
+                  "2024-06-15 00:00:00,10,10\n")
+    assert len(read_trace(path, limit_s=3600.0)) == 2
+    with pytest.raises(ValueError, match=r"31 days.*--trace-hours"):
+        read_trace(path)
+
+
+def test_simulate_leaves_out_prompts_longer_than_the_context_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = "".join(f"{i},64,32\n" for i in range(40)) + "40,5000,10\n41,2000,500\n"
+    path = _write(tmp_path, "t.csv", "time,isl,osl\n" + rows)  # SmolLM2: 2,048 tokens
+    assert run(["--trace", str(path), "--model", str(SMOL), "--pools", str(POOLS),
+                "--no-oracle", "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["requests"] == 41
+    assert doc["overContext"] == {"contextLength": 2048, "refused": 1, "outputsCut": 1}
+    assert captured.err.strip() == (
+        "wattserve simulate: 1 of 42 requests have prompts that fill the model's "
+        "contextLength (2048 tokens); a server refuses them (400), so they are left out of "
+        "the replay; 1 outputs are cut where the context ends")
+    huge = _write(tmp_path, "huge.csv", "time,isl,osl\n0,900000,10\n")
+    assert run(["--trace", str(huge), "--model", str(SMOL), "--pools", str(POOLS)]) == 2
+    assert "every request's prompt fills the model's contextLength" in capsys.readouterr().err
+
+
+def test_the_bank_refuses_a_bad_held_out_trace_before_any_run(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "bad.csv", "time,input_tokens,output_tokens\n0,1,1\n1,abc,2\n")
+    with pytest.raises(ValueError, match=r"^trace .*bad\.csv: line 3: input_tokens must be"):
+        entries(traces=[str(bad)])
+    empty = _write(tmp_path, "empty.csv", "")
+    with pytest.raises(ValueError, match="no requests in the file"):
+        entries(traces=[str(empty)])

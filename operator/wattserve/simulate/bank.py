@@ -98,6 +98,15 @@ def _trace_name(name: str) -> str:
     if not path.is_file():
         raise ValueError(f"trace {name!r}: neither a bank trace ({', '.join(REAL_TRACES)}, "
                          f"{', '.join(FAMILIES)}) nor a file")
+    # Read now, so a file the runs would refuse is refused before any of them starts.
+    try:
+        held_out = read_trace(path)
+    except ValueError as exc:
+        raise ValueError(f"trace {name}: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise ValueError(f"trace {name}: {exc.strerror or exc}") from None
+    if not held_out:
+        raise ValueError(f"trace {name}: no requests in the file")
     return str(path.resolve())
 
 

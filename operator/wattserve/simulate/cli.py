@@ -21,6 +21,7 @@ import math
 import sys
 from typing import Any
 
+from wattserve.api import ModelDeployment
 from wattserve.autoscale.idle import IdleDecision
 from wattserve.simulate.report import Summary, table
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
@@ -33,11 +34,13 @@ from wattserve.simulate.sweep import (
     with_overrides,
 )
 from wattserve.simulate.trace import (
+    ContextFit,
     TraceRequest,
+    fit_context,
     generate_bursty,
     scale_lengths,
 )
-from wattserve.simulate.trace_files import read_trace
+from wattserve.simulate.trace_files import TIME_UNITS, read_trace
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,9 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
     p.add_argument("--trace-hours", type=float, default=None,
                    help="replay only the trace's first hours (after --rate-scale)")
-    p.add_argument("--time-unit", choices=("s", "ms", "us"), default=None,
+    p.add_argument("--time-unit", choices=tuple(TIME_UNITS), default=None,
                    help="unit of numeric arrival times (default: from the column name, "
-                        "else seconds; epochs in ms/us are recognised)")
+                        "else seconds; epochs in ms/us/ns are recognised)")
     p.add_argument("--length-scale", type=float, default=1.0, help="multiply token lengths")
     p.add_argument("--fit-lengths", action="store_true",
                    help="rescale token lengths to the ModelDeployment's expectedLoad means")
@@ -157,6 +160,15 @@ def run(argv: list[str]) -> int:
         if args.fit_lengths:
             load = md.spec.expected_load
             trace = scale_lengths(trace, load.prompt_tokens, load.output_tokens)
+        fit = fit_context(trace, md.spec.model.context_length)
+        if not fit.trace:
+            raise ValueError(f"every request's prompt fills the model's contextLength "
+                             f"({md.spec.model.context_length} tokens): a server refuses "
+                             "them all")
+        if fit.refused or fit.cut:
+            print(f"wattserve simulate: {_context_note(fit, len(trace), md)}",
+                  file=sys.stderr)
+        trace = fit.trace
     except (OSError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
         print(f"wattserve simulate: {' '.join(str(exc).split()) or type(exc).__name__}",
               file=sys.stderr)
@@ -193,7 +205,7 @@ def run(argv: list[str]) -> int:
             say("  oracle: computing the hindsight oracle")
         oracle = run_policy(scn, "oracle", progress=say).summary
     idle = next((r.idle for r in shown if r.idle is not None), None)
-    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle, idle)
+    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle, idle, fit)
     if args.plot:
         from wattserve.simulate.plot import plot_runs
 
@@ -204,6 +216,18 @@ def run(argv: list[str]) -> int:
 
 
 LONG_RUN_REQUESTS = 20_000
+
+
+def _context_note(fit: ContextFit, total: int, md: ModelDeployment) -> str:
+    ctx = md.spec.model.context_length
+    parts = []
+    if fit.refused:
+        parts.append(f"{fit.refused} of {total} requests have prompts that fill the "
+                     f"model's contextLength ({ctx} tokens); a server refuses them (400), "
+                     "so they are left out of the replay")
+    if fit.cut:
+        parts.append(f"{fit.cut} outputs are cut where the context ends")
+    return "; ".join(parts)
 
 
 def _check_flags(args: argparse.Namespace) -> str | None:
@@ -238,7 +262,7 @@ def _ratios(rows: list[Summary], oracle: Summary) -> dict[str, dict[str, float |
 
 def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
           best: dict[str, Summary | None] | None, oracle: Summary | None = None,
-          idle: IdleDecision | None = None) -> None:
+          idle: IdleDecision | None = None, fit: ContextFit | None = None) -> None:
     if fmt == "table":
         print(f"{scn.md.name} on {pool}: {len(scn.trace)} requests, SLO p95 "
               f"{scn.slo_s:g}s" + (f", TTFT {scn.ttft_slo_s:g}s" if scn.ttft_slo_s else ""))
@@ -268,6 +292,9 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
         "model": scn.md.name, "pool": pool, "requests": len(scn.trace),
         "sloP95Seconds": scn.slo_s, "runs": [r.to_dict() for r in rows],
     }
+    if fit is not None:
+        doc["overContext"] = {"contextLength": scn.md.spec.model.context_length,
+                              "refused": fit.refused, "outputsCut": fit.cut}
     if best is not None:
         doc["cheapest"] = {k: (v.to_dict() if v else None) for k, v in best.items()}
     if oracle is not None:

@@ -27,6 +27,33 @@ class TraceRequest:
     gen_tokens: int
 
 
+@dataclass(frozen=True)
+class ContextFit:
+    """A trace as a server with this context length would take it."""
+
+    trace: list[TraceRequest]
+    refused: int  # prompts that leave no room to generate: the server answers 400
+    cut: int  # outputs stopped where the context ends
+
+
+def fit_context(trace: Iterable[TraceRequest], context_tokens: int) -> ContextFit:
+    """Leave out the requests whose prompt fills the model's context (vLLM and llama.cpp
+    refuse them) and cut the others' outputs where the context ends (generation stops
+    there), rather than timing work no server would do."""
+    kept: list[TraceRequest] = []
+    refused = cut = 0
+    for r in trace:
+        room = context_tokens - r.prompt_tokens
+        if room < 1:
+            refused += 1
+        elif r.gen_tokens > room:
+            cut += 1
+            kept.append(TraceRequest(r.arrival_s, r.prompt_tokens, room))
+        else:
+            kept.append(r)
+    return ContextFit(kept, refused, cut)
+
+
 def generate_bursty(
     *, seed: int, hours: float, mean_rate: float, prompt_mean: float = 512.0,
     gen_mean: float = 128.0, diurnal_amplitude: float = 0.6, burst_every_s: float = 900.0,

@@ -7,22 +7,30 @@ Public traces spell these differently, so the reader finds the three columns by 
   optionally ``+00:00``), ``ContextTokens``, ``GeneratedTokens``;
 * Mooncake (FAST'25) JSON lines: ``timestamp`` (ms), ``input_length``, ``output_length``;
 * BurstGPT CSV: ``Timestamp`` (s), ``Request tokens``, ``Response tokens``;
-* any CSV/TSV, JSON lines or JSON array using the names in :data:`COLUMNS`.
+* Splitwise CSV: ``arrival_timestamp`` (s), ``prompt_size``, ``token_size``; Vidur:
+  ``arrived_at`` (s), ``num_prefill_tokens``, ``num_decode_tokens``;
+* any CSV/TSV, JSON lines or JSON array using the names in :data:`COLUMNS`; any of them
+  gzip-compressed (read by its magic bytes, whatever the file's name).
 
 Arrival times are date-times or numbers. A number's unit comes from ``time_unit`` when
 given; else from the column's name (``_ms``, ``_us``, ``_s``); else Mooncake's ``timestamp``
-beside ``input_length`` is ms; else an epoch above 1e11 is ms and above 1e14 us; else
-seconds. Times are taken relative to the earliest row and sorted. Every refusal is a
-``ValueError`` naming the line and the column.
+beside ``input_length`` is ms; else an epoch above 1e11 is ms, above 1e14 us and above
+1e17 ns; else seconds. Date-times must all carry a time zone or none. Times are taken
+relative to the earliest row and sorted. Every refusal is a ``ValueError`` naming the
+line (of the file, blank lines counted; for a record over several lines, where it
+starts) and the column.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import itertools
 import json
 import math
 import re
+import zlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,18 +48,31 @@ from wattserve.simulate.trace import (
 COLUMNS: dict[str, tuple[str, ...]] = {
     "time": ("timestamp", "timestamp_ms", "timestamp_s", "timestamp_us", "arrival_time",
              "arrival_time_s", "arrival_time_ms", "arrival_s", "arrival_ms", "arrival",
-             "time", "time_s", "time_ms", "start_time", "request_time", "created", "ts"),
+             "time", "time_s", "time_ms", "start_time", "request_time", "created", "ts",
+             "arrival_timestamp", "arrived_at"),
     "prompt": ("contexttokens", "context_tokens", "input_length", "input_len", "input_tokens",
                "prompt_tokens", "prompt_len", "prompt_length", "request_tokens",
-               "num_input_tokens", "num_prompt_tokens", "in_tokens", "isl"),
+               "num_input_tokens", "num_prompt_tokens", "in_tokens", "isl", "prompt_size",
+               "num_prefill_tokens"),
     "output": ("generatedtokens", "generated_tokens", "output_length", "output_len",
                "output_tokens", "completion_tokens", "response_tokens", "gen_tokens",
-               "num_output_tokens", "decode_tokens", "out_tokens", "osl"),
+               "num_output_tokens", "decode_tokens", "out_tokens", "osl", "token_size",
+               "num_decode_tokens"),
 }
-TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}  # ticks per second
+TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}  # ticks per second
 MAX_ROWS = 4 * MAX_REQUESTS  # rows read (the span kept may be a part of them)
 MAX_FIELD = 1 << 20  # bytes in one CSV field (hash-id lists can be long)
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_GZIP_MAGIC = b"\x1f\x8b"
+_SHOWN = 60  # characters of a refused value quoted in a message
+
+
+def _show(raw: object) -> str:
+    """A refused value as quoted in one line: ``None`` as missing, long ones cut."""
+    if raw is None:
+        return "nothing (missing)"
+    text = repr(raw)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
 
 
 def _norm(name: str) -> str:
@@ -68,23 +89,36 @@ def _pick(names: list[str], field: str) -> str:
                      f"the file has {shown}")
 
 
+def _open(path: Path) -> TextIO:
+    """The file as text, decompressed when it is gzip (by its magic bytes)."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == _GZIP_MAGIC:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     """(line number, row) for CSV/TSV (header row), JSON lines or one JSON array; streamed
-    except the JSON array."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    except the JSON array. Line numbers are the file's, leading blank lines counted."""
+    with _open(path) as fh:
         try:
+            skipped = 0
             first = fh.readline()
             while first and not first.strip():
+                skipped += 1
                 first = fh.readline()
             head = first.lstrip()[:1]
             if head == "[":
                 yield from _json_array(first + fh.read())
             elif head == "{":
-                yield from _json_lines(first, fh)
+                yield from ((i + skipped, row) for i, row in _json_lines(first, fh))
             elif head:
-                yield from _csv_rows(first, fh)
+                yield from _csv_rows(first, fh, skipped)
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path.name}: a damaged gzip file ({exc})") from None
 
 
 def _json_array(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -108,15 +142,26 @@ def _json_lines(first: str, fh: TextIO) -> Iterator[tuple[int, Mapping[str, Any]
             yield i, _object(obj, i)
 
 
-def _csv_rows(first: str, fh: TextIO) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _csv_rows(first: str, fh: TextIO, skipped: int = 0
+              ) -> Iterator[tuple[int, Mapping[str, Any]]]:
     delim = max(",\t;", key=first.count)
     reader = csv.DictReader(itertools.chain([first], fh), delimiter=delim)
     old = csv.field_size_limit(MAX_FIELD)
+    start = 1  # the line the next record starts on (of the lines the reader sees)
     try:
-        for row in reader:
-            yield reader.line_num, row
-    except csv.Error as exc:
-        raise ValueError(f"line {reader.line_num}: not CSV: {exc}") from None
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise ValueError(f"line {start + skipped}: not CSV: {exc}") from None
+            if reader.line_num > start and any(
+                    isinstance(v, str) and ("\n" in v or "\r" in v) for v in row.values()):
+                raise ValueError(f"line {start + skipped}: a quoted field opened here is "
+                                 "not closed on its line")
+            yield reader.line_num + skipped, row
+            start = reader.line_num + 1
     finally:
         csv.field_size_limit(old)
 
@@ -130,12 +175,13 @@ def _object(obj: object, line: int) -> Mapping[str, Any]:
 def _tokens(row: Mapping[str, Any], col: str, line: int) -> int:
     raw = row.get(col)
     try:
-        value = float(raw) if isinstance(raw, (int, float, str)) and raw != "" else math.nan
+        value = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(
+            raw, bool) and raw != "" else math.nan
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_TOKENS):
         raise ValueError(f"line {line}: {col} must be a whole number 0..{MAX_TOKENS}, "
-                         f"got {raw!r}")
+                         f"got {_show(raw)}")
     return int(value)
 
 
@@ -148,17 +194,17 @@ def _moment(raw: object, col: str, line: int) -> float | datetime:
             value = float(text)
         except ValueError:
             try:
-                stamp = datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
+                stamp = datetime.fromisoformat(
+                    _FRACTION.sub(r"\1", text).upper().replace("Z", "+00:00"))
             except ValueError:
                 raise ValueError(f"line {line}: {col} is neither a number nor a date-time: "
-                                 f"{raw!r}") from None
-            if stamp.tzinfo is not None:
-                stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+                                 f"{_show(raw)}") from None
             return stamp
     else:
-        raise ValueError(f"line {line}: {col} is neither a number nor a date-time: {raw!r}")
+        raise ValueError(f"line {line}: {col} is neither a number nor a date-time: "
+                         f"{_show(raw)}")
     if not math.isfinite(value):
-        raise ValueError(f"line {line}: {col} must be finite, got {raw!r}")
+        raise ValueError(f"line {line}: {col} must be finite, got {_show(raw)}")
     return value
 
 
@@ -174,7 +220,8 @@ def _unit(col: str, prompt_col: str, first: float, time_unit: str | None) -> flo
             return ticks
     if name == "timestamp" and _norm(prompt_col) == "input_length":
         return 1e3  # Mooncake's schema
-    return 1e6 if abs(first) > 1e14 else 1e3 if abs(first) > 1e11 else 1.0
+    return 1e9 if abs(first) > 1e17 else 1e6 if abs(first) > 1e14 \
+        else 1e3 if abs(first) > 1e11 else 1.0
 
 
 def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float = 1.0,
@@ -204,13 +251,13 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
                     _tokens(row, o_col, line)))
     if cols is None:
         return []
-    kinds = {type(m) for _, m, _, _ in raw}
-    if len(kinds) > 1:
-        raise ValueError(f"{cols[0]} mixes numbers and date-times")
-    if kinds == {datetime}:
-        t0d = min(m for _, m, _, _ in raw if isinstance(m, datetime))
-        rel = [(line, (m - t0d).total_seconds() if isinstance(m, datetime) else 0.0, p, o)
-               for line, m, p, o in raw]
+    _one_kind(raw, cols[0])
+    if isinstance(raw[0][1], datetime):
+        stamps = [m.astimezone(UTC).replace(tzinfo=None) if m.tzinfo else m
+                  for _, m, _, _ in raw if isinstance(m, datetime)]
+        t0d = min(stamps)
+        rel = [(line, (m - t0d).total_seconds(), p, o)
+               for (line, _m, p, o), m in zip(raw, stamps, strict=True)]
     else:
         nums = [float(m) for _, m, _, _ in raw if isinstance(m, float)]
         ticks = _unit(cols[0], cols[1], nums[0], time_unit)
@@ -220,11 +267,12 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
     out: list[TraceRequest] = []
     for line, t, prompt, gen in rel:
         t /= rate_scale
-        if t > MAX_SPAN_S:
-            raise ValueError(f"line {line}: {cols[0]} is {t:.0f} s after the first request; "
-                             f"a trace must span at most {MAX_SPAN_S:.0f} s (31 days)")
         if limit_s is not None and t > limit_s:
             continue
+        if t > MAX_SPAN_S:
+            raise ValueError(f"line {line}: {cols[0]} is {t:.0f} s after the first request; "
+                             f"a trace must span at most {MAX_SPAN_S:.0f} s (31 days); "
+                             "replay a part (--trace-hours) or compress it (--rate-scale)")
         if len(out) >= MAX_REQUESTS:
             raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests in the span "
                              "simulated; keep fewer hours")
@@ -232,3 +280,21 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
                                 max(1, min(MAX_TOKENS, round(gen * length_scale)))))
     out.sort(key=lambda r: r.arrival_s)
     return out
+
+
+def _one_kind(raw: list[tuple[int, float | datetime, int, int]], col: str) -> None:
+    """All numbers, or all date-times with a time zone, or all without one."""
+    def kind(m: float | datetime) -> str:
+        if not isinstance(m, datetime):
+            return "a number"
+        return "a date-time with a time zone" if m.tzinfo else "a date-time without a zone"
+
+    first = kind(raw[0][1])
+    for line, m, _, _ in raw:
+        this = kind(m)
+        if this == first:
+            continue
+        what = "mixes numbers and date-times" if "number" in (this + first) else \
+            "mixes date-times with and without a time zone"
+        raise ValueError(f"line {line}: {col} {what} (this row's is {this}, the first "
+                         f"row's {first})")
