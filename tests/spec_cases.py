@@ -120,4 +120,22 @@ CASES: tuple[Case, ...] = (
     Case("quantization-int4", {"model": {"quantization": "int4"}}, True),
     Case("quantization-gguf-k", {"model": {"quantization": "q6_k"}}, True),
     Case("quantization-unknown", {"model": {"quantization": "q4_k_xl"}}, False, "quantization"),
+    # what the engines would refuse: the typical request must fit the context
+    Case("load-over-context", {"model": {"contextLength": 2048},
+                               "expectedLoad": {"promptTokens": 4000}}, False,
+         "promptTokens", cel=True),
+    Case("default-load-over-short-context", {"model": {"contextLength": 256}}, False,
+         "promptTokens", cel=True),
+    Case("default-load-fills-context", {"model": {"contextLength": 384}}, True),
+    Case("prompt-tokens-over-max", {"model": {"contextLength": 10_000_000},
+                                    "expectedLoad": {"promptTokens": 20_000_000}}, False,
+         "promptTokens"),
+    Case("output-tokens-int64-overflow", {"expectedLoad": {"outputTokens": 2**64}}, False,
+         "outputTokens"),
+    Case("parameters-zero", {"model": {"parameters": "0M"}}, False, "parameters"),
+    Case("parameters-fraction", {"model": {"parameters": "0.5B"}}, True),
+    # JSON has one number type: the API server takes a whole float for an integer field
+    Case("integral-float-slo", {"slo": {"latencyP95Ms": 3000.0}}, True),
+    Case("fractional-slo", {"slo": {"latencyP95Ms": 3000.5}}, False, "latencyP95Ms"),
+    Case("dotted-pin", {"placement": {"pool": "gpu.l4"}}, True),
 )

@@ -1,13 +1,11 @@
 """wattserve.dev/v1alpha1 API: frozen types and strict parsers (pure)."""
 
 from wattserve.api.errors import SpecError
+from wattserve.api.manifests import MAX_MANIFEST_CHARS, load_yaml_documents, read_manifest
 from wattserve.api.parse import (
     API_VERSION,
-    MAX_MANIFEST_CHARS,
-    load_yaml_documents,
     parse_model_deployment,
     parse_serving_pool,
-    read_manifest,
 )
 from wattserve.api.types import (
     SLO,

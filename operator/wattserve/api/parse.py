@@ -7,10 +7,7 @@ field paths, so `wattserve plan` rejects exactly what the API server rejects.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Final
-
-import yaml
+from typing import Final
 
 from wattserve import contract
 from wattserve.api.errors import SpecError
@@ -54,7 +51,16 @@ S3_UNSUPPORTED: Final = (
     "s3:// sources are not supported yet (the serving images have no S3 client); "
     "use hf://, pvc://, gguf:// or oci://"
 )
-NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Object names as the API server takes them for custom resources: a DNS-1123 subdomain
+# (dots allowed: `llama-3.1-8b`), at most 253 characters; children whose kind needs a
+# stricter name get a derived one (render/meta.py). Namespaces are DNS-1123 labels.
+LABEL_PATTERN: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+NAME_PATTERN: Final = rf"^{LABEL_PATTERN}(\.{LABEL_PATTERN})*$"
+NAME_MAX: Final = 253
+NAMESPACE_MAX: Final = 63
+MAX_TOKENS: Final = 10_000_000  # expectedLoad lengths, as contextLength's maximum
+# The CRD's pattern for efficiencies: (0, 1] without leading zeros.
+EFFICIENCY_PATTERN: Final = r"^(0\.[0-9]*[1-9][0-9]*|1(\.0+)?)$"
 PRIORITY_MIN: Final = -1000
 PRIORITY_MAX: Final = 1000
 _TOP: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
@@ -73,8 +79,9 @@ def _object(obj: object, kind: str) -> tuple[Fields, str, str, int, str]:
     if got_kind != kind:
         raise SpecError("kind", f"must be {kind}, got {got_kind!r}")
     meta = Fields(top.raw("metadata"), "metadata", allowed=frozenset(), strict=False)
-    name = meta.req_string("name", pattern=NAME_PATTERN)
-    namespace = meta.string("namespace", default="default") or "default"
+    name = meta.req_string("name", pattern=NAME_PATTERN, max_length=NAME_MAX)
+    namespace = meta.string("namespace", default="default", pattern=f"^{LABEL_PATTERN}$",
+                            max_length=NAMESPACE_MAX) or "default"
     generation = meta.int_default("generation", 0)
     uid = meta.string("uid", default="") or ""
     return top, name, namespace, generation, uid
@@ -89,17 +96,23 @@ def parse_model_deployment(obj: object) -> ModelDeployment:
               "backend", "priority"),
         required=True,
     )
+    model, load = _model(spec), _load(spec)
+    if load.prompt_tokens + load.output_tokens > model.context_length:  # the CRD's CEL rule
+        raise SpecError("spec.expectedLoad.promptTokens",
+                        f"promptTokens + outputTokens must fit in model.contextLength "
+                        f"({load.prompt_tokens} + {load.output_tokens} > "
+                        f"{model.context_length})")
     return ModelDeployment(
         name=name,
         namespace=namespace,
         generation=generation,
         uid=uid,
         spec=ModelDeploymentSpec(
-            model=_model(spec),
+            model=model,
             slo=_slo(spec),
             objective=spec.enum("objective", Objective, Objective.COST),
             budget=_budget(spec),
-            expected_load=_load(spec),
+            expected_load=load,
             placement=_placement(spec),
             scaling=_scaling(spec),
             backend=spec.enum("backend", Backend, Backend.DEPLOYMENT),
@@ -187,15 +200,15 @@ def _load(spec: Fields) -> ExpectedLoad:
     rps = load.decimal("requestsPerSecond")
     return ExpectedLoad(
         requests_per_second=1.0 if rps is None else rps,
-        prompt_tokens=load.int_default("promptTokens", 256, minimum=1),
-        output_tokens=load.int_default("outputTokens", 128, minimum=1),
+        prompt_tokens=load.int_default("promptTokens", 256, minimum=1, maximum=MAX_TOKENS),
+        output_tokens=load.int_default("outputTokens", 128, minimum=1, maximum=MAX_TOKENS),
     )
 
 
 def _placement(spec: Fields) -> PlacementPrefs:
     placement = spec.child("placement", _keys("pool", "engine", "allowGPU"))
     return PlacementPrefs(
-        pool=placement.string("pool", pattern=NAME_PATTERN),
+        pool=placement.string("pool", pattern=NAME_PATTERN, max_length=NAME_MAX),
         engine=placement.enum("engine", EngineChoice, EngineChoice.AUTO),
         allow_gpu=placement.boolean("allowGPU", True),
     )
@@ -283,18 +296,36 @@ def _tolerations(spec: Fields) -> tuple[Toleration, ...]:
         raise SpecError(spec.at("tolerations"), "must be a list")
     out = []
     for index, item in enumerate(raw):
-        tol = Fields(item, spec.at(f"tolerations[{index}]"),
-                     allowed=_keys("key", "operator", "value", "effect"))
-        operator = tol.string("operator", default="Equal") or "Equal"
-        if operator not in ("Equal", "Exists"):
-            raise SpecError(tol.at("operator"), f"must be Equal or Exists, got {operator!r}")
-        effect = tol.string("effect")
-        if effect is not None and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-            raise SpecError(tol.at("effect"), f"must be NoSchedule, PreferNoSchedule or "
-                                              f"NoExecute, got {effect!r}")
-        out.append(Toleration(key=tol.string("key"), operator=operator,
-                              value=tol.string("value"), effect=effect))
+        if item is None:
+            raise SpecError(spec.at(f"tolerations[{index}]"), "must be a mapping, got null")
+        out.append(_toleration(Fields(item, spec.at(f"tolerations[{index}]"),
+                                      allowed=_keys("key", "operator", "value", "effect",
+                                                    "tolerationSeconds"))))
     return tuple(out)
+
+
+def _toleration(tol: Fields) -> Toleration:
+    """A pod toleration, judged as the API server judges one on a pod (and the CRD's CEL
+    rules): an empty key matches every taint and needs Exists; Exists takes no value;
+    tolerationSeconds only with NoExecute."""
+    operator = tol.string("operator", default="Equal") or "Equal"
+    if operator not in ("Equal", "Exists"):
+        raise SpecError(tol.at("operator"), f"must be Equal or Exists, got {operator!r}")
+    effect = tol.string("effect")
+    if effect is not None and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        raise SpecError(tol.at("effect"), f"must be NoSchedule, PreferNoSchedule or "
+                                          f"NoExecute, got {effect!r}")
+    key = tol.string("key", allow_empty=True)
+    value = tol.string("value", allow_empty=True)
+    seconds = tol.integer("tolerationSeconds")
+    if not key and operator != "Exists":
+        raise SpecError(tol.at("operator"), "must be Exists when the key is empty")
+    if operator == "Exists" and value:
+        raise SpecError(tol.at("value"), "must be empty when the operator is Exists")
+    if seconds is not None and effect != "NoExecute":
+        raise SpecError(tol.at("tolerationSeconds"), "only with effect NoExecute")
+    return Toleration(key=key, operator=operator, value=value, effect=effect,
+                      toleration_seconds=seconds)
 
 
 def _accelerator(spec: Fields) -> Accelerator | None:
@@ -320,6 +351,7 @@ def _tuning(spec: Fields) -> Tuning:
         value = tuning.decimal(key, positive=True)
         if value is not None and value > 1:
             raise SpecError(tuning.at(key), f"must be <= 1, got {value}")
+        tuning.string(key, pattern=EFFICIENCY_PATTERN)
     cold = tuning.integer("coldStartSeconds", minimum=0)
     millis = tuning.integer("cpuMillisPerThread", minimum=100, maximum=1000)
     return Tuning(
@@ -330,47 +362,3 @@ def _tuning(spec: Fields) -> Tuning:
         cold_start_seconds=None if cold is None else float(cold),
         cpu_millis_per_thread=millis,
     )
-
-
-MAX_MANIFEST_CHARS: Final = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
-
-
-def read_manifest(path: str | Path) -> str:
-    """A manifest file's text. A binary or oversized file is a SpecError naming it; an
-    OSError (missing, a directory) is left to the caller, which knows the flag."""
-    with Path(path).open(encoding="utf-8") as fh:
-        try:
-            text = fh.read(MAX_MANIFEST_CHARS + 1)
-        except UnicodeDecodeError:
-            raise SpecError(str(path), "not a UTF-8 text file") from None
-    if len(text) > MAX_MANIFEST_CHARS:
-        raise SpecError(str(path), f"larger than {MAX_MANIFEST_CHARS >> 20} MiB")
-    return text
-
-
-def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]]:
-    """Load every non-empty YAML document; raises SpecError on YAML or shape errors."""
-    try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except RecursionError:
-        raise SpecError(path, "not valid YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise SpecError(path, f"not valid YAML{where}: {problem}") from None
-    if not docs:
-        raise SpecError(path, "is empty: expected at least one YAML document")
-    out: list[dict[str, Any]] = []
-    for index, doc in enumerate(docs):
-        items = doc.get("items") if isinstance(doc, dict) else None
-        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(items, list):
-            out.extend(item for item in items if isinstance(item, dict))
-            continue
-        if not isinstance(doc, dict):
-            raise SpecError(path, f"document {index + 1} must be a mapping (a Kubernetes object)")
-        out.append(doc)
-    if not out:
-        raise SpecError(path, "holds no object: expected at least one")
-    return out
-

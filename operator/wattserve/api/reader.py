@@ -48,13 +48,14 @@ class Fields:
         return value
 
     def string(self, key: str, *, pattern: str | None = None, required: bool = False,
-               default: str | None = None, max_length: int | None = None) -> str | None:
+               default: str | None = None, max_length: int | None = None,
+               allow_empty: bool = False) -> str | None:
         value = self._get(key, required)
         if value is _MISSING:
             return default
         if not isinstance(value, str):
             raise SpecError(self.at(key), f"must be a string, got {_kind(value)}")
-        if not value:
+        if not value and not allow_empty:
             raise SpecError(self.at(key), "must not be empty")
         if max_length is not None and len(value) > max_length:
             raise SpecError(self.at(key), f"must be at most {max_length} characters, "
@@ -75,8 +76,14 @@ class Fields:
         value = self._get(key, required)
         if value is _MISSING:
             return default
+        # JSON has one number type: the API server takes 3000.0 for an integer field (and
+        # kubectl sends YAML's 3e3 as 3000), so a whole float is that integer here too.
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError(self.at(key), f"must be an integer, got {_kind(value)}")
+        if not -(2**63) <= value < 2**63:
+            raise SpecError(self.at(key), f"must fit in 64 bits, got {_short(str(value))}")
         if minimum is not None and value < minimum:
             raise SpecError(self.at(key), f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:

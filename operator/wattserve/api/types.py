@@ -148,15 +148,18 @@ class Toleration:
     operator: str = "Equal"
     value: str | None = None
     effect: str | None = None
+    toleration_seconds: int | None = None
 
-    def to_k8s(self) -> dict[str, str]:
-        out: dict[str, str] = {"operator": self.operator}
+    def to_k8s(self) -> dict[str, str | int]:
+        out: dict[str, str | int] = {"operator": self.operator}
         if self.key is not None:
             out["key"] = self.key
         if self.value is not None:
             out["value"] = self.value
         if self.effect is not None:
             out["effect"] = self.effect
+        if self.toleration_seconds is not None:
+            out["tolerationSeconds"] = self.toleration_seconds
         return out
 
 

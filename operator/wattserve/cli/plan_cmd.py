@@ -78,11 +78,15 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         models = _load(_expand(args.filename), "ModelDeployment", parse_model_deployment)
-        pools = _load(args.pools, "ServingPool", parse_serving_pool)
+        pools = _load(_expand(args.pools), "ServingPool", parse_serving_pool)
+        _check_unique("ServingPool", [p.name for p in pools])
+        _check_unique("ModelDeployment", [f"{md.namespace}/{md.name}" for md in models])
+        if args.incumbent is not None and len(models) < 2:
+            raise _InputError("--incumbent: re-plans a fleet; give two or more "
+                              "ModelDeployments with -f")
     except _InputError as exc:
         print(f"wattserve plan: {exc}", file=sys.stderr)
         return 2
-    _check_unique(pools)
     if len(models) > 1:
         return _run_fleet(args, models, pools)
     plans = [plan(md, pools) for md in models]
@@ -139,15 +143,17 @@ MAX_INPUT_CHARS = MAX_MANIFEST_CHARS
 
 
 def _expand(paths: list[str]) -> list[str]:
-    """Directories become their *.yaml / *.yml files, sorted."""
+    """Directories become their *.yaml / *.yml / *.json files, sorted (as kubectl -f)."""
     out: list[str] = []
     for path in paths:
+        if not path.strip():
+            raise _InputError("-f/--pools: an empty path (an unset variable?)")
         folder = Path(path)
         if path != "-" and folder.is_dir():
             files = sorted(str(p) for p in folder.iterdir()
-                           if p.suffix in (".yaml", ".yml") and p.is_file())
+                           if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
             if not files:
-                raise _InputError(f"{path}: directory has no .yaml files")
+                raise _InputError(f"{path}: directory has no .yaml files (nor .yml or .json)")
             out.extend(files)
         else:
             out.append(path)
@@ -196,13 +202,15 @@ def _docs(path: str, kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def _check_unique(pools: list[ServingPool]) -> None:
+def _check_unique(kind: str, names: list[str]) -> None:
+    """Two objects of one name are one object in a cluster (the second would replace the
+    first): refused, rather than planned twice."""
     seen: set[str] = set()
-    for pool in pools:
-        if pool.name in seen:
-            print(f"wattserve plan: warning: ServingPool {pool.name!r} is defined twice; "
-                  "both are evaluated", file=sys.stderr)
-        seen.add(pool.name)
+    for name in names:
+        if name in seen:
+            raise _InputError(f"{kind} {name!r} is defined twice; the API server keeps one "
+                              "object per name: remove or rename one")
+        seen.add(name)
 
 
 def _shape(cand: Candidate) -> str:

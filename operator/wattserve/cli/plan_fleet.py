@@ -3,6 +3,7 @@ everything on GPU pools, and the exact optimum (ILP), side by side."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ class Row:
     note: str = ""
 
 
+MAX_INCUMBENT_REPLICAS = 1000  # spec.scaling.maxReplicas' bound in the CRD
+
+
 class IncumbentError(ValueError):
     """A previous plan (--incumbent) that cannot be read; the message names the field."""
 
@@ -53,6 +57,11 @@ def incumbent_of(payload: object, members: list[Member],
         if not isinstance(item, dict):
             raise IncumbentError(f"{where}: not a mapping")
         fleet, placement = item.get("fleet") or {}, item.get("placement") or {}
+        for name, part in (("fleet", fleet), ("placement", placement)):
+            if not isinstance(part, dict):
+                raise IncumbentError(f"{where}.{name}: not a mapping")
+        if not isinstance(fleet.get("pool", ""), str):
+            raise IncumbentError(f"{where}.fleet.pool: not a pool name")
         key = (str(item.get("namespace", "")), str(item.get("modelDeployment", "")))
         member = by_key.get(key)
         pool = fleet.get("pool") if isinstance(fleet, dict) else None
@@ -66,11 +75,16 @@ def incumbent_of(payload: object, members: list[Member],
             request = Resources(float(placement["cpuRequest"]),
                                 float(placement["memoryRequestGiB"]),
                                 int(placement.get("tensorParallel") or 1) if pool in gpu else 0)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise IncumbentError(f"{where}: fleet.replicas, placement.cpuRequest and "
                                  f"placement.memoryRequestGiB must be numbers ({exc})") from None
-        if replicas < 1:
-            raise IncumbentError(f"{where}.fleet.replicas: must be >= 1, got {replicas}")
+        if not 1 <= replicas <= MAX_INCUMBENT_REPLICAS:
+            raise IncumbentError(f"{where}.fleet.replicas: must be 1..{MAX_INCUMBENT_REPLICAS}, "
+                                 f"got {replicas}")
+        if not (math.isfinite(request.cpu) and math.isfinite(request.memory_gib)
+                and request.cpu > 0 and request.memory_gib > 0):
+            raise IncumbentError(f"{where}.placement: cpuRequest and memoryRequestGiB must be "
+                                 f"finite and > 0, got {request.cpu} and {request.memory_gib}")
         out[key] = Assignment(key, cand, "", request=request, replicas=replicas)
     return out
 

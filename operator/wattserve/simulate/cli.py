@@ -138,6 +138,10 @@ def run(argv: list[str]) -> int:
             md = load_model(args.model)
         except OSError as exc:
             raise ValueError(f"--model {args.model}: {exc.strerror or exc}") from None
+        most = md.spec.scaling.max_replicas if args.max_replicas is None else args.max_replicas
+        least = md.spec.scaling.min_replicas if args.min_replicas is None else args.min_replicas
+        if least > most:
+            raise ValueError(f"--min-replicas ({least}) must be <= --max-replicas ({most})")
         try:
             pools = load_pools(args.pools)
         except OSError as exc:
@@ -245,6 +249,10 @@ def _check_flags(args: argparse.Namespace) -> str | None:
         return f"--max-replicas must be 1..1000, got {args.max_replicas}"
     if args.slo_ms is not None and not 1 <= args.slo_ms <= 86_400_000:
         return f"--slo-ms must be 1..86400000, got {args.slo_ms}"
+    if args.idle_timeout is not None and not (math.isfinite(args.idle_timeout)
+                                              and 30 <= args.idle_timeout <= 604_800):
+        # spec.scaling.idleTimeoutSeconds' bounds in the CRD
+        return f"--idle-timeout must be 30..604800 seconds, got {args.idle_timeout}"
     if args.plot:
         try:
             import matplotlib  # noqa: F401

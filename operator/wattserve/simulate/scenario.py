@@ -64,6 +64,9 @@ def load_model(path: str | Path) -> ModelDeployment:
     mds = [d for d in docs if d.get("kind") == "ModelDeployment"]
     if not mds:
         raise ValueError(f"{path}: no ModelDeployment document")
+    if len(mds) > 1:
+        raise ValueError(f"{path}: {len(mds)} ModelDeployment documents; a simulation "
+                         "replays one (split the file)")
     return parse_model_deployment(mds[0])
 
 

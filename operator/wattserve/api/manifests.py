@@ -1,0 +1,127 @@
+"""Manifest files read as kubectl reads them: YAML or JSON, every document, ``kind: List``
+expanded. Pure apart from reading the file.
+
+kubectl turns YAML into JSON with Go's YAML library before the API server sees it, so
+three YAML 1.1 readings of PyYAML would make `wattserve plan` accept or refuse what the API
+server does not: base-60 numbers (``50:00`` is 3000 in PyYAML, a string for kubectl),
+exponents without a dot (``3e3`` is a string in PyYAML, the number 3000 for kubectl) and
+duplicate keys (PyYAML keeps the last, kubectl refuses the file). This loader reads them
+kubectl's way; JSON (which YAML reads only without tab indentation) is read as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode
+
+from wattserve.api.errors import SpecError
+
+MAX_MANIFEST_CHARS: Final = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
+
+_INT: Final = re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X)
+_FLOAT: Final = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with kubectl's numbers and a refusal of duplicate keys."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader refuses it below
+                    continue
+                if duplicate:
+                    raise ConstructorError("while constructing a mapping", node.start_mark,
+                                           f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def read_manifest(path: str | Path) -> str:
+    """A manifest file's text. A binary or oversized file is a SpecError naming it; an
+    OSError (missing, a directory) is left to the caller, which knows the flag."""
+    with Path(path).open(encoding="utf-8") as fh:
+        try:
+            text = fh.read(MAX_MANIFEST_CHARS + 1)
+        except UnicodeDecodeError:
+            raise SpecError(str(path), "not a UTF-8 text file") from None
+    if len(text) > MAX_MANIFEST_CHARS:
+        raise SpecError(str(path), f"larger than {MAX_MANIFEST_CHARS >> 20} MiB")
+    return text
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _documents(text: str, path: str) -> list[Any]:
+    if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
+        try:
+            return [json.loads(text.lstrip("\ufeff"), object_pairs_hook=_json_pairs)]
+        except RecursionError:
+            raise SpecError(path, "not valid YAML (JSON): nested too deeply") from None
+        except ValueError as exc:
+            if "duplicate key" in str(exc):
+                raise SpecError(path, f"not valid JSON: {exc}") from None
+            # Not JSON: YAML flow style also opens with a brace; read it as YAML.
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+    except RecursionError:
+        raise SpecError(path, "not valid YAML: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(path, f"not valid YAML{where}: {problem}") from None
+
+
+def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]]:
+    """Load every non-empty YAML (or JSON) document; raises SpecError on YAML or shape
+    errors."""
+    docs = _documents(text, path)
+    if not docs:
+        raise SpecError(path, "is empty: expected at least one YAML document")
+    out: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs):
+        items = doc.get("items") if isinstance(doc, dict) else None
+        if isinstance(doc, dict) and isinstance(doc.get("kind"), str) and \
+                doc["kind"].endswith("List") and isinstance(items, list):
+            out.extend(item for item in items if isinstance(item, dict))
+            continue
+        if not isinstance(doc, dict):
+            raise SpecError(path, f"document {index + 1} must be a mapping (a Kubernetes object)")
+        out.append(doc)
+    if not out:
+        raise SpecError(path, "holds no object: expected at least one")
+    return out

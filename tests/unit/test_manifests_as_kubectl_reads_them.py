@@ -1,0 +1,167 @@
+"""Manifests read as kubectl and the API server read them (JSON with tabs, whole floats
+for integers, YAML 1.2 numbers, duplicate keys refused, dotted names, pod toleration
+rules), and the CLI's one-line refusals of what a cluster would not hold (two objects of
+one name, an empty path, a simulation with bounds that contradict each other)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from wattserve.api import (
+    SpecError,
+    load_yaml_documents,
+    parse_model_deployment,
+    parse_serving_pool,
+)
+from wattserve.cli.main import main
+
+from tests.unit.factories import EXAMPLES
+
+POOLS = str(EXAMPLES / "pools.yaml")
+SMOL = EXAMPLES / "models" / "smollm2-135m.yaml"
+
+
+def _smol() -> dict[str, object]:
+    return load_yaml_documents(SMOL.read_text())[0]
+
+
+def test_json_indented_with_tabs_is_read_as_json() -> None:
+    text = json.dumps(_smol(), indent="\t")
+    assert load_yaml_documents(text)[0] == _smol()
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("latencyP95Ms: 3000.0", 3000), ("latencyP95Ms: 3e3", 3000),
+])
+def test_whole_floats_and_exponents_are_integers_as_the_api_server_takes_them(
+        text: str, value: int) -> None:
+    doc = _smol()
+    raw = yaml.safe_dump(doc).replace("latencyP95Ms: 3000", text)
+    assert parse_model_deployment(load_yaml_documents(raw)[0]).spec.slo.latency_p95_ms == value
+
+
+def test_base_60_is_a_string_and_refused_by_name() -> None:
+    raw = yaml.safe_dump(_smol()).replace("latencyP95Ms: 3000", "latencyP95Ms: 50:00")
+    with pytest.raises(SpecError, match="latencyP95Ms: must be an integer, got str"):
+        parse_model_deployment(load_yaml_documents(raw)[0])
+
+
+@pytest.mark.parametrize("text", [
+    "kind: ModelDeployment\nspec: {objective: cost}\nspec: {objective: energy}\n",
+    '{"kind": "ModelDeployment", "kind": "ServingPool"}',
+])
+def test_duplicate_keys_are_refused_like_kubectl(text: str) -> None:
+    with pytest.raises(SpecError, match="duplicate key"):
+        load_yaml_documents(text, "dup.yaml")
+
+
+def test_a_typed_list_is_expanded() -> None:
+    text = yaml.safe_dump({"apiVersion": "wattserve.dev/v1alpha1",
+                           "kind": "ModelDeploymentList", "items": [_smol(), _smol()]})
+    assert len(load_yaml_documents(text)) == 2
+
+
+def test_dotted_names_are_custom_resource_names_and_253_characters_the_most() -> None:
+    doc = _smol()
+    doc["metadata"] = {"name": "llama-3.1-8b", "namespace": "team-a"}
+    assert parse_model_deployment(doc).name == "llama-3.1-8b"
+    for meta, field in (({"name": "x" * 254}, "metadata.name"),
+                        ({"name": "a..b"}, "metadata.name"),
+                        ({"name": "ok", "namespace": "Bad_NS"}, "metadata.namespace"),
+                        ({"name": "ok", "namespace": "n" * 64}, "metadata.namespace")):
+        doc["metadata"] = meta
+        with pytest.raises(SpecError) as err:
+            parse_model_deployment(doc)
+        assert err.value.path == field
+
+
+def _pool(tolerations: list[object]) -> dict[str, object]:
+    pools = load_yaml_documents(Path(POOLS).read_text())
+    doc = dict(pools[0])
+    doc["spec"] = dict(doc["spec"], tolerations=tolerations)  # type: ignore[arg-type]
+    return doc
+
+
+def test_tolerations_follow_the_pod_rules() -> None:
+    ok = [{"key": "", "operator": "Exists"}, {"operator": "Exists"},
+          {"key": "k", "operator": "Equal", "value": ""},
+          {"key": "k", "effect": "NoExecute", "tolerationSeconds": 300}]
+    pool = parse_serving_pool(_pool(ok))
+    assert [t.to_k8s() for t in pool.spec.tolerations][3] == {
+        "operator": "Equal", "key": "k", "effect": "NoExecute", "tolerationSeconds": 300}
+    for bad, field in (({"key": "", "operator": "Equal"}, "operator"),
+                       ({"key": "k", "operator": "Exists", "value": "v"}, "value"),
+                       ({"key": "k", "tolerationSeconds": 5}, "tolerationSeconds"),
+                       (None, "tolerations[0]")):
+        with pytest.raises(SpecError) as err:
+            parse_serving_pool(_pool([bad]))
+        assert err.value.path.endswith(field), err.value.path
+
+
+def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str
+                     ) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for needle in needles:
+        assert needle in err[0], err[0]
+
+
+def test_plan_refuses_two_objects_of_one_name(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2(["plan", "-f", str(SMOL), "-f", str(SMOL), "--pools", POOLS], capsys,
+                     "ModelDeployment 'default/smollm2-135m' is defined twice")
+    pools = load_yaml_documents(Path(POOLS).read_text())
+    twice = tmp_path / "pools.yaml"
+    twice.write_text(yaml.safe_dump_all([pools[0], pools[0]]))
+    _one_line_exit_2(["plan", "-f", str(SMOL), "--pools", str(twice)], capsys,
+                     f"ServingPool {pools[0]['metadata']['name']!r} is defined twice")
+
+
+def test_plan_refuses_an_empty_path_and_reads_json_files_in_a_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2(["plan", "-f", "", "--pools", POOLS], capsys, "an empty path")
+    (tmp_path / "smol.json").write_text(json.dumps(_smol()))
+    assert main(["plan", "-f", str(tmp_path), "--pools", POOLS, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["modelDeployment"] == "smollm2-135m"
+
+
+def test_plan_refuses_an_incumbent_without_a_fleet_or_with_endless_replicas(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inc = tmp_path / "inc.yaml"
+    inc.write_text("models: []\n")
+    _one_line_exit_2(["plan", "-f", str(SMOL), "--pools", POOLS, "--incumbent", str(inc)],
+                     capsys, "--incumbent: re-plans a fleet")
+    fleet = [arg for f in sorted((EXAMPLES / "fleet").glob("*.yaml"))[:2] for arg in ("-f", str(f))]
+    assert main(["plan", *fleet, "--pools", POOLS,
+                 "--no-optimum", "-o", "json"]) in (0, 1)
+    before = json.loads(capsys.readouterr().out)
+    before["models"][0]["fleet"]["replicas"] = float("inf")
+    inc.write_text(yaml.safe_dump(before))
+    _one_line_exit_2(["plan", *fleet, "--pools", POOLS,
+                      "--no-optimum", "--incumbent", str(inc)], capsys, "models[0]")
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--idle-timeout", "-5"], "--idle-timeout must be 30..604800"),
+    (["--idle-timeout", "nan"], "--idle-timeout must be 30..604800"),
+    (["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas (5) must be <= "),
+])
+def test_simulate_refuses_contradicting_bounds(flags: list[str], needle: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2(["simulate", "--model", str(SMOL), "--pools", POOLS, "--no-oracle",
+                      "--generate", "hours=0.1,rate=0.5", *flags], capsys, needle)
+
+
+def test_simulate_refuses_a_model_file_with_two_models(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    two = tmp_path / "two.yaml"
+    other = _smol()
+    other["metadata"] = {"name": "other"}
+    two.write_text(yaml.safe_dump_all([_smol(), other]))
+    _one_line_exit_2(["simulate", "--model", str(two), "--pools", POOLS,
+                      "--generate", "hours=0.1,rate=0.5"], capsys,
+                     "2 ModelDeployment documents")
