@@ -139,3 +139,36 @@ CASES: tuple[Case, ...] = (
     Case("fractional-slo", {"slo": {"latencyP95Ms": 3000.5}}, False, "latencyP95Ms"),
     Case("dotted-pin", {"placement": {"pool": "gpu.l4"}}, True),
 )
+
+
+def base_pool(name: str = "agree") -> dict[str, Any]:
+    return {
+        "apiVersion": "wattserve.dev/v1alpha1",
+        "kind": "ServingPool",
+        "metadata": {"name": name},
+        "spec": {
+            "node": {"cpu": 8, "memoryGiB": 32, "memoryBandwidthGBps": 50},
+            "pricing": {"usdPerNodeHour": "0.4"},
+            "power": {"idleWatts": 50, "maxWatts": 200},
+            "carbon": {"gramsCO2PerKWh": 300},
+        },
+    }
+
+
+# ServingPool tolerations: what the API server would refuse on the serving pods it is
+# copied to is refused on the pool (CEL rules), by the parser alike.
+POOL_CASES: tuple[Case, ...] = (
+    Case("tolerate-everything", {"tolerations": [{"operator": "Exists"}]}, True),
+    Case("empty-key-exists", {"tolerations": [{"key": "", "operator": "Exists"}]}, True),
+    Case("empty-value", {"tolerations": [{"key": "k", "value": ""}]}, True),
+    Case("seconds-no-execute", {"tolerations": [{"key": "k", "effect": "NoExecute",
+                                                 "tolerationSeconds": 300}]}, True),
+    Case("empty-key-equal", {"tolerations": [{"key": "", "operator": "Equal"}]}, False,
+         "operator must be Exists", cel=True),
+    Case("exists-with-value", {"tolerations": [{"key": "k", "operator": "Exists",
+                                                "value": "v"}]}, False,
+         "value must be empty", cel=True),
+    Case("seconds-no-schedule", {"tolerations": [{"key": "k", "effect": "NoSchedule",
+                                                  "tolerationSeconds": 5}]}, False,
+         "tolerationSeconds only", cel=True),
+)

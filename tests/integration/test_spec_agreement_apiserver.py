@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 from kubeutil import Cluster
-from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api import SpecError, parse_model_deployment, parse_serving_pool
 
-from tests.spec_cases import CASES, Case
+from tests.spec_cases import CASES, POOL_CASES, Case, base_pool
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -40,3 +40,23 @@ def test_api_server_and_parser_agree(case: Case, crds_installed: Cluster, namesp
     if not case.valid:
         assert case.field in proc.stderr, proc.stderr
         assert parser_error is not None and case.field in parser_error.path
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
+def test_api_server_and_parser_agree_on_pool_tolerations(case: Case,
+                                                         crds_installed: Cluster) -> None:
+    doc = base_pool(f"agree-{case.id}"[:60])
+    doc["spec"].update(case.patch)
+    proc = crds_installed.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                                  input=yaml.safe_dump(doc), check=False)
+    try:
+        parse_serving_pool(doc)
+        parser_error = None
+    except SpecError as exc:
+        parser_error = exc
+    assert (proc.returncode == 0) == case.valid, proc.stderr
+    assert (parser_error is None) == case.valid, parser_error
+    if not case.valid:
+        assert case.field in proc.stderr, proc.stderr
+        assert parser_error is not None and case.field.split()[0] in str(parser_error)
