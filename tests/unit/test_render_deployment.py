@@ -194,3 +194,22 @@ def test_a_cpu_replica_is_seen_ready_within_a_second_of_loading() -> None:
     assert container["readinessProbe"]["periodSeconds"] == 1
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # still 10 min to load
+
+
+def test_dotted_and_long_model_deployment_names_render_children_the_api_server_takes() -> None:
+    import re
+
+    subdomain = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    dns1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    label = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+    for name in ("llama-3.1-8b", "v2.smollm2", "m" * 120 + ".x"):
+        doc = example_md_doc("smollm2-135m.yaml")
+        doc["metadata"]["name"] = name
+        for child in desired_children(inputs_for(doc)):
+            meta = child["metadata"]
+            if child["kind"] == "Service":  # a Service name is a DNS-1035 label
+                assert dns1035.match(meta["name"]) and len(meta["name"]) <= 63, meta["name"]
+            else:
+                assert subdomain.match(meta["name"]) and len(meta["name"]) <= 253
+            for value in meta["labels"].values():
+                assert label.match(value) and len(value) <= 63, value
