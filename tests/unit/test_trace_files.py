@@ -231,3 +231,12 @@ def test_the_bank_refuses_a_bad_held_out_trace_before_any_run(tmp_path: Path) ->
     empty = _write(tmp_path, "empty.csv", "")
     with pytest.raises(ValueError, match="no requests in the file"):
         entries(traces=[str(empty)])
+
+
+def test_mooncake_names_with_fractional_times_are_refused_not_read_as_ms(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "secs.csv", "timestamp,input_length,output_length\n"
+                  "0.0,10,5\n2.5,10,5\n60,10,5\n")
+    with pytest.raises(ValueError, match=r"^line 3: timestamp 2\.5 has a fraction.*--time-unit"):
+        read_trace(path)
+    assert [r.arrival_s for r in read_trace(path, time_unit="s")] == [0.0, 2.5, 60.0]

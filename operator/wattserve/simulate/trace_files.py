@@ -208,6 +208,20 @@ def _moment(raw: object, col: str, line: int) -> float | datetime:
     return value
 
 
+def _mooncake(col: str, prompt_col: str) -> bool:
+    return _norm(col) == "timestamp" and _norm(prompt_col) == "input_length"
+
+
+def _whole_milliseconds(raw: list[tuple[int, float | datetime, int, int]], col: str) -> None:
+    """Mooncake's timestamps are whole milliseconds; a fraction says the file only borrows
+    its column names (seconds, most likely): refused rather than read 1000x too fast."""
+    for line, m, _, _ in raw:
+        if isinstance(m, float) and not m.is_integer():
+            raise ValueError(f"line {line}: {col} {m:g} has a fraction, but Mooncake's "
+                             "timestamps (beside input_length) are whole milliseconds: "
+                             "say the unit (--time-unit s|ms)")
+
+
 def _unit(col: str, prompt_col: str, first: float, time_unit: str | None) -> float:
     if time_unit is not None:
         if time_unit not in TIME_UNITS:
@@ -218,7 +232,7 @@ def _unit(col: str, prompt_col: str, first: float, time_unit: str | None) -> flo
     for suffix, ticks in (("_ms", 1e3), ("_us", 1e6), ("_s", 1.0)):
         if name.endswith(suffix):
             return ticks
-    if name == "timestamp" and _norm(prompt_col) == "input_length":
+    if _mooncake(col, prompt_col):
         return 1e3  # Mooncake's schema
     return 1e9 if abs(first) > 1e17 else 1e6 if abs(first) > 1e14 \
         else 1e3 if abs(first) > 1e11 else 1.0
@@ -261,6 +275,8 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
     else:
         nums = [float(m) for _, m, _, _ in raw if isinstance(m, float)]
         ticks = _unit(cols[0], cols[1], nums[0], time_unit)
+        if time_unit is None and _mooncake(cols[0], cols[1]):
+            _whole_milliseconds(raw, cols[0])
         t0 = min(nums)
         rel = [(line, (float(m) - t0) / ticks if isinstance(m, float) else 0.0, p, o)
                for line, m, p, o in raw]
