@@ -165,3 +165,14 @@ def test_simulate_refuses_a_model_file_with_two_models(
     _one_line_exit_2(["simulate", "--model", str(two), "--pools", POOLS,
                       "--generate", "hours=0.1,rate=0.5"], capsys,
                      "2 ModelDeployment documents")
+
+
+def test_control_characters_in_a_name_do_not_reach_the_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _smol()
+    doc["spec"]["model"]["name"] = "smol\x1b[2J\nsecond line"  # type: ignore[index]
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", "-f", str(path), "--pools", POOLS]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "smol\ufffd[2J\ufffdsecond line" in out

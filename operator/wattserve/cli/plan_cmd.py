@@ -25,7 +25,7 @@ from wattserve.api import (
 from wattserve.cli.plan_fleet import IncumbentError, plan_fleet
 from wattserve.cli.plan_fleet import data as fleet_data
 from wattserve.cli.plan_fleet import table as fleet_table
-from wattserve.cli.table import render_table
+from wattserve.cli.table import printable, render_table
 from wattserve.planning import Candidate, Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
 
@@ -226,7 +226,7 @@ def _table(md: ModelDeployment, result: Plan) -> str:
     size = f"{spec.model.parameters / 1e9:g}B"
     if spec.model.active_parameters is not None:
         size += f" ({spec.model.active_parameters / 1e9:g}B active)"
-    header = (f"ModelDeployment {md.namespace}/{md.name}: {spec.model.name} "
+    header = (f"ModelDeployment {md.namespace}/{md.name}: {printable(spec.model.name)} "
               f"({size} {spec.model.quantization.value}), "
               f"SLO p95 {spec.slo.latency_p95_ms} ms, "
               f"{spec.expected_load.requests_per_second:g} req/s, objective {spec.objective.value}")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
+
+
+def printable(text: str) -> str:
+    """Text a terminal shows as written: control characters (an escape sequence, a
+    newline in a name) become U+FFFD, so a field of a manifest cannot rewrite the screen."""
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
                  max_width: int = 60) -> str:
     """Left-aligned columns separated by two spaces; long cells are cut with '…'."""
-    cells = [[_cut(str(cell), max_width) for cell in row] for row in rows]
+    cells = [[_cut(printable(str(cell)), max_width) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for index, cell in enumerate(row):
