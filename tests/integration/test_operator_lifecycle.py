@@ -150,3 +150,19 @@ def test_infeasible_model_gets_a_condition_and_one_warning_and_no_children(
     cluster.apply(md_manifest(NAME, namespace, placement={"pool": "nope"}))
     md = wait_condition(cluster, namespace, NAME, "Placed", "False", "PinnedPoolNotFound")
     assert "nope" in condition(md, "Placed")["message"]
+
+
+def test_a_dotted_name_is_placed_and_served_like_any_other(
+        operator: Operator, namespace: str) -> None:
+    from wattserve.render.meta import service_name
+
+    cluster = operator.cluster
+    name = "smollm2-1.7.v2"  # custom resources take DNS-1123 subdomains; Services do not
+    cluster.apply(md_manifest(name, namespace))
+    md = wait_condition(cluster, namespace, name, "Ready", "True", timeout=90)
+    dep = cluster.get_json("deployment", name, "-n", namespace)
+    assert dep["status"].get("readyReplicas") == md["status"]["replicas"]["desired"]
+    svc = cluster.get_json("service", service_name(name), "-n", namespace)
+    assert svc["metadata"]["name"] != name
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
