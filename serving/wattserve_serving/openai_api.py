@@ -49,6 +49,7 @@ from wattserve_serving.prompts import (
     check_max_tokens,
     check_message_count,
     check_response_format,
+    check_schema_bounds,
     check_size,
     check_tools,
     prepare,
@@ -195,6 +196,7 @@ class ServingAPI:
             check_max_tokens(req)
             check_logprobs(self.engine, req)
             check_tools(req)
+            check_schema_bounds(req)
             ticket = self.reserve()  # admission before any tokenizing
             prompts, param = await prepare(self.engine, req)
             work = [(p, sampling(self.engine, req, len(p.token_ids), param)) for p in prompts]

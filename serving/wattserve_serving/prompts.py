@@ -13,6 +13,7 @@ from wattserve_serving import schemas as S
 from wattserve_serving import tools as T
 from wattserve_serving.engines.base import Engine, PreparedPrompt, SamplingParams
 from wattserve_serving.errors import APIError
+from wattserve_serving.schema_limits import check_schema
 
 # Text longer than this many characters per context token cannot fit: refused before
 # it is tokenized (tokenizing costs CPU; its cost must stay bounded before admission).
@@ -264,3 +265,21 @@ def check_tools(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
     if isinstance(req, S.ChatCompletionRequest):
         formatted = req.response_format is not None and req.response_format.type != "text"
         T.check(req.tools, req.tool_choice, formatted)
+
+
+def check_schema_bounds(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    """Repetition bounds a grammar cannot hold, refused before admission and before any
+    converter expands them (`schema_limits`): 400 naming the field."""
+    fmt = req.response_format
+    schemas: list[tuple[str, Any]] = []
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+        schemas.append(("response_format", fmt.json_schema.schema_))
+    if isinstance(req, S.ChatCompletionRequest) and req.tool_mode() != "off":
+        schemas += [(f"tools.{k}.function.parameters", tool.function.parameters)
+                    for k, tool in enumerate(req.tools or [])]
+    for param, schema in schemas:
+        try:
+            check_schema(schema)
+        except ValueError as exc:
+            raise APIError(400, f"Invalid '{param}': {exc}.", param=param,
+                           code="invalid_value") from None
