@@ -87,3 +87,30 @@ def test_completions_null_is_the_same_as_leaving_the_field_out(
     _same_answer(null.json(), omitted.json())
     if field == "max_tokens":  # OpenAI's legacy default; before: the rest of the context
         assert null.json()["usage"]["completion_tokens"] == 16
+
+
+@pytest.mark.parametrize("seed", [4294967295, -1, 2**64 - 1, 8589934591])
+def test_every_seed_is_reproducible_at_temperature_1(client: openai.OpenAI, seed: int) -> None:
+    # 0xFFFFFFFF is llama.cpp's "random seed": before, these four drew a new one each time.
+    def answer() -> list[str | None]:
+        resp = client.chat.completions.create(
+            model="smollm2", messages=ASK, max_tokens=16, temperature=1.0,  # type: ignore[arg-type]
+            seed=seed, extra_body=NO_EOS)
+        return [c.message.content for c in resp.choices]
+
+    answer()  # warm-up: a repeat re-uses the cached prompt (docs/serving.md, seeds)
+    assert answer() == answer() == answer()
+
+
+def test_each_choice_is_reproducible_when_its_seed_is_llamas_random_seed(
+        client: openai.OpenAI) -> None:
+    # choice 1 samples with seed + 1 = 0xFFFFFFFF
+    def answers() -> list[str]:
+        resp = client.completions.create(model="smollm2", prompt=PROMPT, max_tokens=16, n=2,
+                                         temperature=1.0, seed=4294967294, extra_body=NO_EOS)
+        return [c.text for c in resp.choices]
+
+    answers()  # warm-up
+    first = answers()
+    assert answers() == first == answers()
+    assert first[0] != first[1]
