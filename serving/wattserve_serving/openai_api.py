@@ -45,9 +45,11 @@ from wattserve_serving.engines.base import (
 from wattserve_serving.errors import APIError, unavailable, validate
 from wattserve_serving.metrics import ServingMetrics
 from wattserve_serving.prompts import (
+    check_content_parts,
     check_logprobs,
     check_max_tokens,
     check_message_count,
+    check_messages,
     check_response_format,
     check_schema_bounds,
     check_size,
@@ -177,6 +179,7 @@ class ServingAPI:
                                "/v1/embeddings.", param="model", code="model_not_supported")
             body = await read_json(request, body_limit(self.engine.context_length))
             check_message_count(body, self.engine.context_length)  # before validating them
+            check_content_parts(body)
             unsupported = S.unsupported_param(body, chat)
             if unsupported is not None:
                 raise APIError(
@@ -192,6 +195,7 @@ class ServingAPI:
                 req = await off_loop(validate, S.CompletionRequest, body)
             self.check_model(req.model)
             self.check_ready()
+            check_messages(req)
             check_size(self.engine, req)
             check_max_tokens(req)
             check_logprobs(self.engine, req)

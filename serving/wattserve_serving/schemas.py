@@ -86,16 +86,16 @@ class ResponseFormat(_Strict):
 class _SamplingFields(_Strict):
     model: str
     max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
     top_k: int | None = Field(default=None, ge=0, le=1_000_000)
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choices, made one after another
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     user: str | None = None
     ignore_eos: bool = False  # extension (vLLM has the same): benchmarks
     response_format: ResponseFormat | None = None  # engines with structured outputs only
@@ -129,7 +129,7 @@ class _SamplingFields(_Strict):
         """(token id, bias) pairs; ValueError naming the first key or value out of bounds."""
         pairs = []
         for key, bias in (self.logit_bias or {}).items():
-            if not key.strip().isdigit():
+            if not (key.isascii() and key.strip().isdigit()):  # not "²" or "٥"
                 raise ValueError(f"'{key}' is not a token id")
             if not -100.0 <= bias <= 100.0:
                 raise ValueError(f"the bias of token {key} is {bias}; it must be in -100..100")

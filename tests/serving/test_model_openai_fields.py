@@ -1,6 +1,7 @@
 """Fields OpenAI accepts, with the real SmolLM2 model and the official `openai` client: a
 long ``stop`` string, an explicit ``null`` where OpenAI marks a field nullable (the same as
-leaving it out), and every ``seed`` reproducible, even those llama.cpp reads as "random"."""
+leaving it out), every ``seed`` reproducible, even those llama.cpp reads as "random", and a
+prompt that fills the context echoed with ``max_tokens: 0``."""
 
 from __future__ import annotations
 
@@ -114,3 +115,19 @@ def test_each_choice_is_reproducible_when_its_seed_is_llamas_random_seed(
     first = answers()
     assert answers() == first == answers()
     assert first[0] != first[1]
+
+
+def test_a_prompt_filling_the_context_is_echoed_with_max_tokens_0(
+        client: openai.OpenAI, model_server: LoopbackServer) -> None:
+    ctx = model_server.api.engine.context_length
+    ids = [28] * ctx  # a token id prompt exactly as long as the context
+    echoed = client.completions.create(model="smollm2", prompt=ids, max_tokens=0, echo=True,
+                                       logprobs=1)
+    choice = echoed.choices[0]
+    assert echoed.usage is not None and echoed.usage.prompt_tokens == ctx
+    assert echoed.usage.completion_tokens == 0 and choice.text
+    assert choice.logprobs is not None and len(choice.logprobs.tokens or []) == ctx
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="smollm2", prompt=ids, max_tokens=1)
+    said = info.value.body["message"]  # type: ignore[index]
+    assert f"has {ctx} tokens" in said and "leaves 0 for generation" in said, said
