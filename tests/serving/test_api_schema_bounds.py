@@ -33,6 +33,8 @@ def server(fake_server_factory: Any) -> Any:
 def _post(server: Any, schema: Any, where: str) -> httpx.Response:
     body: dict[str, Any] = {"model": "fake", "messages": ASK, "max_tokens": 2}
     if where == "tools":
+        if schema.get("type") != "object":  # a tool's parameters are an object's
+            schema = {"type": "object", "properties": {"x": schema}}
         body["tools"] = [{"type": "function", "function": {"name": "g"}},
                          {"type": "function", "function": {"name": "f", "parameters": schema}}]
     else:
