@@ -57,6 +57,7 @@ def create_app(
             await api.stop()
 
     app = Starlette(lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.router.redirect_slashes = False  # "/v1/completions/": a JSON 404, not an empty 307
     app.state.api = api
     mount(app, api)
     return app

@@ -55,7 +55,7 @@ def from_validation_error(exc: ValidationError) -> APIError:
     loc = [str(p) for p in err.get("loc", ()) if not _is_union_tag(p)]
     param = ".".join(loc) if loc else None
     kind = str(err.get("type", "invalid"))
-    msg = str(err.get("msg", "invalid value"))
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if kind == "missing":
         message = f"'{param}' is a required property"
     else:

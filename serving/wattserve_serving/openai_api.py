@@ -45,10 +45,13 @@ from wattserve_serving.engines.base import (
 from wattserve_serving.errors import APIError, unavailable, validate
 from wattserve_serving.metrics import ServingMetrics
 from wattserve_serving.prompts import (
+    check_content_parts,
     check_logprobs,
     check_max_tokens,
     check_message_count,
+    check_messages,
     check_response_format,
+    check_schema_bounds,
     check_size,
     check_tools,
     prepare,
@@ -176,6 +179,7 @@ class ServingAPI:
                                "/v1/embeddings.", param="model", code="model_not_supported")
             body = await read_json(request, body_limit(self.engine.context_length))
             check_message_count(body, self.engine.context_length)  # before validating them
+            check_content_parts(body)
             unsupported = S.unsupported_param(body, chat)
             if unsupported is not None:
                 raise APIError(
@@ -191,10 +195,12 @@ class ServingAPI:
                 req = await off_loop(validate, S.CompletionRequest, body)
             self.check_model(req.model)
             self.check_ready()
+            check_messages(req)
             check_size(self.engine, req)
             check_max_tokens(req)
             check_logprobs(self.engine, req)
             check_tools(req)
+            check_schema_bounds(req)
             ticket = self.reserve()  # admission before any tokenizing
             prompts, param = await prepare(self.engine, req)
             work = [(p, sampling(self.engine, req, len(p.token_ids), param)) for p in prompts]

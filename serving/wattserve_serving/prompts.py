@@ -13,6 +13,7 @@ from wattserve_serving import schemas as S
 from wattserve_serving import tools as T
 from wattserve_serving.engines.base import Engine, PreparedPrompt, SamplingParams
 from wattserve_serving.errors import APIError
+from wattserve_serving.schema_limits import check_schema
 
 # Text longer than this many characters per context token cannot fit: refused before
 # it is tokenized (tokenizing costs CPU; its cost must stay bounded before admission).
@@ -30,6 +31,44 @@ def check_message_count(body: dict[str, Any], ctx: int) -> None:
             param="messages",
             code="context_length_exceeded",
         )
+
+
+def check_content_parts(body: dict[str, Any]) -> None:
+    """Content parts other than text (images, audio, files) are refused by name, before
+    validation would call them "not a valid string"."""
+    messages = body.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind in _NOT_TEXT:
+                raise APIError(400, f"Invalid 'messages.{i}.content': {_NOT_TEXT[kind]} "
+                               "inputs are not supported by this model (text only).",
+                               param=f"messages.{i}.content", code="invalid_value")
+
+
+_NOT_TEXT = {"image_url": "image", "input_image": "image", "input_audio": "audio",
+             "file": "file", "input_file": "file"}
+
+
+def check_messages(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    """What OpenAI refuses in a validated request: a tool result that names no call, a
+    message other than the assistant's without content, and ``stream_options`` without
+    ``stream`` (as vLLM)."""
+    if req.stream_options is not None and not req.stream:
+        raise APIError(400, "'stream_options' is only allowed when 'stream' is true.",
+                       param="stream_options", code="invalid_value")
+    if not isinstance(req, S.ChatCompletionRequest):
+        return
+    for i, message in enumerate(req.messages):
+        if message.role == "tool" and not message.tool_call_id:
+            raise APIError(400, f"'messages.{i}.tool_call_id' is required for a message of "
+                           "role 'tool' (the call it answers).",
+                           param=f"messages.{i}.tool_call_id", code="missing")
+        if message.role != "assistant" and message.content is None:
+            raise APIError(400, f"'messages.{i}.content' is required for a message of role "
+                           f"'{message.role}'.", param=f"messages.{i}.content",
+                           code="missing")
 
 
 def check_size(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
@@ -102,15 +141,16 @@ def sampling(
     engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest, n_prompt: int, param: str
 ) -> SamplingParams:
     ctx = engine.context_length
-    if n_prompt >= ctx:
+    max_tokens = req.requested_max_tokens()
+    if n_prompt > ctx or (n_prompt == ctx and max_tokens != 0):  # 0: echo of the prompt alone
         raise APIError(
             400,
-            f"This model's maximum context length is {ctx} tokens, but '{param}' has "
-            f"{n_prompt} tokens. Shorten '{param}'.",
+            f"'{param}' has {n_prompt} tokens; this model's maximum context length is {ctx} "
+            f"tokens, so it leaves {max(0, ctx - n_prompt)} for generation and at least 1 "
+            f"is needed: at most {ctx - 1} prompt tokens. Shorten '{param}'.",
             param=param,
             code="context_length_exceeded",
         )
-    max_tokens = req.requested_max_tokens()
     if max_tokens is None:
         max_tokens = ctx - n_prompt
     elif n_prompt + max_tokens > ctx:
@@ -264,3 +304,21 @@ def check_tools(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
     if isinstance(req, S.ChatCompletionRequest):
         formatted = req.response_format is not None and req.response_format.type != "text"
         T.check(req.tools, req.tool_choice, formatted)
+
+
+def check_schema_bounds(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
+    """Repetition bounds a grammar cannot hold, refused before admission and before any
+    converter expands them (`schema_limits`): 400 naming the field."""
+    fmt = req.response_format
+    schemas: list[tuple[str, Any]] = []
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+        schemas.append(("response_format", fmt.json_schema.schema_))
+    if isinstance(req, S.ChatCompletionRequest) and req.tool_mode() != "off":
+        schemas += [(f"tools.{k}.function.parameters", tool.function.parameters)
+                    for k, tool in enumerate(req.tools or [])]
+    for param, schema in schemas:
+        try:
+            check_schema(schema)
+        except ValueError as exc:
+            raise APIError(400, f"Invalid '{param}': {exc}.", param=param,
+                           code="invalid_value") from None

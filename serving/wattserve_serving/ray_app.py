@@ -65,6 +65,7 @@ def config_from_args(args: dict[str, Any]) -> ServeConfig:
 # when it is decorated.
 ingress = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 ingress.add_exception_handler(HTTPException, http_error)
+ingress.router.redirect_slashes = False  # a trailing slash: a JSON 404, not an empty 307
 
 
 @serve.deployment(name=DEPLOYMENT_NAME, health_check_period_s=10, health_check_timeout_s=30)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wattserve_serving import tools as T
 from wattserve_serving.engines.base import PromptLogprobs, TokenLogprob
@@ -18,6 +18,9 @@ MAX_PROMPTS = 64  # prompts in one completions request, each generated in turn
 MAX_TOP_LOGPROBS = 20  # chat `top_logprobs`, OpenAI's bound
 MAX_COMPLETION_LOGPROBS = 5  # completions `logprobs`, OpenAI's bound
 MAX_LOGIT_BIAS = 300  # tokens in `logit_bias`, OpenAI's bound
+MAX_STOPS = 16  # `stop` strings (OpenAI allows 4; each costs a little per token here)
+MAX_STOP_CHARS = 1_000  # one stop string's length (OpenAI sets none; matching holds back
+# up to this much text, and checks each of its prefixes per token)
 
 
 class _Strict(BaseModel):
@@ -83,26 +86,50 @@ class ResponseFormat(_Strict):
 class _SamplingFields(_Strict):
     model: str
     max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
     top_k: int | None = Field(default=None, ge=0, le=1_000_000)
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choices, made one after another
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = Field(default=None, max_length=16)
+    stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     user: str | None = None
     ignore_eos: bool = False  # extension (vLLM has the same): benchmarks
     response_format: ResponseFormat | None = None  # engines with structured outputs only
     logit_bias: dict[str, float] | None = Field(default=None, max_length=MAX_LOGIT_BIAS)
+    # Fields OpenAI marks nullable whose type here is not: an explicit null is the default.
+    NULL_IS_DEFAULT: ClassVar[frozenset[str]] = frozenset(
+        {"n", "stream", "presence_penalty", "frequency_penalty"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if v is not None or k not in cls.NULL_IS_DEFAULT}
+
+    @field_validator("stop")
+    @classmethod
+    def _stops_bounded(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        """At most MAX_STOPS strings of at most MAX_STOP_CHARS characters each (a single
+        string is one stop, whatever its length up to that)."""
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOPS:
+            raise ValueError(f"{len(stops)} stop strings; at most {MAX_STOPS}")
+        longest = max((len(s) for s in stops), default=0)
+        if longest > MAX_STOP_CHARS:
+            raise ValueError(f"a stop string of {longest} characters; at most "
+                             f"{MAX_STOP_CHARS} each")
+        return stop
 
     def logit_bias_pairs(self) -> tuple[tuple[int, float], ...]:
         """(token id, bias) pairs; ValueError naming the first key or value out of bounds."""
         pairs = []
         for key, bias in (self.logit_bias or {}).items():
-            if not key.strip().isdigit():
+            if not (key.isascii() and key.strip().isdigit()):  # not "²" or "٥"
                 raise ValueError(f"'{key}' is not a token id")
             if not -100.0 <= bias <= 100.0:
                 raise ValueError(f"the bias of token {key} is {bias}; it must be in -100..100")
@@ -128,6 +155,7 @@ class ChatCompletionRequest(_SamplingFields):
     tools: list[T.Tool] | None = None
     tool_choice: T.ToolChoice | None = None
     parallel_tool_calls: bool = True
+    NULL_IS_DEFAULT = _SamplingFields.NULL_IS_DEFAULT | {"parallel_tool_calls"}
 
     def tool_mode(self) -> T.Mode:
         return T.mode(self.tools, self.tool_choice)
@@ -156,8 +184,9 @@ class CompletionRequest(_SamplingFields):
     # Text, one text in a list, token ids, or one list of token ids (OpenAI's four forms).
     prompt: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     # OpenAI's completions default; 0 (with echo only): the prompt alone, as OpenAI and vLLM.
-    max_tokens: int | None = Field(default=16, ge=0)
+    max_tokens: int = Field(default=16, ge=0)  # null: 16 too (OpenAI's legacy default)
     echo: bool = False
+    NULL_IS_DEFAULT = _SamplingFields.NULL_IS_DEFAULT | {"echo", "max_tokens"}
     logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)
 
     def requested_max_tokens(self) -> int | None:

@@ -88,6 +88,13 @@ def check(tools: list[Tool] | None, choice: ToolChoice | None, formatted: bool) 
     if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
         raise APIError(400, f"Invalid 'tool_choice': no tool is named "
                        f"'{choice.function.name}'.", param="tool_choice", code="invalid_value")
+    for k, tool in enumerate(tools or []):
+        kind = (tool.function.parameters or {}).get("type", "object")
+        if kind != "object":  # OpenAI: an object schema; none at all means no arguments
+            where = f"tools.{k}.function.parameters"
+            raise APIError(400, f"Invalid '{where}': a function's parameters must be a JSON "
+                           f"schema of type 'object', not {json.dumps(kind)}.", param=where,
+                           code="invalid_value")
     if formatted and mode(tools, choice) != "off":
         raise APIError(400, "'response_format' cannot be combined with 'tools'; use one.",
                        param="response_format", code="invalid_value")

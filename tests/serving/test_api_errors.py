@@ -74,6 +74,27 @@ def server(fake_server_factory: Any) -> Any:
         (COMPLETIONS, {"model": "fake", "prompt": "hi", "prompt_logprobs": 1}, 400,
          "prompt_logprobs"),
         (CHAT, {**OK_CHAT, "echo": True}, 400, "echo"),
+        (CHAT, {**OK_CHAT, "stop": ["s"] * 17}, 400, "stop"),
+        (CHAT, {**OK_CHAT, "tools": [{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "string"}}}]}, 400, "tools.0.function.parameters"),
+        (CHAT, {**OK_CHAT, "messages": [
+            {"role": "user", "content": "6*7?"}, {"role": "tool", "content": "42"}]}, 400,
+         "messages.1.tool_call_id"),
+        (CHAT, {**OK_CHAT, "messages": [{"role": "user"}]}, 400, "messages.0.content"),
+        (CHAT, {**OK_CHAT, "messages": [{"role": "system", "content": None},
+                                        {"role": "user", "content": "x"}]}, 400,
+         "messages.0.content"),
+        (CHAT, {**OK_CHAT, "stream_options": {"include_usage": True}}, 400, "stream_options"),
+        (CHAT, {**OK_CHAT, "stream": False, "stream_options": {}}, 400, "stream_options"),
+        (COMPLETIONS, {"model": "fake", "prompt": "hi", "stream_options": {}}, 400,
+         "stream_options"),
+        (CHAT, {**OK_CHAT, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, 400,
+         "messages.0.content"),
+        (CHAT, {**OK_CHAT, "logit_bias": {"\u00b2": 10}}, 400, "logit_bias"),
+        (CHAT, {**OK_CHAT, "logit_bias": {"\u0665": 10}}, 400, "logit_bias"),
+        (COMPLETIONS, {"model": "fake", "prompt": "a " * 64, "max_tokens": 1}, 400, "prompt"),
     ],
 )
 def test_bad_request_gets_openai_error(
@@ -182,3 +203,58 @@ def test_echo_with_logprobs_on_an_engine_without_prompt_logprobs_is_400(
     assert err["code"] == "unsupported_parameter"
     ok = httpx.post(server.url + COMPLETIONS, json={**body, "echo": False}, timeout=10)
     assert ok.status_code == 200, ok.text
+
+
+def test_openai_messages_name_what_is_wrong(server: Any) -> None:
+    """Messages that said something else before: pydantic's "valid string" for an image,
+    int()'s error for "²", "less than or equal to 2" for NaN, a full context said to be
+    over the maximum."""
+    def message(path: str, body: dict[str, Any] | bytes) -> str:
+        if isinstance(body, bytes):
+            resp = httpx.post(server.url + path, content=body, timeout=10,
+                              headers={"content-type": "application/json"})
+        else:
+            resp = httpx.post(server.url + path, json=body, timeout=10)
+        assert resp.status_code == 400, resp.text
+        return str(resp.json()["error"]["message"])
+
+    image = [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    said = message(CHAT, {**OK_CHAT, "messages": [{"role": "user", "content": image}]})
+    assert "image inputs are not supported" in said and "valid string" not in said
+    said = message(CHAT, {**OK_CHAT, "logit_bias": {"\u00b2": 10}})
+    assert "is not a token id" in said and "int()" not in said
+    for value in (b"NaN", b"Infinity"):
+        raw = json.dumps({**OK_CHAT, "temperature": 0}).encode().replace(b"0}", value + b"}")
+        assert "finite number" in message(CHAT, raw)
+    said = message(COMPLETIONS, {"model": "fake", "prompt": "a " * 64, "max_tokens": 1})
+    assert "has 64 tokens" in said and "leaves 0 for generation" in said, said
+    assert "at most 63 prompt tokens" in said
+
+
+def test_a_prompt_filling_the_context_echoes_with_max_tokens_0(server: Any) -> None:
+    body = {"model": "fake", "prompt": "a " * 64, "max_tokens": 0, "echo": True}
+    resp = httpx.post(server.url + COMPLETIONS, json=body, timeout=10)
+    assert resp.status_code == 200, resp.text  # before: 400, "64 tokens" over "64 tokens"
+    assert resp.json()["choices"][0]["text"] == body["prompt"]
+    assert resp.json()["usage"]["completion_tokens"] == 0
+
+
+def test_null_fields_are_their_defaults(server: Any) -> None:
+    for path, base, nullable in (
+            (CHAT, OK_CHAT, ["n", "stream", "presence_penalty", "frequency_penalty",
+                             "parallel_tool_calls"]),
+            (COMPLETIONS, {"model": "fake", "prompt": "hi"},
+             ["n", "stream", "echo", "presence_penalty", "frequency_penalty", "max_tokens"])):
+        omitted = httpx.post(server.url + path, json=base, timeout=10).json()
+        for field in nullable:
+            resp = httpx.post(server.url + path, json={**base, field: None}, timeout=10)
+            assert resp.status_code == 200, (field, resp.text)
+            assert resp.json()["choices"] == omitted["choices"], field
+            assert resp.json()["usage"] == omitted["usage"], field
+    assert omitted["usage"]["completion_tokens"] == 16  # completions' default max_tokens
+
+
+@pytest.mark.parametrize("path", [CHAT + "/", COMPLETIONS + "/", "/v1/embeddings/"])
+def test_a_trailing_slash_is_a_json_404_not_an_empty_redirect(server: Any, path: str) -> None:
+    resp = httpx.post(server.url + path, json=OK_CHAT, timeout=10)
+    assert_error(resp, 404, None)  # before: 307 with an empty body

@@ -58,7 +58,8 @@ def test_a_bias_of_100_makes_the_token_the_only_choice(client: openai.OpenAI,
 
 
 @pytest.mark.parametrize("bias", [{"abc": 1}, {"5": 101}, {"5": -100.5}, {"999999999": 1},
-                                  {str(i): 1 for i in range(301)}])
+                                  {str(i): 1 for i in range(301)},
+                                  {"\u00b2": 10}, {"\u0665": 10}])  # superscript 2, Arabic 5
 def test_bad_maps_are_400_naming_logit_bias(client: openai.OpenAI, bias: Any) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model="smollm2", prompt=PROMPT, max_tokens=1,

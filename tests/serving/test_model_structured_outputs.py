@@ -6,6 +6,7 @@ JSON on its own; every answer that finished here parses, so the grammar is what 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -117,3 +118,54 @@ def test_a_schema_that_cannot_be_enforced_is_a_400(client: openai.OpenAI,
     # the server is unharmed
     ok = client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=2)  # type: ignore[arg-type]
     assert ok.choices[0].finish_reason in ("stop", "length")
+
+
+def _peak_rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    return int(status["VmHWM"].split()[0])
+
+
+def _huge_array_schema(n: int) -> dict[str, Any]:
+    return {"type": "object", "properties": {
+        "a": {"type": "array", "items": {"type": "integer"}, "maxItems": n}}}
+
+
+@pytest.mark.parametrize("where", ["response_format", "tools"])
+def test_a_huge_repetition_bound_is_refused_at_once_without_memory(
+        model_server: LoopbackServer, where: str) -> None:
+    body: dict[str, Any] = {"model": "smollm2", "messages": ASK, "max_tokens": 4}
+    if where == "tools":
+        body["tools"] = [{"type": "function", "function": {
+            "name": "f", "parameters": _huge_array_schema(10**9)}}]
+    else:
+        body["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": _huge_array_schema(10**9)}}
+    with httpx.Client(base_url=model_server.url, timeout=120) as http:
+        http.get("/health")
+        with open("/proc/self/clear_refs", "w") as f:  # the peak RSS starts from now
+            f.write("5")
+        before = _peak_rss_kb()
+        began = time.perf_counter()
+        resp = http.post("/v1/chat/completions", json=body)
+        took = time.perf_counter() - began
+        grown_kb = _peak_rss_kb() - before
+    assert resp.status_code == 400, resp.text
+    err = resp.json()["error"]
+    assert err["param"].startswith(where) and err["code"] == "invalid_value", err
+    assert took < 0.5, took  # before: the converter wrote the repetitions out first
+    assert grown_kb < 8 * 1024, grown_kb  # before: +1.7 GB for maxItems 3e7
+    assert "maxItems" in err["message"], err
+
+
+def test_a_small_repetition_bound_is_followed(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"a": {
+        "type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 5}},
+        "required": ["a"], "additionalProperties": False}
+    resp = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "A list of numbers as JSON."}],
+        max_tokens=80, seed=1, response_format={  # type: ignore[arg-type]
+            "type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert resp.choices[0].finish_reason == "stop"
+    answer = json.loads(resp.choices[0].message.content or "")
+    assert 1 <= len(answer["a"]) <= 5 and all(isinstance(v, int) for v in answer["a"])

@@ -174,13 +174,27 @@ def test_a_conversation_with_tool_calls_and_results(client: openai.OpenAI) -> No
     ({"tools": [TOOLS[0], TOOLS[0]]}, "tools"),
     ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "response_format"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}]},
-     "tools"),
+     "tools.0.function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "weird"}}}}}]}, "tools"),
+    ({"tools": [TOOLS[0], {"type": "function", "function": {
+        "name": "f", "parameters": {"type": "string"}}}]}, "tools.1.function.parameters"),
 ])
 def test_tool_settings_that_cannot_be_honoured_are_400(
         client: openai.OpenAI, kwargs: dict[str, Any], param: str) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="smollm2", messages=ASK, max_tokens=2, **kwargs)
     assert err.value.body["param"] == param  # type: ignore[index]
+
+
+def test_a_tool_without_parameters_is_called_with_no_arguments(client: openai.OpenAI) -> None:
+    tool = {"type": "function", "function": {"name": "now", "description": "The time."}}
+    resp = client.chat.completions.create(
+        model="smollm2", messages=ASK, max_tokens=40, seed=1, tools=[tool],  # type: ignore[arg-type, list-item]
+        tool_choice={"type": "function", "function": {"name": "now"}})
+    calls = resp.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["now"], resp
+    assert isinstance(json.loads(calls[0].function.arguments), dict)
 
 
 def test_model_server_is_still_healthy(model_server: LoopbackServer) -> None:

@@ -54,12 +54,12 @@ from wattserve_serving.engines.llamacpp_score import score_prompt
 from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
 from wattserve_serving.engines.sampler import sampler_chain
 from wattserve_serving.engines.stops import StopMatcher
+from wattserve_serving.schema_limits import MAX_GRAMMAR_CHARS
 
 _DONE = object()
 # A job switched away from keeps its KV cache up to this many tokens (SmolLM2-135M: ~23 KiB
 # per token, so <= ~12 MiB per waiting job); longer ones are evaluated again on resume.
 SAVE_MAX_TOKENS = 512
-MAX_GRAMMAR_CHARS = 100_000  # a JSON schema's grammar; a few KB for the schemas in use
 GRAMMARS_KEPT = 64  # compiled grammars kept, by schema text
 _LOOSE_CHAR = r'char ::= [^"\\]'
 _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'

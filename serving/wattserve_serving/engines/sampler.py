@@ -11,6 +11,9 @@ from wattserve_serving.engines.base import SamplingParams
 
 MIN_P = 0.05  # llama-cpp-python's default, as before
 DEFAULT_TOP_K = 40  # llama-cpp-python's default when the request sets none
+# llama.cpp's LLAMA_DEFAULT_SEED: a dist sampler given it draws a random seed, so a request's
+# seed is taken modulo it (seeds 0..2^32-2 as they are; 2^32-1, -1 and the like reproducible).
+RANDOM_SEED = 0xFFFFFFFF
 
 
 def sampler_chain(llm: Any, params: SamplingParams, grammar: Any, seed: int) -> Any:
@@ -32,5 +35,5 @@ def sampler_chain(llm: Any, params: SamplingParams, grammar: Any, seed: int) -> 
     chain.add_top_p(params.top_p, 1)
     chain.add_min_p(MIN_P, 1)
     chain.add_temp(params.temperature)
-    chain.add_dist(seed & 0xFFFFFFFF)
+    chain.add_dist(seed % RANDOM_SEED)
     return chain
