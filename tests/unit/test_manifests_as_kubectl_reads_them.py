@@ -176,3 +176,7 @@ def test_control_characters_in_a_name_do_not_reach_the_terminal(
     assert main(["plan", "-f", str(path), "--pools", POOLS]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "smol\ufffd[2J\ufffdsecond line" in out
+
+
+def test_stdin_is_read_once(capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2(["plan", "-f", "-", "--pools", "-"], capsys, "stdin (-) can be read once")

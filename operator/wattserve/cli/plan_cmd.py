@@ -77,6 +77,8 @@ def _positive_seconds(text: str) -> float:
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if (args.filename + args.pools).count("-") > 1:
+            raise _InputError("stdin (-) can be read once: give the other -f/--pools a file")
         models = _load(_expand(args.filename), "ModelDeployment", parse_model_deployment)
         pools = _load(_expand(args.pools), "ServingPool", parse_serving_pool)
         _check_unique("ServingPool", [p.name for p in pools])
