@@ -17,6 +17,22 @@
 {{- end }}
 {{- end }}
 
+{{/*
+The full name plus "-<suffix>" (args: list ctx suffix), at most 63 characters: the BASE is cut
+to 62 - len(suffix), so a long fullname never swallows the suffix (which made the activator's
+objects collide with the operator's) and the whole stays a valid Service name / label value.
+*/}}
+{{- define "wattserve.suffixedName" -}}
+{{- $ctx := index . 0 }}{{- $suffix := index . 1 }}
+{{- $base := include "wattserve.fullname" $ctx | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
+{{/* The activator's name (its ServiceAccount, RBAC, Service and Deployment). */}}
+{{- define "wattserve.activatorName" -}}
+{{- include "wattserve.suffixedName" (list . "activator") }}
+{{- end }}
+
 {{- define "wattserve.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
