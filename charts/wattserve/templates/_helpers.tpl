@@ -37,21 +37,40 @@ objects collide with the operator's) and the whole stays a valid Service name / 
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels of every resource. */}}
+{{/* Labels of every resource: wattserve.labelsFor with no component and no extra labels. */}}
 {{- define "wattserve.labels" -}}
-helm.sh/chart: {{ include "wattserve.chart" . }}
-{{ include "wattserve.instanceLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: wattserve
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
+{{- include "wattserve.labelsFor" (dict "ctx" .) }}
 {{- end }}
+
+{{/*
+Labels of a resource, as ONE map (so a key never appears twice): commonLabels, then the
+object's own extra labels (args: dict "ctx" . "component" "operator" "extra" MAP "extraPath"
+"operator.podLabels"; the extra ones win), then the chart's own labels. The chart's keys
+(app.kubernetes.io/name, instance, component, version, managed-by, part-of, helm.sh/chart)
+may not be set by values: selectors depend on them, so a value setting one fails, naming it.
+toYaml renders the values, so a numeric-looking string (release "1234") stays a string.
+*/}}
+{{- define "wattserve.labelsFor" -}}
+{{- $ctx := .ctx }}
+{{- $own := dict "helm.sh/chart" (include "wattserve.chart" $ctx) "app.kubernetes.io/name" (include "wattserve.name" $ctx) "app.kubernetes.io/instance" $ctx.Release.Name "app.kubernetes.io/version" (toString $ctx.Chart.AppVersion) "app.kubernetes.io/managed-by" $ctx.Release.Service "app.kubernetes.io/part-of" "wattserve" }}
+{{- with .component }}{{- $_ := set $own "app.kubernetes.io/component" . }}{{- end }}
+{{- $reserved := list "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/part-of" "app.kubernetes.io/component" }}
+{{- $out := dict }}
+{{- range $src := list (list "commonLabels" $ctx.Values.commonLabels) (list (.extraPath | default "") (.extra | default dict)) }}
+{{- range $k, $v := index $src 1 }}
+{{- if has $k $reserved }}
+{{- fail (printf "%s: the label %q is set by the chart (its selectors use the app.kubernetes.io/* labels); remove it from the values" (index $src 0) $k) }}
+{{- end }}
+{{- $_ := set $out $k (toString $v) }}
+{{- end }}
+{{- end }}
+{{- range $k, $v := $own }}{{- $_ := set $out $k $v }}{{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{- define "wattserve.instanceLabels" -}}
-app.kubernetes.io/name: {{ include "wattserve.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "wattserve.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/* Selector labels of the operator pods. */}}
