@@ -23,6 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "wattserve"
 RELEASE = "ws"
 NAMESPACE = "wattserve-system"
+# API versions helm template pretends the cluster serves (beyond the built-in ones): the
+# Prometheus Operator's, so that the monitors render as on a cluster that has its CRDs. Pass
+# api_versions=() to render as for a cluster without them.
+API_VERSIONS = ("monitoring.coreos.com/v1",)
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -73,8 +77,11 @@ def run_helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str
 
 @functools.cache
 def _render_cached(values_yaml: str, files: tuple[str, ...], chart: str,
-                   release: str = RELEASE, namespace: str = NAMESPACE) -> str:
+                   release: str = RELEASE, namespace: str = NAMESPACE,
+                   api_versions: tuple[str, ...] = API_VERSIONS) -> str:
     args = ["template", release, chart, "--namespace", namespace, "--include-crds"]
+    for v in api_versions:
+        args += ["--api-versions", v]
     for f in files:
         args += ["-f", f]
     tmp = None
@@ -100,10 +107,11 @@ class RenderError(Exception):
 
 def render_text(values: Mapping[str, Any] | None = None, files: Iterable[Path] = (),
                 chart: Path = CHART, release: str = RELEASE,
-                namespace: str = NAMESPACE) -> str:
+                namespace: str = NAMESPACE,
+                api_versions: tuple[str, ...] = API_VERSIONS) -> str:
     values_yaml = yaml.safe_dump(dict(values), sort_keys=True) if values else ""
     return _render_cached(values_yaml, tuple(str(f) for f in files), str(chart), release,
-                          namespace)
+                          namespace, api_versions)
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -122,11 +130,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def render(values: Mapping[str, Any] | None = None, files: Iterable[Path] = (),
-           chart: Path = CHART, release: str = RELEASE,
-           namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+           chart: Path = CHART, release: str = RELEASE, namespace: str = NAMESPACE,
+           api_versions: tuple[str, ...] = API_VERSIONS) -> list[dict[str, Any]]:
     """Every manifest ``helm template`` renders (CRDs included), parsed; a duplicate key in
     any mapping fails (yaml.constructor.ConstructorError)."""
-    text = render_text(values, files, chart, release, namespace)
+    text = render_text(values, files, chart, release, namespace, api_versions)
     return [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d]
 
 

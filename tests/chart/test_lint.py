@@ -12,7 +12,8 @@ CASES = {
     "everything-on": [
         "-f", str(CHART / "examples" / "pools-values.yaml"),
         "--set", "networkPolicy.enabled=true,serviceMonitor.enabled=true,"
-                 "podMonitor.enabled=true,dashboard.enabled=true",
+                 "podMonitor.enabled=true,dashboard.enabled=true,"
+                 "serviceMonitor.force=true,podMonitor.force=true",
     ],
     "operator-off": ["--set", "operator.enabled=false"],
     "replicas-0": ["--set", "operator.replicas=0"],

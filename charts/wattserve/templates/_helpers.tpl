@@ -133,3 +133,43 @@ Args: (list base field var pools).
 {{- printf "%s * $%s" $base $var }}
 {{- end }}
 {{- end }}
+
+{{/* A Prometheus duration ("1m30s", "500ms") in milliseconds; "" gives 0. */}}
+{{- define "wattserve.durationMs" -}}
+{{- $ms := 0 }}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" (toString .) -1 }}
+{{- $n := regexFind "^[0-9]+" . | int }}
+{{- $unit := trimPrefix (regexFind "^[0-9]+" .) . }}
+{{- $ms = add $ms (mul $n (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit)) }}
+{{- end }}
+{{- $ms }}
+{{- end }}
+
+{{/*
+Whether to render a Prometheus Operator monitor (args: list ctx monitorValues): enabled, and
+the API server serves monitoring.coreos.com/v1 (else the install would fail "no matches for
+kind"), or force is set (helm template without --api-versions, CRDs installed later).
+*/}}
+{{- define "wattserve.monitorEnabled" -}}
+{{- $ctx := index . 0 }}{{- $m := index . 1 }}
+{{- if and $m.enabled (or $m.force ($ctx.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{- end }}
+{{- end }}
+
+{{/*
+The interval and scrapeTimeout lines of a monitor endpoint (args: list valuesPath monitorValues):
+"" omits a field (Prometheus's default); a timeout longer than the interval fails.
+*/}}
+{{- define "wattserve.scrapeTimes" -}}
+{{- $path := index . 0 }}{{- $m := index . 1 }}
+{{- if and $m.interval $m.scrapeTimeout }}
+{{- if gt (include "wattserve.durationMs" $m.scrapeTimeout | int) (include "wattserve.durationMs" $m.interval | int) }}
+{{- fail (printf "%s.scrapeTimeout (%s) must not exceed %s.interval (%s): lower it, or set it to \"\" to use Prometheus's default" $path $m.scrapeTimeout $path $m.interval) }}
+{{- end }}
+{{- end }}
+{{- with $m.interval }}
+interval: {{ . | quote }}
+{{- end }}
+{{- with $m.scrapeTimeout }}
+scrapeTimeout: {{ . | quote }}
+{{- end }}
+{{- end }}
