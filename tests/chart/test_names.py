@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from .helmutil import RenderError, render
+from .helmutil import RenderError, by_kind, render
 from .k8snames import name_problems
 
-EVERYTHING = {
+EVERYTHING: dict[str, Any] = {
     "activator": {"enabled": True},
     "networkPolicy": {"enabled": True},
     "serviceMonitor": {"enabled": True},
@@ -82,3 +82,39 @@ def test_the_operator_is_pointed_at_the_activator_service_under_a_long_name() ->
 def test_a_release_name_over_53_characters_is_refused_by_helm() -> None:
     with pytest.raises(RenderError, match="53"):
         render(release="r" * 63)
+
+
+SPEC = {"node": {}, "pricing": {}, "power": {}, "carbon": {}}
+
+
+@pytest.mark.parametrize(("release", "namespace"), [
+    ("1234", "0123"), ("a.b", "wattserve-system"), ("0.1", "1e3"), ("12e3", "true"),
+    ("2024-wattserve", "007")])
+def test_numeric_looking_and_dotted_release_names_give_valid_typed_names(
+        release: str, namespace: str) -> None:
+    docs = render({**EVERYTHING, "operator": {"namespaces": ["0123", "team-a"]},
+                   "servingPools": [{"name": "2024", "spec": SPEC}]},
+                  release=release, namespace=namespace)
+    _check(docs)  # names, namespaces and label values are strings the API server accepts
+    mine = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    assert {d["metadata"]["labels"]["app.kubernetes.io/instance"] for d in mine} == {release}
+    assert {d["metadata"]["namespace"] for d in mine if "namespace" in d["metadata"]} == {
+        namespace, "0123", "team-a"}
+    assert by_kind(docs, "ServingPool")[0]["metadata"]["name"] == "2024"
+    services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"]
+    assert len(services) == 2
+    # The operator is pointed at the activator Service by its real name.
+    op = next(d for d in docs if d["kind"] == "Deployment"
+              and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+    env = {e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0][
+        "env"]}
+    assert env["WATTSERVE_ACTIVATOR_SERVICE"].split("/") == [
+        namespace, next(s for s in services if s.endswith("-activator"))]
+    for binding in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+        assert all(isinstance(s["name"], str) and s["namespace"] == namespace
+                   for s in binding["subjects"])
+
+
+def test_a_fullname_override_that_is_not_a_dns_name_is_refused_by_the_schema() -> None:
+    with pytest.raises(RenderError, match="fullnameOverride"):
+        render({"fullnameOverride": "My_Operator"})

@@ -18,13 +18,17 @@
 {{- end }}
 
 {{/*
-The full name plus "-<suffix>" (args: list ctx suffix), at most 63 characters: the BASE is cut
-to 62 - len(suffix), so a long fullname never swallows the suffix (which made the activator's
-objects collide with the operator's) and the whole stays a valid Service name / label value.
+The full name plus "-<suffix>" (args: list ctx suffix), a DNS-1035 label of at most 63
+characters (these names are Service names, or share one): dots become dashes, a base that does
+not start with a letter (release "1234", "0.1") gets the prefix "ws-", and the BASE is cut to
+62 - len(suffix), so a long fullname never swallows the suffix (which made the activator's
+objects collide with the operator's).
 */}}
 {{- define "wattserve.suffixedName" -}}
 {{- $ctx := index . 0 }}{{- $suffix := index . 1 }}
-{{- $base := include "wattserve.fullname" $ctx | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- $base := include "wattserve.fullname" $ctx | replace "." "-" }}
+{{- if not (regexMatch "^[a-z]" $base) }}{{- $base = printf "ws-%s" $base }}{{- end }}
+{{- $base = $base | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
 {{- printf "%s-%s" $base $suffix }}
 {{- end }}
 
