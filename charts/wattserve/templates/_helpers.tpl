@@ -92,10 +92,31 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* repository:tag of an image value ({repository, tag, pullPolicy}); tag "" = appVersion. */}}
+{{/*
+The reference of an image value ({repository, tag, digest, pullPolicy}): repository@digest when
+digest is set (the tag is then ignored: the digest alone says which image), else
+repository:tag with tag "" = the chart's appVersion.
+*/}}
 {{- define "wattserve.image" -}}
 {{- $img := index . 0 }}{{- $ctx := index . 1 }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else }}
 {{- printf "%s:%s" $img.repository (default $ctx.Chart.AppVersion $img.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The activator's image: its own repository, or "" = the operator's image; then tag, digest and
+pullPolicy are the activator's where set, else the operator's.
+*/}}
+{{- define "wattserve.activatorImage" -}}
+{{- $act := .Values.activator.image }}{{- $op := .Values.operator.image }}
+{{- if $act.repository }}
+{{- toYaml (dict "repository" $act.repository "tag" ($act.tag | default "") "digest" ($act.digest | default "") "pullPolicy" ($act.pullPolicy | default $op.pullPolicy)) }}
+{{- else }}
+{{- toYaml (dict "repository" $op.repository "tag" ($act.tag | default $op.tag | default "") "digest" ($act.digest | default $op.digest | default "") "pullPolicy" ($act.pullPolicy | default $op.pullPolicy)) }}
+{{- end }}
 {{- end }}
 
 {{/* The operator's command line. */}}
