@@ -23,6 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "wattserve"
 RELEASE = "ws"
 NAMESPACE = "wattserve-system"
+# API versions helm template pretends the cluster serves (beyond the built-in ones): the
+# Prometheus Operator's, so that the monitors render as on a cluster that has its CRDs. Pass
+# api_versions=() to render as for a cluster without them.
+API_VERSIONS = ("monitoring.coreos.com/v1",)
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -72,8 +76,12 @@ def run_helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str
 
 
 @functools.cache
-def _render_cached(values_yaml: str, files: tuple[str, ...], chart: str) -> str:
-    args = ["template", RELEASE, chart, "--namespace", NAMESPACE, "--include-crds"]
+def _render_cached(values_yaml: str, files: tuple[str, ...], chart: str,
+                   release: str = RELEASE, namespace: str = NAMESPACE,
+                   api_versions: tuple[str, ...] = API_VERSIONS) -> str:
+    args = ["template", release, chart, "--namespace", namespace, "--include-crds"]
+    for v in api_versions:
+        args += ["--api-versions", v]
     for f in files:
         args += ["-f", f]
     tmp = None
@@ -98,15 +106,36 @@ class RenderError(Exception):
 
 
 def render_text(values: Mapping[str, Any] | None = None, files: Iterable[Path] = (),
-                chart: Path = CHART) -> str:
+                chart: Path = CHART, release: str = RELEASE,
+                namespace: str = NAMESPACE,
+                api_versions: tuple[str, ...] = API_VERSIONS) -> str:
     values_yaml = yaml.safe_dump(dict(values), sort_keys=True) if values else ""
-    return _render_cached(values_yaml, tuple(str(f) for f in files), str(chart))
+    return _render_cached(values_yaml, tuple(str(f) for f in files), str(chart), release,
+                          namespace, api_versions)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping with the same key twice (the API server's YAML
+    decoder refuses it too; PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def render(values: Mapping[str, Any] | None = None, files: Iterable[Path] = (),
-           chart: Path = CHART) -> list[dict[str, Any]]:
-    """Every manifest ``helm template`` renders (CRDs included), parsed."""
-    return [d for d in yaml.safe_load_all(render_text(values, files, chart)) if d]
+           chart: Path = CHART, release: str = RELEASE, namespace: str = NAMESPACE,
+           api_versions: tuple[str, ...] = API_VERSIONS) -> list[dict[str, Any]]:
+    """Every manifest ``helm template`` renders (CRDs included), parsed; a duplicate key in
+    any mapping fails (yaml.constructor.ConstructorError)."""
+    text = render_text(values, files, chart, release, namespace, api_versions)
+    return [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -76,3 +76,41 @@ def test_the_activator_pod_gets_no_service_link_env_that_would_clash_with_its_se
     # the real node: the activator refused to start).
     pod = by_kind(render(ON), "Deployment", "activator")["spec"]["template"]["spec"]
     assert pod["enableServiceLinks"] is False
+
+
+def test_with_watched_namespaces_the_operator_may_list_the_activator_slices_in_its_namespace(
+) -> None:
+    docs = render({"activator": {"enabled": True}, "operator": {"namespaces": ["a", "b"]}})
+    sa = next(d for d in docs if d["kind"] == "ServiceAccount"
+              and d["metadata"]["labels"].get("app.kubernetes.io/component") != "activator")
+    ns = sa["metadata"]["namespace"]
+    roles = {d["metadata"]["name"]: d for d in docs
+             if d["kind"] == "Role" and d["metadata"]["namespace"] == ns}
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == ns
+                and {"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                     "namespace": ns} in d["subjects"]]
+    granted = {(g, r, v) for b in bindings for rule in roles[b["roleRef"]["name"]]["rules"]
+               for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert {("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")} <= granted
+    # Not needed (the ClusterRole covers it) without operator.namespaces or activator.
+    for values in ({"activator": {"enabled": True}}, {"operator": {"namespaces": ["a"]}}):
+        assert not [d for d in render(values) if d["kind"] == "Role"
+                    and d["metadata"]["namespace"] == ns]
+
+
+def test_the_serving_network_policy_admits_the_activator_pods_on_the_serving_port() -> None:
+    docs = render({"activator": {"enabled": True},
+                   "serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}}})
+    pod_labels = by_kind(docs, "Deployment", "activator")["spec"]["template"]["metadata"][
+        "labels"]
+    act_ns = by_kind(docs, "Deployment", "activator")["metadata"]["namespace"]
+    (np,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    admitted = [r for r in np["spec"]["ingress"] for peer in r["from"]
+                if peer.get("namespaceSelector") == {
+                    "matchLabels": {"kubernetes.io/metadata.name": act_ns}}
+                and peer.get("podSelector", {}).get("matchLabels", {"x": "y"}).items()
+                <= pod_labels.items()]
+    assert admitted and all({"port": 8000, "protocol": "TCP"} in r["ports"] for r in admitted)
+    off = render({"serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}}})
+    (np_off,) = [d for d in off if d["kind"] == "NetworkPolicy"]
+    assert len(np_off["spec"]["ingress"]) == len(np["spec"]["ingress"]) - 1

@@ -12,7 +12,14 @@ CASES = {
     "everything-on": [
         "-f", str(CHART / "examples" / "pools-values.yaml"),
         "--set", "networkPolicy.enabled=true,serviceMonitor.enabled=true,"
-                 "podMonitor.enabled=true,dashboard.enabled=true",
+                 "podMonitor.enabled=true,dashboard.enabled=true,"
+                 "serviceMonitor.force=true,podMonitor.force=true,activator.enabled=true,"
+                 "operator.replicas=2",
+    ],
+    "scoped-everything-on": [
+        "--set", "operator.namespaces={team-a,team-b},activator.enabled=true,"
+                 "serving.networkPolicy.enabled=true,networkPolicy.enabled=true,"
+                 "dashboard.enabled=true,operator.replicas=2",
     ],
     "operator-off": ["--set", "operator.enabled=false"],
     "replicas-0": ["--set", "operator.replicas=0"],
