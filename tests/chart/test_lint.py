@@ -14,12 +14,12 @@ CASES = {
         "--set", "networkPolicy.enabled=true,serviceMonitor.enabled=true,"
                  "podMonitor.enabled=true,dashboard.enabled=true,"
                  "serviceMonitor.force=true,podMonitor.force=true,activator.enabled=true,"
-                 "operator.replicas=2",
+                 "operator.replicas=1",
     ],
     "scoped-everything-on": [
         "--set", "operator.namespaces={team-a,team-b},activator.enabled=true,"
                  "serving.networkPolicy.enabled=true,networkPolicy.enabled=true,"
-                 "dashboard.enabled=true,operator.replicas=2",
+                 "dashboard.enabled=true,operator.replicas=1",
     ],
     "operator-off": ["--set", "operator.enabled=false"],
     "replicas-0": ["--set", "operator.replicas=0"],

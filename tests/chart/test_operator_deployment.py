@@ -176,7 +176,7 @@ def test_existing_service_account() -> None:
 def test_namespaced_resources_in_release_namespace() -> None:
     docs = render(ALL_OPTIONAL)
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                      "ServingPool", "ClusterKopfPeering"}
+                      "ServingPool"}
     for d in docs:
         if d["kind"] in cluster_scoped:
             assert "namespace" not in d["metadata"], d["kind"]
