@@ -114,3 +114,29 @@ def test_the_serving_network_policy_admits_the_activator_pods_on_the_serving_por
     off = render({"serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}}})
     (np_off,) = [d for d in off if d["kind"] == "NetworkPolicy"]
     assert len(np_off["spec"]["ingress"]) == len(np["spec"]["ingress"]) - 1
+
+
+def test_the_activator_pods_take_placement_and_pull_secrets_like_the_operator() -> None:
+    docs = render({"operator": {"imagePullSecrets": ["regcred"]},
+                   "activator": {"enabled": True, "nodeSelector": {"pool": "system"},
+                                 "tolerations": [{"key": "sys", "operator": "Exists"}],
+                                 "priorityClassName": "system-cluster-critical"}})
+    pod = by_kind(docs, "Deployment", "activator")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]  # inherited: same image
+    assert pod["nodeSelector"] == {"pool": "system"}
+    assert pod["tolerations"] == [{"key": "sys", "operator": "Exists"}]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    own = render({"operator": {"imagePullSecrets": ["regcred"]},
+                  "activator": {"enabled": True, "imagePullSecrets": ["act-cred"]}})
+    assert by_kind(own, "Deployment", "activator")["spec"]["template"]["spec"][
+        "imagePullSecrets"] == [{"name": "act-cred"}]
+
+
+def test_without_chart_rbac_or_service_accounts_the_activator_creates_neither() -> None:
+    docs = render({"serviceAccount": {"create": False, "name": "op-sa"},
+                   "rbac": {"create": False},
+                   "activator": {"enabled": True, "serviceAccountName": "act-sa"}})
+    made = {d["kind"] for d in docs if d["metadata"]["name"].endswith("-activator")}
+    assert made == {"Deployment", "Service"}  # no ServiceAccount, (Cluster)Role or binding
+    pod = by_kind(docs, "Deployment", "activator")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "act-sa"
