@@ -153,6 +153,8 @@ class RealPodStack:
         out = self.kube.helm(
             "template", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
             "--show-only", "templates/podmonitor.yaml", "--set", "podMonitor.enabled=true",
+            # as on a cluster with the Prometheus Operator (the chart renders monitors there)
+            "--api-versions", "monitoring.coreos.com/v1",
             "--set", f"podMonitor.interval={SCRAPE_INTERVAL}",
             "--set", f"podMonitor.scrapeTimeout={SCRAPE_INTERVAL}").stdout
         doc: dict[str, Any] = yaml.safe_load(out)

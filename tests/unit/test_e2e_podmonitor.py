@@ -33,7 +33,8 @@ def _chart_pod_monitor() -> dict[str, Any]:
         pytest.skip("helm not built (wattserve dev-cluster build)")
     out = subprocess.run(
         [str(helm), "template", "wattserve", str(CHART), "-n", "wattserve-system",
-         "--show-only", "templates/podmonitor.yaml", "--set", "podMonitor.enabled=true"],
+         "--show-only", "templates/podmonitor.yaml", "--set", "podMonitor.enabled=true",
+         "--api-versions", "monitoring.coreos.com/v1"],  # a cluster with the Prometheus Operator
         capture_output=True, text=True, check=True, timeout=60).stdout
     doc: dict[str, Any] = yaml.safe_load(out)
     return doc
