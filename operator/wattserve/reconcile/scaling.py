@@ -191,18 +191,23 @@ def current_status(old: Mapping[str, Any], observed: Mapping[str, Any]) -> dict[
 
 
 def scaled_condition(decision: Decision, current: int, note: str = "") -> cond.Condition:
-    message = f"{decision.reason}: {decision.message}{note}"
+    status: cond.Status
+    reason: str
     if decision.reason == zero.SCALED_TO_ZERO:
-        return cond.Condition(cond.SCALED, "True", zero.SCALED_TO_ZERO, message)
-    if not decision.metrics_available:
-        return cond.Condition(cond.SCALED, "Unknown", METRICS_UNAVAILABLE, message)
-    if decision.conflict:
-        return cond.Condition(cond.SCALED, "True", decision.reason, message)
-    if decision.desired_replicas > current:
-        return cond.Condition(cond.SCALED, "True", SCALED_UP, message)
-    if decision.desired_replicas < current:
-        return cond.Condition(cond.SCALED, "True", SCALED_DOWN, message)
-    return cond.Condition(cond.SCALED, "True", STEADY, message)
+        status, reason = "True", zero.SCALED_TO_ZERO
+    elif not decision.metrics_available:
+        status, reason = "Unknown", METRICS_UNAVAILABLE
+    elif decision.conflict:
+        status, reason = "True", decision.reason
+    elif decision.desired_replicas > current:
+        status, reason = "True", SCALED_UP
+    elif decision.desired_replicas < current:
+        status, reason = "True", SCALED_DOWN
+    else:
+        status, reason = "True", STEADY
+    # The policy's own reason leads the message when the condition's reason is another one.
+    lead = "" if reason == decision.reason else f"{decision.reason}: "
+    return cond.Condition(cond.SCALED, status, reason, f"{lead}{decision.message}{note}")
 
 
 def conditions_patch(body: Mapping[str, Any], update: cond.Condition,
