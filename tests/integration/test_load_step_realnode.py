@@ -104,26 +104,30 @@ def test_a_load_step_two_replicas_can_meet_is_met_within_startup_plus_one_interv
     assert f.get("startup_s") is not None and f.get("seen_serving_s") is not None, f
     assert f["replicas_desired"] == loadstep.PODS, f
     assert "mu2" in f, f"the second pod is not Ready after the load ({f})"
+    # Judge the outcome first: a step that was met passes however busy the machine was.
+    worst = f["worst_window_p95_s"]
+    rec, bound = f["recovery_s"], f.get("bound_s")
+    held = worst is not None and worst <= f["slo_s"]
+    met = held or (rec is not None and bound is not None and rec <= bound)
     cpu = f["cpu_two"]
-    if cpu["free_for_pods_cores"] < MIN_FREE_CORES or f["mu2"] <= f["offered"]:
+    if not met and (cpu["free_for_pods_cores"] < MIN_FREE_CORES or f["mu2"] <= f["offered"]):
         pytest.skip(f"other work left the pods {cpu['free_for_pods_cores']} vCPUs and two pods "
                     f"answered {f['mu2']}/s for {f['offered']}/s offered: not a step scaling "
                     f"can meet on this machine now ({loadstep.summary(f)})")
-    # A step scaling can meet: nothing failed, and the p95 of the requests sent from then on
-    # was back under the SLO within the bound.
-    assert not f["errors"] and not f["two_errors"], f
-    met = f["recovery_s"] is not None and f["recovery_s"] <= f["bound_s"]
     steady = f["steady_p95_s"]
     if not met and (steady is None or steady > f["slo_s"]):
         # Two pods at this rate on this machine keep p95 at the SLO even with no backlog (the
         # queueing estimate errs high: it was 3.88 s in a run whose worst window was 2.45 s),
         # so a miss says nothing about how fast scaling was; a pass is still asserted.
-        pytest.skip(f"p95 back under the SLO {f['recovery_s']} s after the step, bound "
-                    f"{f['bound_s']} s, but two pods at {f['offered']}/s hold a steady p95 of "
+        pytest.skip(f"p95 back under the SLO {rec} s after the step, bound "
+                    f"{bound} s, but two pods at {f['offered']}/s hold a steady p95 of "
                     f"{steady} s against the SLO {f['slo_s']} s on this machine now "
                     f"({loadstep.summary(f)})")
-    assert f["recovery_s"] is not None, f"p95 never came back under the SLO ({f})"
-    assert f["recovery_s"] <= f["bound_s"], (
-        f"p95 back under the SLO {f['recovery_s']} s after the step; start-up "
+    # A step scaling can meet: nothing failed, and the p95 of the requests sent from then on
+    # was back under the SLO within the bound (or never above it).
+    assert not f["errors"] and not f["two_errors"], f
+    assert rec is not None, f"p95 never came back under the SLO ({f})"
+    assert met, (
+        f"p95 back under the SLO {rec} s after the step; start-up "
         f"{f['startup_s']} s + interval {f['interval_s']} s + backlog allowance "
-        f"{f['allowance_s']} s + 1 s stamps = {f['bound_s']} s ({loadstep.summary(f)})")
+        f"{f.get('allowance_s')} s + 1 s stamps = {bound} s ({loadstep.summary(f)})")
