@@ -151,6 +151,7 @@ def _watts(candidate: dict[str, Any]) -> float:
 
 def up(real_node: bool = True) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
+    _stop_processes()  # what an earlier `up` left running; the cluster is started afresh
     why = "--no-real-node" if not real_node else realnode.host_reason()
     if os.environ.get("WATTSERVE_DEMO_KUBECONFIG"):
         return _up_kwok(_cluster())
@@ -266,16 +267,29 @@ def _save_pids(stack: Stack) -> None:
     (STATE / "pids.json").write_text(json.dumps(pids))
 
 
-def down() -> int:
+def _stop_processes() -> None:
+    """Stop the host processes a previous `up` left running (its Prometheus holds the lock on
+    its data directory: a second `up` without a `down` would fail on it)."""
     pids_file = STATE / "pids.json"
-    if pids_file.exists():
-        for name, pid in json.loads(pids_file.read_text()).items():
+    if not pids_file.exists():
+        return
+    for name, pid in json.loads(pids_file.read_text()).items():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(100):  # up to 10 s for it to exit and let go of its files
             try:
-                os.killpg(pid, signal.SIGTERM)
-                say(f"stopped {name} (pid {pid})")
+                os.killpg(pid, 0)
             except ProcessLookupError:
-                pass
-        pids_file.unlink()
+                break
+            time.sleep(0.1)
+        say(f"stopped {name} (pid {pid})")
+    pids_file.unlink()
+
+
+def down() -> int:
+    _stop_processes()
     if not realpods.cluster_down(STATE):
         say("`dev-cluster down` failed three times: see above")
         return 1
