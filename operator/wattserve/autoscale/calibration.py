@@ -102,3 +102,25 @@ def calibrate(
         gap = obs.p95_ttft_s - p.ttft_p95_s
         tcorr = _ewma(tcorr, gap, a, (-0.5 * p.ttft_p95_s, obs.p95_ttft_s))
     return state, speed, corr, tcorr
+
+
+def first_window_correction(spec: ScalingInputs, state: ScalerState, obs: Observation,
+                            load: Load, ready: int, speed: float, corr: float) -> float:
+    """The tail correction to decide with before the first fit.
+
+    Until a whole settled window has been seen nothing is fitted and the seed alone would
+    decide; a seed sized for varied request lengths can predict twice the latency a
+    replica shows (SmolLM2 on the real node: 3.3 s predicted at 13 % utilization, 1.4 s
+    observed), and scale a new deployment to its maximum on its first requests. So while
+    nothing has been fitted, an observed p95 under the seed's prediction at the ready
+    count lowers the correction at once (to the fit's lower bound at most); the first fit
+    takes over from there. It never raises it: an observed miss is the reactive guard's.
+    """
+    latency = obs.p95_latency_s
+    rate = load.rate
+    if state.work_ewma > 0.0 or ready <= 0 or rate <= 0 or latency is None or latency <= 0:
+        return corr
+    p = predict(spec.capacity, load, ready, speed=speed, tail_factor=spec.tail_factor)
+    if not (math.isfinite(p.p95_s) and p.p95_s > 0 and p.utilization < 0.9):
+        return corr
+    return corr * min(1.0, max(_TAIL_BOUNDS[0] / corr, latency / (p.p95_s * corr)))

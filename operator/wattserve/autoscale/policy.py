@@ -34,7 +34,12 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 
-from wattserve.autoscale.calibration import calibrate, gauge_scale, lengths_to_plan
+from wattserve.autoscale.calibration import (
+    calibrate,
+    first_window_correction,
+    gauge_scale,
+    lengths_to_plan,
+)
 from wattserve.autoscale.forecast import (
     drop_newest,
     late_episodes,
@@ -97,6 +102,9 @@ def decide(
         calibrated, speed, corr, tcorr = (state, state.speed, state.tail_correction,
                                           state.ttft_correction)
 
+    # Before the first fit: an observed p95 under the seed's prediction lowers it now.
+    used = corr if not clear else first_window_correction(spec, calibrated, obs, load, ready,
+                                                          speed, corr)
     scale = gauge_scale(calibrated)
     if scale < 1.0 and obs.in_flight is not None:
         obs = replace(obs, in_flight=obs.in_flight * scale)
@@ -104,7 +112,7 @@ def decide(
     def pred(replicas: int, lam: float) -> Prediction:
         p = predict(spec.capacity, Load(lam, load.prompt_tokens, load.gen_tokens), replicas,
                     speed=speed, tail_factor=spec.tail_factor)
-        return Prediction(p.p95_s * corr, p.ttft_p95_s + tcorr, p.concurrency, p.utilization)
+        return Prediction(p.p95_s * used, p.ttft_p95_s + tcorr, p.concurrency, p.utilization)
 
     trend = state.trend
     if state.last_rate is not None and state.last_time is not None and now > state.last_time:
@@ -208,7 +216,7 @@ def decide(
     desired = min(max(desired, lo), hi)
 
     p_desired = pred(desired, rate)
-    extra: dict[str, float] = {"speed": speed, "tailCorrection": corr, "margin": margin,
+    extra: dict[str, float] = {"speed": speed, "tailCorrection": used, "margin": margin,
                                "ttftCorrection": tcorr, "ready": float(ready),
                                "starting": float(starting), "planRate": plan_rate,
                                "startupSeconds": cold}
