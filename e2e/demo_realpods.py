@@ -6,7 +6,8 @@ restricted namespace; a real Prometheus on the host finds the serving pods throu
 service discovery (the chart PodMonitor's selection and relabelling) and the operator pod reads
 it. Load goes through the Service's ClusterIP at a rate that one replica cannot serve within
 the SLO but two can (1.4 x the measured capacity of one replica); the autoscaler adds the
-second real pod on the real node, p95 goes from above the SLO to under it, and when the load
+second real pod on the real node (often before one replica's queue pushes p95 over the SLO),
+the demo tells when p95 is under the SLO over sliding windows of sends, and when the load
 stops it scales back down.
 """
 
