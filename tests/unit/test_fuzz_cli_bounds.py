@@ -120,9 +120,12 @@ def test_trace_reader_fails_only_with_value_errors(tmp_path_factory: pytest.Temp
 @pytest.mark.parametrize(("which", "content", "needle"), [
     ("--model", None, "--model"),  # a directory
     ("--model", b"\xd6\xff binary", "not a UTF-8 text file"),
+    ("--model", b"kind: ModelDeployment\n", "apiVersion not set"),
     ("--pools", b"", "is empty"),
-    ("--pools", b"kind: ModelDeployment\n", "no ServingPool document"),
-    ("--model", b"kind: ServingPool\n", "no ModelDeployment document"),
+    ("--pools", b"apiVersion: wattserve.dev/v1alpha1\nkind: ModelDeployment\n",
+     "no ServingPool document"),
+    ("--model", b"apiVersion: wattserve.dev/v1alpha1\nkind: ServingPool\n",
+     "no ModelDeployment document"),
 ])
 def test_simulate_names_the_unreadable_manifest(tmp_path: Path, which: str,
                                                 content: bytes | None, needle: str) -> None:

@@ -101,6 +101,24 @@ def test_tolerations_follow_the_pod_rules() -> None:
         assert err.value.path.endswith(field), err.value.path
 
 
+def test_node_selector_and_toleration_labels_follow_the_api_servers_rules() -> None:
+    good = {"nvidia.com/gpu.product": "NVIDIA-L4", "kubernetes.io/arch": "amd64", "pool": ""}
+    doc = _pool([{"key": "example.com/dedicated", "value": "gpu_a.1"}])
+    doc["spec"] = dict(doc["spec"], nodeSelector=good)  # type: ignore[arg-type]
+    assert dict(parse_serving_pool(doc).spec.node_selector) == good
+    for selector in ({"Bad Key": "x"}, {"/name": "x"}, {"UPPER.example/x": "y"},
+                     {"k": "-starts-with-dash"}, {"k": "x" * 64}, {"a" * 64: "v"}):
+        doc["spec"] = dict(doc["spec"], nodeSelector=selector)  # type: ignore[arg-type]
+        with pytest.raises(SpecError) as err:
+            parse_serving_pool(doc)
+        assert err.value.path.startswith("spec.nodeSelector."), err.value.path
+    for bad, field in (({"key": "not a key", "operator": "Exists"}, "key"),
+                       ({"key": "k", "value": "no spaces"}, "value")):
+        with pytest.raises(SpecError) as err:
+            parse_serving_pool(_pool([bad]))
+        assert err.value.path.endswith(field), err.value.path
+
+
 def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str
                      ) -> None:
     assert main(argv) == 2
@@ -119,6 +137,27 @@ def test_plan_refuses_two_objects_of_one_name(tmp_path: Path,
     twice.write_text(yaml.safe_dump_all([pools[0], pools[0]]))
     _one_line_exit_2(["plan", "-f", str(SMOL), "--pools", str(twice)], capsys,
                      f"ServingPool {pools[0]['metadata']['name']!r} is defined twice")
+
+
+@pytest.mark.parametrize(("drop", "needle"), [
+    (("apiVersion",), "document 1: apiVersion not set"),
+    (("kind",), "document 1: kind not set"),
+    (("apiVersion", "kind"), "document 1: apiVersion and kind not set"),
+])
+def test_an_object_without_apiversion_or_kind_is_refused_as_kubectl_refuses_it(
+        drop: tuple[str, ...], needle: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bare = {k: v for k, v in _smol().items() if k not in drop}
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump(bare))
+    _one_line_exit_2(["plan", "-f", str(path), "--pools", POOLS], capsys, needle)
+    _one_line_exit_2(["simulate", "--model", str(path), "--pools", POOLS, "--no-oracle",
+                      "--generate", "hours=0.1,rate=0.5"], capsys, needle)
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(yaml.safe_dump_all(
+        [{k: v for k, v in doc.items() if k not in drop}
+         for doc in load_yaml_documents(Path(POOLS).read_text())]))
+    _one_line_exit_2(["plan", "-f", str(SMOL), "--pools", str(pools)], capsys, needle)
 
 
 def test_plan_refuses_an_empty_path_and_reads_json_files_in_a_folder(

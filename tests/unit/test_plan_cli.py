@@ -74,7 +74,8 @@ BAD_INPUTS = {
     "empty": ("", "empty"),
     "not-yaml": ("spec: [unclosed\n", "not valid YAML"),
     "a-list": ("- 1\n- 2\n", "mapping"),
-    "wrong-kind": ("kind: Deployment\n", "kind"),
+    "wrong-kind": ("kind: Deployment\napiVersion: apps/v1\n", "kind: expected"),
+    "no-type-meta": ("metadata: {name: a}\n", "apiVersion and kind not set"),
 }
 
 
@@ -82,7 +83,7 @@ BAD_INPUTS = {
 def test_bad_input_prints_one_line_naming_the_field_and_exits_2(case: str,
                                                                 tmp_path: Path) -> None:
     text, needle = BAD_INPUTS[case]
-    if text and not text.startswith(("kind", "-")) and "not-yaml" not in case:
+    if text and not text.startswith(("kind", "-", "metadata")) and "not-yaml" not in case:
         text = HEADER + text
     path = tmp_path / "md.yaml"
     path.write_text(text)

@@ -1,7 +1,12 @@
 """wattserve.dev/v1alpha1 API: frozen types and strict parsers (pure)."""
 
 from wattserve.api.errors import SpecError
-from wattserve.api.manifests import MAX_MANIFEST_CHARS, load_yaml_documents, read_manifest
+from wattserve.api.manifests import (
+    MAX_MANIFEST_CHARS,
+    load_yaml_documents,
+    read_manifest,
+    require_type_meta,
+)
 from wattserve.api.parse import (
     API_VERSION,
     parse_model_deployment,
@@ -60,4 +65,5 @@ __all__ = [
     "parse_model_deployment",
     "parse_serving_pool",
     "read_manifest",
+    "require_type_meta",
 ]

@@ -125,3 +125,15 @@ def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]
     if not out:
         raise SpecError(path, "holds no object: expected at least one")
     return out
+
+
+def require_type_meta(docs: list[dict[str, Any]], path: str) -> None:
+    """Every object in a manifest names its apiVersion and kind: kubectl refuses one that
+    does not ("apiVersion not set, kind not set"), so a file that plans here must apply
+    there too. Raises SpecError naming the document."""
+    for index, doc in enumerate(docs):
+        missing = [key for key in ("apiVersion", "kind")
+                   if not isinstance(doc.get(key), str) or not doc[key].strip()]
+        if missing:
+            raise SpecError(path, f"document {index + 1}: {' and '.join(missing)} not set "
+                            "(kubectl refuses an object without them)")

@@ -21,6 +21,7 @@ from wattserve.api import (
     parse_model_deployment,
     parse_serving_pool,
     read_manifest,
+    require_type_meta,
 )
 from wattserve.cli.plan_fleet import IncumbentError, plan_fleet
 from wattserve.cli.plan_fleet import data as fleet_data
@@ -189,6 +190,7 @@ def _docs(path: str, kind: str) -> list[dict[str, Any]]:
         else:
             text = read_manifest(path)
         docs = load_yaml_documents(text, path)
+        require_type_meta(docs, path)
     except OSError as exc:
         raise _InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -197,7 +199,7 @@ def _docs(path: str, kind: str) -> list[dict[str, Any]]:
         raise _InputError(str(exc)) from None
     out = []
     for index, doc in enumerate(docs):
-        got = doc.get("kind", kind)
+        got = doc["kind"]
         if got != kind:
             raise _InputError(f"{path}: document {index + 1}: kind: expected {kind}, got {got!r}")
         out.append(doc)

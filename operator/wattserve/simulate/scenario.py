@@ -17,6 +17,7 @@ from wattserve.api import (
     parse_model_deployment,
     parse_serving_pool,
     read_manifest,
+    require_type_meta,
 )
 from wattserve.autoscale.inputs import capacity_of, scaling_inputs
 from wattserve.autoscale.performance import PerformanceModel
@@ -61,6 +62,7 @@ class Scenario:
 
 def load_model(path: str | Path) -> ModelDeployment:
     docs = load_yaml_documents(read_manifest(path), str(path))
+    require_type_meta(docs, str(path))
     mds = [d for d in docs if d.get("kind") == "ModelDeployment"]
     if not mds:
         raise ValueError(f"{path}: no ModelDeployment document")
@@ -72,6 +74,7 @@ def load_model(path: str | Path) -> ModelDeployment:
 
 def load_pools(path: str | Path) -> list[ServingPool]:
     docs = load_yaml_documents(read_manifest(path), str(path))
+    require_type_meta(docs, str(path))
     pools = [parse_serving_pool(d) for d in docs if d.get("kind") == "ServingPool"]
     if not pools:
         raise ValueError(f"{path}: no ServingPool document")
