@@ -17,29 +17,17 @@ from starlette.responses import JSONResponse, Response
 
 from wattserve_serving import embeddings
 from wattserve_serving import schemas as S
-from wattserve_serving import tools as T
 from wattserve_serving.admission import AdmissionGate, QueueFull, Ticket
 from wattserve_serving.auth import APIKeys, load_keys
-from wattserve_serving.choices import (
-    StreamedChoice,
-    Work,
-    each_choice,
-    echoes_logprobs,
-    logprobs_of,
-    tool_mode,
-)
 from wattserve_serving.config import SERVER_IMPORTED_AT, ServeConfig, pod_cpus, process_age_s
 from wattserve_serving.energy import EnergyMeter, select_source
 from wattserve_serving.engines.base import (
     Chunk,
     Engine,
-    EngineError,
     EngineNotReady,
     LoadsEarly,
     PreparedPrompt,
-    PromptLogprobs,
     SamplingParams,
-    TokenLogprob,
     Unsupported,
 )
 from wattserve_serving.errors import APIError, unavailable, validate
@@ -64,12 +52,10 @@ from wattserve_serving.request_body import (
     read_json,
     unless_client_leaves,
 )
-from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
+from wattserve_serving.responses import CLIENT_CLOSED, Admitted, complete, stream
 
 log = logging.getLogger("wattserve_serving")
 RETRY_AFTER_S = 1
-
-CLIENT_CLOSED = 499  # nginx's "client closed request", on REQUESTS_TOTAL only
 
 
 class ServingAPI:
@@ -208,9 +194,9 @@ class ServingAPI:
             if req.stream:
                 streaming = True  # the stream records its own status when it ends
                 handed, ticket = ticket, None
-                return self._stream(req, chat, work, handed, start)
+                return stream(self, Admitted(req, chat, work, handed, start))
             response = await unless_client_leaves(
-                request, self._complete(req, chat, work, ticket, start)
+                request, complete(self, Admitted(req, chat, work, ticket, start))
             )
             status = 200
             return response
@@ -261,7 +247,7 @@ class ServingAPI:
         if not self.engine.ready():
             raise unavailable(self.load_error or "model is still loading")
 
-    async def _tokens(
+    async def tokens(
         self, prompt: PreparedPrompt, params: SamplingParams, start: float, index: int, n: int
     ) -> AsyncIterator[Chunk]:
         """Engine chunks of choice ``index`` (``n`` per prompt), with token counters, TTFT and
@@ -290,130 +276,3 @@ class ServingAPI:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-
-    async def _complete(
-        self,
-        req: S.ChatCompletionRequest | S.CompletionRequest,
-        chat: bool,
-        work: Work,
-        ticket: Ticket,
-        start: float,
-    ) -> Response:
-        choices: list[S.Choice] = []
-        produced = 0
-        scored: dict[int, PromptLogprobs] = {}  # each prompt's log probabilities (echo)
-        async with ticket:
-            for index, prompt, params in each_choice(req, work):
-                echo = prompt.text if isinstance(req, S.CompletionRequest) and req.echo else ""
-                parts: list[str] = [echo]
-                entries: list[TokenLogprob] = []
-                finish = "stop"
-                try:
-                    async for chunk in self._tokens(prompt, params, start, index, req.n):
-                        if chunk.prompt is not None:
-                            scored[index // req.n] = chunk.prompt
-                        parts.append(chunk.text)
-                        entries.extend(chunk.logprobs)
-                        produced += chunk.tokens
-                        finish = chunk.finish_reason or finish
-                    echoed = _echoed(req, scored, index)
-                except EngineError as exc:
-                    log.error("generation failed: %s", exc)
-                    raise APIError(500, "generation failed", type_="server_error") from exc
-                choices.append(("".join(parts), finish,
-                                logprobs_of(params, chat, entries, len(echo), echoed)))
-        usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
-        if chat:
-            how = tool_mode(req)
-            answers = [(*T.answer(text, finish, how), lp) for text, finish, lp in choices]
-            return JSONResponse(S.chat_response(S.new_id("chatcmpl"), self.model_name, answers,
-                                                usage))
-        return JSONResponse(
-            S.completion_response(S.new_id("cmpl"), self.model_name, choices, usage)
-        )
-
-    def _stream(
-        self,
-        req: S.ChatCompletionRequest | S.CompletionRequest,
-        chat: bool,
-        work: Work,
-        ticket: Ticket,
-        start: float,
-    ) -> Response:
-        done = {"status": CLIENT_CLOSED, "recorded": False}
-
-        def record() -> None:
-            ticket.abandon()
-            if not done["recorded"]:
-                done["recorded"] = True
-                self.metrics.request_done(int(done["status"]), time.perf_counter() - start)
-
-        async def events() -> AsyncIterator[bytes]:
-            rid = S.new_id("chatcmpl" if chat else "cmpl")
-            created, model = S.now(), self.model_name
-            # `usage` only when asked for (stream_options.include_usage), in its own chunk.
-            include_usage = req.stream_options is not None and req.stream_options.include_usage
-            produced = 0
-            echo = isinstance(req, S.CompletionRequest) and req.echo
-            scored: dict[int, PromptLogprobs] = {}  # each prompt's log probabilities (echo)
-
-            def echoed(i: int, text: str) -> bytes:
-                """The echoed prompt of choice ``i``, with its log probabilities when asked."""
-                lp = _echoed(req, scored, i)
-                logprobs = None if lp is None else S.completion_logprobs([], 0, lp)
-                return sse(S.completion_chunk(rid, model, created, text, index=i,
-                                              logprobs=logprobs))
-
-            try:
-                async with ticket:
-                    for i, prompt, params in each_choice(req, work):
-                        # With logprobs the echo waits for the prompt's (the engine's first
-                        # chunk, or choice 0's); without, it goes first.
-                        pending = echoes_logprobs(req) and i // req.n not in scored
-                        if chat:
-                            role = {"role": "assistant", "content": ""}
-                            yield sse(S.chat_chunk(rid, model, created, role, index=i))
-                        elif echo and not pending:
-                            yield echoed(i, prompt.text)
-                        out = StreamedChoice(chat, params, tool_mode(req),
-                                             len(prompt.text) if echo else 0)
-                        async for chunk in self._tokens(prompt, params, start, i, req.n):
-                            if pending:
-                                if chunk.prompt is not None:
-                                    scored[i // req.n] = chunk.prompt
-                                yield echoed(i, prompt.text)  # EngineError when none came
-                                pending = False
-                            produced += chunk.tokens
-                            piece = out.feed(chunk)
-                            if piece is None:
-                                continue
-                            body, finish, lp = piece
-                            maker = S.chat_chunk if chat else S.completion_chunk
-                            payload = maker(rid, model, created, body, finish, index=i,
-                                            logprobs=lp)
-                            yield sse(payload)
-                if include_usage:
-                    usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
-                    maker = S.chat_chunk if chat else S.completion_chunk
-                    yield sse(maker(rid, model, created, None, None, usage))
-                yield DONE
-                done["status"] = 200
-            except EngineError:
-                log.exception("generation failed")
-                done["status"] = 500
-                yield sse(APIError(500, "generation failed", type_="server_error").body())
-                yield DONE
-
-        return GuardedStreamingResponse(events(), on_close=record)
-
-
-def _echoed(req: S.ChatCompletionRequest | S.CompletionRequest,
-            scored: dict[int, PromptLogprobs], index: int) -> PromptLogprobs | None:
-    """The log probabilities of choice ``index``'s echoed prompt (computed with the prompt's
-    first choice); None when not asked for. EngineError when the engine gave none."""
-    if not echoes_logprobs(req):
-        return None
-    prompt = scored.get(index // req.n)
-    if prompt is None:
-        raise EngineError("the engine returned no log probabilities for the prompt")
-    return prompt
