@@ -14,9 +14,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from wattserve.api import SpecError, parse_model_deployment
+from wattserve.api import SpecError, parse_model_deployment, parse_serving_pool
 
-from tests.spec_cases import CASES, Case
+from tests.spec_cases import CASES, POOL_CASES, Case, base_pool
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -35,16 +35,17 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _schema() -> dict[str, Any]:
-    crd = yaml.safe_load((CRDS / "wattserve.dev_modeldeployments.yaml").read_text())
+def _schema(name: str = "wattserve.dev_modeldeployments.yaml") -> dict[str, Any]:
+    crd = yaml.safe_load((CRDS / name).read_text())
     return _strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
 
 SCHEMA = _schema()
+POOL_SCHEMA = _schema("wattserve.dev_servingpools.yaml")
 
 
-def _schema_errors(doc: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft7Validator(SCHEMA)
+def _schema_errors(doc: dict[str, Any], schema: dict[str, Any] = SCHEMA) -> list[str]:
+    validator = jsonschema.Draft7Validator(schema)
     return [".".join(str(p) for p in err.absolute_path) + ": " + err.message
             for err in validator.iter_errors(doc)]
 
@@ -63,6 +64,27 @@ def test_schema_and_parser_agree(case: Case) -> None:
     if not case.valid:
         assert parser_error is not None and case.field in parser_error.path
         assert any(case.field in err for err in schema_errors), schema_errors
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
+def test_pool_schema_and_parser_agree(case: Case) -> None:
+    """Pools: the parser judges every case as the API server does; the JSON-schema part of
+    the CRD judges the cases no CEL rule decides."""
+    doc = base_pool()
+    doc["spec"].update(copy.deepcopy(case.patch))
+    try:
+        parse_serving_pool(doc)
+        parser_error = None
+    except SpecError as exc:
+        parser_error = exc
+    assert (parser_error is None) == case.valid, parser_error
+    if not case.valid:
+        assert parser_error is not None and case.field.split()[0] in str(parser_error)
+    if not case.cel:
+        schema_errors = _schema_errors(doc, POOL_SCHEMA)
+        assert (not schema_errors) == case.valid, schema_errors
+        if not case.valid:
+            assert any(case.field in err for err in schema_errors), schema_errors
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.cel], ids=lambda c: c.id)

@@ -11,6 +11,7 @@ from typing import Final
 
 from wattserve import contract
 from wattserve.api.errors import SpecError
+from wattserve.api.labels import label_key_problem, label_value_problem
 from wattserve.api.quantities import parse_parameter_count
 from wattserve.api.reader import Fields
 from wattserve.api.references import OCI_SCHEME, OCI_SOURCE_PATTERN, oci_reference_problem
@@ -282,9 +283,15 @@ def _node_selector(spec: Fields) -> tuple[tuple[str, str], ...]:
         raise SpecError(spec.at("nodeSelector"), "must be a mapping of label to value")
     pairs = []
     for key, value in raw.items():
+        if not isinstance(key, str) or label_key_problem(key) is not None:
+            why = "must be a string" if not isinstance(key, str) else label_key_problem(key)
+            raise SpecError(spec.at(f"nodeSelector.{key}"), f"label key: {why}")
         if not isinstance(value, str):
             raise SpecError(spec.at(f"nodeSelector.{key}"), "must be a string")
-        pairs.append((str(key), value))
+        problem = label_value_problem(value)
+        if problem is not None:
+            raise SpecError(spec.at(f"nodeSelector.{key}"), f"label value {value!r} {problem}")
+        pairs.append((key, value))
     return tuple(sorted(pairs))
 
 
@@ -320,6 +327,12 @@ def _toleration(tol: Fields) -> Toleration:
     seconds = tol.integer("tolerationSeconds")
     if not key and operator != "Exists":
         raise SpecError(tol.at("operator"), "must be Exists when the key is empty")
+    problem = label_key_problem(key) if key else None
+    if problem is not None:
+        raise SpecError(tol.at("key"), problem)
+    problem = label_value_problem(value) if value else None
+    if problem is not None:
+        raise SpecError(tol.at("value"), problem)
     if operator == "Exists" and value:
         raise SpecError(tol.at("value"), "must be empty when the operator is Exists")
     if seconds is not None and effect != "NoExecute":

@@ -1,0 +1,36 @@
+"""Label keys and values as the API server judges them (pure). A nodeSelector or toleration
+the API server would refuse on a pod must be refused here, naming the field, not surface
+later as a failed Deployment."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_NAME: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_PREFIX: Final = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+NAME_MAX: Final = 63
+PREFIX_MAX: Final = 253
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a qualified name (``[prefix/]name``), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not prefix:
+        return "the prefix before '/' must not be empty"
+    if slash and (len(prefix) > PREFIX_MAX or not _PREFIX.match(prefix)):
+        return (f"prefix {prefix!r} must be a DNS subdomain (lower-case alphanumerics, '-' "
+                f"and '.', at most {PREFIX_MAX} characters)")
+    if len(name) > NAME_MAX or not _NAME.match(name):
+        return (f"name {name!r} must be 1-{NAME_MAX} alphanumerics, '-', '_' or '.', "
+                "beginning and ending with an alphanumeric")
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why ``value`` is not a label value (empty, or a name as above), or None."""
+    if value and (len(value) > NAME_MAX or not _NAME.match(value)):
+        return (f"must be at most {NAME_MAX} alphanumerics, '-', '_' or '.', beginning and "
+                "ending with an alphanumeric (or empty)")
+    return None
