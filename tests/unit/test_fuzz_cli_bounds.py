@@ -7,6 +7,7 @@ before the bounds, several never finished (0.7-5.2 GB in 30-120 s) or showed a t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wattserve.api import MAX_MANIFEST_CHARS
 
 from tests.unit.factories import EXAMPLES, REPO
 
@@ -137,3 +139,33 @@ def test_simulate_names_the_unreadable_manifest(tmp_path: Path, which: str,
     files = {"--model": SMOL, "--pools": POOLS, which: str(path)}
     _refused(_cli("simulate", "--generate", "hours=0.1", "--model", files["--model"],
                   "--pools", files["--pools"]), needle)
+
+
+@pytest.mark.parametrize("which", ["--model", "--pools"])
+def test_simulate_reads_one_manifest_from_stdin(which: str) -> None:
+    files = {"--model": SMOL, "--pools": POOLS}
+    text = Path(files[which]).read_text()
+    files[which] = "-"
+    piped = _cli("simulate", "--generate", "hours=0.1", "--model", files["--model"],
+                 "--pools", files["--pools"], "-o", "json", stdin=text)
+    direct = _cli("simulate", "--generate", "hours=0.1", "--model", SMOL, "--pools", POOLS,
+                  "-o", "json")
+    assert piped.returncode == direct.returncode == 0, piped.stderr[-2000:]
+    assert json.loads(piped.stdout) == json.loads(direct.stdout)
+
+
+def test_simulate_refuses_stdin_for_both_manifests() -> None:
+    _refused(_cli("simulate", "--generate", "hours=0.1", "--model", "-", "--pools", "-",
+                  stdin=""), "stdin (-) can be read once")
+
+
+def test_a_binary_or_oversized_stdin_is_refused_in_one_line() -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]))
+    for data, needle in ((b"\xd6\xff binary", "not a UTF-8 text file"),
+                         (b"#" * (MAX_MANIFEST_CHARS + 1), "larger than")):
+        proc = subprocess.run([sys.executable, "-m", "wattserve.cli.main", "plan", "-f", "-",
+                               "--pools", POOLS], input=data, capture_output=True,
+                              timeout=60, env=env, check=False)
+        lines = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], lines

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,16 +65,30 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 
 def read_manifest(path: str | Path) -> str:
-    """A manifest file's text. A binary or oversized file is a SpecError naming it; an
+    """A manifest file's text; ``-`` is standard input (as ``kubectl apply -f -``; the
+    caller lets one flag read it). A binary or oversized input is a SpecError naming it; an
     OSError (missing, a directory) is left to the caller, which knows the flag."""
-    with Path(path).open(encoding="utf-8") as fh:
-        try:
-            text = fh.read(MAX_MANIFEST_CHARS + 1)
-        except UnicodeDecodeError:
-            raise SpecError(str(path), "not a UTF-8 text file") from None
+    try:
+        if str(path) == "-":
+            text = _read_stdin()
+        else:
+            with Path(path).open(encoding="utf-8") as fh:
+                text = fh.read(MAX_MANIFEST_CHARS + 1)
+    except UnicodeDecodeError:
+        raise SpecError(str(path), "not a UTF-8 text file") from None
     if len(text) > MAX_MANIFEST_CHARS:
         raise SpecError(str(path), f"larger than {MAX_MANIFEST_CHARS >> 20} MiB")
     return text
+
+
+def _read_stdin() -> str:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # a text stream put in its place (tests, an embedding program)
+        return sys.stdin.read(MAX_MANIFEST_CHARS + 1)
+    raw: bytes = buffer.read(MAX_MANIFEST_CHARS + 1)
+    if len(raw) > MAX_MANIFEST_CHARS:  # before decoding: the cut may split a character
+        raise SpecError("-", f"larger than {MAX_MANIFEST_CHARS >> 20} MiB")
+    return raw.decode("utf-8")
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -183,13 +183,7 @@ def _load(paths: list[str], kind: str, parse: Callable[[object], T]) -> list[T]:
 def _docs(path: str, kind: str) -> list[dict[str, Any]]:
     """Documents of ``kind`` in the file; any other kind is an error naming its index."""
     try:
-        if path == "-":
-            text = sys.stdin.read(MAX_INPUT_CHARS + 1)
-            if len(text) > MAX_INPUT_CHARS:
-                raise SpecError(path, f"larger than {MAX_INPUT_CHARS >> 20} MiB")
-        else:
-            text = read_manifest(path)
-        docs = load_yaml_documents(text, path)
+        docs = load_yaml_documents(read_manifest(path), path)
         require_type_meta(docs, path)
     except OSError as exc:
         raise _InputError(f"{path}: cannot read: {exc.strerror or exc}") from None

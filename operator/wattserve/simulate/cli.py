@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="seeded bursty trace: hours, rate, seed, prompt, gen, burst; or a "
                         "bank family: family=steady|diurnal|onoff|flash|heavy|long|sparse, "
                         "unit (req/s), seed, hours, prompt, gen")
-    p.add_argument("--model", required=True, help="ModelDeployment YAML")
-    p.add_argument("--pools", required=True, help="ServingPool YAML (one or more documents)")
+    p.add_argument("--model", required=True, help="ModelDeployment YAML or JSON (- for stdin)")
+    p.add_argument("--pools", required=True,
+                   help="ServingPool YAML or JSON, one or more documents (- for stdin)")
     p.add_argument("--policy", default="wattserve",
                    help=f"one or more of {','.join(POLICIES)} (comma-separated) or 'all'")
     p.add_argument("--sweep", action="store_true",
@@ -236,6 +237,8 @@ def _context_note(fit: ContextFit, total: int, md: ModelDeployment) -> str:
 
 def _check_flags(args: argparse.Namespace) -> str | None:
     """The first flag out of bounds, as one line; None when all are usable."""
+    if args.model == "-" and args.pools == "-":
+        return "stdin (-) can be read once: give --model or --pools a file"
     for flag, value in (("--rate-scale", args.rate_scale), ("--length-scale", args.length_scale)):
         if not (math.isfinite(value) and 0 < value <= 1e6):
             return f"{flag} must be > 0 and <= 1e6, got {value}"
