@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from wattserve.api.manifests import KubectlLoader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "wattserve"
@@ -114,28 +115,13 @@ def render_text(values: Mapping[str, Any] | None = None, files: Iterable[Path] =
                           namespace, api_versions)
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a mapping with the same key twice (the API server's YAML
-    decoder refuses it too; PyYAML would silently keep the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def render(values: Mapping[str, Any] | None = None, files: Iterable[Path] = (),
            chart: Path = CHART, release: str = RELEASE, namespace: str = NAMESPACE,
            api_versions: tuple[str, ...] = API_VERSIONS) -> list[dict[str, Any]]:
     """Every manifest ``helm template`` renders (CRDs included), parsed; a duplicate key in
     any mapping fails (yaml.constructor.ConstructorError)."""
     text = render_text(values, files, chart, release, namespace, api_versions)
-    return [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d]
+    return [d for d in yaml.load_all(text, Loader=KubectlLoader) if d]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

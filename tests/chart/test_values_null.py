@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+from wattserve.api.manifests import KubectlLoader
 
-from .helmutil import CHART, RenderError, UniqueKeyLoader, render_text
+from .helmutil import CHART, RenderError, render_text
 
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 # Every optional part on, so every template reads its values.
@@ -58,5 +59,5 @@ def test_a_null_value_renders_or_fails_naming_the_key(path: tuple[str, ...]) -> 
         assert path[-1] in msg, msg
         return
     assert "<nil>" not in text and "%!" not in text, f"{'.'.join(path)}: {text[:400]}"
-    docs = [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d]
+    docs = [d for d in yaml.load_all(text, Loader=KubectlLoader) if d]
     assert docs

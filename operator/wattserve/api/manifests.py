@@ -36,8 +36,9 @@ _FLOAT: Final = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-
     |\.(?:nan|NaN|NAN))$""", re.X)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with kubectl's numbers and a refusal of duplicate keys."""
+class KubectlLoader(yaml.SafeLoader):
+    """SafeLoader with kubectl's numbers (Go YAML: `3e3` is 3000, `50:00` a string) and a
+    refusal of duplicate keys (ConstructorError), as the API server's decoder refuses them."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
@@ -55,13 +56,13 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.yaml_implicit_resolvers = {
+KubectlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers
             if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+KubectlLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+KubectlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
 def read_manifest(path: str | Path) -> str:
@@ -111,7 +112,7 @@ def _documents(text: str, path: str) -> list[Any]:
                 raise SpecError(path, f"not valid JSON: {exc}") from None
             # Not JSON: YAML flow style also opens with a brace; read it as YAML.
     try:
-        return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=KubectlLoader) if doc is not None]
     except RecursionError:
         raise SpecError(path, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
