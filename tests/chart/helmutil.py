@@ -102,6 +102,17 @@ def _render_cached(values_yaml: str, files: tuple[str, ...], chart: str,
     return res.stdout
 
 
+# Every optional part of the chart on, so every template renders.
+EVERYTHING_ON: dict[str, Any] = {
+    "activator": {"enabled": True},
+    "networkPolicy": {"enabled": True},
+    "serviceMonitor": {"enabled": True},
+    "podMonitor": {"enabled": True},
+    "dashboard": {"enabled": True},
+    "serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}},
+}
+
+
 class RenderError(Exception):
     """helm template failed; the message is helm's."""
 

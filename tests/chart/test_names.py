@@ -8,17 +8,8 @@ from typing import Any
 
 import pytest
 
-from .helmutil import RenderError, by_kind, render
+from .helmutil import EVERYTHING_ON, RenderError, by_kind, render
 from .k8snames import name_problems
-
-EVERYTHING: dict[str, Any] = {
-    "activator": {"enabled": True},
-    "networkPolicy": {"enabled": True},
-    "serviceMonitor": {"enabled": True},
-    "podMonitor": {"enabled": True},
-    "dashboard": {"enabled": True},
-    "serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}},
-}
 
 
 def _keys(docs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -49,7 +40,7 @@ LONG_RELEASES = {n: ("r" * (n - 3)) + "-ab" for n in (40, 52, 53)}
 def test_long_release_names_give_unique_valid_names(length: int, namespaces: list[str]) -> None:
     release = LONG_RELEASES[length]
     assert len(release) == length
-    docs = render({**EVERYTHING, "operator": {"namespaces": namespaces}}, release=release)
+    docs = render({**EVERYTHING_ON, "operator": {"namespaces": namespaces}}, release=release)
     _check(docs)
     for kind in ("ServiceAccount", "Deployment"):
         assert _named(docs, kind, "activator") != _named(docs, kind, "operator")
@@ -60,7 +51,7 @@ def test_long_release_names_give_unique_valid_names(length: int, namespaces: lis
 
 @pytest.mark.parametrize("length", [62, 63])
 def test_long_fullname_override_gives_unique_valid_names(length: int) -> None:
-    docs = render({**EVERYTHING, "fullnameOverride": "f" * length})
+    docs = render({**EVERYTHING_ON, "fullnameOverride": "f" * length})
     _check(docs)
     roles = [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"]
     assert len(roles) == len(set(roles)) == 2
@@ -68,7 +59,7 @@ def test_long_fullname_override_gives_unique_valid_names(length: int) -> None:
 
 
 def test_the_operator_is_pointed_at_the_activator_service_under_a_long_name() -> None:
-    docs = render(EVERYTHING, release=LONG_RELEASES[53])
+    docs = render(EVERYTHING_ON, release=LONG_RELEASES[53])
     (svc,) = [d for d in docs if d["kind"] == "Service"
               and d["metadata"]["name"].endswith("-activator")]
     op = next(d for d in docs if d["kind"] == "Deployment"
@@ -92,7 +83,7 @@ SPEC = {"node": {}, "pricing": {}, "power": {}, "carbon": {}}
     ("2024-wattserve", "007")])
 def test_numeric_looking_and_dotted_release_names_give_valid_typed_names(
         release: str, namespace: str) -> None:
-    docs = render({**EVERYTHING, "operator": {"namespaces": ["0123", "team-a"]},
+    docs = render({**EVERYTHING_ON, "operator": {"namespaces": ["0123", "team-a"]},
                    "servingPools": [{"name": "2024", "spec": SPEC}]},
                   release=release, namespace=namespace)
     _check(docs)  # names, namespaces and label values are strings the API server accepts

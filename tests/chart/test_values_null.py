@@ -12,18 +12,9 @@ import pytest
 import yaml
 from wattserve.api.manifests import KubectlLoader
 
-from .helmutil import CHART, RenderError, render_text
+from .helmutil import CHART, EVERYTHING_ON, RenderError, render_text
 
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
-# Every optional part on, so every template reads its values.
-ON: dict[str, Any] = {
-    "activator": {"enabled": True},
-    "networkPolicy": {"enabled": True},
-    "serviceMonitor": {"enabled": True},
-    "podMonitor": {"enabled": True},
-    "dashboard": {"enabled": True},
-    "serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}},
-}
 
 
 def _paths(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -34,7 +25,7 @@ def _paths(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tup
 
 
 def _with_null(path: tuple[str, ...]) -> dict[str, Any]:
-    values = yaml.safe_load(yaml.safe_dump(ON))
+    values = yaml.safe_load(yaml.safe_dump(EVERYTHING_ON))
     node = values
     for key in path[:-1]:
         node = node.setdefault(key, {})

@@ -283,8 +283,8 @@ def _node_selector(spec: Fields) -> tuple[tuple[str, str], ...]:
         raise SpecError(spec.at("nodeSelector"), "must be a mapping of label to value")
     pairs = []
     for key, value in raw.items():
-        if not isinstance(key, str) or label_key_problem(key) is not None:
-            why = "must be a string" if not isinstance(key, str) else label_key_problem(key)
+        why = label_key_problem(key) if isinstance(key, str) else "must be a string"
+        if why is not None:
             raise SpecError(spec.at(f"nodeSelector.{key}"), f"label key: {why}")
         if not isinstance(value, str):
             raise SpecError(spec.at(f"nodeSelector.{key}"), "must be a string")
