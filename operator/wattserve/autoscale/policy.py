@@ -31,7 +31,6 @@ Pure: no clock, no I/O; the caller passes ``now`` and keeps the returned state. 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 
 from wattserve.autoscale.calibration import (
@@ -53,6 +52,7 @@ from wattserve.autoscale.forecast import (
 from wattserve.autoscale.model import Decision, Reason, ScalerState, ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.autoscale.queueing import Load, Prediction, predict, service_time
+from wattserve.autoscale.sizing import margin_thresholds, smallest, stabilize
 
 
 def decide(
@@ -160,15 +160,15 @@ def decide(
     # an idle replica's: on a flat curve a margin above the idle floor is reachable only
     # at the limit. Never stricter than above the idle floor, never above the SLO.
     most = pred(hi, plan_rate) if spec.asymptote_floor else floor
-    lat_thr, lat_down = _margin_thresholds(slo_s, floor.p95_s, most.p95_s, margin,
+    lat_thr, lat_down = margin_thresholds(slo_s, floor.p95_s, most.p95_s, margin,
                                            spec.tolerance)
     ttft_thr = ttft_down = None
     if ttft_slo is not None:
-        ttft_thr, ttft_down = _margin_thresholds(ttft_slo, floor.ttft_p95_s,
+        ttft_thr, ttft_down = margin_thresholds(ttft_slo, floor.ttft_p95_s,
                                                  most.ttft_p95_s, margin, spec.tolerance)
     util_cap = spec.planned_utilization()
-    r_up = _smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
-    r_down = _smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
+    r_up = smallest(pred, plan_rate, lo, hi, lat_thr, ttft_thr, util_cap)
+    r_down = smallest(pred, plan_rate, lo, hi, lat_down, ttft_down,
                        util_cap * (1.0 - spec.tolerance))
     conflict = r_up is None or unreachable
     # Recurring steps faster than the lead time (see forecast.py): hold what the busiest
@@ -179,7 +179,7 @@ def decide(
     late = missed and unseen > 0 and (r_up or hi) >= 2 * max(ready, 1)
     episodes = late_episodes(state.late_episodes, now, late, state.scaled_down_at, memory)
     # What a settled window (one regime, not a queue draining) needed at its own rate.
-    needed = (_smallest(pred, rate, lo, hi, lat_thr, ttft_thr, util_cap) or hi) if settled \
+    needed = (smallest(pred, rate, lo, hi, lat_thr, ttft_thr, util_cap) or hi) if settled \
         else 0
     peak, peak_since = recent_peak(state.peak_replicas, state.peak_since, needed, now, memory)
     hold = peak if len(episodes) >= 2 else lo
@@ -210,7 +210,7 @@ def decide(
 
     window = max(spec.scale_up_delay_s, spec.scale_down_delay_s)
     recs = (*tuple((t, r) for t, r in state.recommendations if now - t < window), (now, rec))
-    desired = _stabilize(spec, recs, rec, current, now, immediate_up=reason == Reason.SLO_VIOLATION)
+    desired = stabilize(spec, recs, rec, current, now, immediate_up=reason == Reason.SLO_VIOLATION)
     if rec < desired == current:
         reason = Reason.STABILIZING
     desired = min(max(desired, lo), hi)
@@ -323,58 +323,6 @@ def _fail_static(
         metrics_available=False, outage_started=started,
     )
     return decision, state.evolve(replicas=current, starts=starts, outage_since=since)
-
-
-def _thresholds(slo: float, floor: float, margin: float, tol: float) -> tuple[float, float]:
-    """(scale-up, scale-down) latency thresholds: the margin (and, for scaling down, the
-    tolerance) taken off the latency above the idle floor; never within the tolerance
-    of the floor itself."""
-    room = max(slo - floor, 0.0)
-    up = max(floor + (1.0 - margin) * room, floor * (1.0 + tol))
-    down = max(floor + (1.0 - margin) * (1.0 - tol) * room, floor * (1.0 + tol / 2))
-    return up, down
-
-
-def _margin_thresholds(slo: float, floor: float, most: float, margin: float, tol: float
-                       ) -> tuple[float, float]:
-    """:func:`_thresholds` above the idle ``floor``, relaxed towards the SLO when what the
-    most replicas give (``most``) leaves less room above it than the idle floor does."""
-    up, down = _thresholds(slo, floor, margin, tol)
-    if not math.isfinite(most) or most <= floor or most >= slo:
-        return up, down
-    up_most, down_most = _thresholds(slo, most, margin, tol)
-    up = max(up, min(up_most, slo))
-    return up, max(down, min(down_most, up))
-
-
-def _smallest(
-    pred: Callable[[int, float], Prediction], rate: float, lo: int, hi: int,
-    lat_thr: float, ttft_thr: float | None, util_cap: float,
-) -> int | None:
-    for replicas in range(lo, hi + 1):
-        p = pred(replicas, rate)
-        if p.p95_s <= lat_thr and p.utilization <= util_cap and (
-                ttft_thr is None or p.ttft_p95_s <= ttft_thr):
-            return replicas
-    return None
-
-
-def _stabilize(
-    spec: ScalingInputs, recs: tuple[tuple[float, int], ...], rec: int, current: int,
-    now: float, *, immediate_up: bool,
-) -> int:
-    if rec > current:
-        if immediate_up or spec.scale_up_delay_s <= 0:
-            target = rec
-        else:
-            target = max(current, min(r for t, r in recs if now - t < spec.scale_up_delay_s
-                                      or t == now))
-        base = max(current, 1)
-        return min(target, max(2 * base, base + spec.max_scale_up_step))
-    if rec < current:
-        window = [r for t, r in recs if now - t < spec.scale_down_delay_s or t == now]
-        return min(current, max(window))
-    return current
 
 
 def _limit_reason(spec: ScalingInputs) -> Reason:

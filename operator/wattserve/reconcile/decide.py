@@ -24,7 +24,7 @@ from wattserve import contract
 from wattserve.api import SpecError, parse_model_deployment
 from wattserve.api.conditions import PLAN_FAILURES, Reason
 from wattserve.api.patching import apply_merge_patch, compose
-from wattserve.api.status import ModelDeploymentStatus, ObjectMeta, mapping
+from wattserve.api.status import ModelDeploymentStatus, ObjectMeta
 from wattserve.api.types import Backend, ModelDeployment, ServingPool
 from wattserve.planning import Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
@@ -38,6 +38,7 @@ from wattserve.reconcile.health import (
     rayservice_health,
 )
 from wattserve.reconcile.idlestate import idle_memory, remember, remembered, with_memory
+from wattserve.reconcile.moves import make_before_break, with_fleet_fields
 from wattserve.reconcile.replicas import desired_replicas
 from wattserve.reconcile.zero import (
     ActivatorEndpoints,
@@ -279,7 +280,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                                                  f"holds requests (asked at {woken})"))
     try:
         inputs = RenderInputs(md, pool, cand, replicas, settings)
-        wanted = [_make_before_break(obj, obs.children.get(("Deployment", md.name)), cand.pool)
+        wanted = [make_before_break(obj, obs.children.get(("Deployment", md.name)), cand.pool)
                   for obj in desired_children(inputs)]
     except SpecError as err:
         return _not_placed(obs, Reason.INVALID_SPEC, str(err), {"reason": f"invalid spec: {err}"},
@@ -341,7 +342,7 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
         events.append(Event("Normal", Reason.PLACED, f"placed on {cand.pool} ({cand.engine}, "
                                                 f"{replicas} replicas): {p.reason}"))
     new_status: dict[str, Any] = {
-        "placement": _with_fleet_fields(placement_summary(p), old_placement, cand.pool,
+        "placement": with_fleet_fields(placement_summary(p), old_placement, cand.pool,
                                         obs.spilled_from, now),
         "replicas": {"desired": replicas, "ready": health.ready_replicas},
     }
@@ -365,44 +366,3 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
                    status_patch=patch, events=tuple(events), plan=p, placed_pool=cand.pool,
                    pinned_pool=md.spec.placement.pool, desired_replicas=replicas,
                    ready=health.ready, idle_memory=remember(memory, idle_patch | learned))
-
-
-def _with_fleet_fields(summary: dict[str, Any], old: Mapping[str, Any] | None, pool: str,
-                      spilled_from: str | None, now: str) -> dict[str, Any]:
-    """``placedAt``: when the workload last changed pool (the re-balancing dwell counts
-    from it); ``spilledFrom``: the better pool that was full."""
-    old = old or {}
-    same = old.get("pool") == pool and isinstance(old.get("placedAt"), str)
-    summary["placedAt"] = old["placedAt"] if same else now
-    if spilled_from is not None:
-        summary["spilledFrom"] = spilled_from
-    return summary
-
-
-def _make_before_break(obj: Mapping[str, Any], live: Mapping[str, Any] | None,
-                       pool: str) -> Mapping[str, Any]:
-    """A Deployment moving to another pool rolls over with surge and no unavailability:
-    the new pool's pods start and turn Ready (and join the Service, which selects the
-    model-deployment label only) before an old pod is stopped. The fleet plan counted the
-    new pool's room, so the surge does not wait for GPUs that are not there. The override
-    stays until the rollout is complete."""
-    if obj.get("kind") != "Deployment" or live is None:
-        return obj
-    template = mapping(mapping(live.get("spec")).get("template"))
-    live_pool = ObjectMeta.from_body(template).labels.get(contract.LABEL_K8S_POOL)
-    live_strategy = (live.get("spec") or {}).get("strategy")
-    if live_pool == pool and (live_strategy != _MOVE_STRATEGY or _rolled_out(live)):
-        return obj
-    return {**obj, "spec": {**obj["spec"], "strategy": _MOVE_STRATEGY}}
-
-
-_MOVE_STRATEGY: Final = {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
-
-
-def _rolled_out(live: Mapping[str, Any]) -> bool:
-    spec, status = live.get("spec") or {}, live.get("status") or {}
-    want = int(spec.get("replicas") or 0)
-    return (int(status.get("observedGeneration") or 0) >= ObjectMeta.from_body(live).generation
-            and int(status.get("updatedReplicas") or 0) >= want
-            and int(status.get("replicas") or 0) <= want)
