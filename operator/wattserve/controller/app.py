@@ -11,17 +11,22 @@ from typing import Any, Final
 import kopf
 from prometheus_client import start_http_server
 
-from wattserve.controller import handlers, peering
+from wattserve.controller import handlers, metrics, peering
 from wattserve.controller.activation import watch_activator
 from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.controller.leader import LeaderElector
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
 from wattserve.controller.triggers import Trigger
 from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
 logger = logging.getLogger(__name__)
 EVENT_FLUSH_S: Final = 5.0  # on shutdown, how long queued Events may still be posted
+
+
+class LeadershipLost(Exception):
+    """This instance held the leader Lease and lost it: it must not write again."""
 
 
 class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -45,7 +50,9 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     # Peering: one active instance; auto-detected (standalone when the CRD is absent).
     settings.peering.name = config.peering_name
     settings.peering.priority = config.priority
-    settings.peering.standalone = config.standalone
+    # With leader election the Lease decides who acts; kopf's peering would pause every
+    # replica of the same priority, so it is off and every replica watches (warm caches).
+    settings.peering.standalone = config.standalone or config.leader_lease is not None
     settings.peering.mandatory = False
     # Long-lived watches: the server ends each watch after 10 min (we re-watch from the last
     # resourceVersion); the client waits a bit longer so it never cuts a healthy stream.
@@ -90,10 +97,37 @@ def make_login() -> Any:
     return login
 
 
+def make_elector(rec: Reconciler, config: OperatorConfig,
+                 stop: asyncio.Event, lost: list[str]) -> LeaderElector | None:
+    """The Lease contender, or None without leader election. Leading: act, and queue every
+    ModelDeployment (what a follower saw was only cached). Lost: stop at once."""
+    if config.leader_lease is None:
+        return None
+    rec.active = False
+
+    def on_lead() -> None:
+        rec.active = True
+        for key in list(rec.mds):
+            rec.enqueue(key, Trigger.RESYNC)
+
+    def on_lost(why: str) -> None:
+        rec.active = False
+        lost.append(why)
+        stop.set()
+
+    namespace, name = config.leader_lease
+    return LeaderElector(rec.api, namespace, name, config.identity, config.lease,
+                         on_lead, on_lost)
+
+
 async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> None:
     login = make_login()
     api = KubeApi(login)
     rec = Reconciler(api, config)
+    stop = stop if stop is not None else asyncio.Event()
+    lost: list[str] = []
+    elector = make_elector(rec, config, stop, lost)
+    metrics.LEADER.set(0 if elector is not None else 1)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, rec)
 
@@ -113,6 +147,8 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
     tasks.append(asyncio.create_task(rec.relist_forever(), name="relist"))
     tasks.append(asyncio.create_task(Autoscaler(rec, config.autoscale).run_forever(),
                                      name="autoscaler"))
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
     if config.activator_service is not None:
         tasks.append(asyncio.create_task(watch_activator(rec, config.activator_service),
                                          name="activator-endpoints"))
@@ -139,17 +175,20 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
                 await task
         with contextlib.suppress(TimeoutError):  # Events still queued: a few seconds' grace
             await asyncio.wait_for(rec.events.flush(), EVENT_FLUSH_S)
+        if elector is not None:  # after the last write: the next leader starts at once
+            await elector.release()
         await api.close()
+    if lost:
+        assert config.leader_lease is not None
+        raise LeadershipLost("lost the leader Lease {}/{}: {}".format(*config.leader_lease,
+                                                                      lost[0]))
 
 
 async def _resync(rec: Reconciler, config: OperatorConfig) -> None:
-    """The periodic timer, gated by peering (see :mod:`.peering`)."""
+    """The periodic timer, gated by :func:`.peering.still_active`."""
     while True:
         await asyncio.sleep(config.resync_seconds)
-        rec.active = await peering.is_active(rec.api, config.peering_name, config.namespaces,
-                                             config.identity, config.priority,
-                                             config.standalone)
-        if rec.active:
+        if await peering.still_active(rec, config):
             if RAYSERVICE.kind in rec.missing_kinds and await _rayservice_served(rec):
                 rec.missing_kinds.discard(RAYSERVICE.kind)  # KubeRay was installed
             for key in list(rec.mds):

@@ -1,7 +1,7 @@
 """The autoscaler's periodic loop (runtime; the logic is in :mod:`.autoscaling`).
 
-Every ``--autoscale-interval`` seconds, while peering says this instance is active, for each
-placed ModelDeployment: query Prometheus (in a worker thread, fail-fast on an unreachable
+Every ``--autoscale-interval`` seconds, while this instance acts (:func:`.peering.still_active`),
+for each placed ModelDeployment: query Prometheus (in a worker thread, fail-fast on an unreachable
 server, bounded by a deadline), run :func:`.autoscaling.tick` on the reconciler's last plan
 (it never plans itself) and hand the decision to the reconciler (:meth:`Reconciler.scaled`),
 the one writer of status: the autoscaler writes nothing to the API server. Like the resync
@@ -81,10 +81,7 @@ class Autoscaler:
         config = self.rec.config
         while self.settings.enabled:
             await asyncio.sleep(self.settings.interval_s)
-            active = await peering.is_active(self.rec.api, config.peering_name,
-                                             config.namespaces, config.identity,
-                                             config.priority, config.standalone)
-            if not active:
+            if not await peering.still_active(self.rec, config):
                 continue
             try:
                 await self.tick_all()

@@ -56,6 +56,17 @@ def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
                    help="peering priority [WATTSERVE_PEERING_PRIORITY, 0]")
     p.add_argument("--standalone", action="store_true",
                    help="no peering (a single operator instance)")
+    lease = defaults["leader_lease"]
+    p.add_argument("--leader-election-lease", metavar="NAMESPACE/NAME",
+                   default="/".join(lease) if lease else "",  # type: ignore[arg-type]
+                   help="run as one of several replicas: the one holding this Lease acts, "
+                        "the others wait with warm caches (kopf peering is then off) "
+                        "[WATTSERVE_LEADER_ELECTION_LEASE, unset: off]")
+    p.add_argument("--leader-election-lease-seconds", type=int, metavar="SECONDS",
+                   default=defaults["lease_seconds"],
+                   help="how long a Lease not renewed stays its holder's; renewals try "
+                        "every 2/15 of it, and a leader stops acting 2/3 of it after its "
+                        "last renewal [WATTSERVE_LEADER_ELECTION_LEASE_SECONDS, 15]")
     auto = defaults["autoscale"]
     p.add_argument("--prometheus-url", default=auto.prometheus_url,  # type: ignore[attr-defined]
                    metavar="URL", help="Prometheus for the autoscaler; empty = autoscaler off "
@@ -79,7 +90,13 @@ def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     from wattserve.controller.autoscaling import AutoscaleSettings, check_templates
-    from wattserve.controller.config import OperatorConfig, env_defaults, make_identity
+    from wattserve.controller.config import (
+        OperatorConfig,
+        env_defaults,
+        lease_ref,
+        make_identity,
+    )
+    from wattserve.reconcile.lease import MIN_DURATION_S, LeaseTiming
 
     try:
         defaults = env_defaults()
@@ -103,6 +120,15 @@ def run(argv: list[str]) -> int:
     if args.workers < 1 or args.resync_seconds <= 0 or not args.autoscale_interval > 0:
         print("wattserve operator: --workers, --resync-seconds and --autoscale-interval must "
               "be positive", file=sys.stderr)
+        return 2
+    if args.leader_election_lease_seconds < MIN_DURATION_S:
+        print(f"wattserve operator: --leader-election-lease-seconds must be >= "
+              f"{MIN_DURATION_S}, got {args.leader_election_lease_seconds}", file=sys.stderr)
+        return 2
+    try:
+        leader_lease = lease_ref(args.leader_election_lease, "--leader-election-lease")
+    except SettingsError as err:
+        print(f"wattserve operator: {err}", file=sys.stderr)
         return 2
     autoscale: AutoscaleSettings = defaults["autoscale"]  # type: ignore[assignment]
     try:
@@ -132,6 +158,8 @@ def run(argv: list[str]) -> int:
         render=defaults["render"],  # type: ignore[arg-type]
         autoscale=autoscale,
         activator_service=defaults["activator_service"],  # type: ignore[arg-type]
+        leader_lease=leader_lease,
+        lease=LeaseTiming(args.leader_election_lease_seconds),
     )
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -140,10 +168,14 @@ def run(argv: list[str]) -> int:
         logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     _without_unused_clients()
-    from wattserve.controller.app import serve
+    from wattserve.controller.app import LeadershipLost, serve
 
     try:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         return 130
+    except LeadershipLost as lost:
+        print(f"wattserve operator: {lost}; exiting so that this instance restarts as a "
+              "follower", file=sys.stderr)
+        return 1
     return 0

@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from wattserve.controller.activation import activator_service_from_env
 from wattserve.controller.autoscaling import AutoscaleSettings
 from wattserve.controller.autoscaling import settings_from_env as autoscale_from_env
+from wattserve.reconcile.lease import (
+    DEFAULT_DURATION_S,
+    MIN_DURATION_S,
+    LeaseTiming,
+    parse_lease_ref,
+)
 from wattserve.render import RenderSettings, SettingsError, settings_from_env
 
 ENV_METRICS_PORT = "WATTSERVE_METRICS_PORT"
@@ -23,6 +29,8 @@ ENV_PRIORITY = "WATTSERVE_PEERING_PRIORITY"
 ENV_POD_NAME = "WATTSERVE_OPERATOR_POD_NAME"
 ENV_REBALANCE_DWELL = "WATTSERVE_REBALANCE_DWELL_SECONDS"
 ENV_REBALANCE_GAIN = "WATTSERVE_REBALANCE_MIN_GAIN"
+ENV_LEADER_LEASE = "WATTSERVE_LEADER_ELECTION_LEASE"
+ENV_LEASE_SECONDS = "WATTSERVE_LEADER_ELECTION_LEASE_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class OperatorConfig:
     render: RenderSettings = field(default_factory=RenderSettings)
     autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
     activator_service: tuple[str, str] | None = None  # WATTSERVE_ACTIVATOR_SERVICE ns/name
+    # Leader election: the Lease (namespace, name) replicas contend for; None: off (one
+    # instance, or kopf peering decides which acts).
+    leader_lease: tuple[str, str] | None = None
+    lease: LeaseTiming = field(default_factory=LeaseTiming)
 
     @property
     def clusterwide(self) -> bool:
@@ -78,7 +90,24 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "render": settings_from_env(env),
         "autoscale": autoscale_from_env(env),
         "activator_service": activator_service_from_env(env),
+        "leader_lease": lease_from_env(env),
+        "lease_seconds": int(_number(env, ENV_LEASE_SECONDS, DEFAULT_DURATION_S,
+                                     MIN_DURATION_S)),
     }
+
+
+def lease_ref(raw: str, source: str) -> tuple[str, str] | None:
+    """The leader Lease ``NAMESPACE/NAME``; empty: no leader election."""
+    if not raw.strip():
+        return None
+    try:
+        return parse_lease_ref(raw)
+    except ValueError as err:
+        raise SettingsError(f"{source}: {err}") from None
+
+
+def lease_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
+    return lease_ref(env.get(ENV_LEADER_LEASE, ""), ENV_LEADER_LEASE)
 
 
 def make_identity(env: Mapping[str, str] | None = None) -> str:

@@ -34,6 +34,12 @@ OWN_ECHOES = Counter("wattserve_operator_own_echoes",
                      "Watch events that bring nothing new: the echo of the reconciler's own "
                      "write or an object as already cached (they queue nothing)", ["kind"])
 
+LEADER = Gauge("wattserve_operator_leader",
+               "1 while this instance acts: it holds the leader Lease, or runs without leader "
+               "election and is not paused by kopf peering")
+LEADER_TRANSITIONS = Counter("wattserve_operator_leader_acquisitions",
+                             "Times this instance acquired the leader Lease")
+
 FLEET_PASSES = Counter("wattserve_operator_fleet_passes",
                        "Fleet assignments by how they were made: full (every ModelDeployment "
                        "placed afresh), newcomers (placed after the others), reused",

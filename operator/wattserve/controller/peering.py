@@ -1,4 +1,5 @@
-"""Keep the operator's own timers quiet while kopf peering has paused this instance.
+"""Keep the operator's own timers quiet while this instance does not act: kopf peering has
+paused it, or (with leader election) another replica holds the Lease (:mod:`.leader`).
 
 kopf pauses its watch streams when a peer with a higher (or the same) priority is alive, but
 our resync timer runs outside kopf. Before each periodic resync, we read the same peering
@@ -14,7 +15,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from wattserve.controller import metrics
+from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
+from wattserve.controller.reconciler import Reconciler
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +62,14 @@ async def is_active(api: KubeApi, name: str, namespaces: tuple[str, ...], identi
             logger.info("paused by peering: %s", ", ".join(blocking))
             return False
     return True
+
+
+async def still_active(rec: Reconciler, config: OperatorConfig) -> bool:
+    """Whether this instance acts now: it holds the Lease (kept current by the elector), or,
+    without leader election, kopf peering does not pause it (:func:`is_active`)."""
+    if config.leader_lease is not None:
+        return rec.active
+    rec.active = await is_active(rec.api, config.peering_name, config.namespaces,
+                                 config.identity, config.priority, config.standalone)
+    metrics.LEADER.set(1 if rec.active else 0)
+    return rec.active

@@ -1,0 +1,133 @@
+"""Several operator replicas on a real API server: one holds the Lease and acts, the others
+write nothing; a clean stop hands the Lease over at once, a crash after it expires.
+
+Real operator processes (`python -m wattserve.controller --leader-election-lease NS/NAME`),
+a real coordination.k8s.io Lease, real ModelDeployments placed with their children.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubeutil import Cluster, wait_for
+from test_operator_support import (  # noqa: F401  (fixtures are used by name)
+    Operator,
+    condition,
+    md_manifest,
+    wattserve_api_fixture,
+)
+
+pytestmark = pytest.mark.integration
+LEASE_S = 4  # retry every 0.53 s, renew deadline 2.7 s
+
+
+def _metric(op: Operator, name: str, labels: str = "") -> float:
+    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
+    found = re.search(pattern, op.metrics(), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def _leading(op: Operator) -> bool:
+    return op.healthy() and _metric(op, "wattserve_operator_leader") == 1.0
+
+
+def _writes(op: Operator) -> float:
+    return sum(_metric(op, "wattserve_operator_api_requests_total", f'{{verb="{verb}"}}')
+               for verb in ("apply", "patch", "create", "delete"))
+
+
+def _lease(cluster: Cluster, ns: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "lease", "wattserve-leader", "-n", ns, "-o", "json")
+    spec: dict[str, Any] = json.loads(out.stdout)["spec"]
+    return spec
+
+
+def _apply(cluster: Cluster, ns: str, *names: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(
+        yaml.safe_dump(md_manifest(n, ns)) for n in names))
+
+
+def _placed_with_children(cluster: Cluster, ns: str, names: set[str]) -> bool:
+    mds = cluster.get_json("modeldeployments", "-n", ns)["items"]
+    placed = {m["metadata"]["name"] for m in mds
+              if condition(m, "Placed").get("status") == "True"}
+    deps = {d["metadata"]["name"] for d in cluster.get_json("deployments", "-n", ns)["items"]}
+    return names <= placed and names <= deps
+
+
+def _replica(cluster: Cluster, ns: str, tmp: Path, name: str) -> Operator:
+    log_dir = tmp / name
+    log_dir.mkdir()
+    return Operator(cluster, ns, log_dir, extra=(
+        "--leader-election-lease", f"{ns}/wattserve-leader",
+        "--leader-election-lease-seconds", str(LEASE_S)))
+
+
+def _took_over(new: Operator) -> float:
+    started = time.monotonic()
+    wait_for(lambda: _leading(new), timeout=4 * LEASE_S, interval=0.1,
+             what="the follower to take the lease")
+    return time.monotonic() - started
+
+
+def test_one_replica_acts_and_a_follower_takes_over_on_stop_and_on_crash(
+        wattserve_api: Cluster, namespace: str, tmp_path: Path) -> None:
+    cluster, ns = wattserve_api, namespace
+    a = _replica(cluster, ns, tmp_path, "a")
+    b = _replica(cluster, ns, tmp_path, "b")
+    c = _replica(cluster, ns, tmp_path, "c")
+    try:
+        a.start()
+        wait_for(lambda: _leading(a), timeout=20, what="the first replica to lead")
+        b.start()
+        c.start()
+        _apply(cluster, ns, "m1", "m2", "m3")
+        wait_for(lambda: _placed_with_children(cluster, ns, {"m1", "m2", "m3"}), timeout=60,
+                 what="three ModelDeployments placed by the leader")
+        time.sleep(2 * LEASE_S)  # followers renew nothing and write nothing
+        assert [_leading(op) for op in (a, b, c)] == [True, False, False]
+        assert _writes(a) > 0 and _writes(b) == 0 and _writes(c) == 0
+        lease = _lease(cluster, ns)
+        assert lease["leaseDurationSeconds"] == LEASE_S and lease["leaseTransitions"] == 0
+
+        # A clean stop (SIGTERM, as in a rolling update) releases the Lease.
+        stopped = time.monotonic()
+        a.stop()
+        handover = time.monotonic() - stopped
+        new = wait_for(lambda: next((op for op in (b, c) if _leading(op)), None),
+                       timeout=4 * LEASE_S, interval=0.1, what="a follower to lead")
+        after_stop = time.monotonic() - stopped
+        other = c if new is b else b
+        _apply(cluster, ns, "m4")
+        wait_for(lambda: _placed_with_children(cluster, ns, {"m4"}), timeout=60,
+                 what="a new ModelDeployment placed by the new leader")
+        assert not _leading(other) and _writes(other) == 0
+        assert after_stop - handover < LEASE_S, (
+            f"a released lease was taken {after_stop - handover:.1f}s after the stop: "
+            "as late as an expired one")
+
+        # A crash (SIGKILL) releases nothing: the follower waits out the lease.
+        crashed = time.monotonic()
+        new.kill()
+        _took_over(other)
+        after_crash = time.monotonic() - crashed
+        # Not before the lease ran out: at most one renewal period passed between the last
+        # renewal the follower saw and the crash.
+        assert LEASE_S - LEASE_S / 7.5 - 0.1 <= after_crash <= LEASE_S + 3.0, after_crash
+        _apply(cluster, ns, "m5")
+        wait_for(lambda: _placed_with_children(cluster, ns, {"m5"}), timeout=60,
+                 what="a new ModelDeployment placed after the crash")
+        assert _lease(cluster, ns)["leaseTransitions"] == 2
+        deps = cluster.get_json("deployments", "-n", ns)["items"]
+        assert sorted(d["metadata"]["name"] for d in deps) == ["m1", "m2", "m3", "m4", "m5"]
+        print(f"\nleader election: takeover {after_stop - handover:.2f}s after a clean stop, "
+              f"{after_crash:.2f}s after a crash (lease {LEASE_S}s)")
+    finally:
+        for op in (a, b, c):
+            op.stop()
