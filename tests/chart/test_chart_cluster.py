@@ -83,6 +83,7 @@ def test_pools_created(kube_cluster: Cluster, release: dict[str, Any]) -> None:
         assert got["spec"]["pricing"] == pool["spec"]["pricing"]
 
 
+RELEASE = "<release namespace>"
 # (verb, group, resource[/subresource], namespace or "" for all/cluster-scoped)
 CAN = [
     ("list", "wattserve.dev", "modeldeployments", ""),
@@ -96,6 +97,7 @@ CAN = [
     ("patch", "kopf.dev", "clusterkopfpeerings", ""),
     ("watch", "", "namespaces", ""),
     ("watch", "", "nodes", ""),
+    ("update", "coordination.k8s.io", "leases", RELEASE),  # leader election
 ]
 CANNOT = [
     ("get", "", "secrets", "team-a"),
@@ -108,6 +110,8 @@ CANNOT = [
     ("create", "rbac.authorization.k8s.io", "clusterroles", ""),
     ("update", "", "nodes", ""),
     ("impersonate", "", "serviceaccounts", ""),
+    ("update", "coordination.k8s.io", "leases", "team-a"),  # only the release namespace's
+    ("delete", "coordination.k8s.io", "leases", RELEASE),
 ]
 
 
@@ -121,9 +125,9 @@ def test_service_account_permissions(kube_cluster: Cluster, release: dict[str, A
     attrs = {"verb": verb, "group": group, "resource": res}
     if sub:
         attrs["subresource"] = sub
-    if namespace:
-        attrs["namespace"] = namespace
     ns = release["ns"]
+    if namespace:
+        attrs["namespace"] = ns if namespace == RELEASE else namespace
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",

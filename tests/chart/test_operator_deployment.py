@@ -24,6 +24,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "optional-all-on": ALL_OPTIONAL,
     "namespaces": {"operator": {"namespaces": ["team-a", "team-b"]}},
     "custom-ports": {"operator": {"healthPort": 18080, "metricsPort": 19090}},
+    "three-replicas": {"operator": {"replicas": 3}},
+    "no-leader-election": {"operator": {"leaderElection": {"enabled": False}}},
 }
 
 

@@ -42,6 +42,8 @@ def test_extra_env_adds_variables_after_the_charts_own() -> None:
     ("HOME", "root filesystem is read-only"),
     # set by the chart only when the activator is on: still refused when it is off
     ("WATTSERVE_ACTIVATOR_SERVICE", "activator.enabled"),
+    ("WATTSERVE_LEADER_ELECTION_LEASE", "operator.leaderElection.enabled"),
+    ("WATTSERVE_LEADER_ELECTION_LEASE_SECONDS", "leaseDurationSeconds"),
 ])
 def test_extra_env_naming_a_chart_variable_is_refused_naming_the_value_to_set(
         name: str, owner: str) -> None:

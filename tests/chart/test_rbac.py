@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helmutil import CHART, one, render
+from .helmutil import CHART, NAMESPACE, by_kind, one, render
 
 # (apiGroup, resource) -> verbs the operator must have.
 REQUIRED: dict[tuple[str, str], set[str]] = {
@@ -27,6 +27,11 @@ REQUIRED: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"get", "list", "watch"},
     ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch", "create", "patch", "delete"},
+}
+
+# Granted only in the release namespace (a Role), only with leader election on.
+LEASE_REQUIRED: dict[tuple[str, str], set[str]] = {
+    ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 
 FORBIDDEN_RESOURCES = {"secrets", "pods/exec", "pods/attach", "pods/portforward",
@@ -89,10 +94,20 @@ def test_nothing_beyond_the_required(role: dict[str, Any]) -> None:
     assert not extra, f"grants beyond what the operator uses: {extra}"
 
 
+def _lease_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r for r in by_kind(docs, "Role")
+                if r["metadata"]["name"].endswith("-leader-election"))
+
+
 def test_rules_defined_in_one_place(role: dict[str, Any]) -> None:
-    """The ClusterRole is .Values.rbac.rules verbatim (the single place to adjust)."""
+    """The ClusterRole and the lease Role are .Values.rbac.rules verbatim, split by
+    rbac.releaseNamespaceResources (the single place to adjust)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert role["rules"] == values["rbac"]["rules"]
+    release_only = set(values["rbac"]["releaseNamespaceResources"])
+    rules = values["rbac"]["rules"]
+    assert role["rules"] == [r for r in rules if not set(r["resources"]) & release_only]
+    assert _lease_role(render())["rules"] == [r for r in rules
+                                             if set(r["resources"]) & release_only]
     templates = "".join(p.read_text() for p in (CHART / "templates").glob("*"))
     assert "verbs:" not in templates, "RBAC verbs must live only in values.yaml rbac.rules"
 
@@ -102,6 +117,19 @@ def test_rbac_disabled() -> None:
     assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
 
-def test_no_namespaced_roles() -> None:
-    kinds = {d["kind"] for d in render()}
-    assert not kinds & {"Role", "RoleBinding"}
+def test_the_only_namespaced_role_is_the_lease_in_the_release_namespace() -> None:
+    docs = render()
+    roles, bindings = by_kind(docs, "Role"), by_kind(docs, "RoleBinding")
+    assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE]
+    assert _grants(roles[0]["rules"]) == LEASE_REQUIRED  # no list/watch/delete, no more
+    assert [b["roleRef"]["name"] for b in bindings] == [roles[0]["metadata"]["name"]]
+    assert bindings[0]["metadata"]["namespace"] == NAMESPACE
+    sa = one(docs, "ServiceAccount")["metadata"]["name"]
+    assert bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": sa,
+                                        "namespace": NAMESPACE}]
+
+
+def test_without_leader_election_there_is_no_namespaced_role() -> None:
+    docs = render({"operator": {"leaderElection": {"enabled": False}}})
+    assert not {d["kind"] for d in docs} & {"Role", "RoleBinding"}
+    assert ("coordination.k8s.io", "leases") not in _grants(one(docs, "ClusterRole")["rules"])

@@ -33,8 +33,10 @@ def test_cluster_role_keeps_only_cluster_scoped_resources(docs: list[dict[str, A
 
 
 def test_each_watched_namespace_gets_a_role_and_binding(docs: list[dict[str, Any]]) -> None:
-    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
-    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")
+             if not r["metadata"]["name"].endswith("-leader-election")}
+    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")
+                if not b["metadata"]["name"].endswith("-leader-election")}
     assert sorted(roles) == sorted(bindings) == WATCHED
     cluster = _grants(one(docs, "ClusterRole")["rules"])
     for ns in WATCHED:
@@ -51,7 +53,7 @@ def test_each_watched_namespace_gets_a_role_and_binding(docs: list[dict[str, Any
 
 
 def test_without_namespaces_everything_stays_in_one_cluster_role() -> None:
-    docs = render()
+    docs = render({"operator": {"leaderElection": {"enabled": False}}})
     assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
     grants = _grants(one(docs, "ClusterRole")["rules"])
     assert ("apps", "deployments") in grants
@@ -130,6 +132,9 @@ def scoped_release(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFacto
     ("list", "wattserve.dev", "modeldeployments", "", False),
     ("list", "wattserve.dev", "servingpools", "", True),
     ("watch", "", "namespaces", "", True),
+    # the leader-election Lease: in the release namespace only
+    ("update", "coordination.k8s.io", "leases", "ns", True),
+    ("update", "coordination.k8s.io", "leases", "watched", False),
 ])
 def test_scoped_service_account_permissions(kube_cluster: Cluster,
                                             scoped_release: dict[str, Any], verb: str,

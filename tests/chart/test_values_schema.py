@@ -17,8 +17,10 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("replicas-negative", {"operator": {"replicas": -1}}, "/operator/replicas", "minimum"),
     ("replicas-string", {"operator": {"replicas": "one"}}, "/operator/replicas", "string"),
-    # no leader election: two replicas of the same kopf priority would pause each other
-    ("replicas-two", {"operator": {"replicas": 2}}, "/operator/replicas", "maximum"),
+    ("lease-too-short", {"operator": {"leaderElection": {"leaseDurationSeconds": 1}}},
+     "/operator/leaderElection/leaseDurationSeconds", "minimum"),
+    ("leader-election-string", {"operator": {"leaderElection": {"enabled": "yes"}}},
+     "/operator/leaderElection/enabled", "boolean"),
     ("energy-source", {"energySource": "magic"}, "/energySource", "kepler"),
     ("image-tag-number", {"operator": {"image": {"tag": 5}}}, "/operator/image/tag", "number"),
     ("serving-tag-number", {"serving": {"image": {"gpu": {"tag": 1.2}}}},

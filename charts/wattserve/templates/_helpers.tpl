@@ -37,6 +37,11 @@ objects collide with the operator's).
 {{- include "wattserve.suffixedName" (list . "activator") }}
 {{- end }}
 
+{{/* The leader-election Lease's name (in the release namespace). */}}
+{{- define "wattserve.leaseName" -}}
+{{- include "wattserve.suffixedName" (list . "leader") }}
+{{- end }}
+
 {{- define "wattserve.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -205,7 +210,7 @@ name is accepted by the API server with a warning and silently shadows the first
 chart sets, or one given twice, fails naming the value to set instead.
 */}}
 {{- define "wattserve.checkExtraEnv" -}}
-{{- $owners := dict "WATTSERVE_PROMETHEUS_URL" "set prometheus.url instead" "WATTSERVE_ENERGY_SOURCE" "set energySource instead" "WATTSERVE_AUTOSCALE_INTERVAL_SECONDS" "set autoscaler.intervalSeconds instead" "WATTSERVE_SERVING_IMAGE_CPU" "set serving.image.cpu instead" "WATTSERVE_SERVING_IMAGE_CPU_PULL_POLICY" "set serving.image.cpu.pullPolicy instead" "WATTSERVE_SERVING_IMAGE_GPU" "set serving.image.gpu instead" "WATTSERVE_SERVING_IMAGE_GPU_PULL_POLICY" "set serving.image.gpu.pullPolicy instead" "WATTSERVE_SERVING_IMAGE_RAY_CPU" "set serving.image.rayCpu instead" "WATTSERVE_SERVING_IMPORT_PATH" "set serving.importPath instead" "WATTSERVE_SERVING_PARALLEL" "set serving.parallel instead" "WATTSERVE_SERVING_API_KEY_SECRET" "set serving.apiKeySecret.name instead" "WATTSERVE_SERVING_API_KEY_SECRET_KEY" "set serving.apiKeySecret.key instead" "WATTSERVE_SERVING_NETWORK_POLICY" "set serving.networkPolicy.enabled instead" "WATTSERVE_HEALTH_PORT" "set operator.healthPort instead" "WATTSERVE_METRICS_PORT" "set operator.metricsPort instead" "WATTSERVE_ACTIVATOR_SERVICE" "set activator.enabled instead" "WATTSERVE_OPERATOR_NAMESPACE" "it is the pod's namespace (downward API)" "WATTSERVE_OPERATOR_POD_NAME" "it is the pod's name (downward API)" "HOME" "it is /tmp, as the root filesystem is read-only" }}
+{{- $owners := dict "WATTSERVE_PROMETHEUS_URL" "set prometheus.url instead" "WATTSERVE_ENERGY_SOURCE" "set energySource instead" "WATTSERVE_AUTOSCALE_INTERVAL_SECONDS" "set autoscaler.intervalSeconds instead" "WATTSERVE_SERVING_IMAGE_CPU" "set serving.image.cpu instead" "WATTSERVE_SERVING_IMAGE_CPU_PULL_POLICY" "set serving.image.cpu.pullPolicy instead" "WATTSERVE_SERVING_IMAGE_GPU" "set serving.image.gpu instead" "WATTSERVE_SERVING_IMAGE_GPU_PULL_POLICY" "set serving.image.gpu.pullPolicy instead" "WATTSERVE_SERVING_IMAGE_RAY_CPU" "set serving.image.rayCpu instead" "WATTSERVE_SERVING_IMPORT_PATH" "set serving.importPath instead" "WATTSERVE_SERVING_PARALLEL" "set serving.parallel instead" "WATTSERVE_SERVING_API_KEY_SECRET" "set serving.apiKeySecret.name instead" "WATTSERVE_SERVING_API_KEY_SECRET_KEY" "set serving.apiKeySecret.key instead" "WATTSERVE_SERVING_NETWORK_POLICY" "set serving.networkPolicy.enabled instead" "WATTSERVE_HEALTH_PORT" "set operator.healthPort instead" "WATTSERVE_METRICS_PORT" "set operator.metricsPort instead" "WATTSERVE_ACTIVATOR_SERVICE" "set activator.enabled instead" "WATTSERVE_LEADER_ELECTION_LEASE" "set operator.leaderElection.enabled instead" "WATTSERVE_LEADER_ELECTION_LEASE_SECONDS" "set operator.leaderElection.leaseDurationSeconds instead" "WATTSERVE_OPERATOR_NAMESPACE" "it is the pod's namespace (downward API)" "WATTSERVE_OPERATOR_POD_NAME" "it is the pod's name (downward API)" "HOME" "it is /tmp, as the root filesystem is read-only" }}
 {{- $seen := dict }}
 {{- range $i, $e := .extraEnv }}
 {{- with get $owners $e.name }}
