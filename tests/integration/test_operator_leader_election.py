@@ -61,12 +61,13 @@ def _placed_with_children(cluster: Cluster, ns: str, names: set[str]) -> bool:
     return names <= placed and names <= deps
 
 
-def _replica(cluster: Cluster, ns: str, tmp: Path, name: str) -> Operator:
+def _replica(cluster: Cluster, ns: str, tmp: Path, name: str, lease_s: int = LEASE_S,
+             env: dict[str, str] | None = None) -> Operator:
     log_dir = tmp / name
     log_dir.mkdir()
-    return Operator(cluster, ns, log_dir, extra=(
+    return Operator(cluster, ns, log_dir, env=env, extra=(
         "--leader-election-lease", f"{ns}/wattserve-leader",
-        "--leader-election-lease-seconds", str(LEASE_S)))
+        "--leader-election-lease-seconds", str(lease_s)))
 
 
 def _took_over(new: Operator) -> float:
@@ -131,3 +132,35 @@ def test_one_replica_acts_and_a_follower_takes_over_on_stop_and_on_crash(
     finally:
         for op in (a, b, c):
             op.stop()
+
+
+def test_a_restarted_container_takes_its_own_pods_lease_without_waiting_it_out(
+        wattserve_api: Cluster, namespace: str, tmp_path: Path) -> None:
+    """The same pod name (the downward API's) before and after a crash, as when the kubelet
+    restarts the operator container: the new process leads before the old lease runs out."""
+    cluster, ns, lease_s = wattserve_api, namespace, 12
+    op = _replica(cluster, ns, tmp_path, "pod", lease_s,
+                  env={"WATTSERVE_OPERATOR_POD_NAME": "wattserve-operator-7d9f-x2x4q"})
+    try:
+        op.start()
+        wait_for(lambda: _leading(op), timeout=20, what="the replica to lead")
+        first = _lease(cluster, ns)["holderIdentity"]
+        op.kill()
+        crashed = time.monotonic()
+        op.start()
+        wait_for(lambda: _leading(op), timeout=3 * lease_s, interval=0.1,
+                 what="the restarted replica to lead")
+        after_restart = time.monotonic() - crashed
+        lease = _lease(cluster, ns)
+        assert lease["holderIdentity"] != first  # a new process, a new identity
+        assert lease["holderIdentity"].startswith("wattserve@wattserve-operator-7d9f-x2x4q/")
+        # Waiting out the old lease would take at least lease_s after the new process first
+        # read it, and that is after the crash.
+        assert after_restart < lease_s, after_restart
+        _apply(cluster, ns, "r1")
+        wait_for(lambda: _placed_with_children(cluster, ns, {"r1"}), timeout=60,
+                 what="a ModelDeployment placed by the restarted replica")
+        print(f"\nleader election: a restarted container led {after_restart:.2f}s after the "
+              f"crash (lease {lease_s}s, process start included)")
+    finally:
+        op.stop()

@@ -31,11 +31,12 @@ class Operator:
     """One operator process; ``restart()`` kills it (SIGKILL) and starts a new one."""
 
     def __init__(self, cluster: Cluster, namespace: str, log_dir: Path,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.log_dir = log_dir
         self.extra = extra
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
         self.metrics_port = 0
@@ -45,7 +46,7 @@ class Operator:
         self.health_port, self.metrics_port = free_port(), free_port()
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
-        env = self.cluster.env | {"PYTHONUNBUFFERED": "1"}
+        env = self.cluster.env | {"PYTHONUNBUFFERED": "1"} | self.env
         cmd = [sys.executable, "-m", "wattserve.controller", "--namespace", self.namespace,
                "--standalone", "--health-port", str(self.health_port),
                "--metrics-port", str(self.metrics_port), "--resync-seconds", "5",

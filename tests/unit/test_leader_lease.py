@@ -14,7 +14,7 @@ from unittest.mock import create_autospec
 
 import pytest
 from wattserve.controller.cli import run
-from wattserve.controller.config import env_defaults
+from wattserve.controller.config import env_defaults, make_identity, pod_identity_prefix
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.leader import LeaderElector
 from wattserve.reconcile.lease import (
@@ -69,6 +69,29 @@ def test_an_expired_lease_is_taken_over_with_the_version_read() -> None:
 def test_the_holders_declared_duration_is_what_expires() -> None:
     assert decide(held_by("other", 60), "me", TIMING, NOW, 20.0).action is Action.FOLLOW
     assert decide(held_by("other", 60), "me", TIMING, NOW, 60.0).action is Action.ACQUIRE
+
+
+def test_a_lease_held_by_an_earlier_process_of_this_pod_is_taken_at_once() -> None:
+    """The container restarted (OOM, crash): the process that held the lease is gone, so
+    waiting out its lease would only leave the cluster without an operator for longer."""
+    pod = "wattserve@ws-wattserve-7d9f-abcde/"
+    step = decide(held_by(pod + "0badf00d"), pod + "c0ffee00", TIMING, NOW, 0.0, pod)
+    assert step.action is Action.ACQUIRE and step.record is not None
+    assert step.record.transitions == 4
+    # another pod whose name merely starts alike, or no pod name known: the usual wait
+    other = "wattserve@ws-wattserve-7d9f-abcdef/0badf00d"
+    assert decide(held_by(other), pod + "c0ffee00", TIMING, NOW, 0.0, pod).action \
+        is Action.FOLLOW
+    assert decide(held_by(pod + "0badf00d"), pod + "c0ffee00", TIMING, NOW, 0.0).action \
+        is Action.FOLLOW
+
+
+def test_only_a_pod_name_from_the_downward_api_makes_an_identity_prefix() -> None:
+    env = {"WATTSERVE_OPERATOR_POD_NAME": "ws-wattserve-7d9f-abcde"}
+    assert pod_identity_prefix(env) == "wattserve@ws-wattserve-7d9f-abcde/"
+    first, second = make_identity(env), make_identity(env)
+    assert first != second and first.startswith(pod_identity_prefix(env))
+    assert pod_identity_prefix({}) == ""  # a hostname may be shared by several processes
 
 
 def test_wall_clocks_are_never_compared() -> None:

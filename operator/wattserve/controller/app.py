@@ -117,7 +117,7 @@ def make_elector(rec: Reconciler, config: OperatorConfig,
 
     namespace, name = config.leader_lease
     return LeaderElector(rec.api, namespace, name, config.identity, config.lease,
-                         on_lead, on_lost)
+                         on_lead, on_lost, predecessor=config.pod_identity_prefix)
 
 
 async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> None:

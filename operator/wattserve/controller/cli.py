@@ -95,6 +95,7 @@ def run(argv: list[str]) -> int:
         env_defaults,
         lease_ref,
         make_identity,
+        pod_identity_prefix,
     )
     from wattserve.reconcile.lease import MIN_DURATION_S, LeaseTiming
 
@@ -155,6 +156,7 @@ def run(argv: list[str]) -> int:
         rebalance_min_gain=args.rebalance_min_gain,
         verbose=args.verbose,
         identity=make_identity(),
+        pod_identity_prefix=pod_identity_prefix(),
         render=defaults["render"],  # type: ignore[arg-type]
         autoscale=autoscale,
         activator_service=defaults["activator_service"],  # type: ignore[arg-type]

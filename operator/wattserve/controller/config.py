@@ -48,6 +48,7 @@ class OperatorConfig:
     rebalance_min_gain: float = 0.10  # share of the objective a move back must save
     verbose: bool = False
     identity: str = ""
+    pod_identity_prefix: str = ""  # identities of this pod's earlier processes start with it
     render: RenderSettings = field(default_factory=RenderSettings)
     autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
     activator_service: tuple[str, str] | None = None  # WATTSERVE_ACTIVATOR_SERVICE ns/name
@@ -110,8 +111,16 @@ def lease_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
     return lease_ref(env.get(ENV_LEADER_LEASE, ""), ENV_LEADER_LEASE)
 
 
-def make_identity(env: Mapping[str, str] | None = None) -> str:
-    """This operator instance's peering identity: pod name (or host) + a random suffix."""
+def pod_identity_prefix(env: Mapping[str, str] | None = None) -> str:
+    """What the identities of every process of this pod start with; "" without a pod name
+    from the downward API (a hostname alone may be shared by several processes)."""
     env = os.environ if env is None else env
-    base = env.get(ENV_POD_NAME, "").strip() or socket.gethostname()
-    return f"wattserve@{base}/{uuid.uuid4().hex[:8]}"
+    pod = env.get(ENV_POD_NAME, "").strip()
+    return f"wattserve@{pod}/" if pod else ""
+
+
+def make_identity(env: Mapping[str, str] | None = None) -> str:
+    """This operator instance's peering and Lease identity: pod name (or host) + a random
+    suffix (each process of a pod, e.g. after a container restart, is a new identity)."""
+    prefix = pod_identity_prefix(env) or f"wattserve@{socket.gethostname()}/"
+    return f"{prefix}{uuid.uuid4().hex[:8]}"

@@ -29,12 +29,13 @@ class LeaderElector:
     def __init__(self, api: KubeApi, namespace: str, name: str, identity: str,
                  timing: LeaseTiming, on_lead: Callable[[], None],
                  on_lost: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, predecessor: str = "") -> None:
         self.api = api
         self.namespace, self.name, self.identity = namespace, name, identity
         self.timing = timing
         self._on_lead, self._on_lost = on_lead, on_lost
         self._clock = clock
+        self.predecessor = predecessor  # identity prefix of this pod's earlier processes
         self.leading = False
         self.holder = ""  # the holder as last seen
         self._record: LeaseRecord | None = None  # as last read or written
@@ -73,7 +74,8 @@ class LeaderElector:
         if version != self._seen[0]:
             self._seen = (version, now)
         step = lease.decide(current, self.identity, self.timing,
-                            datetime.datetime.now(datetime.UTC), now - self._seen[1])
+                            datetime.datetime.now(datetime.UTC), now - self._seen[1],
+                            self.predecessor)
         if step.action is Action.FOLLOW:
             self.holder, self._record = step.holder, current
             return f"the lease is held by {step.holder}" if self.leading else None

@@ -6,6 +6,8 @@ warm and wait. The rules are client-go's ``leaderelection`` package's:
 * no Lease yet: create it, holding it;
 * we hold it: renew it (``renewTime`` now);
 * nobody holds it (released on a clean shutdown: ``holderIdentity`` empty): take it now;
+* an earlier process of this same pod holds it (the container restarted: that process is
+  gone): take it now, instead of waiting out a lease no one will renew;
 * another holds it: take it only when the record has not changed for its
   ``leaseDurationSeconds`` *as timed by this instance's own monotonic clock* since it last saw
   the record change. Wall clocks of the nodes are never compared, so clock skew between them
@@ -131,9 +133,11 @@ class Step:
 
 
 def decide(current: LeaseRecord | None, identity: str, timing: LeaseTiming,
-           now: datetime.datetime, unchanged_for_s: float) -> Step:
+           now: datetime.datetime, unchanged_for_s: float, predecessor: str = "") -> Step:
     """What this instance writes next. ``unchanged_for_s``: how long, by this instance's own
-    monotonic clock, the record has looked the same (0 when it changed or was first seen)."""
+    monotonic clock, the record has looked the same (0 when it changed or was first seen).
+    ``predecessor``: the identity prefix every process of this pod shares ("" when the pod
+    is not known for sure: a hostname is not unique to one process)."""
     stamp = micro_time(now)
     if current is None:
         return Step(Action.CREATE, identity, LeaseRecord(
@@ -142,7 +146,8 @@ def decide(current: LeaseRecord | None, identity: str, timing: LeaseTiming,
         return Step(Action.RENEW, identity, replace(
             current, duration_s=timing.duration_s, renew_time=stamp))
     expired = unchanged_for_s >= max(current.duration_s, 1)
-    if current.holder and not expired:
+    restarted = bool(predecessor) and current.holder.startswith(predecessor)
+    if current.holder and not expired and not restarted:
         return Step(Action.FOLLOW, current.holder)
     return Step(Action.ACQUIRE, identity, replace(
         current, holder=identity, duration_s=timing.duration_s, acquire_time=stamp,
