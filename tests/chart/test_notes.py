@@ -50,6 +50,14 @@ def test_notes_default(notes_chart: Path) -> None:
     assert "podMonitor.enabled=true" in text
 
 
+def test_notes_name_the_lease_that_tells_which_replica_acts(notes_chart: Path) -> None:
+    text = _notes(notes_chart, {"operator": {"replicas": 2}})
+    assert ("kubectl -n wattserve-system get lease ws-wattserve-leader -o jsonpath="
+            "'{.spec.holderIdentity}{\"\\n\"}'") in text
+    off = _notes(notes_chart, {"operator": {"leaderElection": {"enabled": False}}})
+    assert "get lease" not in off
+
+
 def test_notes_replicas_zero(notes_chart: Path) -> None:
     text = _notes(notes_chart, {"operator": {"replicas": 0}})
     assert "scaled to 0" in text
