@@ -344,6 +344,73 @@ def test_operator_pod_sigkilled_mid_change_converges_without_duplicates(
                120, "every ModelDeployment Ready again")
 
 
+def test_the_operator_keeps_its_memory_on_the_object_under_the_charts_rbac(
+        stack: RealPodStack) -> None:
+    """The autoscaler's state survives a restart because the operator, with the chart's
+    ServiceAccount, may write it (the scaler-state annotation): a 403 here once lost it."""
+    op = stack.operator
+    assert op is not None
+    annotations = stack.kube.get("md", SMOL, "-n", stack.namespace)["metadata"].get(
+        "annotations") or {}
+    assert "wattserve.dev/scaler-state" in annotations, sorted(annotations)
+    log = stack.kube.kubectl("logs", op.ready_pod()["metadata"]["name"], "-n",
+                             "wattserve-system").stdout
+    assert "forbidden" not in log, [line for line in log.splitlines() if "forbidden" in line]
+
+
+LEASE = "wattserve-leader"  # the chart's leader-election Lease (<fullname>-leader)
+
+
+def _lease_holder_pod(stack: RealPodStack) -> str:
+    """The pod whose operator holds the Lease (identities are wattserve@<pod>/<random>)."""
+    lease = stack.kube.get("lease", LEASE, "-n", "wattserve-system")
+    holder = str(lease["spec"].get("holderIdentity") or "")
+    return holder.removeprefix("wattserve@").rpartition("/")[0]
+
+
+def _operator_replicas(stack: RealPodStack, replicas: int) -> None:
+    stack.kube.helm("upgrade", "wattserve", str(REPO / "charts" / "wattserve"), "-n",
+                    "wattserve-system", "--reuse-values", "--set",
+                    f"operator.replicas={replicas}", "--wait", "--timeout", "240s", timeout=300)
+    op = stack.operator
+    assert op is not None
+    wait_until(lambda: len(pods := op.pods()) == replicas and all(map(pod_ready, pods)),
+               180, f"{replicas} operator pods, all Ready")
+
+
+def test_two_operator_replicas_one_leads_and_a_deleted_leader_hands_over_at_once(
+        stack: RealPodStack) -> None:
+    """The chart's leader election on real pods: a second replica follows; deleting the
+    leader's pod (SIGTERM, as a drain or a rollout does) releases the Lease, and the
+    follower leads and reconciles well before the 15 s lease would have run out."""
+    assert stack.operator is not None
+    _operator_replicas(stack, 2)
+    pods = {p["metadata"]["name"] for p in stack.operator.pods()}
+    leader = wait_until(lambda: _lease_holder_pod(stack) in pods and _lease_holder_pod(stack),
+                        30, "one of the two operator pods holding the Lease")
+    deleted = time.monotonic()
+    stack.kube.kubectl("delete", "pod", leader, "-n", "wattserve-system", "--wait=false")
+    # The follower, or the pod that replaces the deleted one: whichever tries first after
+    # the release.
+    new = wait_until(lambda: _lease_holder_pod(stack) not in ("", leader)
+                     and _lease_holder_pod(stack), 60, "another pod to hold the Lease",
+                     interval=0.2)
+    TIMINGS["operator_handover_s"] = handover = time.monotonic() - deleted
+    log = stack.kube.kubectl("logs", leader, "-n", "wattserve-system", check=False).stdout
+    who = "the follower" if new in pods else "the deleted pod's replacement"
+    print(f"\nthe Lease passed from {leader} to {new} ({who}) in {handover:.1f}s; the old "
+          f"leader's last log lines:\n{log[-1500:]}")
+    assert handover < 15, f"the Lease passed {handover:.1f}s after the delete: not released"
+    stack.kube.kubectl("patch", "md", "llama-8b-low", "-n", stack.namespace, "--type=merge",
+                       "-p", '{"spec": {"expectedLoad": {"requestsPerSecond": "30"}}}')
+    md = stack.kube.get("md", "llama-8b-low", "-n", stack.namespace)
+    wait_until(lambda: md_status(stack.kube, stack.namespace, "llama-8b-low")
+               .get("observedGeneration") == md["metadata"]["generation"], 60,
+               "the change reconciled by the new leader")
+    print(f"\noperator handover after the leader pod's deletion: {handover:.1f}s")
+    _operator_replicas(stack, 1)
+
+
 BAD = """apiVersion: wattserve.dev/v1alpha1
 kind: ModelDeployment
 metadata: {name: bad-scaling}
@@ -400,7 +467,8 @@ def test_helm_uninstall_leaves_only_the_crds(stack: RealPodStack) -> None:
     leftovers += [f"servingpool/{i['metadata']['name']}"
                   for i in stack.kube.get("servingpools")["items"]
                   if i["metadata"]["name"] in chart_pools]
-    for kind in ("deployments", "serviceaccounts", "services", "configmaps"):
+    for kind in ("deployments", "serviceaccounts", "services", "configmaps", "roles",
+                 "rolebindings"):
         items = stack.kube.get(kind, "-n", "wattserve-system", "-l",
                                "app.kubernetes.io/instance=wattserve")["items"]
         leftovers += [f"{kind}/{i['metadata']['name']}" for i in items]

@@ -87,6 +87,7 @@ RELEASE = "<release namespace>"
 # (verb, group, resource[/subresource], namespace or "" for all/cluster-scoped)
 CAN = [
     ("list", "wattserve.dev", "modeldeployments", ""),
+    ("patch", "wattserve.dev", "modeldeployments", "team-a"),  # its memory annotations
     ("patch", "wattserve.dev", "modeldeployments/status", "team-a"),
     ("watch", "wattserve.dev", "servingpools", ""),
     ("create", "apps", "deployments", "team-a"),
@@ -105,7 +106,6 @@ CANNOT = [
     ("create", "", "pods/exec", "team-a"),
     ("create", "", "pods", "team-a"),
     ("delete", "wattserve.dev", "modeldeployments", "team-a"),
-    ("patch", "wattserve.dev", "modeldeployments", "team-a"),
     ("create", "wattserve.dev", "servingpools", ""),
     ("create", "rbac.authorization.k8s.io", "clusterroles", ""),
     ("update", "", "nodes", ""),

@@ -11,7 +11,8 @@ from .helmutil import CHART, NAMESPACE, by_kind, one, render
 
 # (apiGroup, resource) -> verbs the operator must have.
 REQUIRED: dict[tuple[str, str], set[str]] = {
-    ("wattserve.dev", "modeldeployments"): {"get", "list", "watch"},
+    # patch: the scaler-state and idle-state annotations (the operator's memory)
+    ("wattserve.dev", "modeldeployments"): {"get", "list", "watch", "patch"},
     ("wattserve.dev", "modeldeployments/status"): {"get", "patch"},
     ("wattserve.dev", "servingpools"): {"get", "list", "watch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
