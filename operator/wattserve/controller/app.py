@@ -156,6 +156,23 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
                 f"{config.autoscale.prometheus_url} (window {config.autoscale.templates.window},"
                 f" energy {config.autoscale.energy_source})" if config.autoscale.enabled
                 else "off (no Prometheus URL)")
+    async def wind_down() -> None:
+        """Stop acting, post the Events still queued, then hand the Lease over (idempotent)."""
+        await _cancel(tasks)
+        with contextlib.suppress(TimeoutError):  # Events still queued: a few seconds' grace
+            await asyncio.wait_for(rec.events.flush(), EVENT_FLUSH_S)
+        if elector is not None:  # after the last write: the next leader starts at once
+            await elector.release()
+
+    @kopf.on.cleanup(registry=registry, id="wind-down")
+    async def wind_down_on_cleanup(**_: Any) -> None:
+        # As kopf shuts down, before it waits (5 s) for tasks it did not start: a leader
+        # that waited that long would hand over a Lease that had already run out.
+        await wind_down()
+        # kopf leaves its waiter on our stop flag pending after a signal, then waits those
+        # 5 s for it: setting the flag ends it (we are stopping anyway).
+        stop.set()
+
     try:
         await kopf.operator(
             registry=registry,
@@ -168,20 +185,20 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
             stop_flag=stop,
         )
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(TimeoutError):  # Events still queued: a few seconds' grace
-            await asyncio.wait_for(rec.events.flush(), EVENT_FLUSH_S)
-        if elector is not None:  # after the last write: the next leader starts at once
-            await elector.release()
+        await wind_down()
         await api.close()
     if lost:
         assert config.leader_lease is not None
         raise LeadershipLost("lost the leader Lease {}/{}: {}".format(*config.leader_lease,
                                                                       lost[0]))
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the operator's own tasks and wait for them (idempotent; what a task raised
+    was logged where it happened)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _resync(rec: Reconciler, config: OperatorConfig) -> None:
