@@ -30,7 +30,7 @@ from wattserve.planning import plan
 
 from e2e.harness.loadgen import LONG_PROMPT, run_load
 from e2e.harness.realpods import RealPodStack, pod_ready
-from e2e.harness.stack import REPO, condition, md_status, wait_until
+from e2e.harness.stack import CHART, REPO, condition, md_status, wait_until
 
 MODELS = sorted(glob.glob(str(REPO / "examples" / "models" / "*.yaml")))
 SMOL = "smollm2-135m-oci"  # the example served by real pods on the real node
@@ -369,7 +369,7 @@ def _lease_holder_pod(stack: RealPodStack) -> str:
 
 
 def _operator_replicas(stack: RealPodStack, replicas: int) -> None:
-    stack.kube.helm("upgrade", "wattserve", str(REPO / "charts" / "wattserve"), "-n",
+    stack.kube.helm("upgrade", "wattserve", str(CHART), "-n",
                     "wattserve-system", "--reuse-values", "--set",
                     f"operator.replicas={replicas}", "--wait", "--timeout", "240s", timeout=300)
     op = stack.operator

@@ -14,6 +14,16 @@ NAME_MAX: Final = 63
 PREFIX_MAX: Final = 253
 
 
+def is_dns_label(text: str) -> bool:
+    """A DNS-1123 label: a namespace, most object names."""
+    return len(text) <= NAME_MAX and re.fullmatch(_DNS_LABEL, text) is not None
+
+
+def is_dns_subdomain(text: str) -> bool:
+    """A DNS-1123 subdomain: the names of most other objects (a Lease, a label prefix)."""
+    return len(text) <= PREFIX_MAX and _PREFIX.match(text) is not None
+
+
 def label_key_problem(key: str) -> str | None:
     """Why ``key`` is not a qualified name (``[prefix/]name``), or None."""
     prefix, slash, name = key.rpartition("/")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from wattserve import contract
+from wattserve.api.labels import is_dns_label
 from wattserve.controller.kubeapi import ApiError
 from wattserve.controller.triggers import Trigger
 from wattserve.reconcile.idlestate import idle_memory
@@ -26,7 +26,6 @@ from wattserve.render.children import ENDPOINTSLICE
 
 logger = logging.getLogger(__name__)
 ENV_ACTIVATOR_SERVICE: Final = "WATTSERVE_ACTIVATOR_SERVICE"
-_DNS1123: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def activator_service_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -34,7 +33,7 @@ def activator_service_from_env(env: Mapping[str, str]) -> tuple[str, str] | None
     if not raw:
         return None
     ns, _, name = raw.partition("/")
-    if not (ns and name and _DNS1123.match(ns) and _DNS1123.match(name)):
+    if not (is_dns_label(ns) and is_dns_label(name)):
         raise SettingsError(f"{ENV_ACTIVATOR_SERVICE}: must be <namespace>/<service name>, "
                             f"got {raw!r}")
     return ns, name

@@ -20,17 +20,16 @@ lease, the API server accepts one and answers the other 409 Conflict.
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
 
+from wattserve.api.labels import is_dns_label, is_dns_subdomain
+
 LEASE_API_VERSION: Final = "coordination.k8s.io/v1"
 DEFAULT_DURATION_S: Final = 15
 MIN_DURATION_S: Final = 2
-_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_NAMESPACE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,9 @@ def parse_lease_ref(raw: str) -> tuple[str, str]:
     namespace, sep, name = raw.strip().partition("/")
     if not sep:
         raise ValueError(f"must be NAMESPACE/NAME, got {raw!r}")
-    if len(namespace) > 63 or not _NAMESPACE.match(namespace):
+    if not is_dns_label(namespace):
         raise ValueError(f"namespace {namespace!r} is not a DNS label")
-    if len(name) > 253 or not _NAME.match(name):
+    if not is_dns_subdomain(name):
         raise ValueError(f"name {name!r} is not a DNS subdomain")
     return namespace, name
 
