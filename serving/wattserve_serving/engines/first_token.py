@@ -11,7 +11,7 @@ end (FIFO, so completion order and the total work stay those of serving in turn)
 
 The scheduler knows nothing of llama.cpp: ``step(job)`` computes one token of a job and
 says whether it finished. A switch from one job to another costs the engine a re-prefill of
-the tokens the two do not share (``LlamaCppEngine._ensure_cached``); each job is switched
+the tokens the two do not share (``llamacpp_kv.ensure_cached``); each job is switched
 away from at most once per request that arrives while it runs.
 """
 

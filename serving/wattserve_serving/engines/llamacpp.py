@@ -4,7 +4,7 @@ One `Llama` context computes one token at a time, on a single worker thread; the
 loop only receives token pieces via `call_soon_threadsafe`. With ``parallel`` > 1 up to
 that many admitted requests share the thread first-token-fairly (`first_token.py`): every
 request gets its prefill and first token before any continues its decode, and a request
-resumed after another re-uses the KV cache prefix the two share. ``parallel`` 1 serves
+resumed after another gets its KV cache back (`llamacpp_kv.py`). ``parallel`` 1 serves
 requests strictly in turn. Closing the async iterator (client disconnect) sets a cancel
 flag the worker checks before every token, so token production stops within one token.
 
@@ -23,15 +23,13 @@ marker; only the chat template's own text yields special tokens.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import ctypes
 import logging
 import random
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -50,16 +48,13 @@ from wattserve_serving.engines.base import (
     Unsupported,
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
+from wattserve_serving.engines.llamacpp_kv import DONE, Generation, ensure_cached, save_state
 from wattserve_serving.engines.llamacpp_score import score_prompt
 from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
 from wattserve_serving.engines.sampler import sampler_chain
 from wattserve_serving.engines.stops import StopMatcher
 from wattserve_serving.schema_limits import MAX_GRAMMAR_CHARS
 
-_DONE = object()
-# A job switched away from keeps its KV cache up to this many tokens (SmolLM2-135M: ~23 KiB
-# per token, so <= ~12 MiB per waiting job); longer ones are evaluated again on resume.
-SAVE_MAX_TOKENS = 512
 GRAMMARS_KEPT = 64  # compiled grammars kept, by schema text
 _LOOSE_CHAR = r'char ::= [^"\\]'
 _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
@@ -81,9 +76,9 @@ class LlamaCppEngine(LoadsOnItsThread):
         self._formatter: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-prep")
-        self._scheduler: FirstTokenScheduler[_Generation] = FirstTokenScheduler(
+        self._scheduler: FirstTokenScheduler[Generation] = FirstTokenScheduler(
             self._step, parallel=self.max_concurrency, name="llamacpp")
-        self._owner: _Generation | None = None  # the job whose tokens the KV cache holds
+        self._owner: Generation | None = None  # the job whose tokens the KV cache holds
         self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar (bounded)
         self._grammars_lock = threading.Lock()  # the prep thread fills it, the worker reads
 
@@ -246,13 +241,13 @@ class LlamaCppEngine(LoadsOnItsThread):
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        job = _Generation(list(prompt.token_ids), params, StopMatcher(params.stop + prompt.stop),
-                          emit)
+        stops = StopMatcher(params.stop + prompt.stop)
+        job = Generation(list(prompt.token_ids), params, stops, emit)
         self._scheduler.submit(job)
         try:
             while True:
                 item = await queue.get()
-                if item is _DONE:
+                if item is DONE:
                     return
                 if isinstance(item, BaseException):
                     raise EngineError(f"generation failed: {item}") from item
@@ -263,81 +258,7 @@ class LlamaCppEngine(LoadsOnItsThread):
         finally:
             job.cancel.set()
 
-    def _ensure_cached(self, job: _Generation) -> None:
-        """Make the context hold ``job.tokens`` with the last one's logits fresh.
-
-        A job's first step re-uses the longest prefix already in the KV cache (the shared
-        chat template; all of an identical prompt). A job switched away from keeps a copy
-        of its KV cache (``llama_state_seq_get_data``, ~23 KiB per token for SmolLM2) and
-        gets it back on resume, so its numbers, and hence its output, are exactly those of
-        serving it without interruption, and a resume costs a copy, not a prefill. Past
-        ``SAVE_MAX_TOKENS`` the copy is skipped and the job's tokens are evaluated again as
-        they were the first time (the rest of the prompt from its first prefill's start in
-        one batch, then each generated token alone: llama.cpp's numbers depend on batching).
-        """
-        llm = self._llm
-        owner, self._owner = self._owner, job
-        if owner is not None and owner is not job and not owner.closed:
-            owner.saved = self._save_state()
-        tokens = job.tokens
-        if job.saved is not None and self._restore_state(job):
-            for token in tokens[llm.n_tokens:]:
-                llm.eval([token])
-            return
-        cached = llm.input_ids[: llm.n_tokens]
-        n = min(len(cached), len(tokens))
-        if n:
-            diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
-            n = int(diff[0]) if diff.size else n
-        n = min(n, len(tokens) - 1)  # the last token is evaluated again for its logits
-        if job.prefill_from is None:
-            job.prefill_from = n
-        elif owner is not job:
-            n = min(n, job.prefill_from)
-        if n < llm.n_tokens:
-            if n > 0 and llm._ctx.kv_cache_seq_rm(-1, n, -1):
-                llm.n_tokens = n
-            else:
-                llm.reset()
-                n = 0
-        if n < job.prompt_len:
-            llm.eval(tokens[n:job.prompt_len])
-            n = job.prompt_len
-        for token in tokens[n:]:
-            llm.eval([token])
-
-    def _save_state(self, limit: int | None = SAVE_MAX_TOKENS) -> tuple[Any, int] | None:
-        """A copy of the KV cache's tokens (None: empty, more than ``limit``, or failed)."""
-        import llama_cpp
-
-        llm = self._llm
-        n = int(llm.n_tokens)
-        if n == 0 or (limit is not None and n > limit):
-            return None
-        ctx = llm._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buf = (ctypes.c_uint8 * size)()
-        if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:
-            return None
-        return buf, n
-
-    def _restore_state(self, job: _Generation) -> bool:
-        import llama_cpp
-
-        llm = self._llm
-        saved, job.saved = job.saved, None
-        assert saved is not None
-        buf, n = saved
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        llm.reset()
-        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0) != len(buf):
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            return False
-        llm.input_ids[:n] = job.tokens[:n]
-        llm.n_tokens = n
-        return True
-
-    def _step(self, job: _Generation) -> bool:
+    def _step(self, job: Generation) -> bool:
         """One token of ``job`` (prefill first when it has none); True when it finished."""
         import llama_cpp
 
@@ -362,7 +283,10 @@ class LlamaCppEngine(LoadsOnItsThread):
             seed = params.seed if params.seed is not None else random.getrandbits(32)
             grammar = None if params.json_schema is None else self._grammar(params.json_schema)
             job.sampler = sampler_chain(llm, params, grammar, seed)
-        self._ensure_cached(job)
+        owner, self._owner = self._owner, job
+        if owner is not None and owner is not job and not owner.closed:
+            owner.saved = save_state(llm)
+        ensure_cached(llm, job, owner)
         token = int(job.sampler.sample(llm._ctx, -1))
         job.tokens.append(token)
         if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
@@ -382,10 +306,10 @@ class LlamaCppEngine(LoadsOnItsThread):
         job.emit(Chunk(text, 1, None, lp))
         return False
 
-    def _score_prompt(self, job: _Generation) -> PromptLogprobs | None:
+    def _score_prompt(self, job: Generation) -> PromptLogprobs | None:
         """The prompt's log probabilities (None when the job was cancelled meanwhile), around
         a copy of the KV cache that is put back (see `llamacpp_score`)."""
-        saved = self._save_state(limit=None) if self._llm.n_tokens else None
+        saved = save_state(self._llm, limit=None) if self._llm.n_tokens else None
         return score_prompt(self._llm, job.tokens[: job.prompt_len],
                             job.params.prompt_logprobs or 0, job.cancel, saved)
 
@@ -397,32 +321,3 @@ class LlamaCppEngine(LoadsOnItsThread):
         row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
                                     shape=(llm.n_vocab(),))
         return token_logprob(row, token, top, lambda t: bytes(llm.detokenize([t])))
-
-
-class _Generation:
-    """One request's state between its tokens (the scheduler may run others in between)."""
-
-    def __init__(self, prompt_ids: list[int], params: SamplingParams, stops: StopMatcher,
-                 emit: Callable[[object], None]) -> None:
-        self.tokens = prompt_ids  # prompt + generated; the last one not yet evaluated
-        self.prompt_len = len(prompt_ids)
-        self.prefill_from: int | None = None  # where its first prefill started
-        self.saved: tuple[Any, int] | None = None  # its KV cache while another job runs
-        self.answered = False  # some text went to the client
-        self.closed = False
-        self.params = params
-        self.stops = stops
-        self.emit = emit
-        self.cancel = threading.Event()
-        self.sampler: Any = None
-        self.scored = False  # the prompt's log probabilities were computed (when asked)
-        self.produced = 0
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def fail(self, exc: BaseException) -> None:
-        self.emit(exc)
-
-    def close(self) -> None:
-        self.closed = True
-        self.sampler = self.saved = None
-        self.emit(_DONE)

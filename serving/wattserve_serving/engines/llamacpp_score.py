@@ -73,7 +73,7 @@ def score_prompt(llm: Any, tokens: list[int], top: int, cancel: threading.Event,
 
 
 def put_back(llm: Any, saved: tuple[Any, int] | None) -> None:
-    """The KV cache as the engine's `_save_state` copied it (empty when there was no copy),
+    """The KV cache as `llamacpp_kv.save_state` copied it (empty when there was no copy),
     its tokens (``input_ids``, untouched meanwhile) counted again."""
     import llama_cpp
 
