@@ -69,6 +69,27 @@ def test_explain_shows_descriptions(crds: Cluster) -> None:
     assert description and "<empty>" not in description, out
 
 
+def test_explain_gives_the_units_of_status_figures(crds: Cluster) -> None:
+    out = crds.kubectl("explain", "modeldeployment.status.placement.joulesPerToken").stdout
+    description = out.split("DESCRIPTION:", 1)[1].strip()
+    assert "joules" in description and "<empty>" not in description, out
+
+
+def test_wide_listing_shows_the_slo_beside_the_p95(crds: Cluster, namespace: str) -> None:
+    example = EXAMPLES / "models" / "smollm2-135m.yaml"
+    doc = next(d for d in _docs(example) if d.get("kind") == "ModelDeployment")
+    crds.kubectl("apply", "-n", namespace, "-f", str(example))
+    name, slo = doc["metadata"]["name"], doc["spec"]["slo"]["latencyP95Ms"]
+    narrow = crds.kubectl("get", "md", name, "-n", namespace).stdout.splitlines()
+    wide = crds.kubectl("get", "md", name, "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert "SLO-P95" not in narrow[0], narrow
+    head = wide[0].split()
+    for column in ("P95", "SLO-P95", "OBJECTIVE", "ACCELERATOR", "READY-REPLICAS", "DEGRADED"):
+        assert column in head, wide
+    row = wide[1].split()  # no operator here: the status columns are empty
+    assert str(slo) in row and doc["spec"].get("objective", "cost") in row, wide
+
+
 @pytest.mark.parametrize("example", _example_files(), ids=lambda p: p.name)
 def test_examples_are_accepted(crds: Cluster, namespace: str, example: Path) -> None:
     proc = crds.kubectl(
