@@ -64,6 +64,39 @@ def test_a_typed_list_is_expanded() -> None:
     assert len(load_yaml_documents(text)) == 2
 
 
+def test_a_list_item_that_is_not_an_object_is_refused_by_its_index(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    text = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [_smol(), 1, "x"]})
+    with pytest.raises(SpecError, match=r"^list.yaml: document 1: items\[1\] must be a "
+                                        r"mapping \(a Kubernetes object\), got the number 1$"):
+        load_yaml_documents(text, "list.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text(text)
+    _one_line_exit_2(["plan", "-f", str(path), "--pools", POOLS], capsys, f"{path}: ",
+                     "items[1]")
+
+
+@pytest.mark.parametrize("json_file", [False, True])
+def test_an_integer_too_long_to_convert_is_refused_by_file_line_and_key(
+        json_file: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _smol()
+    doc["spec"]["scaling"] = {"maxReplicas": 123456789}  # type: ignore[index]
+    text = json.dumps(doc) if json_file else yaml.safe_dump(doc)
+    text = text.replace("123456789", "9" * 5000)  # past int()'s 4300 digits
+    line = 1 if json_file else text.splitlines().index(
+        next(row for row in text.splitlines() if "maxReplicas" in row)) + 1
+    with pytest.raises(SpecError, match=f"^m.yaml: line {line}: maxReplicas: an integer of "
+                                        "5000 characters is out of range$"):
+        load_yaml_documents(text, "m.yaml")
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    needles = (f"{path}: line {line}: maxReplicas: ",)
+    _one_line_exit_2(["plan", "-f", str(path), "--pools", POOLS], capsys, *needles)
+    _one_line_exit_2(["plan", "-f", str(SMOL), "--pools", str(path)], capsys, *needles)
+    _one_line_exit_2(["simulate", "--model", str(path), "--pools", POOLS, "--no-oracle",
+                      "--generate", "hours=0.1,rate=0.5"], capsys, *needles)
+
+
 def test_dotted_names_are_custom_resource_names_and_253_characters_the_most() -> None:
     doc = _smol()
     doc["metadata"] = {"name": "llama-3.1-8b", "namespace": "team-a"}
@@ -182,6 +215,28 @@ def test_plan_refuses_an_incumbent_without_a_fleet_or_with_endless_replicas(
     inc.write_text(yaml.safe_dump(before))
     _one_line_exit_2(["plan", *fleet, "--pools", POOLS,
                       "--no-optimum", "--incumbent", str(inc)], capsys, "models[0]")
+
+
+def test_plan_refuses_an_incumbent_count_of_the_wrong_kind_by_its_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fleet = [arg for f in sorted((EXAMPLES / "fleet").glob("*.yaml"))[:2] for arg in ("-f", str(f))]
+    assert main(["plan", *fleet, "--pools", POOLS, "--no-optimum", "-o", "json"]) in (0, 1)
+    before = json.loads(capsys.readouterr().out)
+    inc = tmp_path / "inc.json"
+    for part, field, value, needle in (
+            ("fleet", "replicas", 1.9, "models[0].fleet.replicas: must be an integer"),
+            ("fleet", "replicas", True, "models[0].fleet.replicas: must be an integer"),
+            ("placement", "tensorParallel", -1, "models[0].placement.tensorParallel: must be >= 0"),
+            ("placement", "tensorParallel", 10**18,
+             "models[0].placement.tensorParallel: must be <= 8"),
+            ("placement", "cpuRequest", "nan", "models[0].placement.cpuRequest: must be a number"),
+            ("fleet", "replicas", 123456789, "line 1: replicas: an integer of 5000 characters")):
+        bad = json.loads(json.dumps(before))
+        bad["models"][0][part][field] = value
+        inc.write_text(json.dumps(bad).replace("123456789", "9" * 5000))
+        _one_line_exit_2(["plan", *fleet, "--pools", POOLS, "--no-optimum",
+                          "--incumbent", str(inc)], capsys, "wattserve plan: --incumbent: ",
+                         needle)
 
 
 @pytest.mark.parametrize(("flags", "needle"), [

@@ -4,6 +4,7 @@ from wattserve.api.errors import SpecError
 from wattserve.api.manifests import (
     MAX_MANIFEST_CHARS,
     load_yaml_documents,
+    parse_documents,
     read_manifest,
     require_type_meta,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "Toleration",
     "Tuning",
     "load_yaml_documents",
+    "parse_documents",
     "parse_model_deployment",
     "parse_serving_pool",
     "read_manifest",

@@ -19,11 +19,13 @@ from typing import Any, Final
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from wattserve.api.errors import SpecError
+from wattserve.api.quantities import _kind
 
 MAX_MANIFEST_CHARS: Final = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
+_INT_TAG: Final = "tag:yaml.org,2002:int"
 
 _INT: Final = re.compile(r"""^(?:[-+]?0b[0-1_]+
     |[-+]?0[0-7_]+
@@ -36,15 +38,35 @@ _FLOAT: Final = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-
     |\.(?:nan|NaN|NAN))$""", re.X)
 
 
+class NumberTooLarge(ConstructorError):
+    """An integer with more digits than Python converts (``sys.get_int_max_str_digits``)."""
+
+
 class KubectlLoader(yaml.SafeLoader):
     """SafeLoader with kubectl's numbers (Go YAML: `3e3` is 3000, `50:00` a string) and a
-    refusal of duplicate keys (ConstructorError), as the API server's decoder refuses them."""
+    refusal of duplicate keys (ConstructorError), as the API server's decoder refuses them.
+    An integer too long to convert is a NumberTooLarge naming its key and line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._int_keys: dict[Node, str] = {}  # integer value node -> its mapping key
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than int() converts (4300 by default)
+            key = self._int_keys.get(node)
+            raise NumberTooLarge(None, None, f"{f'{key}: ' if key else ''}an integer of "
+                                 f"{len(node.value)} characters is out of range",
+                                 node.start_mark) from None
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
             seen: set[object] = set()
-            for key_node, _ in node.value:
+            for key_node, value_node in node.value:
                 key = self.construct_object(key_node, deep=True)
+                if isinstance(value_node, ScalarNode) and value_node.tag == _INT_TAG:
+                    self._int_keys[value_node] = str(key)
                 try:
                     duplicate = key in seen
                     seen.add(key)
@@ -56,12 +78,13 @@ class KubectlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+KubectlLoader.add_constructor(_INT_TAG, KubectlLoader.construct_yaml_int)
 KubectlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers
-            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+            if tag not in (_INT_TAG, "tag:yaml.org,2002:float")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-KubectlLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+KubectlLoader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
 KubectlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
@@ -101,7 +124,9 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _documents(text: str, path: str) -> list[Any]:
+def parse_documents(text: str, path: str) -> list[Any]:
+    """Every non-empty document of a YAML (or JSON) text, read as kubectl reads it; a
+    SpecError naming ``path`` (and the line) when it cannot be read."""
     if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
         try:
             return [json.loads(text.lstrip("\ufeff"), object_pairs_hook=_json_pairs)]
@@ -110,11 +135,15 @@ def _documents(text: str, path: str) -> list[Any]:
         except ValueError as exc:
             if "duplicate key" in str(exc):
                 raise SpecError(path, f"not valid JSON: {exc}") from None
-            # Not JSON: YAML flow style also opens with a brace; read it as YAML.
+            # Not JSON: YAML flow style also opens with a brace; read it as YAML. (So is an
+            # integer too long for json: the YAML reader below names its key and line.)
     try:
         return [doc for doc in yaml.load_all(text, Loader=KubectlLoader) if doc is not None]
     except RecursionError:
         raise SpecError(path, "not valid YAML: nested too deeply") from None
+    except NumberTooLarge as exc:
+        where = f"line {exc.problem_mark.line + 1}: " if exc.problem_mark is not None else ""
+        raise SpecError(path, f"{where}{exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -125,7 +154,7 @@ def _documents(text: str, path: str) -> list[Any]:
 def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]]:
     """Load every non-empty YAML (or JSON) document; raises SpecError on YAML or shape
     errors."""
-    docs = _documents(text, path)
+    docs = parse_documents(text, path)
     if not docs:
         raise SpecError(path, "is empty: expected at least one YAML document")
     out: list[dict[str, Any]] = []
@@ -133,7 +162,11 @@ def load_yaml_documents(text: str, path: str = "<input>") -> list[dict[str, Any]
         items = doc.get("items") if isinstance(doc, dict) else None
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str) and \
                 doc["kind"].endswith("List") and isinstance(items, list):
-            out.extend(item for item in items if isinstance(item, dict))
+            for number, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise SpecError(path, f"document {index + 1}: items[{number}] must be a "
+                                    f"mapping (a Kubernetes object), got {_kind(item)}")
+            out.extend(items)
             continue
         if not isinstance(doc, dict):
             raise SpecError(path, f"document {index + 1} must be a mapping (a Kubernetes object)")

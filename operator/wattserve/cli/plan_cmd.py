@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 import yaml
 
 from wattserve.api import (
-    MAX_MANIFEST_CHARS,
     ModelDeployment,
     Objective,
     ServingPool,
     SpecError,
     load_yaml_documents,
+    parse_documents,
     parse_model_deployment,
     parse_serving_pool,
     read_manifest,
@@ -78,8 +78,9 @@ def _positive_seconds(text: str) -> float:
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if (args.filename + args.pools).count("-") > 1:
-            raise _InputError("stdin (-) can be read once: give the other -f/--pools a file")
+        if [*args.filename, *args.pools, args.incumbent].count("-") > 1:
+            raise _InputError("stdin (-) can be read once: give the other -f/--pools/"
+                              "--incumbent a file")
         models = _load(_expand(args.filename), "ModelDeployment", parse_model_deployment)
         pools = _load(_expand(args.pools), "ServingPool", parse_serving_pool)
         _check_unique("ServingPool", [p.name for p in pools])
@@ -113,13 +114,13 @@ def _run_fleet(args: argparse.Namespace, models: list[ModelDeployment],
     incumbent = None
     if args.incumbent is not None:
         try:
-            text = Path(args.incumbent).read_text()
-            if len(text) > MAX_INPUT_CHARS:
-                raise OSError(f"larger than {MAX_INPUT_CHARS} characters")
-            incumbent = yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            first = " ".join(str(exc).split())  # one line (YAML errors span several)
-            print(f"wattserve plan: --incumbent: {args.incumbent}: {first}", file=sys.stderr)
+            incumbent = _incumbent(args.incumbent)
+        except OSError as exc:
+            print(f"wattserve plan: --incumbent: {args.incumbent}: cannot read: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except SpecError as exc:
+            print(f"wattserve plan: --incumbent: {exc}", file=sys.stderr)
             return 2
     try:
         members, greedy, rows = plan_fleet(models, pools, objective=objective,
@@ -142,7 +143,14 @@ class _InputError(Exception):
     pass
 
 
-MAX_INPUT_CHARS = MAX_MANIFEST_CHARS
+def _incumbent(path: str) -> object:
+    """The one document of a previous plan's output (JSON or YAML); SpecError naming the
+    file (and line) when it is not one readable document."""
+    docs = parse_documents(read_manifest(path), path)
+    if len(docs) != 1:
+        raise SpecError(path, f"holds {len(docs)} documents: expected one "
+                              "`wattserve plan -o json|yaml` output")
+    return docs[0]
 
 
 def _expand(paths: list[str]) -> list[str]:

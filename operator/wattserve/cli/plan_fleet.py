@@ -9,10 +9,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wattserve.api import ModelDeployment, Objective, ServingPool
+from wattserve.api import ModelDeployment, Objective, ServingPool, SpecError
+from wattserve.api.reader import Fields
 from wattserve.cli.table import render_table
 from wattserve.planning import optimum, refine
 from wattserve.planning.capacity import Ledger, Resources, replica_request, shape_capacity
+from wattserve.planning.constants import TENSOR_PARALLEL_OPTIONS
 from wattserve.planning.fleet import (
     Assignment,
     Key,
@@ -42,6 +44,20 @@ class IncumbentError(ValueError):
     """A previous plan (--incumbent) that cannot be read; the message names the field."""
 
 
+_ANY: frozenset[str] = frozenset()  # Fields(strict=False): other keys are the plan's own
+
+
+def _positive(value: object, path: str) -> float:
+    """A finite number > 0 (an integer or a float, not a boolean nor a string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(path, "must be a number, got " + ("nothing" if value is None
+                                                            else type(value).__name__))
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise SpecError(path, f"must be finite and > 0, got {value}")
+    return number
+
+
 def incumbent_of(payload: object, members: list[Member],
                  pools: list[ServingPool]) -> dict[Key, Assignment]:
     """The placements of a previous `wattserve plan -o json|yaml` fleet output, as
@@ -67,24 +83,20 @@ def incumbent_of(payload: object, members: list[Member],
         pool = fleet.get("pool") if isinstance(fleet, dict) else None
         if member is None or pool is None:
             continue
+        try:
+            replicas = Fields(fleet, f"{where}.fleet", allowed=_ANY, strict=False).req_integer(
+                "replicas", minimum=1, maximum=MAX_INCUMBENT_REPLICAS)
+            shape = Fields(placement, f"{where}.placement", allowed=_ANY, strict=False)
+            tensor_parallel = shape.int_default("tensorParallel", 0, minimum=0,
+                                                maximum=max(TENSOR_PARALLEL_OPTIONS))
+            cpu = _positive(shape.raw("cpuRequest"), shape.at("cpuRequest"))
+            memory = _positive(shape.raw("memoryRequestGiB"), shape.at("memoryRequestGiB"))
+        except SpecError as exc:
+            raise IncumbentError(str(exc)) from None
         cand = next((c for c in member.plan.candidates if c.pool == pool and c.feasible), None)
         if cand is None:
             continue
-        try:
-            replicas = int(fleet["replicas"])
-            request = Resources(float(placement["cpuRequest"]),
-                                float(placement["memoryRequestGiB"]),
-                                int(placement.get("tensorParallel") or 1) if pool in gpu else 0)
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise IncumbentError(f"{where}: fleet.replicas, placement.cpuRequest and "
-                                 f"placement.memoryRequestGiB must be numbers ({exc})") from None
-        if not 1 <= replicas <= MAX_INCUMBENT_REPLICAS:
-            raise IncumbentError(f"{where}.fleet.replicas: must be 1..{MAX_INCUMBENT_REPLICAS}, "
-                                 f"got {replicas}")
-        if not (math.isfinite(request.cpu) and math.isfinite(request.memory_gib)
-                and request.cpu > 0 and request.memory_gib > 0):
-            raise IncumbentError(f"{where}.placement: cpuRequest and memoryRequestGiB must be "
-                                 f"finite and > 0, got {request.cpu} and {request.memory_gib}")
+        request = Resources(cpu, memory, (tensor_parallel or 1) if pool in gpu else 0)
         out[key] = Assignment(key, cand, "", request=request, replicas=replicas)
     return out
 
