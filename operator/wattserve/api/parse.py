@@ -60,6 +60,7 @@ NAME_PATTERN: Final = rf"^{LABEL_PATTERN}(\.{LABEL_PATTERN})*$"
 NAME_MAX: Final = 253
 NAMESPACE_MAX: Final = 63
 MAX_TOKENS: Final = 10_000_000  # expectedLoad lengths, as contextLength's maximum
+MAX_ACCELERATOR_COUNT: Final = 64  # a node's GPUs: accelerator.count's bound (as the CRD's)
 # The CRD's pattern for efficiencies: (0, 1] without leading zeros.
 EFFICIENCY_PATTERN: Final = r"^(0\.[0-9]*[1-9][0-9]*|1(\.0+)?)$"
 PRIORITY_MIN: Final = -1000
@@ -159,7 +160,7 @@ def _model(spec: Fields) -> ModelSpec:
         parameters=total,
         active_parameters=active,
         quantization=model.enum("quantization", Quantization, Quantization.BF16),
-        context_length=model.int_default("contextLength", 4096, minimum=128, maximum=10_000_000),
+        context_length=model.int_default("contextLength", 4096, minimum=128, maximum=MAX_TOKENS),
         task=model.enum("task", Task, Task.CHAT),
         architecture=architecture,
     )
@@ -348,7 +349,7 @@ def _accelerator(spec: Fields) -> Accelerator | None:
                                           "peakTFLOPS", "resourceName"))
     return Accelerator(
         type=acc.req_string("type"),
-        count=acc.req_integer("count", minimum=1, maximum=64),
+        count=acc.req_integer("count", minimum=1, maximum=MAX_ACCELERATOR_COUNT),
         memory_gib=float(acc.req_integer("memoryGiB", minimum=1)),
         memory_bandwidth_gbps=float(acc.req_integer("memoryBandwidthGBps", minimum=1)),
         peak_tflops=acc.req_decimal("peakTFLOPS", positive=True),

@@ -10,12 +10,15 @@ Conventions the operator and the examples rely on (do not change lightly):
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from wattserve.api import SpecError, parse_documents, read_manifest
+from wattserve.api.parse import MAX_ACCELERATOR_COUNT
+from wattserve.planning.capacity import quantity
 
 DEFAULT_POOLS_FILE = Path(__file__).resolve().parent / "nodepools.yaml"
 POOL_LABEL = "wattserve.dev/pool"
@@ -66,6 +69,10 @@ def _parse_pool(raw: Any, where: str) -> Pool:
     for key in ("cpu", "memory"):
         _require(key in capacity, f"{where}.capacity", f"missing {key!r}")
     cap = {str(k): str(v) for k, v in capacity.items()}
+    for key, value in capacity.items():
+        _require(_positive_quantity(str(value)), f"{where}.capacity.{key}",
+                 f"must be a positive Kubernetes quantity such as '16', '500m' or '64Gi', "
+                 f"got {value!r}")
     cap.setdefault("pods", "110")
     gpu = raw.get("gpu")
     gpu_count, gpu_product = 0, None
@@ -73,9 +80,10 @@ def _parse_pool(raw: Any, where: str) -> Pool:
         _require(isinstance(gpu, dict), f"{where}.gpu", "must be a mapping {count, product}")
         gpu_count = gpu.get("count")
         _require(
-            isinstance(gpu_count, int) and not isinstance(gpu_count, bool) and gpu_count > 0,
+            isinstance(gpu_count, int) and not isinstance(gpu_count, bool)
+            and 0 < gpu_count <= MAX_ACCELERATOR_COUNT,
             f"{where}.gpu.count",
-            f"must be a positive integer, got {gpu_count!r}",
+            f"must be an integer 1..{MAX_ACCELERATOR_COUNT} (GPUs of one node), got {gpu_count!r}",
         )
         gpu_product = gpu.get("product")
         _require(
@@ -93,21 +101,26 @@ def _parse_pool(raw: Any, where: str) -> Pool:
     )
 
 
+def _positive_quantity(text: str) -> bool:
+    """A quantity the API server takes for a node's capacity: parseable, > 0 and finite."""
+    amount = quantity(text)  # unparsable (a sign, a word) is 0
+    return amount > 0 and math.isfinite(amount)
+
+
 def load_pools(path: Path | None = None) -> list[Pool]:
-    """Parse and validate a pools file (default: the shipped ``nodepools.yaml``)."""
+    """Parse and validate a pools file (default: the shipped ``nodepools.yaml``); every
+    problem is a one-line PoolConfigError naming the file and the field."""
     path = path or DEFAULT_POOLS_FILE
     try:
-        doc = yaml.safe_load(path.read_text())
+        docs = parse_documents(read_manifest(path), str(path))
     except OSError as exc:
         raise PoolConfigError(f"{path}: cannot read pools file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise PoolConfigError(f"{path}: not valid YAML ({exc})") from exc
-    _require(
-        isinstance(doc, dict) and isinstance(doc.get("pools"), list),
-        str(path),
-        "expected a mapping with a 'pools' list",
-    )
-    pools = [_parse_pool(raw, f"{path}: pools[{i}]") for i, raw in enumerate(doc["pools"])]
+    except SpecError as exc:
+        raise PoolConfigError(str(exc)) from None
+    raws = docs[0].get("pools") if len(docs) == 1 and isinstance(docs[0], dict) else None
+    if not isinstance(raws, list):
+        raise PoolConfigError(f"{path}: expected a mapping with a 'pools' list")
+    pools = [_parse_pool(raw, f"{path}: pools[{i}]") for i, raw in enumerate(raws)]
     names = [p.name for p in pools]
     dupes = sorted({n for n in names if names.count(n) > 1})
     _require(not dupes, str(path), f"duplicate pool name(s): {', '.join(dupes)}")
