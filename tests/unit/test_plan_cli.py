@@ -104,6 +104,18 @@ def test_missing_file_and_bad_flags_exit_2(capsys: pytest.CaptureFixture[str]) -
     assert exc.value.code == 2
 
 
-def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_command_is_one_line_naming_the_commands(
+        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frobnicate"]) == 2
-    assert "unknown command" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith("wattserve: unknown command 'frobnicate' (choose from plan, simulate,")
+    assert "serve" in err and "wattserve --help" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"]])
+def test_no_command_or_help_prints_the_usage_and_exits_0(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: wattserve <command>") and "  dev-cluster " in out

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = args[0]
     if name not in COMMANDS:
-        print(f"wattserve: unknown command {name!r}", file=sys.stderr)
-        print(_usage(), file=sys.stderr)
+        print(f"wattserve: unknown command {name!r} (choose from {', '.join(COMMANDS)}; "
+              "'wattserve --help' describes them)", file=sys.stderr)
         return 2
     module_name, _ = COMMANDS[name]
     try:
