@@ -21,6 +21,7 @@ from wattserve_serving.config import (
     SERVER_IMPORTED_AT,
     SERVERS,
     TASKS,
+    EnvError,
     ServeConfig,
     process_age_s,
 )
@@ -71,7 +72,11 @@ def parser(defaults: ServeConfig) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> ServeConfig:
-    cfg = ServeConfig.from_env()
+    try:
+        cfg = ServeConfig.from_env()
+    except EnvError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     ns = parser(cfg).parse_args(argv)
     cfg.model = resolve_model(ns.model)
     cfg.model_name = ns.model_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,18 @@ TASKS: tuple[str, ...] = ("chat", "completion", "embedding")
 SERVERS: tuple[str, ...] = ("uvicorn", "ray")
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_CONTEXT_LENGTH = 2048
+# The ModelDeployment's spec.model.contextLength bound (wattserve.api.parse.MAX_TOKENS), which
+# the operator passes on as WATTSERVE_CONTEXT_LENGTH; llama.cpp's n_ctx is a uint32.
+MAX_CONTEXT_LENGTH = 10_000_000
+# vLLM's tensor parallel size: a node's GPUs (a ServingPool's accelerator.count bound).
+MAX_GPU_COUNT = 64
+# Integer and number variables the serving process reads: a value that is set is a number.
+INT_ENV: tuple[str, ...] = (contract.ENV_PORT, contract.ENV_THREADS, contract.ENV_MAX_QUEUE,
+                            contract.ENV_PARALLEL, contract.ENV_CONTEXT_LENGTH,
+                            contract.ENV_GPU_COUNT)
+# The power model's node figures (energy.py); 0 W idle is a pool's real figure.
+NUMBER_ENV: tuple[str, ...] = (contract.ENV_NODE_CPUS, contract.ENV_NODE_IDLE_WATTS,
+                               contract.ENV_NODE_MAX_WATTS)
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1: cpu.cfs_quota_us, cpu.cfs_period_us
 
@@ -77,6 +90,27 @@ def pod_cpus(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MA
     return float(default_threads(env, cpu_max, cpu_v1))
 
 
+class EnvError(ValueError):
+    """A WATTSERVE_* variable set to what is not its kind of value; names the variable."""
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Raise EnvError for the first numeric WATTSERVE_* variable set to a non-number (an
+    integer one to a non-integer, a node figure to a negative or non-finite number)."""
+    for name in INT_ENV:
+        _int_env(env, name, 0)
+    for name in NUMBER_ENV:
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise EnvError(f"{name}: must be a number >= 0, got {_short(raw)}")
+
+
 @dataclass
 class ServeConfig:
     """Everything the app needs; `from_env` fills it from the operator's env variables."""
@@ -119,7 +153,9 @@ class ServeConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeConfig:
+        """Raises EnvError naming a numeric variable that is set to a non-number."""
         env = dict(os.environ if env is None else env)
+        check_env(env)
         return cls(
             model=env.get(contract.ENV_MODEL_PATH, ""),
             model_name=env.get(contract.ENV_MODEL_NAME, ""),
@@ -154,21 +190,28 @@ class ServeConfig:
             return f"--max-queue: must be >= 0, got {self.max_queue}"
         if self.parallel < 1:
             return f"--parallel: must be >= 1, got {self.parallel}"
-        if self.context_length < 16:
-            return f"--context-length: must be >= 16, got {self.context_length}"
+        if not 16 <= self.context_length <= MAX_CONTEXT_LENGTH:
+            return (f"--context-length: must be 16..{MAX_CONTEXT_LENGTH}, "
+                    f"got {self.context_length}")
+        if not 1 <= self.gpu_count <= MAX_GPU_COUNT:
+            return f"--gpu-count: must be 1..{MAX_GPU_COUNT}, got {self.gpu_count}"
         if self.engine == "llamacpp" and not Path(self.model).is_file():
             return f"--model: GGUF file not found: {self.model}"
         return None
 
 
-def _int_env(env: dict[str, str], name: str, default: int) -> int:
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         return int(raw)
-    except ValueError:
-        return default
+    except ValueError:  # a word, a fraction, more digits than int() converts
+        raise EnvError(f"{name}: must be an integer, got {_short(raw)}") from None
+
+
+def _short(raw: str, limit: int = 40) -> str:
+    return repr(raw) if len(raw) <= limit else repr(raw[:limit]) + "..."
 
 
 # ServeConfig.extra: the process age (s) at which the CLI had imported the server.

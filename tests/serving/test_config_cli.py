@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from wattserve import contract
 from wattserve_serving import cli
 from wattserve_serving.admission import AdmissionGate, QueueFull
-from wattserve_serving.config import ServeConfig, cgroup_cpu_limit, default_threads
+from wattserve_serving.config import (
+    MAX_CONTEXT_LENGTH,
+    MAX_GPU_COUNT,
+    EnvError,
+    ServeConfig,
+    cgroup_cpu_limit,
+    default_threads,
+)
 from wattserve_serving.engines.stops import StopMatcher
 
 
@@ -51,6 +59,8 @@ def test_config_from_env() -> None:
         (["--bogus"], "--bogus"),
         (["--model", "/does/not/exist.gguf"], "--model"),
         (["--task", "rerank"], "--task"),
+        (["--gpu-count", "0"], "--gpu-count: must be 1..64, got 0"),
+        (["--context-length", "9" * 20], "--context-length: must be 16..10000000"),
     ],
 )
 def test_cli_bad_args_one_line_exit_2(
@@ -63,6 +73,48 @@ def test_cli_bad_args_one_line_exit_2(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert flag in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (contract.ENV_PORT, "abc", "must be an integer, got 'abc'"),
+        (contract.ENV_MAX_QUEUE, "1.5", "must be an integer, got '1.5'"),
+        (contract.ENV_PARALLEL, "two", "must be an integer"),
+        (contract.ENV_CONTEXT_LENGTH, "9" * 5000, "must be an integer, got '99999"),
+        (contract.ENV_GPU_COUNT, "x", "must be an integer"),
+        (contract.ENV_THREADS, "all", "must be an integer"),
+        (contract.ENV_NODE_CPUS, "sixteen", "must be a number >= 0, got 'sixteen'"),
+        (contract.ENV_NODE_IDLE_WATTS, "-3", "must be a number >= 0"),
+        (contract.ENV_NODE_MAX_WATTS, "nan", "must be a number >= 0"),
+    ],
+)
+def test_a_numeric_env_variable_set_to_a_non_number_is_refused_by_name(
+    name: str, value: str, message: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(EnvError, match=f"^{name}: {re.escape(message)}"):
+        ServeConfig.from_env()
+    assert cli.run(["--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"wattserve-serve: error: {name}: {message}")
+
+
+def test_env_that_the_operator_renders_is_accepted() -> None:
+    cfg = ServeConfig.from_env({contract.ENV_PORT: " 8000 ", contract.ENV_GPU_COUNT: "2",
+                                contract.ENV_NODE_IDLE_WATTS: "0",
+                                contract.ENV_NODE_MAX_WATTS: "350.5",
+                                contract.ENV_NODE_CPUS: "48"})
+    assert (cfg.port, cfg.gpu_count) == (8000, 2)
+
+
+def test_the_context_length_bound_is_the_model_deployments() -> None:
+    api = pytest.importorskip("wattserve.api.parse")  # the serving wheel alone lacks it
+    assert MAX_CONTEXT_LENGTH == api.MAX_TOKENS  # a contextLength the API takes, serving takes
+    assert MAX_GPU_COUNT == api.MAX_ACCELERATOR_COUNT
 
 
 def test_cli_missing_model(capsys: pytest.CaptureFixture[str],
