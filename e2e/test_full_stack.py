@@ -17,6 +17,7 @@ import glob
 import ipaddress
 import json
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -356,6 +357,28 @@ def test_the_operator_keeps_its_memory_on_the_object_under_the_charts_rbac(
     log = stack.kube.kubectl("logs", op.ready_pod()["metadata"]["name"], "-n",
                              "wattserve-system").stdout
     assert "forbidden" not in log, [line for line in log.splitlines() if "forbidden" in line]
+
+
+def test_each_servingpool_says_what_is_placed_on_it_under_the_charts_rbac(
+        stack: RealPodStack) -> None:
+    """`kubectl get servingpools` counts the ModelDeployments each pool holds: the operator,
+    with the chart's ServiceAccount, writes servingpools/status (a rule of its own)."""
+    placed = Counter(plan_pools(stack).values())
+
+    def booked() -> dict[str, Any] | None:
+        items = stack.kube.get("servingpools")["items"]
+        got = {p["metadata"]["name"]: p.get("status") or {} for p in items}
+        counts = {name: st.get("modelDeployments") for name, st in got.items()}
+        return got if all(counts.get(pool) == n for pool, n in placed.items()) else None
+
+    got = wait_until(booked, 60, f"ServingPool status counting {dict(placed)}")
+    for pool in placed:
+        st = got[pool]
+        assert st["replicas"] >= 1 and st["usage"].endswith("committed"), (pool, st)
+        accepted = next(c for c in st["conditions"] if c["type"] == "Accepted")
+        assert accepted["status"] == "True", (pool, accepted)
+    table = stack.kube.kubectl("get", "servingpools").stdout.splitlines()
+    assert {"MODELS", "REPLICAS", "USAGE"} <= set(table[0].split()), table
 
 
 LEASE = "wattserve-leader"  # the chart's leader-election Lease (<fullname>-leader)

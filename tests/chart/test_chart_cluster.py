@@ -90,6 +90,7 @@ CAN = [
     ("patch", "wattserve.dev", "modeldeployments", "team-a"),  # its memory annotations
     ("patch", "wattserve.dev", "modeldeployments/status", "team-a"),
     ("watch", "wattserve.dev", "servingpools", ""),
+    ("patch", "wattserve.dev", "servingpools/status", ""),
     ("create", "apps", "deployments", "team-a"),
     ("delete", "", "services", "team-a"),
     ("create", "", "events", "team-a"),
@@ -107,6 +108,7 @@ CANNOT = [
     ("create", "", "pods", "team-a"),
     ("delete", "wattserve.dev", "modeldeployments", "team-a"),
     ("create", "wattserve.dev", "servingpools", ""),
+    ("patch", "wattserve.dev", "servingpools", ""),  # the admin's spec: status only
     ("create", "rbac.authorization.k8s.io", "clusterroles", ""),
     ("update", "", "nodes", ""),
     ("impersonate", "", "serviceaccounts", ""),

@@ -15,6 +15,7 @@ REQUIRED: dict[tuple[str, str], set[str]] = {
     ("wattserve.dev", "modeldeployments"): {"get", "list", "watch", "patch"},
     ("wattserve.dev", "modeldeployments/status"): {"get", "patch"},
     ("wattserve.dev", "servingpools"): {"get", "list", "watch"},
+    ("wattserve.dev", "servingpools/status"): {"get", "patch"},  # what the fleet books there
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},

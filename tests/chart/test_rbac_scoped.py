@@ -17,7 +17,8 @@ from .helmutil import CHART, NAMESPACE, by_kind, helm, one, render
 from .test_rbac import REQUIRED, _grants
 
 WATCHED = ["team-a", "team-b"]
-CLUSTER_SCOPED = {"servingpools", "clusterkopfpeerings", "customresourcedefinitions",
+CLUSTER_SCOPED = {"servingpools", "servingpools/status", "clusterkopfpeerings",
+                  "customresourcedefinitions",
                   "namespaces", "nodes"}
 
 
@@ -131,6 +132,7 @@ def scoped_release(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFacto
     ("list", "wattserve.dev", "modeldeployments", "watched", True),
     ("list", "wattserve.dev", "modeldeployments", "", False),
     ("list", "wattserve.dev", "servingpools", "", True),
+    ("patch", "wattserve.dev", "servingpools/status", "", True),
     ("watch", "", "namespaces", "", True),
     # the leader-election Lease: in the release namespace only
     ("update", "coordination.k8s.io", "leases", "ns", True),

@@ -59,6 +59,44 @@ def test_pool_create_update_delete_re_plans_the_pinned_model_deployment(
     assert cluster.get_json("deployment", NAME, "-n", namespace)["spec"]["replicas"] >= 1
 
 
+def test_pool_status_books_the_models_placed_there_until_they_are_deleted(
+        operator: Operator, namespace: str) -> None:
+    cluster = operator.cluster
+    pool = unique_name("wst-pool")
+    cluster.apply(_pool(pool))
+    try:
+        cluster.apply(md_manifest("booked", namespace, placement={"pool": pool}))
+        md = wait_condition(cluster, namespace, "booked", "Placed", "True", timeout=30)
+        placement = md["status"]["placement"]
+
+        def status() -> dict:
+            return cluster.get_json("servingpool", pool).get("status") or {}
+
+        wait_for(lambda: status().get("modelDeployments") == 1, timeout=30,
+                 what="the pool's status counting the model placed there")
+        st = status()
+        generation = cluster.get_json("servingpool", pool)["metadata"]["generation"]
+        assert st["observedGeneration"] == generation
+        accepted = next(c for c in st["conditions"] if c["type"] == "Accepted")
+        assert (accepted["status"], accepted["reason"]) == ("True", "Accepted")
+        assert st["replicas"] == placement["replicas"]
+        per_replica = placement["cpuRequestMillis"] / 1000
+        assert float(st["committed"]["cpu"]) == pytest.approx(per_replica * st["replicas"])
+        assert st["usage"].endswith("committed") and "vCPU" in st["usage"], st
+        assert st["capacity"]["source"] in ("nodes", "maxNodes")
+        table = cluster.kubectl("get", "servingpool", pool).stdout.splitlines()
+        head = table[0].split()
+        assert {"MODELS", "REPLICAS", "USAGE"} <= set(head), table
+        assert st["usage"].split()[0] in table[1], table
+
+        cluster.kubectl("delete", "modeldeployment", "booked", "-n", namespace)
+        wait_for(lambda: status().get("modelDeployments") == 0, timeout=30,
+                 what="the pool's status after the model was deleted")
+        assert status()["replicas"] == 0
+    finally:
+        cluster.kubectl("delete", "servingpool", pool, "--ignore-not-found")
+
+
 def test_replicas_written_by_the_autoscaler_are_rendered_and_never_reset(
         operator: Operator, namespace: str) -> None:
     cluster = operator.cluster

@@ -46,7 +46,8 @@ class Operator:
         self.health_port, self.metrics_port = free_port(), free_port()
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
-        env = self.cluster.env | {"PYTHONUNBUFFERED": "1"} | self.env
+        env = self.cluster.env | {"PYTHONUNBUFFERED": "1",
+                                  "WATTSERVE_POOL_STATUS_SECONDS": "2"} | self.env
         cmd = [sys.executable, "-m", "wattserve.controller", "--namespace", self.namespace,
                "--standalone", "--health-port", str(self.health_port),
                "--metrics-port", str(self.metrics_port), "--resync-seconds", "5",

@@ -1,4 +1,4 @@
-"""ModelDeployment condition types and the operator's reasons, in one place.
+"""ModelDeployment (and ServingPool) condition types and the operator's reasons, in one place.
 
 Like KubeRay's ``RayServiceConditionType`` / ``RayServiceConditionReason`` next to its types:
 every ``status.conditions[].type``, every condition ``reason`` and every Event reason the
@@ -17,6 +17,8 @@ class ConditionType(StrEnum):
     PLACED = "Placed"
     DEGRADED = "Degraded"
     SCALED = "Scaled"
+    # A ServingPool's one condition: its spec is valid and the placement engine uses it.
+    ACCEPTED = "Accepted"
 
 
 class Reason(StrEnum):
@@ -57,6 +59,8 @@ class Reason(StrEnum):
     AUTOSCALER_DISABLED = "AutoscalerDisabled"
     SCALED = "Scaled"
     ACTIVATED = "Activated"
+    # ServingPool Accepted=True (InvalidSpec when False)
+    ACCEPTED = "Accepted"
 
 
 # Placed=False reasons a plan can carry (planning.Plan.code when nothing was chosen).

@@ -17,6 +17,7 @@ from wattserve.controller.autoscaler import Autoscaler
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.leader import LeaderElector
+from wattserve.controller.poolstatus import pool_status_forever
 from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
 from wattserve.controller.triggers import Trigger
 from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
@@ -145,6 +146,7 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
     tasks.append(asyncio.create_task(rec.initial_sync(), name="initial-sync"))
     tasks.append(asyncio.create_task(_resync(rec, config), name="resync"))
     tasks.append(asyncio.create_task(rec.relist_forever(), name="relist"))
+    tasks.append(asyncio.create_task(pool_status_forever(rec, config), name="pool-status"))
     tasks.append(asyncio.create_task(Autoscaler(rec, config.autoscale).run_forever(),
                                      name="autoscaler"))
     if elector is not None:

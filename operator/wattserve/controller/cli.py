@@ -151,6 +151,7 @@ def run(argv: list[str]) -> int:
         priority=args.priority,
         resync_seconds=args.resync_seconds,
         full_resync_seconds=float(defaults["full_resync_seconds"]),  # type: ignore[arg-type]
+        pool_status_seconds=float(defaults["pool_status_seconds"]),  # type: ignore[arg-type]
         workers=args.workers,
         rebalance_dwell_seconds=args.rebalance_dwell_seconds,
         rebalance_min_gain=args.rebalance_min_gain,

@@ -23,6 +23,7 @@ ENV_METRICS_PORT = "WATTSERVE_METRICS_PORT"
 ENV_HEALTH_PORT = "WATTSERVE_HEALTH_PORT"
 ENV_RESYNC = "WATTSERVE_RESYNC_SECONDS"
 ENV_FULL_RESYNC = "WATTSERVE_FULL_RESYNC_SECONDS"
+ENV_POOL_STATUS = "WATTSERVE_POOL_STATUS_SECONDS"
 ENV_WORKERS = "WATTSERVE_RECONCILE_WORKERS"
 ENV_PEERING = "WATTSERVE_PEERING_NAME"
 ENV_PRIORITY = "WATTSERVE_PEERING_PRIORITY"
@@ -43,6 +44,7 @@ class OperatorConfig:
     priority: int = 0
     resync_seconds: float = 300.0  # the periodic level-triggered reconcile of every MD
     full_resync_seconds: float = 1800.0  # re-LIST children (deletes missed by a watch gap)
+    pool_status_seconds: float = 10.0  # how often ServingPool status is brought up to date
     workers: int = 16
     rebalance_dwell_seconds: float = 300.0  # time on a pool before a move back to a better one
     rebalance_min_gain: float = 0.10  # share of the objective a move back must save
@@ -83,6 +85,7 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "health_port": int(_number(env, ENV_HEALTH_PORT, 8080, 0)),
         "resync_seconds": _number(env, ENV_RESYNC, 300.0, 1.0),
         "full_resync_seconds": _number(env, ENV_FULL_RESYNC, 1800.0, 10.0),
+        "pool_status_seconds": _number(env, ENV_POOL_STATUS, 10.0, 1.0),
         "workers": int(_number(env, ENV_WORKERS, 16, 1)),
         "rebalance_dwell_seconds": _number(env, ENV_REBALANCE_DWELL, 300.0, 0.0),
         "rebalance_min_gain": _number(env, ENV_REBALANCE_GAIN, 0.10, 0.0),

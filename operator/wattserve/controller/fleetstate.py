@@ -57,6 +57,13 @@ class FleetState:
         # needs the fleet's program (planning/refine.py), not at start: a fleet where every
         # model gets its own best pool never pays for it.
 
+    def last(self) -> tuple[list[Assignment], Mapping[str, PoolCapacity]] | None:
+        """The last assignment and the capacities it was computed on, as they are (None:
+        none since the last change)."""
+        if self._result is None or self._capacities is None:
+            return None
+        return [got for _, got in self._result.values()], self._capacities[1]
+
     def invalidate(self) -> None:
         self._result = None
         self._added.clear()

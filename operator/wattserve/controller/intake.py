@@ -36,6 +36,7 @@ from wattserve.planning.fleet import Rebalance
 from wattserve.reconcile.decide import ScalingUpdate
 from wattserve.reconcile.idlestate import ANNOTATION_IDLE_STATE
 from wattserve.reconcile.index import PlacementIndex
+from wattserve.reconcile.poolstatus import PoolSeen
 from wattserve.reconcile.scaling import ANNOTATION_SCALER_STATE
 from wattserve.render.meta import label_value
 
@@ -86,6 +87,7 @@ class Intake:
         self.config = config
         self.mds: dict[Key, dict[str, Any]] = {}
         self.pools: dict[str, ServingPool] = {}
+        self.pools_seen: dict[str, PoolSeen] = {}  # every pool, invalid ones too (status)
         self.children = ChildCache()
         self.pods = PodCache()
         self.index = PlacementIndex()
@@ -190,12 +192,17 @@ class Intake:
         metrics.forget(*key)
 
     def pool_upsert(self, obj: Mapping[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name"))
+        meta = ObjectMeta.from_body(obj)
+        name = meta.name
+        error: str | None = None
         try:
             pool: ServingPool | None = parse_serving_pool(dict(obj))
         except SpecError as err:
             logger.warning("ServingPool %s is invalid and is ignored: %s", name, err)
-            pool = None
+            pool, error = None, str(err)
+        status = obj.get("status")
+        self.pools_seen[name] = PoolSeen(name, meta.generation,
+                                         status if isinstance(status, Mapping) else {}, error)
         before = self.pools.get(name)
         if pool is None:
             self.pools.pop(name, None)
@@ -208,6 +215,7 @@ class Intake:
     def pool_deleted(self, obj: Mapping[str, Any]) -> None:
         name = str((obj.get("metadata") or {}).get("name"))
         self._tombstone("ServingPool", "", name)
+        self.pools_seen.pop(name, None)
         if self.pools.pop(name, None) is not None:
             self.fleet.pools_changed()
             self._replan(name)

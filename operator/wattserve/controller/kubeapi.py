@@ -139,6 +139,12 @@ class KubeApi:
         return await self.request("PATCH", path, body=body, content_type=MERGE,
                                   verb="patch", params={"fieldManager": FIELD_MANAGER})
 
+    async def patch_pool_status(self, name: str, patch: Mapping[str, Any]) -> Any:
+        """Merge patch of a ServingPool's ``status`` (cluster-scoped)."""
+        path = resource_path(contract.API_VERSION, "servingpools", None, name, "status")
+        return await self.request("PATCH", path, body={"status": patch}, content_type=MERGE,
+                                  verb="patch", params={"fieldManager": FIELD_MANAGER})
+
     async def patch(self, api_version: str, kind: str, namespace: str, name: str,
                     patch: Mapping[str, Any]) -> Any:
         """Merge patch of an object (the operator's own annotations)."""

@@ -35,7 +35,7 @@ from wattserve.controller.intake import Intake
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.triggers import Trigger
 from wattserve.planning import Plan
-from wattserve.planning.fleet import fleet_plan
+from wattserve.planning.fleet import Assignment, Member, fleet_plan
 from wattserve.reconcile.decide import Observed, Outcome, ScalingUpdate, decide
 from wattserve.reconcile.zero import ActivatorEndpoints
 from wattserve.render.children import (
@@ -172,9 +172,9 @@ class Reconciler(Intake):
             raise error
         return outcome.result
 
-    def fleet_choice(self, key: Key) -> FleetChoice:
-        """This ModelDeployment's share of the fleet assignment; when the assignment is new,
-        every other ModelDeployment whose pool it changes is queued."""
+    def fleet_assignment(self, key: Key | None = None) -> Mapping[Key, tuple[Member, Assignment]]:
+        """The fleet assignment; when it is new, every ModelDeployment (but ``key``) whose
+        pool it changes is queued."""
         pools = sorted(self.pools.values(), key=lambda p: p.name)
         fleet, changed = self.fleet.assignment(self.mds, pools, self.children.of)
         for other in changed:  # whose assignment is new (all when computed afresh)
@@ -183,7 +183,11 @@ class Reconciler(Intake):
             pool = got.candidate.pool if got.candidate is not None else None
             if other != key and entry is not None and entry.planned != pool:
                 self.enqueue(other, Trigger.FLEET)
-        found = fleet.get(key)
+        return fleet
+
+    def fleet_choice(self, key: Key) -> FleetChoice:
+        """This ModelDeployment's share of the fleet assignment (see fleet_assignment)."""
+        found = self.fleet_assignment(key).get(key)
         if found is None:
             return FleetChoice()
         member, got = found

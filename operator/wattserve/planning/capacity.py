@@ -225,16 +225,17 @@ class Ledger:
 
     def usage(self) -> str:
         """"48/48 vCPU committed" (GPUs on GPU pools), memory too when it binds."""
-        total, used = self.capacity.total, self.used
-        if self.capacity.gpu:
-            text = f"{used.gpus}/{total.gpus} GPUs"
-        else:
-            text = f"{used.cpu:g}/{total.cpu:g} vCPU"
-        if total.memory_gib > 0 and used.memory_gib / total.memory_gib > max(
-                used.cpu / total.cpu if total.cpu else 0,
-                used.gpus / total.gpus if total.gpus else 0):
-            text += f", {used.memory_gib:.0f}/{total.memory_gib:.0f} GiB"
-        return text + " committed"
+        return usage_text(self.used, self.capacity.total, self.capacity.gpu)
+
+
+def usage_text(used: Resources, total: Resources, gpu: bool) -> str:
+    """"12/48 vCPU committed" (GPUs on a GPU pool), memory too when it binds."""
+    text = f"{used.gpus}/{total.gpus} GPUs" if gpu else f"{used.cpu:g}/{total.cpu:g} vCPU"
+    if total.memory_gib > 0 and used.memory_gib / total.memory_gib > max(
+            used.cpu / total.cpu if total.cpu else 0,
+            used.gpus / total.gpus if total.gpus else 0):
+        text += f", {used.memory_gib:.0f}/{total.memory_gib:.0f} GiB"
+    return text + " committed"
 
 
 def _copies(node: Resources, request: Resources) -> int:
