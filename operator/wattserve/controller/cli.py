@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from wattserve.render import SettingsError
 
@@ -23,8 +28,37 @@ def _without_unused_clients() -> None:
             sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: not importable
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line with exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def credentials_problem(env: Mapping[str, str], home: Path,
+                        token: Path = SERVICE_ACCOUNT_TOKEN) -> str | None:
+    """Why the operator could not log in to any API server (None: it has credentials to
+    try): the order of :func:`wattserve.controller.app.make_login`. Said at start, in one
+    line, instead of a traceback retried every minute."""
+    raw = env.get("KUBECONFIG", "")
+    if raw:
+        paths = [p for p in raw.split(os.pathsep) if p]
+        if not any(Path(p).is_file() for p in paths):
+            return f"KUBECONFIG={raw}: no such file"
+        return None
+    if token.is_file():  # kopf's in-cluster login needs only the token
+        return None
+    if (home / ".kube" / "config").is_file():
+        return None
+    return ("no credentials: not in a pod with a ServiceAccount token, KUBECONFIG is unset "
+            f"and {home / '.kube' / 'config'} does not exist")
+
+
 def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="wattserve operator",
         description="Reconcile ModelDeployments into serving workloads on the chosen "
                     "ServingPool (current kubeconfig, or in-cluster ServiceAccount).")
@@ -111,14 +145,15 @@ def run(argv: list[str]) -> int:
             print(f"wattserve operator: --{name.replace('_', '-')}: must be 0..65535, "
                   f"got {port}", file=sys.stderr)
             return 2
-    if args.rebalance_dwell_seconds < 0 or not 0 <= args.rebalance_min_gain < 1:
+    if not 0 <= args.rebalance_dwell_seconds < math.inf or not 0 <= args.rebalance_min_gain < 1:
         print("wattserve operator: --rebalance-dwell-seconds must be >= 0 and "
               "--rebalance-min-gain in [0, 1)", file=sys.stderr)
         return 2
-    if args.scrape_interval is not None and not args.scrape_interval > 0:
+    if args.scrape_interval is not None and not 0 < args.scrape_interval < math.inf:
         print("wattserve operator: --scrape-interval must be positive", file=sys.stderr)
         return 2
-    if args.workers < 1 or args.resync_seconds <= 0 or not args.autoscale_interval > 0:
+    if args.workers < 1 or not 0 < args.resync_seconds < math.inf or not (
+            0 < args.autoscale_interval < math.inf):
         print("wattserve operator: --workers, --resync-seconds and --autoscale-interval must "
               "be positive", file=sys.stderr)
         return 2
@@ -170,6 +205,10 @@ def run(argv: list[str]) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    problem = credentials_problem(os.environ, Path.home())
+    if problem is not None:
+        print(f"wattserve operator: {problem}", file=sys.stderr)
+        return 2
     _without_unused_clients()
     from wattserve.controller.app import LeadershipLost, serve
 
