@@ -51,6 +51,7 @@ def test_the_shipped_pools_and_quantities_with_suffixes_are_accepted(tmp_path: P
     ({**GOOD, "cpu": 0}, None, "pools[0].capacity.cpu: "),
     ({**GOOD, "pods": True}, None, "pools[0].capacity.pods: "),
     ({**GOOD, "memory": None}, None, "pools[0].capacity.memory: "),
+    ({**GOOD, "memory": "64K"}, None, "pools[0].capacity.memory: "),  # the API server's 400
     (GOOD, {"count": 10**18, "product": "NVIDIA-L4"},
      "pools[0].gpu.count: must be an integer 1..64 (GPUs of one node), got 1000000000000000000"),
     (GOOD, {"count": 65, "product": "NVIDIA-L4"}, "pools[0].gpu.count: "),

@@ -34,6 +34,11 @@ def node(name: str, pool: str, cpu: str = "16", memory: str = "64Gi", gpus: str 
 @pytest.mark.parametrize(("text", "value"), [
     ("16", 16.0), ("15500m", 15.5), ("64Gi", 64 * 2**30), ("65536Ki", 65536 * 1024),
     ("1G", 1e9), ("0.5", 0.5), ("garbage", 0.0), ("", 0.0),
+    # the rest of apimachinery's grammar: exponents, E/Ei, ".5", "5.", a sign
+    ("1e3", 1e3), ("2E-2", 0.02), ("1E", 1e18), ("1Ei", 2.0**60), (".5", 0.5), ("5.", 5.0),
+    ("+3", 3.0), ("-1", -1.0),
+    # not quantities: "K" (the kilo is "k"), two dots, an exponent past a float
+    ("1K", 0.0), ("1.5.2", 0.0), ("1e400", 0.0), ("e3", 0.0),
 ])
 def test_kubernetes_quantities_parse(text: str, value: float) -> None:
     assert quantity(text) == pytest.approx(value)

@@ -24,10 +24,15 @@ from wattserve.api.types import ServingPool
 from wattserve.planning.placement import Candidate
 
 _EPS: Final = 1e-9
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$")
-_BINARY: Final = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
-_DECIMAL: Final = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6,
-                   "G": 1e9, "T": 1e12, "P": 1e15}
+# Kubernetes' quantity grammar (apimachinery resource.Quantity): a signed decimal number
+# ("5", "0.5", ".5", "5.") and a binary-SI suffix, a decimal-SI suffix or an exponent
+# ("1e3", "2E-2"). Anything else (e.g. "1K": "k" is the decimal kilo) is unparsable.
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?|[eE][+-]?[0-9]+)$")
+_BINARY: Final = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+                  "Ei": 2**60}
+_DECIMAL: Final = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6,
+                   "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,12 @@ def quantity(value: object) -> float:
     number, suffix = float(match.group(1)), match.group(2)
     if suffix in _BINARY:
         return number * _BINARY[suffix]
-    return number * _DECIMAL[suffix] if suffix in _DECIMAL else 0.0
+    if suffix in _DECIMAL:
+        return number * _DECIMAL[suffix]
+    try:  # an exponent; one too large for a float is unparsable
+        return number * 10.0 ** int(suffix[1:])
+    except OverflowError:
+        return 0.0
 
 
 Allocation = list[tuple[int, Resources]]  # (node index, resources taken there)
