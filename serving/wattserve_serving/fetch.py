@@ -71,11 +71,19 @@ def _inside(dest: Path, rel: str, what: str) -> Path:
 
 
 def _max_bytes() -> int:
+    """The download limit; a value that is not a positive integer is refused (it fell back
+    to the default silently: a typo lifted a limit someone had set)."""
     raw = os.environ.get(ENV_MAX_BYTES, "").strip()
-    try:
-        return int(raw) if raw else DEFAULT_MAX_BYTES
-    except ValueError:
+    if not raw:
         return DEFAULT_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:  # a word, a fraction, more digits than int() converts
+        value = 0
+    if value <= 0:
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "..."
+        raise FetchError(f"{ENV_MAX_BYTES}: must be a positive integer (bytes), got {shown}")
+    return value
 
 
 def _hf(rest: str, dest: Path) -> list[str]:

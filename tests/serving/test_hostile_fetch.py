@@ -130,3 +130,15 @@ def test_downloads_over_the_size_limit_fail(tmp_path: Path,
     assert fetch.main(["s3://bkt/m", str(tmp_path)]) == 2
     assert fetch.ENV_MAX_BYTES in capsys.readouterr().err
     assert not (tmp_path / "bkt" / "m" / "d").exists()
+
+
+@pytest.mark.parametrize("raw", ["ten", "1.5", "0", "-3", "9" * 5000])
+def test_a_size_limit_that_is_no_positive_integer_is_refused_by_name(
+        raw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(fetch.ENV_MAX_BYTES, raw)
+    _stand_in_boto3(monkeypatch, ["m/a"], size=3)
+    assert fetch.main(["s3://bkt/m", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{fetch.ENV_MAX_BYTES}: must be a positive integer" in err[0]
+    assert not (tmp_path / "bkt" / "m" / "a").exists()
