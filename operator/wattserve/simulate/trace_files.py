@@ -65,6 +65,7 @@ MAX_FIELD = 1 << 20  # bytes in one CSV field (hash-id lists can be long)
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _GZIP_MAGIC = b"\x1f\x8b"
 _SHOWN = 60  # characters of a refused value quoted in a message
+_LONG_NUMBER = "a number with more digits than can be read"
 
 
 def _show(raw: object) -> str:
@@ -79,7 +80,21 @@ def _norm(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
 
+def _same_names(names: list[str]) -> None:
+    """Refuse two columns that this reader cannot tell apart (``timestamp`` and
+    ``Timestamp``, or one name twice) when they name a field it reads."""
+    seen: dict[str, str] = {}
+    known = {alias for aliases in COLUMNS.values() for alias in aliases}
+    for name in names:
+        key = _norm(name)
+        if key in known and key in seen:
+            raise ValueError(f"columns {seen[key]!r} and {name!r} are the same column to "
+                             "this reader (case and punctuation aside): keep one")
+        seen.setdefault(key, name)
+
+
 def _pick(names: list[str], field: str) -> str:
+    _same_names(names)
     by_norm = {_norm(n): n for n in names}
     for alias in COLUMNS[field]:
         if alias in by_norm:
@@ -124,8 +139,12 @@ def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
 def _json_array(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    except RecursionError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    except ValueError:  # an integer past Python's digit limit (4300 by default)
+        raise ValueError(_LONG_NUMBER) from None
     if not isinstance(data, list):
         raise ValueError("a JSON trace must be an array of objects")
     for i, obj in enumerate(data, start=1):
@@ -139,6 +158,8 @@ def _json_lines(first: str, fh: TextIO) -> Iterator[tuple[int, Mapping[str, Any]
                 obj = json.loads(line)
             except (json.JSONDecodeError, RecursionError) as exc:
                 raise ValueError(f"line {i}: not a JSON object: {exc}") from None
+            except ValueError:  # an integer past Python's digit limit (4300 by default)
+                raise ValueError(f"line {i}: {_LONG_NUMBER}") from None
             yield i, _object(obj, i)
 
 
@@ -147,8 +168,16 @@ def _csv_rows(first: str, fh: TextIO, skipped: int = 0
     delim = max(",\t;", key=first.count)
     reader = csv.DictReader(itertools.chain([first], fh), delimiter=delim)
     old = csv.field_size_limit(MAX_FIELD)
-    start = 1  # the line the next record starts on (of the lines the reader sees)
     try:
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as exc:
+            raise ValueError(f"line {1 + skipped}: not CSV: {exc}") from None
+        if any(_broken(str(n)) for n in header):
+            raise ValueError(f"line {1 + skipped}: a quoted field opened here is not closed "
+                             "on its line")
+        _same_names([str(n) for n in header])
+        start = reader.line_num + 1  # the line the next record starts on (of those read)
         while True:
             try:
                 row = next(reader)
@@ -156,14 +185,20 @@ def _csv_rows(first: str, fh: TextIO, skipped: int = 0
                 return
             except csv.Error as exc:
                 raise ValueError(f"line {start + skipped}: not CSV: {exc}") from None
-            if reader.line_num > start and any(
-                    isinstance(v, str) and ("\n" in v or "\r" in v) for v in row.values()):
+            # A field holding a line break is a quote left open (to the next line or to
+            # the end of the file).
+            if any(isinstance(v, str) and _broken(v) for v in row.values()):
                 raise ValueError(f"line {start + skipped}: a quoted field opened here is "
                                  "not closed on its line")
             yield reader.line_num + skipped, row
             start = reader.line_num + 1
     finally:
         csv.field_size_limit(old)
+
+
+def _broken(field: str) -> bool:
+    """A CSV field with a line break in it: a quote left open."""
+    return "\n" in field or "\r" in field
 
 
 def _object(obj: object, line: int) -> Mapping[str, Any]:
@@ -177,7 +212,7 @@ def _tokens(row: Mapping[str, Any], col: str, line: int) -> int:
     try:
         value = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(
             raw, bool) and raw != "" else math.nan
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an int past a float's range
         value = math.nan
     if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_TOKENS):
         raise ValueError(f"line {line}: {col} must be a whole number 0..{MAX_TOKENS}, "
@@ -187,7 +222,10 @@ def _tokens(row: Mapping[str, Any], col: str, line: int) -> int:
 
 def _moment(raw: object, col: str, line: int) -> float | datetime:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # a JSON integer past a float's range
+            raise ValueError(f"line {line}: {col} is out of range, got {_show(raw)}") from None
     elif isinstance(raw, str):
         text = raw.strip()
         try:
@@ -267,8 +305,7 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
         return []
     _one_kind(raw, cols[0])
     if isinstance(raw[0][1], datetime):
-        stamps = [m.astimezone(UTC).replace(tzinfo=None) if m.tzinfo else m
-                  for _, m, _, _ in raw if isinstance(m, datetime)]
+        stamps = _utc(raw, cols[0])
         t0d = min(stamps)
         rel = [(line, (m - t0d).total_seconds(), p, o)
                for (line, _m, p, o), m in zip(raw, stamps, strict=True)]
@@ -295,6 +332,20 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
         out.append(TraceRequest(t, max(1, min(MAX_TOKENS, round(prompt * p_scale))),
                                 max(1, min(MAX_TOKENS, round(gen * length_scale)))))
     out.sort(key=lambda r: r.arrival_s)
+    return out
+
+
+def _utc(raw: list[tuple[int, float | datetime, int, int]], col: str) -> list[datetime]:
+    """Each date-time in UTC, without its zone (naive ones as they are)."""
+    out: list[datetime] = []
+    for line, m, _, _ in raw:
+        if not isinstance(m, datetime):
+            continue
+        try:
+            out.append(m.astimezone(UTC).replace(tzinfo=None) if m.tzinfo else m)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError(f"line {line}: {col} {m.isoformat()} is out of range in UTC "
+                             "(before year 1 or after 9999)") from None
     return out
 
 
