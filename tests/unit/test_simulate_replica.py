@@ -7,7 +7,7 @@ from wattserve.autoscale.performance import SimplePerformance
 from wattserve.simulate.baselines import StaticPolicy
 from wattserve.simulate.engine import ClusterView, Simulation
 from wattserve.simulate.replica import Replica, Request
-from wattserve.simulate.trace import TraceRequest
+from wattserve.simulate.trace import TraceRequest, generate_bursty
 
 CPU = SimplePerformance(decode_tps_single=100.0, aggregate_tps_max=100.0, max_concurrency=1,
                         prefill_tps=1000.0, cold_start_s=10.0, idle_watts=10.0,
@@ -132,3 +132,16 @@ def test_policies_read_gauges_as_last_scraped_not_at_their_own_tick() -> None:
     (t1, scraped1, now1), (t2, scraped2, _now2) = policy.seen[:2]
     assert (t1, now1) == (15.0, 4) and scraped1 == (0.0, 0.0)
     assert t2 == 30.0 and scraped2 == (2.0, 2.0)  # 2 replicas busy, 2 requests waiting
+
+
+@pytest.mark.timeout(30)
+def test_a_replica_faster_than_the_clocks_resolution_still_drains() -> None:
+    # A model of one parameter: 6.7e9 tokens/s. The decode clock, advanced by time steps
+    # rounded to the float clock, fell short of a sequence's end by more than the tolerance
+    # while the time left rounded to zero: the next event was "now" for ever.
+    tiny = SimplePerformance(decode_tps_single=6.72e9, aggregate_tps_max=6.72e9,
+                             max_concurrency=1, prefill_tps=4e10, cold_start_s=15.0,
+                             idle_watts=4.0, max_watts=11.0, usd_per_hour=0.08)
+    trace = generate_bursty(seed=1, hours=0.05, mean_rate=2.0)[:20]
+    result = Simulation(trace, tiny, StaticPolicy(1)).run()
+    assert all(r.finish - r.arrival < 1e-6 for r in result.requests)

@@ -124,7 +124,8 @@ class Replica:
             self.prefill_done_at = (now + self.prefill[0].prompt / self._prefill_tps
                                     if self.prefill else math.inf)
         tol = _EPS * max(1.0, self.vclock)
-        while self.decoding and self.decoding[0][0] <= self.vclock + tol:
+        while self.decoding and (self.decoding[0][0] <= self.vclock + tol
+                                 or self._stalled(now)):
             _, _, req = heapq.heappop(self.decoding)
             req.finish = now
             done.append(req)
@@ -132,6 +133,17 @@ class Replica:
             self._start(self.queue.popleft(), now)
         self.version += 1
         return done
+
+    def _stalled(self, now: float) -> bool:
+        """The first sequence's last token is due within the clock's resolution of ``now``
+        and no prefill is due to change the decode rate: a replica so fast (a model of a
+        few parameters) that ``now + dt == now`` would be stepped at ``now`` for ever, its
+        decode clock never moving. It finishes now. Only such a state, which never ended
+        before, decides here: every run that ended is unchanged."""
+        if self.prefill_done_at <= now + _EPS:
+            return False
+        rest = max(0.0, self.decoding[0][0] - self.vclock)
+        return self.last_t + rest / self._rate(len(self.decoding)) <= now
 
     def stop(self, now: float) -> None:
         self.advance(now)
