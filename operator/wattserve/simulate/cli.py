@@ -23,6 +23,8 @@ from typing import Any
 
 from wattserve.api import ModelDeployment
 from wattserve.autoscale.idle import IdleDecision
+from wattserve.cli.plan_cmd import _Parser as _PlanParser
+from wattserve.simulate.engine import MAX_REPLICAS
 from wattserve.simulate.report import Summary, table
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
 from wattserve.simulate.sweep import (
@@ -43,8 +45,16 @@ from wattserve.simulate.trace import (
 from wattserve.simulate.trace_files import TIME_UNITS, read_trace
 
 
+class _Parser(_PlanParser):
+    """plan's one-line usage errors (exit 2), named for this command: plan's names
+    ``wattserve plan`` whatever its prog."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wattserve simulate", description=__doc__.split("\n")[0])
+    p = _Parser(prog="wattserve simulate", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", help="trace file: CSV/TSV, JSON lines or a JSON array with "
                      "an arrival time, prompt and output tokens per request (Azure 2023/2024, "
@@ -63,14 +73,16 @@ def _parser() -> argparse.ArgumentParser:
                         "SLO attainment")
     p.add_argument("--setting", type=float, default=None,
                    help="baseline setting: HPA target (0-1), Ray target_ongoing_requests, "
-                        "static replicas")
-    p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
+                        f"static replicas (1-{MAX_REPLICAS})")
+    p.add_argument("--rate-scale", type=float, default=None,
+                   help="multiply the request rate (--trace)")
     p.add_argument("--trace-hours", type=float, default=None,
                    help="replay only the trace's first hours (after --rate-scale)")
     p.add_argument("--time-unit", choices=tuple(TIME_UNITS), default=None,
                    help="unit of numeric arrival times (default: from the column name, "
                         "else seconds; epochs in ms/us/ns are recognised)")
-    p.add_argument("--length-scale", type=float, default=1.0, help="multiply token lengths")
+    p.add_argument("--length-scale", type=float, default=None,
+                   help="multiply token lengths (--trace)")
     p.add_argument("--fit-lengths", action="store_true",
                    help="rescale token lengths to the ModelDeployment's expectedLoad means")
     p.add_argument("--max-replicas", type=int, default=None, help="override maxReplicas")
@@ -85,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-oracle", action="store_true",
                    help="do not compute the hindsight oracle beside the runs")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
-    p.add_argument("--plot", metavar="PNG", help="write load / replicas / latency plot")
+    p.add_argument("--plot", metavar="FILE",
+                   help="write a load / replicas / latency plot (format from the extension: "
+                        ".png, .svg, .pdf, ...; .png if none)")
     return p
 
 
@@ -130,7 +144,7 @@ def run(argv: list[str]) -> int:
         print(f"wattserve simulate: unknown policy {bad}; use {','.join(POLICIES)}",
               file=sys.stderr)
         return 2
-    problem = _check_flags(args)
+    problem = _check_flags(args, names)
     if problem is not None:
         print(f"wattserve simulate: {problem}", file=sys.stderr)
         return 2
@@ -150,8 +164,10 @@ def run(argv: list[str]) -> int:
         pool, perf = place(md, pools)
         if args.trace:
             try:
-                trace = read_trace(args.trace, rate_scale=args.rate_scale,
-                                   length_scale=args.length_scale, time_unit=args.time_unit,
+                trace = read_trace(args.trace,
+                                   rate_scale=1.0 if args.rate_scale is None else args.rate_scale,
+                                   length_scale=1.0 if args.length_scale is None
+                                   else args.length_scale, time_unit=args.time_unit,
                                    limit_s=None if args.trace_hours is None
                                    else args.trace_hours * 3600.0)
             except ValueError as exc:
@@ -177,9 +193,6 @@ def run(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
         print(f"wattserve simulate: {' '.join(str(exc).split()) or type(exc).__name__}",
               file=sys.stderr)
-        return 2
-    if args.min_replicas is not None and args.min_replicas < 0:
-        print("wattserve simulate: --min-replicas must be >= 0", file=sys.stderr)
         return 2
     scn = with_overrides(Scenario(md, perf, pool, trace, idle_timeout_s=args.idle_timeout),
                          max_replicas=args.max_replicas, latency_p95_ms=args.slo_ms,
@@ -211,11 +224,16 @@ def run(argv: list[str]) -> int:
         oracle = run_policy(scn, "oracle", progress=say).summary
     idle = next((r.idle for r in shown if r.idle is not None), None)
     _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle, idle, fit)
-    if args.plot:
+    if args.plot is not None:
         from wattserve.simulate.plot import plot_runs
 
-        path = plot_runs([r.result for r in shown], scn.slo_s, args.plot,
-                         title=f"{md.name} on {pool}", ttft_slo_s=scn.ttft_slo_s)
+        try:
+            path = plot_runs([r.result for r in shown], scn.slo_s, args.plot,
+                             title=f"{md.name} on {pool}", ttft_slo_s=scn.ttft_slo_s)
+        except OSError as exc:  # checked before the run; the disk may still say no
+            print(f"wattserve simulate: --plot {args.plot}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
         print(f"plot: {path}", file=sys.stderr)
     return 0
 
@@ -235,32 +253,69 @@ def _context_note(fit: ContextFit, total: int, md: ModelDeployment) -> str:
     return "; ".join(parts)
 
 
-def _check_flags(args: argparse.Namespace) -> str | None:
-    """The first flag out of bounds, as one line; None when all are usable."""
+def _check_flags(args: argparse.Namespace, names: list[str]) -> str | None:
+    """The first flag out of bounds or that cannot apply, as one line; None when all are
+    usable."""
     if args.model == "-" and args.pools == "-":
         return "stdin (-) can be read once: give --model or --pools a file"
     for flag, value in (("--rate-scale", args.rate_scale), ("--length-scale", args.length_scale)):
-        if not (math.isfinite(value) and 0 < value <= 1e6):
+        if value is not None and not (math.isfinite(value) and 0 < value <= 1e6):
             return f"{flag} must be > 0 and <= 1e6, got {value}"
     if args.trace_hours is not None and not (math.isfinite(args.trace_hours)
                                              and 0 < args.trace_hours <= 744):
         return f"--trace-hours must be > 0 and <= 744, got {args.trace_hours}"
-    if args.setting is not None and not (math.isfinite(args.setting) and 0 < args.setting
-                                         <= 1e6):
-        return f"--setting must be > 0 and <= 1e6, got {args.setting}"
-    if args.max_replicas is not None and not 1 <= args.max_replicas <= 1000:
-        return f"--max-replicas must be 1..1000, got {args.max_replicas}"
+    if args.generate is not None:
+        for flag, value in (("--trace-hours", args.trace_hours),
+                            ("--rate-scale", args.rate_scale),
+                            ("--length-scale", args.length_scale),
+                            ("--time-unit", args.time_unit)):
+            if value is not None:
+                return (f"{flag} applies to a --trace file, not to --generate (set the "
+                        "generator's hours, rate, prompt and gen instead)")
+    if args.setting is not None:
+        problem = _check_setting(args.setting, names, args.sweep)
+        if problem is not None:
+            return problem
+    if args.max_replicas is not None and not 1 <= args.max_replicas <= MAX_REPLICAS:
+        return f"--max-replicas must be 1..{MAX_REPLICAS}, got {args.max_replicas}"
+    if args.min_replicas is not None and not 0 <= args.min_replicas <= MAX_REPLICAS:
+        return f"--min-replicas must be 0..{MAX_REPLICAS}, got {args.min_replicas}"
     if args.slo_ms is not None and not 1 <= args.slo_ms <= 86_400_000:
         return f"--slo-ms must be 1..86400000, got {args.slo_ms}"
     if args.idle_timeout is not None and not (math.isfinite(args.idle_timeout)
                                               and 30 <= args.idle_timeout <= 604_800):
         # spec.scaling.idleTimeoutSeconds' bounds in the CRD
         return f"--idle-timeout must be 30..604800 seconds, got {args.idle_timeout}"
-    if args.plot:
+    if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             return "--plot needs matplotlib (pip install 'wattserve[sim]')"
+        from wattserve.simulate.plot import plot_path
+
+        try:
+            plot_path(args.plot)
+        except ValueError as exc:
+            return f"--plot {args.plot}: {exc}"
+    return None
+
+
+def _check_setting(setting: float, names: list[str], sweep: bool) -> str | None:
+    """``--setting`` against each policy it goes to (see :func:`sweep.make_policy`)."""
+    if sweep:
+        return "--setting cannot apply with --sweep: the sweep tries each baseline's settings"
+    takers = [n for n in names if n in ("hpa", "rayserve", "static")]
+    if not takers:
+        return (f"--setting applies to hpa, rayserve or static; --policy {','.join(names)} "
+                "takes none")
+    if not (math.isfinite(setting) and 0 < setting <= 1e6):
+        return f"--setting must be > 0 and <= 1e6, got {setting}"
+    if "hpa" in takers and not setting <= 1:
+        return (f"--setting for --policy hpa is the CPU utilization target, > 0 and <= 1 "
+                f"(0.7: 70%), got {setting:g}")
+    if "static" in takers and not (setting == int(setting) and setting <= MAX_REPLICAS):
+        return (f"--setting for --policy static is a whole number of replicas, "
+                f"1..{MAX_REPLICAS} (the simulator's most), got {setting:g}")
     return None
 
 

@@ -143,9 +143,13 @@ class SimResult:
     cold_starts: int = 0  # scale-ups from zero replicas
 
 
+# Replicas the simulator runs at most: a policy asking for more gets this many.
+MAX_REPLICAS = 1000
+
+
 class Simulation:
     def __init__(self, trace: Sequence[TraceRequest], perf: PerformanceModel, policy: Policy,
-                 *, sample_every_s: float = 10.0, max_replicas_cap: int = 1000,
+                 *, sample_every_s: float = 10.0, max_replicas_cap: int = MAX_REPLICAS,
                  activate_from_zero: bool = True, scrape_every_s: float = SCRAPE_EVERY_S
                  ) -> None:
         self.trace = trace

@@ -1,10 +1,12 @@
 """PNG plot of a run (or several): load, replicas and p95 latency over time.
 
-matplotlib is optional (extra ``sim``) and imported lazily.
+matplotlib is optional (extra ``sim``) and imported lazily. The file's extension picks the
+format (any matplotlib writes: .png, .svg, .pdf, ...); a name without one gets ``.png``.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +26,36 @@ def minute_series(result: SimResult, bucket_s: float = 60.0, ttft: bool = False
     rate = [len(buckets[k]) / bucket_s for k in keys]
     p95 = [percentile(sorted(buckets[k]), 0.95) for k in keys]
     return xs, rate, p95
+
+
+def plot_path(out: str | Path) -> Path:
+    """The file :func:`plot_runs` writes for ``out``, checked before a run: a format
+    matplotlib writes (``.png`` added to a name without an extension), in a folder that
+    exists or can be made, and that takes files. ``ValueError`` in one line if not."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError("is a directory: name the file")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(f"{path.suffix!r} is not an image format matplotlib writes; use "
+                         f"one of {', '.join('.' + f for f in sorted(formats))}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folder made first
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a directory")
+    try:  # os.access says yes to root whatever the file system (/proc, a read-only mount)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write a file in {folder} ({exc.strerror or exc})") from None
+    return path
 
 
 def plot_runs(results: Sequence[SimResult], slo_s: float, out: str | Path, title: str = "",
@@ -64,7 +96,7 @@ def plot_runs(results: Sequence[SimResult], slo_s: float, out: str | Path, title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(out)
+    path = plot_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
