@@ -23,6 +23,7 @@ from wattserve.api import (
     read_manifest,
     require_type_meta,
 )
+from wattserve.cli.args import OneLineParser
 from wattserve.cli.plan_fleet import IncumbentError, plan_fleet
 from wattserve.cli.plan_fleet import data as fleet_data
 from wattserve.cli.plan_fleet import table as fleet_table
@@ -31,15 +32,8 @@ from wattserve.planning import Candidate, Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line with exit code 2."""
-
-    def error(self, message: str) -> Any:
-        self.exit(2, f"wattserve plan: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="wattserve plan",
         description="Place ModelDeployments on the ServingPool that meets their latency SLO "
                     "at the lowest cost, energy or carbon, and explain why.",

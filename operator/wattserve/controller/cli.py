@@ -11,8 +11,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from wattserve.cli.args import OneLineParser
 from wattserve.render import SettingsError
 
 # Client libraries kopf imports when they are installed, only to recognise their object
@@ -26,13 +26,6 @@ def _without_unused_clients() -> None:
     if "kopf" not in sys.modules:
         for name in UNUSED_CLIENTS:
             sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: not importable
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line with exit code 2 (no usage dump)."""
-
-    def error(self, message: str) -> Any:
-        self.exit(2, f"{self.prog}: {message}\n")
 
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -58,7 +51,7 @@ def credentials_problem(env: Mapping[str, str], home: Path,
 
 
 def _parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="wattserve operator",
         description="Reconcile ModelDeployments into serving workloads on the chosen "
                     "ServingPool (current kubeconfig, or in-cluster ServiceAccount).")

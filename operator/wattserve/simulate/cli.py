@@ -23,7 +23,7 @@ from typing import Any
 
 from wattserve.api import ModelDeployment
 from wattserve.autoscale.idle import IdleDecision
-from wattserve.cli.plan_cmd import _Parser as _PlanParser
+from wattserve.cli.args import OneLineParser
 from wattserve.simulate.engine import MAX_REPLICAS
 from wattserve.simulate.report import Summary, table
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
@@ -45,16 +45,8 @@ from wattserve.simulate.trace import (
 from wattserve.simulate.trace_files import TIME_UNITS, read_trace
 
 
-class _Parser(_PlanParser):
-    """plan's one-line usage errors (exit 2), named for this command: plan's names
-    ``wattserve plan`` whatever its prog."""
-
-    def error(self, message: str) -> Any:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="wattserve simulate", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="wattserve simulate", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", help="trace file: CSV/TSV, JSON lines or a JSON array with "
                      "an arrival time, prompt and output tokens per request (Azure 2023/2024, "
