@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -121,9 +122,14 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise APIError(400, "Malformed JSON body: not valid UTF-8.", code="invalid_json") from None
     try:
         body = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested"
-        raise APIError(400, f"Malformed JSON body: {msg}.", code="invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise APIError(400, f"Malformed JSON body: {exc.msg}.", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "Malformed JSON body: too deeply nested.",
+                       code="invalid_json") from None
+    except ValueError:  # int("9" * 5000): Python converts at most 4300 digits
+        raise APIError(400, f"Malformed JSON body: a number has more than "
+                       f"{sys.get_int_max_str_digits()} digits.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     bad = _bad_text(body)

@@ -117,6 +117,26 @@ def test_malformed_text_is_400_without_internals(server: Any, raw: bytes) -> Non
                                 "model_deployment=local,namespace=,pool=,status=500}") is None
 
 
+@pytest.mark.parametrize(("path", "raw"), [
+    (CHAT, b'{"model":"fake","messages":[{"role":"user","content":"hi"}],"max_tokens":'
+     + b"9" * 5000 + b"}"),
+    (COMPLETIONS, b'{"model":"fake","prompt":"hi","seed":-' + b"1" * 4301 + b"}"),
+    (CHAT, b'{"model":"fake","messages":[{"role":"user","content":"hi"}],"x":[' + b"9" * 4301
+     + b"]}"),
+])
+def test_a_number_of_more_than_4300_digits_is_400_not_500(server: Any, path: str,
+                                                          raw: bytes) -> None:
+    resp = httpx.post(server.url + path, content=raw,
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 400, resp.text  # before: 500 (int max str digits)
+    err = resp.json()["error"]
+    assert err["code"] == "invalid_json"
+    assert "more than 4300 digits" in err["message"]
+    assert "set_int_max_str_digits" not in err["message"]
+    ok = httpx.post(server.url + CHAT, json=OK_CHAT, timeout=30)
+    assert ok.status_code == 200, ok.text
+
+
 def test_slow_header_connection_is_closed(fake_server_factory: Any,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATTSERVE_HEADER_TIMEOUT_S", "1")

@@ -125,6 +125,16 @@ def test_bad_input_is_a_400_naming_the_field(embed_server: LoopbackServer,
     assert httpx.get(embed_server.url + "/health", timeout=10).status_code == 200
 
 
+def test_a_number_of_more_than_4300_digits_is_400_not_500(embed_server: LoopbackServer
+                                                          ) -> None:
+    response = httpx.post(embed_server.url + "/v1/embeddings", timeout=60,
+                          headers={"Content-Type": "application/json"},
+                          content=b'{"model":"smol-embed","input":[' + b"9" * 5000 + b"]}")
+    assert response.status_code == 400, response.text  # before: 500
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert httpx.get(embed_server.url + "/health", timeout=10).status_code == 200
+
+
 def test_an_embedding_model_refuses_to_generate(embed_server: LoopbackServer) -> None:
     for path, body in (("/v1/chat/completions", {"messages": [{"role": "user",
                                                                 "content": "hi"}]}),
