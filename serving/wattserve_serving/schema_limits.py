@@ -19,6 +19,12 @@ sub-schema) and refused when its grammar cannot fit the cap anyway:
 * the characters the repetitions write at least (each step: ``STEP_CHARS``, plus the
   repeated rule's name, which the converter derives from the property names on its path,
   so a long property name repeated N times is counted as such) above the cap.
+
+A bound that is not a non-negative integer (``-1``, ``2.5``, ``-Infinity``, which Python's
+JSON parser reads) is refused too, and so is a schema nested more than ``MAX_DEPTH``
+levels: the walk keeps a stack of its own, so no depth the body parser lets through
+overflows it, and what comes after it (tools' ``$ref`` rewriting, the converter) only
+ever sees schemas this shallow.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ MAX_REPEAT = MAX_GRAMMAR_CHARS // STEP_CHARS  # 12,500: any one bound
 MAX_NESTED = MAX_GRAMMAR_CHARS  # the product of the bounds on one nested path
 MAX_PATTERN_REPEAT = MAX_GRAMMAR_CHARS  # a regex {m,n}: a literal step writes >= 1 char
 MAX_NODES = 100_000  # sub-schemas walked ($ref targets once per use); more: refused
+# Objects and arrays nested in one schema, $ref pointers followed counting as a level each.
+# The body parser refuses nesting past Python's recursion limit (~1000); a schema nested
+# that deep got past it into recursive walks (the tools' $ref rewriting, the grammar
+# converter, which recurses several frames per level) and overflowed them. Real schemas
+# nest a few levels; an answer nested deeper than this is not one a model writes.
+MAX_DEPTH = 100
 BOUNDS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties",
           "maxProperties", "minContains", "maxContains")
 _WRITTEN = {"minItems", "maxItems", "minLength", "maxLength"}  # the converter expands these
@@ -44,68 +56,83 @@ _QUANTIFIER = re.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")
 
 def check_schema(schema: Any) -> None:
     """ValueError saying which bound is too large, before the schema is converted."""
-    _Walk(schema).visit(schema, 1, 0)
+    _Walk(schema).walk()
 
 
 class _Walk:
+    """The schema walked depth first with a stack of its own (no Python recursion, so no
+    nesting the body parser accepts overflows it); ``$ref`` targets are walked where they
+    are used, and their depth counts as nesting too."""
+
     def __init__(self, root: Any) -> None:
         self.root = root
         self.nodes = 0
         self.chars = 0  # characters the repetitions write, at least
-        self.following: list[str] = []  # $ref pointers being walked (recursion stops)
 
-    def visit(self, node: Any, product: int, name: int) -> None:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise ValueError(f"the JSON schema has more than {MAX_NODES} sub-schemas "
-                             "(counting each use of a $ref)")
-        if isinstance(node, list):
-            for i, item in enumerate(node):
-                self.visit(item, product, name + len(str(i)) + 1)
-            return
-        if not isinstance(node, dict):
-            return
-        product *= max(1, self._bounds(node, name))
-        if product > MAX_NESTED:
-            raise ValueError(f"nested repetitions multiply to {product}; the bounds "
-                             f"(minItems, maxItems, minLength, ...) on one path may multiply "
-                             f"to at most {MAX_NESTED}")
-        self._pattern(node.get("pattern"), name)
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref not in self.following:
-            target = self._target(ref)
-            if target is not None:
-                self.following.append(ref)
-                self.visit(target, product, len(ref))
-                self.following.pop()
-        for key, value in node.items():
-            if key in _DATA or not isinstance(value, (dict, list)):
+    def walk(self) -> None:
+        # node, product of the bounds above it, its rule name's length, its depth, and the
+        # $ref pointers being followed on its path (a pointer met again stops there)
+        stack: list[tuple[Any, int, int, int, tuple[str, ...]]] = [(self.root, 1, 0, 1, ())]
+        while stack:
+            node, product, name, depth, following = stack.pop()
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                raise ValueError(f"the JSON schema has more than {MAX_NODES} sub-schemas "
+                                 "(counting each use of a $ref)")
+            if isinstance(node, (dict, list)) and depth > MAX_DEPTH:
+                raise ValueError(f"the JSON schema is nested more than {MAX_DEPTH} levels "
+                                 "deep (objects, arrays and $ref pointers)")
+            if isinstance(node, list):
+                stack.extend((item, product, name + len(str(i)) + 1, depth + 1, following)
+                             for i, item in reversed(list(enumerate(node))))
                 continue
-            if key in _MAPS and isinstance(value, dict):
-                for sub, schema in value.items():
-                    self.visit(schema, product, name + len(str(sub)) + 1)
-            else:
-                self.visit(value, product, name + min(len(str(key)), 6))
+            if not isinstance(node, dict):
+                continue
+            product *= max(1, self._bounds(node, name))
+            if product > MAX_NESTED:
+                raise ValueError(f"nested repetitions multiply to {product}; the bounds "
+                                 f"(minItems, maxItems, minLength, ...) on one path may "
+                                 f"multiply to at most {MAX_NESTED}")
+            self._pattern(node.get("pattern"), name)
+            children: list[tuple[Any, int, int, int, tuple[str, ...]]] = []
+            for key, value in node.items():
+                if key in _DATA or not isinstance(value, (dict, list)):
+                    continue
+                if key in _MAPS and isinstance(value, dict):
+                    children += [(schema, product, name + len(str(sub)) + 1, depth + 2,
+                                  following) for sub, schema in value.items()]
+                else:
+                    children.append((value, product, name + min(len(str(key)), 6), depth + 1,
+                                     following))
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref not in following:
+                target = self._target(ref)
+                if target is not None:
+                    children.insert(0, (target, product, len(ref), depth + 1,
+                                        (*following, ref)))
+            stack.extend(reversed(children))
 
     def _bounds(self, node: dict[str, Any], name: int) -> int:
         """The largest repetition bound of ``node`` (each checked), counted as written."""
-        largest = 0
+        bounds = {}
         for key in BOUNDS:
             value = node.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if not value <= MAX_REPEAT:  # NaN too
-                raise ValueError(f"'{key}' is {value}; at most {MAX_REPEAT} (the schema's "
+                raise ValueError(f"'{key}' is {_shown(value)}; at most {MAX_REPEAT} (the schema's "
                                  f"grammar is limited to {MAX_GRAMMAR_CHARS} characters)")
-            largest = max(largest, int(value))
+            if value < 0 or value != int(value):  # -Infinity too
+                raise ValueError(f"'{key}' is {_shown(value)}; it must be a non-negative "
+                                 "integer")
+            bounds[key] = int(value)
+        largest = max(bounds.values(), default=0)
         if largest:
             items = node.get("items")
             step = STEP_CHARS
             if isinstance(items, dict) and not set(items) <= _SHORT_ITEMS:
                 step += name + 5  # the item rule is named after its path ("-item")
-            written = max((int(node[k]) for k in _WRITTEN
-                           if isinstance(node.get(k), (int, float))
-                           and not isinstance(node.get(k), bool)), default=0)
+            written = max((bounds.get(k, 0) for k in _WRITTEN), default=0)
             self._write(written * step)
         return largest
 
@@ -114,8 +141,8 @@ class _Walk:
             return
         for match in _QUANTIFIER.finditer(pattern):
             for number in match.groups():
-                if number and int(number) > MAX_PATTERN_REPEAT:
-                    raise ValueError(f"the pattern repeats {number} times; at most "
+                if number and (len(number) > 9 or int(number) > MAX_PATTERN_REPEAT):
+                    raise ValueError(f"the pattern repeats {_shown(number)} times; at most "
                                      f"{MAX_PATTERN_REPEAT}")
                 if number:
                     self._write(int(number))
@@ -141,3 +168,9 @@ class _Walk:
             else:
                 return None
         return node
+
+
+def _shown(number: object) -> str:
+    """A number as a message shows it: a long one by its first digits and its length."""
+    text = str(number)
+    return text if len(text) <= 20 else f"{text[:12]}... ({len(text)} characters)"

@@ -129,23 +129,47 @@ def answer_schema(tools: list[Tool], how: Mode, choice: ToolChoice | None,
 
 
 def _has_ref(value: Any) -> bool:
-    if isinstance(value, dict):
-        return isinstance(value.get("$ref"), str) or any(_has_ref(v) for v in value.values())
-    return isinstance(value, list) and any(_has_ref(v) for v in value)
+    stack = [value]
+    while stack:  # a stack of its own: no nesting overflows it
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _rebased(value: Any, base: str) -> Any:
     """A tool's ``parameters`` moved under ``base``: its local ``$ref`` pointers ("#",
-    "#/$defs/X", "#/properties/…", as pydantic writes them) rewritten to point there."""
-    if isinstance(value, dict):
-        out = {k: _rebased(v, base) for k, v in value.items()}
-        ref = value.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#"):
-            out["$ref"] = base + ref[1:]
-        return out
-    if isinstance(value, list):
-        return [_rebased(v, base) for v in value]
-    return value
+    "#/$defs/X", "#/properties/…", as pydantic writes them) rewritten to point there.
+    A copy made with a stack of its own (no nesting overflows it)."""
+
+    def copy(node: Any) -> Any:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            stack.append((node, out))
+            return out
+        if isinstance(node, list):
+            items: list[Any] = []
+            stack.append((node, items))
+            return items
+        return node
+
+    stack: list[tuple[Any, Any]] = []
+    root = copy(value)
+    while stack:
+        source, target = stack.pop()
+        if isinstance(source, dict):
+            for k, v in source.items():
+                target[k] = copy(v)
+            ref = source.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#"):
+                target["$ref"] = base + ref[1:]
+        else:
+            target.extend(copy(v) for v in source)
+    return root
 
 
 def system_text(tools: list[Tool], how: Mode, choice: ToolChoice | None) -> str:
