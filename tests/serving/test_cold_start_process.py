@@ -14,18 +14,16 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from unittest import mock
 
-import httpx
 import pytest
 
 from wattserve.devcluster.processes import free_port
 from wattserve_serving.engines.llamacpp import LlamaCppEngine
 from wattserve_serving.engines.llamacpp_embed import LlamaCppEmbedder
 
-from serving_helpers import smollm2_path
+from serving_helpers import smollm2_path, wait_for_health
 
 START_TIMEOUT_S = 120.0
 
@@ -79,17 +77,7 @@ def test_the_cli_loads_the_model_while_it_imports_its_server(tmp_path: Path) -> 
              "--model", str(smollm2_path()), "--model-name", "smol", "--port", str(port)],
             env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"not ready in {START_TIMEOUT_S}s: {log.read_text()[-2000:]}")
+        wait_for_health(proc, f"http://127.0.0.1:{port}", log, START_TIMEOUT_S)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none",
                                max_retries=0, timeout=60)
         reply = client.chat.completions.create(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import re
@@ -48,6 +49,7 @@ from wattserve_serving.engines.base import (
     Unsupported,
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
+from wattserve_serving.engines.grammar_check import checked_grammar, misshapen, nul_at
 from wattserve_serving.engines.llamacpp_kv import DONE, Generation, ensure_cached, save_state
 from wattserve_serving.engines.llamacpp_score import score_prompt
 from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
@@ -207,14 +209,24 @@ class LlamaCppEngine(LoadsOnItsThread):
             grammar = self._grammars.get(schema)
         if grammar is not None:
             return grammar
+        # A grammar that asks for a character no token gives ends the process when the
+        # sampler meets it (`grammar_check`): U+0000 is refused wherever the schema has it.
+        nul = nul_at(json.loads(schema))
+        if nul is not None:
+            raise ValueError(f"the JSON schema holds U+0000 (NUL) at {nul}, which llama.cpp "
+                             "cannot generate")
         try:
             grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
-        except Exception as exc:  # the converter asserts on what it does not know
+        except AssertionError as exc:  # the converter asserts on what it does not know
             raise ValueError(f"the JSON schema cannot be enforced: {exc}") from None
+        except Exception:  # AttributeError, TypeError...: a keyword of the wrong kind
+            where = misshapen(json.loads(schema)) or (
+                "a keyword's value is of a kind the grammar converter does not take")
+            raise ValueError(f"the JSON schema cannot be enforced: {where}") from None
         # llama-cpp-python's converter lets a string hold raw control characters (a
         # newline inside a string is not JSON; json.loads refuses it): llama.cpp's own
         # converter excludes them, and so does this.
-        grammar._grammar = grammar._grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+        grammar._grammar = checked_grammar(grammar._grammar.replace(_LOOSE_CHAR, _JSON_CHAR))
         if len(grammar._grammar) > MAX_GRAMMAR_CHARS:
             raise ValueError(f"the JSON schema's grammar is larger than {MAX_GRAMMAR_CHARS} "
                              "characters (long minItems, minLength or nesting?)")
