@@ -6,7 +6,8 @@ that many admitted requests share the thread first-token-fairly (`first_token.py
 request gets its prefill and first token before any continues its decode, and a request
 resumed after another gets its KV cache back (`llamacpp_kv.py`). ``parallel`` 1 serves
 requests strictly in turn. Closing the async iterator (client disconnect) sets a cancel
-flag the worker checks before every token, so token production stops within one token.
+flag the worker checks before every token and between a prompt's blocks of ``n_batch``
+tokens, so the work stops within one token or one block of the prefill.
 
 Prompt log probabilities (completions ``echo`` with ``logprobs``) are computed in the
 request's first step (`llamacpp_score.py`): the prompt is decoded again in blocks of
@@ -298,7 +299,8 @@ class LlamaCppEngine(LoadsOnItsThread):
         owner, self._owner = self._owner, job
         if owner is not None and owner is not job and not owner.closed:
             owner.saved = save_state(llm)
-        ensure_cached(llm, job, owner)
+        if not ensure_cached(llm, job, owner):
+            return True  # the client left during its prefill: closed as any cancelled job
         token = int(job.sampler.sample(llm._ctx, -1))
         job.tokens.append(token)
         if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):

@@ -7,7 +7,9 @@ so its numbers, and hence its output, are exactly those of serving it without
 interruption, and a resume costs a copy, not a prefill. Past ``SAVE_MAX_TOKENS`` the copy
 is skipped and the request's tokens are evaluated again as they were the first time (the
 rest of the prompt from its first prefill's start in one batch, then each generated token
-alone: llama.cpp's numbers depend on batching).
+alone: llama.cpp's numbers depend on batching). "One batch" is what one ``Llama.eval`` call
+does, ``n_batch`` tokens at a time from the first: a prefill is evaluated in those same
+blocks, one call each, with the job's cancel flag looked at in between.
 """
 
 from __future__ import annotations
@@ -58,19 +60,18 @@ class Generation:
         self.emit(DONE)
 
 
-def ensure_cached(llm: Any, job: Generation, owner: Generation | None) -> None:
+def ensure_cached(llm: Any, job: Generation, owner: Generation | None) -> bool:
     """Make ``llm``'s context hold ``job.tokens`` with the last one's logits fresh;
     ``owner`` is the job whose tokens the KV cache held until now (already saved aside by
-    the caller when it is another, unfinished one).
+    the caller when it is another, unfinished one). False: ``job.cancel`` was set meanwhile
+    and the work stopped (the cache then holds a prefix of the job's tokens).
 
     A job's first step re-uses the longest prefix already in the KV cache (the shared
     chat template; all of an identical prompt); a resumed job gets its copy back.
     """
     tokens = job.tokens
     if job.saved is not None and restore_state(llm, job):
-        for token in tokens[llm.n_tokens:]:
-            llm.eval([token])
-        return
+        return _one_by_one(llm, tokens[llm.n_tokens:], job.cancel)
     cached = llm.input_ids[: llm.n_tokens]
     n = min(len(cached), len(tokens))
     if n:
@@ -88,10 +89,33 @@ def ensure_cached(llm: Any, job: Generation, owner: Generation | None) -> None:
             llm.reset()
             n = 0
     if n < job.prompt_len:
-        llm.eval(tokens[n:job.prompt_len])
+        if not _in_blocks(llm, tokens[n:job.prompt_len], job.cancel):
+            return False
         n = job.prompt_len
-    for token in tokens[n:]:
+    return _one_by_one(llm, tokens[n:], job.cancel)
+
+
+def _in_blocks(llm: Any, tokens: list[int], cancel: threading.Event) -> bool:
+    """``llm.eval(tokens)`` as one call evaluates them, so with the same numbers: `Llama.eval`
+    decodes ``n_batch`` tokens at a time from the first, and so do these calls, one block
+    each; between blocks ``cancel`` is looked at, so a client that leaves during a long
+    prefill frees the engine within a block, not after the whole prompt. False: cancelled."""
+    step = max(1, int(llm.n_batch))
+    for start in range(0, len(tokens), step):
+        if cancel.is_set():
+            return False
+        llm.eval(tokens[start:start + step])
+    return True
+
+
+def _one_by_one(llm: Any, tokens: list[int], cancel: threading.Event) -> bool:
+    """Generated tokens evaluated again, each alone as when it was generated; False:
+    cancelled."""
+    for token in tokens:
+        if cancel.is_set():
+            return False
         llm.eval([token])
+    return True
 
 
 def save_state(llm: Any, limit: int | None = SAVE_MAX_TOKENS) -> tuple[Any, int] | None:
