@@ -53,8 +53,8 @@ _NOT_TEXT = {"image_url": "image", "input_image": "image", "input_audio": "audio
 
 def check_messages(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
     """What OpenAI refuses in a validated request: a tool result that names no call, a
-    message other than the assistant's without content, and ``stream_options`` without
-    ``stream`` (as vLLM)."""
+    message other than the assistant's without content, an empty content array, and
+    ``stream_options`` without ``stream`` (as vLLM)."""
     if req.stream_options is not None and not req.stream:
         raise APIError(400, "'stream_options' is only allowed when 'stream' is true.",
                        param="stream_options", code="invalid_value")
@@ -69,6 +69,10 @@ def check_messages(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
             raise APIError(400, f"'messages.{i}.content' is required for a message of role "
                            f"'{message.role}'.", param=f"messages.{i}.content",
                            code="missing")
+        if isinstance(message.content, list) and not message.content:  # as OpenAI
+            raise APIError(400, f"Invalid 'messages.{i}.content': empty array. Expected an "
+                           "array with minimum length 1, but got an empty array instead.",
+                           param=f"messages.{i}.content", code="empty_array")
 
 
 def check_size(engine: Engine, req: S.ChatCompletionRequest | S.CompletionRequest) -> None:

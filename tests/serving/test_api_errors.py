@@ -231,6 +231,18 @@ def test_openai_messages_name_what_is_wrong(server: Any) -> None:
     assert "at most 63 prompt tokens" in said
 
 
+@pytest.mark.parametrize(("messages", "param"), [
+    ([{"role": "user", "content": []}], "messages.0.content"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": []},
+      {"role": "user", "content": "y"}], "messages.1.content"),
+])
+def test_an_empty_content_array_is_400_as_openai(server: Any, messages: list[Any],
+                                                  param: str) -> None:
+    resp = httpx.post(server.url + CHAT, json={**OK_CHAT, "messages": messages}, timeout=10)
+    err = assert_error(resp, 400, param)  # before: 200, answered as an empty message
+    assert err["code"] == "empty_array" and "empty array" in err["message"], err
+
+
 def test_a_prompt_filling_the_context_echoes_with_max_tokens_0(server: Any) -> None:
     body = {"model": "fake", "prompt": "a " * 64, "max_tokens": 0, "echo": True}
     resp = httpx.post(server.url + COMPLETIONS, json=body, timeout=10)
