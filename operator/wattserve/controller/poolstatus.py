@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
 from wattserve.controller import peering
 from wattserve.controller.config import OperatorConfig
@@ -22,6 +23,7 @@ from wattserve.controller.reconciler import Reconciler
 from wattserve.planning.capacity import pool_capacity
 from wattserve.reconcile.poolstatus import PoolSeen, pool_status, status_patch
 
+SETTLE_PASSES: Final = 6  # a status is never more than this many intervals (+1) behind
 logger = logging.getLogger("wattserve.operator")
 
 
@@ -58,11 +60,23 @@ async def write_pool_statuses(rec: Reconciler) -> int:
 
 
 async def pool_status_forever(rec: Reconciler, config: OperatorConfig) -> None:
+    """A pass every ``pool_status_seconds``, once the number of ModelDeployments cached
+    held for one interval (deferred at most ``SETTLE_PASSES`` intervals): after a start,
+    kopf streams them in for a while, and a status counted from part of them would be
+    written, then written again (a restart with everything in place must write nothing)."""
     await rec.synced.wait()
+    before, deferred = -1, 0
     while True:
+        await asyncio.sleep(config.pool_status_seconds)
+        count = len(rec.mds)
+        settling = count != before
+        before = count
+        if settling and deferred < SETTLE_PASSES:
+            deferred += 1
+            continue
+        deferred = 0
         if await peering.still_active(rec, config):
             try:
                 await write_pool_statuses(rec)
             except Exception:  # the next pass tries again
                 logger.exception("writing ServingPool status failed")
-        await asyncio.sleep(config.pool_status_seconds)
