@@ -169,3 +169,23 @@ def test_a_small_repetition_bound_is_followed(client: openai.OpenAI) -> None:
     assert resp.choices[0].finish_reason == "stop"
     answer = json.loads(resp.choices[0].message.content or "")
     assert 1 <= len(answer["a"]) <= 5 and all(isinstance(v, int) for v in answer["a"])
+
+
+def test_values_holding_a_backslash_or_a_quote_are_answered_as_that_json(
+        client: openai.OpenAI) -> None:
+    """A const/enum value or property name with a backslash or a quote: the answer is the
+    value's JSON (llama-cpp-python's converter left the backslash of every JSON escape to be
+    read as the grammar's own: const "a\\b" was answered as "a\b", a backspace, and an enum
+    value with a quote wrote a grammar that did not parse, a 400)."""
+    schema = {"type": "object",
+              "properties": {"path": {"const": "C:\\temp\\n"},
+                             'say "hi"': {"enum": ['x"y', "a\\b"]}},
+              "required": ["path", 'say "hi"'], "additionalProperties": False}
+    resp = client.chat.completions.create(
+        model="smollm2", messages=ASK, max_tokens=60, seed=1,  # type: ignore[arg-type]
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "escapes", "schema": schema}})
+    assert resp.choices[0].finish_reason == "stop", resp
+    answer = json.loads(resp.choices[0].message.content or "")
+    assert answer["path"] == "C:\\temp\\n"
+    assert answer['say "hi"'] in ('x"y', "a\\b")

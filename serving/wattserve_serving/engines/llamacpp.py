@@ -51,6 +51,7 @@ from wattserve_serving.engines.base import (
 )
 from wattserve_serving.engines.first_token import FirstTokenScheduler
 from wattserve_serving.engines.grammar_check import checked_grammar, misshapen, nul_at
+from wattserve_serving.engines.llamacpp_grammar import schema_grammar
 from wattserve_serving.engines.llamacpp_kv import DONE, Generation, ensure_cached, save_state
 from wattserve_serving.engines.llamacpp_score import score_prompt
 from wattserve_serving.engines.logprobs import MAX_LOGPROBS, token_logprob
@@ -204,7 +205,6 @@ class LlamaCppEngine(LoadsOnItsThread):
 
     def _grammar(self, schema: str) -> Any:
         import llama_cpp
-        from llama_cpp.llama_grammar import LlamaGrammar
 
         with self._grammars_lock:
             grammar = self._grammars.get(schema)
@@ -217,7 +217,7 @@ class LlamaCppEngine(LoadsOnItsThread):
             raise ValueError(f"the JSON schema holds U+0000 (NUL) at {nul}, which llama.cpp "
                              "cannot generate")
         try:
-            grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
+            grammar = schema_grammar(schema)
         except AssertionError as exc:  # the converter asserts on what it does not know
             raise ValueError(f"the JSON schema cannot be enforced: {exc}") from None
         except Exception:  # AttributeError, TypeError...: a keyword of the wrong kind
