@@ -19,6 +19,10 @@ schemas:
   answer with bytes that are not UTF-8). A pair is written back as its character here
   (``\\U0001F389``), so the answer is the character; a lone surrogate is refused.
 
+(Since `llamacpp_grammar` escapes the backslash of the JSON text the converter writes for a
+``const``/``enum`` value or property name, those are literal text and reach none of the
+above; the checks stay for what a grammar holds otherwise, patterns first.)
+
 Raw control characters U+0001..U+001F in a grammar string (the same converter writes a
 ``const`` newline as a raw newline) are written as their JSON escapes instead, so the answer
 is JSON and holds the value asked for, as strings elsewhere never hold raw control
