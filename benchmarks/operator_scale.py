@@ -32,6 +32,7 @@ ModelDeployment therefore also reports Degraded=Unschedulable, as in a full clus
     python benchmarks/operator_scale.py                      # dev cluster from KUBECONFIG
     python benchmarks/operator_scale.py --count 200 --idle-seconds 30
     python benchmarks/operator_scale.py --markdown docs/benchmarks-operator.md
+    python benchmarks/operator_scale.py --profile /tmp/op.raw   # + where its CPU goes (py-spy)
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ from wattserve import contract  # noqa: E402
 from wattserve.api import parse_serving_pool  # noqa: E402
 from wattserve.controller.kubeapi import ApiError, KubeApi  # noqa: E402
 from wattserve.devcluster.processes import free_port  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from cpu_profile import Recorder  # noqa: E402
 
 NAMESPACE = "wattserve-bench"
 DIRECT_NAMESPACE = "wattserve-bench-direct"
@@ -110,8 +114,9 @@ def _pool() -> dict[str, Any]:
 
 
 class OperatorProcess:
-    def __init__(self, log: Path, workers: int) -> None:
+    def __init__(self, log: Path, workers: int, source: Path = REPO / "operator") -> None:
         self.workers = workers
+        self.source = source  # the operator package's directory (another revision's too)
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log = log
@@ -121,7 +126,7 @@ class OperatorProcess:
         cmd = [sys.executable, "-m", "wattserve.controller", "--namespace", NAMESPACE,
                "--standalone", "--metrics-port", str(self.metrics_port),
                "--health-port", str(self.health_port), "--workers", str(self.workers)]
-        env = dict(os.environ, PYTHONPATH=str(REPO / "operator"))
+        env = dict(os.environ, PYTHONPATH=str(self.source))
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
                                      env=env)
         deadline = time.monotonic() + 60
@@ -169,6 +174,11 @@ class OperatorProcess:
         assert self.proc is not None
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
@@ -318,7 +328,8 @@ async def _wait_quiet(api: KubeApi, op: OperatorProcess, count: int, quiet: floa
     raise RuntimeError("the operator never went quiet")
 
 
-async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[str, Any]:
+async def run(count: int, idle_seconds: float, log: Path, workers: int,
+              profile: Path | None = None) -> dict[str, Any]:
     _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     _kubectl("apply", "-f", str(REPO / "examples" / "pools.yaml"))
     _kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_pool()))
@@ -342,6 +353,7 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
         passes_before = op.by_label("wattserve_operator_fleet_passes_total")
         cpu_before = op.cpu_seconds()
         out["load_average"] = os.getloadavg()[0]
+        recorder = Recorder(op.pid, profile) if profile is not None else None
         _say(f"operator: creating {count} ModelDeployments")
         t0 = time.monotonic()
         await _create_all(api, count)
@@ -373,6 +385,8 @@ async def run(count: int, idle_seconds: float, log: Path, workers: int) -> dict[
         out["server_requests"] = _apiserver_wattserve_requests() - server_before - count
         out["peak_rss_mb"] = op.peak_rss_mb()
         out["operator_cpu_seconds"] = op.cpu_seconds() - cpu_before
+        if recorder is not None:
+            out["profile"] = recorder.stop()
 
         _say(f"operator: settled after {out['settled_seconds']:.1f} s; idle for "
              f"{idle_seconds:.0f} s")
@@ -499,17 +513,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=16, help="operator --workers")
     p.add_argument("--log", default="/tmp/wattserve-operator-bench.log")
     p.add_argument("--markdown", help="also write the results table to this file")
+    p.add_argument("--profile", metavar="FILE.raw",
+                   help="sample the operator with py-spy from the first create until settled "
+                        "(raw stacks to FILE) and add where its CPU goes, by component")
     args = p.parse_args(argv)
     if not os.environ.get("KUBECONFIG"):
         print("set KUBECONFIG (e.g. eval \"$(wattserve dev-cluster env)\")", file=sys.stderr)
         return 2
     try:
         result = asyncio.run(run(args.count, args.idle_seconds, Path(args.log),
-                                     args.workers))
+                                 args.workers, Path(args.profile) if args.profile else None))
     except (ApiError, subprocess.CalledProcessError, RuntimeError) as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1
     table = markdown(result)
+    if result.get("profile"):
+        table += "\nWhere the operator's CPU went (create → settled, py-spy):\n\n"
+        table += result["profile"]
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table)

@@ -18,7 +18,7 @@ from wattserve.controller.config import OperatorConfig
 from wattserve.controller.kubeapi import ApiError, KubeApi
 from wattserve.controller.leader import LeaderElector
 from wattserve.controller.poolstatus import pool_status_forever
-from wattserve.controller.reconciler import CHILD_SELECTOR, Reconciler
+from wattserve.controller.reconciler import Reconciler, selector_of
 from wattserve.controller.triggers import Trigger
 from wattserve.render.children import CHILD_KINDS, POD, RAYSERVICE
 
@@ -65,8 +65,13 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     # Initial LISTs in pages of 200: a thousand pods never sit in memory as one response.
     settings.watching.chunk_size = 200
     # Server-side filtering: only our children and serving pods are streamed.
-    for selector in (k.resource for k in (*CHILD_KINDS.values(), POD)):
-        settings.watching.label_selectors[selector] = CHILD_SELECTOR
+    # Keyed by (group, version, plural): kopf reads a string key as one name, or as
+    # "plural.group" when it has dots, so "apps/deployments" or
+    # "discovery.k8s.io/endpointslices" matched no resource and every Deployment,
+    # EndpointSlice, NetworkPolicy and RayService in reach was streamed unfiltered.
+    for kind in (*CHILD_KINDS.values(), POD):
+        settings.watching.label_selectors[kind.group, kind.version, kind.plural] = (
+            selector_of(kind))
     # API errors in kopf's own calls (watch setup, peering, events): growing backoff,
     # honouring Retry-After on 429.
     settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30, 60)

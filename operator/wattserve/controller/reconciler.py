@@ -46,6 +46,7 @@ from wattserve.render.children import (
     POD,
     RAYSERVICE,
     SERVICE,
+    ChildKind,
 )
 from wattserve.render.meta import label_value
 
@@ -54,6 +55,11 @@ LISTED: Final = (DEPLOYMENT, SERVICE, RAYSERVICE, NETWORKPOLICY, POD, ENDPOINTSL
 
 logger = logging.getLogger(__name__)
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=wattserve"
+
+
+def selector_of(kind: ChildKind) -> str:
+    """The label selector our objects of ``kind`` are watched and listed with."""
+    return f"{CHILD_SELECTOR},{kind.selector}" if kind.selector else CHILD_SELECTOR
 STORE_RETRY_S: Final = 5.0  # a failed write of the memory annotations is tried again after
 
 
@@ -338,11 +344,11 @@ class Reconciler(Intake):
                 raise
             logger.warning("cannot list Nodes (%s): pool capacity comes from maxNodes", err)
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
-        for api_version, kind in ((k.api_version, k.kind) for k in LISTED):
+        for api_version, kind, selector in ((k.api_version, k.kind, selector_of(k))
+                                            for k in LISTED):
             for ns in namespaces:
                 try:
-                    async for page in self.api.list_pages(api_version, kind, ns,
-                                                          CHILD_SELECTOR):
+                    async for page in self.api.list_pages(api_version, kind, ns, selector):
                         self._merge_listed(api_version, kind, page)
                 except ApiError as err:
                     if err.status in (403, 404) and kind == RAYSERVICE.kind:
@@ -378,12 +384,14 @@ class Reconciler(Intake):
     async def _list_children(self) -> ChildCache:
         namespaces: list[str | None] = list(self.config.namespaces) or [None]
         fresh = ChildCache()
-        for api_version, kind in ((k.api_version, k.kind) for k in CHILD_KINDS.values()):
+        for child_kind in CHILD_KINDS.values():
+            api_version, kind = child_kind.api_version, child_kind.kind
             if kind in self.missing_kinds:
                 continue
             for ns in namespaces:
                 try:
-                    items = await self.api.list_all(api_version, kind, ns, CHILD_SELECTOR)
+                    items = await self.api.list_all(api_version, kind, ns,
+                                                    selector_of(child_kind))
                 except ApiError as err:
                     if err.status == 404:
                         continue

@@ -41,11 +41,11 @@ from wattserve.autoscale.idleclock import active_rate_after, advance
 from wattserve.autoscale.model import ScalingInputs
 from wattserve.autoscale.observe import Observation
 from wattserve.reconcile.idlestate import idle_memory
+from wattserve.render.children import SLICE_MANAGER
 from wattserve.render.meta import Owner, object_meta, service_name
 
 SCALED_TO_ZERO: Final = Reason.SCALED_TO_ZERO
 ACTIVATED: Final = Reason.ACTIVATED
-SLICE_MANAGER: Final = "operator.wattserve.dev"
 
 
 @dataclass(frozen=True)
