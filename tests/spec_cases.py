@@ -101,6 +101,16 @@ CASES: tuple[Case, ...] = (
          cel=True),
     Case("source-gguf", {"model": {"source": "gguf:///models/x.gguf"}}, True),
     Case("source-pvc", {"model": {"source": "pvc://weights/llama/8b"}}, True),
+    Case("source-pvc-claim-only", {"model": {"source": "pvc://weights.v2"}}, True),
+    # the claim is a PersistentVolumeClaim name, refused at admission, not after planning
+    Case("source-pvc-uppercase-claim", {"model": {"source": "pvc://MyClaim/m.gguf"}}, False,
+         "source", cel=True),
+    Case("source-pvc-underscore-claim", {"model": {"source": "pvc://claim_1/m"}}, False,
+         "source", cel=True),
+    Case("source-pvc-no-claim", {"model": {"source": "pvc:///claim/m"}}, False, "source",
+         cel=True),
+    Case("source-pvc-claim-254", {"model": {"source": "pvc://" + "c" * 254 + "/m"}}, False,
+         "source", cel=True),
     Case("source-too-long", {"model": {"source": "hf://org/" + "m" * 600}}, False, "source"),
     Case("rps-309-digits", {"expectedLoad": {"requestsPerSecond": "9" * 309}}, False,
          "requestsPerSecond"),
@@ -155,6 +165,11 @@ def base_pool(name: str = "agree") -> dict[str, Any]:
     }
 
 
+def _gpus(resource_name: str) -> dict[str, Any]:
+    return {"type": "nvidia-l4", "count": 1, "memoryGiB": 24, "memoryBandwidthGBps": 300,
+            "peakTFLOPS": "121", "resourceName": resource_name}
+
+
 # ServingPool tolerations: what the API server would refuse on the serving pods it is
 # copied to is refused on the pool (CEL rules), by the parser alike.
 POOL_CASES: tuple[Case, ...] = (
@@ -189,4 +204,24 @@ POOL_CASES: tuple[Case, ...] = (
          False, "key"),
     Case("toleration-value-underscore-end", {"tolerations": [{"key": "k", "value": "v_"}]},
          False, "value"),
+    Case("toleration-key-prefix-253", {"tolerations": [{"key": "p" * 253 + "/k",
+                                                        "operator": "Exists"}]}, True),
+    Case("toleration-key-prefix-254", {"tolerations": [{"key": "p" * 254 + "/k",
+                                                        "operator": "Exists"}]}, False,
+         "tolerations", cel=True),
+    Case("selector-key-prefix-253", {"nodeSelector": {"p" * 253 + "/k": "v"}}, True),
+    Case("selector-key-prefix-254", {"nodeSelector": {"p" * 254 + "/k": "v"}}, False,
+         "nodeSelector", cel=True),
+    # judged by the API server's RE2 patterns ('$' is the end of the text): Python's
+    # jsonschema lets '$' match before a final newline, so only the API server checks it
+    Case("selector-value-newline", {"nodeSelector": {"pool": "gpu\n"}}, False, "nodeSelector",
+         cel=True),
+    # the accelerators are counted by an extended resource, never by cpu or memory
+    Case("resource-name-amd", {"accelerator": _gpus("amd.com/gpu")}, True),
+    Case("resource-name-memory", {"accelerator": _gpus("memory")}, False, "resourceName"),
+    Case("resource-name-cpu", {"accelerator": _gpus("cpu")}, False, "resourceName"),
+    Case("resource-name-kubernetes-io", {"accelerator": _gpus("kubernetes.io/gpu")}, False,
+         "resourceName", cel=True),
+    Case("resource-name-quota", {"accelerator": _gpus("requests.nvidia.com/gpu")}, False,
+         "resourceName", cel=True),
 )

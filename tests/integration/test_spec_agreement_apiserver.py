@@ -60,3 +60,16 @@ def test_api_server_and_parser_agree_on_pool_tolerations(case: Case,
     if not case.valid:
         assert case.field in proc.stderr, proc.stderr
         assert parser_error is not None and case.field.split()[0] in str(parser_error)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("pool", [False, True], ids=["modeldeployment", "servingpool"])
+def test_the_api_server_refuses_an_object_without_spec(pool: bool, crds_installed: Cluster,
+                                                        namespace: str) -> None:
+    doc = base_pool("agree-no-spec") if pool else CASES[0].doc("agree-no-spec")
+    del doc["spec"]
+    if not pool:
+        doc["metadata"]["namespace"] = namespace
+    proc = crds_installed.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                                  input=yaml.safe_dump(doc), check=False)
+    assert proc.returncode != 0 and "spec" in proc.stderr, proc.stderr

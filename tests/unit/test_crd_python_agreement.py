@@ -123,3 +123,14 @@ def test_every_spec_field_is_described_for_kubectl_explain() -> None:
         return missing
 
     assert walk(SCHEMA["properties"]["spec"], "spec") == []
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["modeldeployment", "servingpool"])
+def test_an_object_without_spec_is_refused_by_the_schema_and_the_parser(pool: bool) -> None:
+    doc = base_pool() if pool else CASES[0].doc()
+    del doc["spec"]
+    assert any("'spec' is a required property" in err
+               for err in _schema_errors(doc, POOL_SCHEMA if pool else SCHEMA))
+    with pytest.raises(SpecError) as err:
+        (parse_serving_pool if pool else parse_model_deployment)(doc)
+    assert err.value.path == "spec"

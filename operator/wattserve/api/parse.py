@@ -11,7 +11,12 @@ from typing import Final
 
 from wattserve import contract
 from wattserve.api.errors import SpecError
-from wattserve.api.labels import label_key_problem, label_value_problem
+from wattserve.api.labels import (
+    extended_resource_problem,
+    is_dns_subdomain,
+    label_key_problem,
+    label_value_problem,
+)
 from wattserve.api.quantities import parse_parameter_count
 from wattserve.api.reader import Fields
 from wattserve.api.references import OCI_SCHEME, OCI_SOURCE_PATTERN, oci_reference_problem
@@ -48,6 +53,10 @@ PATH_SOURCE_PATTERN: Final = (
 )
 SOURCE_PATTERN: Final = f"^({PATH_SOURCE_PATTERN}|{OCI_SOURCE_PATTERN})$"
 SOURCE_MAX_LENGTH: Final = 512
+PVC_CLAIM_PROBLEM: Final = (
+    "pvc://<claim>/<path>: {claim!r} is not a PersistentVolumeClaim name (a DNS subdomain: "
+    "lower-case alphanumerics, '-' and '.', at most 253 characters)"
+)
 S3_UNSUPPORTED: Final = (
     "s3:// sources are not supported yet (the serving images have no S3 client); "
     "use hf://, pvc://, gguf:// or oci://"
@@ -175,6 +184,10 @@ def _source(model: Fields) -> str:
     source = model.req_string("source", pattern=SOURCE_PATTERN, max_length=SOURCE_MAX_LENGTH)
     if "\n" in source:  # the CRD's pattern is anchored at both ends: one line only
         raise SpecError(model.at("source"), "must be one line")
+    if source.startswith("pvc://"):
+        claim = source.removeprefix("pvc://").partition("/")[0]
+        if not is_dns_subdomain(claim):
+            raise SpecError(model.at("source"), PVC_CLAIM_PROBLEM.format(claim=claim))
     return source
 
 
@@ -353,8 +366,16 @@ def _accelerator(spec: Fields) -> Accelerator | None:
         memory_gib=float(acc.req_integer("memoryGiB", minimum=1)),
         memory_bandwidth_gbps=float(acc.req_integer("memoryBandwidthGBps", minimum=1)),
         peak_tflops=acc.req_decimal("peakTFLOPS", positive=True),
-        resource_name=acc.string("resourceName", default="nvidia.com/gpu") or "nvidia.com/gpu",
+        resource_name=_resource_name(acc),
     )
+
+
+def _resource_name(acc: Fields) -> str:
+    name = acc.string("resourceName", default="nvidia.com/gpu") or "nvidia.com/gpu"
+    problem = extended_resource_problem(name)
+    if problem is not None:
+        raise SpecError(acc.at("resourceName"), f"{name!r}: {problem}")
+    return name
 
 
 def _tuning(spec: Fields) -> Tuning:

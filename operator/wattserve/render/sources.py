@@ -18,11 +18,12 @@ for downloads and PVCs (the fetch module writes there), and the absolute path fo
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve.api.errors import SpecError
+from wattserve.api.labels import is_dns_subdomain
+from wattserve.api.parse import PVC_CLAIM_PROBLEM
 from wattserve.api.references import OCI_SCHEME, oci_reference_problem
 from wattserve.render.security import container_security, k8s_literal
 from wattserve.render.settings import MODELS_DIR, RenderSettings
@@ -35,7 +36,6 @@ COPY_CONTAINER: Final = "copy-model"
 OCI_MODEL_DIR: Final = "/models"  # where a model image keeps its weights
 COPY_TARGET: Final = "/mnt/models"  # the emptyDir, inside the copy container
 _GIB: Final = 2**30
-_CLAIM: Final = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,8 @@ def model_storage(source: str, image: str, pull_policy: str,
         return ModelStorage(model_path=path)
     if scheme == "pvc":
         claim, _, sub = rest.partition("/")
-        if not _CLAIM.match(claim) or len(claim) > 253:
-            raise SpecError(SOURCE_FIELD, f"pvc://<claim>/<path>: {claim!r} is not a valid "
-                                          "PersistentVolumeClaim name")
+        if not is_dns_subdomain(claim):
+            raise SpecError(SOURCE_FIELD, PVC_CLAIM_PROBLEM.format(claim=claim))
         sub = sub.strip("/")
         return ModelStorage(
             model_path=f"{MODELS_DIR}/{sub}" if sub else MODELS_DIR,
