@@ -37,6 +37,7 @@ class ObjectMeta:
     annotations: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, Any] = field(default_factory=dict)
     owner_references: tuple[Mapping[str, Any], ...] = ()
+    uid: str = ""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ObjectMeta:
@@ -50,7 +51,8 @@ class ObjectMeta:
                    annotations=mapping(meta.get("annotations")),
                    labels=mapping(meta.get("labels")),
                    owner_references=tuple(r for r in meta.get("ownerReferences") or ()
-                                          if isinstance(r, Mapping)))
+                                          if isinstance(r, Mapping)),
+                   uid=str(meta.get("uid") or ""))
 
 
 @dataclass(frozen=True)

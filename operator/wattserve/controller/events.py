@@ -1,4 +1,5 @@
-"""Kubernetes Events about ModelDeployments (core/v1 Events, created by the operator).
+"""Kubernetes Events about ModelDeployments and ServingPools (core/v1 Events, created by
+the operator).
 
 Events are best effort and never on a reconcile's path (as client-go's recorder): the
 reconcile records them, a few background senders post them. At most ``concurrency`` are in
@@ -30,18 +31,23 @@ CAPACITY: Final = 4096
 
 
 def event_body(md: Mapping[str, Any], event: Event, instance: str, now: str) -> dict[str, Any]:
+    """The Event about ``md`` (a ModelDeployment, or a cluster-scoped ServingPool, whose
+    Events go to the ``default`` namespace as client-go's recorder puts them)."""
     meta = md.get("metadata") or {}
+    involved = {
+        "apiVersion": md.get("apiVersion", contract.API_VERSION),
+        "kind": md.get("kind", "ModelDeployment"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+    }
+    if meta.get("namespace"):
+        involved["namespace"] = meta["namespace"]
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
-        "involvedObject": {
-            "apiVersion": md.get("apiVersion", contract.API_VERSION),
-            "kind": md.get("kind", "ModelDeployment"),
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-        },
+        "metadata": {"generateName": f"{meta.get('name')}.",
+                     "namespace": meta.get("namespace") or "default"},
+        "involvedObject": involved,
         "type": event.type,
         "reason": str(event.reason),
         "message": event.message[:1024],

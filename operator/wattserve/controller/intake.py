@@ -202,7 +202,8 @@ class Intake:
             pool, error = None, str(err)
         status = obj.get("status")
         self.pools_seen[name] = PoolSeen(name, meta.generation,
-                                         status if isinstance(status, Mapping) else {}, error)
+                                         status if isinstance(status, Mapping) else {}, error,
+                                         meta.uid)
         before = self.pools.get(name)
         if pool is None:
             self.pools.pop(name, None)

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final
+from typing import Any, Final
 
+from wattserve import contract
 from wattserve.controller import peering
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import utcnow
 from wattserve.controller.kubeapi import ApiError
 from wattserve.controller.reconciler import Reconciler
 from wattserve.planning.capacity import pool_capacity
-from wattserve.reconcile.poolstatus import PoolSeen, pool_status, status_patch
+from wattserve.reconcile.poolstatus import PoolSeen, pool_events, pool_status, status_patch
 
 SETTLE_PASSES: Final = 6  # a status is never more than this many intervals (+1) behind
 logger = logging.getLogger("wattserve.operator")
+
+
+def pool_reference(name: str, uid: str) -> dict[str, Any]:
+    """A ServingPool as the involved object of an Event (cluster-scoped: the Event goes to
+    the ``default`` namespace, as client-go's recorder does)."""
+    return {"apiVersion": contract.API_VERSION, "kind": "ServingPool",
+            "metadata": {"name": name, "uid": uid}}
 
 
 async def write_pool_statuses(rec: Reconciler) -> int:
@@ -53,9 +61,12 @@ async def write_pool_statuses(rec: Reconciler) -> int:
                 logger.warning("ServingPool %s: status not written: %s", name, err)
             continue
         written += 1
+        for event in pool_events(seen, patch):
+            rec.events.record(pool_reference(name, seen.uid), event)
         merged = {k: v for k, v in {**seen.status, **patch}.items() if v is not None}
         if rec.pools_seen.get(name) is seen:  # until the watch brings the server's copy
-            rec.pools_seen[name] = PoolSeen(name, seen.generation, merged, seen.error)
+            rec.pools_seen[name] = PoolSeen(name, seen.generation, merged, seen.error,
+                                            seen.uid)
     return written
 
 

@@ -28,6 +28,7 @@ from wattserve.planning.capacity import PoolCapacity, Resources, usage_text
 from wattserve.planning.fleet import Assignment
 from wattserve.planning.summary import decimal_string
 from wattserve.reconcile.conditions import Condition, merge_conditions
+from wattserve.reconcile.decide import Event
 
 # The fields this module writes (a merge patch sets the ones it leaves out to null).
 FIELDS = ("observedGeneration", "conditions", "modelDeployments", "replicas", "capacity",
@@ -42,6 +43,7 @@ class PoolSeen:
     generation: int
     status: Mapping[str, Any]  # as last read
     error: str | None = None  # why the spec is invalid (the pool is then ignored)
+    uid: str = ""  # for the Events about it
 
 
 def booked(assignments: Iterable[Assignment], pool: str) -> tuple[int, int, Resources]:
@@ -101,3 +103,26 @@ def status_patch(seen: PoolSeen, desired: Mapping[str, Any]) -> dict[str, Any] |
              if seen.status.get(key) != value and not (value is None and key not in
                                                        seen.status)}
     return patch or None
+
+
+def _accepted(conditions: Any) -> Mapping[str, Any]:
+    found = [c for c in conditions if isinstance(c, Mapping)
+             and c.get("type") == ConditionType.ACCEPTED] if isinstance(conditions, list) else []
+    return found[0] if found else {}
+
+
+def pool_events(seen: PoolSeen, patch: Mapping[str, Any]) -> tuple[Event, ...]:
+    """The Events a written ``patch`` calls for: a Warning when it turns the pool's
+    ``Accepted`` condition False or changes why (an invalid spec the API server let
+    through, e.g. under an older CRD). Once per transition: a restart that finds the same
+    condition writes nothing, so it posts nothing."""
+    if "conditions" not in patch:
+        return ()
+    new = _accepted(patch["conditions"])
+    if new.get("status") != "False":
+        return ()
+    old = _accepted(seen.status.get("conditions"))
+    if (old.get("status"), old.get("message")) == ("False", new.get("message")):
+        return ()
+    return (Event("Warning", str(new.get("reason") or Reason.INVALID_SPEC),
+                  str(new.get("message") or "")),)
