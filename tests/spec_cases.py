@@ -209,6 +209,10 @@ POOL_CASES: tuple[Case, ...] = (
     Case("toleration-key-prefix-254", {"tolerations": [{"key": "p" * 254 + "/k",
                                                         "operator": "Exists"}]}, False,
          "tolerations", cel=True),
+    Case("tolerations-65", {"tolerations": [{"key": f"k{i}", "operator": "Exists"}
+                                            for i in range(65)]}, False, "tolerations"),
+    Case("selector-65", {"nodeSelector": {f"k{i}": "v" for i in range(65)}}, False,
+         "nodeSelector"),
     Case("selector-key-prefix-253", {"nodeSelector": {"p" * 253 + "/k": "v"}}, True),
     Case("selector-key-prefix-254", {"nodeSelector": {"p" * 254 + "/k": "v"}}, False,
          "nodeSelector", cel=True),

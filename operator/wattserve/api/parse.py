@@ -70,6 +70,7 @@ NAME_MAX: Final = 253
 NAMESPACE_MAX: Final = 63
 MAX_TOKENS: Final = 10_000_000  # expectedLoad lengths, as contextLength's maximum
 MAX_ACCELERATOR_COUNT: Final = 64  # a node's GPUs: accelerator.count's bound (as the CRD's)
+MAX_POOL_LABELS: Final = 64  # a pool's nodeSelector labels and tolerations (as the CRD's)
 # The CRD's pattern for efficiencies: (0, 1] without leading zeros.
 EFFICIENCY_PATTERN: Final = r"^(0\.[0-9]*[1-9][0-9]*|1(\.0+)?)$"
 PRIORITY_MIN: Final = -1000
@@ -295,6 +296,8 @@ def _node_selector(spec: Fields) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(raw, Mapping):
         raise SpecError(spec.at("nodeSelector"), "must be a mapping of label to value")
+    if len(raw) > MAX_POOL_LABELS:
+        raise SpecError(spec.at("nodeSelector"), f"must have at most {MAX_POOL_LABELS} labels")
     pairs = []
     for key, value in raw.items():
         why = label_key_problem(key) if isinstance(key, str) else "must be a string"
@@ -315,6 +318,8 @@ def _tolerations(spec: Fields) -> tuple[Toleration, ...]:
         return ()
     if not isinstance(raw, list):
         raise SpecError(spec.at("tolerations"), "must be a list")
+    if len(raw) > MAX_POOL_LABELS:
+        raise SpecError(spec.at("tolerations"), f"must have at most {MAX_POOL_LABELS} items")
     out = []
     for index, item in enumerate(raw):
         if item is None:
