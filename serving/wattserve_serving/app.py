@@ -26,7 +26,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods, in the OpenAI error shape."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return APIError(status, f"{detail}: {request.method} {request.url.path}").response()
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}  # 405: Allow
+    return APIError(status, f"{detail}: {request.method} {request.url.path}",
+                    headers=headers).response()
 
 
 def mount(app: Starlette, api: ServingAPI) -> None:

@@ -69,6 +69,11 @@ def check_messages(req: S.ChatCompletionRequest | S.CompletionRequest) -> None:
             raise APIError(400, f"'messages.{i}.content' is required for a message of role "
                            f"'{message.role}'.", param=f"messages.{i}.content",
                            code="missing")
+        if message.role != "assistant" and isinstance(message.content, list) and any(
+                isinstance(part, S.RefusalPart) for part in message.content):
+            raise APIError(400, f"Invalid 'messages.{i}.content': a 'refusal' part is only "
+                           "allowed in an assistant message.",
+                           param=f"messages.{i}.content", code="invalid_value")
         if isinstance(message.content, list) and not message.content:  # as OpenAI
             raise APIError(400, f"Invalid 'messages.{i}.content': empty array. Expected an "
                            "array with minimum length 1, but got an empty array instead.",

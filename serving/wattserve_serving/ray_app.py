@@ -88,6 +88,10 @@ class WattserveDeployment:
     async def models(self, request: Request) -> Response:
         return await self.api.models(request)
 
+    @ingress.get("/v1/models/{model:path}")
+    async def model(self, request: Request) -> Response:
+        return await self.api.model(request)
+
     @ingress.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
         return await self.api.chat_completions(request)

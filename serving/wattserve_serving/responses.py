@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from starlette.responses import JSONResponse, Response
 
@@ -23,7 +23,12 @@ from wattserve_serving.choices import (
     logprobs_of,
     tool_mode,
 )
-from wattserve_serving.engines.base import EngineError, PromptLogprobs, TokenLogprob
+from wattserve_serving.engines.base import (
+    EngineError,
+    InvalidRequest,
+    PromptLogprobs,
+    TokenLogprob,
+)
 from wattserve_serving.errors import APIError
 from wattserve_serving.streaming import DONE, GuardedStreamingResponse, sse
 
@@ -67,6 +72,8 @@ async def complete(api: ServingAPI, admitted: Admitted) -> Response:
                     produced += chunk.tokens
                     finish = chunk.finish_reason or finish
                 echoed = echoed_logprobs(req, scored, index)
+            except InvalidRequest as exc:
+                raise invalid(exc) from exc
             except EngineError as exc:
                 log.error("generation failed: %s", exc)
                 raise APIError(500, "generation failed", type_="server_error") from exc
@@ -85,8 +92,9 @@ async def complete(api: ServingAPI, admitted: Admitted) -> Response:
 
 def stream(api: ServingAPI, admitted: Admitted) -> Response:
     """Chunks as tokens come; the request's status is recorded when the stream closes (499
-    when the client left first). An engine failure mid-stream ends it with an error event
-    and ``[DONE]``: the 200 is already sent."""
+    when the client left first). A failure mid-stream (the engine's, or any other; a 400
+    when the engine's own validation refused the request) ends it with an error event and
+    ``[DONE]``: the 200 is already sent."""
     req, chat, work, ticket, start = admitted
     done = {"status": CLIENT_CLOSED, "recorded": False}
 
@@ -105,12 +113,19 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
         echo = isinstance(req, S.CompletionRequest) and req.echo
         scored: dict[int, PromptLogprobs] = {}  # each prompt's log probabilities (echo)
 
+        def chunk_event(payload: dict[str, Any]) -> bytes:
+            """One chunk; with ``include_usage`` each carries ``usage`` (null until the
+            last, as OpenAI documents it)."""
+            if include_usage:
+                payload.setdefault("usage", None)
+            return sse(payload)
+
         def echoed(i: int, text: str) -> bytes:
             """The echoed prompt of choice ``i``, with its log probabilities when asked."""
             lp = echoed_logprobs(req, scored, i)
             logprobs = None if lp is None else S.completion_logprobs([], 0, lp)
-            return sse(S.completion_chunk(rid, model, created, text, index=i,
-                                          logprobs=logprobs))
+            return chunk_event(S.completion_chunk(rid, model, created, text, index=i,
+                                                  logprobs=logprobs))
 
         try:
             async with ticket:
@@ -120,7 +135,7 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
                     pending = echoes_logprobs(req) and i // req.n not in scored
                     if chat:
                         role = {"role": "assistant", "content": ""}
-                        yield sse(S.chat_chunk(rid, model, created, role, index=i))
+                        yield chunk_event(S.chat_chunk(rid, model, created, role, index=i))
                     elif echo and not pending:
                         yield echoed(i, prompt.text)
                     out = StreamedChoice(chat, params, tool_mode(req),
@@ -139,20 +154,29 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
                         maker = S.chat_chunk if chat else S.completion_chunk
                         payload = maker(rid, model, created, body, finish, index=i,
                                         logprobs=lp)
-                        yield sse(payload)
+                        yield chunk_event(payload)
             if include_usage:
                 usage = S.usage(sum(len(p.token_ids) for p, _ in work), produced)
                 maker = S.chat_chunk if chat else S.completion_chunk
                 yield sse(maker(rid, model, created, None, None, usage))
             yield DONE
             done["status"] = 200
-        except EngineError:
+        except InvalidRequest as exc:  # the engine's own validation, after the 200
+            done["status"] = 400
+            yield sse(invalid(exc).body())
+            yield DONE
+        except Exception:  # any failure, not only the engine's: never a cut-off stream
             log.exception("generation failed")
             done["status"] = 500
             yield sse(APIError(500, "generation failed", type_="server_error").body())
             yield DONE
 
     return GuardedStreamingResponse(events(), on_close=record)
+
+
+def invalid(exc: InvalidRequest) -> APIError:
+    """The 400 for a request the engine's own validation refused."""
+    return APIError(400, f"Invalid request: {exc}", param=exc.param, code="invalid_value")
 
 
 def echoed_logprobs(req: S.ChatCompletionRequest | S.CompletionRequest,

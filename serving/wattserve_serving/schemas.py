@@ -33,9 +33,16 @@ class TextPart(_Strict):
     text: str
 
 
+class RefusalPart(_Strict):
+    """An assistant's earlier refusal, sent back as history (assistant messages only)."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
 class ChatMessage(_Strict):
     role: Role
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart | RefusalPart] | None = None
     name: str | None = None
     tool_calls: list[T.ToolCall] | None = None  # an assistant turn that called tools
     tool_call_id: str | None = None  # a tool's result: the call it answers
@@ -45,7 +52,8 @@ class ChatMessage(_Strict):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text if isinstance(part, TextPart) else part.refusal
+                       for part in self.content)
 
 
 class StreamOptions(_Strict):

@@ -121,7 +121,22 @@ def test_malformed_json_is_400(server: Any, raw: bytes) -> None:
 
 def test_unknown_path_and_method(server: Any) -> None:
     assert_error(httpx.get(server.url + "/v1/nope", timeout=10), 404, None)
-    assert_error(httpx.get(server.url + CHAT, timeout=10), 405, None)
+    wrong = httpx.get(server.url + CHAT, timeout=10)
+    assert_error(wrong, 405, None)
+    assert wrong.headers["allow"] == "POST"  # RFC 9110: a 405 names the methods allowed
+
+
+def test_an_assistant_refusal_in_the_history_is_text_and_only_the_assistants(
+        server: Any) -> None:
+    refusal = {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}
+    body = {"model": "fake", "max_tokens": 2,
+            "messages": [{"role": "user", "content": "x"}, refusal,
+                         {"role": "user", "content": "y"}]}
+    assert httpx.post(server.url + CHAT, json=body, timeout=10).status_code == 200
+    body["messages"][0] = {**refusal, "role": "user"}
+    err = assert_error(httpx.post(server.url + CHAT, json=body, timeout=10), 400,
+                       "messages.0.content")
+    assert "refusal" in err["message"]
 
 
 def test_server_survives_garbage_and_still_serves(server: Any) -> None:

@@ -71,6 +71,7 @@ def test_chat_stream_format_and_usage(server: Any, include_usage: bool | None) -
     if include_usage:
         assert len(usages) == 1 and usages[0]["choices"] == [] and chunks[-1] is usages[0]
         assert usages[0]["usage"] == expected
+        assert all(c["usage"] is None for c in chunks[:-1])  # present, null (OpenAI's docs)
     else:  # OpenAI: no `usage` in a stream unless stream_options.include_usage
         assert usages == []
         assert all("usage" not in c for c in chunks)
@@ -126,3 +127,27 @@ def test_disconnect_cancels_generation(fake_server_factory: Any) -> None:
     assert m["wattserve_requests_in_flight"] == 0
     assert m["wattserve_generation_tokens_total"] == produced
     assert any(k.endswith("status=499}") for k in m)
+
+
+class FailingEngine(FakeEngine):
+    """Fault injection: a failure that is not an EngineError after two tokens."""
+
+    async def generate(self, prompt: Any, params: Any) -> Any:
+        produced = 0
+        async for chunk in super().generate(prompt, params):
+            yield chunk
+            produced += 1
+            if produced == 2:
+                raise RuntimeError("a bug mid-stream")
+
+
+def test_any_failure_mid_stream_ends_with_an_error_event_and_done(
+        fake_server_factory: Any) -> None:
+    server = fake_server_factory(FailingEngine())
+    body = {"model": "fake", "messages": [{"role": "user", "content": "a"}], "max_tokens": 5,
+            "stream": True}
+    with httpx.stream("POST", server.url + CHAT, json=body, timeout=10) as resp:
+        events = sse_events(resp)  # a cut-off body would raise RemoteProtocolError here
+    assert resp.status_code == 200 and events[-1] == "[DONE]"
+    assert events[-2]["error"]["type"] == "server_error"
+    assert any(k.endswith("status=500}") for k in server.metrics())

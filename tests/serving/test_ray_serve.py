@@ -60,6 +60,7 @@ def test_chat_completion_under_ray_serve(direct_ingress: str) -> None:
             messages=[{"role": "user", "content": "Say hi."}],
         ))
         assert chunks and chunks[-1].usage is not None
+        assert client.models.retrieve("smollm2").id == "smollm2"  # the routes uvicorn has
         metrics = httpx.get(url + "/metrics", timeout=10).text
         assert "wattserve_generation_tokens_total{" in metrics
         bad = httpx.post(url + "/v1/chat/completions", json={"model": "smollm2"}, timeout=10)

@@ -19,9 +19,11 @@ from typing import Any
 from unittest import mock
 
 import httpx
+import jinja2
 import pytest
 import vllm
 from vllm.config import ModelConfig
+from vllm.exceptions import VLLMValidationError
 from vllm.logprobs import FlatLogprobs, Logprob
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.tokenizers.protocol import TokenizerLike
@@ -35,6 +37,7 @@ from serving_helpers import LoopbackServer
 
 WORDS = ["Hello", " there", ",", " friend", "!"]
 MAX_MODEL_LEN = 4096
+VOCAB = 4096
 
 
 def _position(j: int, top: int) -> dict[int, Logprob]:
@@ -105,6 +108,7 @@ class Fakes:
         config.max_logprobs = 20  # ModelConfig's default
         engine.model_config = config
         tokenizer = mock.create_autospec(TokenizerLike, instance=True)
+        tokenizer.__len__.return_value = VOCAB  # ids are characters (encode below)
         tokenizer.apply_chat_template.side_effect = (
             lambda messages, tools=None, **kw: "".join(
                 f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>")
@@ -289,6 +293,59 @@ def test_logprobs_behind_the_api(fakes: Fakes) -> None:
             **body, "messages": [{"role": "user", "content": "hi"}], "logprobs": True,
             "top_logprobs": 21})
         assert too_many.status_code == 400
+    finally:
+        server.stop()
+
+
+def test_what_vllm_or_the_chat_template_refuses_is_a_400_never_a_500(fakes: Fakes) -> None:
+    """A template's raise_exception (Gemma: "System role not supported"), token ids outside
+    the vocabulary, and vLLM's own request validation (VLLMValidationError, raised by the
+    real SamplingParams here) answer 400 naming the parameter; streamed, an error event and
+    [DONE] after the 200, never a cut-off stream."""
+    cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
+    server = LoopbackServer(cfg).start()
+    try:
+        tokenizer = fakes.engines[0].get_tokenizer.return_value
+        plain = tokenizer.apply_chat_template.side_effect
+
+        def gemma(messages: list[dict[str, Any]], **kw: Any) -> str:
+            if any(m["role"] == "system" for m in messages):
+                raise jinja2.exceptions.TemplateError("System role not supported")
+            return str(plain(messages, **kw))
+
+        tokenizer.apply_chat_template.side_effect = gemma
+        chat = server.url + "/v1/chat/completions"
+        system = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+        resp = httpx.post(chat, timeout=10, json={"model": "m", "messages": system})
+        assert resp.status_code == 400, resp.text
+        assert "System role not supported" in resp.json()["error"]["message"]
+        assert resp.json()["error"]["param"] == "messages"
+
+        user = [{"role": "user", "content": "hi"}]
+        for body, param in (({"messages": user, "logit_bias": {str(VOCAB): 5}}, "logit_bias"),
+                            ({"prompt": [VOCAB + 7]}, "prompt")):
+            url = chat if "messages" in body else server.url + "/v1/completions"
+            resp = httpx.post(url, timeout=10, json={"model": "m", "max_tokens": 2, **body})
+            assert resp.status_code == 400, resp.text
+            assert resp.json()["error"]["param"] == param
+
+        async def refuse(*_: Any, **__: Any) -> AsyncIterator[RequestOutput]:
+            raise VLLMValidationError("max_tokens is too large", parameter="max_tokens")
+            yield  # an async generator, as AsyncLLM.generate
+
+        fakes.engines[0].generate.side_effect = refuse
+        resp = httpx.post(chat, timeout=10, json={"model": "m", "messages": user})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["param"] == "max_tokens"
+        with httpx.stream("POST", chat, timeout=10, json={
+                "model": "m", "messages": user, "stream": True}) as streamed:
+            lines = [ln for ln in streamed.iter_lines() if ln]
+        assert streamed.status_code == 200 and lines[-1] == "data: [DONE]"
+        error = json.loads(lines[-2].removeprefix("data: "))["error"]
+        assert error["param"] == "max_tokens" and error["type"] == "invalid_request_error"
+        refused = [v for k, v in server.metrics().items()
+                   if k.startswith("wattserve_requests_total{") and k.endswith("status=400}")]
+        assert refused and refused[0] >= 4
     finally:
         server.stop()
 

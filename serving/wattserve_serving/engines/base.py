@@ -18,6 +18,15 @@ class EngineNotReady(EngineError):
     """The model is not loaded (HTTP 503)."""
 
 
+class InvalidRequest(EngineError):
+    """The engine's own validation refused the request (HTTP 400: the client's to change);
+    ``param``: the request parameter it names, when known."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class Unsupported(EngineError):
     """The request asks for something this model cannot do, e.g. chat from a GGUF with no
     chat template (HTTP 400: the client's to change, not a server failure)."""

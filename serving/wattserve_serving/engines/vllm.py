@@ -25,7 +25,7 @@ import contextlib
 import inspect
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from wattserve_serving.engines.base import (
@@ -33,6 +33,7 @@ from wattserve_serving.engines.base import (
     Chunk,
     EngineError,
     EngineNotReady,
+    InvalidRequest,
     PreparedPrompt,
     PromptLogprobs,
     SamplingParams,
@@ -65,6 +66,7 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._vllm: Any = None
         self._structured: Any = None  # vLLM's StructuredOutputsParams, once imported
+        self._client_errors: tuple[type[Exception], ...] = ()  # vLLM's VLLMClientError
 
     async def load(self) -> None:
         try:
@@ -75,6 +77,10 @@ class VLLMEngine:
 
         self._vllm = vllm
         self._structured = StructuredOutputsParams
+        with contextlib.suppress(ImportError):  # vLLM before its 4xx/5xx error split
+            from vllm.exceptions import VLLMClientError
+
+            self._client_errors = (VLLMClientError,)
         kwargs: dict[str, Any] = {
             "model": self.model,
             "tensor_parallel_size": self.tensor_parallel_size,
@@ -109,10 +115,19 @@ class VLLMEngine:
 
     async def render_chat(self, messages: list[dict[str, Any]]) -> ChatPrompt:
         self._require()
-        text = self._tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        try:
+            text = self._tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja2's TemplateError: the template refused the messages
+            raise ValueError(str(exc)) from exc  # (e.g. "System role not supported"): 400
         return ChatPrompt(text=str(text), stop=(), add_bos=False)
+
+    def vocab_size(self) -> int:
+        """The tokenizer's vocabulary: token ids outside it (a token-id prompt, logit_bias)
+        are a 400 naming the parameter, before vLLM's own validation would fail them."""
+        self._require()
+        return len(self._tokenizer)
 
     async def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         self._require()
@@ -135,6 +150,18 @@ class VLLMEngine:
     async def generate(
         self, prompt: PreparedPrompt, params: SamplingParams
     ) -> AsyncIterator[Chunk]:
+        """The tokens as they come; a request vLLM's own validation refuses (a
+        ``VLLMClientError``) is :class:`InvalidRequest`, a 400, not a server failure."""
+        try:
+            async with contextlib.aclosing(self._generate(prompt, params)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except self._client_errors as exc:
+            raise InvalidRequest(str(exc), _param(exc)) from exc
+
+    async def _generate(
+        self, prompt: PreparedPrompt, params: SamplingParams
+    ) -> AsyncGenerator[Chunk, None]:
         engine = self._require()
         scoring = params.prompt_logprobs is not None
         if params.max_tokens == 0 and not scoring:  # echo of the prompt alone
@@ -215,6 +242,16 @@ class VLLMEngine:
             return None
         first = str(self._tokenizer.decode([ids[0]], skip_special_tokens=True))
         return PromptLogprobs(first, _token_logprobs(ids, positions, range(1, len(ids)), top))
+
+
+# vLLM's names of the parameters its validation refuses that are also the request's
+_PARAMS = frozenset({"logit_bias", "max_tokens", "temperature", "top_p", "top_k", "seed",
+                     "stop", "logprobs", "presence_penalty", "frequency_penalty", "n"})
+
+
+def _param(exc: Exception) -> str | None:
+    name = getattr(exc, "parameter", None)
+    return name if isinstance(name, str) and name in _PARAMS else None
 
 
 def _check_schema(sampling: Any, structured: Any, schema: str) -> None:
