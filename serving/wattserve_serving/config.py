@@ -22,6 +22,7 @@ DEFAULT_CONTEXT_LENGTH = 2048
 MAX_CONTEXT_LENGTH = 10_000_000
 # vLLM's tensor parallel size: a node's GPUs (a ServingPool's accelerator.count bound).
 MAX_GPU_COUNT = 64
+MAX_THREADS = 512  # GGML_MAX_N_THREADS (ggml.h): more aborts llama.cpp at the first request
 # Integer and number variables the serving process reads: a value that is set is a number.
 INT_ENV: tuple[str, ...] = (contract.ENV_PORT, contract.ENV_THREADS, contract.ENV_MAX_QUEUE,
                             contract.ENV_PARALLEL, contract.ENV_CONTEXT_LENGTH,
@@ -71,14 +72,14 @@ def default_threads(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP
     env = os.environ if env is None else env
     limit = container_cpu_limit(cpu_max, cpu_v1)
     if limit is not None:
-        return max(1, int(limit))  # a fractional limit rounds down (min 1 thread)
+        return min(MAX_THREADS, max(1, int(limit)))  # a fractional limit rounds down
     raw = env.get(contract.ENV_THREADS, "").strip()
     if raw:
         try:
-            return max(1, int(raw))
+            return min(MAX_THREADS, max(1, int(raw)))
         except ValueError:
             pass
-    return os.cpu_count() or 1
+    return min(MAX_THREADS, os.cpu_count() or 1)
 
 
 def pod_cpus(env: Mapping[str, str] | None = None, cpu_max: Path = CGROUP_CPU_MAX,
@@ -184,8 +185,8 @@ class ServeConfig:
             return f"--server: must be one of {', '.join(SERVERS)}, got {self.server!r}"
         if not 0 < self.port < 65536:
             return f"--port: must be 1..65535, got {self.port}"
-        if self.threads < 1:
-            return f"--threads: must be >= 1, got {self.threads}"
+        if not 1 <= self.threads <= MAX_THREADS:
+            return f"--threads: must be 1..{MAX_THREADS} (ggml's limit), got {self.threads}"
         if self.max_queue < 0:
             return f"--max-queue: must be >= 0, got {self.max_queue}"
         if self.parallel < 1:

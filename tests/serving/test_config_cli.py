@@ -30,6 +30,7 @@ def test_cgroup_cpu_limit(tmp_path: Path) -> None:
     f.write_text("max 100000\n")
     assert cgroup_cpu_limit(f) is None
     assert default_threads({contract.ENV_THREADS: "7"}, f) == 7
+    assert default_threads({contract.ENV_THREADS: "99999999"}, f) == 512  # ggml's most
     assert cgroup_cpu_limit(tmp_path / "missing") is None
 
 
@@ -54,6 +55,7 @@ def test_config_from_env() -> None:
         (["--engine", "tgi"], "--engine"),
         (["--server", "gunicorn"], "--server"),
         (["--threads", "0"], "--threads"),
+        (["--threads", "99999999999999"], "--threads: must be 1..512"),  # aborted llama.cpp
         (["--max-queue", "-1"], "--max-queue"),
         (["--port", "70000"], "--port"),
         (["--bogus"], "--bogus"),

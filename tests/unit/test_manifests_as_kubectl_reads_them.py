@@ -6,6 +6,9 @@ one name, an empty path, a simulation with bounds that contradict each other).""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,11 @@ import yaml
 from wattserve.api import (
     SpecError,
     load_yaml_documents,
+    parse_documents,
     parse_model_deployment,
     parse_serving_pool,
 )
+from wattserve.api.manifests import dump_yaml
 from wattserve.cli.main import main
 
 from tests.unit.factories import EXAMPLES
@@ -274,3 +279,73 @@ def test_control_characters_in_a_name_do_not_reach_the_terminal(
 
 def test_stdin_is_read_once(capsys: pytest.CaptureFixture[str]) -> None:
     _one_line_exit_2(["plan", "-f", "-", "--pools", "-"], capsys, "stdin (-) can be read once")
+
+
+def test_merge_keys_and_date_like_values_are_read_as_go_yaml_reads_them() -> None:
+    text = """
+base: &shared {cpu: 4, memoryGiB: 8}
+node:
+  <<: *shared
+  memoryGiB: 16
+name: 2024-01-01
+"""
+    [doc] = parse_documents(text, "m.yaml")
+    assert doc["node"] == {"cpu": 4, "memoryGiB": 16}  # explicit keys win over merged ones
+    assert doc["name"] == "2024-01-01"  # a string, as kubectl keeps it
+
+
+@pytest.mark.parametrize("value", ["1e3", "0x1f", "0o17", "2024-01-01", "yes", "null", ".5",
+                                   "+1", "1_000", "~", "plain"])
+def test_what_dump_yaml_writes_reads_back_as_written(value: str) -> None:
+    text = dump_yaml({"name": value, "nested": [{"pool": value}]})
+    assert parse_documents(text, "out.yaml") == [{"name": value, "nested": [{"pool": value}]}]
+    assert yaml.safe_load(text) == {"name": value, "nested": [{"pool": value}]}
+
+
+def test_plan_yaml_names_that_look_like_numbers_survive_a_round_trip(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _smol()
+    doc["metadata"] = {"name": "1e3"}
+    path = tmp_path / "m.yaml"
+    path.write_text(dump_yaml(doc))  # yaml.safe_dump leaves 1e3 bare: kubectl reads 1000
+    assert main(["plan", "-f", str(path), "--pools", POOLS, "-o", "yaml"]) == 0
+    out = capsys.readouterr().out
+    [read] = parse_documents(out, "plan.yaml")
+    assert "1e3" in json.dumps(read) and "1000" not in json.dumps(read)
+
+
+def test_an_unknown_field_with_control_characters_is_refused_on_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _smol()
+    doc["spec"]["bogus\nkey\x1b[31m"] = 1  # type: ignore[index]
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps(doc))
+    _one_line_exit_2(["plan", "-f", str(path), "--pools", POOLS], capsys,
+                     "spec.bogus\\nkey\\x1b[31m", "unknown field")  # escaped, no ESC
+
+
+def test_simulate_refuses_a_document_of_an_unknown_kind(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = load_yaml_documents(Path(POOLS).read_text())
+    docs[0]["kind"] = "ServingPoool"
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(yaml.safe_dump_all(docs))
+    _one_line_exit_2(["simulate", "--model", str(SMOL), "--pools", str(pools),
+                      "--generate", "hours=0.1,rate=0.5"], capsys,
+                     "document 1: kind", "'ServingPoool'")
+
+
+def test_a_fractional_seed_is_refused_not_truncated(capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2(["simulate", "--model", str(SMOL), "--pools", POOLS,
+                      "--generate", "hours=0.1,seed=2.5"], capsys, "seed", "2.5")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte: every write is EPIPE
+    proc = subprocess.run([sys.executable, "-m", "wattserve.cli.main", "plan", "-f",
+                           str(EXAMPLES / "fleet"), "--pools", POOLS, "-o", "json"],
+                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141

@@ -26,6 +26,8 @@ from wattserve.api.quantities import _kind
 
 MAX_MANIFEST_CHARS: Final = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
 _INT_TAG: Final = "tag:yaml.org,2002:int"
+_FLOAT_TAG: Final = "tag:yaml.org,2002:float"
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 _INT: Final = re.compile(r"""^(?:[-+]?0b[0-1_]+
     |[-+]?0[0-7_]+
@@ -64,6 +66,8 @@ class KubectlLoader(yaml.SafeLoader):
         if isinstance(node, MappingNode):
             seen: set[object] = set()
             for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:  # "<<: *base": merged below, as Go YAML does
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(value_node, ScalarNode) and value_node.tag == _INT_TAG:
                     self._int_keys[value_node] = str(key)
@@ -79,13 +83,34 @@ class KubectlLoader(yaml.SafeLoader):
 
 
 KubectlLoader.add_constructor(_INT_TAG, KubectlLoader.construct_yaml_int)
+# Go YAML (sigs.k8s.io/yaml) decodes into interface{}: `2024-01-01` stays a string there,
+# so no timestamp resolver; ints and floats as Go reads them.
 KubectlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers
-            if tag not in (_INT_TAG, "tag:yaml.org,2002:float")]
+            if tag not in (_INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 KubectlLoader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
-KubectlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+KubectlLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
+
+
+class KubectlDumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string kubectl, this loader or a YAML 1.1 reader would
+    read as anything but a string (`1e3`, `0x1f`, `2024-01-01`, `yes`): what `-o yaml`
+    writes reads back as written."""
+
+
+KubectlDumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+KubectlDumper.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
+KubectlDumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as block YAML, keys in their order, strings quoted where they must be."""
+    text: str = yaml.dump(data, Dumper=KubectlDumper, sort_keys=False, allow_unicode=True)
+    return text
 
 
 def read_manifest(path: str | Path) -> str:

@@ -8,6 +8,7 @@ operator.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # sub-command -> (module, one-line help)
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wattserve {name}: not available in this install ({exc}){hint}",
               file=sys.stderr)
         return 2
-    result: int = module.run(args[1:])
+    try:
+        result: int = module.run(args[1:])
+    except BrokenPipeError:  # `wattserve plan ... -o json | head -1`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet
+        return 141  # 128 + SIGPIPE, as a shell reports a program the pipe stopped
     return result
 
 

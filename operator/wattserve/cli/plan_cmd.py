@@ -9,8 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from wattserve.api import (
     ModelDeployment,
     Objective,
@@ -23,6 +21,7 @@ from wattserve.api import (
     read_manifest,
     require_type_meta,
 )
+from wattserve.api.manifests import dump_yaml
 from wattserve.cli.args import OneLineParser
 from wattserve.cli.plan_fleet import IncumbentError, plan_fleet
 from wattserve.cli.plan_fleet import data as fleet_data
@@ -98,7 +97,7 @@ def run(argv: list[str]) -> int:
         if args.output == "json":
             print(json.dumps(payload, indent=2))
         else:
-            print(yaml.safe_dump(payload, sort_keys=False, allow_unicode=True), end="")
+            print(dump_yaml(payload), end="")
     return 0 if all(result.chosen is not None for result in plans) else 1
 
 
@@ -129,7 +128,7 @@ def _run_fleet(args: argparse.Namespace, models: list[ModelDeployment],
     elif args.output == "json":
         print(json.dumps(payload, indent=2))
     else:
-        print(yaml.safe_dump(payload, sort_keys=False, allow_unicode=True), end="")
+        print(dump_yaml(payload), end="")
     return 0 if all(got.candidate is not None for got in greedy.values()) else 1
 
 

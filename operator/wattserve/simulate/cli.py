@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from wattserve.api import ModelDeployment
+from wattserve.api.manifests import dump_yaml
 from wattserve.autoscale.idle import IdleDecision
 from wattserve.cli.args import OneLineParser
 from wattserve.simulate.engine import MAX_REPLICAS
@@ -108,7 +109,7 @@ def _generate(spec: str) -> list[TraceRequest]:
         except ValueError:
             raise ValueError(f"--generate {key.strip()}: not a number: {value!r}") from None
     seed = kv.get("seed", 1)
-    if not (math.isfinite(seed) and abs(seed) < 2**63):
+    if not (math.isfinite(seed) and abs(seed) < 2**63 and seed == int(seed)):
         raise ValueError(f"--generate seed must be a finite integer, got {seed}")
     if family is not None:
         from wattserve.simulate.families import Shape, generate
@@ -364,6 +365,4 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
     if fmt == "json":
         print(json.dumps(doc, indent=2))
     else:
-        import yaml
-
-        print(yaml.safe_dump(doc, sort_keys=False))
+        print(dump_yaml(doc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wattserve.api import (
     ModelDeployment,
@@ -60,9 +61,23 @@ class Scenario:
         return self.md.spec.scaling.min_replicas == 0
 
 
-def load_model(path: str | Path) -> ModelDeployment:
+KNOWN_KINDS = ("ModelDeployment", "ServingPool")
+
+
+def _documents(path: str | Path) -> list[dict[str, Any]]:
+    """The file's objects; a kind that is neither of ours (a typo such as ``ServingPoool``)
+    is an error naming its document, not a document silently left out."""
     docs = load_yaml_documents(read_manifest(path), str(path))
     require_type_meta(docs, str(path))
+    for index, doc in enumerate(docs):
+        if doc.get("kind") not in KNOWN_KINDS:
+            raise ValueError(f"{path}: document {index + 1}: kind: expected ModelDeployment "
+                             f"or ServingPool, got {doc.get('kind')!r}")
+    return docs
+
+
+def load_model(path: str | Path) -> ModelDeployment:
+    docs = _documents(path)
     mds = [d for d in docs if d.get("kind") == "ModelDeployment"]
     if not mds:
         raise ValueError(f"{path}: no ModelDeployment document")
@@ -73,8 +88,7 @@ def load_model(path: str | Path) -> ModelDeployment:
 
 
 def load_pools(path: str | Path) -> list[ServingPool]:
-    docs = load_yaml_documents(read_manifest(path), str(path))
-    require_type_meta(docs, str(path))
+    docs = _documents(path)
     pools = [parse_serving_pool(d) for d in docs if d.get("kind") == "ServingPool"]
     if not pools:
         raise ValueError(f"{path}: no ServingPool document")
