@@ -53,10 +53,6 @@ PATH_SOURCE_PATTERN: Final = (
 )
 SOURCE_PATTERN: Final = f"^({PATH_SOURCE_PATTERN}|{OCI_SOURCE_PATTERN})$"
 SOURCE_MAX_LENGTH: Final = 512
-PVC_CLAIM_PROBLEM: Final = (
-    "pvc://<claim>/<path>: {claim!r} is not a PersistentVolumeClaim name (a DNS subdomain: "
-    "lower-case alphanumerics, '-' and '.', at most 253 characters)"
-)
 S3_UNSUPPORTED: Final = (
     "s3:// sources are not supported yet (the serving images have no S3 client); "
     "use hf://, pvc://, gguf:// or oci://"
@@ -186,10 +182,18 @@ def _source(model: Fields) -> str:
     if "\n" in source:  # the CRD's pattern is anchored at both ends: one line only
         raise SpecError(model.at("source"), "must be one line")
     if source.startswith("pvc://"):
-        claim = source.removeprefix("pvc://").partition("/")[0]
-        if not is_dns_subdomain(claim):
-            raise SpecError(model.at("source"), PVC_CLAIM_PROBLEM.format(claim=claim))
+        problem = pvc_claim_problem(source.removeprefix("pvc://").partition("/")[0])
+        if problem is not None:
+            raise SpecError(model.at("source"), problem)
     return source
+
+
+def pvc_claim_problem(claim: str) -> str | None:
+    """Why the claim of ``pvc://<claim>/<path>`` is not a PersistentVolumeClaim name."""
+    if is_dns_subdomain(claim):
+        return None
+    return (f"pvc://<claim>/<path>: {claim!r} is not a PersistentVolumeClaim name (a DNS "
+            "subdomain: lower-case alphanumerics, '-' and '.', at most 253 characters)")
 
 
 def _slo(spec: Fields) -> SLO:

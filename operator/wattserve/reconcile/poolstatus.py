@@ -27,7 +27,7 @@ from wattserve.api.conditions import ConditionType, Reason
 from wattserve.planning.capacity import PoolCapacity, Resources, usage_text
 from wattserve.planning.fleet import Assignment
 from wattserve.planning.summary import decimal_string
-from wattserve.reconcile.conditions import Condition, merge_conditions
+from wattserve.reconcile.conditions import Condition, find, is_new_reason, merge_conditions
 from wattserve.reconcile.decide import Event
 
 # The fields this module writes (a merge patch sets the ones it leaves out to null).
@@ -64,13 +64,17 @@ def _resources(res: Resources) -> dict[str, Any]:
             "gpus": res.gpus}
 
 
+def _conditions(seen: PoolSeen) -> list[Mapping[str, Any]]:
+    old = seen.status.get("conditions")
+    return [c for c in old if isinstance(c, Mapping)] if isinstance(old, list) else []
+
+
 def pool_status(seen: PoolSeen, capacity: PoolCapacity | None,
                 assignments: Iterable[Assignment], now: str) -> dict[str, Any]:
     """The status ``seen`` should have: every field of :data:`FIELDS` (None: absent)."""
     out: dict[str, Any] = dict.fromkeys(FIELDS)
     out["observedGeneration"] = seen.generation
-    old = seen.status.get("conditions")
-    existing = [c for c in old if isinstance(c, Mapping)] if isinstance(old, list) else []
+    existing = _conditions(seen)
     if seen.error is not None:
         cond = Condition(ConditionType.ACCEPTED, "False", Reason.INVALID_SPEC,
                          f"ignored by the placement engine: {seen.error}")
@@ -105,24 +109,16 @@ def status_patch(seen: PoolSeen, desired: Mapping[str, Any]) -> dict[str, Any] |
     return patch or None
 
 
-def _accepted(conditions: Any) -> Mapping[str, Any]:
-    found = [c for c in conditions if isinstance(c, Mapping)
-             and c.get("type") == ConditionType.ACCEPTED] if isinstance(conditions, list) else []
-    return found[0] if found else {}
-
-
 def pool_events(seen: PoolSeen, patch: Mapping[str, Any]) -> tuple[Event, ...]:
     """The Events a written ``patch`` calls for: a Warning when it turns the pool's
     ``Accepted`` condition False or changes why (an invalid spec the API server let
     through, e.g. under an older CRD). Once per transition: a restart that finds the same
     condition writes nothing, so it posts nothing."""
-    if "conditions" not in patch:
+    written = find(patch.get("conditions") or (), ConditionType.ACCEPTED)
+    if written is None or written.get("status") != "False":
         return ()
-    new = _accepted(patch["conditions"])
-    if new.get("status") != "False":
+    update = Condition(ConditionType.ACCEPTED, "False", str(written.get("reason")),
+                       str(written.get("message")))
+    if not is_new_reason(_conditions(seen), update):
         return ()
-    old = _accepted(seen.status.get("conditions"))
-    if (old.get("status"), old.get("message")) == ("False", new.get("message")):
-        return ()
-    return (Event("Warning", str(new.get("reason") or Reason.INVALID_SPEC),
-                  str(new.get("message") or "")),)
+    return (Event("Warning", update.reason, update.message),)

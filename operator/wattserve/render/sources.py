@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve.api.errors import SpecError
-from wattserve.api.labels import is_dns_subdomain
-from wattserve.api.parse import PVC_CLAIM_PROBLEM
+from wattserve.api.parse import pvc_claim_problem
 from wattserve.api.references import OCI_SCHEME, oci_reference_problem
 from wattserve.render.security import container_security, k8s_literal
 from wattserve.render.settings import MODELS_DIR, RenderSettings
@@ -136,8 +135,9 @@ def model_storage(source: str, image: str, pull_policy: str,
         return ModelStorage(model_path=path)
     if scheme == "pvc":
         claim, _, sub = rest.partition("/")
-        if not is_dns_subdomain(claim):
-            raise SpecError(SOURCE_FIELD, PVC_CLAIM_PROBLEM.format(claim=claim))
+        problem = pvc_claim_problem(claim)
+        if problem is not None:
+            raise SpecError(SOURCE_FIELD, problem)
         sub = sub.strip("/")
         return ModelStorage(
             model_path=f"{MODELS_DIR}/{sub}" if sub else MODELS_DIR,
