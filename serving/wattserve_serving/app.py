@@ -20,6 +20,7 @@ from wattserve_serving.config import ServeConfig
 from wattserve_serving.engines import Engine, make_engine
 from wattserve_serving.errors import APIError
 from wattserve_serving.openai_api import ServingAPI
+from wattserve_serving.request_id import RequestId
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -38,6 +39,7 @@ def mount(app: Starlette, api: ServingAPI) -> None:
     app.add_route("/v1/chat/completions", api.chat_completions, methods=["POST"])
     app.add_route("/v1/completions", api.completions, methods=["POST"])
     app.add_route("/v1/embeddings", api.embeddings, methods=["POST"])
+    app.add_route("/v1/responses", api.responses, methods=["POST"])
     app.add_route(contract.HEALTH_PATH, api.health, methods=["GET"])
     app.add_route(contract.METRICS_PATH, api.metrics_endpoint, methods=["GET"])
 
@@ -61,5 +63,6 @@ def create_app(
     app = Starlette(lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.router.redirect_slashes = False  # "/v1/completions/": a JSON 404, not an empty 307
     app.state.api = api
+    app.add_middleware(RequestId)  # Ray Serve's proxy sets its own (ray_app.py)
     mount(app, api)
     return app

@@ -46,13 +46,20 @@ class APIError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
-def from_validation_error(exc: ValidationError) -> APIError:
+def from_validation_error(exc: ValidationError, tags: frozenset[str] = frozenset()
+                          ) -> APIError:
     """400 naming the first offending field (dotted path, e.g. `messages.0.role`).
 
     400 `invalid_request_error`, as OpenAI and vLLM answer (FastAPI's default is 422).
+    ``tags``: the names of a discriminated union's members, which pydantic puts in the
+    location; with them given, an error under a union's string member comes last (a list
+    that failed is named by what failed in it, not by not being a string).
     """
-    err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err.get("loc", ()) if not _is_union_tag(p)]
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    if tags:
+        err = next((e for e in errors if "str" not in e.get("loc", ())), err)
+    loc = [str(p) for p in err.get("loc", ()) if not _is_union_tag(p) and p not in tags]
     param = ".".join(loc) if loc else None
     kind = str(err.get("type", "invalid"))
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -68,12 +75,13 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
 
 
-def validate(model: type[M], body: dict[str, Any]) -> M:
-    """``body`` as ``model``, or the 400 naming its first offending field."""
+def validate(model: type[M], body: dict[str, Any], tags: frozenset[str] = frozenset()) -> M:
+    """``body`` as ``model``, or the 400 naming its first offending field (``tags``: the
+    names of a discriminated union's members, which pydantic puts in the location)."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise from_validation_error(exc) from exc
+        raise from_validation_error(exc, tags) from exc
 
 
 def unavailable(message: str) -> APIError:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wattserve_serving import embeddings
+from wattserve_serving import embeddings, responses_answer, responses_api
 from wattserve_serving import schemas as S
 from wattserve_serving.admission import AdmissionGate, QueueFull, Ticket
 from wattserve_serving.auth import APIKeys, load_keys
@@ -153,17 +153,25 @@ class ServingAPI:
     async def embeddings(self, request: Request) -> Response:
         return await embeddings.serve(self, request)
 
-    async def _handle(self, request: Request, chat: bool) -> Response:
+    async def responses(self, request: Request) -> Response:
+        """``POST /v1/responses``: generated as a chat completion (`responses_api`)."""
+        return await self._handle(request, chat=True, responses=True)
+
+    async def _handle(self, request: Request, chat: bool, responses: bool = False) -> Response:
         start = time.perf_counter()
         status = 500
         streaming = False
         ticket: Ticket | None = None
+        asked: responses_api.ResponsesRequest | None = None
         try:
             self.keys.check(request)
             if isinstance(self.engine, embeddings.Embedder):
                 raise APIError(400, f"The model '{self.model_name}' serves embeddings; use "
                                "/v1/embeddings.", param="model", code="model_not_supported")
             body = await read_json(request, body_limit(self.engine.context_length))
+            if responses:
+                asked = await off_loop(responses_api.read, body)
+                body = responses_api.to_chat(asked)
             check_message_count(body, self.engine.context_length)  # before validating them
             check_content_parts(body)
             unsupported = S.unsupported_param(body, chat)
@@ -194,14 +202,20 @@ class ServingAPI:
             if req.stream:
                 streaming = True  # the stream records its own status when it ends
                 handed, ticket = ticket, None
-                return stream(self, Admitted(req, chat, work, handed, start))
-            response = await unless_client_leaves(
-                request, complete(self, Admitted(req, chat, work, ticket, start))
-            )
+                admitted = Admitted(req, chat, work, handed, start)
+                if asked is not None:
+                    return responses_answer.stream(self, admitted, asked)
+                return stream(self, admitted)
+            admitted = Admitted(req, chat, work, ticket, start)
+            answer = (complete(self, admitted) if asked is None
+                      else responses_answer.complete(self, admitted, asked))
+            response = await unless_client_leaves(request, answer)
             status = 200
             return response
         except APIError as exc:
             status = exc.status
+            if asked is not None:
+                exc = responses_api.rename(exc, asked)
             return exc.response()
         except ClientGone:
             status = CLIENT_CLOSED
@@ -213,7 +227,8 @@ class ServingAPI:
             status = 400
             return APIError(400, str(exc), param="model", code="model_not_supported").response()
         except Exception:
-            log.exception("request failed")
+            log.exception("request failed (x-request-id %s)",
+                          request.scope.get("state", {}).get("request_id"))
             status = 500
             return APIError(500, "internal error", type_="server_error").response()
         finally:

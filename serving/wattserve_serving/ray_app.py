@@ -104,6 +104,10 @@ class WattserveDeployment:
     async def embeddings(self, request: Request) -> Response:
         return await self.api.embeddings(request)
 
+    @ingress.post("/v1/responses")
+    async def responses(self, request: Request) -> Response:
+        return await self.api.responses(request)
+
     @ingress.get(contract.HEALTH_PATH)
     async def health(self, request: Request) -> Response:
         return await self.api.health(request)

@@ -53,6 +53,11 @@ class Admitted(NamedTuple):
 async def complete(api: ServingAPI, admitted: Admitted) -> Response:
     """Every choice generated, then one chat.completion or text_completion object (500
     OpenAI-style when the engine fails)."""
+    return JSONResponse(await completed(api, admitted))
+
+
+async def completed(api: ServingAPI, admitted: Admitted) -> dict[str, Any]:
+    """The chat.completion or text_completion object, once every choice is generated."""
     req, chat, work, ticket, start = admitted
     choices: list[S.Choice] = []
     produced = 0
@@ -83,11 +88,8 @@ async def complete(api: ServingAPI, admitted: Admitted) -> Response:
     if chat:
         how = tool_mode(req)
         answers = [(*T.answer(text, finish, how), lp) for text, finish, lp in choices]
-        return JSONResponse(S.chat_response(S.new_id("chatcmpl"), api.model_name, answers,
-                                            usage))
-    return JSONResponse(
-        S.completion_response(S.new_id("cmpl"), api.model_name, choices, usage)
-    )
+        return S.chat_response(S.new_id("chatcmpl"), api.model_name, answers, usage)
+    return S.completion_response(S.new_id("cmpl"), api.model_name, choices, usage)
 
 
 def stream(api: ServingAPI, admitted: Admitted) -> Response:
@@ -96,13 +98,7 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
     when the engine's own validation refused the request) ends it with an error event and
     ``[DONE]``: the 200 is already sent."""
     req, chat, work, ticket, start = admitted
-    done = {"status": CLIENT_CLOSED, "recorded": False}
-
-    def record() -> None:
-        ticket.abandon()
-        if not done["recorded"]:
-            done["recorded"] = True
-            api.metrics.request_done(int(done["status"]), time.perf_counter() - start)
+    done = StreamEnd(api, admitted)
 
     async def events() -> AsyncIterator[bytes]:
         rid = S.new_id("chatcmpl" if chat else "cmpl")
@@ -134,7 +130,7 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
                     # chunk, or choice 0's); without, it goes first.
                     pending = echoes_logprobs(req) and i // req.n not in scored
                     if chat:
-                        role = {"role": "assistant", "content": ""}
+                        role = {"role": "assistant", "content": "", "refusal": None}
                         yield chunk_event(S.chat_chunk(rid, model, created, role, index=i))
                     elif echo and not pending:
                         yield echoed(i, prompt.text)
@@ -160,18 +156,34 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
                 maker = S.chat_chunk if chat else S.completion_chunk
                 yield sse(maker(rid, model, created, None, None, usage))
             yield DONE
-            done["status"] = 200
+            done.status = 200
         except InvalidRequest as exc:  # the engine's own validation, after the 200
-            done["status"] = 400
+            done.status = 400
             yield sse(invalid(exc).body())
             yield DONE
         except Exception:  # any failure, not only the engine's: never a cut-off stream
             log.exception("generation failed")
-            done["status"] = 500
+            done.status = 500
             yield sse(APIError(500, "generation failed", type_="server_error").body())
             yield DONE
 
-    return GuardedStreamingResponse(events(), on_close=record)
+    return GuardedStreamingResponse(events(), on_close=done.record)
+
+
+class StreamEnd:
+    """A stream's status (499 until it ends by itself), recorded once when it closes, with
+    the request's ticket given back whatever happened."""
+
+    def __init__(self, api: ServingAPI, admitted: Admitted) -> None:
+        self.api, self.ticket, self.start = api, admitted.ticket, admitted.start
+        self.status = CLIENT_CLOSED
+        self.recorded = False
+
+    def record(self) -> None:
+        self.ticket.abandon()
+        if not self.recorded:
+            self.recorded = True
+            self.api.metrics.request_done(self.status, time.perf_counter() - self.start)
 
 
 def invalid(exc: InvalidRequest) -> APIError:

@@ -232,6 +232,7 @@ _OFF: dict[str, tuple[Any, ...]] = {
     "audio": (None,),
     "modalities": (None, ["text"]),
     "prediction": (None,),
+    "web_search_options": (None,),  # no search here: a 400, not an answer without one
     "guided_json": (None,),
     "guided_regex": (None,),
     "guided_choice": (None,),
@@ -284,7 +285,8 @@ def chat_response(
         "created": now(),
         "model": model,
         "choices": [
-            {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
+            {"index": index, "message": {**message, "refusal": None}, "logprobs": logprobs,
+             "finish_reason": finish}
             for index, (message, finish, logprobs) in enumerate(choices)
         ],
         "usage": usage_,

@@ -33,6 +33,13 @@ class FunctionDef(_Strict):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
+    def arguments_schema(self) -> dict[str, Any]:
+        """The schema of a call's arguments: OpenAI's "omitting parameters defines a function
+        with an empty parameter list" (no argument at all, not any object)."""
+        if self.parameters is None:
+            return {"type": "object", "properties": {}, "additionalProperties": False}
+        return self.parameters or {"type": "object"}
+
 
 class Tool(_Strict):
     type: Literal["function"]
@@ -108,7 +115,7 @@ def answer_schema(tools: list[Tool], how: Mode, choice: ToolChoice | None,
     defs: dict[str, Any] = {}
     items = []
     for k, tool in enumerate(chosen):
-        arguments = tool.function.parameters or {"type": "object"}
+        arguments = tool.function.arguments_schema()
         if _has_ref(arguments):  # its "#/..." pointers must still find their targets
             defs[f"tool{k}"] = _rebased(arguments, f"#/$defs/tool{k}")
             arguments = {"$ref": f"#/$defs/tool{k}"}
@@ -175,7 +182,7 @@ def _rebased(value: Any, base: str) -> Any:
 def system_text(tools: list[Tool], how: Mode, choice: ToolChoice | None) -> str:
     """What the model is told about the tools and the answer's format."""
     listed = json.dumps([{"name": t.function.name, "description": t.function.description or "",
-                          "parameters": t.function.parameters or {"type": "object"}}
+                          "parameters": t.function.arguments_schema()}
                          for t in tools], ensure_ascii=False)
     call = '{"tool_calls": [{"name": "TOOL", "arguments": {ARGUMENTS}}]}'
     if how == "named" and isinstance(choice, NamedToolChoice):

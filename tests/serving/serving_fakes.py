@@ -52,3 +52,15 @@ class FakeEngine:
         except (GeneratorExit, asyncio.CancelledError):
             self.cancelled += 1
             raise
+
+
+class FailingEngine(FakeEngine):
+    """Fault injection: a failure that is not an EngineError after two tokens."""
+
+    async def generate(self, prompt: Any, params: Any) -> Any:
+        produced = 0
+        async for chunk in super().generate(prompt, params):
+            yield chunk
+            produced += 1
+            if produced == 2:
+                raise RuntimeError("a bug mid-stream")

@@ -74,6 +74,7 @@ def server(fake_server_factory: Any) -> Any:
         (COMPLETIONS, {"model": "fake", "prompt": "hi", "prompt_logprobs": 1}, 400,
          "prompt_logprobs"),
         (CHAT, {**OK_CHAT, "echo": True}, 400, "echo"),
+        (CHAT, {**OK_CHAT, "web_search_options": {}}, 400, "web_search_options"),
         (CHAT, {**OK_CHAT, "stop": ["s"] * 17}, 400, "stop"),
         (CHAT, {**OK_CHAT, "tools": [{"type": "function", "function": {
             "name": "f", "parameters": {"type": "string"}}}]}, 400, "tools.0.function.parameters"),

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serving_fakes import FakeEngine
+from serving_fakes import FailingEngine, FakeEngine
 
 CHAT = "/v1/chat/completions"
 
@@ -41,7 +41,8 @@ def test_chat_non_streaming(server: Any) -> None:
     body = {"model": "fake", "messages": [{"role": "user", "content": "a b c"}], "max_tokens": 4}
     resp = httpx.post(server.url + CHAT, json=body, timeout=10).json()
     assert resp["object"] == "chat.completion"
-    assert resp["choices"][0]["message"] == {"role": "assistant", "content": "w0 w1 w2 w3 "}
+    assert resp["choices"][0]["message"] == {"role": "assistant", "content": "w0 w1 w2 w3 ",
+                                             "refusal": None}  # OpenAI's, required by openai-node
     assert resp["choices"][0]["finish_reason"] == "length"
     # fake template "user: a b c" -> 4 whitespace tokens
     assert resp["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
@@ -75,6 +76,22 @@ def test_chat_stream_format_and_usage(server: Any, include_usage: bool | None) -
     else:  # OpenAI: no `usage` in a stream unless stream_options.include_usage
         assert usages == []
         assert all("usage" not in c for c in chunks)
+
+
+def test_every_answer_carries_a_request_id(server: Any) -> None:
+    """OpenAI's ``x-request-id`` (the clients' ``_request_id``): the caller's own when sane,
+    else a new one; on answers, errors and streams alike."""
+    body = {"model": "fake", "messages": [{"role": "user", "content": "a"}], "max_tokens": 2}
+    ids = set()
+    for extra in ({}, {"stream": True}, {"model": "nope"}):
+        resp = httpx.post(server.url + CHAT, json={**body, **extra}, timeout=10)
+        assert resp.headers["x-request-id"].startswith("req_"), resp.headers
+        ids.add(resp.headers["x-request-id"])
+    assert len(ids) == 3
+    mine = httpx.get(server.url + "/v1/models", headers={"X-Request-Id": "gw-7:a/b"}, timeout=10)
+    assert mine.headers.get_list("x-request-id") == ["gw-7:a/b"]
+    odd = httpx.get(server.url + "/v1/models", headers={"X-Request-Id": "a b"}, timeout=10)
+    assert odd.headers["x-request-id"].startswith("req_")
 
 
 def test_completion_stream(server: Any) -> None:
@@ -127,18 +144,6 @@ def test_disconnect_cancels_generation(fake_server_factory: Any) -> None:
     assert m["wattserve_requests_in_flight"] == 0
     assert m["wattserve_generation_tokens_total"] == produced
     assert any(k.endswith("status=499}") for k in m)
-
-
-class FailingEngine(FakeEngine):
-    """Fault injection: a failure that is not an EngineError after two tokens."""
-
-    async def generate(self, prompt: Any, params: Any) -> Any:
-        produced = 0
-        async for chunk in super().generate(prompt, params):
-            yield chunk
-            produced += 1
-            if produced == 2:
-                raise RuntimeError("a bug mid-stream")
 
 
 def test_any_failure_mid_stream_ends_with_an_error_event_and_done(

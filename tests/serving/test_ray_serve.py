@@ -61,6 +61,9 @@ def test_chat_completion_under_ray_serve(direct_ingress: str) -> None:
         ))
         assert chunks and chunks[-1].usage is not None
         assert client.models.retrieve("smollm2").id == "smollm2"  # the routes uvicorn has
+        answer = client.responses.create(model="smollm2", input="Say hi.", max_output_tokens=4)
+        assert answer.output_text and answer.usage is not None
+        assert answer.usage.output_tokens >= 1
         metrics = httpx.get(url + "/metrics", timeout=10).text
         assert "wattserve_generation_tokens_total{" in metrics
         bad = httpx.post(url + "/v1/chat/completions", json={"model": "smollm2"}, timeout=10)

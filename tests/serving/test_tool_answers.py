@@ -56,8 +56,25 @@ def test_a_tools_own_pointers_still_resolve_inside_the_answer_schema() -> None:
     plain = T.Tool.model_validate({"type": "function", "function": {"name": "g"}})
     schema = T.answer_schema([plain, tool], "required", None, True)
     items = schema["properties"]["tool_calls"]["items"]["anyOf"]
-    assert items[0]["properties"]["arguments"] == {"type": "object"}  # no pointers: inline
+    assert items[0]["properties"]["arguments"] == {  # no pointers: inline (no parameters)
+        "type": "object", "properties": {}, "additionalProperties": False}
     assert items[1]["properties"]["arguments"] == {"$ref": "#/$defs/tool1"}
     moved = schema["$defs"]["tool1"]
     assert moved["properties"]["a"] == {"$ref": "#/$defs/tool1/$defs/A"}
     assert moved["properties"]["again"] == {"$ref": "#/$defs/tool1"}
+
+
+def test_a_tool_without_parameters_is_called_with_no_arguments() -> None:
+    """OpenAI: "omitting parameters defines a function with an empty parameter list"; an
+    explicit empty schema still takes any object."""
+    bare = T.Tool.model_validate({"type": "function", "function": {"name": "now"}})
+    anything = T.Tool.model_validate({"type": "function",
+                                      "function": {"name": "any", "parameters": {}}})
+    schema = T.answer_schema([bare, anything], "required", None, True)
+    items = schema["properties"]["tool_calls"]["items"]["anyOf"]
+    assert items[0]["properties"]["arguments"] == {
+        "type": "object", "properties": {}, "additionalProperties": False}
+    assert items[1]["properties"]["arguments"] == {"type": "object"}
+    told = json.loads(T.system_text([bare], "required", None).split("\n")[0]
+                      .removeprefix("You can call these tools: "))
+    assert told[0]["parameters"]["additionalProperties"] is False
