@@ -6,10 +6,11 @@ here its answer becomes the Responses API's output items: a ``message`` item hol
 OpenAI's: ``response.created`` and ``response.in_progress``, then per item
 ``response.output_item.added`` ... ``response.output_item.done`` (text as
 ``response.output_text.delta`` events, a call's arguments as
-``response.function_call_arguments.delta``/``.done``), and ``response.completed``, whose
-response says ``status: "incomplete"`` when ``max_output_tokens`` cut the answer (as vLLM
-sends it: openai-python's ``responses.stream`` helper waits for ``response.completed`` and
-fails on OpenAI's ``response.incomplete``); each SSE record with its ``event:`` line and a
+``response.function_call_arguments.delta``/``.done``), and ``response.completed``, or
+OpenAI's ``response.incomplete`` when ``max_output_tokens`` cut the answer (vLLM sends
+``response.completed`` either way, which the OpenAI Agents SDK's streamed run takes for
+success with a cut answer; openai-python's ``responses.stream`` helper, as with OpenAI
+itself, has no final response then); each SSE record with its ``event:`` line and a
 ``sequence_number``; no ``[DONE]``. A failure after the 200 is an
 ``error`` event and then ``response.failed``.
 """
@@ -226,7 +227,8 @@ def stream(api: ServingAPI, admitted: Admitted, asked: ResponsesRequest) -> Resp
             closing = out.close(cut)
             used = usage(sum(len(p.token_ids) for p, _ in work), produced)
             final = answer.body("incomplete" if cut else "completed", out.items, used, cut)
-            for sent in send([*closing, ("response.completed", {"response": final})]):
+            ending = "response.incomplete" if cut else "response.completed"
+            for sent in send([*closing, (ending, {"response": final})]):
                 yield sent
             done.status = 200
         except Exception as exc:  # after the 200: an error event, then response.failed
@@ -236,6 +238,7 @@ def stream(api: ServingAPI, admitted: Admitted, asked: ResponsesRequest) -> Resp
                 log.exception("generation failed")
                 done.status = 500
                 error = APIError(500, "generation failed", type_="server_error")
+            out.close(True)  # what was sent stays in the failed response, marked incomplete
             failed = answer.body("failed", out.items, None,
                                  error={"code": error.code or error.type,
                                         "message": error.message})

@@ -162,6 +162,16 @@ def unsupported(body: dict[str, Any]) -> None:
             raise APIError(400, f"Tool type '{kind}' is not supported by this server; only "
                            "'function' tools are.", param=f"tools.{i}.type",
                            code="unsupported_parameter")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind != "function":
+            raise APIError(400, f"'tool_choice' of type {kind!r} is not supported by this "
+                           "server: 'none', 'auto', 'required' or a function.",
+                           param="tool_choice.type", code="unsupported_parameter")
+        if "name" not in choice:
+            raise APIError(400, "'tool_choice.name' is a required property",
+                           param="tool_choice.name", code="missing")
     items = body.get("input")
     for i, item in enumerate(_list(items)):
         kind = item.get("type", "message") if isinstance(item, dict) else None
@@ -222,6 +232,10 @@ def messages(req: ResponsesRequest) -> tuple[list[dict[str, Any]], list[str]]:
                 continue
             out.append({"role": "assistant", "content": None, "tool_calls": [call]})
         else:
+            if not any(c["id"] == item.call_id for m in out for c in m.get("tool_calls") or ()):
+                raise APIError(400, f"No function_call before input.{i} has call_id "
+                               f"{item.call_id!r}.", param=f"input.{i}.call_id",
+                               code="invalid_value")
             out.append({"role": "tool", "tool_call_id": item.call_id,
                         "content": _text(item.output)})
         source.append(f"input.{i}")
@@ -234,9 +248,10 @@ def response_format(text: TextConfig | None) -> dict[str, Any] | None:
         return None
     if fmt.type == "json_object":
         return {"type": "json_object"}
-    if fmt.name is None:
-        raise APIError(400, "'text.format.name' is a required property", param="text.format.name",
-                       code="missing")
+    for field, value in (("name", fmt.name), ("schema", fmt.schema_)):
+        if value is None:  # OpenAI's ResponseFormatTextJSONSchemaConfig requires both
+            raise APIError(400, f"'text.format.{field}' is a required property",
+                           param=f"text.format.{field}", code="missing")
     schema: dict[str, Any] = {"name": fmt.name, "strict": fmt.strict,
                               "description": fmt.description}
     if fmt.schema_ is not None:

@@ -46,14 +46,14 @@ def test_the_stream_builds_the_same_response_event_by_event(client: Any) -> None
         {"type": "input_text", "text": "Name three colours."}]}],
            "max_output_tokens": 10, "temperature": 0}
     whole = client.responses.create(**ask)
-    with client.responses.stream(**ask) as events:
+    with client.responses.stream(**ask) as events:  # the helper checks each event's place
         seen = list(events)
-        final = events.get_final_response()
+    final = seen[-1].response  # completed, or incomplete when cut by max_output_tokens
     kinds = [e.type for e in seen]
     assert kinds[:4] == ["response.created", "response.in_progress",
                          "response.output_item.added", "response.content_part.added"]
     assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
-                          "response.output_item.done", "response.completed"]
+                          "response.output_item.done", f"response.{final.status}"]
     assert [e.sequence_number for e in seen] == list(range(len(seen)))
     deltas = "".join(e.delta for e in seen if e.type == "response.output_text.delta")
     # Not compared with `whole`'s text: at temperature 0 llama.cpp's answer still depends
@@ -71,11 +71,15 @@ def test_max_output_tokens_cuts_the_answer_as_incomplete(client: Any) -> None:
     assert cut.incomplete_details is not None
     assert cut.incomplete_details.reason == "max_output_tokens"
     assert cut.output[0].status == "incomplete" and cut.usage.output_tokens == 3
-    with client.responses.stream(model="smollm2", input="Tell me a long story.",
-                                 max_output_tokens=3) as events:
-        list(events)
-        streamed = events.get_final_response()
+    # Streamed, it ends as OpenAI's does: response.incomplete, not response.completed (the
+    # OpenAI Agents SDK takes only the former for a cut answer).
+    events = list(client.responses.create(model="smollm2", input="Tell me a long story.",
+                                          max_output_tokens=3, stream=True))
+    assert events[-1].type == "response.incomplete"
+    assert "response.completed" not in [e.type for e in events]
+    streamed = events[-1].response
     assert streamed.status == "incomplete" and streamed.usage.output_tokens == 3
+    assert streamed.incomplete_details.reason == "max_output_tokens"
 
 
 def test_text_format_json_schema_holds_the_answer_to_the_schema(client: Any) -> None:
@@ -139,6 +143,13 @@ def test_logprobs_come_when_included(client: Any) -> None:
     ({"max_output_tokens": 0}, "max_output_tokens"),
     ({"input": "x " * 2000}, "input"),
     ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name"),
+    ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+    ({"tools": TOOLS, "tool_choice": {"type": "function"}}, "tool_choice.name"),
+    ({"tools": TOOLS, "tool_choice": {"type": "allowed_tools", "mode": "auto",
+                                      "tools": []}}, "tool_choice.type"),
+    ({"input": [{"role": "user", "content": "a"},
+                {"type": "function_call_output", "call_id": "call_x", "output": "1"}]},
+     "input.1.call_id"),
     ({"tools": [{"type": "function", "name": "bad name"}]}, "tools.0.name"),
 ])
 def test_what_cannot_be_honoured_is_a_400_naming_the_responses_parameter(
@@ -164,4 +175,6 @@ def test_a_failure_mid_stream_is_an_error_event_then_response_failed(
     assert kinds == [d["type"] for d in data] and kinds[-2:] == ["error", "response.failed"]
     assert data[-1]["response"]["status"] == "failed"
     assert data[-1]["response"]["error"]["code"] == "server_error"
+    [message] = data[-1]["response"]["output"]  # what was streamed stays, marked incomplete
+    assert message["status"] == "incomplete" and message["content"][0]["text"] == "w0 w1 "
     assert any(k.endswith("status=500}") for k in server.metrics())
