@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from wattserve_serving.errors import APIError, validate
+from wattserve_serving.schemas import first_switched_on
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` value that asks for them
 ITEM_TAGS = frozenset({"message", "function_call", "function_call_output"})
@@ -151,11 +152,10 @@ _WHY = {
 
 def unsupported(body: dict[str, Any]) -> None:
     """A 400 naming the first parameter, tool or input item this server cannot honour."""
-    for name, off in _OFF.items():
-        value = body.get(name)
-        if name in body and not any(type(value) is type(o) and value == o for o in off):
-            raise APIError(400, f"'{name}' is not supported: {_WHY[name]}.", param=name,
-                           code="unsupported_parameter")
+    name = first_switched_on(body, _OFF)
+    if name is not None:
+        raise APIError(400, f"'{name}' is not supported: {_WHY[name]}.", param=name,
+                       code="unsupported_parameter")
     for i, tool in enumerate(_list(body.get("tools"))):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if isinstance(kind, str) and kind != "function":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -243,16 +244,21 @@ _OFF: dict[str, tuple[Any, ...]] = {
 _CHAT_OFF: dict[str, tuple[Any, ...]] = {"echo": (None, False)}
 
 
-def unsupported_param(body: dict[str, Any], chat: bool = False) -> str | None:
-    """The first parameter in `body` that asks for a feature this server lacks."""
-    for name, off in (_OFF | _CHAT_OFF if chat else _OFF).items():
+def first_switched_on(body: dict[str, Any], off: Mapping[str, Sequence[object]]) -> str | None:
+    """The first parameter of `off` present in `body` with none of its "off" values."""
+    for name, values in off.items():
         if name not in body:
             continue
         value = body[name]
         # bool is an int: `best_of: 1` is off, `best_of: True` is not, so compare types.
-        if not any(type(value) is type(o) and value == o for o in off):
+        if not any(type(value) is type(o) and value == o for o in values):
             return name
     return None
+
+
+def unsupported_param(body: dict[str, Any], chat: bool = False) -> str | None:
+    """The first parameter in `body` that asks for a feature this server lacks."""
+    return first_switched_on(body, _OFF | _CHAT_OFF if chat else _OFF)
 
 
 def new_id(prefix: str) -> str:
