@@ -198,13 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bank", action="store_true", help="run the trace bank instead")
     ap.add_argument("--seeds", default="1", help="bank: seeds of the generated families")
     ap.add_argument("--hours", type=float, default=1.0,
-                    help="bank: length of generated traces (long x3, sparse x6); < 1 also "
-                         "cuts the real traces")
+                    help="bank: length of generated traces (long x3, sparse x6) and the "
+                         "first hours replayed of a held-out trace file; < 1 also cuts the "
+                         "bank's real traces")
     ap.add_argument("--jobs", type=int, default=2, help="bank: parallel processes")
     ap.add_argument("--models", help="bank: comma-separated model keys")
-    ap.add_argument("--traces", help="bank: comma-separated trace names (azure, mooncake, "
-                    "the families) or paths of trace files to hold out (CSV/TSV, JSON lines; "
-                    "see wattserve simulate --trace)")
+    ap.add_argument("--traces", action="append",
+                    help="bank: comma-separated trace names (azure, mooncake, the families) "
+                    "or paths of trace files to hold out (CSV/TSV, JSON lines; see wattserve "
+                    "simulate --trace); repeat the flag for a path with a comma in it")
+    ap.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default=None,
+                    help="bank: the unit of held-out files' numeric times, where the reader "
+                         "cannot tell it from the column's name or the numbers' size")
     ap.add_argument("--idle-timeout", type=float, default=None,
                     help="bank: a fixed idle timeout (s) for scale-to-zero entries (default: "
                          "the operator's choice)")
@@ -231,12 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _trace_args(given: list[str] | None) -> list[str] | None:
+    """``--traces`` values: each split on commas, unless it is an existing file's path."""
+    if not given:
+        return None
+    out: list[str] = []
+    for value in given:
+        out.extend([value] if Path(value).expanduser().is_file() else value.split(","))
+    return out
+
+
 def _bank(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     from wattserve.simulate.bank import bank_summary, bank_table, entries, run_bank
 
     try:
         items = entries(seeds=[int(x) for x in args.seeds.split(",")], hours=args.hours,
-                        traces=args.traces.split(",") if args.traces else None,
+                        traces=_trace_args(args.traces), time_unit=args.time_unit,
                         models=args.models.split(",") if args.models else None)
     except ValueError as exc:
         print(f"autoscale --bank: {exc}", file=sys.stderr)

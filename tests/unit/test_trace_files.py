@@ -179,7 +179,7 @@ def test_splitwise_vidur_gzip_and_epoch_nanoseconds_are_read(tmp_path: Path) -> 
     # A quote opened and never closed swallows the rest: named where it opens, cut short.
     ("time,isl,osl\n0,1,1\n" + "".join(f"{i},1,1\n" for i in range(1, 5))
      + '5,"10,5\n' + "".join(f"{i},1,1\n" for i in range(6, 3000)),
-     r"^line 7: a quoted field opened here is not closed on its line$"),
+     r"^line 7: a quoted field opened here is not closed on its line"),
     ("\n\ntime,isl,osl\n0,1,1\n1,x,2\n", r"^line 5: isl must be"),
     ('\n{"time": 0, "isl": 1, "osl": 1}\n{"time": 1, "isl": 1}\n',
      r"^line 3: osl must be a whole number 0\.\.1000000, got nothing \(missing\)$"),

@@ -24,7 +24,7 @@ from wattserve.simulate.report import Summary
 from wattserve.simulate.scenario import Scenario, load_model, load_pools, place
 from wattserve.simulate.sweep import ATTAINMENT_GOAL, Run, run_policy, sweep_policy
 from wattserve.simulate.trace import TraceRequest, scale_lengths
-from wattserve.simulate.trace_files import read_trace
+from wattserve.simulate.trace_files import read_trace, read_trace_file
 
 RAY_BANK_TARGETS = (0.5, 1.0, 2.0, 4.0, 8.0)
 REAL_TRACES = ("azure", "mooncake")
@@ -61,6 +61,8 @@ class Entry:
     slo: float  # factor over the idle-replica p99 (SLO_FACTORS)
     seed: int = 1
     hours: float = 1.0  # generated families (long: x3, sparse: x6); real traces: cut
+    time_unit: str | None = None  # of a held-out file's numeric times (None: the reader's)
+    shown: str = ""  # a held-out file's name in the tables (its path's tail, told apart)
 
     @property
     def from_file(self) -> bool:
@@ -70,15 +72,20 @@ class Entry:
     @property
     def label(self) -> str:
         if self.from_file:
-            return f"{Path(self.trace).name} {self.model.key} SLO x{self.slo:g}"
+            name = self.shown or Path(self.trace).name
+            return f"{name} {self.model.key} SLO x{self.slo:g}"
         seed = "" if self.trace in REAL_TRACES else f"#{self.seed}"
         return f"{self.trace}{seed} {self.model.key} SLO x{self.slo:g}"
 
 
 def entries(*, seeds: Sequence[int] = (1,), hours: float = 1.0,
-            traces: Sequence[str] | None = None, models: Sequence[str] | None = None
-            ) -> list[Entry]:
-    names = [_trace_name(t) for t in traces] if traces else [*REAL_TRACES, *FAMILIES]
+            traces: Sequence[str] | None = None, models: Sequence[str] | None = None,
+            time_unit: str | None = None) -> list[Entry]:
+    """The bank's entries; ``traces`` may name files to hold out, replayed for their first
+    ``hours`` (``time_unit``: of their numeric times, when the reader cannot tell)."""
+    names = [_trace_name(t, hours, time_unit) for t in traces] if traces \
+        else [*REAL_TRACES, *FAMILIES]
+    shown = _shown_names([n for n in names if n not in REAL_TRACES and n not in FAMILIES])
     out: list[Entry] = []
     for m in MODELS:
         if models and m.key not in models:
@@ -86,11 +93,33 @@ def entries(*, seeds: Sequence[int] = (1,), hours: float = 1.0,
         for name in names:
             for slo in SLO_FACTORS:
                 for seed in ((1,) if name not in FAMILIES else seeds):
-                    out.append(Entry(name, m, slo, seed, hours))
+                    out.append(Entry(name, m, slo, seed, hours, time_unit,
+                                     shown.get(name, "")))
     return out
 
 
-def _trace_name(name: str) -> str:
+def _shown_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each file's shortest path tail that no other file given ends with."""
+    out: dict[str, str] = {}
+    for path in paths:
+        parts = Path(path).parts
+        others = [Path(o).parts for o in paths if o != path]
+        k = 1
+        while k < len(parts) and any(o[-k:] == parts[-k:] for o in others):
+            k += 1
+        out[path] = str(Path(*parts[-k:]))
+    return out
+
+
+def _limit_s(entry: Entry) -> float | None:
+    """Seconds replayed of a trace file: a held-out file's first ``hours``, the bank's
+    real traces (1 h) cut only by a shorter ``hours``."""
+    if entry.from_file:
+        return entry.hours * 3600.0
+    return entry.hours * 3600.0 if entry.hours < 1.0 else None
+
+
+def _trace_name(name: str, hours: float = 1.0, time_unit: str | None = None) -> str:
     """A bank trace name, or a trace file's absolute path (checked to exist)."""
     if name in REAL_TRACES or name in FAMILIES:
         return name
@@ -98,9 +127,11 @@ def _trace_name(name: str) -> str:
     if not path.is_file():
         raise ValueError(f"trace {name!r}: neither a bank trace ({', '.join(REAL_TRACES)}, "
                          f"{', '.join(FAMILIES)}) nor a file")
-    # Read now, so a file the runs would refuse is refused before any of them starts.
+    # Read now, with the runs' cut, so a file the runs would refuse is refused before any
+    # of them starts.
     try:
-        held_out = read_trace(path)
+        held_out = read_trace_file(path, limit_s=hours * 3600.0, time_unit=time_unit,
+                                   span_hint="keep a part (--hours)").requests
     except ValueError as exc:
         raise ValueError(f"trace {name}: {' '.join(str(exc).split())}") from None
     except OSError as exc:
@@ -133,7 +164,7 @@ def unit_rate(md: ModelDeployment, perf: Any, shape: Shape, slo_s: float,
 
 def _real_trace(entry: Entry, root: Path) -> list[TraceRequest]:
     m = entry.model
-    limit = entry.hours * 3600.0 if entry.hours < 1.0 else None
+    limit = _limit_s(entry)
     if entry.trace == "azure":
         trace = read_trace(_find(root, "AzureLLMInferenceTrace_conv.csv"), limit_s=limit)
         return scale_lengths(trace, *m.fit_real) if m.fit_real else trace
@@ -142,7 +173,7 @@ def _real_trace(entry: Entry, root: Path) -> list[TraceRequest]:
         if m.fit_real:  # a small model: keep the shape, 4x the model's prompt mean
             return scale_lengths(trace, 4 * m.fit_real[0], m.fit_real[1])
         return trace
-    trace = read_trace(entry.trace, limit_s=limit)
+    trace = read_trace(entry.trace, limit_s=_limit_s(entry), time_unit=entry.time_unit)
     if m.fit_real and trace:  # a small model: its lengths, longer prompts kept longer
         mean_prompt = sum(r.prompt_tokens for r in trace) / len(trace)
         return scale_lengths(trace, m.fit_real[0] * min(4.0, max(1.0, mean_prompt / 1024)),

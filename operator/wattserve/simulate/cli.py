@@ -43,7 +43,7 @@ from wattserve.simulate.trace import (
     generate_bursty,
     scale_lengths,
 )
-from wattserve.simulate.trace_files import TIME_UNITS, read_trace
+from wattserve.simulate.trace_files import TIME_UNITS, TraceFile, read_trace_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,9 +155,10 @@ def run(argv: list[str]) -> int:
         except OSError as exc:
             raise ValueError(f"--pools {args.pools}: {exc.strerror or exc}") from None
         pool, perf = place(md, pools)
+        read: TraceFile | None = None
         if args.trace:
             try:
-                trace = read_trace(args.trace,
+                read = read_trace_file(args.trace,
                                    rate_scale=1.0 if args.rate_scale is None else args.rate_scale,
                                    length_scale=1.0 if args.length_scale is None
                                    else args.length_scale, time_unit=args.time_unit,
@@ -167,8 +168,11 @@ def run(argv: list[str]) -> int:
                 raise ValueError(f"--trace {args.trace}: {exc}") from None
             except OSError as exc:  # missing, a directory, unreadable: name the flag
                 raise ValueError(f"--trace {args.trace}: {exc.strerror or exc}") from None
+            trace = read.requests
             if not trace:
                 raise ValueError(f"--trace {args.trace}: no requests in the file")
+            if (note := read.note()) is not None:
+                print(f"wattserve simulate: --trace {args.trace}: {note}", file=sys.stderr)
         else:
             trace = _generate(args.generate)
         if args.fit_lengths:
@@ -216,7 +220,7 @@ def run(argv: list[str]) -> int:
             say("  oracle: computing the hindsight oracle")
         oracle = run_policy(scn, "oracle", progress=say).summary
     idle = next((r.idle for r in shown if r.idle is not None), None)
-    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle, idle, fit)
+    _emit(args.output, scn, pool, rows, best if args.sweep else None, oracle, idle, fit, read)
     if args.plot is not None:
         from wattserve.simulate.plot import plot_runs
 
@@ -321,23 +325,25 @@ def _ratios(rows: list[Summary], oracle: Summary) -> dict[str, dict[str, float |
 
 def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
           best: dict[str, Summary | None] | None, oracle: Summary | None = None,
-          idle: IdleDecision | None = None, fit: ContextFit | None = None) -> None:
+          idle: IdleDecision | None = None, fit: ContextFit | None = None,
+          read: TraceFile | None = None) -> None:
     if fmt == "table":
         print(f"{scn.md.name} on {pool}: {len(scn.trace)} requests, SLO p95 "
               f"{scn.slo_s:g}s" + (f", TTFT {scn.ttft_slo_s:g}s" if scn.ttft_slo_s else ""))
         print(table(rows + ([oracle] if oracle and oracle not in rows else [])))
-        if oracle is not None:
+        others = [s for s in rows if s is not oracle]
+        if oracle is not None and others:
             print(f"\nvs the hindsight oracle ({oracle.replica_hours:.2f} replica-h, "
                   f"{oracle.kwh:.3f} kWh, attainment {oracle.slo_attainment:.2%}):")
-            for key, v in _ratios([s for s in rows if s is not oracle], oracle).items():
+            for key, v in _ratios(others, oracle).items():
                 rh, kwh = v["replicaHours"], v["kwh"]
                 print(f"  {key:<24} replica-h {'n/a' if rh is None else f'{rh:.2f}x'}, "
                       f"kWh {'n/a' if kwh is None else f'{kwh:.2f}x'}")
-            if oracle.slo_attainment < ATTAINMENT_GOAL:
-                print(f"  note: even knowing the future, {scn.max_replicas} replicas (the "
-                      f"maximum) miss the SLO in {oracle.minutes_violated} minute(s): the "
-                      "SLO or the trace's rate is out of reach on this pool; raise "
-                      "maxReplicas (--max-replicas) or relax the SLO (--slo-ms)")
+        if oracle is not None and oracle.slo_attainment < ATTAINMENT_GOAL:
+            print(f"  note: even knowing the future, {scn.max_replicas} replicas (the "
+                  f"maximum) miss the SLO in {oracle.minutes_violated} minute(s): the "
+                  "SLO or the trace's rate is out of reach on this pool; raise "
+                  "maxReplicas (--max-replicas) or relax the SLO (--slo-ms)")
         if best is not None:
             print("\ncheapest setting reaching 99% SLO attainment:")
             for name, s in best.items():
@@ -354,11 +360,14 @@ def _emit(fmt: str, scn: Scenario, pool: str, rows: list[Summary],
     if fit is not None:
         doc["overContext"] = {"contextLength": scn.md.spec.model.context_length,
                               "refused": fit.refused, "outputsCut": fit.cut}
+    if read is not None and (read.zero_outputs or read.zero_prompts):
+        doc["zeroTokenRows"] = {"outputs": read.zero_outputs, "prompts": read.zero_prompts,
+                                "replayedAs": 1}
     if best is not None:
         doc["cheapest"] = {k: (v.to_dict() if v else None) for k, v in best.items()}
     if oracle is not None:
         doc["oracle"] = oracle.to_dict()
-        doc["vsOracle"] = _ratios(rows, oracle)
+        doc["vsOracle"] = _ratios([s for s in rows if s is not oracle], oracle)
     if idle is not None:
         doc["idleTimeout"] = {"seconds": idle.seconds, "reason": idle.reason,
                               "message": idle.message}

@@ -9,32 +9,30 @@ Public traces spell these differently, so the reader finds the three columns by 
 * BurstGPT CSV: ``Timestamp`` (s), ``Request tokens``, ``Response tokens``;
 * Splitwise CSV: ``arrival_timestamp`` (s), ``prompt_size``, ``token_size``; Vidur:
   ``arrived_at`` (s), ``num_prefill_tokens``, ``num_decode_tokens``;
-* any CSV/TSV, JSON lines or JSON array using the names in :data:`COLUMNS`; any of them
-  gzip-compressed (read by its magic bytes, whatever the file's name).
+* any CSV/TSV, JSON lines, JSON array (or an object holding one) using the names in
+  :data:`COLUMNS`; any of them gzip-compressed, from a file or a pipe
+  (:mod:`wattserve.simulate.trace_rows`).
 
 Arrival times are date-times or numbers. A number's unit comes from ``time_unit`` when
 given; else from the column's name (``_ms``, ``_us``, ``_s``); else Mooncake's ``timestamp``
-beside ``input_length`` is ms; else an epoch above 1e11 is ms, above 1e14 us and above
-1e17 ns; else seconds. Date-times must all carry a time zone or none. Times are taken
-relative to the earliest row and sorted. Every refusal is a ``ValueError`` naming the
-line (of the file, blank lines counted; for a record over several lines, where it
-starts) and the column.
+beside ``input_length`` is ms (from the trace's start: a first time like epoch seconds
+is refused); else an epoch above 1e11 is ms, above 1e14 us and above 1e17 ns; else
+seconds; a unit given for date-times is refused. Zero token counts are replayed as 1 and
+counted (:class:`TraceFile`: BurstGPT's failed requests have 0 response tokens).
+Date-times must all carry a time zone or none. Times are taken relative to the earliest
+row and sorted. Every refusal is a ``ValueError`` naming the line (of the file, blank
+lines counted; for a record over several lines, where it starts) and the column.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import itertools
-import json
 import math
 import re
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from wattserve.simulate.trace import (
     MAX_REQUESTS,
@@ -43,6 +41,7 @@ from wattserve.simulate.trace import (
     TraceRequest,
     finite_positive,
 )
+from wattserve.simulate.trace_rows import rows
 
 # Normalised column names (lower case, runs of non-alphanumerics as "_") for each field.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -61,11 +60,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}  # ticks per second
 MAX_ROWS = 4 * MAX_REQUESTS  # rows read (the span kept may be a part of them)
-MAX_FIELD = 1 << 20  # bytes in one CSV field (hash-id lists can be long)
 _FRACTION = re.compile(r"(\.\d{6})\d+")
-_GZIP_MAGIC = b"\x1f\x8b"
 _SHOWN = 60  # characters of a refused value quoted in a message
-_LONG_NUMBER = "a number with more digits than can be read"
 
 
 def _show(raw: object) -> str:
@@ -102,109 +98,6 @@ def _pick(names: list[str], field: str) -> str:
     shown = ", ".join(repr(n) for n in names[:12]) or "none"
     raise ValueError(f"no {field} column: expected one of {', '.join(COLUMNS[field])}; "
                      f"the file has {shown}")
-
-
-def _open(path: Path) -> TextIO:
-    """The file as text, decompressed when it is gzip (by its magic bytes)."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """(line number, row) for CSV/TSV (header row), JSON lines or one JSON array; streamed
-    except the JSON array. Line numbers are the file's, leading blank lines counted."""
-    with _open(path) as fh:
-        try:
-            skipped = 0
-            first = fh.readline()
-            while first and not first.strip():
-                skipped += 1
-                first = fh.readline()
-            head = first.lstrip()[:1]
-            if head == "[":
-                yield from _json_array(first + fh.read())
-            elif head == "{":
-                yield from ((i + skipped, row) for i, row in _json_lines(first, fh))
-            elif head:
-                yield from _csv_rows(first, fh, skipped)
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path.name}: a damaged gzip file ({exc})") from None
-
-
-def _json_array(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    except RecursionError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    except ValueError:  # an integer past Python's digit limit (4300 by default)
-        raise ValueError(_LONG_NUMBER) from None
-    if not isinstance(data, list):
-        raise ValueError("a JSON trace must be an array of objects")
-    for i, obj in enumerate(data, start=1):
-        yield i, _object(obj, i)
-
-
-def _json_lines(first: str, fh: TextIO) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    for i, line in enumerate(itertools.chain([first], fh), start=1):
-        if line.strip():
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise ValueError(f"line {i}: not a JSON object: {exc}") from None
-            except ValueError:  # an integer past Python's digit limit (4300 by default)
-                raise ValueError(f"line {i}: {_LONG_NUMBER}") from None
-            yield i, _object(obj, i)
-
-
-def _csv_rows(first: str, fh: TextIO, skipped: int = 0
-              ) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    delim = max(",\t;", key=first.count)
-    reader = csv.DictReader(itertools.chain([first], fh), delimiter=delim)
-    old = csv.field_size_limit(MAX_FIELD)
-    try:
-        try:
-            header = reader.fieldnames or []
-        except csv.Error as exc:
-            raise ValueError(f"line {1 + skipped}: not CSV: {exc}") from None
-        if any(_broken(str(n)) for n in header):
-            raise ValueError(f"line {1 + skipped}: a quoted field opened here is not closed "
-                             "on its line")
-        _same_names([str(n) for n in header])
-        start = reader.line_num + 1  # the line the next record starts on (of those read)
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise ValueError(f"line {start + skipped}: not CSV: {exc}") from None
-            # A field holding a line break is a quote left open (to the next line or to
-            # the end of the file).
-            if any(isinstance(v, str) and _broken(v) for v in row.values()):
-                raise ValueError(f"line {start + skipped}: a quoted field opened here is "
-                                 "not closed on its line")
-            yield reader.line_num + skipped, row
-            start = reader.line_num + 1
-    finally:
-        csv.field_size_limit(old)
-
-
-def _broken(field: str) -> bool:
-    """A CSV field with a line break in it: a quote left open."""
-    return "\n" in field or "\r" in field
-
-
-def _object(obj: object, line: int) -> Mapping[str, Any]:
-    if not isinstance(obj, dict):
-        raise ValueError(f"line {line}: expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def _tokens(row: Mapping[str, Any], col: str, line: int) -> int:
@@ -251,8 +144,15 @@ def _mooncake(col: str, prompt_col: str) -> bool:
 
 
 def _whole_milliseconds(raw: list[tuple[int, float | datetime, int, int]], col: str) -> None:
-    """Mooncake's timestamps are whole milliseconds; a fraction says the file only borrows
-    its column names (seconds, most likely): refused rather than read 1000x too fast."""
+    """Mooncake's timestamps are whole milliseconds from the trace's start; a fraction, or a
+    first time like an epoch in seconds (1e9..1e11: 11 days to 3 years "in" as ms), says
+    the file only borrows its column names: refused rather than read 1000x too fast."""
+    first = min(float(m) for _, m, _, _ in raw if isinstance(m, float))
+    if 1e9 <= first < 1e11:
+        line = next(ln for ln, m, _, _ in raw if m == first)
+        raise ValueError(f"line {line}: {col} {first:.0f} reads like an epoch in seconds, but "
+                         "Mooncake's timestamps (beside input_length) are milliseconds from "
+                         "the trace's start: say the unit (--time-unit s|ms)")
     for line, m, _, _ in raw:
         if isinstance(m, float) and not m.is_integer():
             raise ValueError(f"line {line}: {col} {m:g} has a fraction, but Mooncake's "
@@ -260,11 +160,14 @@ def _whole_milliseconds(raw: list[tuple[int, float | datetime, int, int]], col: 
                              "say the unit (--time-unit s|ms)")
 
 
+def _check_unit(time_unit: str | None) -> None:
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise ValueError(f"time unit must be one of {', '.join(TIME_UNITS)}, "
+                         f"got {time_unit!r}")
+
+
 def _unit(col: str, prompt_col: str, first: float, time_unit: str | None) -> float:
     if time_unit is not None:
-        if time_unit not in TIME_UNITS:
-            raise ValueError(f"time unit must be one of {', '.join(TIME_UNITS)}, "
-                             f"got {time_unit!r}")
         return TIME_UNITS[time_unit]
     name = _norm(col)
     for suffix, ticks in (("_ms", 1e3), ("_us", 1e6), ("_s", 1.0)):
@@ -276,23 +179,54 @@ def _unit(col: str, prompt_col: str, first: float, time_unit: str | None) -> flo
         else 1e3 if abs(first) > 1e11 else 1.0
 
 
+@dataclass(frozen=True)
+class TraceFile:
+    """A trace read from a file, and what the reading changed."""
+
+    requests: list[TraceRequest]
+    zero_outputs: int  # rows with 0 output tokens (BurstGPT's failed requests), replayed as 1
+    zero_prompts: int  # rows with an empty prompt, replayed as 1 token
+
+    def note(self) -> str | None:
+        """One line on the rows replayed as 1-token requests, or None."""
+        if not (self.zero_outputs or self.zero_prompts):
+            return None
+        parts = [f"{n} with 0 {what} tokens" for n, what in
+                 ((self.zero_outputs, "output"), (self.zero_prompts, "prompt")) if n]
+        return (f"{' and '.join(parts)} of {len(self.requests)} requests replayed with 1 "
+                "(BurstGPT marks failed requests with 0 response tokens)")
+
+
 def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float = 1.0,
                prompt_scale: float | None = None, limit_s: float | None = None,
                time_unit: str | None = None) -> list[TraceRequest]:
+    """The requests of :func:`read_trace_file`."""
+    return read_trace_file(path, rate_scale=rate_scale, length_scale=length_scale,
+                           prompt_scale=prompt_scale, limit_s=limit_s,
+                           time_unit=time_unit).requests
+
+
+def read_trace_file(path: str | Path, *, rate_scale: float = 1.0, length_scale: float = 1.0,
+                    prompt_scale: float | None = None, limit_s: float | None = None,
+                    time_unit: str | None = None,
+                    span_hint: str = "replay a part (--trace-hours) or compress it "
+                                     "(--rate-scale)") -> TraceFile:
     """Read a trace file (see the module docstring), relative to its earliest request.
 
     ``rate_scale`` > 1 compresses inter-arrival times (more requests/s, same shape);
     ``length_scale`` multiplies both token counts (``prompt_scale`` overrides it for the
-    prompt); counts are rounded and kept >= 1; ``limit_s`` keeps the first seconds.
+    prompt); counts are rounded and kept >= 1; ``limit_s`` keeps the first seconds;
+    ``span_hint`` ends the refusal of a trace longer than 31 days (the caller's flags).
     """
     p_scale = length_scale if prompt_scale is None else prompt_scale
     for name, value in (("rate scale", rate_scale), ("length scale", length_scale),
                         ("prompt scale", p_scale)):
         finite_positive(name, value, 1e6)
+    _check_unit(time_unit)
     path = Path(path)
     cols: tuple[str, str, str] | None = None
     raw: list[tuple[int, float | datetime, int, int]] = []
-    for line, row in _rows(path):
+    for line, row in rows(path, _same_names):
         if cols is None:
             names = [str(k) for k in row if k is not None]
             cols = (_pick(names, "time"), _pick(names, "prompt"), _pick(names, "output"))
@@ -302,9 +236,12 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
         raw.append((line, _moment(row.get(t_col), t_col, line), _tokens(row, p_col, line),
                     _tokens(row, o_col, line)))
     if cols is None:
-        return []
+        return TraceFile([], 0, 0)
     _one_kind(raw, cols[0])
     if isinstance(raw[0][1], datetime):
+        if time_unit is not None:
+            raise ValueError(f"{cols[0]} holds date-times, which carry their own unit: leave "
+                             f"the time unit ({time_unit}) out")
         stamps = _utc(raw, cols[0])
         t0d = min(stamps)
         rel = [(line, (m - t0d).total_seconds(), p, o)
@@ -318,6 +255,7 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
         rel = [(line, (float(m) - t0) / ticks if isinstance(m, float) else 0.0, p, o)
                for line, m, p, o in raw]
     out: list[TraceRequest] = []
+    zero_out = zero_prompt = 0
     for line, t, prompt, gen in rel:
         t /= rate_scale
         if limit_s is not None and t > limit_s:
@@ -325,14 +263,16 @@ def read_trace(path: str | Path, *, rate_scale: float = 1.0, length_scale: float
         if t > MAX_SPAN_S:
             raise ValueError(f"line {line}: {cols[0]} is {t:.0f} s after the first request; "
                              f"a trace must span at most {MAX_SPAN_S:.0f} s (31 days); "
-                             "replay a part (--trace-hours) or compress it (--rate-scale)")
+                             f"{span_hint}")
         if len(out) >= MAX_REQUESTS:
             raise ValueError(f"line {line}: more than {MAX_REQUESTS} requests in the span "
                              "simulated; keep fewer hours")
+        zero_out += gen == 0
+        zero_prompt += prompt == 0
         out.append(TraceRequest(t, max(1, min(MAX_TOKENS, round(prompt * p_scale))),
                                 max(1, min(MAX_TOKENS, round(gen * length_scale)))))
     out.sort(key=lambda r: r.arrival_s)
-    return out
+    return TraceFile(out, zero_out, zero_prompt)
 
 
 def _utc(raw: list[tuple[int, float | datetime, int, int]], col: str) -> list[datetime]:
