@@ -171,6 +171,10 @@ def test_an_embedding_model_goes_where_its_slo_allows_cpu_or_gpu() -> None:
     md = parse_model_deployment(doc)
     chosen = plan(md, example_pools()).chosen
     assert chosen is not None and (chosen.pool, chosen.engine) == ("cpu-general", "llamacpp")
-    doc["spec"]["slo"]["latencyP95Ms"] = 1  # only a GPU answers this fast
+    doc["spec"]["slo"]["latencyP95Ms"] = 2  # only a GPU answers this fast
     chosen = plan(parse_model_deployment(doc), example_pools()).chosen
     assert chosen is not None and chosen.engine == "vllm"
+    # One engine step (1 ms) is the floor of any request, a prefill-only one included.
+    assert 1.0 < chosen.predicted_p95_ms < 2.0
+    doc["spec"]["slo"]["latencyP95Ms"] = 1
+    assert plan(parse_model_deployment(doc), example_pools()).chosen is None

@@ -137,12 +137,14 @@ def _model(spec: Fields) -> ModelSpec:
               "contextLength", "task", "architecture"),
         required=True,
     )
-    arch = model.child("architecture", _keys("layers", "hiddenSize", "attentionHeads", "kvHeads"))
+    arch = model.child("architecture", _keys("layers", "hiddenSize", "attentionHeads", "kvHeads",
+                                             "headDim"))
     architecture = Architecture(
         layers=arch.integer("layers", minimum=1, maximum=1000),
         hidden_size=arch.integer("hiddenSize", minimum=1),
         attention_heads=arch.integer("attentionHeads", minimum=1),
         kv_heads=arch.integer("kvHeads", minimum=1),
+        head_dim=arch.integer("headDim", minimum=1, maximum=65536),
     )
     if (architecture.kv_heads is not None and architecture.attention_heads is not None
             and architecture.kv_heads > architecture.attention_heads):

@@ -62,6 +62,7 @@ class Architecture:
     hidden_size: int | None = None
     attention_heads: int | None = None
     kv_heads: int | None = None
+    head_dim: int | None = None  # config.json's head_dim where it is not hidden / heads
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,12 @@ class ModelShape:
     hidden_size: int
     attention_heads: int
     kv_heads: int
+    head_size: int | None = None  # the hint; None: hidden_size / attention_heads
 
     @property
     def head_dim(self) -> float:
+        if self.head_size is not None:
+            return float(self.head_size)
         return self.hidden_size / self.attention_heads
 
 
@@ -48,7 +51,7 @@ def model_shape(model: ModelSpec) -> ModelShape:
     heads = arch.attention_heads or max(1, round(hidden / 128))
     kv_heads = arch.kv_heads or max(1, round(heads * c.DEFAULT_GQA_RATIO))
     return ModelShape(layers=layers, hidden_size=hidden, attention_heads=heads,
-                      kv_heads=min(kv_heads, heads))
+                      kv_heads=min(kv_heads, heads), head_size=arch.head_dim)
 
 
 # Memo of kv_bytes_per_token by the only fields it reads (not the model's name or source).

@@ -193,6 +193,8 @@ def _batched_core(perf: ReplicaPerformance, rate: float, prompt: int,
     slow = 1.0 - prefill_busy
     step = perf.step_seconds(batch)
     latency = prompt / perf.prefill_tps + output * step / slow
+    if output == 0:  # a prefill-only request (embeddings) still costs one engine step
+        latency += perf.step_overhead_s
     return rho, batch, latency, (prompt / perf.prefill_tps + step) / slow, prefill_busy
 
 

@@ -138,21 +138,33 @@ def _rank(feasible: list[Candidate], objective: Objective) -> list[Candidate]:
     if objective is not Objective.BALANCED:
         return sorted(feasible, key=lambda cand: (cand.score(objective), cand.pool))
 
-    def balanced(cand: Candidate) -> float:
-        # geometric mean of each figure relative to the best feasible one
-        ratios = []
-        for key in ("usd_per_million_tokens", "joules_per_token",
-                    "grams_co2_per_million_tokens"):
-            best = min(getattr(other, key) for other in feasible)
-            ratios.append(getattr(cand, key) / best if best > 0 else 1.0)
-        return math.prod(ratios) ** (1 / 3)
+    return sorted(feasible, key=lambda cand: (balanced_score(cand, feasible),
+                                              cand.score(Objective.COST), cand.pool))
 
-    return sorted(feasible, key=lambda cand: (balanced(cand), cand.score(Objective.COST),
-                                              cand.pool))
+
+# Below these a figure counts as zero (a free pool, a zero-carbon grid): each is far under
+# any real figure, so a pool at zero wins its axis by a wide margin instead of the axis
+# dropping out (which made a cleaner pool lose).
+_BALANCED_FLOORS = (("usd_per_million_tokens", 1e-6), ("joules_per_token", 1e-6),
+                    ("grams_co2_per_million_tokens", 1e-6))
+
+
+def balanced_score(cand: Candidate, feasible: Sequence[Candidate]) -> float:
+    """Geometric mean of the candidate's $/token, J/token and gCO2/token, each relative to
+    the best feasible one (1.0 = best on all three)."""
+    ratios: list[float] = []
+    for key, floor in _BALANCED_FLOORS:
+        best = max(floor, min(float(getattr(other, key)) for other in feasible))
+        ratios.append(max(floor, float(getattr(cand, key))) / best)
+    return float(math.prod(ratios) ** (1 / 3))
 
 
 def metric_text(objective: Objective, cand: Candidate) -> str:
     """The candidate's figure for the objective, e.g. \"$0.875/1M tokens\"."""
+    if objective is Objective.BALANCED:
+        return (f"${cand.usd_per_million_tokens:.3g}/1M tokens, "
+                f"{cand.joules_per_token:.3g} J/token, "
+                f"{cand.grams_co2_per_million_tokens:.3g} gCO2/1M tokens")
     if objective is Objective.ENERGY:
         return f"{cand.joules_per_token:.3g} J/token"
     if objective is Objective.CARBON:

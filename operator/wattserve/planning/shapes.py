@@ -96,6 +96,21 @@ def shapes_for(model: ModelSpec, pool: ServingPool, engine: str,
     return iter(entry)
 
 
+def heads_problem(model: ModelSpec, tp: int) -> str | None:
+    """Why vLLM refuses tensor parallelism `tp` for the model's heads (only when the spec
+    gives them; estimated heads are not held against a shape), else None."""
+    arch = model.architecture
+    if tp == 1:
+        return None
+    if arch.attention_heads is not None and arch.attention_heads % tp:
+        return (f"TP {tp} does not divide the {arch.attention_heads} attention heads "
+                "(vLLM refuses it)")
+    kv = arch.kv_heads
+    if kv is not None and (kv % tp if kv >= tp else tp % kv):
+        return f"TP {tp} does not split the {kv} KV heads evenly (vLLM refuses it)"
+    return None
+
+
 def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Shape]:
     spec = pool.spec
     usable = spec.node.cpu - c.CPU_NODE_RESERVED_CORES if spec.node.cpu > 1 else spec.node.cpu
@@ -140,6 +155,10 @@ def _cpu_shapes(model: ModelSpec, pool: ServingPool, engine: str) -> Iterator[Sh
         if not fit.fits:
             problem = (f"needs {fit.needed_gib:.1f} GiB of RAM, a node offers "
                        f"{fit.capacity_gib:.1f} GiB")
+        elif per_node < 1 and usable * 1000 >= millis:
+            problem = (f"a replica requests {memory_request} GiB of memory (1.2 × "
+                       f"{fit.needed_gib:.1f} GiB needed), a node offers "
+                       f"{spec.node.memory_gib * 0.9:.1f} GiB")
         elif per_node < 1:
             problem = f"a {threads}-thread replica does not fit on a node"
         yield Shape(pool=pool, engine=engine, threads=threads, tensor_parallel=0, memory=fit,
@@ -167,6 +186,12 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
     for tp in c.TENSOR_PARALLEL_OPTIONS:
         if tp > acc.count:
             break
+        if (split := heads_problem(model, tp)) is not None:
+            yield Shape(pool=pool, engine=engine, threads=0, tensor_parallel=tp,
+                        memory=gpu_fit(model, acc.memory_gib, tp, typical_tokens),
+                        cpu_request=0, memory_request_gib=0, replicas_per_node=0,
+                        performance=None, problem=split)
+            continue
         fit = gpu_fit(model, acc.memory_gib, tp, typical_tokens)
         tp_eff = c.TENSOR_PARALLEL_EFFICIENCY[tp]
         share = tp / acc.count
