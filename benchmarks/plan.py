@@ -34,11 +34,11 @@ from wattserve.planning import plan
 FORMATS = tuple(Quantization(q) for q in (
     "fp32", "bf16", "fp16", "fp8", "int8", "q8_0", "q5_k_m", "q4_k_m", "q4_1", "q4_0"))
 
-GPU_TYPES = (  # type, memory GiB, bandwidth GB/s, bf16 TFLOPS, watts, $/GPU-hour
-    ("nvidia-l4", 24, 300, 121, 72, 0.80),
-    ("nvidia-a100-80gb", 80, 2039, 312, 400, 4.10),
-    ("nvidia-h100-80gb", 80, 3350, 989, 700, 6.88),
-    ("nvidia-h200", 141, 4800, 989, 700, 7.90),
+GPU_TYPES = (  # type, memory GiB, bandwidth GB/s, bf16 TFLOPS, watts, $/GPU-hour, fp8 TFLOPS
+    ("nvidia-l4", 24, 300, 121, 72, 0.80, 242),
+    ("nvidia-a100-80gb", 80, 2039, 312, 400, 4.10, None),  # no FP8 compute (W8A16)
+    ("nvidia-h100-80gb", 80, 3350, 989, 700, 6.88, 1978),
+    ("nvidia-h200", 141, 4800, 989, 700, 7.90, 1978),
 )
 
 
@@ -52,7 +52,7 @@ def make_pools(count: int, rng: random.Random) -> list[ServingPool]:
                 usd_per_node_hour=0.0504 * cpus, power=Power(2.0 * cpus, 5.5 * cpus),
                 grams_co2_per_kwh=rng.choice((30.0, 381.0, 481.0, 713.0)), max_nodes=20)
         else:
-            kind, mem, bw, tflops, watts, price = rng.choice(GPU_TYPES)
+            kind, mem, bw, tflops, watts, price, fp8 = rng.choice(GPU_TYPES)
             count_per_node = rng.choice((1, 4, 8))
             spec = ServingPoolSpec(
                 node=NodeShape(cpu=24 * count_per_node, memory_gib=128.0 * count_per_node,
@@ -61,7 +61,8 @@ def make_pools(count: int, rng: random.Random) -> list[ServingPool]:
                 power=Power(100.0 * count_per_node, (watts + 150.0) * count_per_node),
                 grams_co2_per_kwh=rng.choice((30.0, 381.0, 481.0, 713.0)), max_nodes=8,
                 accelerator=Accelerator(type=kind, count=count_per_node, memory_gib=mem,
-                                        memory_bandwidth_gbps=bw, peak_tflops=tflops))
+                                        memory_bandwidth_gbps=bw, peak_tflops=tflops,
+                                        peak_tflops_fp8=fp8))
         pools.append(ServingPool(name=f"pool-{index:02d}", spec=spec))
     return pools
 

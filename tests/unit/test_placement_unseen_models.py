@@ -119,3 +119,84 @@ def test_a_cpu_replica_too_big_for_the_node_memory_says_memory() -> None:
     assert not cand.feasible
     assert cand.reason.startswith("a replica requests 4 GiB of memory") \
         and "a node offers 3.6 GiB" in cand.reason
+
+
+def test_fp8_computes_at_the_pools_fp8_peak_or_at_bf16_speed_without_one() -> None:
+    """A100, A10G, T4 have no FP8 tensor cores: vLLM runs FP8 weights as W8A16 (BF16
+    compute), so only a pool that states peakTFLOPSFP8 gets FP8's faster prefill."""
+    from wattserve.planning.shapes import shapes_for
+
+    def prefill_tps(quantization: str, pool: Any) -> float:
+        md = parse_model_deployment(_md({"name": "llama-8b", "source": "hf://o/m",
+                                         "parameters": "8B", "quantization": quantization,
+                                         "contextLength": 8192}))
+        shape = next(shapes_for(md.spec.model, pool, "vllm", 2560))
+        assert shape.performance is not None
+        return shape.performance.prefill_tps
+
+    a100 = _pool("gpu-a100", memory=80, bandwidth=2039, tflops="312")
+    assert prefill_tps("fp8", a100) == pytest.approx(prefill_tps("bf16", a100))
+    h100 = parse_serving_pool({
+        "apiVersion": "wattserve.dev/v1alpha1", "kind": "ServingPool",
+        "metadata": {"name": "gpu-h100"},
+        "spec": {"accelerator": {"type": "nvidia-h100", "count": 1, "memoryGiB": 80,
+                                 "memoryBandwidthGBps": 3350, "peakTFLOPS": "989",
+                                 "peakTFLOPSFP8": "1978"},
+                 "node": {"cpu": 24, "memoryGiB": 256, "memoryBandwidthGBps": 300},
+                 "pricing": {"usdPerNodeHour": "6.88"},
+                 "power": {"idleWatts": 100, "maxWatts": 850},
+                 "carbon": {"gramsCO2PerKWh": 481}, "maxNodes": 4}})
+    assert prefill_tps("fp8", h100) == pytest.approx(2 * prefill_tps("bf16", h100))
+
+
+def test_pools_the_gpu_image_cannot_drive_are_left_out_and_say_why(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The GPU serving image is vLLM's CUDA build: an AMD or Gaudi pool is not planned
+    (it was chosen first when cheapest, and its pods could not run) unless the operator is
+    told of an image for it."""
+    from dataclasses import replace as copy
+
+    from wattserve.cli.plan_cmd import _usable
+    from wattserve.render.settings import SettingsError, settings_from_env
+
+    nvidia = _pool("gpu-l40s")
+    acc = nvidia.spec.accelerator
+    assert acc is not None
+    amd = copy(nvidia, name="gpu-mi300x",
+               spec=copy(nvidia.spec, accelerator=copy(acc, resource_name="amd.com/gpu")))
+    default = settings_from_env({})
+    assert default.accelerator_problem(nvidia) is None
+    problem = default.accelerator_problem(amd)
+    assert problem is not None and problem.startswith(
+        "spec.accelerator.resourceName: amd.com/gpu: the GPU serving image")
+    assert [p.name for p in _usable([nvidia, amd])] == ["gpu-l40s"]
+    assert "ServingPool gpu-mi300x left out" in capsys.readouterr().err
+    rocm = settings_from_env({"WATTSERVE_SERVING_IMAGE_GPU": "example.com/vllm-rocm:1",
+                              "WATTSERVE_SERVING_GPU_RESOURCES": "amd.com/gpu"})
+    assert rocm.accelerator_problem(amd) is None and rocm.accelerator_problem(nvidia)
+    with pytest.raises(SettingsError, match="WATTSERVE_SERVING_GPU_RESOURCES: 'memory'"):
+        settings_from_env({"WATTSERVE_SERVING_GPU_RESOURCES": "memory"})
+
+
+def test_the_operator_ignores_such_a_pool_with_the_reason_on_its_status() -> None:
+    from unittest.mock import create_autospec
+
+    from wattserve.controller.config import OperatorConfig
+    from wattserve.controller.kubeapi import KubeApi
+    from wattserve.controller.reconciler import Reconciler
+    from wattserve.render.settings import RenderSettings
+
+    from tests.unit.factories import example_pool_docs
+
+    doc = next(d for d in example_pool_docs() if d["metadata"]["name"] == "gpu-h100")
+    doc["spec"]["accelerator"]["resourceName"] = "amd.com/gpu"
+    api = create_autospec(KubeApi, instance=True)
+    rec = Reconciler(api, OperatorConfig())
+    rec.pool_upsert(doc)
+    assert "gpu-h100" not in rec.pools
+    error = rec.pools_seen["gpu-h100"].error
+    assert error is not None and "amd.com/gpu" in error
+    rocm = Reconciler(api, OperatorConfig(render=RenderSettings(
+        gpu_resources=frozenset({"amd.com/gpu"}))))
+    rocm.pool_upsert(doc)
+    assert "gpu-h100" in rocm.pools and rocm.pools_seen["gpu-h100"].error is None

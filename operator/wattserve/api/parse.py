@@ -370,7 +370,7 @@ def _accelerator(spec: Fields) -> Accelerator | None:
     if not spec.has("accelerator"):
         return None
     acc = spec.child("accelerator", _keys("type", "count", "memoryGiB", "memoryBandwidthGBps",
-                                          "peakTFLOPS", "resourceName"))
+                                          "peakTFLOPS", "peakTFLOPSFP8", "resourceName"))
     return Accelerator(
         type=acc.req_string("type"),
         count=acc.req_integer("count", minimum=1, maximum=MAX_ACCELERATOR_COUNT),
@@ -378,6 +378,7 @@ def _accelerator(spec: Fields) -> Accelerator | None:
         memory_bandwidth_gbps=float(acc.req_integer("memoryBandwidthGBps", minimum=1)),
         peak_tflops=acc.req_decimal("peakTFLOPS", positive=True),
         resource_name=_resource_name(acc),
+        peak_tflops_fp8=acc.decimal("peakTFLOPSFP8", positive=True),
     )
 
 

@@ -172,6 +172,7 @@ class Accelerator:
     memory_bandwidth_gbps: float
     peak_tflops: float
     resource_name: str = "nvidia.com/gpu"
+    peak_tflops_fp8: float | None = None  # dense FP8; None: no FP8 compute (W8A16 in vLLM)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from wattserve.cli.plan_fleet import table as fleet_table
 from wattserve.cli.table import printable, render_table
 from wattserve.planning import Candidate, Plan, plan
 from wattserve.planning.summary import decimal_string, placement_summary
+from wattserve.render.settings import SettingsError, settings_from_env
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +70,24 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _usable(pools: list[ServingPool]) -> list[ServingPool]:
+    """The pools the operator would use: one whose accelerators the GPU serving image
+    cannot drive is left out, as the operator does, with a line on stderr."""
+    try:
+        settings = settings_from_env(os.environ)
+    except SettingsError as exc:
+        raise _InputError(str(exc)) from None
+    kept = []
+    for pool in pools:
+        problem = settings.accelerator_problem(pool)
+        if problem is None:
+            kept.append(pool)
+        else:
+            print(f"wattserve plan: ServingPool {pool.name} left out: {problem}",
+                  file=sys.stderr)
+    return kept
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -77,6 +97,7 @@ def run(argv: list[str]) -> int:
         models = _load(_expand(args.filename), "ModelDeployment", parse_model_deployment)
         pools = _load(_expand(args.pools), "ServingPool", parse_serving_pool)
         _check_unique("ServingPool", [p.name for p in pools])
+        pools = _usable(pools)
         _check_unique("ModelDeployment", [f"{md.namespace}/{md.name}" for md in models])
         if args.incumbent is not None and len(models) < 2:
             raise _InputError("--incumbent: re-plans a fleet; give two or more "

@@ -200,6 +200,9 @@ class Intake:
         except SpecError as err:
             logger.warning("ServingPool %s is invalid and is ignored: %s", name, err)
             pool, error = None, str(err)
+        if pool is not None and (problem := self.config.render.accelerator_problem(pool)):
+            logger.warning("ServingPool %s is ignored: %s", name, problem)
+            pool, error = None, problem
         status = obj.get("status")
         self.pools_seen[name] = PoolSeen(name, meta.generation,
                                          status if isinstance(status, Mapping) else {}, error,

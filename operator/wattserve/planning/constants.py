@@ -58,11 +58,12 @@ VLLM_FORMATS: Final = frozenset({
 }) | GGUF_FORMATS
 VLLM_GGUF_EFFICIENCY: Final = 0.6
 
-# FP8/INT8 tensor cores (Ada, Hopper) double dense throughput over BF16. INT4 (W4A16) and
-# MXFP4 weights are dequantized to 16 bits for the matmuls on Ada and Hopper (no FP4
-# tensor cores before Blackwell): no compute speedup, only fewer bytes to read.
+# INT8 tensor cores (Turing, Ampere, Ada, Hopper) double dense throughput over BF16. FP8
+# compute is the pool's own figure (accelerator.peakTFLOPSFP8: Ada, Hopper, Blackwell);
+# without it vLLM runs FP8 weights as W8A16 at the BF16 peak. INT4 (W4A16) and MXFP4
+# weights are dequantized to 16 bits for the matmuls on Ada and Hopper (no FP4 tensor
+# cores before Blackwell): no compute speedup, only fewer bytes to read.
 LOW_PRECISION_COMPUTE_SPEEDUP: Final[dict[Quantization, float]] = {
-    Quantization.FP8: 2.0,
     Quantization.INT8: 2.0,
 }
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from wattserve.api.types import ModelSpec, ServingPool, Task
+from wattserve.api.types import ModelSpec, Quantization, ServingPool, Task
 from wattserve.planning import constants as c
 from wattserve.planning.memory import (
     MemoryFit,
@@ -181,6 +181,8 @@ def _gpu_shapes(model: ModelSpec, pool: ServingPool, engine: str,
         decode_eff *= c.VLLM_GGUF_EFFICIENCY
         prefill_eff *= c.VLLM_GGUF_EFFICIENCY
     speedup = c.LOW_PRECISION_COMPUTE_SPEEDUP.get(model.quantization, 1.0)
+    if model.quantization is Quantization.FP8 and acc.peak_tflops_fp8 is not None:
+        speedup = acc.peak_tflops_fp8 / acc.peak_tflops
     weights = weight_bytes(model)
     kv_per_token = kv_bytes_per_token(model)
     for tp in c.TENSOR_PARALLEL_OPTIONS:

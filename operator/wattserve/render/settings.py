@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from wattserve.api.labels import extended_resource_problem
+from wattserve.api.types import ServingPool
+
 DEFAULT_VERSION: Final = "0.1.0"
 DEFAULT_IMAGE_CPU: Final = f"ghcr.io/wattserve/wattserve-serving-cpu:{DEFAULT_VERSION}"
 DEFAULT_IMAGE_GPU: Final = f"ghcr.io/wattserve/wattserve-serving-gpu:{DEFAULT_VERSION}"
@@ -39,6 +42,9 @@ ENV_API_KEY_KEY: Final = "WATTSERVE_SERVING_API_KEY_SECRET_KEY"
 ENV_SERVING_NETWORK_POLICY: Final = "WATTSERVE_SERVING_NETWORK_POLICY"
 ENV_KUBERAY_POD_LABELS: Final = "WATTSERVE_KUBERAY_OPERATOR_POD_LABELS"
 ENV_KUBERAY_NAMESPACE_LABELS: Final = "WATTSERVE_KUBERAY_OPERATOR_NAMESPACE_LABELS"
+ENV_GPU_RESOURCES: Final = "WATTSERVE_SERVING_GPU_RESOURCES"
+# The GPU serving image is vLLM's CUDA build: it drives NVIDIA devices only.
+DEFAULT_GPU_RESOURCES: Final = frozenset({"nvidia.com/gpu"})
 # The pods of KubeRay's Helm chart (kuberay-operator, v1.5.0) carry this label.
 DEFAULT_KUBERAY_POD_LABELS: Final = (("app.kubernetes.io/name", "kuberay-operator"),)
 _LABEL_KEY: Final = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*"
@@ -83,6 +89,19 @@ class RenderSettings:
     # The chart's serving NetworkPolicy guards Serve's port (policies add up, so the Ray
     # policy then must not open it to everyone).
     serving_network_policy: bool = False
+    # Accelerator resources the GPU serving image drives (a ROCm or Gaudi build of vLLM set
+    # as the image adds amd.com/gpu or habana.ai/gaudi); other GPU pools are not used.
+    gpu_resources: frozenset[str] = DEFAULT_GPU_RESOURCES
+
+    def accelerator_problem(self, pool: ServingPool) -> str | None:
+        """Why the GPU serving image cannot run on this pool's accelerators, else None."""
+        acc = pool.spec.accelerator
+        if acc is None or acc.resource_name in self.gpu_resources:
+            return None
+        return (f"spec.accelerator.resourceName: {acc.resource_name}: the GPU serving image "
+                f"({self.image_gpu}) drives {', '.join(sorted(self.gpu_resources))} only; "
+                f"set {ENV_IMAGE_GPU} to an image for these accelerators and add the "
+                f"resource to {ENV_GPU_RESOURCES}")
 
     def image_for(self, gpu: bool) -> str:
         return self.image_gpu if gpu else self.image_cpu
@@ -161,4 +180,15 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
         in ("1", "true", "yes"),
         kuberay_namespace_labels=parse_labels(ENV_KUBERAY_NAMESPACE_LABELS,
                                               env.get(ENV_KUBERAY_NAMESPACE_LABELS, "")),
+        gpu_resources=_resources(ENV_GPU_RESOURCES, env.get(ENV_GPU_RESOURCES, "")),
     )
+
+
+def _resources(name: str, text: str) -> frozenset[str]:
+    """Comma-separated extended resource names; the default when empty."""
+    names = frozenset(part.strip() for part in text.split(",") if part.strip())
+    for item in sorted(names):
+        problem = extended_resource_problem(item)
+        if problem is not None:
+            raise SettingsError(f"{name}: {item!r}: {problem}")
+    return names or DEFAULT_GPU_RESOURCES
