@@ -238,6 +238,18 @@ def test_switching_back_from_rayservice_prunes_its_network_policy() -> None:
                                                  ("ray.io/v1", "RayService")]
 
 
+def test_switching_to_a_backend_whose_crd_is_missing_keeps_the_old_workload() -> None:
+    """Make before break: without KubeRay the RayService cannot be created, so the running
+    Deployment and Service stay (deleting them turned a configuration mistake into an
+    outage) and Degraded says why."""
+    body, children, _ = converge(example_md_doc("smollm2-135m.yaml"))
+    body["spec"]["backend"] = "rayservice"
+    out = run(body, children, missing_kinds=frozenset({"RayService"}))
+    assert out.delete == () and out.apply == ()
+    degraded = next(c for c in out.status_patch["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RayServiceCRDMissing")
+
+
 def test_missing_rayservice_crd_is_degraded_not_a_crash() -> None:
     doc = example_md_doc("smollm2-135m.yaml")
     doc["spec"]["backend"] = "rayservice"
@@ -268,3 +280,21 @@ def test_apply_failure_is_reported_as_degraded() -> None:
     out = run(body, children, apply_error="applying children failed: HTTP 500: boom")
     degraded = next(c for c in out.status_patch["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "ApplyFailed"
+
+
+def test_scaled_describes_the_current_generation_even_when_not_placed() -> None:
+    doc = example_md_doc("smollm2-135m.yaml")
+    doc["spec"]["slo"] = {"latencyP95Ms": 1}  # infeasible from the start
+    doc["metadata"]["generation"] = 1
+    out = run(doc, autoscaler_disabled=True)
+    scaled = next(c for c in out.status_patch["conditions"] if c["type"] == "Scaled")
+    assert (scaled["status"], scaled["reason"]) == ("False", "AutoscalerDisabled")
+    # With the autoscaler on, its last decision stands, seen at the new generation.
+    body = merge(doc, {"status": {"conditions": [
+        {"type": "Scaled", "status": "True", "reason": "PredictedLoad", "message": "2 -> 3",
+         "observedGeneration": 1, "lastTransitionTime": NOW}]}})
+    body["metadata"]["generation"] = 2
+    out = run(body, now=LATER)
+    scaled = next(c for c in out.status_patch["conditions"] if c["type"] == "Scaled")
+    assert (scaled["reason"], scaled["observedGeneration"], scaled["lastTransitionTime"]) == (
+        "PredictedLoad", 2, NOW)

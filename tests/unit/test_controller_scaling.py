@@ -46,7 +46,7 @@ class StubApi:
         meta["resourceVersion"] = str(int(meta.get("resourceVersion", "0")) + 1)
         return copy.deepcopy(self.md)
 
-    async def apply(self, obj: dict[str, Any]) -> Any:
+    async def apply(self, obj: dict[str, Any], force: bool = True) -> Any:
         self.applied.append(copy.deepcopy(obj))
         return copy.deepcopy(obj)
 

@@ -23,8 +23,8 @@ class RacingApi(EventApi):
     newer_status: dict[str, Any] | None = None  # the Deployment's, as its controller wrote it
     newer_md: dict[str, Any] | None = None  # the ModelDeployment as a user changed it
 
-    async def apply(self, obj: dict[str, Any]) -> Any:
-        answer = copy.deepcopy(await super().apply(obj))
+    async def apply(self, obj: dict[str, Any], force: bool = True) -> Any:
+        answer = copy.deepcopy(await super().apply(obj, force))
         if obj["kind"] == "Deployment" and self.rec is not None and self.newer_status:
             answer["metadata"]["resourceVersion"] = "40"
             answer["status"] = {"replicas": 1, "unavailableReplicas": 1}

@@ -155,6 +155,10 @@ class ChildCache:
     def has(self, kind: str, namespace: str, name: str) -> bool:
         return (kind, namespace, name) in self._owner_of
 
+    def owner(self, kind: str, namespace: str, name: str) -> Key | None:
+        """The ModelDeployment controlling the cached child of that name, if any."""
+        return self._owner_of.get((kind, namespace, name))
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         owner = self._owner_of.get((kind, namespace, name))
         return None if owner is None else self._by_owner.get(owner, {}).get((kind, name))

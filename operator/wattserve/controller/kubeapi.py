@@ -119,13 +119,16 @@ class KubeApi:
             return json.loads(text) if text else None
         raise AssertionError("unreachable")
 
-    async def apply(self, obj: Mapping[str, Any]) -> Any:
-        """Server-side apply (field manager ``wattserve``, force: we own these fields)."""
+    async def apply(self, obj: Mapping[str, Any], force: bool = True) -> Any:
+        """Server-side apply (field manager ``wattserve``). ``force``: we own these fields and
+        take them back from hand edits; without it an object someone else wrote fields of
+        answers 409 (a name taken by an object that is not ours)."""
         meta = obj["metadata"]
         path = resource_path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"),
                              meta["name"])
+        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
         return await self.request("PATCH", path, body=obj, content_type=APPLY, verb="apply",
-                                  params={"fieldManager": FIELD_MANAGER, "force": "true"})
+                                  params=params)
 
     async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any],
                            resource_version: str | None = None) -> Any:

@@ -29,6 +29,7 @@ from wattserve.api.patching import apply_merge_patch
 from wattserve.api.status import ObjectMeta
 from wattserve.controller import metrics
 from wattserve.controller.cache import ChildCache, Key, key_of, resource_version
+from wattserve.controller.childwrites import apply_child
 from wattserve.controller.config import OperatorConfig
 from wattserve.controller.events import EventRecorder, utcnow
 from wattserve.controller.intake import Intake
@@ -209,9 +210,11 @@ class Reconciler(Intake):
                 self.children.remove(kind, ns, name)
             except ApiError as err:
                 first = first or err
-        before = [resource_version(self.children.get(obj["kind"], ns, obj["metadata"]["name"]))
-                  for obj in outcome.apply]  # what the cache held as each write began
-        results = await asyncio.gather(*(self.api.apply(obj) for obj in outcome.apply),
+        cached = [self.children.get(obj["kind"], ns, obj["metadata"]["name"])
+                  for obj in outcome.apply]
+        before = [resource_version(c) for c in cached]  # what the cache held as writes began
+        results = await asyncio.gather(*(apply_child(self.api, self.children, self.mds, key, obj)
+                                         for obj in outcome.apply),
                                         return_exceptions=True)
         for obj, live, was in zip(outcome.apply, results, before, strict=True):
             if isinstance(live, ApiError):

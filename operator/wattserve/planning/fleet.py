@@ -212,7 +212,7 @@ def _assign_one(member: Member, pools: Mapping[str, ServingPool], books: dict[st
             choice = current
         elif age < policy.dwell_seconds:
             note = (f"staying on {current[0].pool}: {choice[0].pool} saves {gain:.0%}; moves "
-                    f"after {policy.dwell_seconds:.0f} s on a pool ({age:.0f} s so far)")
+                    f"after {policy.dwell_seconds:.0f} s on a pool")  # no clock: one status
             choice = current
             recheck = policy.dwell_seconds - age
     cand, request, replicas, stays = choice

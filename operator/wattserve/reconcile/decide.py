@@ -148,11 +148,19 @@ def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, 
     st = ModelDeploymentStatus.from_body(obs.body)
     old_conditions = st.conditions
     placed = any(u.type == cond.PLACED and u.status == "True" for u in updates)
-    if placed and obs.autoscaler_disabled:
+    scaled = cond.find(old_conditions, cond.SCALED)
+    if obs.autoscaler_disabled:
         updates.append(cond.disabled_condition())
-    elif cond.find(old_conditions, cond.SCALED) is None:  # the autoscaler sets it
+    elif scaled is None:  # the autoscaler sets it
         updates.append(cond.Condition(cond.SCALED, "Unknown", Reason.AWAITING_METRICS,
                                       "no scaling decision yet"))
+    elif not placed and not any(u.type == cond.SCALED for u in updates):
+        # The autoscaler looks at placed models only: the last decision stands, seen at
+        # this generation (a condition's observedGeneration is the spec it describes).
+        status: cond.Status = "True" if scaled.get("status") == "True" else (
+            "False" if scaled.get("status") == "False" else "Unknown")
+        updates.append(cond.Condition(cond.SCALED, status, str(scaled.get("reason")),
+                                      str(scaled.get("message") or "")))
     for update in updates:
         if update.type == cond.DEGRADED and update.status == "True" and cond.is_new_reason(
                 old_conditions, update):
@@ -297,10 +305,12 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     delete: list[tuple[str, str, str]] = []
     problems: list[Problem] = []
     wanted_keys = set()
+    blocked = False  # a wanted workload cannot be created: keep what serves meanwhile
     for obj in wanted:
         key = (str(obj["kind"]), str(obj["metadata"]["name"]))
         wanted_keys.add(key)
         if key[0] in obs.missing_kinds:
+            blocked = True
             problems.append(Problem(Reason.RAYSERVICE_CRD_MISSING,
                                     "the ray.io/v1 RayService CRD is not installed: install "
                                     "KubeRay to use backend rayservice"))
@@ -316,6 +326,8 @@ def _placed(obs: Observed, md: ModelDeployment, p: Plan, settings: RenderSetting
     for kind, name in sorted(set(obs.children) - wanted_keys):
         if kind == "EndpointSlice" and obs.activator_unknown:
             continue  # where the activator is is not known yet: leave its route alone
+        if blocked:
+            continue  # make before break: the old backend serves until the new one exists
         delete.append((CHILD_KINDS[kind].api_version, kind, name))
 
     if obs.apply_error:

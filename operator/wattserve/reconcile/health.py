@@ -61,8 +61,14 @@ def deployment_health(dep: Mapping[str, Any] | None, desired: int) -> Health:
             problems.append(Problem(Reason.PROGRESS_DEADLINE_EXCEEDED,
                                     str(cond.get("message") or "rollout stalled")))
     current = observed >= generation
-    is_ready = current and desired > 0 and available >= desired and updated >= desired
+    old = max(0, _int(status.get("replicas")) - updated)  # pods of an earlier template
+    # As `kubectl rollout status`: every replica updated, none of the old left, and
+    # available (an old pod serving while the new one is Pending is not the spec running).
+    is_ready = (current and desired > 0 and available >= desired and updated >= desired
+                and old == 0)
     message = f"{min(available, desired)}/{desired} replicas available"
+    if old and updated < desired + old:
+        message += f", rollout in progress ({old} old)"
     return Health(min(ready, desired), is_ready, message, tuple(problems))
 
 
@@ -127,14 +133,36 @@ def _pod_problems(pod: Mapping[str, Any]) -> list[Problem]:
     for cs in statuses:
         waiting = _get(cs, "state", "waiting") or {}
         reason = waiting.get("reason")
-        text = f"container {cs.get('name')}: {reason}: {waiting.get('message', '')}"
+        name = cs.get("name")
+        text = f"container {name}: {reason}: {waiting.get('message', '')}"
         if reason in IMAGE_PULL_REASONS:
-            found.append(Problem(Reason.IMAGE_PULL_ERROR, text.rstrip(": ")))
+            # The kubelet alternates ErrImagePull and ImagePullBackOff, with messages of its
+            # own each time: one steady message (one Event) for the one problem.
+            found.append(Problem(Reason.IMAGE_PULL_ERROR,
+                                 f"container {name}: image {cs.get('image')!r} cannot be "
+                                 "pulled (kubectl describe pod shows the registry's answer)"))
         elif reason in CONFIG_REASONS:
             found.append(Problem(Reason.CONTAINER_CONFIG_ERROR, text.rstrip(": ")))
-        elif reason == "CrashLoopBackOff":
-            found.append(Problem(Reason.CRASH_LOOP_BACK_OFF, text.rstrip(": ")))
+        elif reason == "CrashLoopBackOff" or _crashing(cs):
+            # Between crashes the container runs (not ready): still the same crash loop.
+            # The kubelet's message names the pod and the back-off: left out, to stay steady.
+            found.append(Problem(Reason.CRASH_LOOP_BACK_OFF, _crash_text(cs)))
     return found
+
+
+def _crashing(cs: Mapping[str, Any]) -> bool:
+    """Restarted after failures and not ready since: a crash loop between its back-offs."""
+    last = _get(cs, "lastState", "terminated") or {}
+    failed = last.get("reason") in ("Error", "OOMKilled") or _int(last.get("exitCode")) != 0
+    return bool(last) and failed and _int(cs.get("restartCount")) >= 2 and not cs.get("ready")
+
+
+def _crash_text(cs: Mapping[str, Any]) -> str:
+    last = _get(cs, "lastState", "terminated") or {}
+    how = f": last exit {last.get('reason', 'Error')} (code {_int(last.get('exitCode'))})" \
+        if last else ""
+    return f"container {cs.get('name')}: CrashLoopBackOff{how}"
+
 
 
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[Problem]:
