@@ -298,3 +298,14 @@ def test_scaled_describes_the_current_generation_even_when_not_placed() -> None:
     scaled = next(c for c in out.status_patch["conditions"] if c["type"] == "Scaled")
     assert (scaled["reason"], scaled["observedGeneration"], scaled["lastTransitionTime"]) == (
         "PredictedLoad", 2, NOW)
+
+
+def test_a_lost_placement_keeps_showing_where_the_kept_workload_runs() -> None:
+    body, children, _ = converge(example_md_doc("smollm2-135m.yaml"))
+    pool = body["status"]["placement"]["pool"]
+    body["spec"]["slo"] = {"latencyP95Ms": 1}  # infeasible now: the workload is kept
+    out = run(body, children, now=LATER)
+    assert out.delete == ()
+    placement = merge(body, {"status": dict(out.status_patch)})["status"]["placement"]
+    assert placement["pool"] == pool and placement["engine"] == "llamacpp"
+    assert "candidates" in placement

@@ -194,8 +194,11 @@ def test_the_operator_ignores_such_a_pool_with_the_reason_on_its_status() -> Non
     rec = Reconciler(api, OperatorConfig())
     rec.pool_upsert(doc)
     assert "gpu-h100" not in rec.pools
-    error = rec.pools_seen["gpu-h100"].error
-    assert error is not None and "amd.com/gpu" in error
+    seen = rec.pools_seen["gpu-h100"]
+    assert seen.error is not None and "amd.com/gpu" in seen.error
+    from wattserve.reconcile.poolstatus import pool_status
+    accepted = pool_status(seen, None, [], "2026-12-03T00:00:00Z")["conditions"][0]
+    assert (accepted["status"], accepted["reason"]) == ("False", "UnsupportedAccelerator")
     rocm = Reconciler(api, OperatorConfig(render=RenderSettings(
         gpu_resources=frozenset({"amd.com/gpu"}))))
     rocm.pool_upsert(doc)

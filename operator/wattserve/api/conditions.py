@@ -59,8 +59,9 @@ class Reason(StrEnum):
     AUTOSCALER_DISABLED = "AutoscalerDisabled"
     SCALED = "Scaled"
     ACTIVATED = "Activated"
-    # ServingPool Accepted=True (InvalidSpec when False)
+    # ServingPool Accepted=True (InvalidSpec, or UnsupportedAccelerator, when False)
     ACCEPTED = "Accepted"
+    UNSUPPORTED_ACCELERATOR = "UnsupportedAccelerator"
 
 
 # Placed=False reasons a plan can carry (planning.Plan.code when nothing was chosen).

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from wattserve.api import SpecError, parse_serving_pool
+from wattserve.api.conditions import Reason
 from wattserve.api.status import ObjectMeta
 from wattserve.api.types import ServingPool
 from wattserve.controller import metrics
@@ -195,6 +196,7 @@ class Intake:
         meta = ObjectMeta.from_body(obj)
         name = meta.name
         error: str | None = None
+        reason = Reason.INVALID_SPEC
         try:
             pool: ServingPool | None = parse_serving_pool(dict(obj))
         except SpecError as err:
@@ -202,11 +204,11 @@ class Intake:
             pool, error = None, str(err)
         if pool is not None and (problem := self.config.render.accelerator_problem(pool)):
             logger.warning("ServingPool %s is ignored: %s", name, problem)
-            pool, error = None, problem
+            pool, error, reason = None, problem, Reason.UNSUPPORTED_ACCELERATOR
         status = obj.get("status")
         self.pools_seen[name] = PoolSeen(name, meta.generation,
                                          status if isinstance(status, Mapping) else {}, error,
-                                         meta.uid)
+                                         meta.uid, reason)
         before = self.pools.get(name)
         if pool is None:
             self.pools.pop(name, None)

@@ -170,6 +170,9 @@ def _finish(obs: Observed, updates: list[cond.Condition], new_status: dict[str, 
     return st.to_patch(new_status)
 
 
+_RUNNING_KEYS = frozenset({"pool", "engine", "accelerator", "tensorParallel", "threads"})
+
+
 def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, Any],
                 result: str, pinned: str | None, p: Plan | None, now: str) -> Outcome:
     st = ModelDeploymentStatus.from_body(obs.body)
@@ -181,6 +184,10 @@ def _not_placed(obs: Observed, reason: str, message: str, placement: dict[str, A
     updates = [placed]
     new_status: dict[str, Any] = {"placement": placement}
     if obs.children:
+        # Where the kept workload runs stays visible (kubectl's POOL and ENGINE columns),
+        # beside the failed plan's reason and candidates.
+        running = {k: v for k, v in (st.placement or {}).items() if k in _RUNNING_KEYS}
+        new_status["placement"] = {**placement, **running}
         health = _existing_health(obs.children, name, obs.pods)
         kinds = ", ".join(sorted({kind for kind, _ in obs.children}))
         updates.append(cond.Condition(

@@ -164,7 +164,6 @@ def _crash_text(cs: Mapping[str, Any]) -> str:
     return f"container {cs.get('name')}: CrashLoopBackOff{how}"
 
 
-
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[Problem]:
     """One problem per reason, most actionable first. Messages name no pod and carry no
     count, so they stay the same while pods come and go (one Event per distinct message)."""

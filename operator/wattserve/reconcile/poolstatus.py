@@ -44,6 +44,7 @@ class PoolSeen:
     status: Mapping[str, Any]  # as last read
     error: str | None = None  # why the spec is invalid (the pool is then ignored)
     uid: str = ""  # for the Events about it
+    reason: Reason = Reason.INVALID_SPEC  # of Accepted=False when ``error`` is set
 
 
 def booked(assignments: Iterable[Assignment], pool: str) -> tuple[int, int, Resources]:
@@ -76,7 +77,7 @@ def pool_status(seen: PoolSeen, capacity: PoolCapacity | None,
     out["observedGeneration"] = seen.generation
     existing = _conditions(seen)
     if seen.error is not None:
-        cond = Condition(ConditionType.ACCEPTED, "False", Reason.INVALID_SPEC,
+        cond = Condition(ConditionType.ACCEPTED, "False", seen.reason,
                          f"ignored by the placement engine: {seen.error}")
         out["conditions"] = merge_conditions(existing, [cond], seen.generation, now)
         return out
