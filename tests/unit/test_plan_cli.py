@@ -119,3 +119,20 @@ def test_no_command_or_help_prints_the_usage_and_exits_0(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: wattserve <command>") and "  dev-cluster " in out
+
+
+def test_huge_prices_print_short_in_the_table_and_whole_in_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pools = Path(POOLS).read_text().replace('usdPerNodeHour: "0.8064"',
+                                            'usdPerNodeHour: "123456789012345678901234567890.5"')
+    path = tmp_path / "pools.yaml"
+    path.write_text(pools)
+    assert main(["plan", "-f", SMOL, "--pools", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.strip().startswith("cpu-general"))
+    figures = row.split()[6:12]  # P95 MS … gCO2/1M
+    assert "6.17e+28" in figures and max(len(cell) for cell in figures) <= 8
+    assert main(["plan", "-f", SMOL, "--pools", str(path), "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cpu = next(c for c in data["placement"]["candidates"] if c["pool"] == "cpu-general")
+    assert "e" not in cpu["usdPerHour"] and float(cpu["usdPerHour"]) > 6e28  # status: plain

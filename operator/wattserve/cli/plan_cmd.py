@@ -261,12 +261,12 @@ def _table(md: ModelDeployment, result: Plan) -> str:
             _shape(cand),
             "yes" if cand.feasible else "no",
             str(cand.replicas) if feasible else "-",
-            decimal_string(cand.predicted_p95_ms, 3) if feasible else "-",
-            decimal_string(cand.tokens_per_second_per_replica, 3) if feasible else "-",
-            decimal_string(cand.usd_per_hour, 3) if feasible else "-",
-            decimal_string(cand.usd_per_million_tokens, 3) if feasible else "-",
-            decimal_string(cand.joules_per_token, 3) if feasible else "-",
-            decimal_string(cand.grams_co2_per_million_tokens, 3) if feasible else "-",
+            _cell(cand.predicted_p95_ms) if feasible else "-",
+            _cell(cand.tokens_per_second_per_replica) if feasible else "-",
+            _cell(cand.usd_per_hour) if feasible else "-",
+            _cell(cand.usd_per_million_tokens) if feasible else "-",
+            _cell(cand.joules_per_token) if feasible else "-",
+            _cell(cand.grams_co2_per_million_tokens) if feasible else "-",
             cand.reason,
         ])
     table = render_table(
@@ -275,3 +275,9 @@ def _table(md: ModelDeployment, result: Plan) -> str:
     verdict = (f"chosen: {result.chosen.pool} — {result.reason}" if result.chosen
                else f"not placed: {result.reason}")
     return f"{header}\n{table}\n{verdict}"
+
+
+def _cell(value: float) -> str:
+    """A figure for the table: three significant digits, plain up to ten million, then
+    with an exponent (a price typed with extra zeros must not print a 31-digit cell)."""
+    return decimal_string(value, 3) if abs(value) < 1e7 else f"{value:.3g}"
