@@ -97,3 +97,83 @@ def test_a_failed_post_is_logged_and_the_others_still_go_out(caplog: Any) -> Non
     assert posted_names(api) == ["m00", "m01", "m02"]  # tried once each, in order
     assert rec.posted == 2
     assert "could not post event Placed on team-a" in caplog.text
+
+
+def named_api(expired: set[str] | None = None) -> Any:
+    """The API server as far as Events go: creates name them, patches need them to exist."""
+    api = create_autospec(KubeApi, instance=True)
+    stored: dict[str, dict[str, Any]] = {}
+
+    async def create(api_version: str, kind: str, namespace: str, body: Any) -> Any:
+        name = f"{body['metadata']['generateName']}{len(stored):04x}"
+        stored[name] = {**body, "metadata": {**body["metadata"], "name": name}}
+        return stored[name]
+
+    async def patch(api_version: str, kind: str, namespace: str, name: str,
+                    body: Any) -> Any:
+        if name not in stored or name in (expired or set()):
+            raise ApiError(404, f'events "{name}" not found')
+        stored[name].update(body)
+        return stored[name]
+
+    api.create.side_effect = create
+    api.patch.side_effect = patch
+    api.stored = stored
+    return api
+
+
+CRASHING = Event("Warning", Reason.CRASH_LOOP_BACK_OFF, "pod m-1 is crash-looping")
+
+
+def test_a_recurring_event_is_one_event_whose_count_grows() -> None:
+    api = named_api()
+
+    async def scenario() -> EventRecorder:
+        rec = EventRecorder(api, "op-1", concurrency=1)
+        for _ in range(3):
+            rec.record(md("m"), CRASHING)
+            await rec.flush()
+        rec.record(md("m"), PLACED)  # another message: an Event of its own
+        rec.record(md("other"), CRASHING)  # another object: an Event of its own
+        await rec.flush()
+        return rec
+
+    rec = asyncio.run(scenario())
+    assert api.create.await_count == 3 and rec.repeated == 2
+    crash = [e for e in api.stored.values()
+             if e["reason"] == "CrashLoopBackOff" and e["involvedObject"]["name"] == "m"]
+    assert len(crash) == 1 and crash[0]["count"] == 3
+    assert all(c.args[:3] == ("v1", "Event", "team-a") for c in api.patch.await_args_list)
+
+
+def test_repeats_queued_together_are_patched_once_with_their_total() -> None:
+    api = named_api()
+
+    async def scenario() -> None:
+        rec = EventRecorder(api, "op-1", concurrency=1)
+        rec.record(md("m"), CRASHING)
+        await rec.flush()
+        for _ in range(4):  # queued before the sender runs
+            rec.record(md("m"), CRASHING)
+        await rec.flush()
+
+    asyncio.run(scenario())
+    assert api.create.await_count == 1 and api.patch.await_count == 1
+    assert next(iter(api.stored.values()))["count"] == 5
+
+
+def test_an_expired_event_starts_its_series_again() -> None:
+    api = named_api()
+
+    async def scenario() -> None:
+        rec = EventRecorder(api, "op-1", concurrency=1)
+        rec.record(md("m"), CRASHING)
+        await rec.flush()
+        api.stored.clear()  # the API server's event TTL removed it
+        rec.record(md("m"), CRASHING)
+        await rec.flush()
+
+    asyncio.run(scenario())
+    assert api.create.await_count == 2
+    (again,) = api.stored.values()
+    assert again["count"] == 1

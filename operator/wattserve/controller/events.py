@@ -8,6 +8,13 @@ share of the API server beside the reconciles' applies and status patches (32 in
 and catch up afterwards. Each Event is stamped when recorded, not when posted. A queue
 beyond ``capacity`` drops its oldest (``wattserve_operator_events_dropped_total``); an
 Event that cannot be posted is logged, never retried and never fails a reconcile.
+
+An Event identical to one posted before (same object, type, reason and message) is not
+posted again: its ``count`` and ``lastTimestamp`` are patched, as client-go's correlator
+does, so a ModelDeployment flapping between two states shows one line per state with
+"(x12 over 40m)" in ``kubectl describe`` instead of filling the namespace's Events. The
+last ``capacity`` series are remembered; one whose Event has expired (404) starts anew;
+without the right to patch Events (403: a role from an older chart) each is posted.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from wattserve import contract
@@ -60,6 +68,24 @@ def event_body(md: Mapping[str, Any], event: Event, instance: str, now: str) -> 
     }
 
 
+SeriesKey = tuple[str, str, str, str, str, str]
+
+
+def series_key(namespace: str, body: Mapping[str, Any]) -> SeriesKey:
+    """What makes two Events the same one recurring: object, type, reason and message."""
+    involved = body["involvedObject"]
+    return (namespace, str(involved.get("uid") or ""), str(involved.get("kind") or ""),
+            str(involved.get("name") or ""), f"{body['type']}/{body['reason']}",
+            str(body["message"]))
+
+
+@dataclass
+class _Series:
+    count: int = 1
+    name: str | None = None  # the Event's name once posted
+    sent: int = 0  # the count the posted Event shows
+
+
 def utcnow() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -73,10 +99,13 @@ class EventRecorder:
         self.api = api
         self.instance = instance
         self.concurrency = max(1, concurrency)
-        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._queue: deque[tuple[str, dict[str, Any], SeriesKey]] = deque()
         self._capacity = max(1, capacity)
         self._senders: set[asyncio.Task[None]] = set()
+        self._series: OrderedDict[SeriesKey, _Series] = OrderedDict()
         self.posted = 0
+        self.repeated = 0  # of posted: counted on an earlier Event of the same series
+        self._may_patch = True
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -86,7 +115,17 @@ class EventRecorder:
         if len(self._queue) >= self._capacity:
             self._queue.popleft()
             metrics.EVENTS_DROPPED.inc()
-        self._queue.append((namespace, event_body(md, event, self.instance, utcnow())))
+        body = event_body(md, event, self.instance, utcnow())
+        key = series_key(namespace, body)
+        series = self._series.pop(key, None)
+        if series is None:
+            series = _Series()
+        else:
+            series.count += 1
+        self._series[key] = series  # most recent last
+        while len(self._series) > self._capacity:
+            self._series.popitem(last=False)
+        self._queue.append((namespace, body, key))
         metrics.EVENTS_QUEUED.set(len(self._queue))
         if len(self._senders) < self.concurrency:
             task = asyncio.create_task(self._send())
@@ -100,13 +139,42 @@ class EventRecorder:
 
     async def _send(self) -> None:
         while self._queue:
-            namespace, body = self._queue.popleft()
+            namespace, body, key = self._queue.popleft()
             metrics.EVENTS_QUEUED.set(len(self._queue))
             try:
-                await self.api.create("v1", "Event", namespace, body)
+                await self._post(namespace, body, key)
                 self.posted += 1
             except ApiError as err:
                 logger.warning("could not post event %s on %s: %s", body["reason"],
                                namespace, err)
             except Exception:  # a sender must not die with Events still queued
                 logger.exception("posting event %s on %s crashed", body["reason"], namespace)
+
+    async def _post(self, namespace: str, body: dict[str, Any], key: SeriesKey) -> None:
+        """Patch the count of the series' Event if it has one, else create it."""
+        series = self._series.get(key)
+        if series is not None and series.name is not None and self._may_patch:
+            self.repeated += 1
+            if series.sent >= series.count:
+                return  # a later record of the same series was already patched in
+            try:
+                await self.api.patch("v1", "Event", namespace, series.name,
+                                     {"count": series.count,
+                                      "lastTimestamp": body["lastTimestamp"]})
+                series.sent = series.count
+                return
+            except ApiError as err:
+                self.repeated -= 1
+                if err.status == 403:  # a role from before patching: post each one
+                    self._may_patch = False
+                    logger.warning("events cannot be patched (%s): posting each one", err)
+                elif err.status != 404:
+                    raise
+            series.count, series.name = 1, None  # expired: a new Event starts anew
+        if series is not None:
+            body = {**body, "count": series.count}
+        answer = await self.api.create("v1", "Event", namespace, body)
+        meta = answer.get("metadata") if isinstance(answer, Mapping) else None
+        name = meta.get("name") if isinstance(meta, Mapping) else None
+        if series is not None and name:
+            series.name, series.sent = str(name), series.count
