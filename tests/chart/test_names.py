@@ -90,7 +90,7 @@ def test_numeric_looking_and_dotted_release_names_give_valid_typed_names(
     mine = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     assert {d["metadata"]["labels"]["app.kubernetes.io/instance"] for d in mine} == {release}
     assert {d["metadata"]["namespace"] for d in mine if "namespace" in d["metadata"]} == {
-        namespace, "0123", "team-a"}
+        namespace, "0123", "team-a", "default"}  # default: the ServingPools' Events
     assert by_kind(docs, "ServingPool")[0]["metadata"]["name"] == "2024"
     services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"]
     assert len(services) == 2

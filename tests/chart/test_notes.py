@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helmutil import CHART, render
+from .helmutil import API_VERSIONS, CHART, render
 
 WRAPPER = """apiVersion: v1
 kind: ConfigMap
@@ -34,8 +34,9 @@ def notes_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return chart
 
 
-def _notes(chart: Path, values: dict[str, Any] | None = None) -> str:
-    docs = render(values, chart=chart)
+def _notes(chart: Path, values: dict[str, Any] | None = None,
+           api_versions: tuple[str, ...] = API_VERSIONS) -> str:
+    docs = render(values, chart=chart, api_versions=api_versions)
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "notes"]
     text: str = cm["data"]["notes"]
     assert "<no value>" not in text
@@ -71,3 +72,17 @@ def test_notes_operator_disabled_with_pools(notes_chart: Path) -> None:
     assert "no operator Deployment" in text
     assert "None were declared" not in text
     assert "ws-wattserve-dashboard" in text
+
+
+def test_notes_scoped_operator_run_by_hand_watches_only_its_namespaces(notes_chart: Path) -> None:
+    text = _notes(notes_chart, {"operator": {"replicas": 0, "namespaces": ["team-a", "team-b"]}})
+    assert "wattserve operator --namespace team-a --namespace team-b" in text
+    assert "--all-namespaces" not in text  # scoped RBAC forbids it
+
+
+def test_notes_say_a_monitor_asked_for_was_not_created(notes_chart: Path) -> None:
+    values = {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}
+    without = _notes(notes_chart, values, api_versions=())  # no Prometheus Operator CRDs
+    assert "no PodMonitor was created" in without and "no ServiceMonitor was created" in without
+    with_crds = _notes(notes_chart, values)
+    assert "was created" not in with_crds

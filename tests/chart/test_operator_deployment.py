@@ -66,6 +66,18 @@ def test_restricted_pod_security(name: str) -> None:
     assert all(set(v) == {"name", "emptyDir"} for v in pod["volumes"])
 
 
+def test_a_null_uid_leaves_it_to_the_platform_and_stays_non_root() -> None:
+    """OpenShift's restricted SCC assigns the UID: null must omit it, never render 0."""
+    docs = render({"operator": {"runAsUser": None, "runAsGroup": None},
+                   "activator": {"enabled": True}})
+    pods = [d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")]
+    assert len(pods) == 2  # the operator's and the activator's
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for sc in (pod["securityContext"], *(c["securityContext"] for c in pod["containers"])):
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(sc), sc
+
+
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_probes_ports_resources(name: str) -> None:
     values = VALUE_SETS[name]
@@ -204,4 +216,8 @@ def test_serving_network_policy_is_passed_to_the_operator() -> None:
                                                                          "Deployment")))
     values = {"serving": {"networkPolicy": {"enabled": True, "namespaces": ["team-a"]}}}
     env = _env(_container(one(render(values), "Deployment")))
-    assert env["WATTSERVE_SERVING_NETWORK_POLICY"] == "1"
+    assert env["WATTSERVE_SERVING_NETWORK_POLICY"] == "team-a"  # where the chart's policy is
+    values = {"operator": {"namespaces": ["team-a", "team-b"]},
+              "serving": {"networkPolicy": {"enabled": True}}}
+    env = _env(_container(one(render(values), "Deployment")))
+    assert env["WATTSERVE_SERVING_NETWORK_POLICY"] == "1"  # every watched namespace

@@ -20,7 +20,7 @@ REQUIRED: dict[tuple[str, str], set[str]] = {
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "nodes"): {"get", "list", "watch"},  # pool capacity (fleet placement)
-    ("", "events"): {"create"},  # posted, never patched (neither we nor kopf do)
+    ("", "events"): {"create", "patch"},  # patch: the count of an Event that recurs
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch",
                                                "delete"},

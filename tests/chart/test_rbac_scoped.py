@@ -35,9 +35,9 @@ def test_cluster_role_keeps_only_cluster_scoped_resources(docs: list[dict[str, A
 
 def test_each_watched_namespace_gets_a_role_and_binding(docs: list[dict[str, Any]]) -> None:
     roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")
-             if not r["metadata"]["name"].endswith("-leader-election")}
+             if not r["metadata"]["name"].endswith(("-leader-election", "-pool-events"))}
     bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")
-                if not b["metadata"]["name"].endswith("-leader-election")}
+                if not b["metadata"]["name"].endswith(("-leader-election", "-pool-events"))}
     assert sorted(roles) == sorted(bindings) == WATCHED
     cluster = _grants(one(docs, "ClusterRole")["rules"])
     for ns in WATCHED:
@@ -51,6 +51,35 @@ def test_each_watched_namespace_gets_a_role_and_binding(docs: list[dict[str, Any
                  for k in set(cluster) | set(granted)}
         for key, verbs in REQUIRED.items():  # together: exactly what the operator needs
             assert verbs <= union.get(key, set()), key
+
+
+def test_pool_events_may_be_posted_in_the_default_namespace(docs: list[dict[str, Any]]) -> None:
+    """Events about ServingPools (cluster-scoped) go to `default`, which WATCHED lacks."""
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-pool-events")]
+    (binding,) = [b for b in by_kind(docs, "RoleBinding")
+                  if b["metadata"]["name"].endswith("-pool-events")]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "default"
+    assert _grants(role["rules"]) == {("", "events"): REQUIRED[("", "events")]}
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["namespace"] == NAMESPACE
+    listed = render({"operator": {"namespaces": ["default", "team-a"]}})
+    assert not [r for r in by_kind(listed, "Role")
+                if r["metadata"]["name"].endswith("-pool-events")]
+
+
+def test_resource_names_of_a_rule_are_kept_when_rules_are_split() -> None:
+    rules = yaml.safe_load((CHART / "values.yaml").read_text())["rbac"]["rules"]
+    for rule in rules:
+        if "leases" in rule["resources"]:
+            rule["resourceNames"] = ["ws-wattserve-leader"]
+        if "modeldeployments" in rule["resources"]:
+            rule["resourceNames"] = ["only-this-one"]
+    for namespaces in ([], WATCHED):
+        docs = render({"operator": {"namespaces": namespaces}, "rbac": {"rules": rules}})
+        named = [rule for doc in by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
+                 for rule in doc["rules"] if set(rule["resources"]) & {"leases",
+                                                                       "modeldeployments"}]
+        assert named and all(rule.get("resourceNames") for rule in named), named
 
 
 def test_without_namespaces_everything_stays_in_one_cluster_role() -> None:

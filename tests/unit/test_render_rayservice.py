@@ -116,6 +116,22 @@ def test_chart_serving_policy_leaves_the_serve_port_to_its_peers() -> None:
     assert not settings_from_env({}).serving_network_policy
 
 
+def test_serving_policy_in_other_namespaces_leaves_the_serve_port_open_here() -> None:
+    """The chart renders its serving policy in serving.networkPolicy.namespaces only: a
+    rayservice model elsewhere must stay reachable (its own policy was its only one, and
+    admitted nobody on Serve's port: clients, the activator and Prometheus were cut off)."""
+    namespace = _inputs("smollm2-135m.yaml").md.namespace
+    elsewhere = settings_from_env({ENV_SERVING_NETWORK_POLICY: "team-x, team-y"})
+    assert elsewhere.serving_network_policy_namespaces == {"team-x", "team-y"}
+    spec = _policy(settings=elsewhere)["spec"]
+    assert _allowed_ports(spec, {"app": "curl"}, {}, True) == {contract.SERVING_PORT}
+    here = settings_from_env({ENV_SERVING_NETWORK_POLICY: f"team-x,{namespace}"})
+    assert _allowed_ports(_policy(settings=here)["spec"], {"app": "curl"}, {}, True) == set()
+    assert not settings_from_env({ENV_SERVING_NETWORK_POLICY: "false"}).serving_network_policy
+    with pytest.raises(SettingsError, match="WATTSERVE_SERVING_NETWORK_POLICY: 'Team_A'"):
+        settings_from_env({ENV_SERVING_NETWORK_POLICY: "Team_A"})
+
+
 def test_kuberay_label_settings_parse_from_env_and_reject_bad_ones() -> None:
     env = {ENV_KUBERAY_POD_LABELS: "app=kuberay, tier=ctl",
            ENV_KUBERAY_NAMESPACE_LABELS: "kubernetes.io/metadata.name=ray-system"}

@@ -8,8 +8,9 @@ workers) and allows ingress from:
   in the namespaces matching ``kuberay_namespace_labels``): the dashboard port only;
 * the ModelDeployment's own Ray pods: every port (GCS, raylets, object transfer, workers);
 * anyone: Serve's HTTP port (the OpenAI API and its metrics), as the Deployment backend —
-  unless the chart's serving NetworkPolicy is on (``serving_network_policy``): policies add
-  up, so this one then leaves the port to that one's peers.
+  unless the chart's serving NetworkPolicy is on in the model's namespace
+  (``serving_network_policy``, ``serving_network_policy_namespaces``): policies add up, so
+  this one then leaves the port to that one's peers.
 
 Everything else (Ray Client, the Jobs API from other pods) is refused wherever the cluster's
 network plugin enforces NetworkPolicies; egress is left alone (the autoscaler sidecar talks
@@ -48,7 +49,11 @@ def render_ray_network_policy(inputs: RenderInputs) -> dict[str, Any]:
         {"from": [_kuberay_peer(inputs)], "ports": _tcp(DASHBOARD_PORT)},
         {"from": [{"podSelector": own}]},
     ]
-    if not inputs.settings.serving_network_policy:
+    settings = inputs.settings
+    guarded = settings.serving_network_policy and (
+        not settings.serving_network_policy_namespaces
+        or inputs.md.namespace in settings.serving_network_policy_namespaces)
+    if not guarded:  # no serving policy of the chart here: Serve's port stays open
         ingress.append({"ports": _tcp(contract.SERVING_PORT)})
     return {
         "apiVersion": API_VERSION,

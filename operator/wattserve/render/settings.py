@@ -49,6 +49,7 @@ DEFAULT_GPU_RESOURCES: Final = frozenset({"nvidia.com/gpu"})
 DEFAULT_KUBERAY_POD_LABELS: Final = (("app.kubernetes.io/name", "kuberay-operator"),)
 _LABEL_KEY: Final = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*"
                                r"[A-Za-z0-9])?$")
+_DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE: Final = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -87,8 +88,10 @@ class RenderSettings:
     kuberay_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_KUBERAY_POD_LABELS
     kuberay_namespace_labels: tuple[tuple[str, str], ...] = ()
     # The chart's serving NetworkPolicy guards Serve's port (policies add up, so the Ray
-    # policy then must not open it to everyone).
+    # policy then must not open it to everyone): in these namespaces, or in every one when
+    # the set is empty.
     serving_network_policy: bool = False
+    serving_network_policy_namespaces: frozenset[str] = frozenset()
     # Accelerator resources the GPU serving image drives (a ROCm or Gaudi build of vLLM set
     # as the image adds amd.com/gpu or habana.ai/gaudi); other GPU pools are not used.
     gpu_resources: frozenset[str] = DEFAULT_GPU_RESOURCES
@@ -154,6 +157,7 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
 
     max_queue = count(ENV_MAX_QUEUE)
     parallel = count(ENV_PARALLEL)
+    guarded = _serving_policy(env.get(ENV_SERVING_NETWORK_POLICY, ""))
     import_path = get(ENV_IMPORT_PATH, DEFAULT_IMPORT_PATH)
     if ":" not in import_path:
         raise SettingsError(f"{ENV_IMPORT_PATH}: must be module:attribute, got {import_path!r}")
@@ -176,12 +180,28 @@ def settings_from_env(env: Mapping[str, str]) -> RenderSettings:
         kuberay_pod_labels=(parse_labels(ENV_KUBERAY_POD_LABELS, env[ENV_KUBERAY_POD_LABELS])
                             if env.get(ENV_KUBERAY_POD_LABELS, "").strip()
                             else DEFAULT_KUBERAY_POD_LABELS),
-        serving_network_policy=get(ENV_SERVING_NETWORK_POLICY, "0").lower()
-        in ("1", "true", "yes"),
+        serving_network_policy=guarded is not None,
+        serving_network_policy_namespaces=guarded or frozenset(),
         kuberay_namespace_labels=parse_labels(ENV_KUBERAY_NAMESPACE_LABELS,
                                               env.get(ENV_KUBERAY_NAMESPACE_LABELS, "")),
         gpu_resources=_resources(ENV_GPU_RESOURCES, env.get(ENV_GPU_RESOURCES, "")),
     )
+
+
+def _serving_policy(text: str) -> frozenset[str] | None:
+    """Where the chart's serving NetworkPolicy is: None (nowhere: "", 0, false, no), every
+    namespace (1, true, yes: an empty set) or a comma-separated list of namespaces."""
+    value = text.strip()
+    if value.lower() in ("", "0", "false", "no"):
+        return None
+    if value.lower() in ("1", "true", "yes"):
+        return frozenset()
+    names = frozenset(part.strip() for part in value.split(",") if part.strip())
+    for item in sorted(names):
+        if not _DNS_LABEL.fullmatch(item):
+            raise SettingsError(f"{ENV_SERVING_NETWORK_POLICY}: {item!r} is not a namespace "
+                                "name (1 or true: every namespace, or a comma-separated list)")
+    return names
 
 
 def _resources(name: str, text: str) -> frozenset[str]:
