@@ -44,6 +44,12 @@ REQUESTS_IN_FLIGHT: Final = "wattserve_requests_in_flight"  # gauge
 REQUESTS_QUEUED: Final = "wattserve_requests_queued"  # gauge
 ENERGY_JOULES_TOTAL: Final = "wattserve_energy_joules_total"  # counter, + source label
 POWER_WATTS: Final = "wattserve_power_watts"  # gauge, + source label
+ENERGY_READ_ERRORS_TOTAL: Final = "wattserve_energy_read_errors_total"  # counter
+
+# After SIGTERM a serving replica lets its running requests finish for this long (queued and
+# new ones get a retryable 503 at once); the operator's pods give it this much grace after
+# their preStop delay.
+SERVING_DRAIN_SECONDS: Final = 20
 
 # Buckets (seconds) suited to LLM latencies: milliseconds to minutes.
 LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (

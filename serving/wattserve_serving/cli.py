@@ -127,10 +127,8 @@ def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
     # held requests that much sooner (docs/benchmarks-activator.md).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-import") as early:
         engine_future = early.submit(_engine_loading, cfg)
-        import uvicorn
-
         from wattserve_serving.app import create_app
-        from wattserve_serving.server import uvicorn_config
+        from wattserve_serving.server import DrainingServer, uvicorn_config
 
         engine = engine_future.result()
     # Logged once the model is loaded (openai_api.py): llama-cpp-python points stdout and
@@ -140,9 +138,9 @@ def _run_uvicorn(cfg: ServeConfig, level: str) -> int:
     config = uvicorn_config(
         app, cfg.host, cfg.port,
         log_level="warning" if level == "info" else level,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=contract.SERVING_DRAIN_SECONDS,
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config, app.state.api.begin_drain).run()
     return 0
 
 

@@ -25,7 +25,8 @@ from wattserve_serving.admission import Ticket
 from wattserve_serving.engines.base import EngineError, EngineNotReady
 from wattserve_serving.errors import APIError, unavailable, validate
 from wattserve_serving.prompts import check_vocabulary
-from wattserve_serving.request_body import body_limit, off_loop, read_json
+from wattserve_serving.request_body import ClientGone, body_limit, off_loop, read_json
+from wattserve_serving.responses import CLIENT_CLOSED
 from wattserve_serving.schemas import _Strict, texts_or_ids
 
 if TYPE_CHECKING:
@@ -144,6 +145,9 @@ async def serve(api: ServingAPI, request: Request) -> Response:
     except EngineNotReady as exc:
         status = 503
         return unavailable(str(exc)).response()
+    except ClientGone:  # left mid-upload: not a server error (generation counts it alike)
+        status = CLIENT_CLOSED
+        return Response(status_code=400)  # nobody reads it
     except Exception:
         log.exception("request failed")
         return APIError(500, "internal error", type_="server_error").response()

@@ -89,3 +89,11 @@ def unavailable(message: str) -> APIError:
     return APIError(
         503, f"Model not loaded: {message}", code="model_not_loaded", type_="service_unavailable"
     )
+
+
+def shutting_down() -> APIError:
+    """503 while the replica drains (SIGTERM): retryable, another replica answers."""
+    return APIError(
+        503, "The server is shutting down; retry the request (another replica answers it).",
+        code="shutting_down", type_="service_unavailable", headers={"Retry-After": "1"},
+    )

@@ -100,6 +100,12 @@ class ServingMetrics:
             [*common, contract.LABEL_SOURCE],
             registry=reg,
         )
+        self._energy_errors = Counter(
+            _counter_name(contract.ENERGY_READ_ERRORS_TOTAL),
+            "Energy readings that failed and were skipped (NVML, RAPL).",
+            common,
+            registry=reg,
+        )
         # Pre-create the label-only children so series exist before the first request.
         self.latency = self._latency.labels(**self.labels)
         self.ttft = self._ttft.labels(**self.labels)
@@ -108,6 +114,7 @@ class ServingMetrics:
         self.generation_tokens = self._gen_tokens.labels(**self.labels)
         self.in_flight = self._in_flight.labels(**self.labels)
         self.queued = self._queued.labels(**self.labels)
+        self.energy_read_errors = self._energy_errors.labels(**self.labels)
 
     def request_done(self, status: int, seconds: float) -> None:
         """Every request counts by status; only served ones (200) time the latency."""

@@ -30,7 +30,7 @@ from wattserve_serving.engines.base import (
     SamplingParams,
     Unsupported,
 )
-from wattserve_serving.errors import APIError, unavailable, validate
+from wattserve_serving.errors import APIError, shutting_down, unavailable, validate
 from wattserve_serving.metrics import ServingMetrics
 from wattserve_serving.prompts import (
     check_content_parts,
@@ -67,14 +67,18 @@ class ServingAPI:
         self.engine = engine
         self.model_name = config.served_model_name
         self.metrics = ServingMetrics(config.labels())
-        self.gate = AdmissionGate(engine.max_concurrency, config.max_queue, self.metrics.set_load)
+        self.gate = AdmissionGate(engine.max_concurrency, config.max_queue, self.metrics.set_load,
+                                  refusal=shutting_down)
         self.energy: EnergyMeter | None = None
         self.load_error: str | None = None
         self.created = S.now()
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._energy_failing = False
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self, wait_for_model: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
         self.energy = EnergyMeter(select_source(pod_cpus()), self.metrics.add_energy)
         self._tasks.append(asyncio.create_task(self._energy_loop()))
         if wait_for_model:
@@ -103,8 +107,31 @@ class ServingAPI:
     async def _energy_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.energy_interval_s)
-            if self.energy is not None:
-                self.energy.sample()
+            self._sample_energy()
+
+    def _sample_energy(self) -> None:
+        """One energy reading; a failed one (an NVML or RAPL hiccup) is logged and skipped:
+        it must neither stop the sampler for good nor fail the scrape of the latency and
+        queue series the autoscaler reads."""
+        if self.energy is None:
+            return
+        try:
+            self.energy.sample()
+        except Exception as exc:
+            self.metrics.energy_read_errors.inc()
+            if not self._energy_failing:  # once per run of failures, not every interval
+                log.warning("energy reading failed (skipped until it works again): %s: %s",
+                            type(exc).__name__, exc)
+            self._energy_failing = True
+        else:
+            self._energy_failing = False
+
+    def begin_drain(self) -> None:
+        """SIGTERM: running requests finish, queued and new ones get a retryable 503."""
+        if self._loop is not None and not self.gate.draining:
+            log.info("shutting down: %d running requests finish, %d queued get 503",
+                     self.gate.running, self.gate.queued)
+            self._loop.call_soon_threadsafe(self.gate.drain)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -123,8 +150,7 @@ class ServingAPI:
         return JSONResponse({"status": state, "error": self.load_error}, status_code=503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        if self.energy is not None:
-            self.energy.sample()
+        self._sample_energy()
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     async def models(self, request: Request) -> Response:

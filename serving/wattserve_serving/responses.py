@@ -161,6 +161,10 @@ def stream(api: ServingAPI, admitted: Admitted) -> Response:
             done.status = 400
             yield sse(invalid(exc).body())
             yield DONE
+        except APIError as exc:  # refused after the 200 (the server began shutting down)
+            done.status = exc.status
+            yield sse(exc.body())
+            yield DONE
         except Exception:  # any failure, not only the engine's: never a cut-off stream
             log.exception("generation failed")
             done.status = 500

@@ -234,6 +234,8 @@ def stream(api: ServingAPI, admitted: Admitted, asked: ResponsesRequest) -> Resp
         except Exception as exc:  # after the 200: an error event, then response.failed
             if isinstance(exc, InvalidRequest):
                 done.status, error = 400, rename(invalid(exc), asked)
+            elif isinstance(exc, APIError):  # refused after the 200 (shutting down)
+                done.status, error = exc.status, rename(exc, asked)
             else:
                 log.exception("generation failed")
                 done.status = 500

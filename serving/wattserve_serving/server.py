@@ -4,21 +4,31 @@ uvicorn has no timeout for a request head that arrives a byte at a time (slowlor
 the HTTP protocol here closes a connection whose head is not complete `header_timeout_s`
 after the connection opened or after its previous response. Slow bodies are bounded by
 the app (`request_body.BODY_TIMEOUT_S`), connections by `limit_concurrency` (503 beyond).
+
+The kubelet's probes and Prometheus's scrapes are not counted against that limit: with 512
+idle client connections open, `/health` answered 503, readiness took the pod out of its
+Service and liveness restarted it, losing every generation in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from wattserve import contract
+
 ENV_HEADER_TIMEOUT = "WATTSERVE_HEADER_TIMEOUT_S"
 HEADER_TIMEOUT_S = 10.0
 LIMIT_CONCURRENCY = 512  # open connections + running requests; 503 beyond
 KEEP_ALIVE_S = 5
+# Probes and scrapes always answer, whatever the connection count.
+UNLIMITED_PATHS = frozenset({contract.HEALTH_PATH, contract.METRICS_PATH})
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
@@ -27,6 +37,20 @@ class HeadTimeoutH11Protocol(H11Protocol):
     header_timeout_s = HEADER_TIMEOUT_S
     _head_timer: asyncio.TimerHandle | None = None
     _head_for: object = None
+    _limit: int | None = None
+
+    # uvicorn reads ``limit_concurrency`` once per request, right after it has built the
+    # request's scope: a probe or a scrape is let through whatever the connection count.
+    @property
+    def limit_concurrency(self) -> int | None:
+        scope = getattr(self, "scope", None)
+        if isinstance(scope, dict) and scope.get("path") in UNLIMITED_PATHS:
+            return None
+        return self._limit
+
+    @limit_concurrency.setter
+    def limit_concurrency(self, value: int | None) -> None:
+        self._limit = value
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -81,3 +105,19 @@ def uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Con
     }
     settings.update(kwargs)
     return uvicorn.Config(app, host=host, port=port, **settings)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that tells the app when shutdown begins (SIGTERM), so queued
+    requests get a retryable 503 at once while the running ones finish within
+    ``timeout_graceful_shutdown`` (contract.SERVING_DRAIN_SECONDS)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            self._on_exit()
+        finally:
+            super().handle_exit(sig, frame)

@@ -173,6 +173,36 @@ def test_upload_aborted_mid_body_is_499_not_500(server: Any) -> None:
     assert key % 500 not in metrics
 
 
+class EmbeddingEngine(FakeEngine):
+    """The fake engine as an embedder (``task: embedding``)."""
+
+    dimensions = 4
+
+    def vocab_size(self) -> int:
+        return 32000
+
+    async def embed(self, inputs: Any) -> list[list[float]]:
+        return [[0.5] * self.dimensions for _ in inputs]
+
+
+def test_embedding_upload_aborted_mid_body_is_499_not_500(fake_server_factory: Any) -> None:
+    server = fake_server_factory(EmbeddingEngine(context_length=64))
+    ok = httpx.post(server.url + "/v1/embeddings", json={"model": "fake", "input": "hi"},
+                    timeout=10)
+    assert ok.status_code == 200, ok.text
+    with _connect(server.url) as sock:
+        sock.sendall(_head("/v1/embeddings", "Content-Length: 1000\r\n") + b'{"model":')
+        time.sleep(0.2)
+    key = ("wattserve_requests_total{engine=llamacpp,model=fake,model_deployment=local,"
+           "namespace=,pool=,status=%d}")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and key % 499 not in server.metrics():
+        time.sleep(0.05)
+    metrics = server.metrics()
+    assert metrics.get(key % 499) == 1  # before: 500, with an ERROR traceback
+    assert key % 500 not in metrics
+
+
 def test_non_streaming_client_that_leaves_stops_generation(fake_server_factory: Any) -> None:
     engine = FakeEngine(context_length=256, delay_s=0.05)
     server = fake_server_factory(engine)
@@ -329,3 +359,25 @@ def test_huge_bodies_never_stall_health(server: Any, messages: int, status: int)
     # they are validated; 150k (3.4 MB) are beyond that limit
     assert result["resp"].status_code == status, result["resp"].text
     assert worst < 0.5, worst  # before: 150k messages held the loop for > 2 s
+
+
+def test_probes_and_scrapes_answer_while_clients_hold_every_connection(
+        fake_server_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle connections up to the limit: the API answers 503, /health and /metrics 200
+    (before: /health 503 too, so readiness dropped the pod and liveness restarted it)."""
+    from wattserve_serving import server as server_module
+
+    monkeypatch.setattr(server_module, "LIMIT_CONCURRENCY", 8)
+    server = fake_server_factory(FakeEngine())
+    held = [_connect(server.url) for _ in range(10)]
+    try:
+        time.sleep(0.3)
+        assert httpx.get(server.url + "/v1/models", timeout=5).status_code == 503
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+        metrics = httpx.get(server.url + "/metrics", timeout=5)
+        assert metrics.status_code == 200 and "wattserve_" in metrics.text
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(server.url + "/v1/models", timeout=5).status_code == 200

@@ -9,7 +9,7 @@ from wattserve.render.inputs import RenderInputs
 from wattserve.render.meta import object_meta, scrape_annotations, selector_labels, service_name
 from wattserve.render.workload import PORT_NAME, pod_spec, serving_container, storage
 
-DRAIN_DELAY_S = 5  # < terminationGracePeriodSeconds (30) - uvicorn's graceful 5 s
+DRAIN_DELAY_S = 5  # preStop; then the server drains for contract.SERVING_DRAIN_SECONDS
 
 
 def render_deployment(inputs: RenderInputs) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def render_deployment(inputs: RenderInputs) -> dict[str, Any]:
     # A pod that is deleted (a move, a scale-down, a rollout) leaves the Service's endpoints
     # while it gets SIGTERM; kube-proxy on every node takes a moment to drop it. It keeps
     # accepting for DRAIN_DELAY_S first (kubelet's sleep action: no binary needed), then
-    # uvicorn finishes what is in flight: no new connection meets a closed port.
+    # the server finishes what is running (contract.SERVING_DRAIN_SECONDS; queued requests
+    # get a retryable 503): no new connection meets a closed port.
     container["lifecycle"] = {"preStop": {"sleep": {"seconds": DRAIN_DELAY_S}}}
     # GPUs are scarce: replace in place rather than surge onto GPUs that may not exist.
     strategy = ({"maxSurge": 0, "maxUnavailable": 1} if inputs.gpu

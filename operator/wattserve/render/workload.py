@@ -152,6 +152,9 @@ def download_limit_gib(inputs: RenderInputs) -> int:
     return max(2, 2 * inputs.candidate.memory_request_gib)
 
 
+TERMINATION_GRACE_S: Final = 5 + contract.SERVING_DRAIN_SECONDS + 5
+
+
 def pod_spec(inputs: RenderInputs, store: ModelStorage,
              containers: list[dict[str, Any]], *, api_access: bool = True,
              read_only_root: bool = False) -> dict[str, Any]:
@@ -163,7 +166,8 @@ def pod_spec(inputs: RenderInputs, store: ModelStorage,
     spec: dict[str, Any] = {
         "containers": containers,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
+        # preStop delay (5 s) + the server's drain + 5 s for it to exit: 30 s.
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         "securityContext": pod_security(SERVING_UID),
     }
     if not api_access:
