@@ -37,6 +37,14 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 class DiscoveryError(Exception):
     """The API server could not be reached or refused: the message says which and why."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the API server's HTTP status, when it answered
+
+
+class NotAModel(DiscoveryError):
+    """No such Service, or not a wattserve model's: a 404 for the client, never retried."""
+
 
 @dataclass(frozen=True)
 class Target:
@@ -133,21 +141,27 @@ class KubeDiscovery:
                 if r.status >= 400:
                     text = (await r.text())[:300]
                     raise DiscoveryError(f"API server answered {r.status} to {method} {path}: "
-                                         f"{text}")
+                                         f"{text}", r.status)
                 return await r.json()
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise DiscoveryError(f"cannot reach the API server ({type(err).__name__}: "
                                  f"{err or 'timeout'})") from err
 
     async def resolve(self, namespace: str, service: str) -> Target:
-        svc = await self._request("GET", f"/api/v1/namespaces/{namespace}/services/{service}")
+        try:
+            svc = await self._request("GET",
+                                      f"/api/v1/namespaces/{namespace}/services/{service}")
+        except DiscoveryError as err:
+            if err.status == 404:
+                raise NotAModel(f"there is no Service {namespace}/{service}", 404) from None
+            raise
         meta = svc.get("metadata") or {}
         owner = next((r["name"] for r in meta.get("ownerReferences") or ()
                       if r.get("kind") == "ModelDeployment" and r.get("controller")), None)
         selector = (svc.get("spec") or {}).get("selector") or {}
         if owner is None or not selector:
-            raise DiscoveryError(f"Service {namespace}/{service} is not a wattserve model "
-                                 "(no ModelDeployment owner or no selector)")
+            raise NotAModel(f"Service {namespace}/{service} is not a wattserve model "
+                            "(no ModelDeployment owner or no selector)")
         return Target(namespace, service, str(owner), tuple(sorted(selector.items())))
 
     async def ready_endpoints(self, target: Target) -> list[str]:

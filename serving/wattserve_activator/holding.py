@@ -13,6 +13,7 @@ forward, a 503 with a reason, or (the client went away) a counted cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from wattserve import contract
-from wattserve_activator.discovery import Discovery, DiscoveryError, Target
+from wattserve_activator.discovery import Discovery, DiscoveryError, NotAModel, Target
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +50,15 @@ class Rejected(Exception):
         self.reason = reason
         self.message = message
         self.status = status
+
+
+UNKNOWN_TTL_S = 5.0
+UNKNOWN_CAPACITY = 4096
+
+
+def not_found(gate: Gate) -> Rejected:
+    return Rejected("model_not_found", f"{gate.namespace}/{gate.service} is not a wattserve "
+                    "model's Service (no such Service, or no ModelDeployment owns it)", 404)
 
 
 class Metrics:
@@ -78,6 +88,7 @@ class Gate:
     endpoints_at: float = 0.0
     next: int = 0
     activations: int = 0
+    unknown: bool = False  # resolved to no wattserve model: dropped with its series
 
 
 class Holding:
@@ -86,6 +97,9 @@ class Holding:
         self.settings = settings
         self.metrics = metrics
         self.gates: dict[tuple[str, str], Gate] = {}
+        # Names that resolved to no model, until when they are answered 404 without asking
+        # the API server again (bounded: a client cannot grow it without limit).
+        self.unknown: dict[tuple[str, str], float] = {}
 
     def gate(self, namespace: str, service: str) -> Gate:
         key = (namespace, service)
@@ -106,6 +120,10 @@ class Holding:
         if gate.endpoints and now - gate.endpoints_at < self.settings.warm_s:
             return self.pick(gate), 0.0
         labels = (gate.namespace, gate.service)
+        if self.unknown.get(labels, 0.0) > now:
+            if gate.held == 0 and gate.episode is None:
+                self.gates.pop(labels, None)
+            raise not_found(gate)
         if gate.held >= self.settings.queue_size:
             self.metrics.rejected.labels(*labels, "queue_full").inc()
             raise Rejected("queue_full", f"{gate.held} requests already wait for model "
@@ -128,13 +146,35 @@ class Holding:
             raise Rejected("deadline", f"no replica of {gate.namespace}/{gate.service} became "
                            f"ready within this request's {deadline - started:.0f}s deadline "
                            "(cold start in progress); retry later") from None
+        except NotAModel as err:
+            gate.unknown = True
+            self._remember_unknown(labels)
+            logger.info("404 %s/%s: %s", *labels, err)
+            raise not_found(gate) from None
         except DiscoveryError as err:
             self.metrics.rejected.labels(*labels, "api").inc()
             raise Rejected("api", f"cannot wake {gate.namespace}/{gate.service}: {err}") from None
         finally:
             gate.held -= 1
-            self.metrics.held.labels(*labels).dec()
-            self.metrics.hold.labels(*labels).observe(time.monotonic() - started)
+            if gate.unknown:  # no series and no gate kept for a name that is no model
+                if gate.held == 0:
+                    for metric in (self.metrics.held, self.metrics.hold):
+                        with contextlib.suppress(KeyError):
+                            metric.remove(*labels)
+                    self.gates.pop(labels, None)
+            else:
+                self.metrics.held.labels(*labels).dec()
+                self.metrics.hold.labels(*labels).observe(time.monotonic() - started)
+
+    def _remember_unknown(self, key: tuple[str, str]) -> None:
+        now = time.monotonic()
+        if len(self.unknown) >= UNKNOWN_CAPACITY:
+            for name, until in list(self.unknown.items()):
+                if until <= now:
+                    del self.unknown[name]
+            while len(self.unknown) >= UNKNOWN_CAPACITY:
+                del self.unknown[next(iter(self.unknown))]
+        self.unknown[key] = now + UNKNOWN_TTL_S
 
     async def _episode(self, gate: Gate) -> list[str]:
         """Resolve, check, wake at most once, poll until ready (shared by all waiters)."""
@@ -172,10 +212,13 @@ class Holding:
                              "of the wake-up")
 
     async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
-        """A few quick tries (API blips); the last error goes to every waiter."""
+        """A few quick tries (API blips); the last error goes to every waiter. A name that
+        is no model is not tried again."""
         for attempt in range(self.settings.api_attempts):
             try:
                 return await call()
+            except NotAModel:
+                raise
             except DiscoveryError:
                 if attempt + 1 >= self.settings.api_attempts:
                     raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import time
 from typing import Final
 
@@ -28,6 +29,7 @@ HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "proxy-authenticate",
                                "proxy-authorization", "te", "trailers", "transfer-encoding",
                                "upgrade", "host", "content-length"})
 MAX_BODY: Final = 16 * 1024 * 1024
+DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def make_runner(app: web.Application) -> web.AppRunner:
@@ -45,6 +47,15 @@ def error_response(status: int, message: str, code: str, retry_after: int | None
 
 
 def model_of(request: web.Request) -> tuple[str, str] | None:
+    """(namespace, Service) the request is for, from the header or the Host; both must be
+    DNS labels: they go into API server paths (``ns/svc?watch=1``, ``../..`` must not)."""
+    found = _named_model(request)
+    if found is None or not all(DNS_LABEL.fullmatch(part) for part in found):
+        return None
+    return found
+
+
+def _named_model(request: web.Request) -> tuple[str, str] | None:
     explicit = request.headers.get(contract.HEADER_MODEL_DEPLOYMENT, "").strip()
     if explicit:
         ns, _, svc = explicit.partition("/")
@@ -123,9 +134,10 @@ class Activator:
                 try:
                     endpoint, held = await self.holding.wait_ready(gate, deadline)
                 except Rejected as rej:
-                    logger.info("503 %s/%s: %s", *model, rej.message)
+                    logger.info("%d %s/%s: %s", rej.status, *model, rej.message)
                     return error_response(rej.status, rej.message, rej.reason,
-                                          self.settings.retry_after_s)
+                                          self.settings.retry_after_s
+                                          if rej.status == 503 else None)
                 try:
                     return await self.forward(request, body, endpoint, held)
                 except (aiohttp.ClientConnectionError, TimeoutError) as err:

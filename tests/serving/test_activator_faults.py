@@ -162,3 +162,51 @@ def test_the_host_header_of_a_cluster_dns_name_selects_the_model(servers: list[A
     assert r.status_code == 200, r.text
     assert disco.resolved == [("team-b", "fake")]
     assert disco.activations == 0  # already ready: forwarded, nothing woken
+
+
+class OnlyKnownDiscovery(LoopbackDiscovery):
+    """Fault injection: the API server knows one model's Service; any other name is no
+    model (404 or not owned by a ModelDeployment), as KubeDiscovery.resolve says."""
+
+    async def resolve(self, namespace: str, service: str) -> Any:
+        from wattserve_activator.discovery import NotAModel
+
+        if (namespace, service) != ("team-a", "fake"):
+            self.resolved.append((namespace, service))
+            raise NotAModel(f"there is no Service {namespace}/{service}", 404)
+        return await super().resolve(namespace, service)
+
+
+def test_names_of_no_model_get_a_404_and_leave_no_series_or_state(servers: list[Any]) -> None:
+    """Client-chosen names became metric series and gates for good (a few thousand random
+    headers: +46k metric lines, +38 MB) and each got a retryable 503 after 3 API calls."""
+    url = start_fake_upstream(servers)
+    disco = OnlyKnownDiscovery(endpoints=[url])
+    act = activator(servers, disco)
+    before = len(httpx.get(act.admin_url + "/metrics", timeout=5).text)
+    for i in range(200):
+        r = httpx.post(act.url + "/v1/chat/completions", json=CHAT, timeout=5,
+                       headers={"X-Wattserve-Model-Deployment": f"ns-{i}/svc-{i}"})
+        assert r.status_code == 404, r.text
+        assert "Retry-After" not in r.headers
+        assert r.json()["error"]["code"] == "model_not_found"
+    again = httpx.post(act.url + "/v1/chat/completions", json=CHAT, timeout=5,
+                       headers={"X-Wattserve-Model-Deployment": "ns-199/svc-199"})
+    assert again.status_code == 404
+    assert len(disco.resolved) == 200  # once per name, not retried, then remembered a while
+    assert len(httpx.get(act.admin_url + "/metrics", timeout=5).text) <= before + 200
+    assert act.call(lambda: len(act.activator.holding.gates)) == 0
+    ok = httpx.post(act.url + "/v1/chat/completions", json=CHAT, timeout=10, headers=MODEL)
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("header", ["team-a/fake?watch=1", "../../apis/x", "Team-A/fake",
+                                    "team-a/fa%2Fke", "a" * 64 + "/fake"])
+def test_a_model_header_that_is_no_namespace_and_service_is_400(
+        servers: list[Any], header: str) -> None:
+    disco = LoopbackDiscovery()
+    act = activator(servers, disco)
+    r = httpx.post(act.url + "/v1/chat/completions", json=CHAT, timeout=5,
+                   headers={"X-Wattserve-Model-Deployment": header})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_model"
+    assert disco.resolved == []  # never reaches an API server path
