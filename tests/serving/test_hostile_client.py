@@ -381,3 +381,32 @@ def test_probes_and_scrapes_answer_while_clients_hold_every_connection(
             sock.close()
     time.sleep(0.3)
     assert httpx.get(server.url + "/v1/models", timeout=5).status_code == 200
+
+
+def test_a_streaming_client_that_stops_reading_gives_its_slot_back(
+        fake_server_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the stream's writes blocked for good once the socket buffers were full, and
+    the replica's one engine slot with them (every other request queued, then 429)."""
+    from wattserve_serving import streaming
+
+    monkeypatch.setattr(streaming, "STALL_TIMEOUT_S", 1.0)
+    server = fake_server_factory(FakeEngine(context_length=8192))
+    body = json.dumps({"model": "fake", "prompt": "hi", "max_tokens": 8000, "n": 8,
+                       "stream": True}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+    host, port = server.url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    try:
+        sock.sendall(_head(COMPLETIONS, f"Content-Length: {len(body)}\r\n") + body)
+        time.sleep(0.5)  # the stream fills the buffers; the client reads nothing
+        started = time.monotonic()
+        ok = httpx.post(server.url + COMPLETIONS, json={"model": "fake", "prompt": "hi",
+                                                        "max_tokens": 3}, timeout=20)
+        assert ok.status_code == 200, ok.text
+        assert time.monotonic() - started < 10  # the slot came back after the stall bound
+    finally:
+        sock.close()
+    key = ("wattserve_requests_total{engine=llamacpp,model=fake,model_deployment=local,"
+           "namespace=,pool=,status=499}")
+    assert server.metrics().get(key) == 1  # counted as a client that left
