@@ -28,7 +28,11 @@ logger = logging.getLogger(__name__)
 HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "proxy-authenticate",
                                "proxy-authorization", "te", "trailers", "transfer-encoding",
                                "upgrade", "host", "content-length"})
-MAX_BODY: Final = 16 * 1024 * 1024
+MAX_BODY: Final = 8 * 1024 * 1024  # what a serving replica accepts at most
+# The bodies of all held requests together (the pod's memory limit is 256 Mi): beyond it a
+# request is refused at once (503, retryable) instead of the activator being OOM-killed
+# with every held request of every model.
+HELD_BYTES_BUDGET: Final = 64 * 1024 * 1024
 DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -84,6 +88,7 @@ class Activator:
         self.discovery = discovery
         self._session: aiohttp.ClientSession | None = None
         self.cancelled = 0  # held requests whose client went away (counted, logged)
+        self.held_bytes = 0  # the bodies of the requests in hand, all models together
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -127,7 +132,27 @@ class Activator:
                                   f"(<service>.<namespace>) or set "
                                   f"{contract.HEADER_MODEL_DEPLOYMENT}: <namespace>/<service>",
                                   "unknown_model")
+        declared = request.content_length or 0
+        if self.held_bytes + declared > HELD_BYTES_BUDGET:
+            return self._over_budget(model)
         body = await request.read()
+        if self.held_bytes + len(body) > HELD_BYTES_BUDGET:
+            return self._over_budget(model)
+        self.held_bytes += len(body)
+        try:
+            return await self._hold_and_forward(request, body, model, started, deadline)
+        finally:
+            self.held_bytes -= len(body)
+
+    def _over_budget(self, model: tuple[str, str]) -> web.Response:
+        self.metrics.rejected.labels(*model, "memory").inc()
+        return error_response(503, f"the activator holds {self.held_bytes} bytes of request "
+                              "bodies already (its budget for all models); retry later",
+                              "activator_full", self.settings.retry_after_s)
+
+    async def _hold_and_forward(self, request: web.Request, body: bytes,
+                                model: tuple[str, str], started: float,
+                                deadline: float) -> web.StreamResponse:
         gate = self.holding.gate(*model)
         try:
             for attempt in range(2):

@@ -210,3 +210,26 @@ def test_a_model_header_that_is_no_namespace_and_service_is_400(
                    headers={"X-Wattserve-Model-Deployment": header})
     assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_model"
     assert disco.resolved == []  # never reaches an API server path
+
+
+def test_held_bodies_share_one_memory_budget(servers: list[Any],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each held request kept its body (up to 16 MiB) with no budget for all of them:
+    about 13 large held requests OOM-killed the activator and every held request with it."""
+    from wattserve_activator import server as activator_server
+
+    monkeypatch.setattr(activator_server, "HELD_BYTES_BUDGET", 1_000_000)
+    act = activator(servers, LoopbackDiscovery(), deadline_s=3.0)  # nothing ever wakes
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 600_000}]}
+    answers: list[httpx.Response] = []
+    first = threading.Thread(target=lambda: answers.append(httpx.post(
+        act.url + "/v1/chat/completions", json=big, headers=MODEL, timeout=10)))
+    first.start()
+    assert wait_until(lambda: act.call(lambda: act.activator.held_bytes) > 0)
+    second = httpx.post(act.url + "/v1/chat/completions", json=big, headers=MODEL, timeout=10)
+    assert_openai_503(second, "activator_full")
+    small = httpx.post(act.url + "/v1/chat/completions", json=CHAT, headers=MODEL, timeout=10)
+    assert_openai_503(small, "deadline")  # still held within the budget, then its deadline
+    first.join(timeout=10)
+    assert_openai_503(answers[0], "deadline")
+    assert act.call(lambda: act.activator.held_bytes) == 0
