@@ -107,6 +107,7 @@ class Fakes:
         config.max_model_len = MAX_MODEL_LEN
         config.max_logprobs = 20  # ModelConfig's default
         engine.model_config = config
+        engine.errored = False  # AsyncLLM.errored, a property: the engine core is alive
         tokenizer = mock.create_autospec(TokenizerLike, instance=True)
         tokenizer.__len__.return_value = VOCAB  # ids are characters (encode below)
         tokenizer.apply_chat_template.side_effect = (
@@ -231,6 +232,20 @@ def test_close_shuts_the_engine_down(fakes: Fakes) -> None:
         assert not engine.ready()
 
     asyncio.run(scenario())
+
+
+def test_a_dead_engine_core_fails_health_so_the_pod_is_restarted(fakes: Fakes) -> None:
+    """Before: ready() was "loaded", so /health stayed 200 after the engine core died and
+    every request failed until someone deleted the pod."""
+    assert isinstance(inspect.getattr_static(AsyncLLM, "errored"), property)
+    cfg = ServeConfig(model="org/m", model_name="m", engine="vllm", max_queue=2)
+    server = LoopbackServer(cfg).start()
+    try:
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+        fakes.engines[0].errored = True  # engine_core.resources.engine_dead
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 503
+    finally:
+        server.stop()
 
 
 def test_vllm_engine_behind_the_api(fakes: Fakes) -> None:

@@ -100,7 +100,11 @@ class VLLMEngine:
         self._engine = engine
 
     def ready(self) -> bool:
-        return self._engine is not None
+        """Loaded and alive: vLLM's engine core can die (a CUDA error, an XID, a worker
+        OOM) while the AsyncLLM object stays; ``errored`` says so, as vLLM's own /health
+        asks. Not ready then: /health answers 503, the kubelet restarts the pod."""
+        engine = self._engine
+        return engine is not None and not bool(getattr(engine, "errored", False))
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
