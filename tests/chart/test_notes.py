@@ -86,3 +86,8 @@ def test_notes_say_a_monitor_asked_for_was_not_created(notes_chart: Path) -> Non
     assert "no PodMonitor was created" in without and "no ServiceMonitor was created" in without
     with_crds = _notes(notes_chart, values)
     assert "was created" not in with_crds
+
+
+def test_notes_say_the_autoscaler_is_off_without_a_prometheus_url(notes_chart: Path) -> None:
+    text = _notes(notes_chart, {"prometheus": {"url": ""}})
+    assert "autoscaler is off" in text and "queries Prometheus at" not in text

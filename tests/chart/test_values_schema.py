@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helmutil import CHART, RenderError, render, render_text
+from .helmutil import CHART, RenderError, one, render, render_text
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
@@ -162,3 +162,27 @@ def test_every_value_in_docs() -> None:
     walk(yaml.compose(text), SCHEMA, "")
     missing = [p for p in paths if f"| `{p}` |" not in docs]
     assert not missing, f"not in the docs/chart.md values table: {missing}"
+
+
+def test_forms_users_write_are_accepted_and_values_the_api_refuses_are_not() -> None:
+    """imagePullSecrets as Kubernetes writes them, a numeric price and an empty Prometheus
+    URL (the autoscaler off) pass; a numeric env value, a repeated namespace and equal
+    activator ports fail naming the value (they failed later, at the API server)."""
+    docs = render({"operator": {"imagePullSecrets": ["plain", {"name": "regcred"}]},
+                   "dashboard": {"enabled": True, "defaultUsdPerNodeHour": 0.9},
+                   "prometheus": {"url": ""}})
+    deploy = one(docs, "Deployment")
+    assert deploy["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "plain"}, {"name": "regcred"}]
+    env = {e["name"]: e.get("value") for e in
+           deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATTSERVE_PROMETHEUS_URL"] == ""
+    for values, field in (
+            ({"operator": {"extraEnv": [{"name": "FOO", "value": 5}]}}, "extraEnv"),
+            ({"serving": {"networkPolicy": {"enabled": True, "namespaces": ["a", "a"]}}},
+             "namespaces"),
+            ({"activator": {"enabled": True, "port": 9091, "adminPort": 9091}},
+             "activator.port"),
+            ({"prometheus": {"url": "prometheus:9090"}}, "url")):
+        with pytest.raises(RenderError, match=field):
+            render(values)
