@@ -196,7 +196,16 @@ class Activator:
                     upstream.headers):
                 response.content_length = int(upstream.headers["Content-Length"])
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (aiohttp.ClientError, TimeoutError) as err:
+                # The replica failed mid-response: what it sent is the client's; the request
+                # must not be forwarded again (it has run), and the client must see the cut.
+                logger.warning("replica %s failed mid-response (%s: %s): closing the "
+                               "client's connection", endpoint, type(err).__name__, err)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             await response.write_eof()
             return response

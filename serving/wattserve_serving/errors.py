@@ -85,9 +85,11 @@ def validate(model: type[M], body: dict[str, Any], tags: frozenset[str] = frozen
 
 
 def unavailable(message: str) -> APIError:
-    """503: the model is not loaded (yet, or it failed to)."""
+    """503: the model is not loaded (yet, or it failed to); retryable, as a replica still
+    loading is ready within seconds (the 429s say when to retry too)."""
     return APIError(
-        503, f"Model not loaded: {message}", code="model_not_loaded", type_="service_unavailable"
+        503, f"Model not loaded: {message}", code="model_not_loaded", type_="service_unavailable",
+        headers={"Retry-After": "2"},
     )
 
 

@@ -233,3 +233,72 @@ def test_held_bodies_share_one_memory_budget(servers: list[Any],
     first.join(timeout=10)
     assert_openai_503(answers[0], "deadline")
     assert act.call(lambda: act.activator.held_bytes) == 0
+
+
+class DyingUpstream:
+    """Fault injection: a replica that streams two events, then its connection drops."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        self.calls = 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        async def chat(request: web.Request) -> web.StreamResponse:
+            self.calls += 1
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for i in range(2):
+                await response.write(f"data: {{\"i\": {i}}}\n\n".encode())
+                await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.close()  # the replica died mid-response
+            return response
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_post("/v1/chat/completions", chat)
+        self.runner = web.AppRunner(app)
+
+        async def start() -> None:
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=10)
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+def test_a_replica_failing_mid_response_is_not_asked_again(
+        servers: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Before: a connection error after the response had started went to the retry that is
+    meant for replicas that never answered: the request ran twice and the activator logged
+    an unhandled traceback. The client now keeps what was sent and sees the cut."""
+    upstream = DyingUpstream()
+    servers.append(upstream)
+    act = activator(servers, LoopbackDiscovery(endpoints=[upstream.url]))
+    events: list[str] = []
+    with pytest.raises(httpx.HTTPError), httpx.stream(
+            "POST", act.url + "/v1/chat/completions", json=CHAT, headers=MODEL,
+            timeout=10) as r:
+        assert r.status_code == 200
+        events.extend(line for line in r.iter_lines() if line)
+    assert events == ['data: {"i": 0}', 'data: {"i": 1}']
+    assert upstream.calls == 1
+    assert wait_until(lambda: any("failed mid-response" in r.getMessage()
+                                  for r in caplog.records))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # no unhandled error

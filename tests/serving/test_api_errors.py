@@ -185,8 +185,10 @@ def test_not_loaded_gives_503(fake_server_factory: Any) -> None:
     try:
         health = httpx.get(server.url + "/health", timeout=10)
         assert health.status_code == 503
-        err = assert_error(httpx.post(server.url + CHAT, json=OK_CHAT, timeout=10), 503, None)
+        refused = httpx.post(server.url + CHAT, json=OK_CHAT, timeout=10)
+        err = assert_error(refused, 503, None)
         assert err["code"] == "model_not_loaded"
+        assert refused.headers["Retry-After"] == "2"  # when to try again, as the 429s say
     finally:
         server.stop()
 
