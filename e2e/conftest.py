@@ -1,8 +1,9 @@
 """e2e fixtures: the whole wattserve stack on the session's cluster (../conftest.py).
 
 ``WATTSERVE_E2E_PROVIDER`` = ``local`` (default: the dev cluster with its real node; the
-operator is the chart's pod and SmolLM2 is served by real pods, e2e/harness/realpods.py) or
-``kind`` (see e2e/kind/: operator in-cluster).
+operator is the chart's pod and SmolLM2 is served by real pods, e2e/harness/realpods.py;
+test_full_stack.py) or ``kind`` (e2e/kind/run.sh on the cluster e2e/kind/up.sh made:
+test_kind_serving.py). Each provider collects only its own suite.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from e2e.harness.realpods import RealPodStack, prometheus_binary
 from e2e.harness.stack import Kube
 
 PROVIDER = os.environ.get("WATTSERVE_E2E_PROVIDER", "local")
+collect_ignore = ["test_kind_serving.py"] if PROVIDER != "kind" else ["test_full_stack.py"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,9 +53,6 @@ def _stop_after_a_failed_step(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="module")
 def stack(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if PROVIDER == "kind":
-        yield from _kind_stack(kube_cluster, tmp_path_factory)
-        return
     if PROVIDER != "local":
         pytest.fail(f"WATTSERVE_E2E_PROVIDER={PROVIDER!r}: expected local or kind", pytrace=False)
     assert kube_cluster.helm is not None, "helm binary missing: wattserve dev-cluster build"
@@ -83,19 +82,6 @@ def stack(kube_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
         for log in sorted(workdir.rglob("*.log")):
             sys.stderr.write(f"\n--- {log.name} (last 40 lines) ---\n")
             sys.stderr.write("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
-
-
-def _kind_stack(cluster: Cluster, factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """e2e/kind/up.sh made the cluster and installed the chart; tools come from PATH."""
-    from e2e.harness.kind_stack import KindStack
-
-    assert cluster.external, "the kind provider needs KUBECONFIG pointing at the kind cluster"
-    st = KindStack(kube=Kube(cluster.kubeconfig, Path("/nonexistent")),
-                   workdir=factory.mktemp("e2e-kind"), namespace="e2e-models")
-    try:
-        yield st
-    finally:
-        st.stop_all()
 
 
 def _kube_with_helm(cluster: Cluster) -> Kube:

@@ -33,8 +33,12 @@ capture operator.log kubectl -n "$RELEASE_NAMESPACE" logs \
   -l "app.kubernetes.io/instance=$RELEASE" --all-containers --prefix --tail=-1
 capture operator-previous.log kubectl -n "$RELEASE_NAMESPACE" logs \
   -l "app.kubernetes.io/instance=$RELEASE" --all-containers --prefix --previous
-capture serving.log kubectl logs -A -l wattserve.dev/model-deployment \
-  --all-containers --prefix --tail=2000
+# kubectl logs has no --all-namespaces: one call per namespace with serving pods.
+for ns in $(kubectl get pods -A -l wattserve.dev/model-deployment --no-headers \
+              -o custom-columns=NS:.metadata.namespace 2>/dev/null | sort -u); do
+  capture "serving-$ns.log" kubectl -n "$ns" logs -l wattserve.dev/model-deployment \
+    --all-containers --prefix --tail=2000 --max-log-requests=20
+done
 capture prometheus.log kubectl -n "$PROMETHEUS_NAMESPACE" logs \
   "deployment/$PROMETHEUS_SERVICE" --tail=2000
 kind export logs "$out/kind" --name "$KIND_CLUSTER_NAME" >/dev/null 2>&1 || true

@@ -6,7 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KIND_DIR="$ROOT/e2e/kind"
 
 # The kind cluster and where its kubeconfig is written (never ~/.kube/config).
-KIND_CLUSTER_NAME="${KIND_CLUSTER_NAME:-wattserve-e2e}"
+# Not read from KIND_CLUSTER_NAME: kind itself takes that as every command's default
+# cluster, so a user's exported value would have up.sh retaint and down.sh delete theirs.
+KIND_CLUSTER_NAME="${WATTSERVE_KIND_CLUSTER:-wattserve-e2e}"
 WATTSERVE_CACHE="${WATTSERVE_CACHE:-$HOME/.cache/wattserve}"
 KIND_KUBECONFIG="${KIND_KUBECONFIG:-$WATTSERVE_CACHE/kind/$KIND_CLUSTER_NAME.kubeconfig}"
 # Optional node image (kindest/node:vX.Y.Z@sha256:...); empty: the kind release's default.
@@ -53,4 +55,13 @@ cluster_exists() {
 nodes_with() {
   kubectl get nodes -l "$1" -o jsonpath='{range .items[*]}{.metadata.name}{","}{end}' \
     | sed 's/,$//'
+}
+
+# content_tag IMAGE REPO: tag IMAGE also as REPO:e2e-<12 hex of its image ID>; prints that.
+content_tag() {
+  local id
+  id=$(docker image inspect -f '{{.Id}}' "$1") || die "image $1 not found (build it first)"
+  id=${id#sha256:}
+  docker tag "$1" "$2:e2e-${id:0:12}"
+  printf '%s\n' "$2:e2e-${id:0:12}"
 }

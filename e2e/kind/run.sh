@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run the e2e suite against the kind cluster that e2e/kind/up.sh created: the operator runs
-# in-cluster, SmolLM2 is served for real in the cpu-general pod, and the suite reaches the
-# in-cluster Prometheus with `kubectl port-forward` (WATTSERVE_E2E_PROVIDER=kind).
+# Run the kind e2e suite (e2e/test_kind_serving.py) against the cluster e2e/kind/up.sh
+# created: the operator runs in-cluster, SmolLM2 is served for real by its pod on a CPU pool,
+# and the suite reaches it and the in-cluster Prometheus through the API server's service
+# proxy (`kubectl proxy`; WATTSERVE_E2E_PROVIDER=kind).
 # Extra arguments go to pytest:  bash e2e/kind/run.sh -k smollm2 -x
 set -euo pipefail
 # shellcheck source=e2e/kind/common.sh

@@ -33,6 +33,10 @@ fi
 if cluster_exists; then
   log "reusing the existing kind cluster $KIND_CLUSTER_NAME"
   kind export kubeconfig --name "$KIND_CLUSTER_NAME" --kubeconfig "$KIND_KUBECONFIG"
+  # Never taint and relabel someone else's cluster that happens to have this name.
+  pools=$(KUBECONFIG="$KIND_KUBECONFIG" kubectl get nodes -l wattserve.dev/pool -o name)
+  [ -n "$pools" ] || die "kind cluster $KIND_CLUSTER_NAME exists but was not made by up.sh \
+(no node labelled wattserve.dev/pool): set WATTSERVE_KIND_CLUSTER to another name"
 else
   log "creating kind cluster $KIND_CLUSTER_NAME (e2e/kind/kind-config.yaml)"
   image_args=()
@@ -47,6 +51,8 @@ log "control plane: removing its NoSchedule taint (the operator and Prometheus r
 kubectl taint nodes -l node-role.kubernetes.io/control-plane \
   node-role.kubernetes.io/control-plane:NoSchedule- >/dev/null 2>&1 || true  # absent: fine
 
+# Workers only: kind puts the config's labels on the control plane too (its cpu-local label),
+# and a tainted control plane would leave Prometheus and the operator Pending.
 log "workers: taint wattserve.dev/pool=<pool>:NoSchedule (+ nvidia.com/gpu=present on GPU pools)"
 while read -r node pool product; do
   [ -n "$node" ] || continue
@@ -54,7 +60,8 @@ while read -r node pool product; do
   if [ "$product" != "<none>" ]; then
     kubectl taint nodes "$node" nvidia.com/gpu=present:NoSchedule --overwrite >/dev/null
   fi
-done < <(kubectl get nodes -l wattserve.dev/pool --no-headers \
+done < <(kubectl get nodes -l 'wattserve.dev/pool,!node-role.kubernetes.io/control-plane' \
+           --no-headers \
            -o custom-columns='N:.metadata.name,P:.metadata.labels.wattserve\.dev/pool,G:.metadata.labels.nvidia\.com/gpu\.product')
 
 log "GPU workers: fake nvidia.com/gpu capacity on the node status (no GPU, no device plugin)"
@@ -90,11 +97,19 @@ else
   docker build -f serving/Dockerfile.model-smollm2 -t "$MODEL_IMAGE" .
 fi
 
+# Tag each image by its content: a rebuilt image gets a new tag, so helm upgrade rolls the
+# operator and the operator re-renders the serving pods (with one fixed tag and pullPolicy
+# Never, a second up.sh after a code change kept the old pods running).
+operator_image=$(content_tag "$operator_image" "$OPERATOR_IMAGE_REPO")
+serving_image=$(content_tag "$serving_image" "$SERVING_CPU_IMAGE_REPO")
+log "content tags: $operator_image, $serving_image"
+
 # Load each image only where it runs: the operator on the control plane, serving on the CPU
-# pool (kind copies an image into every node otherwise, ~1.5 GB each for serving).
+# pools: cpu-general's workers and cpu-local, the control plane (kind copies an image into
+# every node otherwise, ~1.5 GB each for serving; the GPU workers run no image here).
 control_plane=$(nodes_with node-role.kubernetes.io/control-plane)
-cpu_nodes=$(nodes_with wattserve.dev/pool=cpu-general)
-[ -n "$cpu_nodes" ] || die "no node labelled wattserve.dev/pool=cpu-general"
+cpu_nodes=$(nodes_with 'wattserve.dev/pool in (cpu-general,cpu-local)')
+[ -n "$cpu_nodes" ] || die "no node labelled wattserve.dev/pool=cpu-general or cpu-local"
 log "kind load $operator_image -> $control_plane"
 kind load docker-image "$operator_image" --name "$KIND_CLUSTER_NAME" --nodes "$control_plane"
 log "kind load $serving_image -> $cpu_nodes"
@@ -105,6 +120,8 @@ kind load docker-image "$MODEL_IMAGE" --name "$KIND_CLUSTER_NAME" --nodes "$cpu_
 # --- 3. Prometheus --------------------------------------------------------------------------
 log "in-cluster Prometheus ($PROMETHEUS_URL)"
 kubectl apply -f "$KIND_DIR/prometheus.yaml" >/dev/null
+# A run cut off in the suite's Prometheus-outage step left it scaled to 0: apply keeps that.
+kubectl -n "$PROMETHEUS_NAMESPACE" scale "deployment/$PROMETHEUS_SERVICE" --replicas=1 >/dev/null
 kubectl -n "$PROMETHEUS_NAMESPACE" rollout status "deployment/$PROMETHEUS_SERVICE" --timeout=300s
 
 # --- 4. the chart ---------------------------------------------------------------------------
@@ -114,10 +131,10 @@ helm upgrade --install "$RELEASE" charts/wattserve \
   -f "$KIND_DIR/pools-values.yaml" \
   --set operator.replicas=1 \
   --set "operator.image.repository=$OPERATOR_IMAGE_REPO" \
-  --set "operator.image.tag=$E2E_TAG" \
+  --set "operator.image.tag=${operator_image##*:}" \
   --set operator.image.pullPolicy=Never \
   --set "serving.image.cpu.repository=$SERVING_CPU_IMAGE_REPO" \
-  --set "serving.image.cpu.tag=$E2E_TAG" \
+  --set "serving.image.cpu.tag=${serving_image##*:}" \
   --set serving.image.cpu.pullPolicy=Never \
   --set "serving.image.gpu.repository=$SERVING_GPU_IMAGE_REPO" \
   --set "serving.image.gpu.tag=$SERVING_GPU_IMAGE_TAG" \
