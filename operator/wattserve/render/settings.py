@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from wattserve.api.labels import extended_resource_problem
+from wattserve.api.labels import extended_resource_problem, is_dns_label
 from wattserve.api.types import ServingPool
 
 DEFAULT_VERSION: Final = "0.1.0"
@@ -49,7 +49,6 @@ DEFAULT_GPU_RESOURCES: Final = frozenset({"nvidia.com/gpu"})
 DEFAULT_KUBERAY_POD_LABELS: Final = (("app.kubernetes.io/name", "kuberay-operator"),)
 _LABEL_KEY: Final = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*"
                                r"[A-Za-z0-9])?$")
-_DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE: Final = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -198,7 +197,7 @@ def _serving_policy(text: str) -> frozenset[str] | None:
         return frozenset()
     names = frozenset(part.strip() for part in value.split(",") if part.strip())
     for item in sorted(names):
-        if not _DNS_LABEL.fullmatch(item):
+        if not is_dns_label(item):
             raise SettingsError(f"{ENV_SERVING_NETWORK_POLICY}: {item!r} is not a namespace "
                                 "name (1 or true: every namespace, or a comma-separated list)")
     return names
