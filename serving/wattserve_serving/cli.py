@@ -6,6 +6,7 @@ Flags default from the operator's WATTSERVE_* env (see wattserve.contract).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -153,6 +154,11 @@ def _run_ray(cfg: ServeConfig) -> int:
     # replica per pod needs neither a 100 ms control loop nor 10 Hz metrics pushes.
     os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
+    # On SIGTERM the replica has drained already (_drain_then_shut_down) and the pod's
+    # preStop delay let its endpoint go: Ray's own 30 s minimum drain of the proxy and of a
+    # direct-ingress replica would only outlast the pod's grace period.
+    os.environ.setdefault("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", "1")
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     proxy_port = cfg.port
     if os.environ.get(ENV_RAY_DIRECT_INGRESS, "1") == "1":
         # Direct ingress: the replica itself listens on --port (no proxy hop per token);
@@ -173,18 +179,41 @@ def _run_ray(cfg: ServeConfig) -> int:
         "context_length": cfg.context_length, "gpu_count": cfg.gpu_count,
     }
     stop = threading.Event()
+    ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # After ray.init: Ray's core installs a handler that ends the driver on SIGTERM at once
+    # (the pod's main process: the container, and every stream in it, went with it).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    log = logging.getLogger(PROG)
     try:
         serve.start(http_options={"host": cfg.host, "port": proxy_port})
         serve.run(build_app(args), name=DEPLOYMENT_NAME, route_prefix="/", blocking=False)
-        logging.getLogger(PROG).info("Ray Serve app ready on http://%s:%d", cfg.host, cfg.port)
+        log.info("Ray Serve app ready on http://%s:%d", cfg.host, cfg.port)
         stop.wait()
+        asyncio.run(_drain_then_shut_down(DEPLOYMENT_NAME, log))
     finally:
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        serve.shutdown()  # type: ignore[no-untyped-call]  # nothing left after the drain
         ray.shutdown()
     return 0
+
+
+async def _drain_then_shut_down(name: str, log: logging.Logger) -> None:
+    """What uvicorn's server does on SIGTERM, through the deployment's handle: running
+    requests finish (contract.SERVING_DRAIN_SECONDS), new and queued ones get a 503; then
+    Serve shuts down on the same loop (RAY_SERVE_THROUGHPUT_OPTIMIZED runs a handle's router
+    on its caller's loop, which must still run when the handle is shut down)."""
+    from ray import serve
+
+    budget = contract.SERVING_DRAIN_SECONDS
+    try:
+        handle = serve.get_deployment_handle(name, app_name=name)
+        left = int(await asyncio.wait_for(handle.drain.remote(budget), budget + 5))
+    except Exception as exc:  # the drain is best effort: shut down regardless
+        log.warning("drain failed (%s: %s); shutting down", type(exc).__name__, exc)
+    else:
+        if left:
+            log.warning("%d requests still running after the %ss drain", left, budget)
+    await serve.shutdown_async()  # type: ignore[no-untyped-call]
 
 
 def _free_port(host: str) -> int:

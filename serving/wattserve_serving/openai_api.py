@@ -133,6 +133,16 @@ class ServingAPI:
                      self.gate.running, self.gate.queued)
             self._loop.call_soon_threadsafe(self.gate.drain)
 
+    async def drain(self, timeout_s: float) -> int:
+        """The drain where no server handles the signal (Ray Serve): begin it, then wait up
+        to `timeout_s` for the running requests; returns how many were still running."""
+        self.begin_drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self.gate.running or self.gate.queued) and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        return self.gate.running
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -84,6 +84,11 @@ class WattserveDeployment:
         if not self.api.engine.ready():
             raise RuntimeError("model not loaded")
 
+    async def drain(self, timeout_s: float) -> int:
+        """SIGTERM on the single-node server (`wattserve-serve --server ray`): new and queued
+        requests get the retryable 503, running ones finish (at most `timeout_s`)."""
+        return await self.api.drain(timeout_s)
+
     @ingress.get("/v1/models")
     async def models(self, request: Request) -> Response:
         return await self.api.models(request)
@@ -124,6 +129,9 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     slots = 1 if cfg.engine == "llamacpp" else 256
     options: dict[str, Any] = {
         "max_ongoing_requests": slots + cfg.max_queue + CONTROL_REQUEST_HEADROOM,
+        # A replica Ray stops (scale-down, a new serveConfigV2) finishes what it runs within
+        # the same budget as the uvicorn server's drain (Ray's default, stated on purpose).
+        "graceful_shutdown_timeout_s": contract.SERVING_DRAIN_SECONDS,
         # llama.cpp threads are sized from the pod's CPU limit, not Ray's logical CPUs.
         "ray_actor_options": {"num_cpus": 0, "num_gpus": _replica_gpus(cfg)},
     }

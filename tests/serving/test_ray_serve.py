@@ -1,17 +1,22 @@
-"""The app under Ray Serve for real (`wattserve-serve --server ray`), one chat completion."""
+"""The app under Ray Serve for real (`wattserve-serve --server ray`): the OpenAI routes, and
+its drain on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 import openai
 import pytest
 
+from wattserve import contract
 from wattserve.devcluster.processes import free_port
 
 from serving_helpers import parse_metrics, smollm2_path
@@ -69,8 +74,10 @@ def test_chat_completion_under_ray_serve(direct_ingress: str) -> None:
         bad = httpx.post(url + "/v1/chat/completions", json={"model": "smollm2"}, timeout=10)
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
         assert_disconnect_cancels(url)
+        assert_sigterm_lets_a_running_stream_finish(proc, url)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -97,3 +104,47 @@ def assert_disconnect_cancels(url: str) -> None:
     time.sleep(1.0)
     assert generated(url) == after_close, "tokens kept being generated after the client left"
     assert after_close - before < 400
+
+
+def assert_sigterm_lets_a_running_stream_finish(proc: subprocess.Popen[str], url: str) -> None:
+    """SIGTERM on the main process, as the kubelet sends it (a scale-down, a rollout): the
+    running stream runs to its end, a request queued behind it gets the retryable 503, and
+    the process exits within the pod's grace.
+
+    Before: Ray's core ended the driver on SIGTERM at once (the container, and every stream
+    in it, with it); run by hand, the orphaned Ray workers finished the stream and served
+    new requests while nothing owned them."""
+    tokens = 300
+    body = {"model": "smollm2", "max_tokens": tokens, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "Count to one thousand."}]}
+    lines: list[str] = []
+    first = threading.Event()
+
+    def stream() -> None:
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as resp:
+            for line in resp.iter_lines():
+                if line:
+                    lines.append(line)
+                    first.set()
+        first.set()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert first.wait(60), "the stream sent nothing"
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # as the kubelet does: the main process only
+    # Behind the running stream (one slot): queued, then turned away by the drain.
+    late = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+        "model": "smollm2", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+    refused_after = time.monotonic() - stopped
+    reader.join(timeout=contract.SERVING_DRAIN_SECONDS + 10)
+    proc.wait(timeout=contract.SERVING_DRAIN_SECONDS + 20)
+    exited = time.monotonic() - stopped
+    assert lines and lines[-1] == "data: [DONE]", f"the stream was cut: {lines[-3:]}"
+    usage = json.loads(lines[-2].removeprefix("data: "))["usage"]
+    assert usage["completion_tokens"] == tokens, usage
+    assert late.status_code == 503, (late.status_code, late.text[:200])
+    assert late.json()["error"]["code"] == "shutting_down" and refused_after < 10
+    assert proc.returncode == 0, proc.returncode
+    assert exited < contract.SERVING_DRAIN_SECONDS + 20, exited
