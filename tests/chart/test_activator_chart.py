@@ -141,3 +141,11 @@ def test_without_chart_rbac_or_service_accounts_the_activator_creates_neither() 
     assert made == {"Deployment", "Service"}  # no ServiceAccount, (Cluster)Role or binding
     pod = by_kind(docs, "Deployment", "activator")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "act-sa"
+
+
+def test_a_deleted_activator_keeps_accepting_while_its_endpoint_goes_then_answers_what_it_holds(
+) -> None:
+    values = {"activator": {"enabled": True, "deadlineSeconds": 90}}
+    pod = by_kind(render(values), "Deployment", "activator")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert pod["terminationGracePeriodSeconds"] == 5 + 90 + 5  # preStop, deadline, exit
