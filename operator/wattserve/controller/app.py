@@ -164,12 +164,16 @@ async def serve(config: OperatorConfig, stop: asyncio.Event | None = None) -> No
                 f" energy {config.autoscale.energy_source})" if config.autoscale.enabled
                 else "off (no Prometheus URL)")
     async def wind_down() -> None:
-        """Stop acting, post the Events still queued, then hand the Lease over (idempotent)."""
+        """Stop acting, hand the Lease over, then post the Events still queued (idempotent).
+
+        The Lease goes first: nothing of ours writes state once the tasks are cancelled, and
+        Events are only a record, so the next leader need not wait for them (on a busy API
+        server their flush alone could outlast a short lease)."""
         await _cancel(tasks)
+        if elector is not None:  # after the last state write: the next leader starts at once
+            await elector.release()
         with contextlib.suppress(TimeoutError):  # Events still queued: a few seconds' grace
             await asyncio.wait_for(rec.events.flush(), EVENT_FLUSH_S)
-        if elector is not None:  # after the last write: the next leader starts at once
-            await elector.release()
 
     @kopf.on.cleanup(registry=registry, id="wind-down")
     async def wind_down_on_cleanup(**_: Any) -> None:
