@@ -8,7 +8,6 @@ a real coordination.k8s.io Lease, real ModelDeployments placed with their childr
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from pathlib import Path
@@ -29,9 +28,7 @@ LEASE_S = 4  # retry every 0.53 s, renew deadline 2.7 s
 
 
 def _metric(op: Operator, name: str, labels: str = "") -> float:
-    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
-    found = re.search(pattern, op.metrics(), re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    return op.metric(name, labels)
 
 
 def _leading(op: Operator) -> bool:

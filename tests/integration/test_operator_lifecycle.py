@@ -118,6 +118,29 @@ def test_deleted_or_edited_children_are_restored(operator: Operator, namespace: 
     wait_condition(cluster, namespace, NAME, "Ready", "True", timeout=90)
 
 
+def test_list_elements_others_add_to_a_child_are_kept_and_not_reapplied(
+        operator: Operator, namespace: str) -> None:
+    """An env var set by hand (or a sidecar a webhook injects) is another manager's element
+    of an associative list: server-side apply keeps it, so it is not drift. Before, the
+    Deployment was applied again on every resync (5 s here), forever."""
+    cluster = operator.cluster
+    cluster.apply(md_manifest(NAME, namespace))
+    wait_condition(cluster, namespace, NAME, "Ready", "True", timeout=90)
+    cluster.kubectl("set", "env", f"deployment/{NAME}", "HAND_SET=1", "-n", namespace)
+    time.sleep(2)  # the edit's watch event reconciled
+    applies = 'wattserve_operator_api_requests_total', '{verb="apply"}'
+    before = operator.metric(*applies)
+    time.sleep(3 * 5 + 1)  # three resyncs
+    assert operator.metric(*applies) == before, "the Deployment was applied again"
+    env = _deployment(cluster, namespace)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "HAND_SET", "value": "1"} in env
+    cluster.kubectl("set", "image", f"deployment/{NAME}", "serving=evil:latest",
+                    "-n", namespace)  # a field of ours still is drift
+    wait_for(lambda: _deployment(cluster, namespace)["spec"]["template"]["spec"]
+             ["containers"][0]["image"].startswith("ghcr.io/wattserve/"),
+             timeout=30, what="our image restored")
+
+
 def test_deleting_the_model_deployment_garbage_collects_its_children(
         operator: Operator, namespace: str) -> None:
     cluster = operator.cluster

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,12 @@ class Operator:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=5) as resp:
             return resp.read().decode()
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """One sample of the operator's /metrics (0 when absent)."""
+        pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
+        found = re.search(pattern, self.metrics(), re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
 
     def log(self) -> str:
         path = self.log_dir / f"operator-{self.starts}.log"
