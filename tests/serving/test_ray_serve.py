@@ -114,7 +114,7 @@ def assert_sigterm_lets_a_running_stream_finish(proc: subprocess.Popen[str], url
     Before: Ray's core ended the driver on SIGTERM at once (the container, and every stream
     in it, with it); run by hand, the orphaned Ray workers finished the stream and served
     new requests while nothing owned them."""
-    tokens = 300
+    tokens = 120  # seconds of decoding: longer than the drain takes to begin, well inside 20 s
     body = {"model": "smollm2", "max_tokens": tokens, "stream": True, "ignore_eos": True,
             "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": "Count to one thousand."}]}
