@@ -124,3 +124,20 @@ def test_a_model_of_one_parameter_finishes(tmp_path: Path,
     assert main(["simulate", "--generate", "hours=0.05,seed=1", "--model", str(tiny),
                  "--pools", POOLS, "--policy", "static,hpa", "-o", "json"]) == 0
     assert '"requests"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("source", "needles"), [
+    (["--trace", ""], ["--trace: empty path"]),  # an AttributeError traceback before
+    (["--generate", ""], ["--generate: empty"]),  # ran the default hour before
+    (["--generate", ",,,"], ["--generate: empty"]),
+    (["--generate", "hours=1,hours=2"], ["--generate hours: given twice"]),
+    (["--generate", "hours=1_0"], ["--generate hours: not a number"]),
+    (["--generate", "hours=inf"], ["--generate hours: not a number"]),
+    (["--generate", "rate"], ["expected K=V"]),
+    # said every prompt filled the context before
+    (["--generate", "hours=1e-300"], ["--generate hours=1e-300", "no requests"]),
+])
+def test_an_empty_or_malformed_trace_source_is_refused_by_its_flag(
+        source: list[str], needles: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2(["simulate", *source, "--model", SMOL, "--pools", POOLS], capsys,
+                     *needles)

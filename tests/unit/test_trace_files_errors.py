@@ -87,3 +87,36 @@ def test_columns_read_by_no_field_may_repeat(tmp_path: Path) -> None:
     path = tmp_path / "notes.csv"
     path.write_text("time,isl,osl,note,Note\n0,1,2,a,b\n")
     assert len(read_trace(path)) == 1
+
+
+def test_a_line_without_end_is_refused_not_read_into_memory(tmp_path: Path) -> None:
+    """/dev/zero (or any endless first line) filled the memory before."""
+    from wattserve.simulate.trace_rows import MAX_LINE
+
+    path = tmp_path / "endless.csv"
+    path.write_text("x" * (MAX_LINE + 10))
+    _refused(path, r"^line 1: longer than 16 MiB")
+    path.write_text("timestamp,prompt_tokens,output_tokens\n0,1,1\n" + "1" * (MAX_LINE + 10))
+    _refused(path, r"^line 3: longer than 16 MiB")
+
+
+def test_a_wrapper_object_on_one_line_is_read_like_a_pretty_printed_one(tmp_path: Path
+                                                                       ) -> None:
+    """json.dump's default output: taken as one JSON-lines record (no time column) before."""
+    records = [{"timestamp": t, "prompt_tokens": 5, "output_tokens": 3} for t in (0, 2)]
+    path = tmp_path / "compact.json"
+    path.write_text(json.dumps({"requests": records}))
+    assert len(read_trace(path)) == 2
+
+
+def test_the_records_are_the_top_level_array_not_a_nested_one_of_the_same_name(
+        tmp_path: Path) -> None:
+    """A nested "requests" key written first was replayed before (1 request, not 2)."""
+    nested = {"meta": {"requests": [{"timestamp": 0, "prompt_tokens": 1900,
+                                     "output_tokens": 5}]},
+              "requests": [{"timestamp": t, "prompt_tokens": 5, "output_tokens": 5}
+                           for t in (0, 100)]}
+    path = tmp_path / "nested.json"
+    path.write_text(json.dumps(nested, indent=1))
+    trace = read_trace(path)
+    assert [r.prompt_tokens for r in trace] == [5, 5]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -96,18 +97,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _generate(spec: str) -> list[TraceRequest]:
     kv: dict[str, float] = {}
     family = None
-    for part in filter(None, spec.split(",")):
-        key, _, value = part.partition("=")
-        if key.strip() == "family":
-            family = value.strip()
+    parts = [part.strip() for part in spec.split(",")]
+    if not any(parts):
+        raise ValueError("--generate: empty; give K=V pairs, e.g. hours=1,rate=2")
+    for part in parts:
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not key or not eq:
+            raise ValueError(f"--generate {part!r}: expected K=V")
+        if key in kv or (key == "family" and family is not None):
+            raise ValueError(f"--generate {key}: given twice")
+        if key == "family":
+            family = value
             continue
-        try:
-            kv[key.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--generate {key.strip()}: not a number: {value!r}") from None
+        if not _NUMBER.fullmatch(value):  # float() would take "1_0", "inf" and other digits
+            raise ValueError(f"--generate {key}: not a number: {value!r}")
+        kv[key] = float(value)
     seed = kv.get("seed", 1)
     if not (math.isfinite(seed) and abs(seed) < 2**63 and seed == int(seed)):
         raise ValueError(f"--generate seed must be a finite integer, got {seed}")
@@ -156,7 +166,9 @@ def run(argv: list[str]) -> int:
             raise ValueError(f"--pools {args.pools}: {exc.strerror or exc}") from None
         pool, perf = place(md, pools)
         read: TraceFile | None = None
-        if args.trace:
+        if args.trace is not None:
+            if not args.trace:
+                raise ValueError("--trace: empty path")
             try:
                 read = read_trace_file(args.trace,
                                    rate_scale=1.0 if args.rate_scale is None else args.rate_scale,
@@ -175,6 +187,9 @@ def run(argv: list[str]) -> int:
                 print(f"wattserve simulate: --trace {args.trace}: {note}", file=sys.stderr)
         else:
             trace = _generate(args.generate)
+            if not trace:
+                raise ValueError(f"--generate {args.generate}: the trace has no requests "
+                                 "(raise hours or rate)")
         if args.fit_lengths:
             load = md.spec.expected_load
             trace = scale_lengths(trace, load.prompt_tokens, load.output_tokens)

@@ -15,7 +15,6 @@ import gzip
 import io
 import itertools
 import json
-import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, TextIO
 
 MAX_FIELD = 1 << 20  # bytes in one CSV field (hash-id lists can be long)
 MAX_JSON_BYTES = 512 << 20  # a JSON document read whole (an array, or a wrapper object)
+MAX_LINE = 16 << 20  # characters in one line of CSV or JSON lines (/dev/zero has no end)
 _GZIP_MAGIC = b"\x1f\x8b"
 LONG_NUMBER = "a number with more digits than can be read"
 
@@ -50,29 +50,46 @@ def rows(path: Path, check_header: Callable[[list[str]], None] = lambda names: N
     with _open(path) as fh:
         try:
             skipped = 0
-            first = fh.readline()
+            first = fh.readline(MAX_LINE + 1)
             while first and not first.strip():
                 skipped += 1
-                first = fh.readline()
+                first = fh.readline(MAX_LINE + 1)
             head = first.lstrip()[:1]
-            if head == "[":
+            if head == "[" or (head == "{" and len(first) > MAX_LINE):
                 yield from _json_document(first + _bounded(fh), skipped)
+            elif len(first) > MAX_LINE:
+                raise ValueError(f"line {1 + skipped}: {_TOO_LONG}")
             elif head == "{":
-                yield from _json_lines(first, fh, skipped)
+                yield from _json_lines(first, _lines(fh, 2 + skipped), skipped)
             elif head:
-                yield from _csv_rows(first, fh, skipped, check_header)
+                yield from _csv_rows(first, _lines(fh, 2 + skipped), skipped, check_header)
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise ValueError(f"{path.name}: a damaged gzip file ({exc})") from None
 
 
+_TOO_LONG = f"longer than {MAX_LINE >> 20} MiB (not a trace line)"
+
+
+def _lines(fh: TextIO, number: int) -> Iterator[str]:
+    """The file's lines from line ``number`` on, none longer than MAX_LINE."""
+    while line := fh.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE:
+            raise ValueError(f"line {number}: {_TOO_LONG}")
+        yield line
+        number += 1
+
+
 def _bounded(fh: TextIO) -> str:
     text = fh.read(MAX_JSON_BYTES + 1)
     if len(text) > MAX_JSON_BYTES:
-        raise ValueError(f"a JSON document over {MAX_JSON_BYTES >> 20} MiB: write it as JSON "
-                         "lines (one record per line), which are streamed")
+        raise ValueError(_DOCUMENT_TOO_LONG)
     return text
+
+
+_DOCUMENT_TOO_LONG = (f"a JSON document over {MAX_JSON_BYTES >> 20} MiB: write it as JSON "
+                      "lines (one record per line), which are streamed")
 
 
 def _loads(text: str, where: str = "", what: str = "JSON") -> Any:
@@ -100,13 +117,7 @@ def _json_document(text: str, skipped: int) -> Iterator[tuple[int, Mapping[str, 
                              f"({', '.join(repr(k) for k, _ in arrays[:4])}): which one holds "
                              "the requests is unclear; write the records as an array or as "
                              "JSON lines")
-        key = re.escape(json.dumps(arrays[0][0]))
-        found = re.search(key + r"\s*:\s*\[", text)
-        if found is None:  # the key spelled with escapes: records without their lines
-            for obj in arrays[0][1]:
-                yield 1 + skipped, _object(obj, 1 + skipped)
-            return
-        start = found.end() - 1
+        start = _top_level_value(text, arrays[0][0], decoder)
     elif isinstance(data, list):
         start = text.index("[")
     else:
@@ -124,17 +135,57 @@ def _json_document(text: str, skipped: int) -> Iterator[tuple[int, Mapping[str, 
         yield line, _object(obj, line)
 
 
-def _json_lines(first: str, fh: TextIO, skipped: int
+def _top_level_value(text: str, key: str, decoder: json.JSONDecoder) -> int:
+    """Where the value of ``key`` in the (valid) JSON object ``text`` begins: the object's
+    own key, not one of a nested object (``{"meta": {"requests": [...]}, "requests": ...}``);
+    the last one when the key repeats, as json.loads keeps."""
+    pos, found = text.index("{") + 1, -1
+    while True:
+        pos = _skip(text, pos, " \t\r\n,")
+        if text[pos] == "}":
+            return found
+        name, pos = decoder.raw_decode(text, pos)
+        pos = _skip(text, pos, " \t\r\n:")
+        if name == key:
+            found = pos
+        _, pos = decoder.raw_decode(text, pos)
+
+
+def _skip(text: str, pos: int, chars: str) -> int:
+    while text[pos] in chars:
+        pos += 1
+    return pos
+
+
+def _json_lines(first: str, lines: Iterator[str], skipped: int
                 ) -> Iterator[tuple[int, Mapping[str, Any]]]:
     if not first.rstrip().endswith("}"):  # a JSON document over several lines
-        yield from _json_document(first + _bounded(fh), skipped)
+        yield from _json_document(first + _joined(lines), skipped)
         return
-    for i, line in enumerate(itertools.chain([first], fh), start=1 + skipped):
+    pending: list[str] = []
+    for line in lines:
+        pending.append(line)
+        if line.strip():
+            break
+    else:  # the file is one line: a record, or a wrapper written compactly (json.dump)
+        yield from _json_document(first, skipped)
+        return
+    for i, line in enumerate(itertools.chain([first], pending, lines), start=1 + skipped):
         if line.strip():
             yield i, _object(_loads(line, f"line {i}: ", "a JSON object"), i)
 
 
-def _csv_rows(first: str, fh: TextIO, skipped: int,
+def _joined(lines: Iterator[str]) -> str:
+    parts, size = [], 0
+    for line in lines:
+        size += len(line)
+        if size > MAX_JSON_BYTES:
+            raise ValueError(_DOCUMENT_TOO_LONG)
+        parts.append(line)
+    return "".join(parts)
+
+
+def _csv_rows(first: str, fh: Iterator[str], skipped: int,
               check_header: Callable[[list[str]], None],
               ) -> Iterator[tuple[int, Mapping[str, Any]]]:
     delim = max(",\t;", key=first.count)
