@@ -131,3 +131,28 @@ def test_a_bad_incumbent_exits_2_with_one_line(text: str, tmp_path: Path,
                  "--incumbent", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wattserve plan: --incumbent: ")
+
+
+_ENTRY = ("{{namespace: {ns}, modelDeployment: smol-00, fleet: {{pool: cpu-general, replicas: 1}}, "
+          "placement: {{cpuRequest: {cpu}, memoryRequestGiB: 1}}}}")
+
+
+@pytest.mark.parametrize(("models", "needle"), [
+    # 5e-324 CPUs made the node room infinite: an OverflowError traceback before
+    ([_ENTRY.format(ns="default", cpu="5e-324")], "models[0].placement.cpuRequest: must be"),
+    ([_ENTRY.format(ns="default", cpu="1e308")], "models[0].placement.cpuRequest: must be"),
+    ([_ENTRY.format(ns="5", cpu="1")], "models[0].namespace: not a name"),
+    ([_ENTRY.format(ns="default", cpu="1")] * 2, "models[1]: default/smol-00 is listed twice"),
+])
+def test_an_incumbent_with_requests_out_of_range_or_models_twice_is_refused_by_its_field(
+        models: list[str], needle: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [" + ", ".join(models) + "]\n")
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    assert main(["plan", "-f", str(twelve(folder)), "--pools", POOLS, "--no-optimum",
+                 "--incumbent", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wattserve plan: --incumbent: "), err
+    assert needle in err[0], err[0]

@@ -47,14 +47,21 @@ class IncumbentError(ValueError):
 _ANY: frozenset[str] = frozenset()  # Fields(strict=False): other keys are the plan's own
 
 
-def _positive(value: object, path: str) -> float:
-    """A finite number > 0 (an integer or a float, not a boolean nor a string)."""
+# A request's bounds: Kubernetes' smallest quantities (1m CPU, 1 KiB) to far past any node.
+_CPU_RANGE = (0.001, 1e5)
+_MEMORY_GIB_RANGE = (2.0**-20, 1e7)
+
+
+def _positive(value: object, path: str, bounds: tuple[float, float]) -> float:
+    """A finite number within ``bounds`` (an integer or a float, not a boolean nor a
+    string)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(path, "must be a number, got " + ("nothing" if value is None
                                                             else type(value).__name__))
     number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise SpecError(path, f"must be finite and > 0, got {value}")
+    low, high = bounds
+    if not (math.isfinite(number) and low <= number <= high):
+        raise SpecError(path, f"must be between {low:g} and {high:g}, got {value:.6g}")
     return number
 
 
@@ -78,7 +85,12 @@ def incumbent_of(payload: object, members: list[Member],
                 raise IncumbentError(f"{where}.{name}: not a mapping")
         if not isinstance(fleet.get("pool", ""), str):
             raise IncumbentError(f"{where}.fleet.pool: not a pool name")
+        for field in ("namespace", "modelDeployment"):
+            if not isinstance(item.get(field, ""), str):
+                raise IncumbentError(f"{where}.{field}: not a name")
         key = (str(item.get("namespace", "")), str(item.get("modelDeployment", "")))
+        if key in out:
+            raise IncumbentError(f"{where}: {key[0]}/{key[1]} is listed twice")
         member = by_key.get(key)
         pool = fleet.get("pool") if isinstance(fleet, dict) else None
         if member is None or pool is None:
@@ -89,8 +101,9 @@ def incumbent_of(payload: object, members: list[Member],
             shape = Fields(placement, f"{where}.placement", allowed=_ANY, strict=False)
             tensor_parallel = shape.int_default("tensorParallel", 0, minimum=0,
                                                 maximum=max(TENSOR_PARALLEL_OPTIONS))
-            cpu = _positive(shape.raw("cpuRequest"), shape.at("cpuRequest"))
-            memory = _positive(shape.raw("memoryRequestGiB"), shape.at("memoryRequestGiB"))
+            cpu = _positive(shape.raw("cpuRequest"), shape.at("cpuRequest"), _CPU_RANGE)
+            memory = _positive(shape.raw("memoryRequestGiB"), shape.at("memoryRequestGiB"),
+                               _MEMORY_GIB_RANGE)
         except SpecError as exc:
             raise IncumbentError(str(exc)) from None
         cand = next((c for c in member.plan.candidates if c.pool == pool and c.feasible), None)

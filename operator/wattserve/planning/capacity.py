@@ -254,7 +254,12 @@ def _copies(node: Resources, request: Resources) -> int:
     for have, need in ((node.cpu, request.cpu), (node.memory_gib, request.memory_gib),
                        (node.gpus, request.gpus)):
         if need > 0:
-            count = math.floor(have / need + _EPS)
+            ratio = have / need
+            if not math.isfinite(ratio):  # a vanishing request: this resource binds nothing
+                if have < 0:
+                    return 0
+                continue
+            count = math.floor(ratio + _EPS)
             if count <= 0:
                 return 0
             best = count if best < 0 else min(best, count)
