@@ -141,3 +141,19 @@ def test_an_empty_or_malformed_trace_source_is_refused_by_its_flag(
         source: list[str], needles: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     _one_line_exit_2(["simulate", *source, "--model", SMOL, "--pools", POOLS], capsys,
                      *needles)
+
+
+def test_a_bad_pool_document_is_named_by_file_and_document_and_duplicates_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = [d for d in yaml.safe_load_all(Path(POOLS).read_text()) if d]
+    bad = [*docs[:2], {**docs[2], "spec": {**docs[2]["spec"], "node": {
+        **docs[2]["spec"]["node"], "cpu": "many"}}}]
+    path = tmp_path / "pools.yaml"
+    path.write_text(yaml.safe_dump_all(bad))
+    args = ["simulate", "--generate", "hours=0.05,rate=0.5", "--model", SMOL, "--no-oracle"]
+    # said only "spec.node.cpu: ..." before, of a file with several documents
+    _one_line_exit_2([*args, "--pools", str(path)], capsys, f"{path}: document 3: spec.node.cpu")
+    path.write_text(yaml.safe_dump_all([*docs, docs[0]]))
+    # planned on both before ("no feasible placement: cpu-local: ...; cpu-local: ...")
+    _one_line_exit_2([*args, "--pools", str(path)], capsys,
+                     f"ServingPool {docs[0]['metadata']['name']!r} is defined twice")

@@ -6,14 +6,15 @@ The spec -> :class:`ScalingInputs` adapter (``scaling_inputs``) is the autoscale
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wattserve.api import (
     ModelDeployment,
     ServingPool,
+    SpecError,
     load_yaml_documents,
     parse_model_deployment,
     parse_serving_pool,
@@ -62,6 +63,7 @@ class Scenario:
 
 
 KNOWN_KINDS = ("ModelDeployment", "ServingPool")
+T = TypeVar("T")
 
 
 def _documents(path: str | Path) -> list[dict[str, Any]]:
@@ -76,22 +78,44 @@ def _documents(path: str | Path) -> list[dict[str, Any]]:
     return docs
 
 
+def _parsed(path: str | Path, docs: list[dict[str, Any]], kind: str,
+            parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    """The documents of ``kind``, parsed; an error names the file and, among several,
+    the document (as `wattserve plan` does)."""
+    out = []
+    for index, doc in enumerate(docs):
+        if doc.get("kind") != kind:
+            continue
+        try:
+            out.append(parse(doc))
+        except SpecError as exc:
+            where = f"{path}" if len(docs) == 1 else f"{path}: document {index + 1}"
+            raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
 def load_model(path: str | Path) -> ModelDeployment:
     docs = _documents(path)
-    mds = [d for d in docs if d.get("kind") == "ModelDeployment"]
-    if not mds:
+    count = sum(d.get("kind") == "ModelDeployment" for d in docs)
+    if not count:
         raise ValueError(f"{path}: no ModelDeployment document")
-    if len(mds) > 1:
-        raise ValueError(f"{path}: {len(mds)} ModelDeployment documents; a simulation "
+    if count > 1:
+        raise ValueError(f"{path}: {count} ModelDeployment documents; a simulation "
                          "replays one (split the file)")
-    return parse_model_deployment(mds[0])
+    return _parsed(path, docs, "ModelDeployment", parse_model_deployment)[0]
 
 
 def load_pools(path: str | Path) -> list[ServingPool]:
     docs = _documents(path)
-    pools = [parse_serving_pool(d) for d in docs if d.get("kind") == "ServingPool"]
+    pools = _parsed(path, docs, "ServingPool", parse_serving_pool)
     if not pools:
         raise ValueError(f"{path}: no ServingPool document")
+    seen: set[str] = set()
+    for pool in pools:
+        if pool.name in seen:  # one object per name in a cluster: refused, as plan does
+            raise ValueError(f"{path}: ServingPool {pool.name!r} is defined twice; the API "
+                             "server keeps one object per name: remove or rename one")
+        seen.add(pool.name)
     return pools
 
 
