@@ -5,6 +5,7 @@ from wattserve.api.manifests import (
     MAX_MANIFEST_CHARS,
     load_yaml_documents,
     parse_documents,
+    parse_each,
     read_manifest,
     require_type_meta,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "Tuning",
     "load_yaml_documents",
     "parse_documents",
+    "parse_each",
     "parse_model_deployment",
     "parse_serving_pool",
     "read_manifest",

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -25,6 +26,7 @@ from wattserve.api.errors import SpecError
 from wattserve.api.quantities import _kind
 
 MAX_MANIFEST_CHARS: Final = 16 << 20  # a YAML file of ModelDeployments or pools, never this large
+T = TypeVar("T")
 _INT_TAG: Final = "tag:yaml.org,2002:int"
 _FLOAT_TAG: Final = "tag:yaml.org,2002:float"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
@@ -211,3 +213,20 @@ def require_type_meta(docs: list[dict[str, Any]], path: str) -> None:
         if missing:
             raise SpecError(path, f"document {index + 1}: {' and '.join(missing)} not set "
                             "(kubectl refuses an object without them)")
+
+
+def parse_each(docs: list[dict[str, Any]], path: str, parse: Callable[[dict[str, Any]], T],
+               kind: str | None = None) -> list[T]:
+    """The documents (those of ``kind``, when given) parsed; a SpecError is raised again
+    naming the file and, among several documents, the one at fault
+    (``pools.yaml: document 3: spec.node.cpu: ...``)."""
+    out = []
+    for index, doc in enumerate(docs):
+        if kind is not None and doc.get("kind") != kind:
+            continue
+        try:
+            out.append(parse(doc))
+        except SpecError as exc:
+            where = path if len(docs) == 1 else f"{path}: document {index + 1}"
+            raise SpecError("", f"{where}: {exc}") from None
+    return out

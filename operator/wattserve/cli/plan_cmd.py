@@ -17,6 +17,7 @@ from wattserve.api import (
     SpecError,
     load_yaml_documents,
     parse_documents,
+    parse_each,
     parse_model_deployment,
     parse_serving_pool,
     read_manifest,
@@ -192,13 +193,10 @@ def _load(paths: list[str], kind: str, parse: Callable[[object], T]) -> list[T]:
     """Parse every document of every file; errors name the file, document and field."""
     out: list[T] = []
     for path in paths:
-        docs = _docs(path, kind)
-        for index, doc in enumerate(docs):
-            try:
-                out.append(parse(doc))
-            except SpecError as exc:
-                where = f"{path}" if len(docs) == 1 else f"{path}: document {index + 1}"
-                raise _InputError(f"{where}: {exc}") from None
+        try:
+            out.extend(parse_each(_docs(path, kind), path, parse))
+        except SpecError as exc:
+            raise _InputError(str(exc)) from None
     return out
 
 

@@ -6,16 +6,16 @@ The spec -> :class:`ScalingInputs` adapter (``scaling_inputs``) is the autoscale
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from wattserve.api import (
     ModelDeployment,
     ServingPool,
-    SpecError,
     load_yaml_documents,
+    parse_each,
     parse_model_deployment,
     parse_serving_pool,
     read_manifest,
@@ -63,7 +63,6 @@ class Scenario:
 
 
 KNOWN_KINDS = ("ModelDeployment", "ServingPool")
-T = TypeVar("T")
 
 
 def _documents(path: str | Path) -> list[dict[str, Any]]:
@@ -78,22 +77,6 @@ def _documents(path: str | Path) -> list[dict[str, Any]]:
     return docs
 
 
-def _parsed(path: str | Path, docs: list[dict[str, Any]], kind: str,
-            parse: Callable[[dict[str, Any]], T]) -> list[T]:
-    """The documents of ``kind``, parsed; an error names the file and, among several,
-    the document (as `wattserve plan` does)."""
-    out = []
-    for index, doc in enumerate(docs):
-        if doc.get("kind") != kind:
-            continue
-        try:
-            out.append(parse(doc))
-        except SpecError as exc:
-            where = f"{path}" if len(docs) == 1 else f"{path}: document {index + 1}"
-            raise ValueError(f"{where}: {exc}") from None
-    return out
-
-
 def load_model(path: str | Path) -> ModelDeployment:
     docs = _documents(path)
     count = sum(d.get("kind") == "ModelDeployment" for d in docs)
@@ -102,12 +85,12 @@ def load_model(path: str | Path) -> ModelDeployment:
     if count > 1:
         raise ValueError(f"{path}: {count} ModelDeployment documents; a simulation "
                          "replays one (split the file)")
-    return _parsed(path, docs, "ModelDeployment", parse_model_deployment)[0]
+    return parse_each(docs, str(path), parse_model_deployment, "ModelDeployment")[0]
 
 
 def load_pools(path: str | Path) -> list[ServingPool]:
     docs = _documents(path)
-    pools = _parsed(path, docs, "ServingPool", parse_serving_pool)
+    pools = parse_each(docs, str(path), parse_serving_pool, "ServingPool")
     if not pools:
         raise ValueError(f"{path}: no ServingPool document")
     seen: set[str] = set()
