@@ -157,3 +157,11 @@ def test_a_bad_pool_document_is_named_by_file_and_document_and_duplicates_are_re
     # planned on both before ("no feasible placement: cpu-local: ...; cpu-local: ...")
     _one_line_exit_2([*args, "--pools", str(path)], capsys,
                      f"ServingPool {docs[0]['metadata']['name']!r} is defined twice")
+
+
+def test_an_idle_timeout_without_scale_to_zero_is_refused_not_ignored(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_exit_2([*GEN, "--no-oracle", "--idle-timeout", "300"], capsys,
+                     "--idle-timeout", "--min-replicas 0")
+    assert main([*GEN, "--no-oracle", "--policy", "wattserve", "--idle-timeout", "300",
+                 "--min-replicas", "0"]) == 0

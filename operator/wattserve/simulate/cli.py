@@ -160,6 +160,9 @@ def run(argv: list[str]) -> int:
         least = md.spec.scaling.min_replicas if args.min_replicas is None else args.min_replicas
         if least > most:
             raise ValueError(f"--min-replicas ({least}) must be <= --max-replicas ({most})")
+        if args.idle_timeout is not None and least > 0:  # it would be ignored
+            raise ValueError(f"--idle-timeout applies to scale to zero, and the model keeps "
+                             f"{least} replicas (add --min-replicas 0)")
         try:
             pools = load_pools(args.pools)
         except OSError as exc:
