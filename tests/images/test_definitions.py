@@ -219,6 +219,7 @@ def test_cli_rejects_an_unknown_image_in_one_line(capsys: pytest.CaptureFixture[
     assert run(["build", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no image definition 'nope'" in err
+    assert err.startswith("wattserve images: ")  # the command as typed (was "images: ")
 
 
 def test_cli_lists_definitions_as_json(capsys: pytest.CaptureFixture[str]) -> None:

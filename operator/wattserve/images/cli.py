@@ -143,12 +143,12 @@ def run(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
-        print(f"images: {exc}", file=sys.stderr)
+        print(f"wattserve images: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     if getattr(args, "socket", None) is not None and not args.socket.exists():
-        print(f"images: --socket {args.socket}: no such socket", file=sys.stderr)
+        print(f"wattserve images: --socket {args.socket}: no such socket", file=sys.stderr)
         return 2
     # A SIGTERM unwinds like an exception, so a half-done build removes its temporary rootfs.
     with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
@@ -156,8 +156,8 @@ def run(argv: list[str]) -> int:
     try:
         return _dispatch(args)
     except (_UsageError, DefinitionError) as exc:
-        print(f"images: {exc}", file=sys.stderr)
+        print(f"wattserve images: {exc}", file=sys.stderr)
         return 2
     except (BuildError, ContainerdError) as exc:
-        print(f"images: {exc}", file=sys.stderr)
+        print(f"wattserve images: {exc}", file=sys.stderr)
         return 1
